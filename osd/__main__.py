@@ -1,0 +1,3 @@
+from osd.cli.app import main
+
+main()

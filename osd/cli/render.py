@@ -1,0 +1,141 @@
+"""Rich output: tables, progress, and the one-line messages of the command line."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
+    return str(value)
+
+
+def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], caption: str | None = None) -> Table:
+    t = Table(title=title, caption=caption, title_justify="left")
+    for i, c in enumerate(columns):
+        t.add_column(c, justify="left" if i == 0 else "right")
+    for r in rows:
+        t.add_row(*(fmt(v) for v in r))
+    return t
+
+
+def show(*renderables: Any) -> None:
+    for r in renderables:
+        out.print(r)
+
+
+def emit_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def warning(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def note(message: str) -> None:
+    err.print(f"[dim]{message}[/]", highlight=False, soft_wrap=True)
+
+
+class _RichTask:
+    def __init__(self, progress: Progress, task_id: int):
+        self.progress, self.task_id = progress, task_id
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        info = "  ".join(f"{k} {fmt(v)}" for k, v in fields.items())
+        self.progress.update(self.task_id, advance=n, info=info)
+
+
+class RichReporter:
+    """Progress bars on stderr, so that ``--json`` keeps stdout clean."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    @contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[_RichTask]:
+        progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            console=err, transient=False, disable=self.quiet,
+        )
+        with progress:
+            tid = progress.add_task(description, total=total, info="")
+            yield _RichTask(progress, tid)
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            note(message)
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+
+# ---------------------------------------------------------------- per-command views
+
+
+def show_data_report(r: Any) -> None:
+    show(table(f"NEU images ({r.neu_layout or 'not found'}) in {r.neu_root}", ["class", "images"],
+               [*r.neu_counts.items(), ("total", sum(r.neu_counts.values()))]))
+    if r.image_sizes:
+        show(table("Image sizes and formats", ["size / format", "images"],
+                   [*r.image_sizes.items(), *r.image_formats.items()]))
+    for name, s in r.splits.items():
+        rows = []
+        for cls, c in s["counts"].items():
+            role = "known" if cls in s["known"] else "unknown"
+            rows.append([cls, role, c["train"], c["val"], c["test"]])
+        show(table(f"Split {name.upper()}", ["class", "role", "train", "val", "test"], rows,
+                   caption=f"manifest: {s['manifest']}"))
+    show(table("Byte-identical duplicates (kept in one partition)", ["files"],
+               [[" = ".join(g)] for g in r.duplicates] or [["none"]]))
+    if r.unreadable:
+        show(table("Unreadable files (skipped)", ["path"], [[p] for p in r.unreadable]))
+    if r.normal:
+        n = r.normal
+        rows = [["source", f"{n.get('source')} ({n.get('root')})"]]
+        if "csv_format" in n:
+            rows.append(["train.csv format", n["csv_format"]])
+        rows += [["normal images", n.get("normal_images")]]
+        if "defective_images" in n:
+            rows.append(["defective images", n["defective_images"]])
+        show(table("Normal images (stage 1)", ["", ""], rows))
+        if "partitions" in n:
+            show(table("Normal partitions (split by image)", ["partition", "images", "usable crops"],
+                       [[k, v["images"], v["crops"]] for k, v in n["partitions"].items()]))
+    for msg in r.notes:
+        note(msg)
+    if r.ok:
+        out.print("[green]data usable[/]")

@@ -1,0 +1,390 @@
+"""The project file (``osd.toml``): frozen dataclasses, loading, ``--set`` overrides, validation.
+
+Every setting lives in one dataclass field. Field metadata carries the help text written
+into a new project file and the constraints checked on load, so the file ``osd init``
+writes, the validation and the defaults cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from osd.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+PROJECT_FILE = "osd.toml"
+NEU_CLASSES = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
+SPLIT_NAMES = ("a", "b", "c")
+
+
+def opt(default: Any, help: str, **checks: Any) -> Any:
+    """A dataclass field with its help text and constraints (gt, ge, le, lt, choices)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **checks})
+    return field(default=default, metadata={"help": help, **checks})
+
+
+@dataclass(frozen=True)
+class ProjectSection:
+    output_dir: str = opt("outputs", "folder for every artifact, relative to this file")
+    seed: int = opt(0, "seed for splits, training and sampling", ge=0)
+    device: str = opt("auto", "compute device: auto | cpu | cuda | mps", choices=("auto", "cpu", "cuda", "mps"))
+    threads: int = opt(0, "CPU threads for torch (0 = torch's default)", ge=0)
+
+
+@dataclass(frozen=True)
+class NeuSection:
+    root: str = opt("data/NEU-DET", "NEU images: NEU-CLS or NEU-DET files, or one folder per class")
+
+
+@dataclass(frozen=True)
+class NormalSection:
+    severstal_root: str = opt("", "Severstal folder with train_images/ and train.csv ('' = not used)")
+    folder: str = opt("", "instead of Severstal: a plain folder of defect-free images ('' = not used)")
+    crop_size: int = opt(256, "square crops cut from each normal image (pixels)", gt=0)
+    crop_stride: int = opt(256, "step between crops (pixels)", gt=0)
+    dark_threshold: int = opt(30, "grey level under which a pixel counts as background", ge=0, le=255)
+    max_dark_fraction: float = opt(0.5, "crops with more background than this are skipped", ge=0.0, le=1.0)
+    bank_fraction: float = opt(0.7, "share of normal images (by image id) for the memory bank", gt=0.0, lt=1.0)
+    calibration_fraction: float = opt(0.15, "share for the threshold; the rest is test", gt=0.0, lt=1.0)
+
+
+@dataclass(frozen=True)
+class SplitDef:
+    known: list[str] = opt([], "known classes: train, validation and test")
+    unknown: list[str] = opt([], "unknown classes: test only")
+
+
+@dataclass(frozen=True)
+class SplitsSection:
+    train_fraction: float = opt(0.6, "share of each known class used for training", gt=0.0, lt=1.0)
+    val_fraction: float = opt(0.2, "share for validation (thresholds); the rest is test", gt=0.0, lt=1.0)
+    unknown_test: str = opt(
+        "balanced",
+        "unknown test images: balanced (as many per class as a known class has) | all",
+        choices=("balanced", "all"),
+    )
+    a: SplitDef = field(
+        default_factory=lambda: SplitDef(
+            ["inclusion", "patches", "pitted_surface", "rolled-in_scale"], ["crazing", "scratches"]
+        )
+    )
+    b: SplitDef = field(
+        default_factory=lambda: SplitDef(
+            ["crazing", "patches", "rolled-in_scale", "scratches"], ["inclusion", "pitted_surface"]
+        )
+    )
+    c: SplitDef = field(
+        default_factory=lambda: SplitDef(
+            ["crazing", "inclusion", "pitted_surface", "scratches"], ["patches", "rolled-in_scale"]
+        )
+    )
+
+
+WEIGHTS_HELP = "imagenet (torchvision download) | none (random init) | path to a .pth state dict"
+
+
+@dataclass(frozen=True)
+class ClassifierSection:
+    arch: str = opt("resnet50", "torchvision classification model (resnet18, resnet50, wide_resnet50_2 ...)")
+    weights: str = opt("imagenet", WEIGHTS_HELP)
+    image_size: int = opt(224, "input size in pixels (NEU images are 200x200)", ge=32)
+    epochs: int = opt(30, "training epochs; the best one on validation accuracy is kept", gt=0)
+    batch_size: int = opt(32, "training batch size", gt=0)
+    lr: float = opt(0.001, "peak learning rate (one-cycle schedule)", gt=0.0)
+    weight_decay: float = opt(0.0005, "weight decay", ge=0.0)
+    optimizer: str = opt("adamw", "adamw | sgd", choices=("adamw", "sgd"))
+    label_smoothing: float = opt(0.0, "label smoothing of the cross-entropy loss", ge=0.0, lt=1.0)
+    augment: bool = opt(True, "flips, 90-degree turns and small shifts (no colour changes)")
+    workers: int = opt(0, "data-loading worker processes", ge=0)
+
+
+@dataclass(frozen=True)
+class OsrSection:
+    acceptance: float = opt(0.95, "share of known validation images accepted by tau and kappa", gt=0.0, lt=1.0)
+    covariance: str = opt(
+        "ledoitwolf", "shared covariance estimator: ledoitwolf | oas | empirical",
+        choices=("ledoitwolf", "oas", "empirical"),
+    )
+    normalize: str = opt("l2", "embedding normalisation before Mahalanobis: l2 | none", choices=("l2", "none"))
+
+
+@dataclass(frozen=True)
+class PatchcoreSection:
+    backbone: str = opt("wide_resnet50_2", "torchvision ResNet used as patch feature extractor")
+    weights: str = opt("imagenet", WEIGHTS_HELP)
+    image_size: int = opt(224, "input size in pixels", ge=32)
+    layers: list[str] = opt(["layer2", "layer3"], "backbone layers whose features are concatenated")
+    coreset_ratio: float = opt(0.1, "share of patch features kept in the memory bank", gt=0.0, le=1.0)
+    projection_dim: int = opt(128, "random projection size used for coreset selection", gt=0)
+    reduce_dim: int = opt(0, "random projection of the stored features (0 = keep full dimension)", ge=0)
+    max_bank_images: int = opt(200, "cap on memory-bank images (seeded sample)", gt=0)
+    num_neighbors: int = opt(1, "1 = max patch distance; >1 = the paper's re-weighting over that many", gt=0)
+    search: str = opt("torch", "nearest-neighbour search: torch | faiss (if installed)", choices=("torch", "faiss"))
+    batch_size: int = opt(8, "images per feature-extraction batch", gt=0)
+    acceptance: float = opt(0.95, "share of calibration normals accepted by the threshold", gt=0.0, lt=1.0)
+
+
+@dataclass(frozen=True)
+class CascadeSection:
+    use_kappa: bool = opt(True, "stage 2 calls an image unknown when its max softmax < kappa")
+    mode: str = opt(
+        "ignore_no_defect", "mode printed first: strict | ignore_no_defect",
+        choices=("strict", "ignore_no_defect"),
+    )
+
+
+@dataclass(frozen=True)
+class BenchSection:
+    batch_size: int = opt(16, "batch size for the throughput measurement", gt=0)
+    runs: int = opt(20, "timed single-image runs", gt=0)
+    warmup: int = opt(3, "untimed runs before timing", ge=0)
+
+
+@dataclass(frozen=True)
+class Config:
+    project: ProjectSection = field(default_factory=ProjectSection)
+    neu: NeuSection = field(default_factory=NeuSection)
+    normal: NormalSection = field(default_factory=NormalSection)
+    splits: SplitsSection = field(default_factory=SplitsSection)
+    classifier: ClassifierSection = field(default_factory=ClassifierSection)
+    osr: OsrSection = field(default_factory=OsrSection)
+    patchcore: PatchcoreSection = field(default_factory=PatchcoreSection)
+    cascade: CascadeSection = field(default_factory=CascadeSection)
+    bench: BenchSection = field(default_factory=BenchSection)
+    base_dir: Path = field(default=Path("."), metadata={"internal": True})
+
+    def path(self, value: str) -> Path:
+        """Resolve a path setting against the project file's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def output_dir(self) -> Path:
+        return self.path(self.project.output_dir)
+
+    def split(self, name: str) -> SplitDef:
+        name = name.lower()
+        if name not in SPLIT_NAMES:
+            raise ConfigError(f"unknown split {name!r}: choose one of {', '.join(SPLIT_NAMES)}")
+        return getattr(self.splits, name)
+
+    def section(self, name: str) -> dict[str, Any]:
+        return dataclasses.asdict(getattr(self, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: dataclasses.asdict(getattr(self, f.name)) for f in public_fields(Config)}
+        out["base_dir"] = str(self.base_dir)
+        return out
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with whole sections or dotted settings changed: ``replace(**{"classifier.epochs": 3})``."""
+        return apply_overrides(self, changes)
+
+
+def public_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+# ---------------------------------------------------------------- building from dicts
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_value(key: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        if isinstance(value, str):  # a single class name is a list of one
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: must be a list of strings, got {value!r}")
+        return [v.strip() for v in value]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: must be true or false, got {value!r}")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: must be an integer, got {value!r}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: must be a number, got {value!r}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: must be a string, got {value!r}")
+    for name, op, word in (("gt", float.__gt__, ">"), ("ge", float.__ge__, ">="),
+                           ("lt", float.__lt__, "<"), ("le", float.__le__, "<=")):
+        if name in meta and not op(float(value), float(meta[name])):
+            raise ConfigError(f"{key}: must be {word} {meta[name]}, got {value!r}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{key}: must be one of {', '.join(meta['choices'])}, got {value!r}")
+    return value
+
+
+def _unknown_key(prefix: str, key: str, valid: list[str]) -> ConfigError:
+    where = f"{prefix}.{key}" if prefix else key
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"; did you mean {(prefix + '.' if prefix else '') + close[0]!r}?" if close else ""
+    return ConfigError(f"{where}: unknown setting{hint} (valid: {', '.join(valid)})")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, base: Any = None) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix}: must be a table of settings, got {data!r}")
+    fields = {f.name: f for f in public_fields(cls)}
+    hints = _hints(cls)
+    for key in data:
+        if key not in fields:
+            raise _unknown_key(prefix, key, list(fields))
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        current = getattr(base, name) if base is not None else None
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data.get(name, {}), key, current)
+        elif name in data:
+            kwargs[name] = _check_value(key, data[name], tp, dict(f.metadata))
+        elif current is not None:
+            kwargs[name] = current
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    s = cfg.splits
+    if s.train_fraction + s.val_fraction >= 1.0:
+        raise ConfigError("splits.val_fraction: train_fraction + val_fraction must be < 1 (the rest is test)")
+    n = cfg.normal
+    if n.bank_fraction + n.calibration_fraction >= 1.0:
+        raise ConfigError("normal.calibration_fraction: bank_fraction + calibration_fraction must be < 1")
+    if n.severstal_root and n.folder:
+        raise ConfigError("normal.folder: set either normal.severstal_root or normal.folder, not both")
+    for name in SPLIT_NAMES:
+        sd: SplitDef = getattr(s, name)
+        if len(sd.known) < 2:
+            raise ConfigError(f"splits.{name}.known: needs at least two known classes, got {sd.known}")
+        if not sd.unknown:
+            raise ConfigError(f"splits.{name}.unknown: needs at least one unknown class")
+        both = sorted(set(sd.known) & set(sd.unknown))
+        if both:
+            raise ConfigError(f"splits.{name}: {', '.join(both)} is both known and unknown")
+        for part in ("known", "unknown"):
+            vals = getattr(sd, part)
+            if len(set(vals)) != len(vals):
+                raise ConfigError(f"splits.{name}.{part}: lists a class twice: {vals}")
+    if len(cfg.patchcore.layers) < 1:
+        raise ConfigError("patchcore.layers: name at least one layer")
+    for layer in cfg.patchcore.layers:
+        if layer not in ("layer1", "layer2", "layer3", "layer4"):
+            raise ConfigError(f"patchcore.layers: {layer!r} is not one of layer1, layer2, layer3, layer4")
+
+
+def from_dict(data: dict[str, Any], base_dir: Path = Path("."), base: Config | None = None) -> Config:
+    """Build and validate a config from nested dicts (the parsed TOML)."""
+    cfg = _build(Config, data, "", base)
+    cfg = dataclasses.replace(cfg, base_dir=Path(base_dir).resolve())
+    _validate(cfg)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as TOML (number, bool, list, quoted string) or else a bare string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. classifier.epochs=5")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: {part} is a setting, not a section")
+        node[parts[-1]] = value
+    return nested
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """Apply dotted-key overrides on top of a loaded config, validated like the file."""
+    return from_dict(_nest(overrides), cfg.base_dir, base=cfg)
+
+
+def project_file(path: str | Path | None) -> Path:
+    p = Path(path or PROJECT_FILE).expanduser()
+    if p.is_dir():
+        p = p / PROJECT_FILE
+    return p
+
+
+def load(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Config:
+    """Load ``osd.toml`` (a file or the folder holding it) and apply ``--set`` overrides."""
+    p = project_file(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no project file here; create one with `osd init PATH` or pass -p PATH")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    cfg = from_dict(data, p.parent)
+    if overrides:
+        items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+        cfg = apply_overrides(cfg, dict(items))
+    return cfg
+
+
+# ---------------------------------------------------------------- writing a commented file
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_toml(cfg: Config, header: str = "") -> str:
+    """The whole config as TOML, every setting present with its help text and default."""
+    defaults = Config()
+    lines = [header.rstrip(), ""] if header else []
+
+    def section(title: str, obj: Any, default_obj: Any) -> None:
+        lines.append(f"[{title}]")
+        nested = []
+        for f in public_fields(type(obj)):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                nested.append((f.name, value, getattr(default_obj, f.name)))
+                continue
+            default = getattr(default_obj, f.name)
+            lines.append(f"# {f.metadata.get('help', '')} (default: {_toml_value(default)})")
+            lines.append(f"{f.name} = {_toml_value(value)}")
+        lines.append("")
+        for name, value, default_value in nested:
+            section(f"{title}.{name}", value, default_value)
+
+    for f in public_fields(Config):
+        section(f.name, getattr(cfg, f.name), getattr(defaults, f.name))
+    return "\n".join(lines).rstrip() + "\n"

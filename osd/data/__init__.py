@@ -1,0 +1,1 @@
+"""Data layer: image decoding, NEU and Severstal indexing, splits, synthetic demo data."""

@@ -1,0 +1,63 @@
+"""Decode images by content (not extension) into 8-bit RGB, whatever their mode."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from osd.errors import DataError, OsdWarning
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm"}
+
+
+def is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode (L, RGB, RGBA, P, I;16, I, F) as 8-bit RGB."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr, mode="L")
+    if img.mode == "RGBA" or img.mode == "LA" or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB")
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open an image by its content and return it as RGB; raise DataError when it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb(img)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path}: unreadable image ({exc})") from None
+
+
+def probe(path: str | Path) -> tuple[str, tuple[int, int]] | None:
+    """(format/mode, size) from the header alone, or None when the file is not an image."""
+    try:
+        with Image.open(path) as img:
+            img.verify()
+        with Image.open(path) as img:
+            return f"{img.format}/{img.mode}", img.size
+    except Exception:  # noqa: BLE001 - any failure means "unreadable"
+        return None
+
+
+def readable(paths: list[Path], what: str = "image") -> tuple[list[Path], list[Path]]:
+    """Split paths into readable and unreadable ones, warning once for the latter."""
+    good, bad = [], []
+    for p in paths:
+        (good if probe(p) is not None else bad).append(p)
+    if bad:
+        shown = ", ".join(str(b) for b in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        warnings.warn(f"skipping {len(bad)} unreadable {what} file(s): {shown}", OsdWarning, stacklevel=2)
+    return good, bad

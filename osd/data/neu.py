@@ -1,0 +1,95 @@
+"""NEU surface-defect images in every layout users have, mapped to canonical class names.
+
+Layouts: NEU-CLS flat files (``Cr_1.bmp``), NEU-DET flat files (``crazing_1.jpg``, optionally
+under ``IMAGES/``), and class folders (``<root>/<class>/*`` or ``<root>/{train,valid,test}/<Class>/*``).
+Class folders with names that are not NEU classes are kept as they are: that is how a user
+brings their own defect classes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from osd.data.images import is_image_name
+from osd.errors import DataError
+
+# Lower-cased, separators removed -> canonical NEU class name.
+ALIASES = {
+    "cr": "crazing", "crazing": "crazing", "craze": "crazing",
+    "in": "inclusion", "inclusion": "inclusion", "inclusions": "inclusion",
+    "pa": "patches", "patches": "patches", "patch": "patches",
+    "ps": "pitted_surface", "pittedsurface": "pitted_surface", "pitted": "pitted_surface",
+    "rs": "rolled-in_scale", "rolledinscale": "rolled-in_scale", "rolled": "rolled-in_scale",
+    "rolledin": "rolled-in_scale",
+    "sc": "scratches", "scratches": "scratches", "scratch": "scratches",
+}
+PARTITION_DIRS = {"train", "training", "valid", "validation", "val", "test", "testing"}
+_FLAT = re.compile(r"^(?P<cls>[A-Za-z][A-Za-z_\-]*?)[_\-]?\(?\d+\)?$")
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", name.lower())
+
+
+def canonical(name: str) -> str | None:
+    """The canonical NEU class for a file prefix or folder name, or None."""
+    return ALIASES.get(_key(name))
+
+
+@dataclass(frozen=True)
+class NeuIndex:
+    """Every image found under a NEU root, with its class."""
+
+    root: Path
+    layout: str
+    paths: tuple[Path, ...]
+    labels: tuple[str, ...]
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.labels))
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for lab in self.labels:
+            out[lab] = out.get(lab, 0) + 1
+        return dict(sorted(out.items()))
+
+
+def _flat_class(path: Path) -> str | None:
+    m = _FLAT.match(path.stem)
+    return canonical(m.group("cls")) if m else None
+
+
+def index_neu(root: str | Path) -> NeuIndex:
+    """Find every image under ``root`` and name its class; raise DataError when there are none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: NEU folder not found; set neu.root in osd.toml")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p))
+    if not files:
+        raise DataError(f"{root}: no image files found (expected NEU-CLS, NEU-DET or class folders)")
+
+    flat = [(p, _flat_class(p)) for p in files]
+    if all(cls is not None for _, cls in flat):
+        layout = "neu-cls" if any(re.match(r"^[A-Z][a-zA-Z]_", p.name) for p in files) else "neu-det"
+        return NeuIndex(root, layout, tuple(p for p, _ in flat), tuple(c for _, c in flat))
+
+    # Class folders: the class is the nearest parent folder that is not a partition folder.
+    paths, labels = [], []
+    for p in files:
+        rel = p.relative_to(root).parts[:-1]
+        names = [d for d in rel if d.lower() not in PARTITION_DIRS and d.lower() != "images"]
+        if not names:
+            cls = _flat_class(p)
+            if cls is None:
+                continue  # a stray file at the top level has no class
+        else:
+            cls = canonical(names[-1]) or names[-1]
+        paths.append(p)
+        labels.append(cls)
+    if not paths:
+        raise DataError(f"{root}: found images but could not tell their classes (no class folders or NEU names)")
+    return NeuIndex(root, "class-folders", tuple(paths), tuple(labels))

@@ -1,0 +1,147 @@
+"""Seeded, stratified, duplicate-safe splits of NEU images and of normal images."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from osd.config import Config
+from osd.data.neu import NeuIndex
+from osd.errors import ConfigError
+
+PARTITIONS = ("train", "val", "test")
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def rng_for(seed: int, *names: str) -> np.random.Generator:
+    """A generator that depends on the seed and a stable name, not on call order."""
+    return np.random.default_rng([seed, *(zlib.crc32(n.encode()) for n in names)])
+
+
+def duplicate_groups(paths: list[Path], digests: list[str]) -> list[list[Path]]:
+    groups: dict[str, list[Path]] = {}
+    for p, d in zip(paths, digests):
+        groups.setdefault(d, []).append(p)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+@dataclass(frozen=True)
+class SplitEntry:
+    path: Path
+    label: str
+    role: str  # known | unknown
+    partition: str  # train | val | test
+    digest: str
+
+
+@dataclass(frozen=True)
+class SplitManifest:
+    name: str
+    known: tuple[str, ...]
+    unknown: tuple[str, ...]
+    entries: tuple[SplitEntry, ...]
+
+    def select(self, partition: str, role: str = "known") -> list[SplitEntry]:
+        return [e for e in self.entries if e.partition == partition and e.role == role]
+
+    def test(self) -> list[SplitEntry]:
+        """Known test images first, then unknown ones."""
+        return self.select("test", "known") + self.select("test", "unknown")
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for e in self.entries:
+            row = out.setdefault(e.label, {p: 0 for p in PARTITIONS})
+            row[e.partition] += 1
+        return out
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["path", "class", "role", "partition", "sha1"])
+        for e in self.entries:
+            w.writerow([str(e.path), e.label, e.role, e.partition, e.digest])
+        return buf.getvalue()
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.to_csv().encode()).hexdigest()[:16]
+
+
+def check_split_classes(cfg: Config, name: str, available: list[str]) -> None:
+    sd = cfg.split(name)
+    for part in ("known", "unknown"):
+        missing = [c for c in getattr(sd, part) if c not in available]
+        if missing:
+            raise ConfigError(
+                f"splits.{name}.{part}: {', '.join(missing)} not in the NEU data (it has: {', '.join(available)})"
+            )
+
+
+def make_split(cfg: Config, name: str, index: NeuIndex, digests: list[str] | None = None) -> SplitManifest:
+    """Known classes: stratified train/val/test by image group; unknown classes: test only.
+
+    Byte-identical images form one group, so they always land in the same partition.
+    """
+    check_split_classes(cfg, name, index.classes)
+    sd = cfg.split(name)
+    s = cfg.splits
+    paths = list(index.paths)
+    if digests is None:
+        digests = [file_digest(p) for p in paths]
+    by_class: dict[str, dict[str, list[int]]] = {}
+    for i, (lab, dig) in enumerate(zip(index.labels, digests)):
+        by_class.setdefault(lab, {}).setdefault(dig, []).append(i)
+
+    entries: list[SplitEntry] = []
+    test_counts = []
+    for cls in sd.known:
+        groups = [by_class[cls][d] for d in sorted(by_class[cls])]
+        order = rng_for(cfg.project.seed, "split", cls).permutation(len(groups))
+        n = sum(len(g) for g in groups)
+        bounds = (s.train_fraction * n, (s.train_fraction + s.val_fraction) * n)
+        seen, n_test = 0, 0
+        for gi in order:
+            part = "train" if seen < round(bounds[0]) else "val" if seen < round(bounds[1]) else "test"
+            for i in groups[gi]:
+                entries.append(SplitEntry(paths[i], cls, "known", part, digests[i]))
+            seen += len(groups[gi])
+            n_test += len(groups[gi]) if part == "test" else 0
+        test_counts.append(n_test)
+    per_unknown = round(float(np.mean(test_counts))) if s.unknown_test == "balanced" else None
+    for cls in sd.unknown:
+        idx = [i for d in sorted(by_class[cls]) for i in by_class[cls][d]]
+        order = rng_for(cfg.project.seed, "unknown", cls).permutation(len(idx))
+        chosen = sorted(order[:per_unknown] if per_unknown is not None else order)
+        for j in chosen:
+            i = idx[j]
+            entries.append(SplitEntry(paths[i], cls, "unknown", "test", digests[i]))
+    entries.sort(key=lambda e: (PARTITIONS.index(e.partition), e.role, e.label, str(e.path)))
+    return SplitManifest(name, tuple(sd.known), tuple(sd.unknown), tuple(entries))
+
+
+@dataclass(frozen=True)
+class NormalSplit:
+    bank: tuple[Path, ...]
+    calibration: tuple[Path, ...]
+    test: tuple[Path, ...]
+
+
+def split_normals(paths: list[Path], bank_fraction: float, calibration_fraction: float, seed: int) -> NormalSplit:
+    """Split normal images by image (never by crop) into bank / calibration / test, seeded."""
+    paths = sorted(paths)
+    n = len(paths)
+    order = rng_for(seed, "normal").permutation(n)
+    n_bank = max(1, round(bank_fraction * n))
+    n_cal = max(1, round(calibration_fraction * n)) if n >= 3 else 0
+    n_bank = min(n_bank, max(1, n - n_cal - 1))
+    pick = [paths[i] for i in order]
+    return NormalSplit(tuple(pick[:n_bank]), tuple(pick[n_bank : n_bank + n_cal]), tuple(pick[n_bank + n_cal :]))

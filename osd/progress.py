@@ -1,0 +1,38 @@
+"""How long-running library code reports progress without printing: a callback object.
+
+The command line passes a rich-backed reporter; tests and library users get the silent one.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator, Protocol
+
+
+class Task(Protocol):
+    def advance(self, n: int = 1, **fields: Any) -> None: ...
+
+
+class Reporter(Protocol):
+    def task(self, description: str, total: int | None) -> Any: ...
+    def note(self, message: str) -> None: ...
+
+
+class _NullTask:
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        pass
+
+
+class NullReporter:
+    """Reports nothing."""
+
+    @contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[Task]:
+        yield _NullTask()
+
+    def note(self, message: str) -> None:
+        pass
+
+
+def ensure(reporter: Reporter | None) -> Reporter:
+    return reporter if reporter is not None else NullReporter()
