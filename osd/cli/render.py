@@ -139,3 +139,66 @@ def show_data_report(r: Any) -> None:
         note(msg)
     if r.ok:
         out.print("[green]data usable[/]")
+
+
+def cached_tag(cached: bool) -> str:
+    return "[cyan]cached[/]" if cached else "[green]computed[/]"
+
+
+def show_train(r: Any) -> None:
+    rows = [[h["epoch"], h["train_loss"], h["val_accuracy"], h["val_loss"], h["seconds"]] for h in r.history]
+    show(table(f"Training history, split {r.split.upper()}", ["epoch", "train loss", "val acc", "val loss", "s"], rows))
+    show(table(f"Classifier, split {r.split.upper()}", ["", ""], [
+        ["model", f"{r.arch} ({r.weights} weights)"], ["classes", ", ".join(r.classes)],
+        ["best epoch", r.best_epoch], ["best val accuracy", r.best_val_accuracy],
+        ["training time (s)", r.seconds], ["checkpoint", r.path],
+    ]))
+    out.print(cached_tag(r.cached))
+
+
+def show_embed(r: Any) -> None:
+    show(table(f"Embeddings, split {r.split.upper()} ({r.dim}-d)", ["partition", "images"],
+               [*r.counts.items(), ["images/s", r.images_per_second]], caption=r.path))
+    out.print(cached_tag(r.cached))
+
+
+def show_calibration(r: Any) -> None:
+    show(table(f"Thresholds, split {r.split.upper()} (set on {r.n_val} known validation images)", ["", ""], [
+        ["tau (Mahalanobis; unknown when distance > tau)", r.tau],
+        ["kappa (max softmax; unknown when msp < kappa)", r.kappa],
+        ["target acceptance", r.acceptance],
+        ["validation accepted by tau", r.val_accepted_tau],
+        ["validation accepted by kappa", r.val_accepted_kappa],
+        ["covariance / normalisation", f"{r.covariance} / {r.normalize}"],
+    ]))
+    out.print(cached_tag(r.cached))
+
+
+METRIC_ROWS = [
+    ("closed_set_accuracy", "closed-set accuracy (known test)"),
+    ("auroc", "AUROC (unknown = positive)"),
+    ("aupr_in", "AUPR-in"),
+    ("aupr_out", "AUPR-out"),
+    ("fpr_at_95_tpr", "FPR at 95% TPR (unknowns accepted)"),
+    ("known_acceptance", "known acceptance at threshold"),
+    ("unknown_rejection", "unknown rejection at threshold"),
+    ("open_set_accuracy", "open-set accuracy (K+1)"),
+    ("open_set_macro_f1", "open-set macro-F1 (K+1)"),
+    ("oscr", "OSCR"),
+]
+
+
+def metrics_table(title: str, columns: dict[str, dict[str, float]], caption: str | None = None):
+    rows = [[label, *(col.get(key) for col in columns.values())] for key, label in METRIC_ROWS]
+    return table(title, ["metric", *columns], rows, caption=caption)
+
+
+def show_osr(r: Any) -> None:
+    first = next(iter([r.osr]))
+    show(metrics_table(
+        f"One-stage open-set recognition, split {r.split.upper()} "
+        f"({first['n_known']} known / {first['n_unknown']} unknown test images)",
+        {f"Mahalanobis (tau={r.tau:.4g})": r.osr, f"max-softmax (kappa={r.kappa:.4g})": r.msp},
+        caption="scores: higher = more unknown; unknown is the positive class",
+    ))
+    note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")

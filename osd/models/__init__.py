@@ -1,0 +1,1 @@
+"""Torch models: backbones by name, the classifier and its training loop."""

@@ -1,0 +1,95 @@
+"""torchvision models by name, with weights from ImageNet, a local state dict, or none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from osd.errors import ConfigError, WeightsError
+
+
+def describe_weights(weights: str) -> str:
+    """How a report names the weights: imagenet, none, or file:<name>."""
+    w = weights.strip()
+    return w.lower() if w.lower() in ("imagenet", "none") else f"file:{Path(w).name}"
+
+
+def _new(arch: str) -> nn.Module:
+    import torchvision
+
+    try:
+        return torchvision.models.get_model(arch, weights=None)
+    except ValueError:
+        names = [n for n in torchvision.models.list_models(module=torchvision.models) if "resnet" in n]
+        raise ConfigError(f"{arch!r} is not a torchvision classification model (e.g. {', '.join(names)})") from None
+
+
+def _imagenet(arch: str) -> nn.Module:
+    import torchvision
+
+    try:
+        return torchvision.models.get_model(arch, weights="DEFAULT")
+    except Exception as exc:  # noqa: BLE001 - network, cache and hash errors alike
+        raise WeightsError(
+            f"could not get ImageNet weights for {arch} ({type(exc).__name__}: {str(exc)[:120]}); "
+            "set the weights to a local .pth file or to none"
+        ) from None
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise WeightsError(f"{path}: not a loadable state dict ({type(exc).__name__}: {exc})") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def head_names(model: nn.Module) -> list[str]:
+    """Qualified names of the final Linear layer (the classification head)."""
+    last = None
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Linear):
+            last = name
+    return [last] if last else []
+
+
+def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str, tolerate_head: bool = True) -> None:
+    """Load weights; a head of another size (or a missing head) is tolerated, any other mismatch is an error."""
+    heads = tuple(f"{h}." for h in head_names(model))
+    own = model.state_dict()
+    state = dict(state)
+    for k in list(state):
+        if tolerate_head and k.startswith(heads) and (k not in own or own[k].shape != state[k].shape):
+            del state[k]
+    bad_shape = [k for k in state if k in own and own[k].shape != state[k].shape]
+    result = model.load_state_dict({k: v for k, v in state.items() if k not in bad_shape}, strict=False)
+    missing = [k for k in result.missing_keys if not (tolerate_head and k.startswith(heads))]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing[:6]}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected keys {list(result.unexpected_keys)[:6]}")
+    if bad_shape:
+        problems.append(f"shape mismatch for {bad_shape[:6]}")
+    if problems:
+        raise WeightsError(f"{source}: does not fit {type(model).__name__}: " + "; ".join(problems))
+
+
+def build(arch: str, weights: str) -> nn.Module:
+    """A torchvision model with weights ``imagenet``, ``none`` or a path to a state dict (ImageNet head)."""
+    w = weights.strip()
+    if w.lower() == "imagenet":
+        return _imagenet(arch)
+    model = _new(arch)
+    if w.lower() != "none":
+        apply_state_dict(model, load_state_dict_file(Path(w)), w)
+    return model

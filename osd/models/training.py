@@ -1,0 +1,96 @@
+"""The training loop: one recipe for random init and fine-tuning, best epoch on validation accuracy."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from osd.config import ClassifierSection
+from osd.data.tensors import augment, normalize
+from osd.progress import Reporter, ensure
+
+
+@dataclass
+class TrainOutcome:
+    state_dict: dict[str, torch.Tensor]
+    best_epoch: int
+    best_val_accuracy: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
+             batch_size: int = 64) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of a model on uint8 images."""
+    model.eval()
+    correct, loss, n = 0, 0.0, len(labels)
+    for s in range(0, n, batch_size):
+        x = normalize(images[s : s + batch_size].to(device))
+        y = labels[s : s + batch_size].to(device)
+        logits = model(x)
+        loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    return correct / max(n, 1), loss / max(n, 1)
+
+
+def fit(
+    model: nn.Module,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    recipe: ClassifierSection,
+    device: torch.device,
+    generator: torch.Generator,
+    reporter: Reporter | None = None,
+) -> TrainOutcome:
+    reporter = ensure(reporter)
+    model.to(device)
+    n = len(train_y)
+    steps_per_epoch = max(1, (n + recipe.batch_size - 1) // recipe.batch_size)
+    if recipe.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay,
+                              nesterov=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch,
+                                                pct_start=0.2)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    best = TrainOutcome(copy.deepcopy(model.state_dict()), 0, -1.0)
+    best_loss = float("inf")
+    start = time.perf_counter()
+    with reporter.task("training", recipe.epochs) as task:
+        for epoch in range(1, recipe.epochs + 1):
+            model.train()
+            order = torch.randperm(n, generator=generator)
+            total, seen = 0.0, 0
+            for s in range(0, n, recipe.batch_size):
+                idx = order[s : s + recipe.batch_size]
+                if len(idx) < 2:  # BatchNorm needs two samples
+                    continue
+                xb = train_x[idx]
+                if recipe.augment:
+                    xb = augment(xb, generator)
+                x, y = normalize(xb.to(device)), train_y[idx].to(device)
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss) * len(idx)
+                seen += len(idx)
+            val_acc, val_loss = evaluate(model, val_x, val_y, device)
+            row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_accuracy": val_acc, "val_loss": val_loss,
+                   "seconds": time.perf_counter() - start}
+            best.history.append(row)
+            if val_acc > best.best_val_accuracy or (val_acc == best.best_val_accuracy and val_loss < best_loss):
+                best.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best.best_epoch, best.best_val_accuracy, best_loss = epoch, val_acc, val_loss
+            task.advance(1, loss=row["train_loss"], val_acc=val_acc)
+    best.seconds = time.perf_counter() - start
+    return best

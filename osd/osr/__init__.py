@@ -1,0 +1,1 @@
+"""Open-set scoring: Mahalanobis distance and acceptance thresholds (higher score = more unknown)."""
