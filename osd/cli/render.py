@@ -202,3 +202,37 @@ def show_osr(r: Any) -> None:
         caption="scores: higher = more unknown; unknown is the positive class",
     ))
     note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")
+
+
+def show_patchcore(r: Any) -> None:
+    s = r.stats
+    rows = [
+        ["backbone", f"{s['backbone']} ({s['weights']} weights), {s['image_size']} px"],
+        ["bank images (cap)", f"{s['bank_images']} of {s['bank_images_available']} (cap {s['max_bank_images']})"],
+        ["bank crops", s["bank_crops"]],
+        ["patches before / after coreset", f"{s['patches_before']} / {s['patches_after']} (ratio {s['coreset_ratio']})"],
+        ["feature dim (projection for selection)", f"{s['dim']} ({s['projection_dim']})"],
+        ["bank size (MB)", s["bank_mb"]],
+        ["feature extraction (s)", s["extract_seconds"]],
+        ["coreset selection (s)", s["select_seconds"]],
+        ["calibration crops / test crops", f"{s['calibration_crops']} / {s['test_crops']}"],
+        ["threshold (accepts {:.0%} of calibration crops)".format(r.acceptance), r.threshold],
+        ["false-alarm rate on test normals", r.false_alarm_rate],
+    ]
+    show(table("PatchCore (stage 1)", ["", ""], rows, caption="score: higher = more anomalous; unit: one crop"))
+    out.print(cached_tag(r.cached))
+
+
+def show_cascade(r: Any, first: str = "ignore_no_defect") -> None:
+    order = [first] + [m for m in r.modes if m != first]
+    k = f"kappa={r.kappa:.4g}" if r.kappa is not None else "no kappa"
+    show(metrics_table(f"Two-stage cascade, split {r.split.upper()} (stage-1 threshold {r.threshold:.4g}, {k})",
+                       {m: r.modes[m] for m in order},
+                       caption="strict: stage-1 'normal' means no_defect (always wrong on NEU); "
+                               "ignore_no_defect: stage 2 decides every image"))
+    show(table("Stage 1", ["", ""], [
+        ["detection rate (NEU test flagged as defect)", r.stage1_detection_rate],
+        ["false-alarm rate (test normal crops)", r.stage1_false_alarm_rate],
+        ["max-softmax unknown AUROC", r.msp_auroc],
+    ]))
+    note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")

@@ -1,0 +1,62 @@
+"""Locally aware patch features from a torchvision ResNet: 3x3 average pooling of each chosen
+layer, deeper layers upsampled to the first layer's grid, channels concatenated."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LAYER_ORDER = ("layer1", "layer2", "layer3", "layer4")
+
+
+class PatchFeatureExtractor(nn.Module):
+    """(B,3,H,W) normalised images -> (B,D,h,w) patch features. Runs the backbone only up to the deepest layer."""
+
+    def __init__(self, backbone: nn.Module, layers: list[str], reduce_dim: int = 0, seed: int = 0):
+        super().__init__()
+        missing = [n for n in ("conv1", "bn1", "relu", "maxpool", *layers) if not hasattr(backbone, n)]
+        if missing:
+            raise ValueError(f"{type(backbone).__name__} is not a ResNet-like model (no {', '.join(missing)})")
+        self.layers = sorted(layers, key=LAYER_ORDER.index)
+        deepest = LAYER_ORDER.index(self.layers[-1])
+        self.stem = nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool)
+        self.blocks = nn.ModuleDict({n: getattr(backbone, n) for n in LAYER_ORDER[: deepest + 1]})
+        self.pool = nn.AvgPool2d(3, stride=1, padding=1)
+        self.eval()
+        with torch.no_grad():
+            dim = sum(f.shape[1] for f in self._layer_maps(torch.zeros(1, 3, 64, 64)))
+        self.full_dim = dim
+        if reduce_dim and reduce_dim < dim:
+            gen = torch.Generator().manual_seed(seed)
+            proj = torch.randn(dim, reduce_dim, generator=gen) / reduce_dim**0.5
+            self.register_buffer("projection", proj)
+            self.dim = reduce_dim
+        else:
+            self.projection = None
+            self.dim = dim
+
+    def _layer_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        maps = []
+        for name, block in self.blocks.items():
+            x = block(x)
+            if name in self.layers:
+                maps.append(self.pool(x))
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self._layer_maps(x)
+        size = maps[0].shape[-2:]
+        feats = torch.cat(
+            [maps[0]] + [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]], dim=1
+        )
+        if self.projection is not None:
+            feats = torch.einsum("bdhw,dk->bkhw", feats, self.projection)
+        return feats
+
+
+def to_patches(feats: torch.Tensor) -> torch.Tensor:
+    """(B,D,h,w) -> (B*h*w, D), patch rows of one image contiguous."""
+    b, d, h, w = feats.shape
+    return feats.permute(0, 2, 3, 1).reshape(b * h * w, d)

@@ -1,0 +1,218 @@
+"""Step ``patchcore fit``: memory bank from normal crops, threshold on calibration crops.
+
+The unit of a stage-1 decision is one square crop of steel (Severstal crop or one whole NEU
+image, each resized to ``patchcore.image_size``): a NEU image (200x200) is about the size of one
+256-pixel Severstal crop. A normal image is therefore scored per crop, and the threshold and the
+false-alarm rate are per crop.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import tracemalloc
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from osd import artifacts
+from osd.config import Config
+from osd.data.splits import rng_for
+from osd.pipeline.data import NormalData, crops_of, normal_data
+from osd.progress import Reporter, ensure
+
+Sample = tuple[Path, tuple[int, int, int, int] | None]  # a file and a crop box (None = whole image)
+
+
+def build_extractor(cfg: Config, device):
+    """The patch feature extractor; seeded, so random-init weights are the same at fit and at test time."""
+    import torch
+
+    from osd.models.backbones import build
+    from osd.patchcore.features import PatchFeatureExtractor
+
+    pc = cfg.patchcore
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.project.seed)
+        backbone = build(pc.backbone, pc.weights)
+    return PatchFeatureExtractor(backbone, pc.layers, pc.reduce_dim, cfg.project.seed).to(device)
+
+
+def crop_samples(cfg: Config, paths: Sequence[Path]) -> list[Sample]:
+    return [(p, box) for p in paths for box in crops_of(cfg, p)]
+
+
+def feature_batches(extractor, samples: Sequence[Sample], cfg: Config, device) -> Iterator[tuple[int, Any]]:
+    """Yield (number of samples, (B,D,h,w) features) batch by batch; unreadable files are skipped."""
+    import torch
+
+    from osd.data.images import load_rgb
+    from osd.data.tensors import normalize, pil_to_uint8
+    from osd.errors import DataError
+
+    size, bs = cfg.patchcore.image_size, cfg.patchcore.batch_size
+    for s in range(0, len(samples), bs):
+        batch = []
+        for path, box in samples[s : s + bs]:
+            try:
+                img = load_rgb(path)
+            except DataError:
+                continue  # listed by `data check`; already warned when the data was indexed
+            batch.append(pil_to_uint8(img.crop(box) if box else img, size))
+        if not batch:
+            continue
+        with torch.inference_mode():
+            yield len(batch), extractor(normalize(torch.stack(batch).to(device))).cpu()
+
+
+def score_samples(bank, extractor, samples: Sequence[Sample], cfg: Config, device, reporter: Reporter | None,
+                  label: str) -> np.ndarray:
+    from osd.patchcore.features import to_patches
+
+    scores = []
+    with ensure(reporter).task(label, len(samples)) as task:
+        for n, feats in feature_batches(extractor, samples, cfg, device):
+            patches_per_image = feats.shape[2] * feats.shape[3]
+            scores.append(bank.score_patches(to_patches(feats), patches_per_image).numpy())
+            task.advance(n)
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
+@dataclass
+class FitResult:
+    stats: dict[str, Any]
+    threshold: float
+    acceptance: float
+    calibration_scores: list[float]
+    test_scores: list[float]
+    false_alarm_rate: float
+    cached: bool
+    path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "score_sign": "higher = more anomalous (nearest-neighbour patch distance)"}
+
+
+def patchcore_key(cfg: Config, data: NormalData) -> str:
+    return artifacts.cache_key("patchcore", cfg.section("patchcore"), cfg.section("normal"), cfg.project.seed,
+                               data.fingerprint())
+
+
+def _bank_paths(cfg: Config, data: NormalData) -> list[Path]:
+    paths = list(data.split.bank)
+    cap = cfg.patchcore.max_bank_images
+    if len(paths) > cap:
+        keep = sorted(rng_for(cfg.project.seed, "bank-cap").choice(len(paths), cap, replace=False))
+        paths = [paths[i] for i in keep]
+    return paths
+
+
+def fit_bank(cfg: Config, samples: Sequence[Sample], device, reporter: Reporter | None = None):
+    """Stream features to a scratch file, select the coreset on projected features, gather the chosen rows."""
+    import torch
+
+    from osd.patchcore.coreset import greedy_kcenter, random_projection
+    from osd.patchcore.features import to_patches
+
+    reporter = ensure(reporter)
+    extractor = build_extractor(cfg, device)
+    gen = torch.Generator().manual_seed(cfg.project.seed)
+    proj_dim = min(cfg.patchcore.projection_dim, extractor.dim)
+    proj = random_projection(extractor.dim, proj_dim, gen) if proj_dim < extractor.dim else None
+    projected, n_rows = [], 0
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="osd-patchcore-") as tmp:
+        store_path = Path(tmp) / "features.f32"
+        with store_path.open("wb") as store, reporter.task("patch features", len(samples)) as task:
+            for n, feats in feature_batches(extractor, samples, cfg, device):
+                rows = to_patches(feats).contiguous()
+                store.write(rows.numpy().tobytes())
+                projected.append(rows @ proj if proj is not None else rows.clone())
+                n_rows += rows.shape[0]
+                task.advance(n, patches=n_rows)
+        t_extract = time.perf_counter() - t0
+        points = torch.cat(projected)
+        del projected
+        k = max(1, int(round(cfg.patchcore.coreset_ratio * n_rows)))
+        t1 = time.perf_counter()
+        chosen = greedy_kcenter(points, k, gen, reporter) if k < n_rows else torch.arange(n_rows)
+        t_select = time.perf_counter() - t1
+        del points
+        full = np.memmap(store_path, dtype=np.float32, mode="r", shape=(n_rows, extractor.dim))
+        bank = torch.from_numpy(np.ascontiguousarray(full[np.sort(chosen.numpy())]))
+        del full
+    stats = {"patches_before": n_rows, "patches_after": int(bank.shape[0]), "dim": int(extractor.dim),
+             "projection_dim": int(proj_dim), "bank_mb": bank.numel() * 4 / 2**20,
+             "extract_seconds": t_extract, "select_seconds": t_select}
+    return bank, extractor, stats
+
+
+def fit_patchcore(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> FitResult:
+    """Fit (or load) the stage-1 detector and its threshold on calibration normals."""
+    from osd import runtime
+    from osd.models.backbones import describe_weights
+    from osd.osr.thresholds import AcceptanceThreshold
+    from osd.patchcore.model import MemoryBank
+
+    reporter = ensure(reporter)
+    data = normal_data(cfg)
+    key = patchcore_key(cfg, data)
+    layout = artifacts.Layout(cfg.output_dir)
+    path = layout.patchcore / "patchcore.joblib"
+    payload = None if force else artifacts.load(path, key)
+    cached = payload is not None
+    if payload is None:
+        device = runtime.setup(cfg)
+        runtime.seed_everything(cfg.project.seed)
+        bank_paths = _bank_paths(cfg, data)
+        bank_samples = crop_samples(cfg, bank_paths)
+        reporter.note(f"PatchCore: {cfg.patchcore.backbone} ({describe_weights(cfg.patchcore.weights)} weights), "
+                      f"{len(bank_paths)} bank images ({len(bank_samples)} crops), device {device}")
+        start = time.perf_counter()
+        tracemalloc.start()
+        bank_t, extractor, stats = fit_bank(cfg, bank_samples, device, reporter)
+        peak_py = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        bank = MemoryBank(bank_t, cfg.patchcore.num_neighbors, cfg.patchcore.search)
+        cal_samples = crop_samples(cfg, data.split.calibration)
+        test_samples = crop_samples(cfg, data.split.test)
+        cal = score_samples(bank, extractor, cal_samples, cfg, device, reporter, "calibration normals")
+        test = score_samples(bank, extractor, test_samples, cfg, device, reporter, "test normals")
+        thr = AcceptanceThreshold(cfg.patchcore.acceptance).fit(cal)
+        stats.update(
+            source=data.source, bank_images=len(bank_paths), bank_images_available=len(data.split.bank),
+            max_bank_images=cfg.patchcore.max_bank_images, bank_crops=len(bank_samples),
+            calibration_images=len(data.split.calibration), calibration_crops=len(cal_samples),
+            test_images=len(data.split.test), test_crops=len(test_samples),
+            coreset_ratio=cfg.patchcore.coreset_ratio, fit_seconds=stats["extract_seconds"] + stats["select_seconds"],
+            total_seconds=time.perf_counter() - start, python_peak_mb=peak_py / 2**20,
+            weights=describe_weights(cfg.patchcore.weights), backbone=cfg.patchcore.backbone,
+            image_size=cfg.patchcore.image_size, unit="crop",
+        )
+        payload = {
+            "bank": bank_t, "threshold": thr, "calibration_scores": cal, "test_scores": test, "stats": stats,
+            "calibration": [(str(p), b) for p, b in cal_samples], "test": [(str(p), b) for p, b in test_samples],
+        }
+        artifacts.save(path, key, payload, cfg.to_dict())
+        artifacts.write_json(layout.patchcore / "fit_stats.json", stats)
+        artifacts.write_json(layout.patchcore / "threshold.json", {
+            "threshold": thr.threshold_, "acceptance": cfg.patchcore.acceptance, "n_calibration_crops": thr.n_samples_,
+            "rule": "defect when score > threshold", "unit": "crop"})
+        artifacts.write_json(layout.patchcore / "config.json", cfg.to_dict())
+    thr = payload["threshold"]
+    test = np.asarray(payload["test_scores"])
+    return FitResult(payload["stats"], thr.threshold_, cfg.patchcore.acceptance,
+                     list(map(float, payload["calibration_scores"])), list(map(float, test)),
+                     float(np.mean(test > thr.threshold_)) if test.size else float("nan"), cached, str(path))
+
+
+def load_detector(cfg: Config, device, reporter: Reporter | None = None):
+    """(MemoryBank, extractor, fit payload) of the fitted detector, fitting it first if needed."""
+    from osd.patchcore.model import MemoryBank
+
+    fit_patchcore(cfg, reporter=reporter)
+    payload = artifacts.load(artifacts.Layout(cfg.output_dir).patchcore / "patchcore.joblib", None)
+    bank = MemoryBank(payload["bank"], cfg.patchcore.num_neighbors, cfg.patchcore.search)
+    return bank, build_extractor(cfg, device), payload
