@@ -293,7 +293,9 @@ def _validate(cfg: Config) -> None:
 
 def from_dict(data: dict[str, Any], base_dir: Path = Path("."), base: Config | None = None) -> Config:
     """Build and validate a config from nested dicts (the parsed TOML)."""
-    cfg = _build(Config, data, "", base)
+    # Missing settings come from the base (or the defaults), so nested defaults such as
+    # splits.a.known survive when a file sets only splits.a.unknown.
+    cfg = _build(Config, data, "", base if base is not None else Config())
     cfg = dataclasses.replace(cfg, base_dir=Path(base_dir).resolve())
     _validate(cfg)
     return cfg

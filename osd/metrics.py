@@ -7,7 +7,7 @@ rejection labels (e.g. ``"no_defect"``); an unknown image's true label is ``"unk
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score, roc_curve

@@ -5,8 +5,9 @@ The command line passes a rich-backed reporter; tests and library users get the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 
 class Task(Protocol):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -125,7 +126,7 @@ HEADER = """# osd project file. Every setting is listed with what it does and it
 
 DEMO_SETTINGS = {
     "classifier.arch": "resnet18", "classifier.weights": "none", "classifier.image_size": 64,
-    "classifier.epochs": 8, "classifier.batch_size": 32, "classifier.lr": 0.003,
+    "classifier.epochs": 15, "classifier.batch_size": 16, "classifier.lr": 0.002,
     "patchcore.backbone": "resnet18", "patchcore.weights": "none", "patchcore.image_size": 64,
     "patchcore.max_bank_images": 20, "patchcore.coreset_ratio": 0.1,
     "bench.runs": 5, "bench.warmup": 1, "bench.batch_size": 8,

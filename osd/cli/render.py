@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -73,24 +74,43 @@ class _RichTask:
 
 
 class RichReporter:
-    """Progress bars on stderr, so that ``--json`` keeps stdout clean."""
+    """Progress bars on stderr, so that ``--json`` keeps stdout clean.
+
+    One live display is shared by nested tasks (rich allows one at a time): run-all's overall
+    bar and a step's own bar show together.
+    """
 
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
+        self._progress: Progress | None = None
+        self._depth = 0
 
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[_RichTask]:
-        progress = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-            console=err, transient=False, disable=self.quiet,
-        )
-        with progress:
-            tid = progress.add_task(description, total=total, info="")
+        if self._progress is None:
+            self._progress = Progress(
+                SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                console=err, transient=False, disable=self.quiet,
+            )
+            self._progress.start()
+        self._depth += 1
+        progress = self._progress
+        tid = progress.add_task(("  " * (self._depth - 1)) + description, total=total, info="")
+        try:
             yield _RichTask(progress, tid)
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                progress.stop()
+                self._progress = None
 
     def note(self, message: str) -> None:
-        if not self.quiet:
+        if self.quiet:
+            return
+        if self._progress is not None:
+            self._progress.console.print(f"[dim]{message}[/]", highlight=False, soft_wrap=True)
+        else:
             note(message)
 
 
@@ -216,7 +236,7 @@ def show_patchcore(r: Any) -> None:
         ["feature extraction (s)", s["extract_seconds"]],
         ["coreset selection (s)", s["select_seconds"]],
         ["calibration crops / test crops", f"{s['calibration_crops']} / {s['test_crops']}"],
-        ["threshold (accepts {:.0%} of calibration crops)".format(r.acceptance), r.threshold],
+        [f"threshold (accepts {r.acceptance:.0%} of calibration crops)", r.threshold],
         ["false-alarm rate on test normals", r.false_alarm_rate],
     ]
     show(table("PatchCore (stage 1)", ["", ""], rows, caption="score: higher = more anomalous; unit: one crop"))
@@ -236,3 +256,46 @@ def show_cascade(r: Any, first: str = "ignore_no_defect") -> None:
         ["max-softmax unknown AUROC", r.msp_auroc],
     ]))
     note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")
+
+
+def show_bench(r: dict[str, Any]) -> None:
+    rows = []
+    for approach in ("one_stage", "two_stage"):
+        a = r[approach]
+        for stage, s in a["stages"].items():
+            rows.append([f"{approach.replace('_', '-')}: {stage}", s["median_ms"], s["p95_ms"], ""])
+        rows.append([f"[bold]{approach.replace('_', '-')} total[/]", a["latency"]["median_ms"], a["latency"]["p95_ms"],
+                     a["throughput_images_per_s"]])
+    show(table(f"Latency and throughput, split {r['split'].upper()} ({r['device']}, {r['threads']} threads)",
+               ["stage", "median ms (batch 1)", "p95 ms", f"images/s (batch {r['batch_size']})"], rows,
+               caption=f"{r['median_note']}; peak RSS {r['peak_rss_mb']:.0f} MB\n"
+                       f"classifier {r['classifier']}; PatchCore {r['patchcore']}"))
+
+
+SHORT = {"one_stage_mahalanobis": "1-stage Mahalanobis", "one_stage_msp": "1-stage max-softmax",
+         "cascade_strict": "cascade strict", "cascade_ignore_no_defect": "cascade ignore-no-defect"}
+
+
+def show_summary(r: dict[str, Any]) -> None:
+    cols = ["closed_set_accuracy", "auroc", "fpr_at_95_tpr", "unknown_rejection", "open_set_accuracy",
+            "open_set_macro_f1", "oscr"]
+    t = Table(title="Summary (unknown = positive; thresholds from validation / calibration data)",
+              title_justify="left")
+    t.add_column("split", no_wrap=True)
+    t.add_column("approach", no_wrap=True)
+    for c in ("closed acc", "AUROC", "FPR@95", "unk rej", "open acc", "macro-F1", "OSCR"):
+        t.add_column(c, justify="right")
+    for row in r["rows"]:
+        t.add_row(row["split"], SHORT.get(row["approach"], row["approach"]),
+                  *(f"{row[c]:.3f}" if isinstance(row.get(c), float) else "-" for c in cols))
+    show(t)
+    for c in r["caveats"]:
+        note("caveat: " + c)
+    out.print(f"summary: {r['summary_csv']}\nreport:  {r['report_html']}")
+
+
+def show_run_all(r: dict[str, Any]) -> None:
+    show(table("Steps", ["split", "step", "seconds", "cached"],
+               [[s["split"], s["step"], s["seconds"], s["cached"]] for s in r["steps"]],
+               caption=f"total {r['seconds']:.1f} s"))
+    show_summary(r["report"])

@@ -92,7 +92,7 @@ def strip_image(rng: np.random.Generator, defective: bool, w: int = 1600, h: int
 
 
 def write_demo(
-    root: str | Path, per_class: int = 40, normal_strips: int = 12, defective_strips: int = 4, seed: int = 0
+    root: str | Path, per_class: int = 60, normal_strips: int = 12, defective_strips: int = 4, seed: int = 0
 ) -> dict[str, Path]:
     """Write NEU-like images to ``root/NEU-DET/IMAGES`` and strips to ``root/severstal``."""
     root = Path(root)

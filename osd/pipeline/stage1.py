@@ -11,9 +11,10 @@ from __future__ import annotations
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -201,6 +202,8 @@ def fit_patchcore(cfg: Config, force: bool = False, reporter: Reporter | None = 
             "threshold": thr.threshold_, "acceptance": cfg.patchcore.acceptance, "n_calibration_crops": thr.n_samples_,
             "rule": "defect when score > threshold", "unit": "crop"})
         artifacts.write_json(layout.patchcore / "config.json", cfg.to_dict())
+        artifacts.write_json(layout.patchcore / "scores.json", {
+            "calibration": cal.tolist(), "test": test.tolist(), "threshold": thr.threshold_, "unit": "crop"})
     thr = payload["threshold"]
     test = np.asarray(payload["test_scores"])
     return FitResult(payload["stats"], thr.threshold_, cfg.patchcore.acceptance,

@@ -12,11 +12,10 @@ import numpy as np
 from osd import artifacts
 from osd.config import Config
 from osd.metrics import UNKNOWN, open_set_metrics, softmax
-from osd.pipeline.data import split_manifest
-from osd.pipeline.onestage import calibrate, test_arrays
 from osd.pipeline.classifier import load_embeddings
+from osd.pipeline.data import normal_data, split_manifest
+from osd.pipeline.onestage import calibrate, test_arrays
 from osd.pipeline.stage1 import fit_patchcore, load_detector, patchcore_key, score_samples
-from osd.pipeline.data import normal_data
 from osd.progress import Reporter
 
 NO_DEFECT = "no_defect"

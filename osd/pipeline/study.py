@@ -1,0 +1,84 @@
+"""``run-all``: the whole study. PatchCore once; per split train, embed, calibrate, osr, cascade, bench;
+then the report. Every step is cached and written atomically, so an interrupted run resumes
+after its last finished step."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from osd import artifacts
+from osd.config import SPLIT_NAMES, Config
+from osd.errors import ConfigError
+from osd.progress import Reporter, ensure
+
+
+def _bench_key(cfg: Config, split: str) -> str:
+    from osd.pipeline.classifier import train_key
+    from osd.pipeline.data import normal_data
+    from osd.pipeline.stage1 import patchcore_key
+
+    return artifacts.cache_key("bench", train_key(cfg, split), patchcore_key(cfg, normal_data(cfg)),
+                               cfg.section("bench"), cfg.project.device)
+
+
+def cached_bench(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> tuple[dict, bool]:
+    from osd.pipeline.bench import bench
+
+    layout = artifacts.Layout(cfg.output_dir)
+    key = _bench_key(cfg, split)
+    old = artifacts.read_json(layout.bench(split))
+    if not force and old.get("cache_key") == key:
+        return old, True
+    result = bench(cfg, split, reporter)
+    result["cache_key"] = key
+    artifacts.write_json(layout.bench(split), result)
+    return result, False
+
+
+def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
+            reporter: Reporter | None = None) -> dict[str, Any]:
+    from osd.pipeline.classifier import embed, train
+    from osd.pipeline.onestage import calibrate, evaluate
+    from osd.pipeline.stage1 import fit_patchcore
+    from osd.pipeline.twostage import run_cascade
+    from osd.report.build import build_report
+
+    reporter = ensure(reporter)
+    splits = splits or list(SPLIT_NAMES)
+    for s in splits:
+        if s not in SPLIT_NAMES:
+            raise ConfigError(f"--splits: unknown split {s!r}; choose from {', '.join(SPLIT_NAMES)}")
+    two_stage = bool(cfg.normal.severstal_root or cfg.normal.folder)
+    plan: list[tuple[str, str, Callable[[], Any]]] = []
+    if two_stage:
+        plan.append(("-", "patchcore fit", lambda: fit_patchcore(cfg, force=force, reporter=reporter)))
+    for s in splits:
+        plan += [
+            (s, "train", lambda s=s: train(cfg, s, force=force, reporter=reporter)),
+            (s, "embed", lambda s=s: embed(cfg, s, force=force, reporter=reporter)),
+            (s, "calibrate", lambda s=s: calibrate(cfg, s, force=force, reporter=reporter)),
+            (s, "osr", lambda s=s: evaluate(cfg, s, reporter=reporter)),
+        ]
+        if two_stage:
+            plan += [
+                (s, "cascade", lambda s=s: run_cascade(cfg, s, force=force, reporter=reporter)),
+                (s, "bench", lambda s=s: cached_bench(cfg, s, force=force, reporter=reporter)),
+            ]
+    steps = []
+    start = time.perf_counter()
+    with reporter.task("study", len(plan) + 1) as task:
+        for split, step, fn in plan:
+            t = time.perf_counter()
+            result = fn()
+            cached = result[1] if isinstance(result, tuple) else getattr(result, "cached", None)
+            if step == "cascade":
+                cached = result.cached_stage1
+            steps.append({"split": split, "step": step, "seconds": time.perf_counter() - t, "cached": cached})
+            task.advance(1, split=split, step=step, elapsed=f"{time.perf_counter() - start:.0f}s")
+        t = time.perf_counter()
+        report = build_report(cfg, splits)
+        steps.append({"split": "-", "step": "report", "seconds": time.perf_counter() - t, "cached": False})
+        task.advance(1, step="report")
+    return {"steps": steps, "seconds": time.perf_counter() - start, "report": report, "two_stage": two_stage}

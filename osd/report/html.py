@@ -1,0 +1,86 @@
+"""One self-contained HTML file: tables and plots (embedded as base64 PNG), no external references."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from osd import __version__
+from osd.config import Config
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+h1{font-size:1.6rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}
+th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}th{background:#f3f3f3}
+td:first-child,th:first-child,td:nth-child(2){text-align:left}
+.caveat{background:#fff6e0;border-left:4px solid #e0a800;padding:.5rem 1rem;margin:.4rem 0}
+.plots img{max-width:48%;margin:.3rem;border:1px solid #eee;vertical-align:top}
+code,pre{background:#f6f6f6;font-size:.8rem}pre{padding:.6rem;overflow:auto;max-height:300px}
+"""
+
+COLS = ["split", "approach", "closed_set_accuracy", "auroc", "fpr_at_95_tpr", "known_acceptance",
+        "unknown_rejection", "open_set_accuracy", "open_set_macro_f1", "oscr"]
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return html.escape(str(v))
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(path: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
+
+
+def render_html(cfg: Config, rows: list[dict[str, Any]], per_split: dict[str, Any], pc_stats: dict[str, Any],
+                caveats: list[str]) -> str:
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>osd report</title>"
+             f"<style>{STYLE}</style></head><body>",
+             "<h1>Open-set defect detection: one-stage vs two-stage</h1>",
+             f"<p>osd {__version__}; project {html.escape(str(cfg.base_dir))}</p>"]
+    parts += [f'<div class="caveat">{html.escape(c)}</div>' for c in caveats]
+    parts.append("<h2>Summary</h2>")
+    parts.append(_table(rows, COLS))
+    if pc_stats:
+        parts.append("<h2>Stage 1: PatchCore fit</h2>")
+        parts.append(_table([{"setting": k, "value": v} for k, v in pc_stats.items()], ["setting", "value"]))
+    for name, info in per_split.items():
+        m = info["metrics"]
+        parts.append(f"<h2>Split {name.upper()}</h2>")
+        d = m.get("data", {})
+        parts.append(f"<p>known: {html.escape(', '.join(d.get('known', [])))}; "
+                     f"unknown: {html.escape(', '.join(d.get('unknown', [])))}</p>")
+        for section in ("osr", "cascade"):
+            if section in m:
+                flat = {k: v for k, v in m[section].items() if not isinstance(v, dict)}
+                nested = {k: v for k, v in m[section].items() if isinstance(v, dict)}
+                parts.append(f"<h3>{section}</h3>")
+                parts.append(_table([{"metric": k, "value": v} for k, v in flat.items()], ["metric", "value"]))
+                for k, v in nested.items():
+                    parts.append(f"<h4>{html.escape(k)}</h4>")
+                    parts.append(_table([{"metric": a, "value": b} for a, b in v.items() if not isinstance(b, dict)],
+                                        ["metric", "value"]))
+        if "bench" in m:
+            b = m["bench"]
+            parts.append(f"<h3>bench ({html.escape(b['device'])}, {b['threads']} threads)</h3>")
+            brow = [{"approach": a, "median ms": b[a]["latency"]["median_ms"], "p95 ms": b[a]["latency"]["p95_ms"],
+                     "images/s": b[a]["throughput_images_per_s"]} for a in ("one_stage", "two_stage")]
+            parts.append(_table(brow, ["approach", "median ms", "p95 ms", "images/s"]))
+        parts.append('<div class="plots">' + "".join(_img(p) for p in info["plots"]) + "</div>")
+    parts.append("<h2>Resolved configuration</h2>")
+    parts.append(f"<pre>{html.escape(json.dumps(cfg.to_dict(), indent=2))}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

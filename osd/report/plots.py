@@ -1,0 +1,93 @@
+"""Matplotlib figures (Agg backend) written as PNG files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp.replace(path)
+    _plt().close(fig)
+    return path
+
+
+def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> Path:
+    """curves: name -> (is_unknown, score) with higher score = more unknown."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for name, (y, s) in curves.items():
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {roc_auc_score(y, s):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="false positive rate (knowns rejected)", ylabel="true positive rate (unknowns rejected)",
+           title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def histogram(groups: dict[str, np.ndarray], threshold: float | None, path: Path, title: str, xlabel: str) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    finite = np.concatenate([g[np.isfinite(g)] for g in groups.values() if len(g)])
+    bins = np.histogram_bin_edges(finite, bins=40) if finite.size else 10
+    for name, g in groups.items():
+        ax.hist(g[np.isfinite(g)], bins=bins, alpha=0.55, label=f"{name} (n={len(g)})", density=True)
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+    ax.set(xlabel=xlabel, ylabel="density", title=title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def confusion(true: Sequence[str], pred: Sequence[str], labels: list[str], path: Path, title: str) -> Path:
+    from sklearn.metrics import confusion_matrix
+
+    plt = _plt()
+    cm = confusion_matrix(true, pred, labels=labels)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(labels), 0.8 + 0.7 * len(labels)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    return _save(fig, path)
+
+
+def latency_bars(bench: dict[str, Any], path: Path, title: str) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    y = 0
+    ticks = []
+    for approach in ("one_stage", "two_stage"):
+        left = 0.0
+        for stage, s in bench[approach]["stages"].items():
+            ax.barh(y, s["median_ms"], left=left, label=stage if approach == "two_stage" or stage == "mahalanobis"
+                    else None)
+            left += s["median_ms"]
+        ticks.append(approach.replace("_", "-"))
+        y += 1
+    ax.set_yticks(range(len(ticks)), ticks)
+    ax.set(xlabel="median latency per image, batch 1 (ms)", title=title)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)

@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+
+from osd import config
+from osd.errors import ConfigError
+
+
+def test_defaults_make_each_class_unknown_once():
+    cfg = config.Config()
+    unknown = [c for s in "abc" for c in cfg.split(s).unknown]
+    assert sorted(unknown) == sorted(config.NEU_CLASSES)
+    for s in "abc":
+        assert len(cfg.split(s).known) == 4
+
+
+def test_render_then_load_roundtrip(tmp_path: Path):
+    cfg = config.Config(base_dir=tmp_path).replace(**{"classifier.epochs": 3, "neu.root": "x"})
+    (tmp_path / "osd.toml").write_text(config.render_toml(cfg))
+    loaded = config.load(tmp_path)
+    assert loaded.classifier.epochs == 3
+    assert loaded.to_dict() == cfg.to_dict()
+    assert loaded.output_dir == tmp_path.resolve() / "outputs"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[classifier]\nepoch = 3\n", "classifier.epoch: unknown setting; did you mean 'classifier.epochs'?"),
+    ("[classifer]\n", "classifer: unknown setting; did you mean 'classifier'?"),
+    ("[classifier]\nlr = -1\n", "classifier.lr: must be > 0"),
+    ("[classifier]\nepochs = 'ten'\n", "classifier.epochs: must be an integer"),
+    ("[project]\ndevice = 'tpu'\n", "project.device: must be one of auto, cpu, cuda, mps"),
+    ("[splits.a]\nknown = ['crazing', 'patches']\nunknown = ['crazing']\n", "splits.a: crazing is both known and unknown"),
+])
+def test_bad_values_name_their_key(tmp_path: Path, text: str, message: str):
+    (tmp_path / "osd.toml").write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        config.load(tmp_path)
+    assert message in str(exc.value)
+
+
+def test_set_overrides_are_typed_and_validated(tmp_path: Path):
+    (tmp_path / "osd.toml").write_text("")
+    cfg = config.load(tmp_path, ["classifier.epochs=5", "classifier.weights=none", "splits.a.unknown=['crazing']"])
+    assert cfg.classifier.epochs == 5 and cfg.classifier.weights == "none"
+    assert cfg.splits.a.unknown == ["crazing"]
+    with pytest.raises(ConfigError, match="classifier.batch_size: must be > 0"):
+        config.load(tmp_path, ["classifier.batch_size=0"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        config.load(tmp_path, ["classifier.epochs"])
+
+
+def test_missing_project_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match="no project file"):
+        config.load(tmp_path)

@@ -1,0 +1,89 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import write_neu, write_severstal
+from osd import config
+from osd.data.images import load_rgb
+from osd.data.neu import index_neu
+from osd.data.severstal import crop_boxes, index_severstal
+from osd.data.splits import make_split, split_normals
+from osd.errors import ConfigError, DataError
+
+
+@pytest.mark.parametrize("layout, expected", [("neu-cls", "neu-cls"), ("neu-det", "neu-det"),
+                                              ("kaggle", "class-folders"), ("folders", "class-folders")])
+def test_every_neu_layout_maps_to_canonical_classes(tmp_path: Path, layout: str, expected: str):
+    index = index_neu(write_neu(tmp_path, layout))
+    assert index.layout == expected
+    assert index.counts() == {c: 6 for c in config.NEU_CLASSES}
+
+
+def test_custom_class_folders_keep_their_names(tmp_path: Path):
+    index = index_neu(write_neu(tmp_path, "folders", per_class=3, classes=("dent", "rust")))
+    assert index.counts() == {"dent": 3, "rust": 3}
+
+
+def test_images_decoded_by_content_in_any_mode(tmp_path: Path):
+    png_as_jpg = tmp_path / "fake.jpg"
+    Image.new("RGBA", (8, 8), (255, 0, 0, 128)).save(png_as_jpg, format="PNG")
+    sixteen = tmp_path / "deep.png"
+    Image.fromarray((np.ones((8, 8)) * 65535).astype(np.uint16)).save(sixteen)
+    palette = tmp_path / "pal.gif"
+    Image.new("P", (8, 8), 3).save(palette)
+    for p in (png_as_jpg, sixteen, palette):
+        img = load_rgb(p)
+        assert img.mode == "RGB" and img.size == (8, 8)
+    assert load_rgb(sixteen).getpixel((0, 0)) == (255, 255, 255)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DataError, match="broken.jpg"):
+        load_rgb(bad)
+
+
+@pytest.mark.parametrize("fmt", ["current", "old"])
+def test_severstal_both_csv_formats(tmp_path: Path, fmt: str):
+    idx = index_severstal(write_severstal(tmp_path, fmt))
+    assert idx.csv_format == fmt
+    assert len(idx.normal) == 6 and len(idx.defective) == 2
+
+
+def test_crops_skip_dark_background_and_cover_the_edge():
+    grey = np.full((256, 1600), 120, dtype=np.uint8)
+    grey[:, :300] = 5
+    boxes = crop_boxes(grey, 256, 256, 30, 0.5)
+    assert boxes[-1] == (1344, 0, 1600, 256)
+    assert all(left >= 128 for left, *_ in boxes)  # crops mostly in the dark part are gone
+    assert len(boxes) == 6
+
+
+def test_split_is_stratified_seeded_and_keeps_duplicates_together(tmp_path: Path):
+    root = write_neu(tmp_path / "neu", "neu-det", per_class=10)
+    shutil.copy(root / "IMAGES" / "patches_1.jpg", root / "IMAGES" / "patches_11.jpg")
+    cfg = config.Config(base_dir=tmp_path)
+    index = index_neu(root)
+    m1, m2 = make_split(cfg, "a", index), make_split(cfg, "a", index)
+    assert m1.to_csv() == m2.to_csv()
+    counts = m1.counts()
+    assert counts["inclusion"] == {"train": 6, "val": 2, "test": 2}
+    assert counts["crazing"] == {"train": 0, "val": 0, "test": 2}  # balanced with a known class's test count
+    parts = {e.partition for e in m1.entries if e.path.name in ("patches_1.jpg", "patches_11.jpg")}
+    assert len(parts) == 1
+    other = make_split(config.Config(base_dir=tmp_path).replace(**{"project.seed": 1}), "a", index)
+    assert other.to_csv() != m1.to_csv()
+
+
+def test_split_class_absent_from_data_is_named(tmp_path: Path):
+    root = write_neu(tmp_path / "neu", "folders", per_class=3, classes=("dent", "rust"))
+    with pytest.raises(ConfigError, match="splits.a.known: inclusion, patches"):
+        make_split(config.Config(base_dir=tmp_path), "a", index_neu(root))
+
+
+def test_normal_split_by_image():
+    paths = [Path(f"{i}.jpg") for i in range(20)]
+    s = split_normals(paths, 0.7, 0.15, seed=0)
+    assert (len(s.bank), len(s.calibration), len(s.test)) == (14, 3, 3)
+    assert set(s.bank) | set(s.calibration) | set(s.test) == set(paths)

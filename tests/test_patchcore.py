@@ -1,0 +1,55 @@
+import torch
+
+from osd.patchcore.coreset import covering_radius, greedy_kcenter
+from osd.patchcore.features import PatchFeatureExtractor, to_patches
+from osd.patchcore.model import MemoryBank, nearest
+
+
+def brute_greedy(x: torch.Tensor, k: int, first: int) -> list[int]:
+    chosen = [first]
+    for _ in range(k - 1):
+        d = torch.cdist(x, x[chosen]).min(dim=1).values
+        chosen.append(int(d.argmax()))
+    return chosen
+
+
+def test_coreset_count_and_matches_brute_force():
+    x = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
+    idx = greedy_kcenter(x, 25, torch.Generator().manual_seed(3))
+    assert len(idx) == 25 and len(set(idx.tolist())) == 25
+    assert idx.tolist() == brute_greedy(x, 25, int(idx[0]))
+
+
+def test_covering_radius_never_grows_as_points_are_added():
+    x = torch.randn(400, 6, generator=torch.Generator().manual_seed(1))
+    idx = greedy_kcenter(x, 60, torch.Generator().manual_seed(0))
+    radii = [covering_radius(x, idx[:k]) for k in range(1, 61)]
+    assert all(b <= a + 1e-6 for a, b in zip(radii, radii[1:]))
+
+
+def test_chunked_nearest_matches_brute_force():
+    g = torch.Generator().manual_seed(2)
+    q, bank = torch.randn(1000, 16, generator=g), torch.randn(300, 16, generator=g)
+    d, i = nearest(q, bank, (bank * bank).sum(1), chunk=64)
+    ref = torch.cdist(q, bank).min(dim=1)
+    torch.testing.assert_close(d[:, 0], ref.values, atol=1e-4, rtol=1e-4)
+    assert torch.equal(i[:, 0], ref.indices)
+
+
+def test_image_score_is_max_patch_distance():
+    bank = MemoryBank(torch.zeros(1, 2))
+    patches = torch.tensor([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0], [0.0, 2.0]])
+    assert bank.score_patches(patches, 2).tolist() == [5.0, 2.0]
+    reweighted = MemoryBank(torch.tensor([[0.0, 0.0], [1.0, 0.0]]), num_neighbors=2).score_patches(patches, 2)
+    assert torch.all(reweighted <= torch.tensor([5.0, 2.0])) and torch.all(reweighted > 0)
+
+
+def test_locally_aware_features_shape():
+    import torchvision
+
+    ext = PatchFeatureExtractor(torchvision.models.resnet18(), ["layer2", "layer3"])
+    f = ext(torch.randn(2, 3, 64, 64))
+    assert f.shape == (2, 128 + 256, 8, 8)
+    assert to_patches(f).shape == (2 * 64, 384)
+    small = PatchFeatureExtractor(torchvision.models.resnet18(), ["layer2", "layer3"], reduce_dim=32)
+    assert small(torch.randn(1, 3, 64, 64)).shape[1] == 32

@@ -1,0 +1,70 @@
+"""End to end on tiny synthetic data with tiny models, through the command line."""
+
+import csv
+import json
+from pathlib import Path
+
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from osd import artifacts
+from osd.cli.app import app
+
+runner = CliRunner()
+
+
+def run(*args: str) -> dict:
+    r = runner.invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def test_one_stage_cached_and_reproducible_from_predictions(tiny_project: Path):
+    p = str(tiny_project)
+    first = run("osr", "-p", p, "--split", "a")
+    assert set(first["osr"]) >= {"closed_set_accuracy", "auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr",
+                                 "known_acceptance", "unknown_rejection", "open_set_accuracy",
+                                 "open_set_macro_f1", "oscr"}
+    out = tiny_project / "outputs" / "split_a"
+    rows = list(csv.DictReader((out / "osr" / "predictions.csv").open()))
+    assert list(rows[0])[:6] == ["path", "true_label", "role", "pred_label", "distance", "msp"]
+    y = [r["role"] == "unknown" for r in rows]
+    assert roc_auc_score(y, [float(r["distance"]) for r in rows]) == first["osr"]["auroc"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["osr"]["auroc"] == first["osr"]["auroc"] and "msp" in metrics["osr"]
+    # cached: train is not re-run
+    assert run("train", "-p", p, "--split", "a")["cached"] is True
+    # a changed setting retrains
+    assert run("train", "-p", p, "--split", "a", "--set", "classifier.epochs=1")["cached"] is False
+
+
+def test_corrupt_cache_is_recomputed_with_a_warning(tiny_project: Path):
+    p = str(tiny_project)
+    run("train", "-p", p, "--split", "b")
+    model = tiny_project / "outputs" / "split_b" / "classifier" / "model.joblib"
+    model.write_bytes(model.read_bytes()[:100])
+    r = runner.invoke(app, ["train", "-p", p, "--split", "b"])
+    assert r.exit_code == 0, r.output
+    assert "unreadable cache entry" in r.output and "recomputing" in r.output
+    assert artifacts.load(model, None) is not None
+
+
+def test_cascade_patchcore_bench_report(tiny_project: Path):
+    p = str(tiny_project)
+    fit = run("patchcore", "fit", "-p", p)
+    assert fit["stats"]["patches_after"] < fit["stats"]["patches_before"]
+    assert run("patchcore", "fit", "-p", p)["cached"] is True
+    cas = run("cascade", "-p", p, "--split", "c")
+    assert set(cas["modes"]) == {"strict", "ignore_no_defect"}
+    metrics = json.loads((tiny_project / "outputs" / "split_c" / "metrics.json").read_text())
+    assert set(metrics["cascade"]) >= {"strict", "ignore_no_defect", "stage1_detection_rate",
+                                       "stage1_false_alarm_rate"}
+    b = run("bench", "-p", p, "--split", "c", "--device", "cpu")
+    for approach in ("one_stage", "two_stage"):
+        assert set(b[approach]["latency"]) == {"median_ms", "p95_ms", "mean_ms"}
+        assert b[approach]["throughput_images_per_s"] > 0
+    assert b["device"] == "cpu" and b["threads"] >= 1 and b["peak_rss_mb"] > 0
+    rep = run("report", "-p", p)
+    html = Path(rep["report_html"]).read_text()
+    assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
+    assert (tiny_project / "outputs" / "split_c" / "plots" / "patchcore_scores.png").is_file()

@@ -1,0 +1,35 @@
+import csv
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from osd.cli.app import app
+
+runner = CliRunner()
+
+
+def test_run_all_then_cached_rerun(tiny_project: Path):
+    p = str(tiny_project)
+    r = runner.invoke(app, ["run-all", "-p", p, "--splits", "a,c", "--json"])
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.stdout)
+    out = tiny_project / "outputs"
+    for s in ("a", "c"):
+        for rel in ("classifier/model.joblib", "embeddings/embeddings.joblib", "osr/thresholds.json",
+                    "osr/predictions.csv", "cascade/predictions.csv", "metrics.json", "bench.json",
+                    "plots/roc.png", "plots/confusion_one_stage.png", "plots/patchcore_scores.png",
+                    "plots/latency.png", "split_manifest.csv"):
+            assert (out / f"split_{s}" / rel).is_file(), rel
+    assert (out / "patchcore" / "patchcore.joblib").is_file()
+    assert (out / "report.html").is_file()
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert {(r["split"], r["approach"]) for r in rows} >= {
+        (s, a) for s in ("a", "c", "mean", "std")
+        for a in ("one_stage_mahalanobis", "one_stage_msp", "cascade_strict", "cascade_ignore_no_defect")}
+    assert all(r["auroc"] for r in rows)
+    r = runner.invoke(app, ["run-all", "-p", p, "--splits", "a,c", "--json"])
+    again = json.loads(r.stdout)
+    cached = {(s["split"], s["step"]): s["cached"] for s in again["steps"]}
+    assert cached[("-", "patchcore fit")] and cached[("a", "train")] and cached[("c", "bench")]
+    assert again["seconds"] < first["seconds"]
