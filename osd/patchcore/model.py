@@ -5,9 +5,68 @@ Score sign: higher = farther from every normal patch = more anomalous.
 
 from __future__ import annotations
 
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import torch
 
 from osd.errors import ConfigError
+from osd.patchcore.coreset import greedy_kcenter, random_projection
+from osd.patchcore.features import to_patches
+from osd.progress import Reporter, ensure
+
+
+def build_memory_bank(
+    feature_maps: Iterable[torch.Tensor],
+    coreset_ratio: float,
+    projection_dim: int,
+    generator: torch.Generator,
+    reporter: Reporter | None = None,
+    total: int | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Coreset memory bank from a stream of (B,D,h,w) feature maps, with bounded memory.
+
+    Full-dimension patch rows go to a scratch file as they arrive; only their random projection
+    stays in memory for the greedy selection; the chosen full rows are then read back.
+    """
+    reporter = ensure(reporter)
+    proj = None
+    projected, n_rows, dim = [], 0, 0
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="osd-patchcore-") as tmp:
+        store_path = Path(tmp) / "features.f32"
+        with store_path.open("wb") as store, reporter.task("patch features", total) as task:
+            for feats in feature_maps:
+                rows = to_patches(feats).contiguous().float()
+                if proj is None:
+                    dim = rows.shape[1]
+                    if projection_dim < dim:
+                        proj = random_projection(dim, projection_dim, generator)
+                store.write(rows.numpy().tobytes())
+                projected.append(rows @ proj if proj is not None else rows.clone())
+                n_rows += rows.shape[0]
+                task.advance(feats.shape[0], patches=n_rows)
+        if n_rows == 0:
+            raise ValueError("no patch features: every image was unreadable")
+        t_extract = time.perf_counter() - t0
+        points = torch.cat(projected)
+        del projected
+        k = max(1, int(round(coreset_ratio * n_rows)))
+        t1 = time.perf_counter()
+        chosen = greedy_kcenter(points, k, generator, reporter) if k < n_rows else torch.arange(n_rows)
+        t_select = time.perf_counter() - t1
+        del points
+        full = np.memmap(store_path, dtype=np.float32, mode="r", shape=(n_rows, dim))
+        bank = torch.from_numpy(np.ascontiguousarray(full[np.sort(chosen.numpy())]))
+        del full
+    stats = {"patches_before": n_rows, "patches_after": int(bank.shape[0]), "dim": int(dim),
+             "projection_dim": int(min(projection_dim, dim)), "bank_mb": bank.numel() * 4 / 2**20,
+             "extract_seconds": t_extract, "select_seconds": t_select}
+    return bank, stats
 
 
 def nearest(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, k: int = 1,

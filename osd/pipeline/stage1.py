@@ -8,7 +8,6 @@ false-alarm rate are per crop.
 
 from __future__ import annotations
 
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Iterator, Sequence
@@ -111,42 +110,16 @@ def _bank_paths(cfg: Config, data: NormalData) -> list[Path]:
 
 
 def fit_bank(cfg: Config, samples: Sequence[Sample], device, reporter: Reporter | None = None):
-    """Stream features to a scratch file, select the coreset on projected features, gather the chosen rows."""
+    """Memory bank of the given crops: features streamed batch by batch, coreset on a projection."""
     import torch
 
-    from osd.patchcore.coreset import greedy_kcenter, random_projection
-    from osd.patchcore.features import to_patches
+    from osd.patchcore.model import build_memory_bank
 
-    reporter = ensure(reporter)
     extractor = build_extractor(cfg, device)
+    images = (feats for _, feats in feature_batches(extractor, samples, cfg, device))
     gen = torch.Generator().manual_seed(cfg.project.seed)
-    proj_dim = min(cfg.patchcore.projection_dim, extractor.dim)
-    proj = random_projection(extractor.dim, proj_dim, gen) if proj_dim < extractor.dim else None
-    projected, n_rows = [], 0
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="osd-patchcore-") as tmp:
-        store_path = Path(tmp) / "features.f32"
-        with store_path.open("wb") as store, reporter.task("patch features", len(samples)) as task:
-            for n, feats in feature_batches(extractor, samples, cfg, device):
-                rows = to_patches(feats).contiguous()
-                store.write(rows.numpy().tobytes())
-                projected.append(rows @ proj if proj is not None else rows.clone())
-                n_rows += rows.shape[0]
-                task.advance(n, patches=n_rows)
-        t_extract = time.perf_counter() - t0
-        points = torch.cat(projected)
-        del projected
-        k = max(1, int(round(cfg.patchcore.coreset_ratio * n_rows)))
-        t1 = time.perf_counter()
-        chosen = greedy_kcenter(points, k, gen, reporter) if k < n_rows else torch.arange(n_rows)
-        t_select = time.perf_counter() - t1
-        del points
-        full = np.memmap(store_path, dtype=np.float32, mode="r", shape=(n_rows, extractor.dim))
-        bank = torch.from_numpy(np.ascontiguousarray(full[np.sort(chosen.numpy())]))
-        del full
-    stats = {"patches_before": n_rows, "patches_after": int(bank.shape[0]), "dim": int(extractor.dim),
-             "projection_dim": int(proj_dim), "bank_mb": bank.numel() * 4 / 2**20,
-             "extract_seconds": t_extract, "select_seconds": t_select}
+    bank, stats = build_memory_bank(images, cfg.patchcore.coreset_ratio, cfg.patchcore.projection_dim, gen,
+                                    reporter, total=len(samples))
     return bank, extractor, stats
 
 

@@ -1,0 +1,36 @@
+"""The whole study through the library, as one would run it from a notebook.
+
+    python examples/study.py path/to/project [a,b,c]
+
+The same functions the commands call; progress is silent (pass a reporter to see it).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from osd import config
+from osd.pipeline.classifier import train
+from osd.pipeline.onestage import evaluate
+from osd.pipeline.stage1 import fit_patchcore
+from osd.pipeline.twostage import run_cascade
+from osd.report.build import build_report
+
+
+def main(project: str, splits: list[str]) -> None:
+    cfg = config.load(project)  # add overrides: config.load(project, ["classifier.epochs=5"])
+    stage1 = fit_patchcore(cfg)
+    print(f"PatchCore threshold {stage1.threshold:.4g}, false-alarm rate {stage1.false_alarm_rate:.3f}")
+    for split in splits:
+        t = train(cfg, split)
+        one = evaluate(cfg, split)
+        two = run_cascade(cfg, split)
+        print(f"split {split}: best epoch {t.best_epoch}, closed-set acc {one.osr['closed_set_accuracy']:.3f}, "
+              f"Mahalanobis AUROC {one.osr['auroc']:.3f}, cascade open-set acc "
+              f"{two.modes['ignore_no_defect']['open_set_accuracy']:.3f}")
+    report = build_report(cfg, splits)
+    print("report:", report["report_html"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else ".", (sys.argv[2] if len(sys.argv) > 2 else "a,b,c").split(","))
