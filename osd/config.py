@@ -125,7 +125,7 @@ class PatchcoreSection:
     weights: str = opt("imagenet", WEIGHTS_HELP)
     image_size: int = opt(224, "input size in pixels", ge=32)
     layers: list[str] = opt(["layer2", "layer3"], "backbone layers whose features are concatenated")
-    coreset_ratio: float = opt(0.1, "share of patch features kept in the memory bank", gt=0.0, le=1.0)
+    coreset_ratio: float = opt(0.02, "share of patch features kept in the memory bank", gt=0.0, le=1.0)
     projection_dim: int = opt(128, "random projection size used for coreset selection", gt=0)
     reduce_dim: int = opt(0, "random projection of the stored features (0 = keep full dimension)", ge=0)
     max_bank_images: int = opt(200, "cap on memory-bank images (seeded sample)", gt=0)
