@@ -272,19 +272,20 @@ def show_bench(r: dict[str, Any]) -> None:
                        f"classifier {r['classifier']}; PatchCore {r['patchcore']}"))
 
 
-SHORT = {"one_stage_mahalanobis": "1-stage Mahalanobis", "one_stage_msp": "1-stage max-softmax",
-         "cascade_strict": "cascade strict", "cascade_ignore_no_defect": "cascade ignore-no-defect"}
+SHORT = {"one_stage_mahalanobis": "1st Mahalanobis", "one_stage_msp": "1st max-softmax",
+         "cascade_strict": "2nd strict", "cascade_ignore_no_defect": "2nd ignore-nd"}
 
 
 def show_summary(r: dict[str, Any]) -> None:
     cols = ["closed_set_accuracy", "auroc", "fpr_at_95_tpr", "unknown_rejection", "open_set_accuracy",
             "open_set_macro_f1", "oscr"]
     t = Table(title="Summary (unknown = positive; thresholds from validation / calibration data)",
-              title_justify="left")
+              title_justify="left", caption="1st = one-stage; 2nd = two-stage cascade (ignore-nd = ignore_no_defect)",
+              padding=(0, 1), collapse_padding=True, pad_edge=False)
     t.add_column("split", no_wrap=True)
     t.add_column("approach", no_wrap=True)
-    for c in ("closed acc", "AUROC", "FPR@95", "unk rej", "open acc", "macro-F1", "OSCR"):
-        t.add_column(c, justify="right")
+    for c in ("acc", "AUROC", "FPR95", "unkrej", "openacc", "F1", "OSCR"):
+        t.add_column(c, justify="right", no_wrap=True, min_width=5)
     for row in r["rows"]:
         t.add_row(row["split"], SHORT.get(row["approach"], row["approach"]),
                   *(f"{row[c]:.3f}" if isinstance(row.get(c), float) else "-" for c in cols))
