@@ -76,3 +76,13 @@ def test_unavailable_device_is_a_clear_error(tiny_project: Path):
         pytest.skip("this machine has CUDA")
     r = runner.invoke(app, ["bench", "-p", str(tiny_project), "--device", "cuda"])
     assert r.exit_code == 1 and "CUDA is not available" in r.output
+
+
+def test_unreadable_image_is_listed_by_check_and_skipped_by_pipelines(tiny_project: Path):
+    bad = tiny_project / "neu" / "IMAGES" / "crazing_99.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    r = runner.invoke(app, ["data", "check", "-p", str(tiny_project), "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["unreadable"] == [str(bad)]
+    assert report["neu_counts"]["crazing"] == 10
