@@ -342,6 +342,3 @@ def main() -> None:
     except KeyboardInterrupt:  # pragma: no cover
         render.error("interrupted")
         sys.exit(130)
-
-
-# Typer maps parameter names to option names; "set" is a builtin, hence set_ -> --set above.

@@ -13,7 +13,7 @@ import numpy as np
 
 from osd import __version__, artifacts
 from osd.config import Config
-from osd.pipeline.classifier import _load_model
+from osd.pipeline.classifier import load_model
 from osd.pipeline.data import split_manifest
 from osd.pipeline.onestage import load_calibration
 from osd.pipeline.stage1 import load_detector
@@ -54,7 +54,7 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str
     cal = load_calibration(cfg, split, reporter)
     scorer = cal["scorer"]
     tpayload = artifacts.load(artifacts.Layout(cfg.output_dir).classifier(split) / "model.joblib", None)
-    model = _load_model(cfg, tpayload).to(device)
+    model = load_model(cfg, tpayload).to(device)
     bank, extractor, _ = load_detector(cfg, device, reporter)
     bank.bank, bank.bank_sq = bank.bank.to(device), bank.bank_sq.to(device)
     extractor.eval()

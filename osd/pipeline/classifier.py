@@ -46,7 +46,7 @@ class TrainResult:
         return asdict(self)
 
 
-def _load_model(cfg: Config, payload: dict[str, Any]):
+def load_model(cfg: Config, payload: dict[str, Any]):
     import torch
 
     from osd.models.backbones import build
@@ -138,7 +138,7 @@ def embed(cfg: Config, split: str, force: bool = False, reporter: Reporter | Non
     if payload is None:
         device = runtime.setup(cfg)
         tpayload = artifacts.load(artifacts.Layout(cfg.output_dir).classifier(split) / "model.joblib", None)
-        model = _load_model(cfg, tpayload).to(device)
+        model = load_model(cfg, tpayload).to(device)
         manifest = split_manifest(cfg, split)
         payload = {"classes": tpayload["classes"]}
         total = sum(len(_entries(manifest, p)) for p in PARTS)
