@@ -54,10 +54,11 @@ def _backbone(weights: str):
 
 
 def worker_osd(data: dict, args) -> dict:
+    from osd.models.backbones import build
     from osd.patchcore.features import PatchFeatureExtractor, to_patches
     from osd.patchcore.model import MemoryBank, build_memory_bank
 
-    ext = PatchFeatureExtractor(_backbone(args.weights), LAYERS)
+    ext = PatchFeatureExtractor(build("wide_resnet50_2", args.weights), LAYERS)  # osd's own loading path
     t = time.perf_counter()
     with torch.inference_mode():
         bank, stats = build_memory_bank((ext(x) for x in _batches(data["bank"], args.batch)), args.coreset,

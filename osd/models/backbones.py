@@ -42,7 +42,14 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: the file's pages are read in place instead of being copied into a second full set
+        # of tensors, which halves the peak memory of loading large backbones.
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise WeightsError(f"{path}: not a loadable state dict ({type(exc).__name__}: {exc})") from None
     except Exception as exc:  # noqa: BLE001
         raise WeightsError(f"{path}: not a loadable state dict ({type(exc).__name__}: {exc})") from None
     for wrapper in ("state_dict", "model"):
@@ -62,7 +69,8 @@ def head_names(model: nn.Module) -> list[str]:
     return [last] if last else []
 
 
-def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str, tolerate_head: bool = True) -> None:
+def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str, tolerate_head: bool = True,
+                     assign: bool = False) -> None:
     """Load weights; a head of another size (or a missing head) is tolerated, any other mismatch is an error."""
     heads = tuple(f"{h}." for h in head_names(model))
     own = model.state_dict()
@@ -71,7 +79,7 @@ def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
         if tolerate_head and k.startswith(heads) and (k not in own or own[k].shape != state[k].shape):
             del state[k]
     bad_shape = [k for k in state if k in own and own[k].shape != state[k].shape]
-    result = model.load_state_dict({k: v for k, v in state.items() if k not in bad_shape}, strict=False)
+    result = model.load_state_dict({k: v for k, v in state.items() if k not in bad_shape}, strict=False, assign=assign)
     missing = [k for k in result.missing_keys if not (tolerate_head and k.startswith(heads))]
     problems = []
     if missing:
@@ -89,7 +97,16 @@ def build(arch: str, weights: str) -> nn.Module:
     w = weights.strip()
     if w.lower() == "imagenet":
         return _imagenet(arch)
-    model = _new(arch)
-    if w.lower() != "none":
-        apply_state_dict(model, load_state_dict_file(Path(w)), w)
+    if w.lower() == "none":
+        return _new(arch)
+    state = load_state_dict_file(Path(w))
+    # Built on the meta device and given the (memory-mapped) file tensors directly: no random
+    # init and no second copy of the weights, so peak memory is one set of weights.
+    with torch.device("meta"):
+        model = _new(arch)
+    apply_state_dict(model, state, w, assign=True)
+    for module in model.modules():  # a tolerated head the file did not provide
+        if any(p.is_meta for p in module.parameters(recurse=False)):
+            module.to_empty(device="cpu", recurse=False)
+            module.reset_parameters()
     return model
