@@ -53,3 +53,16 @@ def test_locally_aware_features_shape():
     assert to_patches(f).shape == (2 * 64, 384)
     small = PatchFeatureExtractor(torchvision.models.resnet18(), ["layer2", "layer3"], reduce_dim=32)
     assert small(torch.randn(1, 3, 64, 64)).shape[1] == 32
+
+
+def test_memory_bank_gathers_the_selected_full_rows():
+    from osd.patchcore.model import build_memory_bank
+
+    g = torch.Generator().manual_seed(4)
+    maps = [torch.randn(2, 16, 3, 3, generator=g) for _ in range(3)]
+    rows = torch.cat([to_patches(m) for m in maps])
+    full, stats = build_memory_bank(iter(maps), 1.0, 4, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(full, rows)
+    half, stats = build_memory_bank(iter(maps), 0.5, 4, torch.Generator().manual_seed(0))
+    assert stats["patches_before"] == 54 and half.shape == (27, 16)
+    assert torch.cdist(half, rows).min(dim=1).values.max() < 1e-5  # every bank row is a real patch row

@@ -60,9 +60,15 @@ def build_memory_bank(
         chosen = greedy_kcenter(points, k, generator, reporter) if k < n_rows else torch.arange(n_rows)
         t_select = time.perf_counter() - t1
         del points
-        full = np.memmap(store_path, dtype=np.float32, mode="r", shape=(n_rows, dim))
-        bank = torch.from_numpy(np.ascontiguousarray(full[np.sort(chosen.numpy())]))
-        del full
+        # Plain reads of the chosen rows: a memory map would fault in whole neighbourhoods of pages
+        # (the kernel's fault-around), which shows up as resident memory far beyond the bank.
+        rows_out = np.empty((len(chosen), dim), dtype=np.float32)
+        row_bytes = dim * 4
+        with store_path.open("rb") as fh:
+            for j, i in enumerate(np.sort(chosen.numpy())):
+                fh.seek(int(i) * row_bytes)
+                fh.readinto(memoryview(rows_out[j]).cast("B"))
+        bank = torch.from_numpy(rows_out)
     stats = {"patches_before": n_rows, "patches_after": int(bank.shape[0]), "dim": int(dim),
              "projection_dim": int(min(projection_dim, dim)), "bank_mb": bank.numel() * 4 / 2**20,
              "extract_seconds": t_extract, "select_seconds": t_select}
