@@ -65,4 +65,4 @@ def test_memory_bank_gathers_the_selected_full_rows():
     torch.testing.assert_close(full, rows)
     half, stats = build_memory_bank(iter(maps), 0.5, 4, torch.Generator().manual_seed(0))
     assert stats["patches_before"] == 54 and half.shape == (27, 16)
-    assert torch.cdist(half, rows).min(dim=1).values.max() < 1e-5  # every bank row is a real patch row
+    assert all(bool((rows == r).all(dim=1).any()) for r in half)  # every bank row is a real patch row, exactly
