@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -108,8 +109,11 @@ def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | 
     """One-stage decision (unknown when distance > tau, else arg-max class) and its metrics."""
     split = split.lower()
     cal = calibrate(cfg, split, force=force, reporter=reporter)
-    emb = load_embeddings(cfg, split, reporter)
-    payload = load_calibration(cfg, split, reporter)
+    # calibrate() has just brought both artifacts up to date; read them once instead of walking
+    # the cached chain (which reloads the classifier checkpoint) twice more.
+    layout = artifacts.Layout(cfg.output_dir)
+    emb = artifacts.load(layout.embeddings(split) / "embeddings.joblib", None)
+    payload = artifacts.load(Path(cal.path), None)
     scorer, tau = payload["scorer"], payload["tau"]
     classes = list(emb["classes"])
     t = test_arrays(emb)
@@ -121,7 +125,6 @@ def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | 
     pred_msp = np.where(msp < cal.kappa, UNKNOWN, closed)
     m_osr = open_set_metrics(t["labels"], pred, closed, dist, t["is_unknown"], classes)
     m_msp = open_set_metrics(t["labels"], pred_msp, closed, -msp, t["is_unknown"], classes)
-    layout = artifacts.Layout(cfg.output_dir)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "true_label", "role", "pred_label", "distance", "msp", "closed_label", "pred_label_msp"])
