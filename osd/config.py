@@ -117,6 +117,13 @@ class OsrSection:
         choices=("ledoitwolf", "oas", "empirical"),
     )
     normalize: str = opt("l2", "embedding normalisation before Mahalanobis: l2 | none", choices=("l2", "none"))
+    features: str = opt(
+        "multilayer", "features scored: multilayer (every residual stage, Lee et al. 2018) | penultimate",
+        choices=("multilayer", "penultimate"),
+    )
+    pooling: str = opt(
+        "mean", "per-channel statistics of each stage for multilayer: mean | mean_std", choices=("mean", "mean_std"),
+    )
 
 
 @dataclass(frozen=True)

@@ -33,3 +33,21 @@ def test_mismatching_state_dict_names_the_keys(tmp_path: Path):
 
 def test_random_init():
     assert isinstance(build("resnet18", "none"), torchvision.models.ResNet)
+
+
+def test_stage_statistics_come_from_the_same_pass():
+    torch.manual_seed(0)
+    clf = EmbeddingClassifier(build("resnet18", "none"), 3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        stats, logits = clf.embed_stages(x)
+        z, ref_logits = clf.embed(x)
+        l1 = clf.features.layer1(clf.features.maxpool(clf.features.relu(clf.features.bn1(clf.features.conv1(x)))))
+    assert clf.stage_names == ["layer1", "layer2", "layer3", "layer4"]
+    torch.testing.assert_close(logits, ref_logits)
+    torch.testing.assert_close(stats["penultimate"], z)
+    torch.testing.assert_close(stats["layer4_mean"], z)  # ResNet's penultimate = pooled layer4
+    torch.testing.assert_close(stats["layer1_mean"], l1.mean((2, 3)))
+    torch.testing.assert_close(stats["layer1_std"], l1.std((2, 3), correction=0))
+    assert stats["layer2_std"].shape == (2, 128)
+    assert not clf.features.layer1._forward_hooks  # hooks are removed after the pass

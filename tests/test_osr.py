@@ -33,3 +33,51 @@ def test_tau_at_the_validation_quantile():
     assert t.threshold_ == pytest.approx(np.quantile(scores, 0.95))
     assert t.accepted_fraction_ == pytest.approx(0.95)
     assert t.predict(np.array([95.0, 96.0])).tolist() == [False, True]
+
+
+def test_one_block_is_the_plain_distance():
+    from osd.osr.mahalanobis import MultiBlockMahalanobis
+
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(60, 6)), np.repeat([0, 1, 2], 20)
+    probe = rng.normal(size=(7, 6))
+    single = MahalanobisScorer("ledoitwolf", "l2").fit(X, y)
+    multi = MultiBlockMahalanobis((), "ledoitwolf", "l2").fit(X, y, X_ref=probe)
+    np.testing.assert_allclose(multi.score_samples(probe), single.score_samples(probe))
+
+
+def test_blocks_are_standardised_on_the_reference_images():
+    from osd.osr.mahalanobis import MultiBlockMahalanobis
+
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 50)
+    small = rng.normal(size=(100, 3)) + y[:, None] * 4
+    big = rng.normal(size=(100, 40)) * 5 + y[:, None] * 4
+    X = np.hstack([small, big])
+    ref = np.hstack([rng.normal(size=(30, 3)), rng.normal(size=(30, 40)) * 5])
+    s = MultiBlockMahalanobis((3, 40), "ledoitwolf", "none").fit(X, y, X_ref=ref)
+    z = s.block_scores(ref)
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=1e-9)
+    np.testing.assert_allclose(s.score_samples(ref), z.mean(axis=1))
+    # each block on its own equals an independent scorer on those columns
+    raw = (z * s.scale_ + s.loc_)[:, 1]
+    np.testing.assert_allclose(raw, MahalanobisScorer("ledoitwolf", "none").fit(big, y).score_samples(ref[:, 3:]))
+    # a sample far off in the small block only is still flagged: the big block does not drown it
+    far = ref[:1].copy()
+    far[0, :3] += 30
+    assert s.score_samples(far)[0] > s.score_samples(ref).max()
+    with pytest.raises(ValueError, match="widths"):
+        MultiBlockMahalanobis((3, 3), "ledoitwolf", "none").fit(X, y)
+
+
+def test_block_names_follow_the_configuration():
+    from osd.osr.features import block_names, stack
+
+    stored = ["layer2_mean", "layer1_mean", "layer1_std", "layer2_std"]
+    assert block_names(stored, "penultimate", "mean") == ["penultimate"]
+    assert block_names(stored, "multilayer", "mean") == ["layer1_mean", "layer2_mean"]
+    assert block_names(stored, "multilayer", "mean_std") == ["layer1_mean", "layer1_std", "layer2_mean", "layer2_std"]
+    assert block_names([], "multilayer", "mean") == ["penultimate"]  # a model without residual stages
+    x, widths = stack({"a": np.ones((2, 3)), "b": np.zeros((2, 1))}, ["b", "a"])
+    assert widths == [1, 3] and x.tolist() == [[0, 1, 1, 1], [0, 1, 1, 1]]

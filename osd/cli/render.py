@@ -184,13 +184,15 @@ def show_embed(r: Any) -> None:
 
 def show_calibration(r: Any) -> None:
     show(table(f"Thresholds, split {r.split.upper()} (set on {r.n_val} known validation images)", ["", ""], [
-        ["tau (Mahalanobis; unknown when distance > tau)", r.tau],
+        ["tau (Mahalanobis; unknown when score > tau)", r.tau],
         ["kappa (max softmax; unknown when msp < kappa)", r.kappa],
         ["target acceptance", r.acceptance],
         ["validation accepted by tau", r.val_accepted_tau],
         ["validation accepted by kappa", r.val_accepted_kappa],
         ["covariance / normalisation", f"{r.covariance} / {r.normalize}"],
+        [f"features ({len(r.blocks)} blocks)", f"{r.features}: {', '.join(r.blocks)}"],
     ]))
+    note(f"Mahalanobis score: {r.to_dict()['score_sign']}")
     out.print(cached_tag(r.cached))
 
 
@@ -218,7 +220,7 @@ def show_osr(r: Any) -> None:
     show(metrics_table(
         f"One-stage open-set recognition, split {r.split.upper()} "
         f"({first['n_known']} known / {first['n_unknown']} unknown test images)",
-        {f"Mahalanobis (tau={r.tau:.4g})": r.osr, f"max-softmax (kappa={r.kappa:.4g})": r.msp},
+        {f"Mahalanobis, {r.features} (tau={r.tau:.4g})": r.osr, f"max-softmax (kappa={r.kappa:.4g})": r.msp},
         caption="scores: higher = more unknown; unknown is the positive class",
     ))
     note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")

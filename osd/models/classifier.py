@@ -1,5 +1,6 @@
 """The classifier as a pure torch module: a backbone whose head is split off, so the
-penultimate-layer embedding is available next to the logits."""
+penultimate-layer embedding (and the pooled output of every residual stage) is available
+next to the logits."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import torch
 from torch import nn
 
 from osd.models.backbones import head_names
+
+STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
 class EmbeddingClassifier(nn.Module):
@@ -24,10 +27,36 @@ class EmbeddingClassifier(nn.Module):
         self.features = backbone
         self.head = nn.Linear(old.in_features, num_classes)
         self.embedding_dim = old.in_features
+        # ResNet-family models expose their residual stages by name; other models give only
+        # the penultimate embedding.
+        self.stage_names = [n for n in STAGES if isinstance(getattr(backbone, n, None), nn.Module)]
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.features(x)
         return z, self.head(z)
+
+    def embed_stages(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """({"penultimate", "<stage>_mean", "<stage>_std", ...}, logits) in one pass.
+
+        ``<stage>_mean`` / ``<stage>_std`` are the per-channel mean and standard deviation over
+        the spatial grid of a residual stage's output.
+        """
+        maps: dict[str, torch.Tensor] = {}
+        hooks = [
+            self.features.get_submodule(n).register_forward_hook(lambda _m, _i, out, n=n: maps.__setitem__(n, out))
+            for n in self.stage_names
+        ]
+        try:
+            z = self.features(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        stats = {"penultimate": z}
+        for n in self.stage_names:
+            f = maps[n].flatten(2)
+            stats[f"{n}_mean"] = f.mean(2)
+            stats[f"{n}_std"] = f.std(2, correction=0)
+        return stats, self.head(z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

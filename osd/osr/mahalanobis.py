@@ -54,3 +54,51 @@ class MahalanobisScorer(BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[self.distances(X).argmin(axis=1)]
+
+
+class MultiBlockMahalanobis(BaseEstimator):
+    """One :class:`MahalanobisScorer` per feature block (``widths`` splits the columns of ``X``).
+
+    With several blocks, each block's distance is standardised by its mean and standard
+    deviation on reference images of the known classes (``X_ref`` in ``fit``, the validation
+    images; the training images when absent), so blocks of different size count equally, and the
+    score is the mean of the standardised distances. With one block the score is the plain
+    distance. Score sign: higher = more unknown.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (), covariance: str = "ledoitwolf", normalize: str = "l2"):
+        self.widths = widths
+        self.covariance = covariance
+        self.normalize = normalize
+
+    def _blocks(self, X: np.ndarray) -> list[np.ndarray]:
+        X = np.asarray(X)
+        widths = tuple(self.widths) or (X.shape[1],)
+        if sum(widths) != X.shape[1]:
+            raise ValueError(f"block widths sum to {sum(widths)}, X has {X.shape[1]} columns")
+        return np.split(X, np.cumsum(widths)[:-1], axis=1)
+
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        return np.stack([s.score_samples(b) for s, b in zip(self.scorers_, self._blocks(X))], axis=1)
+
+    def fit(self, X: np.ndarray, y: np.ndarray, X_ref: np.ndarray | None = None) -> MultiBlockMahalanobis:
+        blocks = self._blocks(X)
+        self.scorers_ = [MahalanobisScorer(self.covariance, self.normalize).fit(b, y) for b in blocks]
+        self.classes_ = self.scorers_[0].classes_
+        if len(blocks) == 1:
+            self.loc_, self.scale_ = np.zeros(1), np.ones(1)
+        else:
+            ref = self._raw(X if X_ref is None else X_ref)
+            self.loc_ = ref.mean(axis=0)
+            std = ref.std(axis=0)
+            self.scale_ = np.where(std > 0, std, 1.0)
+        self.n_features_in_ = int(np.asarray(X).shape[1])
+        return self
+
+    def block_scores(self, X: np.ndarray) -> np.ndarray:
+        """(n_samples, n_blocks) standardised smallest squared distances."""
+        check_is_fitted(self, "scorers_")
+        return (self._raw(X) - self.loc_) / self.scale_
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        return self.block_scores(X).mean(axis=1)

@@ -46,13 +46,14 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str
     from osd import runtime
     from osd.data.images import load_rgb
     from osd.data.tensors import normalize, pil_to_uint8
+    from osd.osr.features import stack
     from osd.patchcore.features import to_patches
 
     reporter = ensure(reporter)
     split = split.lower()
     device = runtime.setup(cfg)
     cal = load_calibration(cfg, split, reporter)
-    scorer = cal["scorer"]
+    scorer, blocks = cal["scorer"], list(cal["blocks"])
     tpayload = artifacts.load(artifacts.Layout(cfg.output_dir).classifier(split) / "model.joblib", None)
     model = load_model(cfg, tpayload).to(device)
     bank, extractor, _ = load_detector(cfg, device, reporter)
@@ -74,6 +75,9 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str
     def prep(img, size):
         return normalize(pil_to_uint8(img, size).unsqueeze(0).to(device))
 
+    def osr_score(st):
+        return scorer.score_samples(stack({k: v.cpu().numpy() for k, v in st.items()}, blocks)[0])
+
     def nn_score(feats):
         return bank.score_patches(to_patches(feats), feats.shape[2] * feats.shape[3])
 
@@ -84,8 +88,8 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str
         for i, p in enumerate(paths[: runs + warm]):
             img, t_dec = timed(load_rgb, p)
             x, t_cp = timed(prep, img, cs)
-            (z, _), t_cf = timed(model.embed, x)
-            _, t_m = timed(scorer.score_samples, z.cpu().numpy())
+            (st, _), t_cf = timed(model.embed_stages, x)
+            _, t_m = timed(osr_score, st)
             xp, t_pp = timed(prep, img, ps)
             feats, t_pf = timed(extractor, xp)
             _, t_nn = timed(nn_score, feats)
@@ -108,8 +112,8 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str
 
         def one_stage(imgs):
             x = normalize(torch.stack([pil_to_uint8(i, cs) for i in imgs]).to(device))
-            z, _ = model.embed(x)
-            return scorer.score_samples(z.cpu().numpy())
+            st, _ = model.embed_stages(x)
+            return osr_score(st)
 
         def two_stage(imgs):
             xp = normalize(torch.stack([pil_to_uint8(i, ps) for i in imgs]).to(device))

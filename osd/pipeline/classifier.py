@@ -118,7 +118,8 @@ class EmbedResult:
 
 
 def embed_key(cfg: Config, split: str) -> str:
-    return artifacts.cache_key("embed", train_key(cfg, split))
+    # "stages": the payload holds every residual stage's pooled statistics (older entries did not)
+    return artifacts.cache_key("embed", "stages", train_key(cfg, split))
 
 
 def embed(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> EmbedResult:
@@ -147,16 +148,19 @@ def embed(cfg: Config, split: str, force: bool = False, reporter: Reporter | Non
             for part in PARTS:
                 entries = _entries(manifest, part)
                 x, kept = load_images([e.path for e in entries], cfg.classifier.image_size)
-                embs, logits = [], []
+                stats: dict[str, list[np.ndarray]] = {}
+                logits = []
                 for s in range(0, len(kept), 64):
-                    z, lg = model.embed(normalize(x[s : s + 64].to(device)))
-                    embs.append(z.cpu().numpy())
+                    st, lg = model.embed_stages(normalize(x[s : s + 64].to(device)))
+                    for name, v in st.items():
+                        stats.setdefault(name, []).append(v.cpu().numpy())
                     logits.append(lg.cpu().numpy())
-                    task.advance(len(z))
-                    n_done += len(z)
-                dim = model.embedding_dim
+                    task.advance(len(lg))
+                    n_done += len(lg)
+                stages = {n: np.concatenate(v) for n, v in stats.items()}
                 payload[part] = {
-                    "embeddings": np.concatenate(embs) if embs else np.zeros((0, dim), np.float32),
+                    "embeddings": stages.pop("penultimate", np.zeros((0, model.embedding_dim), np.float32)),
+                    "stages": stages,
                     "logits": np.concatenate(logits) if logits else np.zeros((0, len(payload["classes"])), np.float32),
                     "labels": [entries[i].label for i in kept],
                     "paths": [str(entries[i].path) for i in kept],

@@ -16,7 +16,25 @@ from osd.metrics import UNKNOWN, open_set_metrics, softmax
 from osd.pipeline.classifier import embed_key, load_embeddings
 from osd.progress import Reporter
 
-SCORE_SIGN = "higher = more unknown (smallest squared Mahalanobis distance to a known class mean)"
+SCORE_SIGNS = {
+    "penultimate": "higher = more unknown (smallest squared Mahalanobis distance to a known class mean)",
+    "multilayer": "higher = more unknown (smallest squared Mahalanobis distance to a known class mean, per residual "
+                  "stage, standardised on known validation images, averaged over the stages)",
+}
+
+
+def score_sign(features: str) -> str:
+    return SCORE_SIGNS[features]
+
+
+def part_matrix(part: dict[str, Any], blocks: list[str]) -> np.ndarray:
+    """The scorer's input for one stored partition (the penultimate embedding or stage statistics)."""
+    from osd.osr.features import stack
+
+    stats = {"penultimate": part["embeddings"], **part.get("stages", {})}
+    if len(part["labels"]) == 0:
+        return np.zeros((0, 0), np.float32)
+    return stack(stats, blocks)[0]
 
 
 @dataclass
@@ -30,16 +48,19 @@ class CalibrationResult:
     val_accepted_kappa: float
     covariance: str
     normalize: str
+    features: str
+    blocks: list[str]
     cached: bool
     path: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "score_sign": SCORE_SIGN}
+        return {**asdict(self), "score_sign": score_sign(self.features)}
 
 
 def calibrate(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> CalibrationResult:
     """Fit the scorer on train embeddings; tau and kappa accept ``osr.acceptance`` of known validation images."""
-    from osd.osr.mahalanobis import MahalanobisScorer
+    from osd.osr.features import block_names, stack
+    from osd.osr.mahalanobis import MultiBlockMahalanobis
     from osd.osr.thresholds import AcceptanceThreshold
 
     split = split.lower()
@@ -51,25 +72,29 @@ def calibrate(cfg: Config, split: str, force: bool = False, reporter: Reporter |
     cached = payload is not None
     if payload is None:
         train, val = emb["train"], emb["val"]
-        scorer = MahalanobisScorer(cfg.osr.covariance, cfg.osr.normalize).fit(
-            train["embeddings"], np.asarray(train["labels"])
+        blocks = block_names(list(train.get("stages", {})), cfg.osr.features, cfg.osr.pooling)
+        x_train, widths = stack({"penultimate": train["embeddings"], **train.get("stages", {})}, blocks)
+        x_val = part_matrix(val, blocks)
+        scorer = MultiBlockMahalanobis(tuple(widths), cfg.osr.covariance, cfg.osr.normalize).fit(
+            x_train, np.asarray(train["labels"]), X_ref=x_val
         )
-        tau = AcceptanceThreshold(cfg.osr.acceptance).fit(scorer.score_samples(val["embeddings"]))
+        tau = AcceptanceThreshold(cfg.osr.acceptance).fit(scorer.score_samples(x_val))
         msp_val = softmax(val["logits"]).max(axis=1)
         kap = AcceptanceThreshold(cfg.osr.acceptance).fit(-msp_val)  # same sign convention: -msp
-        payload = {"scorer": scorer, "tau": tau, "kappa_threshold": kap}
+        payload = {"scorer": scorer, "blocks": blocks, "tau": tau, "kappa_threshold": kap}
         artifacts.save(path, key, payload, cfg.to_dict())
         thresholds = {
             "tau": tau.threshold_, "kappa": -kap.threshold_, "acceptance": cfg.osr.acceptance,
             "n_val_images": tau.n_samples_, "val_accepted_tau": tau.accepted_fraction_,
-            "val_accepted_kappa": kap.accepted_fraction_, "score_sign": SCORE_SIGN,
+            "val_accepted_kappa": kap.accepted_fraction_, "score_sign": score_sign(cfg.osr.features),
+            "features": cfg.osr.features, "blocks": blocks,
             "tau_rule": "unknown when distance > tau", "kappa_rule": "unknown when max softmax < kappa",
         }
         artifacts.write_json(layout.osr(split) / "thresholds.json", thresholds)
     tau, kap = payload["tau"], payload["kappa_threshold"]
     return CalibrationResult(split, tau.threshold_, -kap.threshold_, cfg.osr.acceptance, tau.n_samples_,
                              tau.accepted_fraction_, kap.accepted_fraction_, cfg.osr.covariance, cfg.osr.normalize,
-                             cached, str(path))
+                             cfg.osr.features, list(payload["blocks"]), cached, str(path))
 
 
 def load_calibration(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str, Any]:
@@ -88,16 +113,18 @@ class OsrResult:
     predictions: str
     metrics_path: str
     cached: bool
+    features: str = "penultimate"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "score_sign": SCORE_SIGN, "positive_class": "unknown"}
+        return {**asdict(self), "score_sign": score_sign(self.features), "positive_class": "unknown"}
 
 
-def test_arrays(emb: dict[str, Any]) -> dict[str, Any]:
-    """Known test then unknown test, concatenated."""
+def test_arrays(emb: dict[str, Any], blocks: list[str]) -> dict[str, Any]:
+    """Known test then unknown test, concatenated; ``x`` is the scorer's input."""
     tk, tu = emb["test_known"], emb["test_unknown"]
+    parts = [m for m in (part_matrix(tk, blocks), part_matrix(tu, blocks)) if len(m)]
     return {
-        "embeddings": np.concatenate([tk["embeddings"], tu["embeddings"]]),
+        "x": np.concatenate(parts) if parts else np.zeros((0, 0), np.float32),
         "logits": np.concatenate([tk["logits"], tu["logits"]]),
         "labels": list(tk["labels"]) + list(tu["labels"]),
         "paths": list(tk["paths"]) + list(tu["paths"]),
@@ -116,8 +143,8 @@ def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | 
     payload = artifacts.load(Path(cal.path), None)
     scorer, tau = payload["scorer"], payload["tau"]
     classes = list(emb["classes"])
-    t = test_arrays(emb)
-    dist = scorer.score_samples(t["embeddings"])
+    t = test_arrays(emb, list(payload["blocks"]))
+    dist = scorer.score_samples(t["x"])
     probs = softmax(t["logits"])
     msp = probs.max(axis=1)
     closed = np.array([classes[i] for i in probs.argmax(axis=1)], dtype=object)
@@ -133,7 +160,9 @@ def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | 
         w.writerow([t["paths"][i], t["labels"][i], role, pred[i], f"{dist[i]:.6g}", f"{msp[i]:.6g}", closed[i],
                     pred_msp[i]])
     pred_path = artifacts.write_text(layout.osr(split) / "predictions.csv", buf.getvalue())
-    osr_section = {**m_osr, "tau": cal.tau, "score_sign": SCORE_SIGN, "positive_class": "unknown",
+    osr_section = {**m_osr, "tau": cal.tau, "score_sign": score_sign(cal.features), "positive_class": "unknown",
+                   "features": cal.features, "blocks": cal.blocks,
                    "msp": {**m_msp, "kappa": cal.kappa, "score": "negative max softmax"}}
     metrics_path = artifacts.update_metrics(layout.metrics(split), "osr", osr_section)
-    return OsrResult(split, classes, cal.tau, cal.kappa, m_osr, m_msp, str(pred_path), str(metrics_path), cal.cached)
+    return OsrResult(split, classes, cal.tau, cal.kappa, m_osr, m_msp, str(pred_path), str(metrics_path), cal.cached,
+                     cal.features)
