@@ -66,3 +66,56 @@ def test_memory_bank_gathers_the_selected_full_rows():
     half, stats = build_memory_bank(iter(maps), 0.5, 4, torch.Generator().manual_seed(0))
     assert stats["patches_before"] == 54 and half.shape == (27, 16)
     assert all(bool((rows == r).all(dim=1).any()) for r in half)  # every bank row is a real patch row, exactly
+
+
+def _clustered(n: int, d: int, g: torch.Generator) -> torch.Tensor:
+    centres = torch.randn(8, d, generator=g) * 4
+    return centres[torch.randint(8, (n,), generator=g)] + torch.randn(n, d, generator=g)
+
+
+def test_pruned_image_scores_equal_brute_force():
+    from osd.patchcore.search import ProjectedIndex, max_nearest
+
+    g = torch.Generator().manual_seed(5)
+    bank = _clustered(500, 64, g)
+    patches = torch.cat([_clustered(20 * 49, 64, g), torch.randn(49, 64, generator=g) * 6])  # 21 images of 7x7
+    bank_sq = (bank * bank).sum(1)
+    d, i = nearest(patches, bank, bank_sq)
+    d, i = d[:, 0].view(21, 49), i[:, 0].view(21, 49)
+    ref, ref_where = d.max(dim=1)
+    for dim, cand in ((4, 1), (16, 3), (64, 1)):
+        best, where, nn_idx = max_nearest(patches, 49, bank, bank_sq, ProjectedIndex.build(bank, dim), cand, block=2)
+        torch.testing.assert_close(best, ref)
+        assert torch.equal(where, ref_where)
+        assert torch.equal(nn_idx, i[torch.arange(21), ref_where])
+
+
+def test_memory_bank_prunes_without_changing_scores():
+    g = torch.Generator().manual_seed(6)
+    bank = _clustered(400, 256, g)
+    patches = _clustered(10 * 16, 256, g)
+    for k in (1, 3):
+        pruned = MemoryBank(bank, num_neighbors=k, index_dim=16)
+        plain = MemoryBank(bank, num_neighbors=k, index_dim=1024)  # projection too large: brute force
+        assert pruned.index is not None and plain.index is None
+        torch.testing.assert_close(pruned.score_patches(patches, 16), plain.score_patches(patches, 16))
+
+
+def test_folded_batchnorm_gives_the_same_features():
+    import torchvision
+
+    from osd.patchcore.features import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    for m in model.modules():  # non-trivial running statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        folded = fold_batchnorm(model)
+        out = folded(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)

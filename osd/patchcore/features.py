@@ -6,8 +6,29 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 LAYER_ORDER = ("layer1", "layer2", "layer3", "layer4")
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm that follows a convolution into it (ResNet stem, blocks, downsample).
+
+    Inference only: the folded convolution computes the same function with one pass fewer over
+    each activation map.
+    """
+    for child in module.children():
+        fold_batchnorm(child)
+    for conv, bn in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")):
+        c, b = getattr(module, conv, None), getattr(module, bn, None)
+        if isinstance(c, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+            setattr(module, conv, fuse_conv_bn_eval(c, b))
+            setattr(module, bn, nn.Identity())
+    if isinstance(module, nn.Sequential) and len(module) >= 2 and isinstance(module[0], nn.Conv2d) \
+            and isinstance(module[1], nn.BatchNorm2d):
+        module[0] = fuse_conv_bn_eval(module[0], module[1])
+        module[1] = nn.Identity()
+    return module
 
 
 class PatchFeatureExtractor(nn.Module):
@@ -24,6 +45,10 @@ class PatchFeatureExtractor(nn.Module):
         self.blocks = nn.ModuleDict({n: getattr(backbone, n) for n in LAYER_ORDER[: deepest + 1]})
         self.pool = nn.AvgPool2d(3, stride=1, padding=1)
         self.eval()
+        # an inference-only module: folded BatchNorm and channels-last layout are both faster
+        # convolutions on CPU (oneDNN) for the same features
+        fold_batchnorm(self)
+        self.to(memory_format=torch.channels_last)
         with torch.no_grad():
             dim = sum(f.shape[1] for f in self._layer_maps(torch.zeros(1, 3, 64, 64)))
         self.full_dim = dim
@@ -37,7 +62,7 @@ class PatchFeatureExtractor(nn.Module):
             self.dim = dim
 
     def _layer_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
+        x = self.stem(x.contiguous(memory_format=torch.channels_last))
         maps = []
         for name, block in self.blocks.items():
             x = block(x)

@@ -17,6 +17,7 @@ import torch
 from osd.errors import ConfigError
 from osd.patchcore.coreset import greedy_kcenter, random_projection
 from osd.patchcore.features import to_patches
+from osd.patchcore.search import ProjectedIndex, max_nearest, nearest
 from osd.progress import Reporter, ensure
 
 
@@ -75,32 +76,18 @@ def build_memory_bank(
     return bank, stats
 
 
-def nearest(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, k: int = 1,
-            chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """(distances, indices) of the k nearest bank rows for each query row, chunked over queries."""
-    dists, idxs = [], []
-    for s in range(0, queries.shape[0], chunk):
-        q = queries[s : s + chunk]
-        d2 = torch.addmm(bank_sq.unsqueeze(0), q, bank.T, beta=1.0, alpha=-2.0)
-        d2.add_((q * q).sum(1, keepdim=True))
-        if k == 1:
-            v, i = d2.min(dim=1, keepdim=True)
-        else:
-            v, i = d2.topk(k, dim=1, largest=False)
-        dists.append(v.clamp_min_(0).sqrt_())
-        idxs.append(i)
-    return torch.cat(dists), torch.cat(idxs)
-
-
 class MemoryBank:
     """Normal patch features and nearest-neighbour image scores (``score_samples``: higher = more anomalous)."""
 
-    def __init__(self, bank: torch.Tensor, num_neighbors: int = 1, search: str = "torch"):
+    def __init__(self, bank: torch.Tensor, num_neighbors: int = 1, search: str = "torch", index_dim: int = 64):
         self.bank = bank.float().contiguous()
         self.bank_sq = (self.bank * self.bank).sum(1)
         self.num_neighbors = num_neighbors
         self.search = search
         self._faiss = None
+        # pruning only pays when the projection is much smaller than the features
+        self.index = ProjectedIndex.build(self.bank, index_dim) if search == "torch" and index_dim * 4 <= bank.shape[1] \
+            else None
         if search == "faiss":
             try:
                 import faiss  # noqa: F401
@@ -120,16 +107,19 @@ class MemoryBank:
 
     def score_patches(self, patches: torch.Tensor, patches_per_image: int) -> torch.Tensor:
         """Image scores from (B*P, D) patch rows: the max patch distance, optionally re-weighted."""
-        d, idx = self._nearest(patches, 1)
-        d = d[:, 0].view(-1, patches_per_image)
-        idx = idx[:, 0].view(-1, patches_per_image)
-        best, where = d.max(dim=1)
+        n_img = patches.shape[0] // patches_per_image
+        if self.index is not None:
+            best, where, nn_idx = max_nearest(patches, patches_per_image, self.bank, self.bank_sq, self.index)
+        else:
+            d, idx = self._nearest(patches, 1)
+            d = d[:, 0].view(-1, patches_per_image)
+            best, where = d.max(dim=1)
+            nn_idx = idx[:, 0].view(-1, patches_per_image)[torch.arange(n_img), where]
         if self.num_neighbors <= 1:
             return best
         # The paper's re-weighting: damp the score when the nearest bank patch of the most
         # anomalous test patch itself sits in a dense region of the bank.
-        test_patch = patches.view(d.shape[0], patches_per_image, -1)[torch.arange(d.shape[0]), where]
-        nn_idx = idx[torch.arange(d.shape[0]), where]
+        test_patch = patches.view(n_img, patches_per_image, -1)[torch.arange(n_img), where]
         _, support = nearest(self.bank[nn_idx], self.bank, self.bank_sq, self.num_neighbors)
         dist_support = torch.linalg.norm(self.bank[support] - test_patch.unsqueeze(1), dim=2)
         weights = 1 - torch.softmax(dist_support, dim=1)[:, 0]
