@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 LAYER_ORDER = ("layer1", "layer2", "layer3", "layer4")
 
@@ -19,15 +19,16 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     """
     for child in module.children():
         fold_batchnorm(child)
-    for conv, bn in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")):
-        c, b = getattr(module, conv, None), getattr(module, bn, None)
-        if isinstance(c, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
-            setattr(module, conv, fuse_conv_bn_eval(c, b))
-            setattr(module, bn, nn.Identity())
-    if isinstance(module, nn.Sequential) and len(module) >= 2 and isinstance(module[0], nn.Conv2d) \
-            and isinstance(module[1], nn.BatchNorm2d):
-        module[0] = fuse_conv_bn_eval(module[0], module[1])
-        module[1] = nn.Identity()
+    pairs = [(module, "conv1", "bn1"), (module, "conv2", "bn2"), (module, "conv3", "bn3")]
+    if isinstance(module, nn.Sequential):
+        pairs += [(module, str(i), str(i + 1)) for i in range(len(module) - 1)]
+    for parent, conv, bn in pairs:
+        c, b = getattr(parent, conv, None), getattr(parent, bn, None)
+        if isinstance(c, nn.Conv2d) and isinstance(b, nn.BatchNorm2d) and not b.training:
+            # in place (no copy of the module): one layer's weights at a time are duplicated
+            c.weight, c.bias = fuse_conv_bn_weights(c.weight, c.bias, b.running_mean, b.running_var, b.eps,
+                                                    b.weight, b.bias)
+            setattr(parent, bn, nn.Identity())
     return module
 
 

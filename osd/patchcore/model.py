@@ -47,7 +47,7 @@ def build_memory_bank(
                     dim = rows.shape[1]
                     if projection_dim < dim:
                         proj = random_projection(dim, projection_dim, generator)
-                store.write(rows.numpy().tobytes())
+                store.write(rows.numpy().data)  # the buffer itself, no bytes copy
                 projected.append(rows @ proj if proj is not None else rows.clone())
                 n_rows += rows.shape[0]
                 task.advance(feats.shape[0], patches=n_rows)

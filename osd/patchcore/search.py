@@ -16,8 +16,12 @@ import torch
 
 
 def nearest(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, k: int = 1,
-            chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """(distances, indices) of the k nearest bank rows for each query row, chunked over queries."""
+            chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distances, indices) of the k nearest bank rows for each query row, chunked over queries.
+
+    The default chunk keeps each block of squared distances near 64 MB, whatever the bank size.
+    """
+    chunk = chunk or max(64, (1 << 24) // max(bank.shape[0], 1))
     dists, idxs = [], []
     for s in range(0, queries.shape[0], chunk):
         q = queries[s : s + chunk]
@@ -55,7 +59,7 @@ class ProjectedIndex:
 
 
 def _candidate_bounds(patches: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, index: ProjectedIndex,
-                      candidates: int, chunk: int = 4096) -> torch.Tensor:
+                      candidates: int, chunk: int = 2048) -> torch.Tensor:
     """Per patch, the exact distance to the nearest of its projected-space candidates (an upper bound)."""
     out = []
     shift = index.mean @ index.components
