@@ -85,7 +85,7 @@ def worker_osd(data: dict, args) -> dict:
             scores += mb.score_patches(to_patches(f), f.shape[2] * f.shape[3]).tolist()
     score_s = time.perf_counter() - t
     return {"fit_seconds": fit, "select_seconds": stats["select_seconds"], "score_seconds": score_s,
-            "bank": list(bank.shape), "scores": scores, "baseline_rss_mb": baseline,
+            "bank": list(bank.shape), "scores": scores, "baseline_rss_mb": baseline, "peak_rss_mb": _peak_mb(),
             "same_bank_scores": _same_bank_osd(ext, data, args)}
 
 
@@ -127,6 +127,7 @@ def worker_anomalib(data: dict, args) -> dict:
         for x in _batches(data["test"], args.batch):
             scores += model(x).pred_score.flatten().tolist()
     score_s = time.perf_counter() - t
+    peak, bank_shape = _peak_mb(), list(model.memory_bank.shape)  # before the same-bank check
     # the same-bank check: every patch of the first bank crops, no coreset
     with torch.no_grad():
         model.train()
@@ -141,7 +142,7 @@ def worker_anomalib(data: dict, args) -> dict:
         for x in _batches(data["test"], args.batch):
             same += model(x).pred_score.flatten().tolist()
     return {"fit_seconds": fit, "select_seconds": select, "score_seconds": score_s,
-            "bank": list(model.memory_bank.shape), "scores": scores, "baseline_rss_mb": baseline,
+            "bank": bank_shape, "scores": scores, "baseline_rss_mb": baseline, "peak_rss_mb": peak,
             "same_bank_scores": same}
 
 
@@ -197,7 +198,7 @@ def main() -> None:
         data = torch.load(args.data, weights_only=True)
         fn = worker_osd if args.worker == "osd" else worker_anomalib
         out = fn(data, args)
-        out["peak_rss_mb"] = _peak_mb()
+        out.setdefault("peak_rss_mb", _peak_mb())
         out["threads"] = torch.get_num_threads()
         print("RESULT " + json.dumps(out))
         return

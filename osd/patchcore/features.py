@@ -74,9 +74,15 @@ class PatchFeatureExtractor(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         maps = self._layer_maps(x)
         size = maps[0].shape[-2:]
-        feats = torch.cat(
-            [maps[0]] + [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]], dim=1
-        )
+        # written in place, layer by layer, instead of concatenating upsampled copies
+        feats = torch.empty((maps[0].shape[0], self.full_dim, *size), dtype=maps[0].dtype, device=maps[0].device,
+                            memory_format=torch.channels_last)
+        start = 0
+        for m in maps:
+            end = start + m.shape[1]
+            feats[:, start:end] = m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear",
+                                                                                align_corners=False)
+            start = end
         if self.projection is not None:
             feats = torch.einsum("bdhw,dk->bkhw", feats, self.projection)
         return feats

@@ -17,6 +17,7 @@ import torch
 from osd.errors import ConfigError
 from osd.patchcore.coreset import greedy_kcenter, random_projection
 from osd.patchcore.features import to_patches
+from osd.patchcore.heap import bounded_heap
 from osd.patchcore.search import ProjectedIndex, max_nearest, nearest
 from osd.progress import Reporter, ensure
 
@@ -38,7 +39,7 @@ def build_memory_bank(
     proj = None
     projected, n_rows, dim = [], 0, 0
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="osd-patchcore-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="osd-patchcore-") as tmp, bounded_heap():
         store_path = Path(tmp) / "features.f32"
         with store_path.open("wb") as store, reporter.task("patch features", total) as task:
             for feats in feature_maps:

@@ -19,9 +19,9 @@ def nearest(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, k:
             chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(distances, indices) of the k nearest bank rows for each query row, chunked over queries.
 
-    The default chunk keeps each block of squared distances near 64 MB, whatever the bank size.
+    The default chunk keeps each block of squared distances near 32 MB, whatever the bank size.
     """
-    chunk = chunk or max(64, (1 << 24) // max(bank.shape[0], 1))
+    chunk = chunk or max(64, (1 << 23) // max(bank.shape[0], 1))
     dists, idxs = [], []
     for s in range(0, queries.shape[0], chunk):
         q = queries[s : s + chunk]
@@ -50,11 +50,11 @@ class ProjectedIndex:
     @classmethod
     def build(cls, bank: torch.Tensor, dim: int) -> ProjectedIndex:
         mean = bank.mean(0)
-        centred = bank - mean
-        # eigenvectors of the (D, D) scatter matrix: no (N, N) or (N, D) factorisation needed
-        _, vecs = torch.linalg.eigh((centred.T @ centred).double())
+        # eigenvectors of the (D, D) scatter matrix, without a centred copy of the bank
+        scatter = (bank.T @ bank).double() - bank.shape[0] * torch.outer(mean, mean).double()
+        _, vecs = torch.linalg.eigh(scatter)
         components = vecs[:, -min(dim, bank.shape[1]) :].flip(1).float().contiguous()
-        projected = (centred @ components).contiguous()
+        projected = (bank @ components).sub_(mean @ components).contiguous()
         return cls(mean, components, projected, (projected * projected).sum(1))
 
 
