@@ -119,3 +119,14 @@ def test_folded_batchnorm_gives_the_same_features():
         out = folded(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_bounded_heap_is_a_context_manager_that_reports_support():
+    import sys
+
+    from osd.patchcore.heap import bounded_heap
+
+    with bounded_heap() as ok:
+        x = torch.ones(1 << 20)  # 4 MB: above the bounded threshold
+        del x
+    assert ok == sys.platform.startswith("linux")
