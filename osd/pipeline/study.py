@@ -15,12 +15,13 @@ from osd.progress import Reporter, ensure
 
 
 def _bench_key(cfg: Config, split: str) -> str:
-    from osd.pipeline.classifier import train_key
+    from osd.pipeline.classifier import embed_key
     from osd.pipeline.data import normal_data
     from osd.pipeline.stage1 import patchcore_key
 
-    return artifacts.cache_key("bench", train_key(cfg, split), patchcore_key(cfg, normal_data(cfg)),
-                               cfg.section("bench"), cfg.project.device)
+    # the one-stage path times the Mahalanobis scorer, so its settings (and the stored stage statistics) count
+    return artifacts.cache_key("bench", embed_key(cfg, split), cfg.section("osr"),
+                               patchcore_key(cfg, normal_data(cfg)), cfg.section("bench"), cfg.project.device)
 
 
 def cached_bench(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> tuple[dict, bool]:
