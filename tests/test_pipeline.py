@@ -32,7 +32,14 @@ def test_one_stage_cached_and_reproducible_from_predictions(tiny_project: Path):
     assert roc_auc_score(y, [float(r["distance"]) for r in rows]) == first["osr"]["auroc"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["osr"]["auroc"] == first["osr"]["auroc"] and "msp" in metrics["osr"]
-    # cached: train is not re-run
+    assert metrics["osr"]["features"] == "multilayer" and len(metrics["osr"]["blocks"]) == 4
+    # cached: train is not re-run; a second osr reuses every step and says so
+    assert run("train", "-p", p, "--split", "a")["cached"] is True
+    again = runner.invoke(app, ["osr", "-p", p, "--split", "a"])
+    assert again.exit_code == 0 and "cached" in again.output
+    # another scorer setting recalibrates from the stored embeddings, without retraining
+    plain = run("osr", "-p", p, "--split", "a", "--set", "osr.features=penultimate")
+    assert plain["cached"] is False and plain["features"] == "penultimate"
     assert run("train", "-p", p, "--split", "a")["cached"] is True
     # a changed setting retrains
     assert run("train", "-p", p, "--split", "a", "--set", "classifier.epochs=1")["cached"] is False

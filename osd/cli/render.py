@@ -224,6 +224,7 @@ def show_osr(r: Any) -> None:
         caption="scores: higher = more unknown; unknown is the positive class",
     ))
     note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")
+    out.print(f"{cached_tag(r.cached)} (classifier, embeddings, calibration; the test metrics are recomputed)")
 
 
 def show_patchcore(r: Any) -> None:
@@ -258,6 +259,7 @@ def show_cascade(r: Any, first: str = "ignore_no_defect") -> None:
         ["max-softmax unknown AUROC", r.msp_auroc],
     ]))
     note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")
+    out.print(f"{cached_tag(r.cached_stage1)} (stage-1 scores of the split's test images)")
 
 
 def show_bench(r: dict[str, Any]) -> None:
