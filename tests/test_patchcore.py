@@ -99,6 +99,7 @@ def test_memory_bank_prunes_without_changing_scores():
         plain = MemoryBank(bank, num_neighbors=k, index_dim=1024)  # projection too large: brute force
         assert pruned.index is not None and plain.index is None
         torch.testing.assert_close(pruned.score_patches(patches, 16), plain.score_patches(patches, 16))
+        assert pruned.to("cpu").index is not None  # bank, norms and index move together
 
 
 def test_folded_batchnorm_gives_the_same_features():

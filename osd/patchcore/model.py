@@ -115,16 +115,23 @@ class MemoryBank:
             d, idx = self._nearest(patches, 1)
             d = d[:, 0].view(-1, patches_per_image)
             best, where = d.max(dim=1)
-            nn_idx = idx[:, 0].view(-1, patches_per_image)[torch.arange(n_img), where]
+            nn_idx = idx[:, 0].view(-1, patches_per_image)[torch.arange(n_img, device=patches.device), where]
         if self.num_neighbors <= 1:
             return best
         # The paper's re-weighting: damp the score when the nearest bank patch of the most
         # anomalous test patch itself sits in a dense region of the bank.
-        test_patch = patches.view(n_img, patches_per_image, -1)[torch.arange(n_img), where]
+        test_patch = patches.view(n_img, patches_per_image, -1)[torch.arange(n_img, device=patches.device), where]
         _, support = nearest(self.bank[nn_idx], self.bank, self.bank_sq, self.num_neighbors)
         dist_support = torch.linalg.norm(self.bank[support] - test_patch.unsqueeze(1), dim=2)
         weights = 1 - torch.softmax(dist_support, dim=1)[:, 0]
         return weights * best
+
+    def to(self, device: torch.device | str) -> MemoryBank:
+        """Bank, norms and search index on ``device`` (queries must be there too)."""
+        self.bank, self.bank_sq = self.bank.to(device), self.bank_sq.to(device)
+        if self.index is not None:
+            self.index = self.index.to(device)
+        return self
 
     @property
     def nbytes(self) -> int:

@@ -34,7 +34,7 @@ def nearest(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, k:
         dists.append(v.clamp_min_(0).sqrt_())
         idxs.append(i)
     if not dists:
-        return torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long)
+        return queries.new_zeros(0, k), torch.zeros(0, k, dtype=torch.long, device=queries.device)
     return torch.cat(dists), torch.cat(idxs)
 
 
@@ -46,6 +46,9 @@ class ProjectedIndex:
     components: torch.Tensor  # (D, p), orthonormal columns
     projected: torch.Tensor  # (N, p)
     projected_sq: torch.Tensor  # (N,)
+
+    def to(self, device: torch.device | str) -> ProjectedIndex:
+        return ProjectedIndex(*(t.to(device) for t in (self.mean, self.components, self.projected, self.projected_sq)))
 
     @classmethod
     def build(cls, bank: torch.Tensor, dim: int) -> ProjectedIndex:
@@ -70,7 +73,7 @@ def _candidate_bounds(patches: torch.Tensor, bank: torch.Tensor, bank_sq: torch.
         dots = torch.einsum("nd,ncd->nc", q, bank[cand])
         d2 = (bank_sq[cand] - 2 * dots).add_((q * q).sum(1, keepdim=True))
         out.append(d2.min(dim=1).values.clamp_min_(0).sqrt_())
-    return torch.cat(out) if out else torch.zeros(0)
+    return torch.cat(out) if out else patches.new_zeros(0)
 
 
 def max_nearest(patches: torch.Tensor, patches_per_image: int, bank: torch.Tensor, bank_sq: torch.Tensor,
@@ -80,10 +83,11 @@ def max_nearest(patches: torch.Tensor, patches_per_image: int, bank: torch.Tenso
     n_img = patches.shape[0] // patches_per_image
     bound = _candidate_bounds(patches, bank, bank_sq, index, candidates).view(n_img, patches_per_image)
     bound, order = bound.sort(dim=1, descending=True)
-    best = torch.full((n_img,), -1.0)
-    where = torch.zeros(n_img, dtype=torch.long)
-    nn_idx = torch.zeros(n_img, dtype=torch.long)
-    offsets = torch.arange(n_img) * patches_per_image
+    dev = patches.device
+    best = torch.full((n_img,), -1.0, device=dev)
+    where = torch.zeros(n_img, dtype=torch.long, device=dev)
+    nn_idx = torch.zeros(n_img, dtype=torch.long, device=dev)
+    offsets = torch.arange(n_img, device=dev) * patches_per_image
     for pos in range(0, patches_per_image, block):
         # a patch whose bound does not beat its image's best cannot be that image's maximum
         need = bound[:, pos : pos + block] > best.unsqueeze(1)

@@ -57,7 +57,7 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str
     tpayload = artifacts.load(artifacts.Layout(cfg.output_dir).classifier(split) / "model.joblib", None)
     model = load_model(cfg, tpayload).to(device)
     bank, extractor, _ = load_detector(cfg, device, reporter)
-    bank.bank, bank.bank_sq = bank.bank.to(device), bank.bank_sq.to(device)
+    bank.to(device)
     extractor.eval()
     paths = [e.path for e in split_manifest(cfg, split).test()]
     b, runs, warm = cfg.bench.batch_size, cfg.bench.runs, cfg.bench.warmup
