@@ -86,9 +86,9 @@ class MemoryBank:
         self.num_neighbors = num_neighbors
         self.search = search
         self._faiss = None
-        # pruning only pays when the projection is much smaller than the features
-        self.index = ProjectedIndex.build(self.bank, index_dim) if search == "torch" and index_dim * 4 <= bank.shape[1] \
-            else None
+        self.index = None
+        if search == "torch" and index_dim * 4 <= self.bank.shape[1]:  # pruning pays only for a much smaller projection
+            self.index = ProjectedIndex.build(self.bank, index_dim)
         if search == "faiss":
             try:
                 import faiss  # noqa: F401

@@ -76,7 +76,7 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str
         return normalize(pil_to_uint8(img, size).unsqueeze(0).to(device))
 
     def osr_score(st):
-        return scorer.score_samples(stack({k: v.cpu().numpy() for k, v in st.items()}, blocks)[0])
+        return scorer.score_samples(stack({k: st[k].cpu().numpy() for k in blocks}, blocks)[0])
 
     def nn_score(feats):
         return bank.score_patches(to_patches(feats), feats.shape[2] * feats.shape[3])

@@ -27,14 +27,17 @@ def score_sign(features: str) -> str:
     return SCORE_SIGNS[features]
 
 
+def _stats(part: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {"penultimate": part["embeddings"], **part.get("stages", {})}
+
+
 def part_matrix(part: dict[str, Any], blocks: list[str]) -> np.ndarray:
     """The scorer's input for one stored partition (the penultimate embedding or stage statistics)."""
     from osd.osr.features import stack
 
-    stats = {"penultimate": part["embeddings"], **part.get("stages", {})}
     if len(part["labels"]) == 0:
         return np.zeros((0, 0), np.float32)
-    return stack(stats, blocks)[0]
+    return stack(_stats(part), blocks)[0]
 
 
 @dataclass
@@ -73,7 +76,7 @@ def calibrate(cfg: Config, split: str, force: bool = False, reporter: Reporter |
     if payload is None:
         train, val = emb["train"], emb["val"]
         blocks = block_names(list(train.get("stages", {})), cfg.osr.features, cfg.osr.pooling)
-        x_train, widths = stack({"penultimate": train["embeddings"], **train.get("stages", {})}, blocks)
+        x_train, widths = stack(_stats(train), blocks)
         x_val = part_matrix(val, blocks)
         scorer = MultiBlockMahalanobis(tuple(widths), cfg.osr.covariance, cfg.osr.normalize).fit(
             x_train, np.asarray(train["labels"]), X_ref=x_val
@@ -119,12 +122,15 @@ class OsrResult:
         return {**asdict(self), "score_sign": score_sign(self.features), "positive_class": "unknown"}
 
 
-def test_arrays(emb: dict[str, Any], blocks: list[str]) -> dict[str, Any]:
-    """Known test then unknown test, concatenated; ``x`` is the scorer's input."""
+def test_arrays(emb: dict[str, Any], blocks: list[str] | None = None) -> dict[str, Any]:
+    """Known test then unknown test, concatenated; with ``blocks``, ``x`` is the scorer's input."""
     tk, tu = emb["test_known"], emb["test_unknown"]
-    parts = [m for m in (part_matrix(tk, blocks), part_matrix(tu, blocks)) if len(m)]
+    out: dict[str, Any] = {}
+    if blocks is not None:
+        parts = [m for m in (part_matrix(tk, blocks), part_matrix(tu, blocks)) if len(m)]
+        out["x"] = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
     return {
-        "x": np.concatenate(parts) if parts else np.zeros((0, 0), np.float32),
+        **out,
         "logits": np.concatenate([tk["logits"], tu["logits"]]),
         "labels": list(tk["labels"]) + list(tu["labels"]),
         "paths": list(tk["paths"]) + list(tu["paths"]),

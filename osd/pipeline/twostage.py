@@ -76,7 +76,7 @@ def run_cascade(cfg: Config, split: str, force: bool = False, reporter: Reporter
     fit = fit_patchcore(cfg, reporter=reporter)
     cal = calibrate(cfg, split, reporter=reporter)
     emb = load_embeddings(cfg, split, reporter)
-    t = test_arrays(emb, ["penultimate"])
+    t = test_arrays(emb)  # stage 2 reads logits only
     scores, score_paths, cached = stage1_scores(cfg, split, force, reporter)
     by_path = dict(zip(score_paths, scores))
     s1 = np.array([by_path.get(p, np.nan) for p in t["paths"]], dtype=np.float64)
