@@ -10,10 +10,10 @@ from __future__ import annotations
 import sys
 
 from osd import config
-from osd.pipeline.classifier import train
-from osd.pipeline.onestage import evaluate
-from osd.pipeline.stage1 import fit_patchcore
-from osd.pipeline.twostage import run_cascade
+from osd.pipeline.cascade import run_cascade
+from osd.pipeline.detector import fit_patchcore
+from osd.pipeline.osr import evaluate
+from osd.pipeline.train import train
 from osd.report.build import build_report
 
 

@@ -1,41 +1,152 @@
-"""Outputs layout, cache keys, atomic joblib/JSON/CSV writes, and tolerant cache loads.
+"""Outputs layout, cache keys, provenance, and safe atomic writes.
 
-A cached artifact is a joblib file holding ``{"key", "version", "config", "payload"}``. The key
-hashes the config sections that matter to the step, the fingerprints of its inputs and the
-package version; a different key, or an unreadable file, means "recompute".
+A cached artifact is one ``.npz`` file that cannot execute code when loaded: numeric arrays
+and tensors as arrays (``allow_pickle=False``), everything else as one JSON document stored
+beside them. Fitted estimators are stored as their parameters and fitted arrays, and only the
+classes named in :data:`SAFE_CLASSES` can be rebuilt. The record holds the cache key, a fresh
+artifact id (downstream keys include it, so recomputing an input invalidates what was built
+from it), the provenance (config sections, input ids, library versions) and the payload.
+
+A different key, or an unreadable file, means "recompute" (the latter with a warning).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
+import importlib.metadata
 import json
+import math
 import os
+import platform
+import re
 import tempfile
+import time
+import uuid
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import joblib
+import numpy as np
 
 from osd import __version__
-from osd.errors import OsdWarning
+from osd.errors import ArtifactError, OsdWarning
+
+FORMAT = "osd-artifact/1"
+LIBRARIES = ("torch", "torchvision", "timm", "numpy", "scikit-learn", "scipy", "pillow")
+# Estimators an artifact may rebuild; anything else in a file is refused, never imported.
+SAFE_CLASSES = (
+    "osd.osr.mahalanobis.MahalanobisScorer",
+    "osd.osr.mahalanobis.MultiBlockMahalanobis",
+    "osd.osr.thresholds.AcceptanceThreshold",
+)
+
+
+@functools.cache
+def environment() -> dict[str, str]:
+    """Package and library versions: part of every cache key and every provenance record."""
+    env = {"osd": __version__, "python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            env[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            env[name] = "absent"
+    return env
 
 
 def cache_key(*parts: Any) -> str:
-    """A short stable hash of JSON-serialisable parts (config sections, fingerprints)."""
-    blob = json.dumps([__version__, *parts], sort_keys=True, default=str)
+    """A short stable hash of JSON-serialisable parts, the library versions included."""
+    blob = json.dumps([environment(), *parts], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _atomic(path: Path, write) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+@functools.lru_cache(maxsize=4096)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of a file (remembered per size and modification time within a process)."""
+    st = Path(path).stat()
+    return _digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+@functools.cache
+def _file_mode() -> int:
+    """0666 less the process umask, so shared results are as readable as any file the user makes."""
+    try:  # Linux reports the umask without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere reading it means setting it: restored at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def clean_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the half-written temporaries of processes that died (e.g. ``kill -9``) in ``folder``."""
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _TMP.match(p.name)
+        if m and int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write through a temporary file in the same folder and rename it into place.
+
+    A failure (disk full, no permission, a file where a folder should be) raises ArtifactError
+    with one line and leaves neither a partial file nor the temporary behind.
+    """
+    path = Path(path)
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temporaries(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(Path(tmp))
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        reason = exc.strerror or type(exc).__name__
+        raise ArtifactError(f"{path}: cannot write ({reason}); check the folder, its permissions and free disk space"
+                            ) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
@@ -48,56 +159,229 @@ def write_bytes(path: Path, data: bytes) -> Path:
     return _atomic(path, lambda t: t.write_bytes(data))
 
 
-def write_json(path: Path, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+# ---------------------------------------------------------------- JSON without NaN
 
 
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
+def plain(obj: Any, where: str = "", nulls: list[str] | None = None) -> Any:
+    """JSON-ready copy: numpy values to Python, non-finite floats to None (their key paths go to ``nulls``)."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v, f"{where}.{k}" if where else str(k), nulls) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v, f"{where}[{i}]", nulls) for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        return plain(obj.tolist(), where, nulls)
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        if nulls is not None:
+            nulls.append(where)
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
     return str(obj)
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def _leaf(where: str) -> str:
+    return re.sub(r"\[\d+\]$", "", where).rsplit(".", 1)[-1]
+
+
+def write_json(path: Path, obj: Any, reasons: dict[str, str] | None = None) -> Path:
+    """Write JSON; a NaN or infinity becomes ``null``, its reason is recorded and a warning names it.
+
+    ``reasons`` maps a key name (e.g. ``"false_alarm_rate"``) to why it can be undefined; the
+    reasons land in a top-level ``"null_reasons"`` object.
+    """
+    nulls: list[str] = []
+    data = plain(obj, "", nulls)
+    if nulls:
+        why = {w: (reasons or {}).get(_leaf(w), "undefined: computed over an empty or one-class set") for w in nulls}
+        if isinstance(data, dict):
+            data["null_reasons"] = {**data.get("null_reasons", {}), **why}
+        shown = "; ".join(f"{w} ({r})" for w, r in list(why.items())[:4]) + (" ..." if len(why) > 4 else "")
+        warnings.warn(f"{Path(path).name}: {len(nulls)} undefined value(s) written as null: {shown}", OsdWarning,
+                      stacklevel=2)
+    return write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """Parsed JSON; ``default`` (``{}``) when the file is missing; a warning and ``default`` when unreadable."""
+    default = {} if default is None else default
+    path = Path(path)
+    if not path.is_file():
+        return default
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"{path}: unreadable JSON ({type(exc).__name__}); ignored", OsdWarning, stacklevel=2)
+        return default
 
 
-def save(path: Path, key: str, payload: Any, config: dict[str, Any] | None = None) -> Path:
-    """Write a cache entry atomically; the resolved config travels with it."""
-    record = {"key": key, "version": __version__, "config": config or {}, "payload": payload}
-    return _atomic(path, lambda t: joblib.dump(record, t))
+def set_aside(path: Path, why: str) -> Path:
+    """Rename a bad file to ``<name>.corrupt-<time>`` so nothing is lost, with a warning."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    os.replace(path, aside)
+    warnings.warn(f"{path}: {why}; kept as {aside.name}, a new one is written", OsdWarning, stacklevel=3)
+    return aside
 
 
-def load(path: Path, key: str | None) -> Any | None:
-    """The payload when ``path`` holds an entry with this key (any key when None), else None.
+def update_metrics(path: Path, section: str, values: Any, reasons: dict[str, str] | None = None) -> Path:
+    """Merge one section into a split's metrics.json, keeping the others; a corrupt file is set aside."""
+    path = Path(path)
+    data: Any = {}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            set_aside(path, f"not valid JSON ({type(exc).__name__})")
+            data = {}
+        if not isinstance(data, dict):
+            set_aside(path, f"holds a JSON {type(data).__name__}, not an object of sections")
+            data = {}
+    data.pop("null_reasons", None)  # rebuilt from every section's values below
+    data[section] = values
+    return write_json(path, data, reasons)
 
-    A corrupt or truncated file is reported with a warning and treated as missing.
-    """
+
+# ---------------------------------------------------------------- safe artifact files
+
+
+def _qualname(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _pack(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        name = f"a{len(arrays)}"
+        arrays[name] = obj.detach().cpu().numpy()
+        return {"__tensor__": name}
+    if isinstance(obj, np.ndarray):
+        arr = obj.astype(str) if obj.dtype == object else obj
+        name = f"a{len(arrays)}"
+        arrays[name] = arr
+        return {"__array__": name}
+    if isinstance(obj, dict):
+        return {"__dict__": [[_pack(k, arrays), _pack(v, arrays)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_pack(v, arrays) for v in obj]}
+    if isinstance(obj, list):
+        return [_pack(v, arrays) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return {"__float__": repr(obj)}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    name = _qualname(obj)
+    if name in SAFE_CLASSES:
+        params = obj.get_params(deep=False)
+        fitted = {k: v for k, v in vars(obj).items() if k.endswith("_") and not k.startswith("_")}
+        return {"__estimator__": name, "params": _pack(params, arrays), "fitted": _pack(fitted, arrays)}
+    raise TypeError(f"cannot store a {name} in an osd artifact")
+
+
+def _unpack(obj: Any, arrays: Any) -> Any:
+    import torch
+
+    if isinstance(obj, list):
+        return [_unpack(v, arrays) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__tensor__" in obj:
+        return torch.from_numpy(np.array(arrays[obj["__tensor__"]]))
+    if "__array__" in obj:
+        return np.array(arrays[obj["__array__"]])
+    if "__dict__" in obj:
+        return {_unpack(k, arrays): _unpack(v, arrays) for k, v in obj["__dict__"]}
+    if "__tuple__" in obj:
+        return tuple(_unpack(v, arrays) for v in obj["__tuple__"])
+    if "__float__" in obj:
+        return float(obj["__float__"])
+    if "__estimator__" in obj:
+        name = obj["__estimator__"]
+        if name not in SAFE_CLASSES:
+            raise ValueError(f"refusing to rebuild {name!r}: not an osd estimator")
+        module, _, cls_name = name.rpartition(".")
+        est = getattr(importlib.import_module(module), cls_name)(**_unpack(obj["params"], arrays))
+        for k, v in _unpack(obj["fitted"], arrays).items():
+            setattr(est, k, v)
+        return est
+    raise ValueError(f"unknown entry {sorted(obj)[:3]}")
+
+
+def save(path: Path, key: str, payload: Any, provenance: dict[str, Any] | None = None) -> str:
+    """Write a cache entry atomically; return its new artifact id."""
+    artifact_id = uuid.uuid4().hex[:16]
+    arrays: dict[str, np.ndarray] = {}
+    record = {"format": FORMAT, "key": key, "id": artifact_id, "provenance": plain(provenance or {}),
+              "payload": _pack(payload, arrays)}
+    meta = np.frombuffer(json.dumps(record).encode("utf-8"), dtype=np.uint8)
+
+    def write(t: Path) -> None:
+        with t.open("wb") as fh:
+            np.savez(fh, __record__=meta, **arrays)
+
+    _atomic(Path(path), write)
+    return artifact_id
+
+
+def load_record(path: Path, key: str | None) -> dict[str, Any] | None:
+    """``{"key", "id", "provenance", "payload"}`` when ``path`` holds an entry with this key (any key
+    when None), else None. An unreadable entry is reported with a warning and treated as missing."""
+    path = Path(path)
     if not path.is_file():
         return None
     try:
-        record = joblib.load(path)
-        if not isinstance(record, dict) or "payload" not in record:
-            raise ValueError("not an osd cache entry")
+        with np.load(path, allow_pickle=False) as npz:
+            record = json.loads(bytes(npz["__record__"]).decode("utf-8"))
+            if not isinstance(record, dict) or record.get("format") != FORMAT:
+                raise ValueError("not an osd artifact")
+            if key is not None and record.get("key") != key:
+                return None
+            record["payload"] = _unpack(record["payload"], npz)
     except Exception as exc:  # noqa: BLE001 - any unreadable entry is recomputed
-        warnings.warn(f"{path}: unreadable cache entry ({type(exc).__name__}: {exc}); recomputing", OsdWarning,
-                      stacklevel=2)
+        warnings.warn(f"{path}: unreadable cache entry ({type(exc).__name__}: {str(exc)[:120]}); recomputing",
+                      OsdWarning, stacklevel=2)
         return None
-    if key is not None and record.get("key") != key:
-        return None
-    return record["payload"]
+    return record
 
 
-def update_metrics(path: Path, section: str, values: Any) -> Path:
-    """Merge one section into a split's metrics.json, keeping the others."""
-    data = read_json(path)
-    data[section] = values
-    return write_json(path, data)
+def load(path: Path, key: str | None) -> Any | None:
+    record = load_record(path, key)
+    return None if record is None else record["payload"]
+
+
+def peek(path: Path) -> dict[str, Any] | None:
+    """The record without its payload (key, id, provenance), or None; reads no arrays."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as npz:
+            record = json.loads(bytes(npz["__record__"]).decode("utf-8"))
+    except Exception:  # noqa: BLE001
+        return None
+    record.pop("payload", None)
+    return record if isinstance(record, dict) else None
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def provenance(cfg: Any, step: str, algorithm: str, key: str, sections: Iterable[str],
+               inputs: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """What produced a result: the config settings it depends on (dotted keys), the identities of
+    its inputs (artifact ids, data fingerprints, weights hashes), the algorithm and library versions."""
+    return {
+        "step": step, "algorithm": algorithm, "cache_key": key,
+        "config": cfg.flat(sections), "inputs": dict(inputs or {}), "environment": environment(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra,
+    }
+
+
+# ---------------------------------------------------------------- layout
 
 
 class Layout:
@@ -115,11 +399,20 @@ class Layout:
     def classifier(self, name: str) -> Path:
         return self.split(name) / "classifier"
 
+    def model(self, name: str) -> Path:
+        return self.classifier(name) / "model.npz"
+
     def embeddings(self, name: str) -> Path:
         return self.split(name) / "embeddings"
 
+    def embeddings_file(self, name: str) -> Path:
+        return self.embeddings(name) / "embeddings.npz"
+
     def osr(self, name: str) -> Path:
         return self.split(name) / "osr"
+
+    def calibration(self, name: str) -> Path:
+        return self.osr(name) / "calibration.npz"
 
     def cascade(self, name: str) -> Path:
         return self.split(name) / "cascade"
@@ -136,3 +429,7 @@ class Layout:
     @property
     def patchcore(self) -> Path:
         return self.root / "patchcore"
+
+    @property
+    def detector(self) -> Path:
+        return self.patchcore / "patchcore.npz"

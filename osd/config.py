@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import sys
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,8 +119,9 @@ class OsrSection:
     )
     normalize: str = opt("l2", "embedding normalisation before Mahalanobis: l2 | none", choices=("l2", "none"))
     features: str = opt(
-        "multilayer", "features scored: multilayer (every residual stage, Lee et al. 2018) | penultimate",
-        choices=("multilayer", "penultimate"),
+        "penultimate", "features scored: penultimate (the study's locked method) | multilayer (every residual "
+        "stage, Lee et al. 2018; reported as a variant either way)",
+        choices=("penultimate", "multilayer"),
     )
     pooling: str = opt(
         "mean", "per-channel statistics of each stage for multilayer: mean | mean_std", choices=("mean", "mean_std"),
@@ -152,6 +154,11 @@ class CascadeSection:
 
 
 @dataclass(frozen=True)
+class StatsSection:
+    bootstrap: int = opt(1000, "bootstrap replicates for 95% intervals and the paired verdict (0 = none)", ge=0)
+
+
+@dataclass(frozen=True)
 class BenchSection:
     batch_size: int = opt(16, "batch size for the throughput measurement", gt=0)
     runs: int = opt(20, "timed single-image runs", gt=0)
@@ -168,6 +175,7 @@ class Config:
     osr: OsrSection = field(default_factory=OsrSection)
     patchcore: PatchcoreSection = field(default_factory=PatchcoreSection)
     cascade: CascadeSection = field(default_factory=CascadeSection)
+    stats: StatsSection = field(default_factory=StatsSection)
     bench: BenchSection = field(default_factory=BenchSection)
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -189,6 +197,39 @@ class Config:
     def section(self, name: str) -> dict[str, Any]:
         return dataclasses.asdict(getattr(self, name))
 
+    def flat(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
+        """Dotted settings (``"classifier.arch": "resnet18"``) of whole sections or single keys."""
+        flat: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}", v)
+            else:
+                flat[prefix] = value
+
+        for f in public_fields(Config):
+            walk(f.name, dataclasses.asdict(getattr(self, f.name)))
+        if keys is None:
+            return flat
+        keys = list(keys)
+        return {k: v for k, v in flat.items() if any(k == s or k.startswith(s + ".") for s in keys)}
+
+    def differences(self, recorded: dict[str, Any]) -> list[str]:
+        """``key: recorded value (now: current value)`` for each recorded setting that differs now.
+
+        Settings that cannot change a number (device, threads, output folder, which mode is shown
+        first) are not compared.
+        """
+        now = self.flat()
+        out = []
+        for k, v in sorted(recorded.items()):
+            if k in NOT_RESULT_SETTINGS:
+                continue
+            if now.get(k, "<absent>") != v:
+                out.append(f"{k} = {v!r} (osd.toml now: {now.get(k, '<absent>')!r})")
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: dataclasses.asdict(getattr(self, f.name)) for f in public_fields(Config)}
         out["base_dir"] = str(self.base_dir)
@@ -197,6 +238,10 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """A copy with whole sections or dotted settings changed: ``replace(**{"classifier.epochs": 3})``."""
         return apply_overrides(self, changes)
+
+
+# Settings that change where or how fast a result is computed, never the result itself.
+NOT_RESULT_SETTINGS = frozenset({"project.device", "project.threads", "project.output_dir", "cascade.mode"})
 
 
 def public_fields(cls: type) -> list[dataclasses.Field]:

@@ -7,10 +7,10 @@ rejection labels (e.g. ``"no_defect"``); an unknown image's true label is ``"unk
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score, roc_curve
+from sklearn.metrics import accuracy_score, auc, average_precision_score, f1_score, roc_auc_score, roc_curve
 
 UNKNOWN = "unknown"
 
@@ -34,7 +34,7 @@ def oscr(correct_known: np.ndarray, score_known: np.ndarray, score_unknown: np.n
     fpr = np.searchsorted(u_sorted, thresholds, side="right") / max(len(score_unknown), 1)
     ccr = np.concatenate([[0.0], ccr])
     fpr = np.concatenate([[0.0], fpr])
-    return float(np.trapezoid(ccr, fpr))
+    return float(auc(fpr, ccr))
 
 
 def open_set_metrics(
@@ -75,6 +75,53 @@ def open_set_metrics(
         "n_known": int(known.sum()),
         "n_unknown": int(is_unknown.sum()),
     }
+
+
+# Metrics with bootstrap intervals; ranking metrics need a score, the rest only decisions.
+RANKING = ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr", "oscr")
+DECISION = ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
+
+
+def bootstrap(metric_fn: Callable[[np.ndarray], dict[str, float]], is_unknown: np.ndarray, n_boot: int = 1000,
+              seed: int = 0, level: float = 0.95) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals of every value ``metric_fn(indices)`` returns.
+
+    Resampling is stratified: known and unknown images are drawn with replacement within their own
+    group, so every replicate has the test set's known/unknown mix. ``metric_fn`` receives the
+    drawn indices; for a paired comparison it computes both approaches on the same indices.
+    """
+    is_unknown = np.asarray(is_unknown, dtype=bool)
+    known, unknown = np.flatnonzero(~is_unknown), np.flatnonzero(is_unknown)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(known, len(known)) if len(known) else known,
+                              rng.choice(unknown, len(unknown)) if len(unknown) else unknown])
+        for k, v in metric_fn(idx).items():
+            draws.setdefault(k, []).append(v)
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    out = {}
+    for k, v in draws.items():
+        a = np.asarray(v, dtype=float)
+        a = a[np.isfinite(a)]
+        out[k] = [float(np.percentile(a, lo)), float(np.percentile(a, hi))] if a.size else [float("nan")] * 2
+    return out
+
+
+def metric_intervals(true: Sequence[str], pred: Sequence[str], closed_pred: Sequence[str], score: np.ndarray | None,
+                     is_unknown: np.ndarray, classes: Sequence[str], n_boot: int = 1000, seed: int = 0
+                     ) -> dict[str, list[float]]:
+    """Stratified bootstrap 95% intervals of :func:`open_set_metrics` (ranking metrics only with a score)."""
+    true, pred, closed_pred = (np.asarray(a, dtype=object) for a in (true, pred, closed_pred))
+    is_unknown = np.asarray(is_unknown, dtype=bool)
+    s = np.zeros(len(true)) if score is None else np.asarray(score, dtype=float)
+    keep = DECISION + (RANKING if score is not None else ())
+
+    def fn(idx: np.ndarray) -> dict[str, float]:
+        m = open_set_metrics(true[idx], pred[idx], closed_pred[idx], s[idx], is_unknown[idx], classes)
+        return {k: m[k] for k in keep}
+
+    return bootstrap(fn, is_unknown, n_boot, seed)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

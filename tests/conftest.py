@@ -82,6 +82,8 @@ weights = "none"
 image_size = 32
 coreset_ratio = 0.2
 batch_size = 4
+[stats]
+bootstrap = 30
 [bench]
 runs = 2
 warmup = 1

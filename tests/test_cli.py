@@ -84,5 +84,5 @@ def test_unreadable_image_is_listed_by_check_and_skipped_by_pipelines(tiny_proje
     r = runner.invoke(app, ["data", "check", "-p", str(tiny_project), "--json"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
-    assert report["unreadable"] == [str(bad)]
+    assert [u["path"] for u in report["unreadable"]] == [str(bad)]
     assert report["neu_counts"]["crazing"] == 10

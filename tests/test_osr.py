@@ -27,12 +27,50 @@ def test_shrinkage_is_stable_with_fewer_samples_than_dimensions():
     assert np.all(np.isfinite(scores)) and np.all(scores >= 0)
 
 
-def test_tau_at_the_validation_quantile():
+def test_tau_is_the_conservative_order_statistic():
     scores = np.arange(1, 101, dtype=float)
     t = AcceptanceThreshold(0.95).fit(scores)
-    assert t.threshold_ == pytest.approx(np.quantile(scores, 0.95))
-    assert t.accepted_fraction_ == pytest.approx(0.95)
-    assert t.predict(np.array([95.0, 96.0])).tolist() == [False, True]
+    assert t.rank_ == 96 and t.threshold_ == 96.0  # ceil(101 * 0.95) = 96, not the linear quantile 95.05
+    assert t.accepted_fraction_ == pytest.approx(0.96)
+    assert t.predict(np.array([96.0, 96.5])).tolist() == [False, True]
+    lo, hi = t.acceptance_ci_
+    assert lo < 0.96 < hi and not t.small_sample_
+
+
+@pytest.mark.parametrize("n", list(range(1, 60)) + [100, 240, 1000])
+@pytest.mark.parametrize("target", [0.8, 0.9, 0.95])
+def test_order_statistic_accepts_at_least_the_target(n: int, target: float):
+    import warnings
+
+    scores = np.random.default_rng(n).normal(size=n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = AcceptanceThreshold(target).fit(scores)
+    assert np.mean(scores <= t.threshold_) >= target or t.rank_ == n
+    if n < 10:  # far too few scores for the target: flagged
+        assert t.small_sample_
+
+
+def test_order_statistic_covers_new_samples_on_average():
+    # conformal guarantee: P(new score <= threshold) >= target, checked by simulation at n = 20
+    rng = np.random.default_rng(0)
+    import warnings
+
+    hits = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(2000):
+            s = rng.normal(size=21)
+            hits.append(s[20] <= AcceptanceThreshold(0.9).fit(s[:20]).threshold_)
+    assert np.mean(hits) >= 0.9 - 0.015  # linear interpolation gives about 0.88 here
+
+
+def test_small_calibration_set_warns():
+    from osd.errors import OsdWarning
+
+    with pytest.warns(OsdWarning, match="only 21 scores"):
+        t = AcceptanceThreshold(0.95, "PatchCore threshold").fit(np.arange(21.0))
+    assert t.small_sample_ and t.summary()["n"] == 21
 
 
 def test_one_block_is_the_plain_distance():

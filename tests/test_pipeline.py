@@ -32,14 +32,19 @@ def test_one_stage_cached_and_reproducible_from_predictions(tiny_project: Path):
     assert roc_auc_score(y, [float(r["distance"]) for r in rows]) == first["osr"]["auroc"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["osr"]["auroc"] == first["osr"]["auroc"] and "msp" in metrics["osr"]
-    assert metrics["osr"]["features"] == "multilayer" and len(metrics["osr"]["blocks"]) == 4
+    # the locked method is the headline; the variants come from the same embeddings
+    assert metrics["osr"]["features"] == "penultimate" and metrics["osr"]["blocks"] == ["penultimate"]
+    assert set(metrics["osr"]["variants"]) == {"multilayer", "multilayer_mean_std"}
+    lo, hi = metrics["osr"]["intervals95"]["auroc"]
+    assert lo <= metrics["osr"]["auroc"] <= hi
     # cached: train is not re-run; a second osr reuses every step and says so
     assert run("train", "-p", p, "--split", "a")["cached"] is True
     again = runner.invoke(app, ["osr", "-p", p, "--split", "a"])
     assert again.exit_code == 0 and "cached" in again.output
     # another scorer setting recalibrates from the stored embeddings, without retraining
-    plain = run("osr", "-p", p, "--split", "a", "--set", "osr.features=penultimate")
-    assert plain["cached"] is False and plain["features"] == "penultimate"
+    multi = run("osr", "-p", p, "--split", "a", "--set", "osr.features=multilayer")
+    assert multi["cached"] is False and multi["features"] == "multilayer"
+    assert "penultimate" in multi["variants"]
     assert run("train", "-p", p, "--split", "a")["cached"] is True
     # a changed setting retrains
     assert run("train", "-p", p, "--split", "a", "--set", "classifier.epochs=1")["cached"] is False
@@ -48,7 +53,7 @@ def test_one_stage_cached_and_reproducible_from_predictions(tiny_project: Path):
 def test_corrupt_cache_is_recomputed_with_a_warning(tiny_project: Path):
     p = str(tiny_project)
     run("train", "-p", p, "--split", "b")
-    model = tiny_project / "outputs" / "split_b" / "classifier" / "model.joblib"
+    model = tiny_project / "outputs" / "split_b" / "classifier" / "model.npz"
     model.write_bytes(model.read_bytes()[:100])
     r = runner.invoke(app, ["train", "-p", p, "--split", "b"])
     assert r.exit_code == 0, r.output
@@ -61,11 +66,21 @@ def test_cascade_patchcore_bench_report(tiny_project: Path):
     fit = run("patchcore", "fit", "-p", p)
     assert fit["stats"]["patches_after"] < fit["stats"]["patches_before"]
     assert run("patchcore", "fit", "-p", p)["cached"] is True
+    one = run("osr", "-p", p, "--split", "c")
     cas = run("cascade", "-p", p, "--split", "c")
+    assert cas["stage2"]["auroc"] == one["msp"]["auroc"]
     assert set(cas["modes"]) == {"strict", "ignore_no_defect"}
     metrics = json.loads((tiny_project / "outputs" / "split_c" / "metrics.json").read_text())
-    assert set(metrics["cascade"]) >= {"strict", "ignore_no_defect", "stage1_detection_rate",
-                                       "stage1_false_alarm_rate"}
+    cm = metrics["cascade"]
+    assert set(cm) >= {"strict", "ignore_no_defect", "stage1", "stage2", "versus_one_stage", "provenance"}
+    # the modes carry only their decisions; the ranking metrics are stage 2's max softmax, once, labelled
+    for mode in ("strict", "ignore_no_defect"):
+        assert not {"auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr", "oscr", "closed_set_accuracy"} & set(cm[mode])
+    assert cm["stage2"]["auroc"] == metrics["osr"]["msp"]["auroc"] and "max softmax" in cm["stage2"]["score"]
+    for mode in ("strict", "ignore_no_defect"):
+        v = cm["versus_one_stage"][mode]["open_set_accuracy"]
+        assert v["difference"] == metrics["osr"]["open_set_accuracy"] - cm[mode]["open_set_accuracy"]
+        assert v["ci95"][0] <= v["difference"] <= v["ci95"][1]
     b = run("bench", "-p", p, "--split", "c", "--device", "cpu")
     for approach in ("one_stage", "two_stage"):
         assert set(b[approach]["latency"]) == {"median_ms", "p95_ms", "mean_ms"}

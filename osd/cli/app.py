@@ -198,7 +198,7 @@ def init_cmd(
 @command
 def data_check_cmd(project: o.Project = None, set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
     """Report images per class and split, sizes, unreadable files, duplicates and normal images."""
-    from osd.pipeline.data import check_data
+    from osd.pipeline.check import check_data
 
     cfg = _config(project, set_)
     report = check_data(cfg)
@@ -219,7 +219,7 @@ def data_check_cmd(project: o.Project = None, set_: o.Set = None, debug: o.Debug
 def train_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = None, project: o.Project = None,
               set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
     """Train the closed-set classifier on a split's known classes."""
-    from osd.pipeline.classifier import train
+    from osd.pipeline.train import train
 
     cfg = _config(project, set_, device)
     result = train(cfg, split, force=force, reporter=_reporter(json_out))
@@ -231,7 +231,7 @@ def train_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = N
 def embed_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = None, project: o.Project = None,
               set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
     """Compute penultimate-layer embeddings and logits for every image of a split."""
-    from osd.pipeline.classifier import embed
+    from osd.pipeline.train import embed
 
     cfg = _config(project, set_, device)
     result = embed(cfg, split, force=force, reporter=_reporter(json_out))
@@ -243,7 +243,7 @@ def embed_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = N
 def calibrate_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = None, project: o.Project = None,
                   set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
     """Fit the Mahalanobis scorer and set tau and kappa on known validation images."""
-    from osd.pipeline.onestage import calibrate
+    from osd.pipeline.osr import calibrate
 
     cfg = _config(project, set_, device)
     result = calibrate(cfg, split, force=force, reporter=_reporter(json_out))
@@ -255,7 +255,7 @@ def calibrate_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device
 def osr_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = None, project: o.Project = None,
             set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
     """Evaluate one-stage open-set recognition on a split's test images."""
-    from osd.pipeline.onestage import evaluate
+    from osd.pipeline.osr import evaluate
 
     cfg = _config(project, set_, device)
     result = evaluate(cfg, split, force=force, reporter=_reporter(json_out))
@@ -270,7 +270,7 @@ def osr_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = Non
 def patchcore_fit_cmd(force: o.Force = False, device: o.Device = None, project: o.Project = None,
                       set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
     """Fit PatchCore on normal images and set its threshold on calibration normals."""
-    from osd.pipeline.stage1 import fit_patchcore
+    from osd.pipeline.detector import fit_patchcore
 
     cfg = _config(project, set_, device)
     result = fit_patchcore(cfg, force=force, reporter=_reporter(json_out))
@@ -286,7 +286,7 @@ def cascade_cmd(
     set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
 ) -> None:
     """Run the two-stage cascade (PatchCore, then the classifier) on a split's test images."""
-    from osd.pipeline.twostage import run_cascade
+    from osd.pipeline.cascade import run_cascade
 
     extra = list(set_ or []) + ([f"cascade.mode={mode}"] if mode else [])
     cfg = _config(project, extra, device)
@@ -328,7 +328,7 @@ def run_all_cmd(
     set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
 ) -> None:
     """Run the whole study: PatchCore once, then every step per split, then the report."""
-    from osd.pipeline.study import run_all
+    from osd.pipeline.run_all import run_all
 
     cfg = _config(project, set_, device)
     names = [s.strip().lower() for s in splits.split(",") if s.strip()]

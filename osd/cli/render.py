@@ -142,7 +142,8 @@ def show_data_report(r: Any) -> None:
     show(table("Byte-identical duplicates (kept in one partition)", ["files"],
                [[" = ".join(g)] for g in r.duplicates] or [["none"]]))
     if r.unreadable:
-        show(table("Unreadable files (skipped)", ["path"], [[p] for p in r.unreadable]))
+        show(table("Unreadable files (skipped by every step)", ["path", "reason"],
+                   [[u["path"], u["reason"]] for u in r.unreadable]))
     if r.normal:
         n = r.normal
         rows = [["source", f"{n.get('source')} ({n.get('root')})"]]
@@ -182,13 +183,21 @@ def show_embed(r: Any) -> None:
     out.print(cached_tag(r.cached))
 
 
+def _with_ci(value: float, ci: Any) -> str:
+    if isinstance(ci, list) and len(ci) == 2:
+        return f"{value:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return fmt(value)
+
+
 def show_calibration(r: Any) -> None:
     show(table(f"Thresholds, split {r.split.upper()} (set on {r.n_val} known validation images)", ["", ""], [
         ["tau (Mahalanobis; unknown when score > tau)", r.tau],
         ["kappa (max softmax; unknown when msp < kappa)", r.kappa],
         ["target acceptance", r.acceptance],
-        ["validation accepted by tau", r.val_accepted_tau],
-        ["validation accepted by kappa", r.val_accepted_kappa],
+        ["validation accepted by tau (95% CI)", _with_ci(r.val_accepted_tau, r.tau_summary.get("acceptance_ci95"))],
+        ["validation accepted by kappa (95% CI)",
+         _with_ci(r.val_accepted_kappa, r.kappa_summary.get("acceptance_ci95"))],
+        ["rule", "k-th smallest validation score, k = ceil((n+1) x target)"],
         ["covariance / normalisation", f"{r.covariance} / {r.normalize}"],
         [f"features ({len(r.blocks)} blocks)", f"{r.features}: {', '.join(r.blocks)}"],
     ]))
@@ -210,8 +219,17 @@ METRIC_ROWS = [
 ]
 
 
-def metrics_table(title: str, columns: dict[str, dict[str, float]], caption: str | None = None):
-    rows = [[label, *(col.get(key) for col in columns.values())] for key, label in METRIC_ROWS]
+def metrics_table(title: str, columns: dict[str, dict[str, Any]], caption: str | None = None):
+    """Metric rows x approach columns; a metric an approach does not have is '-', a 95% interval in brackets."""
+    rows = []
+    for key, label in METRIC_ROWS:
+        if not any(key in col for col in columns.values()):
+            continue
+        cells = []
+        for col in columns.values():
+            v, ci = col.get(key), (col.get("intervals95") or {}).get(key)
+            cells.append(_with_ci(v, ci) if isinstance(v, float) else fmt(v))
+        rows.append([label, *cells])
     return table(title, ["metric", *columns], rows, caption=caption)
 
 
@@ -220,8 +238,11 @@ def show_osr(r: Any) -> None:
     show(metrics_table(
         f"One-stage open-set recognition, split {r.split.upper()} "
         f"({first['n_known']} known / {first['n_unknown']} unknown test images)",
-        {f"Mahalanobis, {r.features} (tau={r.tau:.4g})": r.osr, f"max-softmax (kappa={r.kappa:.4g})": r.msp},
-        caption="scores: higher = more unknown; unknown is the positive class",
+        {f"Mahalanobis, {r.features} (tau={r.tau:.4g})": {**r.osr, "intervals95": r.intervals.get("osr", {})},
+         f"max-softmax (kappa={r.kappa:.4g})": {**r.msp, "intervals95": r.intervals.get("msp", {})},
+         **{f"variant: {k}": v for k, v in r.variants.items()}},
+        caption="scores: higher = more unknown; unknown is the positive class; [95% bootstrap interval]; "
+                "variants come from the same embeddings, each with its own tau, and are never used to choose",
     ))
     note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")
     out.print(f"{cached_tag(r.cached)} (classifier, embeddings, calibration; the test metrics are recomputed)")
@@ -250,14 +271,25 @@ def show_cascade(r: Any, first: str = "ignore_no_defect") -> None:
     order = [first] + [m for m in r.modes if m != first]
     k = f"kappa={r.kappa:.4g}" if r.kappa is not None else "no kappa"
     show(metrics_table(f"Two-stage cascade, split {r.split.upper()} (stage-1 threshold {r.threshold:.4g}, {k})",
-                       {m: r.modes[m] for m in order},
-                       caption="strict: stage-1 'normal' means no_defect (always wrong on NEU); "
-                               "ignore_no_defect: stage 2 decides every image"))
+                       {**{f"decisions: {m}": r.modes[m] for m in order},
+                        "stage 2 ranking (max softmax)": r.stage2},
+                       caption="modes: decision metrics only; strict: stage-1 'normal' means no_defect (always wrong "
+                               "on NEU); ignore_no_defect: stage 2 decides every image. Stage 2's ranking metrics "
+                               "are the classifier's max softmax, the same as the one-stage max-softmax baseline"))
     show(table("Stage 1", ["", ""], [
         ["detection rate (NEU test flagged as defect)", r.stage1_detection_rate],
         ["false-alarm rate (test normal crops)", r.stage1_false_alarm_rate],
-        ["max-softmax unknown AUROC", r.msp_auroc],
     ]))
+    rows = []
+    for mode, per in r.versus_one_stage.items():
+        for metric, v in per.items():
+            rows.append([f"{metric} vs {mode}", _with_ci(v["difference"], v.get("ci95")),
+                         "yes" if v.get("excludes_zero") else "no"])
+    if rows:
+        show(table("One-stage minus cascade (same test images, paired bootstrap)", ["metric", "difference [95% CI]",
+                                                                                   "excludes 0"], rows))
+    if r.skipped:
+        note(f"{len(r.skipped)} image(s) left out: " + "; ".join(f"{k}: {v}" for k, v in list(r.skipped.items())[:3]))
     note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")
     out.print(f"{cached_tag(r.cached_stage1)} (stage-1 scores of the split's test images)")
 
@@ -276,7 +308,7 @@ def show_bench(r: dict[str, Any]) -> None:
                        f"classifier {r['classifier']}; PatchCore {r['patchcore']}"))
 
 
-SHORT = {"one_stage_mahalanobis": "1st Mahalanobis", "one_stage_msp": "1st max-softmax",
+SHORT = {"one_stage_mahalanobis": "1st Mahalanobis", "max_softmax": "max-softmax (= 2nd stage 2)",
          "cascade_strict": "2nd strict", "cascade_ignore_no_defect": "2nd ignore-nd"}
 
 
@@ -294,6 +326,7 @@ def show_summary(r: dict[str, Any]) -> None:
         t.add_row(row["split"], SHORT.get(row["approach"], row["approach"]),
                   *(f"{row[c]:.3f}" if isinstance(row.get(c), float) else "-" for c in cols))
     show(t)
+    out.print(f"[bold]{r.get('verdict_sentence', '')}[/]", highlight=False)
     for c in r["caveats"]:
         note("caveat: " + c)
     out.print(f"summary: {r['summary_csv']}\nreport:  {r['report_html']}")

@@ -41,19 +41,28 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise DataError(f"{path}: unreadable image ({exc})") from None
 
 
-def probe(path: str | Path) -> tuple[str, tuple[int, int]] | None:
-    """(format/mode, size) from the header alone, or None when the file is not an image."""
+def inspect(path: str | Path) -> tuple[str, tuple[int, int]] | str:
+    """(format/mode, size) after decoding every pixel, or the reason the file cannot be read.
+
+    A header check alone passes truncated files (e.g. the first 2000 bytes of a JPEG), which then
+    fail in the middle of a run; decoding the whole image here catches them up front.
+    """
     try:
         with Image.open(path) as img:
-            img.verify()
-        with Image.open(path) as img:
+            img.load()
             return f"{img.format}/{img.mode}", img.size
-    except Exception:  # noqa: BLE001 - any failure means "unreadable"
-        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "unreadable"
+        return f"{type(exc).__name__}: {str(exc)[:100]}"
+
+
+def probe(path: str | Path) -> tuple[str, tuple[int, int]] | None:
+    """(format/mode, size) of a fully decodable image, or None."""
+    info = inspect(path)
+    return None if isinstance(info, str) else info
 
 
 def readable(paths: list[Path], what: str = "image") -> tuple[list[Path], list[Path]]:
-    """Split paths into readable and unreadable ones, warning once for the latter."""
+    """Split paths into fully decodable and unreadable ones, warning once (naming them) for the latter."""
     good, bad = [], []
     for p in paths:
         (good if probe(p) is not None else bad).append(p)

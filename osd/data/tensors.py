@@ -22,14 +22,20 @@ def pil_to_uint8(img: Image.Image, size: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
-def load_images(paths: Sequence[Path], size: int) -> tuple[torch.Tensor, list[int]]:
-    """(N,3,size,size) uint8 tensor of the readable images, and the indices that were kept."""
+def load_images(paths: Sequence[Path], size: int, skipped: dict[str, str] | None = None
+                ) -> tuple[torch.Tensor, list[int]]:
+    """(N,3,size,size) uint8 tensor of the readable images, and the indices that were kept.
+
+    An unreadable image is skipped with a warning naming it and recorded in ``skipped`` (path -> reason).
+    """
     tensors, kept = [], []
     for i, p in enumerate(paths):
         try:
             tensors.append(pil_to_uint8(load_rgb(p), size))
             kept.append(i)
         except DataError as exc:
+            if skipped is not None:
+                skipped[str(p)] = str(exc)
             warnings.warn(f"skipping {exc}", OsdWarning, stacklevel=2)
     if not tensors:
         return torch.empty(0, 3, size, size, dtype=torch.uint8), kept

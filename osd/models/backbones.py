@@ -16,6 +16,21 @@ def describe_weights(weights: str) -> str:
     return w.lower() if w.lower() in ("imagenet", "none") else f"file:{Path(w).name}"
 
 
+def weights_identity(weights: str) -> dict[str, str]:
+    """The identity of a weights setting: ``{"kind": "none" | "imagenet" | "file", ...}``; a file by its sha256."""
+    from osd.artifacts import file_sha256
+
+    w = weights.strip()
+    if w.lower() == "none":
+        return {"kind": "none"}
+    if w.lower() == "imagenet":
+        return {"kind": "imagenet", "source": "torchvision DEFAULT weights"}
+    path = Path(w)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    return {"kind": "file", "name": path.name, "sha256": file_sha256(path)}
+
+
 def _new(arch: str) -> nn.Module:
     import torchvision
 

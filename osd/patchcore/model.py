@@ -136,3 +136,53 @@ class MemoryBank:
     @property
     def nbytes(self) -> int:
         return self.bank.numel() * self.bank.element_size()
+
+
+class PatchCore:
+    """PatchCore with scikit-learn's estimator contract, over patch feature maps.
+
+    ``fit(feature_maps)`` streams (B,D,h,w) maps of normal images into a coreset memory bank and
+    sets ``bank_`` and ``fit_stats_``; ``score_samples(feature_maps)`` returns one score per image,
+    the largest nearest-neighbour distance of its patches (higher = more anomalous). The decision
+    threshold is a separate calibrator (:class:`osd.osr.thresholds.AcceptanceThreshold`) fitted on
+    the scores of held-out normal images.
+    """
+
+    def __init__(self, coreset_ratio: float = 0.1, projection_dim: int = 128, num_neighbors: int = 1,
+                 search: str = "torch", seed: int = 0):
+        self.coreset_ratio = coreset_ratio
+        self.projection_dim = projection_dim
+        self.num_neighbors = num_neighbors
+        self.search = search
+        self.seed = seed
+
+    def fit(self, feature_maps: Iterable[torch.Tensor], reporter: Reporter | None = None,
+            total: int | None = None) -> PatchCore:
+        gen = torch.Generator().manual_seed(self.seed)
+        self.bank_, self.fit_stats_ = build_memory_bank(feature_maps, self.coreset_ratio, self.projection_dim, gen,
+                                                        reporter, total)
+        self._memory = MemoryBank(self.bank_, self.num_neighbors, self.search)
+        return self
+
+    @classmethod
+    def from_bank(cls, bank: torch.Tensor, num_neighbors: int = 1, search: str = "torch", **params: Any) -> PatchCore:
+        """A fitted detector from a stored bank."""
+        est = cls(num_neighbors=num_neighbors, search=search, **params)
+        est.bank_, est.fit_stats_ = bank, {}
+        est._memory = MemoryBank(bank, num_neighbors, search)
+        return est
+
+    def score_samples(self, feature_maps: torch.Tensor) -> torch.Tensor:
+        """(B,) image scores of (B,D,h,w) feature maps."""
+        if not hasattr(self, "_memory"):
+            raise ValueError("PatchCore is not fitted: call fit() first")
+        patches_per_image = feature_maps.shape[2] * feature_maps.shape[3]
+        return self._memory.score_patches(to_patches(feature_maps), patches_per_image)
+
+    def to(self, device: torch.device | str) -> PatchCore:
+        self._memory.to(device)
+        return self
+
+    @property
+    def memory(self) -> MemoryBank:
+        return self._memory

@@ -13,10 +13,10 @@ import numpy as np
 
 from osd import __version__, artifacts
 from osd.config import Config
-from osd.pipeline.classifier import load_model
 from osd.pipeline.data import split_manifest
-from osd.pipeline.onestage import load_calibration
-from osd.pipeline.stage1 import load_detector
+from osd.pipeline.detector import load_detector
+from osd.pipeline.osr import load_calibration
+from osd.pipeline.train import load_model
 from osd.progress import Reporter, ensure
 
 
@@ -54,10 +54,10 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str
     device = runtime.setup(cfg)
     cal = load_calibration(cfg, split, reporter)
     scorer, blocks = cal["scorer"], list(cal["blocks"])
-    tpayload = artifacts.load(artifacts.Layout(cfg.output_dir).classifier(split) / "model.joblib", None)
+    tpayload = artifacts.load(artifacts.Layout(cfg.output_dir).model(split), None)
     model = load_model(cfg, tpayload).to(device)
-    bank, extractor, _ = load_detector(cfg, device, reporter)
-    bank.to(device)
+    detector, extractor, fit = load_detector(cfg, device, reporter)
+    bank = detector.memory.to(device)
     extractor.eval()
     paths = [e.path for e in split_manifest(cfg, split).test()]
     b, runs, warm = cfg.bench.batch_size, cfg.bench.runs, cfg.bench.warmup
@@ -143,6 +143,10 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str
                                   "classifier_preprocess", "classifier_forward")}},
         "peak_rss_mb": _peak_rss_mb(),
         "median_note": f"median of {runs} single-image runs after {warm} warm-up runs",
+        "provenance": artifacts.provenance(cfg, "bench", "bench/2", "", ("classifier", "osr", "patchcore", "bench",
+                                                                          "project.device", "project.threads"),
+                                           {"calibration": cal["result"].artifact_id, "detector": fit.artifact_id},
+                                           split=split),
     }
     layout = artifacts.Layout(cfg.output_dir)
     artifacts.write_json(layout.bench(split), result)

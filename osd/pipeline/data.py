@@ -1,26 +1,25 @@
-"""Data steps: index the project's data, build split manifests, and check everything."""
+"""Data access for the steps: the NEU index, split manifests, normal images and their crops, weights paths."""
 
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from osd import artifacts
-from osd.config import SPLIT_NAMES, Config
+from osd.config import Config
 from osd.data import images
 from osd.data.neu import NeuIndex, index_neu
 from osd.data.severstal import crop_boxes, index_folder, index_severstal
 from osd.data.splits import (
     NormalSplit,
     SplitManifest,
-    duplicate_groups,
     file_digest,
     make_split,
     split_normals,
 )
-from osd.errors import DataError, OsdError
+from osd.errors import DataError
 
 
 @functools.lru_cache(maxsize=8)
@@ -57,14 +56,11 @@ class NormalData:
     defective: tuple[Path, ...]
 
     def fingerprint(self) -> str:
-        def stat(p: Path) -> list[Any]:
-            st = p.stat()
-            return [p.name, st.st_size]
+        """Identity of the normal images by content (a re-saved file with the same name and size counts)."""
+        def ids(paths: tuple[Path, ...]) -> list[list[str]]:
+            return [[p.name, artifacts.file_sha256(p)] for p in paths]
 
-        return artifacts.cache_key(
-            [stat(p) for p in self.split.bank], [stat(p) for p in self.split.calibration],
-            [stat(p) for p in self.split.test],
-        )
+        return artifacts.cache_key(ids(self.split.bank), ids(self.split.calibration), ids(self.split.test))
 
 
 def normal_data(cfg: Config) -> NormalData:
@@ -83,105 +79,31 @@ def normal_data(cfg: Config) -> NormalData:
     return NormalData(source, split, tuple(defective))
 
 
+def weights_path(cfg: Config, weights: str) -> str:
+    """``imagenet`` / ``none`` as they are; a file path read from the project file's folder."""
+    w = weights.strip()
+    return w.lower() if w.lower() in ("imagenet", "none") else str(cfg.path(w))
+
+
+def weights_identity(cfg: Config, weights: str) -> dict[str, str]:
+    """What a cache key and a report need to know of the weights: their kind and, for a file, its content."""
+    from osd.models.backbones import weights_identity as identity
+
+    return identity(weights_path(cfg, weights))
+
+
+def settings_key(cfg: Config, sections: tuple[str, ...]) -> dict[str, Any]:
+    """The settings a cache key depends on, with every weights setting replaced by its identity
+    (a weights file counts by content, not by where it lies)."""
+    flat = cfg.flat(sections)
+    for k in [k for k in flat if k.endswith(".weights")]:
+        flat[k] = weights_identity(cfg, flat[k])
+    return flat
+
+
 def crops_of(cfg: Config, path: Path) -> list[tuple[int, int, int, int]]:
     import numpy as np
 
     grey = np.asarray(images.load_rgb(path).convert("L"))
     n = cfg.normal
     return crop_boxes(grey, n.crop_size, n.crop_stride, n.dark_threshold, n.max_dark_fraction)
-
-
-# ---------------------------------------------------------------- data check
-
-
-@dataclass
-class DataReport:
-    neu_root: str
-    neu_layout: str = ""
-    neu_counts: dict[str, int] = field(default_factory=dict)
-    image_formats: dict[str, int] = field(default_factory=dict)
-    image_sizes: dict[str, int] = field(default_factory=dict)
-    unreadable: list[str] = field(default_factory=list)
-    duplicates: list[list[str]] = field(default_factory=list)
-    splits: dict[str, dict[str, Any]] = field(default_factory=dict)
-    normal: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
-
-
-def check_data(cfg: Config) -> DataReport:
-    """Everything a user needs to know about their data; problems are collected, not raised."""
-    root = cfg.path(cfg.neu.root)
-    report = DataReport(neu_root=str(root))
-    try:
-        raw = index_neu(root)
-    except OsdError as exc:
-        report.problems.append(str(exc))
-        raw = None
-    if raw is not None:
-        report.neu_layout = raw.layout
-        formats: dict[str, int] = {}
-        sizes: dict[str, int] = {}
-        for p in raw.paths:
-            info = images.probe(p)
-            if info is None:
-                report.unreadable.append(str(p))
-                continue
-            formats[info[0]] = formats.get(info[0], 0) + 1
-            size = f"{info[1][0]}x{info[1][1]}"
-            sizes[size] = sizes.get(size, 0) + 1
-        report.image_formats, report.image_sizes = formats, sizes
-        index, digests = neu_index(cfg)
-        report.neu_counts = index.counts()
-        report.duplicates = [sorted(str(p) for p in g) for g in duplicate_groups(list(index.paths), digests)]
-        if report.unreadable:
-            report.notes.append(f"{len(report.unreadable)} unreadable NEU file(s) will be skipped")
-        for name in SPLIT_NAMES:
-            try:
-                m = split_manifest(cfg, name)
-            except OsdError as exc:
-                report.problems.append(str(exc))
-                continue
-            report.splits[name] = {
-                "known": list(m.known), "unknown": list(m.unknown), "counts": m.counts(),
-                "manifest": str(artifacts.Layout(cfg.output_dir).manifest(name)),
-            }
-    report.normal = _check_normal(cfg, report)
-    return report
-
-
-def _check_normal(cfg: Config, report: DataReport) -> dict[str, Any]:
-    n = cfg.normal
-    if not (n.severstal_root or n.folder):
-        report.notes.append("no normal images configured (normal.severstal_root / normal.folder): "
-                            "the cascade's stage 1 cannot be fitted")
-        return {}
-    out: dict[str, Any] = {}
-    try:
-        if n.severstal_root:
-            idx = index_severstal(cfg.path(n.severstal_root))
-            out.update(source="severstal", root=str(idx.root), csv_format=idx.csv_format,
-                       normal_images=len(idx.normal), defective_images=len(idx.defective),
-                       missing_files=list(idx.missing))
-            if idx.missing:
-                report.notes.append(f"train.csv names {len(idx.missing)} image(s) not in train_images/")
-        else:
-            out.update(source="folder", root=str(cfg.path(n.folder)), normal_images=len(index_folder(cfg.path(n.folder))))
-        data = normal_data(cfg)
-        parts = {}
-        for part in ("bank", "calibration", "test"):
-            paths = getattr(data.split, part)
-            parts[part] = {"images": len(paths), "crops": sum(len(crops_of(cfg, p)) for p in paths)}
-        out["partitions"] = parts
-        if any(v["crops"] == 0 for v in parts.values()):
-            report.problems.append("a normal partition has no usable crops (too dark? see normal.max_dark_fraction)")
-    except OsdError as exc:
-        report.problems.append(str(exc))
-    return out

@@ -9,20 +9,29 @@ from typing import Any
 
 import numpy as np
 
-from osd import __version__, artifacts
+from osd import artifacts
 from osd.config import SPLIT_NAMES, Config
 from osd.errors import ArtifactError
 from osd.report import plots
 from osd.report.html import render_html
 
-SUMMARY_METRICS = ("closed_set_accuracy", "auroc", "fpr_at_95_tpr", "known_acceptance", "unknown_rejection",
-                   "open_set_accuracy", "open_set_macro_f1", "oscr")
-APPROACHES = {
-    "one_stage_mahalanobis": ("osr", None),
-    "one_stage_msp": ("osr", "msp"),
-    "cascade_strict": ("cascade", "strict"),
-    "cascade_ignore_no_defect": ("cascade", "ignore_no_defect"),
+SUMMARY_METRICS = ("closed_set_accuracy", "auroc", "aupr_out", "fpr_at_95_tpr", "known_acceptance",
+                   "unknown_rejection", "open_set_accuracy", "open_set_macro_f1", "oscr")
+HUMAN = {
+    "closed_set_accuracy": "closed-set accuracy", "auroc": "AUROC (unknown vs known)", "aupr_out": "AUPR-out",
+    "aupr_in": "AUPR-in", "fpr_at_95_tpr": "FPR@95 (unknowns accepted)", "known_acceptance": "known acceptance",
+    "unknown_rejection": "unknown rejection", "open_set_accuracy": "open-set accuracy",
+    "open_set_macro_f1": "open-set macro-F1", "oscr": "OSCR",
 }
+# approach -> (section, subsection, what its numbers are computed from)
+APPROACHES = {
+    "one_stage_mahalanobis": ("osr", None, "configured one-stage score (Mahalanobis) and tau"),
+    "max_softmax": ("osr", "msp", "negative max softmax and kappa; also the cascade's stage-2 ranking"),
+    "cascade_strict": ("cascade", "strict", "cascade decisions, strict mode (decision metrics only)"),
+    "cascade_ignore_no_defect": ("cascade", "ignore_no_defect",
+                                 "cascade decisions, ignore_no_defect mode (decision metrics only)"),
+}
+LOWER_IS_BETTER = {"fpr_at_95_tpr"}
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -60,7 +69,9 @@ def _split_plots(layout: artifacts.Layout, name: str, metrics: dict[str, Any], p
             made.append(plots.confusion(true, [r[f"pred_{mode}"] for r in cas_rows], labels,
                                         out / f"confusion_cascade_{mode}.png", f"Split {name.upper()}: cascade {mode}"))
         s1 = np.array([float(r["stage1_score"]) for r in cas_rows])
-        groups = {"Severstal test normals (crops)": np.asarray(pc_scores.get("test", []), dtype=float),
+        test_normals = pc_scores.get("test", {})
+        test_normals = list(test_normals.values()) if isinstance(test_normals, dict) else test_normals
+        groups = {"Severstal test normals (crops)": np.asarray([v for v in test_normals if v is not None], dtype=float),
                   "NEU known test": s1[[r["role"] == "known" for r in cas_rows]],
                   "NEU unknown test": s1[[r["role"] == "unknown" for r in cas_rows]]}
         made.append(plots.histogram(groups, pc_scores.get("threshold"), out / "patchcore_scores.png",
@@ -71,10 +82,91 @@ def _split_plots(layout: artifacts.Layout, name: str, metrics: dict[str, Any], p
     return [str(p) for p in made]
 
 
-def build_report(cfg: Config, splits: list[str] | None = None) -> dict[str, Any]:
-    """Rebuild every report file from what is on disk; raise ArtifactError when nothing has been run."""
-    from osd.models.backbones import describe_weights
+def _section_rows(name: str, m: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for approach, (section, sub, source) in APPROACHES.items():
+        block = m.get(section, {})
+        if not isinstance(block, dict):
+            continue
+        block = block.get(sub, {}) if sub else block
+        if not block:
+            continue
+        ci = block.get("intervals95", {})
+        row: dict[str, Any] = {"split": name, "approach": approach, "computed_from": source}
+        for k in SUMMARY_METRICS:
+            row[k] = block.get(k)
+            row[f"{k}_ci95"] = ci.get(k)
+        rows.append(row)
+    for vname, v in (m.get("osr", {}).get("variants") or {}).items():
+        rows.append({"split": name, "approach": f"variant_{vname}",
+                     "computed_from": f"variant, same embeddings: {v.get('features')} ({v.get('pooling')}), own tau",
+                     **{k: v.get(k) for k in SUMMARY_METRICS}})
+    return rows
 
+
+def provenance_notes(cfg: Config, m: dict[str, Any]) -> dict[str, list[str]]:
+    """Per result section, the settings that produced it and differ from the current osd.toml."""
+    notes = {}
+    for section in ("osr", "cascade", "bench"):
+        prov = m.get(section, {}).get("provenance") if isinstance(m.get(section), dict) else None
+        if prov is None and section in m:
+            notes[section] = ["no provenance recorded (made by an older osd): run the step again"]
+        elif prov:
+            diffs = cfg.differences(prov.get("config", {}))
+            if diffs:
+                notes[section] = diffs
+    return notes
+
+
+def verdict(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The answer to the research question from each split's paired comparison, in rows and words."""
+    from osd.pipeline.cascade import MODE_METRICS, MODES
+
+    rows, words = [], []
+    for mode in MODES:
+        for metric in MODE_METRICS:
+            per = []
+            for name, info in per_split.items():
+                v = (info["metrics"].get("cascade", {}).get("versus_one_stage", {}).get(mode, {}) or {}).get(metric)
+                if v:
+                    per.append((name, v))
+                    rows.append({"mode": mode, "metric": HUMAN[metric], "split": name.upper(), **v})
+            if not per:
+                continue
+            better = [n for n, v in per if v.get("excludes_zero") and v["difference"] > 0]
+            worse = [n for n, v in per if v.get("excludes_zero") and v["difference"] < 0]
+            mean = float(np.mean([v["difference"] for _, v in per]))
+            if better and not worse:
+                word = "one-stage better"
+            elif worse and not better:
+                word = "cascade better"
+            else:
+                word = "no clear difference" if not (better or worse) else "mixed"
+            words.append({"mode": mode, "metric": HUMAN[metric], "mean_difference": mean, "verdict": word,
+                          "splits_one_stage_better": [n.upper() for n in better],
+                          "splits_cascade_better": [n.upper() for n in worse], "splits": len(per)})
+    return {"rows": rows, "summary": words}
+
+
+def _verdict_sentence(v: dict[str, Any]) -> str:
+    if not v["summary"]:
+        return "No cascade results yet: run `osd cascade` or `osd run-all` for the comparison."
+    key = [w for w in v["summary"] if w["metric"] == HUMAN["open_set_accuracy"]]
+    parts = []
+    for w in key:
+        parts.append(f"against the cascade in {w['mode']} mode, one-stage minus cascade open-set accuracy is "
+                     f"{w['mean_difference']:+.3f} on average over {w['splits']} split(s): {w['verdict']} "
+                     f"(95% paired interval excludes zero in favour of one-stage on "
+                     f"{len(w['splits_one_stage_better'])}, of the cascade on {len(w['splits_cascade_better'])})")
+    return "; ".join(parts) + "."
+
+
+def build_report(cfg: Config, splits: list[str] | None = None) -> dict[str, Any]:
+    """Rebuild summary.csv, plots and report.html from what is on disk; it writes no metrics.json.
+
+    Every number is shown with the settings that produced it; where the current osd.toml differs
+    from those, the report says so next to the numbers (it does not recompute).
+    """
     layout = artifacts.Layout(cfg.output_dir)
     names = [s for s in (splits or SPLIT_NAMES) if layout.metrics(s).is_file()]
     if not names:
@@ -83,70 +175,91 @@ def build_report(cfg: Config, splits: list[str] | None = None) -> dict[str, Any]
     pc_stats = artifacts.read_json(layout.patchcore / "fit_stats.json")
     rows: list[dict[str, Any]] = []
     per_split: dict[str, Any] = {}
-    weights = {"classifier": describe_weights(cfg.classifier.weights), "patchcore": describe_weights(cfg.patchcore.weights)}
+    weights: dict[str, set[str]] = {"classifier": set(), "patchcore": set()}
     for name in names:
         m = artifacts.read_json(layout.metrics(name))
-        manifest = _read_csv(layout.manifest(name))
-        counts: dict[str, dict[str, int]] = {}
-        for r in manifest:
-            counts.setdefault(r["class"], {}).setdefault(r["partition"], 0)
-            counts[r["class"]][r["partition"]] += 1
-        m["data"] = {"counts": counts, "known": cfg.split(name).known, "unknown": cfg.split(name).unknown}
-        m["thresholds"] = {
-            "osr": artifacts.read_json(layout.osr(name) / "thresholds.json"),
-            "patchcore": artifacts.read_json(layout.patchcore / "threshold.json"),
-        }
-        m["weights"] = weights
-        m["config"] = cfg.to_dict()
-        m["osd_version"] = __version__
-        artifacts.write_json(layout.metrics(name), m)
-        history = artifacts.read_json(layout.classifier(name) / "history.json")
-        train_s = history[-1]["seconds"] if isinstance(history, list) and history else None
-        for approach, (section, sub) in APPROACHES.items():
-            block = m.get(section, {})
-            block = block.get(sub, {}) if sub else block
-            if not block:
-                continue
-            row = {"split": name, "approach": approach, **{k: block.get(k) for k in SUMMARY_METRICS}}
-            row["train_seconds"] = train_s if section == "osr" else None
-            rows.append(row)
+        if not isinstance(m, dict):
+            m = {}
+        notes = provenance_notes(cfg, m)
+        for section in ("osr", "cascade"):
+            prov = (m.get(section) or {}).get("provenance") or {}
+            w = prov.get("weights")
+            if section == "osr" and w:
+                weights["classifier"].add(_weights_name(w))
+            if section == "cascade" and isinstance(w, dict) and w.get("patchcore"):
+                weights["patchcore"].add(_weights_name(w["patchcore"]))
+        split_rows = _section_rows(name, m)
+        for r in split_rows:
+            section = "osr" if r["approach"].startswith(("one_stage", "max_softmax", "variant")) else "cascade"
+            r["settings_differ_from_osd_toml"] = "; ".join(notes.get(section, []))
+        rows += split_rows
         plot_files = _split_plots(layout, name, m, pc_scores)
-        per_split[name] = {"metrics": m, "plots": plot_files}
-    # mean and standard deviation over the splits, per approach
-    for approach in APPROACHES:
+        per_split[name] = {"metrics": m, "plots": plot_files, "provenance_notes": notes}
+    # mean and sample standard deviation over the splits, per approach
+    for approach in dict.fromkeys(r["approach"] for r in rows):
         sel = [r for r in rows if r["approach"] == approach and r["split"] in names]
-        if len(sel) < 1:
-            continue
-        for stat, fn in (("mean", np.mean), ("std", np.std)):
-            row = {"split": stat, "approach": approach}
+        for stat, fn in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1) if len(v) > 1 else float("nan"))):
+            row: dict[str, Any] = {"split": stat, "approach": approach, "computed_from": sel[0]["computed_from"]}
             for k in SUMMARY_METRICS:
                 vals = [r[k] for r in sel if r.get(k) is not None]
-                row[k] = float(fn(vals)) if vals else None
-            row["train_seconds"] = None
+                val = float(fn(vals)) if vals else None
+                row[k] = None if val is None or not np.isfinite(val) else val
             rows.append(row)
+    v = verdict(per_split)
+    verdict_plot = None
+    if v["rows"]:
+        sel = [r for r in v["rows"] if r["metric"] in (HUMAN["open_set_accuracy"], HUMAN["open_set_macro_f1"])]
+        verdict_plot = str(plots.verdict_chart(sel, layout.root / "verdict.png",
+                                               "One-stage minus cascade, per split"))
     buf = io.StringIO()
-    cols = ["split", "approach", *SUMMARY_METRICS, "train_seconds"]
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    cols = ["split", "approach", *[c for k in SUMMARY_METRICS for c in (k, f"{k}_ci95")], "computed_from",
+            "settings_differ_from_osd_toml"]
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else (f"{r[k]:.4f}" if isinstance(r[k], float) else r[k]))
-                    for k in cols})
+        w.writerow({k: _csv_cell(r.get(k)) for k in cols})
     summary = artifacts.write_text(layout.root / "summary.csv", buf.getvalue())
+    wdesc = {k: ", ".join(sorted(v_)) or "unknown" for k, v_ in weights.items()}
     caveats = [
-        f"Classifier weights: {weights['classifier']}; PatchCore weights: {weights['patchcore']}. "
-        "With 'none' (random init) PatchCore features carry little anomaly signal.",
+        f"Weights that produced these numbers (from each result's provenance): classifier {wdesc['classifier']}; "
+        f"PatchCore {wdesc['patchcore']}. With 'none' (random init) PatchCore features carry little anomaly signal.",
         "Stage 1 is cross-domain: PatchCore is fitted on Severstal normal crops and applied to NEU images. "
         "NEU has no normal images, so 'strict' mode counts every stage-1 'normal' call on NEU as an error.",
         "Thresholds were set on known validation images (tau, kappa) and calibration normals (PatchCore), "
-        "never on test data.",
+        "never on test data. Intervals are 95% stratified bootstrap intervals over the test images.",
     ]
+    stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
+    for n, notes in stale.items():
+        for section, diffs in notes.items():
+            caveats.append(f"Split {n.upper()} {section}: produced with settings that differ from the current "
+                           f"osd.toml: {'; '.join(diffs[:6])}{' ...' if len(diffs) > 6 else ''}. "
+                           "The numbers are shown as produced; rerun the step to update them.")
     if "SYNTHETIC" in _project_header(cfg):
         caveats.insert(0, "DEMO: the data is synthetic (osd init --demo). The numbers show that the pipeline "
                           "runs, nothing about real steel.")
-    html = render_html(cfg, rows, per_split, pc_stats, caveats)
+    html = render_html(cfg, rows, per_split, pc_stats, caveats, v, _verdict_sentence(v), verdict_plot)
     report = artifacts.write_text(layout.root / "report.html", html)
     return {"summary_csv": str(summary), "report_html": str(report), "rows": rows, "splits": names,
-            "caveats": caveats, "plots": {k: v["plots"] for k, v in per_split.items()}}
+            "caveats": caveats, "verdict": v, "verdict_sentence": _verdict_sentence(v), "stale": stale,
+            "plots": {k: val["plots"] for k, val in per_split.items()}}
+
+
+def _weights_name(w: Any) -> str:
+    if not isinstance(w, dict):
+        return str(w)
+    if w.get("kind") == "file":
+        return f"file {w.get('name')} (sha256 {str(w.get('sha256'))[:12]})"
+    return str(w.get("kind")) + (f" ({w['source']})" if w.get("source") else "")
+
+
+def _csv_cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, list):
+        return "-".join(f"{x:.4f}" if isinstance(x, float) else str(x) for x in v)
+    return str(v)
 
 
 def _project_header(cfg: Config) -> str:

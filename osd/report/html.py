@@ -24,19 +24,29 @@ code,pre{background:#f6f6f6;font-size:.8rem}pre{padding:.6rem;overflow:auto;max-
 
 COLS = ["split", "approach", "closed_set_accuracy", "auroc", "fpr_at_95_tpr", "known_acceptance",
         "unknown_rejection", "open_set_accuracy", "open_set_macro_f1", "oscr"]
+HUMAN_COLS = {"split": "split", "approach": "approach", "closed_set_accuracy": "closed-set acc.", "auroc": "AUROC",
+              "fpr_at_95_tpr": "FPR@95", "known_acceptance": "known acc.", "unknown_rejection": "unknown rej.",
+              "open_set_accuracy": "open-set acc.", "open_set_macro_f1": "macro-F1", "oscr": "OSCR"}
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, ci: Any = None) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.4f}"
+        text = f"{v:.3f}"
+        if isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, float) for x in ci):
+            text += f' <small>[{ci[0]:.3f}, {ci[1]:.3f}]</small>'
+        return text
+    if isinstance(v, list):
+        return html.escape(", ".join(map(str, v)))
     return html.escape(str(v))
 
 
-def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
+def _table(rows: list[dict[str, Any]], cols: list[str], names: dict[str, str] | None = None) -> str:
+    names = names or {}
+    head = "".join(f"<th>{html.escape(names.get(c, c))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(c), r.get(f'{c}_ci95'))}</td>" for c in cols) + "</tr>"
+                   for r in rows)
     return f'<div style="overflow-x:auto"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
@@ -46,21 +56,34 @@ def _img(path: str) -> str:
 
 
 def render_html(cfg: Config, rows: list[dict[str, Any]], per_split: dict[str, Any], pc_stats: dict[str, Any],
-                caveats: list[str]) -> str:
+                caveats: list[str], verdict: dict[str, Any] | None = None, sentence: str = "",
+                verdict_plot: str | None = None) -> str:
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>osd report</title>"
              f"<style>{STYLE}</style></head><body>",
              "<h1>Open-set defect detection: one-stage vs two-stage</h1>",
-             f"<p>osd {__version__}; project {html.escape(str(cfg.base_dir))}</p>"]
+             f"<p>osd {__version__}; project {html.escape(str(cfg.base_dir))}</p>",
+             "<h2>The answer</h2>", f"<p><b>{html.escape(sentence)}</b></p>"]
+    if verdict and verdict.get("summary"):
+        parts.append(_table(verdict["summary"], ["mode", "metric", "mean_difference", "verdict",
+                                                 "splits_one_stage_better", "splits_cascade_better"],
+                            {"mean_difference": "one-stage minus cascade (mean over splits)",
+                             "splits_one_stage_better": "splits: one-stage better (95% CI)",
+                             "splits_cascade_better": "splits: cascade better (95% CI)"}))
+    if verdict_plot:
+        parts.append('<div class="plots">' + _img(verdict_plot) + "</div>")
     parts += [f'<div class="caveat">{html.escape(c)}</div>' for c in caveats]
-    parts.append("<h2>Summary</h2>")
-    parts.append(_table(rows, COLS))
+    parts.append("<h2>Summary (95% bootstrap intervals in brackets)</h2>")
+    parts.append(_table(rows, COLS, HUMAN_COLS))
     if pc_stats:
         parts.append("<h2>Stage 1: PatchCore fit</h2>")
         parts.append(_table([{"setting": k, "value": v} for k, v in pc_stats.items()], ["setting", "value"]))
     for name, info in per_split.items():
         m = info["metrics"]
         parts.append(f"<h2>Split {name.upper()}</h2>")
-        d = m.get("data", {})
+        for section, diffs in info.get("provenance_notes", {}).items():
+            parts.append(f'<div class="caveat">{html.escape(section)}: produced with settings that differ from the '
+                         f'current osd.toml: {html.escape("; ".join(diffs))}</div>')
+        d = m.get("osr", {}).get("data", {})
         parts.append(f"<p>known: {html.escape(', '.join(d.get('known', [])))}; "
                      f"unknown: {html.escape(', '.join(d.get('unknown', [])))}</p>")
         for section in ("osr", "cascade"):
@@ -80,7 +103,7 @@ def render_html(cfg: Config, rows: list[dict[str, Any]], per_split: dict[str, An
                      "images/s": b[a]["throughput_images_per_s"]} for a in ("one_stage", "two_stage")]
             parts.append(_table(brow, ["approach", "median ms", "p95 ms", "images/s"]))
         parts.append('<div class="plots">' + "".join(_img(p) for p in info["plots"]) + "</div>")
-    parts.append("<h2>Resolved configuration</h2>")
+    parts.append("<h2>Current osd.toml (resolved); each result records its own settings under provenance</h2>")
     parts.append(f"<pre>{html.escape(json.dumps(cfg.to_dict(), indent=2))}</pre>")
     parts.append("</body></html>")
     return "\n".join(parts)

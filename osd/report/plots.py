@@ -9,13 +9,24 @@ from typing import Any
 import numpy as np
 
 
-def _plt():
-    import matplotlib
+class _Figures:
+    """What the plots need of pyplot, from ``matplotlib.figure`` alone: no global backend switch,
+    no pyplot state, so a caller's (e.g. a notebook's) matplotlib setup is left as it was."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    @staticmethod
+    def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any):
+        from matplotlib.figure import Figure
 
-    return plt
+        fig = Figure(figsize=kwargs.pop("figsize", None))
+        return fig, fig.subplots(nrows, ncols, **kwargs)
+
+    @staticmethod
+    def close(fig: Any) -> None:
+        pass
+
+
+def _plt() -> _Figures:
+    return _Figures()
 
 
 def _save(fig, path: Path) -> Path:
@@ -90,4 +101,22 @@ def latency_bars(bench: dict[str, Any], path: Path, title: str) -> Path:
     ax.set_yticks(range(len(ticks)), ticks)
     ax.set(xlabel="median latency per image, batch 1 (ms)", title=title)
     ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def verdict_chart(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """One bar per (comparison, metric): the difference one-stage minus cascade, with its 95% interval."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    labels = [f"{r['metric']} vs {r['mode']}" + (f" (split {r['split']})" if r.get("split") else "") for r in rows]
+    diffs = np.array([r["difference"] for r in rows], dtype=float)
+    lo = np.array([r["ci95"][0] if r.get("ci95") else np.nan for r in rows], dtype=float)
+    hi = np.array([r["ci95"][1] if r.get("ci95") else np.nan for r in rows], dtype=float)
+    err = np.vstack([np.nan_to_num(diffs - lo), np.nan_to_num(hi - diffs)])
+    colors = ["tab:green" if (a > 0) else "tab:red" if (b < 0) else "tab:gray" for a, b in zip(lo, hi)]
+    ax.barh(range(len(rows)), diffs, xerr=err, color=colors, capsize=3)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel="one-stage minus cascade (95% paired bootstrap interval)", title=title)
     return _save(fig, path)

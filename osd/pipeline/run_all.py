@@ -15,13 +15,13 @@ from osd.progress import Reporter, ensure
 
 
 def _bench_key(cfg: Config, split: str) -> str:
-    from osd.pipeline.classifier import embed_key
-    from osd.pipeline.data import normal_data
-    from osd.pipeline.stage1 import patchcore_key
+    from osd.pipeline.detector import fit_patchcore
+    from osd.pipeline.osr import calibrate
 
-    # the one-stage path times the Mahalanobis scorer, so its settings (and the stored stage statistics) count
-    return artifacts.cache_key("bench", embed_key(cfg, split), cfg.section("osr"),
-                               patchcore_key(cfg, normal_data(cfg)), cfg.section("bench"), cfg.project.device)
+    # what is timed: the calibrated scorer (and the classifier under it), the detector, on this
+    # device with this many threads
+    return artifacts.cache_key("bench", "bench/2", calibrate(cfg, split).artifact_id, fit_patchcore(cfg).artifact_id,
+                               cfg.section("bench"), cfg.project.device, cfg.project.threads)
 
 
 def cached_bench(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> tuple[dict, bool]:
@@ -40,10 +40,10 @@ def cached_bench(cfg: Config, split: str, force: bool = False, reporter: Reporte
 
 def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
             reporter: Reporter | None = None) -> dict[str, Any]:
-    from osd.pipeline.classifier import embed, train
-    from osd.pipeline.onestage import calibrate, evaluate
-    from osd.pipeline.stage1 import fit_patchcore
-    from osd.pipeline.twostage import run_cascade
+    from osd.pipeline.cascade import run_cascade
+    from osd.pipeline.detector import fit_patchcore
+    from osd.pipeline.osr import calibrate, evaluate
+    from osd.pipeline.train import embed, train
     from osd.report.build import build_report
 
     reporter = ensure(reporter)

@@ -1,17 +1,27 @@
-"""Steps ``train`` and ``embed``: the split's classifier and its penultimate-layer embeddings."""
+"""Steps ``train`` and ``embed``: the split's classifier and its penultimate-layer embeddings.
+
+The embeddings' cache key holds the id of the classifier artifact they were computed from, so
+``osd train --force`` invalidates them (and everything downstream) even when the config is unchanged.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from osd import artifacts
 from osd.config import Config
-from osd.pipeline.data import split_manifest
+from osd.pipeline.data import settings_key, split_manifest, weights_identity
 from osd.progress import Reporter, ensure
+
+# Bump when the meaning of the trained model or of the stored embeddings changes.
+TRAIN_ALGORITHM = "train/2"
+EMBED_ALGORITHM = "embed/3"  # 3: keyed on the classifier artifact's id
+TRAIN_SECTIONS = ("classifier", "splits", "neu.root", "project.seed")
 
 PARTS = ("train", "val", "test_known", "test_unknown")
 
@@ -26,7 +36,8 @@ def _entries(manifest, part: str):
 
 def train_key(cfg: Config, split: str) -> str:
     m = split_manifest(cfg, split)
-    return artifacts.cache_key("train", cfg.section("classifier"), cfg.project.seed, m.fingerprint())
+    return artifacts.cache_key("train", TRAIN_ALGORITHM, settings_key(cfg, ("classifier", "project.seed")),
+                               m.fingerprint())
 
 
 @dataclass
@@ -41,6 +52,8 @@ class TrainResult:
     cached: bool
     history: list[dict[str, float]] = field(default_factory=list)
     path: str = ""
+    artifact_id: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,7 +65,7 @@ def load_model(cfg: Config, payload: dict[str, Any]):
     from osd.models.backbones import build
     from osd.models.classifier import EmbeddingClassifier
 
-    model = EmbeddingClassifier(build(cfg.classifier.arch, "none"), len(payload["classes"]))
+    model = EmbeddingClassifier(build(payload.get("arch", cfg.classifier.arch), "none"), len(payload["classes"]))
     model.load_state_dict({k: torch.as_tensor(v) for k, v in payload["state_dict"].items()})
     return model.eval()
 
@@ -66,14 +79,15 @@ def train(cfg: Config, split: str, force: bool = False, reporter: Reporter | Non
     from osd.models.backbones import build, describe_weights
     from osd.models.classifier import EmbeddingClassifier
     from osd.models.training import fit
+    from osd.pipeline.data import weights_path
 
     reporter = ensure(reporter)
     split = split.lower()
     manifest = split_manifest(cfg, split)
     key = train_key(cfg, split)
-    path = artifacts.Layout(cfg.output_dir).classifier(split) / "model.joblib"
-    payload = None if force else artifacts.load(path, key)
-    if payload is None:
+    path = artifacts.Layout(cfg.output_dir).model(split)
+    record = None if force else artifacts.load_record(path, key)
+    if record is None:
         device = runtime.setup(cfg)
         gen = runtime.seed_everything(cfg.project.seed)
         torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
@@ -86,22 +100,29 @@ def train(cfg: Config, split: str, force: bool = False, reporter: Reporter | Non
             data[part] = (x, y)
         reporter.note(f"split {split}: training {cfg.classifier.arch} ({describe_weights(cfg.classifier.weights)} "
                       f"weights) on {len(data['train'][1])} images, {len(classes)} classes, device {device}")
-        model = EmbeddingClassifier(build(cfg.classifier.arch, cfg.classifier.weights), len(classes))
+        model = EmbeddingClassifier(build(cfg.classifier.arch, weights_path(cfg, cfg.classifier.weights)), len(classes))
         outcome = fit(model, *data["train"], *data["val"], cfg.classifier, device, gen, reporter)
         payload = {
             "classes": classes, "state_dict": outcome.state_dict, "best_epoch": outcome.best_epoch,
             "best_val_accuracy": outcome.best_val_accuracy, "history": outcome.history, "seconds": outcome.seconds,
             "weights": describe_weights(cfg.classifier.weights), "arch": cfg.classifier.arch,
         }
-        artifacts.save(path, key, payload, cfg.to_dict())
+        prov = artifacts.provenance(cfg, "train", TRAIN_ALGORITHM, key, TRAIN_SECTIONS,
+                                    {"manifest": manifest.fingerprint(),
+                                     "weights": weights_identity(cfg, cfg.classifier.weights)}, split=split)
+        artifact_id = artifacts.save(path, key, payload, prov)
+        record = {"id": artifact_id, "provenance": prov, "payload": payload}
         out = path.parent
         artifacts.write_json(out / "history.json", outcome.history)
         artifacts.write_json(out / "config.json", cfg.to_dict())
         cached = False
     else:
         cached = True
-    return TrainResult(split, payload["arch"], payload["weights"], payload["classes"], payload["best_epoch"],
-                       payload["best_val_accuracy"], payload["seconds"], cached, payload["history"], str(path))
+    payload = record["payload"]
+    prov = {**record["provenance"], "artifact_id": record["id"]}
+    return TrainResult(split, payload["arch"], payload["weights"], list(payload["classes"]), payload["best_epoch"],
+                       payload["best_val_accuracy"], payload["seconds"], cached, payload["history"], str(path),
+                       record["id"], prov)
 
 
 @dataclass
@@ -112,14 +133,15 @@ class EmbedResult:
     images_per_second: float
     cached: bool
     path: str
+    artifact_id: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def embed_key(cfg: Config, split: str) -> str:
-    # "stages": the payload holds every residual stage's pooled statistics (older entries did not)
-    return artifacts.cache_key("embed", "stages", train_key(cfg, split))
+def embed_key(cfg: Config, split: str, model_id: str) -> str:
+    return artifacts.cache_key("embed", EMBED_ALGORITHM, model_id, split_manifest(cfg, split).fingerprint())
 
 
 def embed(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> EmbedResult:
@@ -131,23 +153,24 @@ def embed(cfg: Config, split: str, force: bool = False, reporter: Reporter | Non
 
     reporter = ensure(reporter)
     split = split.lower()
-    train(cfg, split, reporter=reporter)
-    key = embed_key(cfg, split)
-    path = artifacts.Layout(cfg.output_dir).embeddings(split) / "embeddings.joblib"
-    payload = None if force else artifacts.load(path, key)
-    cached = payload is not None
-    if payload is None:
+    trained = train(cfg, split, reporter=reporter)
+    key = embed_key(cfg, split, trained.artifact_id)
+    layout = artifacts.Layout(cfg.output_dir)
+    path = layout.embeddings_file(split)
+    record = None if force else artifacts.load_record(path, key)
+    cached = record is not None
+    if record is None:
         device = runtime.setup(cfg)
-        tpayload = artifacts.load(artifacts.Layout(cfg.output_dir).classifier(split) / "model.joblib", None)
+        tpayload = artifacts.load(layout.model(split), None)
         model = load_model(cfg, tpayload).to(device)
         manifest = split_manifest(cfg, split)
-        payload = {"classes": tpayload["classes"]}
+        payload = {"classes": tpayload["classes"], "skipped": {}}
         total = sum(len(_entries(manifest, p)) for p in PARTS)
         start, n_done = time.perf_counter(), 0
         with reporter.task("embedding", total) as task, torch.no_grad():
             for part in PARTS:
                 entries = _entries(manifest, part)
-                x, kept = load_images([e.path for e in entries], cfg.classifier.image_size)
+                x, kept = load_images([e.path for e in entries], cfg.classifier.image_size, payload["skipped"])
                 stats: dict[str, list[np.ndarray]] = {}
                 logits = []
                 for s in range(0, len(kept), 64):
@@ -166,12 +189,18 @@ def embed(cfg: Config, split: str, force: bool = False, reporter: Reporter | Non
                     "paths": [str(entries[i].path) for i in kept],
                 }
         payload["images_per_second"] = n_done / max(time.perf_counter() - start, 1e-9)
-        artifacts.save(path, key, payload, cfg.to_dict())
+        prov = artifacts.provenance(cfg, "embed", EMBED_ALGORITHM, key, TRAIN_SECTIONS,
+                                    {"classifier": trained.artifact_id,
+                                     "manifest": split_manifest(cfg, split).fingerprint()}, split=split)
+        record = {"id": artifacts.save(path, key, payload, prov), "provenance": prov, "payload": payload}
+    payload = record["payload"]
     counts = {p: len(payload[p]["labels"]) for p in PARTS}
     return EmbedResult(split, counts, int(payload["train"]["embeddings"].shape[1]),
-                       float(payload["images_per_second"]), cached, str(path))
+                       float(payload["images_per_second"]), cached, str(path), record["id"],
+                       {**record["provenance"], "artifact_id": record["id"]})
 
 
-def load_embeddings(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str, Any]:
-    embed(cfg, split, reporter=reporter)
-    return artifacts.load(artifacts.Layout(cfg.output_dir).embeddings(split) / "embeddings.joblib", None)
+def load_embeddings(cfg: Config, split: str, reporter: Reporter | None = None) -> tuple[dict[str, Any], EmbedResult]:
+    """The embeddings payload (computed first if needed) and the step result that identifies it."""
+    result = embed(cfg, split, reporter=reporter)
+    return artifacts.load(Path(result.path), None), result

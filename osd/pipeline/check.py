@@ -1,0 +1,108 @@
+"""Step ``data check``: what data there is and what is wrong with it, collected rather than raised."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from osd import artifacts
+from osd.config import SPLIT_NAMES, Config
+from osd.data import images
+from osd.data.neu import index_neu
+from osd.data.severstal import index_folder, index_severstal
+from osd.data.splits import duplicate_groups
+from osd.errors import OsdError
+from osd.pipeline.data import crops_of, neu_index, normal_data, split_manifest
+
+
+@dataclass
+class DataReport:
+    neu_root: str
+    neu_layout: str = ""
+    neu_counts: dict[str, int] = field(default_factory=dict)
+    image_formats: dict[str, int] = field(default_factory=dict)
+    image_sizes: dict[str, int] = field(default_factory=dict)
+    unreadable: list[dict[str, str]] = field(default_factory=list)  # path, reason
+    duplicates: list[list[str]] = field(default_factory=list)
+    splits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    normal: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def check_data(cfg: Config) -> DataReport:
+    """Everything a user needs to know about their data; problems are collected, not raised."""
+    root = cfg.path(cfg.neu.root)
+    report = DataReport(neu_root=str(root))
+    try:
+        raw = index_neu(root)
+    except OsdError as exc:
+        report.problems.append(str(exc))
+        raw = None
+    if raw is not None:
+        report.neu_layout = raw.layout
+        formats: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        for p in raw.paths:
+            info = images.inspect(p)  # decodes every pixel: truncated files are caught here
+            if isinstance(info, str):
+                report.unreadable.append({"path": str(p), "reason": info.replace(str(p), "<file>")})
+                continue
+            formats[info[0]] = formats.get(info[0], 0) + 1
+            size = f"{info[1][0]}x{info[1][1]}"
+            sizes[size] = sizes.get(size, 0) + 1
+        report.image_formats, report.image_sizes = formats, sizes
+        index, digests = neu_index(cfg)
+        report.neu_counts = index.counts()
+        report.duplicates = [sorted(str(p) for p in g) for g in duplicate_groups(list(index.paths), digests)]
+        if report.unreadable:
+            report.notes.append(f"{len(report.unreadable)} unreadable NEU file(s) will be skipped")
+        for name in SPLIT_NAMES:
+            try:
+                m = split_manifest(cfg, name)
+            except OsdError as exc:
+                report.problems.append(str(exc))
+                continue
+            report.splits[name] = {
+                "known": list(m.known), "unknown": list(m.unknown), "counts": m.counts(),
+                "manifest": str(artifacts.Layout(cfg.output_dir).manifest(name)),
+            }
+    report.normal = _check_normal(cfg, report)
+    return report
+
+
+def _check_normal(cfg: Config, report: DataReport) -> dict[str, Any]:
+    n = cfg.normal
+    if not (n.severstal_root or n.folder):
+        report.notes.append("no normal images configured (normal.severstal_root / normal.folder): "
+                            "the cascade's stage 1 cannot be fitted")
+        return {}
+    out: dict[str, Any] = {}
+    try:
+        if n.severstal_root:
+            idx = index_severstal(cfg.path(n.severstal_root))
+            out.update(source="severstal", root=str(idx.root), csv_format=idx.csv_format,
+                       normal_images=len(idx.normal), defective_images=len(idx.defective),
+                       missing_files=list(idx.missing))
+            if idx.missing:
+                report.notes.append(f"train.csv names {len(idx.missing)} image(s) not in train_images/")
+        else:
+            out.update(source="folder", root=str(cfg.path(n.folder)), normal_images=len(index_folder(cfg.path(n.folder))))
+        data = normal_data(cfg)
+        parts = {}
+        for part in ("bank", "calibration", "test"):
+            paths = getattr(data.split, part)
+            parts[part] = {"images": len(paths), "crops": sum(len(crops_of(cfg, p)) for p in paths)}
+        out["partitions"] = parts
+        if any(v["crops"] == 0 for v in parts.values()):
+            report.problems.append("a normal partition has no usable crops (too dark? see normal.max_dark_fraction)")
+    except OsdError as exc:
+        report.problems.append(str(exc))
+    return out

@@ -1,0 +1,241 @@
+"""Step ``patchcore fit`` and stage-1 scoring: the PatchCore detector on normal crops, its threshold
+on calibration crops, and scores of any list of crops keyed by what they are.
+
+The unit of a stage-1 decision is one square crop of steel (Severstal crop or one whole NEU
+image, each resized to ``patchcore.image_size``): a NEU image (200x200) is about the size of one
+256-pixel Severstal crop. A normal image is therefore scored per crop, and the threshold and the
+false-alarm rate are per crop.
+
+Scores are never paired with images by position: every scored crop carries its sample id
+(``path`` or ``path#x0,y0,x1,y1``), and a crop that cannot be read is reported by id, not dropped.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from osd import artifacts
+from osd.config import Config
+from osd.data.splits import rng_for
+from osd.errors import OsdWarning
+from osd.pipeline.data import NormalData, crops_of, normal_data, settings_key, weights_identity
+from osd.progress import Reporter, ensure
+
+# Bump when the meaning of a fitted detector or its scores changes.
+ALGORITHM = "patchcore/3"  # 3: samples keyed by id, content-keyed normals, order-statistic threshold
+SECTIONS = ("patchcore", "normal", "project.seed")
+
+Sample = tuple[Path, tuple[int, int, int, int] | None]  # a file and a crop box (None = whole image)
+
+
+def sample_id(sample: Sample) -> str:
+    path, box = sample
+    return str(path) if box is None else f"{path}#{','.join(map(str, box))}"
+
+
+def build_extractor(cfg: Config, device):
+    """The patch feature extractor; seeded, so random-init weights are the same at fit and at test time."""
+    import torch
+
+    from osd.models.backbones import build
+    from osd.patchcore.features import PatchFeatureExtractor
+    from osd.pipeline.data import weights_path
+
+    pc = cfg.patchcore
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.project.seed)
+        backbone = build(pc.backbone, weights_path(cfg, pc.weights))
+    return PatchFeatureExtractor(backbone, pc.layers, pc.reduce_dim, cfg.project.seed).to(device)
+
+
+def crop_samples(cfg: Config, paths: Sequence[Path]) -> list[Sample]:
+    return [(p, box) for p in paths for box in crops_of(cfg, p)]
+
+
+def feature_batches(extractor, samples: Sequence[Sample], cfg: Config, device,
+                    skipped: dict[str, str] | None = None) -> Iterator[tuple[list[int], Any]]:
+    """Yield (indices into ``samples``, (B,D,h,w) features) batch by batch.
+
+    An unreadable file is skipped with one warning naming it and recorded in ``skipped``
+    (sample id -> reason); the indices say which samples each batch holds.
+    """
+    import torch
+
+    from osd.data.images import load_rgb
+    from osd.data.tensors import normalize, pil_to_uint8
+    from osd.errors import DataError
+
+    size, bs = cfg.patchcore.image_size, cfg.patchcore.batch_size
+    for s in range(0, len(samples), bs):
+        batch, idx = [], []
+        for i in range(s, min(s + bs, len(samples))):
+            path, box = samples[i]
+            try:
+                img = load_rgb(path)
+            except DataError as exc:
+                reason = str(exc)
+                if skipped is not None:
+                    skipped[sample_id(samples[i])] = reason
+                warnings.warn(f"stage 1 skips {reason}", OsdWarning, stacklevel=2)
+                continue
+            batch.append(pil_to_uint8(img.crop(box) if box else img, size))
+            idx.append(i)
+        if not batch:
+            continue
+        with torch.inference_mode():
+            yield idx, extractor(normalize(torch.stack(batch).to(device))).cpu()
+
+
+def score_crops(detector, extractor, samples: Sequence[Sample], cfg: Config, device, reporter: Reporter | None,
+                label: str) -> tuple[np.ndarray, dict[str, str]]:
+    """Scores aligned with ``samples`` (NaN where unreadable) and the unreadable ones with reasons."""
+    scores = np.full(len(samples), np.nan)
+    skipped: dict[str, str] = {}
+    with ensure(reporter).task(label, len(samples)) as task:
+        for idx, feats in feature_batches(extractor, samples, cfg, device, skipped):
+            scores[idx] = detector.score_samples(feats).numpy()
+            task.advance(len(idx))
+    return scores, skipped
+
+
+@dataclass
+class FitResult:
+    stats: dict[str, Any]
+    threshold: float
+    acceptance: float
+    threshold_summary: dict[str, Any]
+    calibration_scores: list[float]
+    test_scores: list[float]
+    false_alarm_rate: float | None
+    cached: bool
+    path: str
+    artifact_id: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "score_sign": "higher = more anomalous (nearest-neighbour patch distance)"}
+
+
+def patchcore_key(cfg: Config, data: NormalData) -> str:
+    return artifacts.cache_key("patchcore", ALGORITHM, settings_key(cfg, SECTIONS),
+                               data.fingerprint())
+
+
+def _bank_paths(cfg: Config, data: NormalData) -> list[Path]:
+    paths = list(data.split.bank)
+    cap = cfg.patchcore.max_bank_images
+    if len(paths) > cap:
+        keep = sorted(rng_for(cfg.project.seed, "bank-cap").choice(len(paths), cap, replace=False))
+        paths = [paths[i] for i in keep]
+    return paths
+
+
+def fit_detector(cfg: Config, samples: Sequence[Sample], device, reporter: Reporter | None = None):
+    """(fitted PatchCore, extractor) on the given crops: features streamed batch by batch."""
+    from osd.patchcore.model import PatchCore
+
+    pc = cfg.patchcore
+    extractor = build_extractor(cfg, device)
+    maps = (feats for _, feats in feature_batches(extractor, samples, cfg, device))
+    detector = PatchCore(pc.coreset_ratio, pc.projection_dim, pc.num_neighbors, pc.search, cfg.project.seed)
+    return detector.fit(maps, reporter, total=len(samples)), extractor
+
+
+def _false_alarm(scores: np.ndarray, threshold: float) -> float | None:
+    s = scores[np.isfinite(scores)]
+    return float(np.mean(s > threshold)) if s.size else None
+
+
+def _fit_or_load(cfg: Config, force: bool, reporter: Reporter) -> tuple[dict[str, Any], bool]:
+    from osd import runtime
+    from osd.models.backbones import describe_weights
+    from osd.osr.thresholds import AcceptanceThreshold
+
+    data = normal_data(cfg)
+    key = patchcore_key(cfg, data)
+    layout = artifacts.Layout(cfg.output_dir)
+    record = None if force else artifacts.load_record(layout.detector, key)
+    if record is not None:
+        return record, True
+    device = runtime.setup(cfg)
+    runtime.seed_everything(cfg.project.seed)
+    bank_paths = _bank_paths(cfg, data)
+    bank_samples = crop_samples(cfg, bank_paths)
+    reporter.note(f"PatchCore: {cfg.patchcore.backbone} ({describe_weights(cfg.patchcore.weights)} weights), "
+                  f"{len(bank_paths)} bank images ({len(bank_samples)} crops), device {device}")
+    start = time.perf_counter()
+    tracemalloc.start()
+    detector, extractor = fit_detector(cfg, bank_samples, device, reporter)
+    peak_py = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    stats = dict(detector.fit_stats_)
+    cal_samples = crop_samples(cfg, data.split.calibration)
+    test_samples = crop_samples(cfg, data.split.test)
+    cal, cal_skipped = score_crops(detector, extractor, cal_samples, cfg, device, reporter, "calibration normals")
+    test, test_skipped = score_crops(detector, extractor, test_samples, cfg, device, reporter, "test normals")
+    thr = AcceptanceThreshold(cfg.patchcore.acceptance, "PatchCore threshold (calibration crops)").fit(cal)
+    stats.update(
+        source=data.source, bank_images=len(bank_paths), bank_images_available=len(data.split.bank),
+        max_bank_images=cfg.patchcore.max_bank_images, bank_crops=len(bank_samples),
+        calibration_images=len(data.split.calibration), calibration_crops=len(cal_samples),
+        test_images=len(data.split.test), test_crops=len(test_samples),
+        coreset_ratio=cfg.patchcore.coreset_ratio, fit_seconds=stats["extract_seconds"] + stats["select_seconds"],
+        total_seconds=time.perf_counter() - start, python_peak_mb=peak_py / 2**20,
+        weights=describe_weights(cfg.patchcore.weights), backbone=cfg.patchcore.backbone,
+        image_size=cfg.patchcore.image_size, unit="crop",
+    )
+    prov = artifacts.provenance(cfg, "patchcore fit", ALGORITHM, key, SECTIONS,
+                                {"normal_images": data.fingerprint(),
+                                 "weights": weights_identity(cfg, cfg.patchcore.weights)})
+    payload = {
+        "bank": detector.bank_, "threshold": thr, "calibration_scores": cal, "test_scores": test, "stats": stats,
+        "calibration": [sample_id(s) for s in cal_samples], "test": [sample_id(s) for s in test_samples],
+        "skipped": {**cal_skipped, **test_skipped},
+    }
+    artifact_id = artifacts.save(layout.detector, key, payload, prov)
+    prov["artifact_id"] = artifact_id
+    out = layout.patchcore
+    artifacts.write_json(out / "fit_stats.json", {**stats, "provenance": prov})
+    artifacts.write_json(out / "threshold.json", {**thr.summary(), "rule": "defect when score > threshold",
+                                                  "unit": "crop", "provenance": prov})
+    artifacts.write_json(out / "config.json", cfg.to_dict())
+    artifacts.write_json(out / "scores.json", {
+        "calibration": dict(zip(payload["calibration"], cal)), "test": dict(zip(payload["test"], test)),
+        "threshold": thr.threshold_, "unit": "crop", "skipped": payload["skipped"], "provenance": prov},
+        {"calibration": "unreadable crop", "test": "unreadable crop"})
+    return {"key": key, "id": artifact_id, "provenance": prov, "payload": payload}, False
+
+
+def fit_patchcore(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> FitResult:
+    """Fit (or load) the stage-1 detector and its threshold on calibration normals."""
+    record, cached = _fit_or_load(cfg, force, ensure(reporter))
+    return _fit_result(record, cached, cfg)
+
+
+def _fit_result(record: dict[str, Any], cached: bool, cfg: Config) -> FitResult:
+    payload = record["payload"]
+    thr = payload["threshold"]
+    test = np.asarray(payload["test_scores"], dtype=float)
+    prov = {**record.get("provenance", {}), "artifact_id": record["id"]}
+    return FitResult(payload["stats"], thr.threshold_, thr.acceptance, thr.summary(),
+                     [float(v) for v in payload["calibration_scores"]], [float(v) for v in test],
+                     _false_alarm(test, thr.threshold_), cached, str(artifacts.Layout(cfg.output_dir).detector),
+                     record["id"], prov)
+
+
+def load_detector(cfg: Config, device, reporter: Reporter | None = None):
+    """(PatchCore, extractor, fit result) of the fitted detector, fitting it first if needed."""
+    from osd.patchcore.model import PatchCore
+
+    record, cached = _fit_or_load(cfg, False, ensure(reporter))
+    pc = cfg.patchcore
+    detector = PatchCore.from_bank(record["payload"]["bank"], pc.num_neighbors, pc.search)
+    return detector, build_extractor(cfg, device), _fit_result(record, cached, cfg)
