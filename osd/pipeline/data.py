@@ -85,11 +85,11 @@ def weights_path(cfg: Config, weights: str) -> str:
     return w.lower() if w.lower() in ("imagenet", "none") else str(cfg.path(w))
 
 
-def weights_identity(cfg: Config, weights: str) -> dict[str, str]:
+def weights_identity(cfg: Config, weights: str, arch: str | None = None) -> dict[str, str]:
     """What a cache key and a report need to know of the weights: their kind and, for a file, its content."""
     from osd.models.backbones import weights_identity as identity
 
-    return identity(weights_path(cfg, weights))
+    return identity(weights_path(cfg, weights), arch)
 
 
 def settings_key(cfg: Config, sections: tuple[str, ...]) -> dict[str, Any]:
@@ -97,7 +97,9 @@ def settings_key(cfg: Config, sections: tuple[str, ...]) -> dict[str, Any]:
     (a weights file counts by content, not by where it lies)."""
     flat = cfg.flat(sections)
     for k in [k for k in flat if k.endswith(".weights")]:
-        flat[k] = weights_identity(cfg, flat[k])
+        section = k.split(".")[0]
+        arch = getattr(getattr(cfg, section), "arch", None) or getattr(getattr(cfg, section), "backbone", None)
+        flat[k] = weights_identity(cfg, flat[k], arch)
     return flat
 
 

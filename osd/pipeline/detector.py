@@ -194,7 +194,7 @@ def _fit_or_load(cfg: Config, force: bool, reporter: Reporter) -> tuple[dict[str
     )
     prov = artifacts.provenance(cfg, "patchcore fit", ALGORITHM, key, SECTIONS,
                                 {"normal_images": data.fingerprint(),
-                                 "weights": weights_identity(cfg, cfg.patchcore.weights)})
+                                 "weights": weights_identity(cfg, cfg.patchcore.weights, cfg.patchcore.backbone)})
     payload = {
         "bank": detector.bank_, "threshold": thr, "calibration_scores": cal, "test_scores": test, "stats": stats,
         "calibration": [sample_id(s) for s in cal_samples], "test": [sample_id(s) for s in test_samples],

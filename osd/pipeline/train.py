@@ -109,7 +109,7 @@ def train(cfg: Config, split: str, force: bool = False, reporter: Reporter | Non
         }
         prov = artifacts.provenance(cfg, "train", TRAIN_ALGORITHM, key, TRAIN_SECTIONS,
                                     {"manifest": manifest.fingerprint(),
-                                     "weights": weights_identity(cfg, cfg.classifier.weights)}, split=split)
+                                     "weights": weights_identity(cfg, cfg.classifier.weights, cfg.classifier.arch)}, split=split)
         artifact_id = artifacts.save(path, key, payload, prov)
         record = {"id": artifact_id, "provenance": prov, "payload": payload}
         out = path.parent
