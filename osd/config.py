@@ -56,6 +56,9 @@ class NormalSection:
     crop_stride: int = opt(256, "step between crops (pixels)", gt=0)
     dark_threshold: int = opt(30, "grey level under which a pixel counts as background", ge=0, le=255)
     max_dark_fraction: float = opt(0.5, "crops with more background than this are skipped", ge=0.0, le=1.0)
+    min_defect_fraction: float = opt(
+        0.01, "stage 1's in-domain test: a crop of a defective Severstal image is defective when its masks cover "
+        "at least this share of it, normal when they cover none; crops in between are left out", gt=0.0, le=1.0)
     bank_fraction: float = opt(0.7, "share of normal images (by image id) for the memory bank", gt=0.0, lt=1.0)
     calibration_fraction: float = opt(0.15, "share for the threshold; the rest is test", gt=0.0, lt=1.0)
 

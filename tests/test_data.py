@@ -87,3 +87,24 @@ def test_normal_split_by_image():
     s = split_normals(paths, 0.7, 0.15, seed=0)
     assert (len(s.bank), len(s.calibration), len(s.test)) == (14, 3, 3)
     assert set(s.bank) | set(s.calibration) | set(s.test) == set(paths)
+
+
+def test_rle_masks_decode_column_major_and_bad_rows_name_their_line(tmp_path):
+    import numpy as np
+    import pytest
+
+    from osd.data.severstal import decode_rle, read_train_csv
+    from osd.errors import DataError
+
+    m = decode_rle("1 2 6 1", (4, 3))  # pixels 1-2 are rows 0-1 of column 0; pixel 6 is row 1 of column 1
+    assert np.argwhere(m).tolist() == [[0, 0], [1, 0], [1, 1]]
+    with pytest.raises(DataError, match="outside"):
+        decode_rle("12 5", (4, 3))
+    bad = tmp_path / "train.csv"
+    bad.write_text("ImageId,ClassId,EncodedPixels\na.jpg,1,1 2\nb.jpg,x,1 2\n")
+    with pytest.raises(DataError, match=r"line 3: ClassId 'x' is not an integer"):
+        read_train_csv(bad)
+    bad.write_text("a.jpg,1," + "1 2 " * 700 + "\n")
+    with pytest.raises(DataError) as err:
+        read_train_csv(bad)
+    assert len(str(err.value)) < 300

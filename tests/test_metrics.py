@@ -40,3 +40,46 @@ def test_oscr_perfect_and_hand_case():
     assert oscr(np.array([True, False]), np.array([0.1, 0.2]), np.array([0.8, 0.9])) == pytest.approx(0.5)
     # unknown scored below every known: half of the area is lost
     assert oscr(np.array([True, True]), np.array([0.5, 0.6]), np.array([0.1, 0.9])) == pytest.approx(0.5)
+
+
+def test_encoded_metrics_equal_open_set_metrics():
+    import numpy as np
+
+    from osd.metrics import DECISION, RANKING, EncodedResults, open_set_metrics
+
+    rng = np.random.default_rng(3)
+    classes = ["a", "b", "c"]
+    for trial in range(20):
+        n = 60
+        unk = rng.random(n) < 0.4
+        true = np.array([rng.choice(classes) if not u else "zz" for u in unk], dtype=object)
+        closed = np.array([rng.choice(classes) for _ in range(n)], dtype=object)
+        score = np.round(rng.normal(size=n) + unk, 1)  # rounded: ties, as real scores can have
+        pred = np.where(score > 0.8, "unknown", closed)
+        pred[rng.random(n) < 0.1] = "no_defect"
+        ref = open_set_metrics(true, pred, closed, score, unk, classes)
+        idx = rng.integers(0, n, n) if trial % 2 else np.arange(n)
+        ref = open_set_metrics(true[idx], pred[idx], closed[idx], score[idx], unk[idx], classes)
+        got = EncodedResults(true, pred, closed, score, unk, classes).metrics(idx, DECISION + RANKING)
+        for k, v in got.items():
+            assert v == pytest.approx(ref[k], abs=1e-12), (k, trial)
+
+
+def test_bootstrap_intervals_cover_a_known_auroc():
+    # two normal score distributions 1 sd apart: AUROC = Phi(1 / sqrt(2)) = 0.7602
+    import numpy as np
+    from scipy.stats import norm
+
+    from osd.metrics import metric_intervals
+
+    truth = norm.cdf(1 / np.sqrt(2))
+    covered = 0
+    runs = 60
+    for seed in range(runs):
+        rng = np.random.default_rng(seed)
+        unk = np.r_[np.zeros(120, bool), np.ones(60, bool)]
+        score = rng.normal(size=180) + unk
+        labels = np.array(["a"] * 180, dtype=object)
+        ci = metric_intervals(labels, labels, labels, score, unk, ["a"], n_boot=300, seed=seed)["auroc"]
+        covered += ci[0] <= truth <= ci[1]
+    assert covered / runs >= 0.85  # nominal 0.95; 60 runs leave room for sampling error

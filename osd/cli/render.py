@@ -263,6 +263,14 @@ def show_patchcore(r: Any) -> None:
         [f"threshold (accepts {r.acceptance:.0%} of calibration crops)", r.threshold],
         ["false-alarm rate on test normals", r.false_alarm_rate],
     ]
+    d = r.indomain or {}
+    if d.get("available"):
+        rows += [
+            ["in-domain: defect / clean crops", f"{d['defect_crops']} / {d['clean_crops_of_defective_images']} "
+                                               f"(+{d['normal_test_crops']} normal test crops)"],
+            ["in-domain AUROC (defect crops vs normal)", d["auroc"]],
+            ["in-domain detection / false-alarm rate", f"{fmt(d['detection_rate'])} / {fmt(d['false_alarm_rate'])}"],
+        ]
     show(table("PatchCore (stage 1)", ["", ""], rows, caption="score: higher = more anomalous; unit: one crop"))
     out.print(cached_tag(r.cached))
 

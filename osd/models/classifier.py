@@ -27,9 +27,16 @@ class EmbeddingClassifier(nn.Module):
         self.features = backbone
         self.head = nn.Linear(old.in_features, num_classes)
         self.embedding_dim = old.in_features
-        # ResNet-family models expose their residual stages by name; other models give only
-        # the penultimate embedding.
+        # ResNet-family models expose their residual stages by name; timm models list their
+        # feature stages (strides 2 ... 32) in feature_info, of which the last four match
+        # layer1 ... layer4. Other models give only the penultimate embedding.
         self.stage_names = [n for n in STAGES if isinstance(getattr(backbone, n, None), nn.Module)]
+        info = getattr(backbone, "feature_info", None)
+        if not self.stage_names and info is not None:
+            try:
+                self.stage_names = [f["module"] for f in info][1:]
+            except (TypeError, KeyError):
+                self.stage_names = []
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.features(x)

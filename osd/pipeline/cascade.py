@@ -98,17 +98,19 @@ def stage1_scores(cfg: Config, split: str, force: bool = False, reporter: Report
 
 def _paired_verdict(t: dict[str, Any], one: np.ndarray, modes: dict[str, np.ndarray], closed: np.ndarray,
                     classes: list[str], n_boot: int, seed: int) -> dict[str, Any]:
-    labels = np.asarray(t["labels"], dtype=object)
+    from osd.metrics import EncodedResults
+
     unk = np.asarray(t["is_unknown"], dtype=bool)
-    zero = np.zeros(len(labels))
+    a = EncodedResults(t["labels"], one, closed, None, unk, classes)
     out: dict[str, Any] = {}
     for mode, pred in modes.items():
-        def diff(idx: np.ndarray, pred=pred) -> dict[str, float]:
-            a = open_set_metrics(labels[idx], one[idx], closed[idx], zero[idx], unk[idx], classes)
-            b = open_set_metrics(labels[idx], pred[idx], closed[idx], zero[idx], unk[idx], classes)
-            return {k: a[k] - b[k] for k in MODE_METRICS}
+        b = EncodedResults(t["labels"], pred, closed, None, unk, classes)
 
-        point = diff(np.arange(len(labels)))
+        def diff(idx: np.ndarray, b=b) -> dict[str, float]:
+            ma, mb = a.metrics(idx, MODE_METRICS), b.metrics(idx, MODE_METRICS)
+            return {k: ma[k] - mb[k] for k in MODE_METRICS}
+
+        point = diff(np.arange(len(unk)))
         ci = bootstrap(diff, unk, n_boot, seed) if n_boot else {}
         out[mode] = {k: {"difference": point[k], "ci95": ci.get(k),
                          "excludes_zero": bool(ci and (ci[k][0] > 0 or ci[k][1] < 0))} for k in MODE_METRICS}
@@ -182,6 +184,7 @@ def run_cascade(cfg: Config, split: str, force: bool = False, reporter: Reporter
         "kappa": kappa, "kappa_rule": "stage 2 says unknown when max softmax < kappa",
         "stage1": {"detection_rate_neu_test": detection, "false_alarm_rate_normal_test_crops": fit.false_alarm_rate,
                    "threshold": fit.threshold_summary, "unit": "crop (a NEU image is one crop)",
+                   "indomain_severstal": fit.indomain,
                    "score": "PatchCore: largest nearest-neighbour patch distance (higher = more anomalous)"},
         "versus_one_stage": {"difference": "one-stage minus cascade, same test images, paired stratified bootstrap",
                              **verdict},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ class NormalData:
     source: str  # "severstal" | "folder"
     split: NormalSplit
     defective: tuple[Path, ...]
+    masks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # defective image name -> RLE strings
 
     def fingerprint(self) -> str:
         """Identity of the normal images by content (a re-saved file with the same name and size counts)."""
@@ -67,16 +68,17 @@ def normal_data(cfg: Config) -> NormalData:
     n = cfg.normal
     if n.severstal_root:
         idx = index_severstal(cfg.path(n.severstal_root))
-        paths, defective, source = list(idx.normal), idx.defective, "severstal"
+        paths, defective, source, masks = list(idx.normal), idx.defective, "severstal", idx.masks
     elif n.folder:
-        paths, defective, source = list(index_folder(cfg.path(n.folder))), (), "folder"
+        paths, defective, source, masks = list(index_folder(cfg.path(n.folder))), (), "folder", {}
     else:
         raise DataError("no normal images configured: set normal.severstal_root or normal.folder in osd.toml")
     paths, _ = images.readable(paths, "normal")
     if len(paths) < 3:
         raise DataError(f"{len(paths)} readable normal image(s); PatchCore needs at least 3 (bank, calibration, test)")
     split = split_normals(paths, n.bank_fraction, n.calibration_fraction, cfg.project.seed)
-    return NormalData(source, split, tuple(defective))
+    defective, _ = images.readable(list(defective), "defective Severstal")
+    return NormalData(source, split, tuple(defective), dict(masks))
 
 
 def weights_path(cfg: Config, weights: str) -> str:
@@ -101,6 +103,31 @@ def settings_key(cfg: Config, sections: tuple[str, ...]) -> dict[str, Any]:
         arch = getattr(getattr(cfg, section), "arch", None) or getattr(getattr(cfg, section), "backbone", None)
         flat[k] = weights_identity(cfg, flat[k], arch)
     return flat
+
+
+def labelled_defect_crops(cfg: Config, data: NormalData) -> tuple[list[tuple[Path, tuple[int, int, int, int]]],
+                                                                   list[bool], int]:
+    """Crops of the defective Severstal images with their label (True = defective) from the masks,
+    and how many ambiguous crops (some mask, under ``normal.min_defect_fraction``) were left out."""
+    import numpy as np
+
+    from osd.data.severstal import decode_rle
+
+    samples, labels, ambiguous = [], [], 0
+    for path in data.defective:
+        grey = np.asarray(images.load_rgb(path).convert("L"))
+        mask = np.zeros(grey.shape, dtype=bool)
+        for rle in data.masks.get(path.name, ()):
+            mask |= decode_rle(rle, grey.shape, f"train.csv ({path.name})")
+        for box in crops_of(cfg, path):
+            left, top, right, bottom = box
+            cover = float(mask[top:bottom, left:right].mean())
+            if cover >= cfg.normal.min_defect_fraction or cover == 0.0:
+                samples.append((path, box))
+                labels.append(cover > 0.0)
+            else:
+                ambiguous += 1
+    return samples, labels, ambiguous
 
 
 def crops_of(cfg: Config, path: Path) -> list[tuple[int, int, int, int]]:

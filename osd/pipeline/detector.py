@@ -30,7 +30,7 @@ from osd.pipeline.data import NormalData, crops_of, normal_data, settings_key, w
 from osd.progress import Reporter, ensure
 
 # Bump when the meaning of a fitted detector or its scores changes.
-ALGORITHM = "patchcore/3"  # 3: samples keyed by id, content-keyed normals, order-statistic threshold
+ALGORITHM = "patchcore/4"  # 4: in-domain test on defective Severstal crops; samples keyed by id
 SECTIONS = ("patchcore", "normal", "project.seed")
 
 Sample = tuple[Path, tuple[int, int, int, int] | None]  # a file and a crop box (None = whole image)
@@ -53,7 +53,7 @@ def build_extractor(cfg: Config, device):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.project.seed)
         backbone = build(pc.backbone, weights_path(cfg, pc.weights))
-    return PatchFeatureExtractor(backbone, pc.layers, pc.reduce_dim, cfg.project.seed).to(device)
+    return PatchFeatureExtractor(backbone, pc.layers, pc.reduce_dim, cfg.project.seed, pc.backbone).to(device)
 
 
 def crop_samples(cfg: Config, paths: Sequence[Path]) -> list[Sample]:
@@ -115,6 +115,7 @@ class FitResult:
     calibration_scores: list[float]
     test_scores: list[float]
     false_alarm_rate: float | None
+    indomain: dict[str, Any]
     cached: bool
     path: str
     artifact_id: str = ""
@@ -182,6 +183,7 @@ def _fit_or_load(cfg: Config, force: bool, reporter: Reporter) -> tuple[dict[str
     cal, cal_skipped = score_crops(detector, extractor, cal_samples, cfg, device, reporter, "calibration normals")
     test, test_skipped = score_crops(detector, extractor, test_samples, cfg, device, reporter, "test normals")
     thr = AcceptanceThreshold(cfg.patchcore.acceptance, "PatchCore threshold (calibration crops)").fit(cal)
+    indomain, indomain_skipped = _indomain(cfg, data, detector, extractor, device, reporter, test, thr.threshold_)
     stats.update(
         source=data.source, bank_images=len(bank_paths), bank_images_available=len(data.split.bank),
         max_bank_images=cfg.patchcore.max_bank_images, bank_crops=len(bank_samples),
@@ -198,12 +200,12 @@ def _fit_or_load(cfg: Config, force: bool, reporter: Reporter) -> tuple[dict[str
     payload = {
         "bank": detector.bank_, "threshold": thr, "calibration_scores": cal, "test_scores": test, "stats": stats,
         "calibration": [sample_id(s) for s in cal_samples], "test": [sample_id(s) for s in test_samples],
-        "skipped": {**cal_skipped, **test_skipped},
+        "skipped": {**cal_skipped, **test_skipped, **indomain_skipped}, "indomain": indomain,
     }
     artifact_id = artifacts.save(layout.detector, key, payload, prov)
     prov["artifact_id"] = artifact_id
     out = layout.patchcore
-    artifacts.write_json(out / "fit_stats.json", {**stats, "provenance": prov})
+    artifacts.write_json(out / "fit_stats.json", {**stats, "indomain": payload["indomain"], "provenance": prov})
     artifacts.write_json(out / "threshold.json", {**thr.summary(), "rule": "defect when score > threshold",
                                                   "unit": "crop", "provenance": prov})
     artifacts.write_json(out / "config.json", cfg.to_dict())
@@ -212,6 +214,40 @@ def _fit_or_load(cfg: Config, force: bool, reporter: Reporter) -> tuple[dict[str
         "threshold": thr.threshold_, "unit": "crop", "skipped": payload["skipped"], "provenance": prov},
         {"calibration": "unreadable crop", "test": "unreadable crop"})
     return {"key": key, "id": artifact_id, "provenance": prov, "payload": payload}, False
+
+
+def _indomain(cfg: Config, data: NormalData, detector, extractor, device, reporter: Reporter,
+              normal_test: np.ndarray, threshold: float) -> tuple[dict[str, Any], dict[str, str]]:
+    """Stage 1 where it is in-domain: crops of defective Severstal images labelled by their masks,
+    against the held-out normal crops and the defect-free crops of the defective images."""
+    from sklearn.metrics import roc_auc_score
+
+    from osd.pipeline.data import labelled_defect_crops
+
+    if not data.defective:
+        return {"available": False, "reason": "no defective images with masks (normal.folder or none in train.csv)"}, {}
+    samples, labels, ambiguous = labelled_defect_crops(cfg, data)
+    scores, skipped = score_crops(detector, extractor, samples, cfg, device, reporter, "defective Severstal crops")
+    ok = np.isfinite(scores)
+    y = np.asarray(labels, dtype=bool)[ok]
+    s = scores[ok]
+    normal_test = normal_test[np.isfinite(normal_test)]
+    neg = np.concatenate([normal_test, s[~y]])
+    pos = s[y]
+    both = len(pos) and len(neg)
+    auroc = float(roc_auc_score(np.r_[np.zeros(len(neg)), np.ones(len(pos))], np.r_[neg, pos])) if both else None
+    return {
+        "available": True, "unit": "crop", "defective_images": len(data.defective),
+        "defect_crops": int(len(pos)), "clean_crops_of_defective_images": int((~y).sum()),
+        "normal_test_crops": int(len(normal_test)), "ambiguous_crops_left_out": ambiguous,
+        "min_defect_fraction": cfg.normal.min_defect_fraction,
+        "auroc": auroc,
+        "detection_rate": float(np.mean(pos > threshold)) if len(pos) else None,
+        "false_alarm_rate": float(np.mean(neg > threshold)) if len(neg) else None,
+        "false_alarm_rate_clean_crops_of_defective_images": float(np.mean(s[~y] > threshold)) if (~y).any() else None,
+        "definition": "defect = crop whose train.csv masks cover >= min_defect_fraction of it; normal = held-out "
+                      "normal-image crops and mask-free crops of the defective images; AUROC with defect positive",
+    }, skipped
 
 
 def fit_patchcore(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> FitResult:
@@ -227,7 +263,8 @@ def _fit_result(record: dict[str, Any], cached: bool, cfg: Config) -> FitResult:
     prov = {**record.get("provenance", {}), "artifact_id": record["id"]}
     return FitResult(payload["stats"], thr.threshold_, thr.acceptance, thr.summary(),
                      [float(v) for v in payload["calibration_scores"]], [float(v) for v in test],
-                     _false_alarm(test, thr.threshold_), cached, str(artifacts.Layout(cfg.output_dir).detector),
+                     _false_alarm(test, thr.threshold_), dict(payload.get("indomain") or {}), cached,
+                     str(artifacts.Layout(cfg.output_dir).detector),
                      record["id"], prov)
 
 

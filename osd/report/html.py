@@ -76,7 +76,13 @@ def render_html(cfg: Config, rows: list[dict[str, Any]], per_split: dict[str, An
     parts.append(_table(rows, COLS, HUMAN_COLS))
     if pc_stats:
         parts.append("<h2>Stage 1: PatchCore fit</h2>")
-        parts.append(_table([{"setting": k, "value": v} for k, v in pc_stats.items()], ["setting", "value"]))
+        d = pc_stats.get("indomain") or {}
+        if d.get("available"):
+            parts.append("<h3>Stage 1 in-domain: crops of defective Severstal images (labels from train.csv masks)</h3>")
+            parts.append(_table([{"metric": k, "value": v} for k, v in d.items() if k != "available"],
+                                ["metric", "value"]))
+        parts.append(_table([{"setting": k, "value": v} for k, v in pc_stats.items() if not isinstance(v, dict)],
+                            ["setting", "value"]))
     for name, info in per_split.items():
         m = info["metrics"]
         parts.append(f"<h2>Split {name.upper()}</h2>")
