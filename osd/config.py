@@ -39,6 +39,8 @@ def opt(default: Any, help: str, **checks: Any) -> Any:
 class ProjectSection:
     output_dir: str = opt("outputs", "folder for every artifact, relative to this file")
     seed: int = opt(0, "seed for splits, training and sampling", ge=0)
+    seeds: list[int] = opt([], "run-all repeats the study once per seed, e.g. [0, 1, 2] ([] = project.seed only); "
+                               "runs of other seeds live in <output_dir>/seed_<n>/")
     device: str = opt("auto", "compute device: auto | cpu | cuda | mps", choices=("auto", "cpu", "cuda", "mps"))
     threads: int = opt(0, "CPU threads for torch (0 = torch's default)", ge=0)
 
@@ -191,6 +193,18 @@ class Config:
     def output_dir(self) -> Path:
         return self.path(self.project.output_dir)
 
+    def for_seed(self, seed: int) -> Config:
+        """The config of the study's run with ``seed``: the project seed's run in ``output_dir`` itself,
+        every other seed's in ``output_dir/seed_<n>`` (so each run is cached on its own)."""
+        if seed == self.project.seed:
+            return self
+        out = Path(self.project.output_dir) / f"seed_{seed}"
+        return self.replace(**{"project.seed": seed, "project.output_dir": str(out)})
+
+    def study_seeds(self, seeds: list[int] | None = None) -> list[int]:
+        """The seeds a study runs: the given ones, else ``project.seeds``, else ``[project.seed]``."""
+        return list(seeds or self.project.seeds or [self.project.seed])
+
     def split(self, name: str) -> SplitDef:
         name = name.lower()
         if name not in SPLIT_NAMES:
@@ -260,6 +274,15 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def _check_value(key: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
     origin = typing.get_origin(tp)
+    if origin is list and typing.get_args(tp) == (int,):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                  for v in value):
+            raise ConfigError(f"{key}: must be a list of non-negative integers, got {value!r}")
+        if len(set(value)) != len(value):
+            raise ConfigError(f"{key}: lists a value twice: {value}")
+        return list(value)
     if origin is list:
         if isinstance(value, str):  # a single class name is a list of one
             value = [value]

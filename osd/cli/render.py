@@ -327,11 +327,12 @@ def show_summary(r: dict[str, Any]) -> None:
               title_justify="left", caption="1st = one-stage; 2nd = two-stage cascade (ignore-nd = ignore_no_defect)",
               padding=(0, 1), collapse_padding=True, pad_edge=False)
     t.add_column("split", no_wrap=True)
+    t.add_column("seed", no_wrap=True)
     t.add_column("approach", no_wrap=True)
     for c in ("acc", "AUROC", "FPR95", "unkrej", "openacc", "F1", "OSCR"):
         t.add_column(c, justify="right", no_wrap=True, min_width=5)
     for row in r["rows"]:
-        t.add_row(row["split"], SHORT.get(row["approach"], row["approach"]),
+        t.add_row(row["split"], str(row.get("seed", "")), SHORT.get(row["approach"], row["approach"]),
                   *(f"{row[c]:.3f}" if isinstance(row.get(c), float) else "-" for c in cols))
     show(t)
     out.print(f"[bold]{r.get('verdict_sentence', '')}[/]", highlight=False)
@@ -341,7 +342,7 @@ def show_summary(r: dict[str, Any]) -> None:
 
 
 def show_run_all(r: dict[str, Any]) -> None:
-    show(table("Steps", ["split", "step", "seconds", "cached"],
-               [[s["split"], s["step"], s["seconds"], s["cached"]] for s in r["steps"]],
+    show(table("Steps", ["split", "seed", "step", "seconds", "cached"],
+               [[s["split"], s.get("seed", "-"), s["step"], s["seconds"], s["cached"]] for s in r["steps"]],
                caption=f"total {r['seconds']:.1f} s"))
     show_summary(r["report"])

@@ -72,8 +72,12 @@ class SplitManifest:
             w.writerow([str(e.path), e.label, e.role, e.partition, e.digest])
         return buf.getvalue()
 
-    def fingerprint(self) -> str:
-        return hashlib.sha256(self.to_csv().encode()).hexdigest()[:16]
+    def fingerprint(self, partitions: tuple[str, ...] | None = None) -> str:
+        """Identity of the manifest (paths, labels, roles, content hashes), or of some partitions only."""
+        if partitions is None:
+            return hashlib.sha256(self.to_csv().encode()).hexdigest()[:16]
+        rows = [[str(e.path), e.label, e.role, e.partition, e.digest] for e in self.entries if e.partition in partitions]
+        return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
 
 
 def check_split_classes(cfg: Config, name: str, available: list[str]) -> None:
@@ -104,7 +108,8 @@ def make_split(cfg: Config, name: str, index: NeuIndex, digests: list[str] | Non
     entries: list[SplitEntry] = []
     test_counts = []
     for cls in sd.known:
-        groups = [by_class[cls][d] for d in sorted(by_class[cls])]
+        # groups in path order: a changed file (another digest) must not reshuffle the other images
+        groups = sorted(by_class[cls].values(), key=lambda g: min(str(paths[i]) for i in g))
         order = rng_for(cfg.project.seed, "split", cls).permutation(len(groups))
         n = sum(len(g) for g in groups)
         bounds = (s.train_fraction * n, (s.train_fraction + s.val_fraction) * n)
@@ -118,7 +123,7 @@ def make_split(cfg: Config, name: str, index: NeuIndex, digests: list[str] | Non
         test_counts.append(n_test)
     per_unknown = round(float(np.mean(test_counts))) if s.unknown_test == "balanced" else None
     for cls in sd.unknown:
-        idx = [i for d in sorted(by_class[cls]) for i in by_class[cls][d]]
+        idx = sorted((i for g in by_class[cls].values() for i in g), key=lambda i: str(paths[i]))
         order = rng_for(cfg.project.seed, "unknown", cls).permutation(len(idx))
         chosen = sorted(order[:per_unknown] if per_unknown is not None else order)
         for j in chosen:

@@ -36,8 +36,9 @@ def _entries(manifest, part: str):
 
 def train_key(cfg: Config, split: str) -> str:
     m = split_manifest(cfg, split)
+    # train and validation images only: a change to the test images never retrains (nor moves a threshold)
     return artifacts.cache_key("train", TRAIN_ALGORITHM, settings_key(cfg, ("classifier", "project.seed")),
-                               m.fingerprint())
+                               m.fingerprint(("train", "val")))
 
 
 @dataclass
@@ -108,7 +109,7 @@ def train(cfg: Config, split: str, force: bool = False, reporter: Reporter | Non
             "weights": describe_weights(cfg.classifier.weights), "arch": cfg.classifier.arch,
         }
         prov = artifacts.provenance(cfg, "train", TRAIN_ALGORITHM, key, TRAIN_SECTIONS,
-                                    {"manifest": manifest.fingerprint(),
+                                    {"manifest_train_val": manifest.fingerprint(("train", "val")),
                                      "weights": weights_identity(cfg, cfg.classifier.weights, cfg.classifier.arch)}, split=split)
         artifact_id = artifacts.save(path, key, payload, prov)
         record = {"id": artifact_id, "provenance": prov, "payload": payload}

@@ -161,26 +161,51 @@ def _verdict_sentence(v: dict[str, Any]) -> str:
     return "; ".join(parts) + "."
 
 
-def build_report(cfg: Config, splits: list[str] | None = None) -> dict[str, Any]:
+def _stats_rows(rows: list[dict[str, Any]], group: str, split: str | None = None) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation (ddof=1) of every approach over ``rows``: over the seeds
+    of one ``split`` (seed column "mean" / "std"), or over every run (split column "mean" / "std")."""
+    out = []
+    for approach in dict.fromkeys(r["approach"] for r in rows):
+        sel = [r for r in rows if r["approach"] == approach]
+        for stat, fn in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1) if len(v) > 1 else float("nan"))):
+            row: dict[str, Any] = {"split": stat if split is None else split, "seed": "all" if split is None else stat,
+                                   "statistic": f"{stat} over {group} (n={len(sel)})", "approach": approach,
+                                   "computed_from": sel[0]["computed_from"]}
+            for k in SUMMARY_METRICS:
+                vals = [r[k] for r in sel if r.get(k) is not None]
+                val = float(fn(vals)) if vals else None
+                row[k] = None if val is None or not np.isfinite(val) else val
+            out.append(row)
+    return out
+
+
+def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] | None = None) -> dict[str, Any]:
     """Rebuild summary.csv, plots and report.html from what is on disk; it writes no metrics.json.
 
     Every number is shown with the settings that produced it; where the current osd.toml differs
-    from those, the report says so next to the numbers (it does not recompute).
+    from those, the report says so next to the numbers (it does not recompute). With several
+    seeds, each run is a row, with the mean and sample standard deviation over seeds per split and
+    over all runs.
     """
     layout = artifacts.Layout(cfg.output_dir)
-    names = [s for s in (splits or SPLIT_NAMES) if layout.metrics(s).is_file()]
-    if not names:
+    seeds = cfg.study_seeds(seeds)
+    runs = []  # (split, seed, config of that run, its layout)
+    for seed in seeds:
+        c = cfg.for_seed(seed)
+        lay = artifacts.Layout(c.output_dir)
+        runs += [(s, seed, c, lay) for s in (splits or SPLIT_NAMES) if lay.metrics(s).is_file()]
+    if not runs:
         raise ArtifactError(f"{layout.root}: no results yet; run `osd osr --split a` or `osd run-all` first")
-    pc_scores = artifacts.read_json(layout.patchcore / "scores.json")
+    names = list(dict.fromkeys(r[0] for r in runs))
     pc_stats = artifacts.read_json(layout.patchcore / "fit_stats.json")
     rows: list[dict[str, Any]] = []
     per_split: dict[str, Any] = {}
     weights: dict[str, set[str]] = {"classifier": set(), "patchcore": set()}
-    for name in names:
-        m = artifacts.read_json(layout.metrics(name))
+    for name, seed, c, lay in runs:
+        m = artifacts.read_json(lay.metrics(name))
         if not isinstance(m, dict):
             m = {}
-        notes = provenance_notes(cfg, m)
+        notes = provenance_notes(c, m)
         for section in ("osr", "cascade"):
             prov = (m.get(section) or {}).get("provenance") or {}
             w = prov.get("weights")
@@ -190,21 +215,18 @@ def build_report(cfg: Config, splits: list[str] | None = None) -> dict[str, Any]
                 weights["patchcore"].add(_weights_name(w["patchcore"]))
         split_rows = _section_rows(name, m)
         for r in split_rows:
+            r["seed"] = seed
             section = "osr" if r["approach"].startswith(("one_stage", "max_softmax", "variant")) else "cascade"
             r["settings_differ_from_osd_toml"] = "; ".join(notes.get(section, []))
         rows += split_rows
-        plot_files = _split_plots(layout, name, m, pc_scores)
-        per_split[name] = {"metrics": m, "plots": plot_files, "provenance_notes": notes}
-    # mean and sample standard deviation over the splits, per approach
-    for approach in dict.fromkeys(r["approach"] for r in rows):
-        sel = [r for r in rows if r["approach"] == approach and r["split"] in names]
-        for stat, fn in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1) if len(v) > 1 else float("nan"))):
-            row: dict[str, Any] = {"split": stat, "approach": approach, "computed_from": sel[0]["computed_from"]}
-            for k in SUMMARY_METRICS:
-                vals = [r[k] for r in sel if r.get(k) is not None]
-                val = float(fn(vals)) if vals else None
-                row[k] = None if val is None or not np.isfinite(val) else val
-            rows.append(row)
+        plot_files = _split_plots(lay, name, m, artifacts.read_json(lay.patchcore / "scores.json"))
+        run_name = name if len(seeds) == 1 else f"{name} (seed {seed})"
+        per_split[run_name] = {"metrics": m, "plots": plot_files, "provenance_notes": notes}
+    per_run = list(rows)
+    if len(seeds) > 1:
+        for name in names:
+            rows += _stats_rows([r for r in per_run if r["split"] == name], "seeds", name)
+    rows += _stats_rows(per_run, "splits" if len(seeds) == 1 else "splits and seeds")
     v = verdict(per_split)
     verdict_plot = None
     if v["rows"]:
@@ -212,8 +234,8 @@ def build_report(cfg: Config, splits: list[str] | None = None) -> dict[str, Any]
         verdict_plot = str(plots.verdict_chart(sel, layout.root / "verdict.png",
                                                "One-stage minus cascade, per split"))
     buf = io.StringIO()
-    cols = ["split", "approach", *[c for k in SUMMARY_METRICS for c in (k, f"{k}_ci95")], "computed_from",
-            "settings_differ_from_osd_toml"]
+    cols = ["split", "seed", "approach", *[c for k in SUMMARY_METRICS for c in (k, f"{k}_ci95")], "statistic",
+            "computed_from", "settings_differ_from_osd_toml"]
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in rows:
@@ -231,7 +253,7 @@ def build_report(cfg: Config, splits: list[str] | None = None) -> dict[str, Any]
     stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
     for n, notes in stale.items():
         for section, diffs in notes.items():
-            caveats.append(f"Split {n.upper()} {section}: produced with settings that differ from the current "
+            caveats.append(f"Split {n} {section}: produced with settings that differ from the current "
                            f"osd.toml: {'; '.join(diffs[:6])}{' ...' if len(diffs) > 6 else ''}. "
                            "The numbers are shown as produced; rerun the step to update them.")
     if "SYNTHETIC" in _project_header(cfg):
@@ -239,7 +261,7 @@ def build_report(cfg: Config, splits: list[str] | None = None) -> dict[str, Any]
                           "runs, nothing about real steel.")
     html = render_html(cfg, rows, per_split, pc_stats, caveats, v, _verdict_sentence(v), verdict_plot)
     report = artifacts.write_text(layout.root / "report.html", html)
-    return {"summary_csv": str(summary), "report_html": str(report), "rows": rows, "splits": names,
+    return {"summary_csv": str(summary), "report_html": str(report), "rows": rows, "splits": names, "seeds": seeds,
             "caveats": caveats, "verdict": v, "verdict_sentence": _verdict_sentence(v), "stale": stale,
             "plots": {k: val["plots"] for k, val in per_split.items()}}
 
