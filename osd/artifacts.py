@@ -12,6 +12,7 @@ A different key, or an unreadable file, means "recompute" (the latter with a war
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -25,7 +26,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -365,6 +366,40 @@ def peek(path: Path) -> dict[str, Any] | None:
         return None
     record.pop("payload", None)
     return record if isinstance(record, dict) else None
+
+
+# ---------------------------------------------------------------- one writer at a time
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` while an artifact is computed.
+
+    A second osd process that wants the same artifact waits here (``on_wait`` is told once) and
+    then finds the first one's result in the cache instead of computing it again. The lock is
+    the operating system's (``fcntl.flock``): it is released when the holder exits or is killed.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock, the atomic writes still hold
+        yield
+        return
+    lock_path = Path(path).with_name(Path(path).name + ".lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the block
+    except OSError as exc:
+        raise ArtifactError(f"{lock_path}: cannot create ({exc.strerror or type(exc).__name__})") from None
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(f"{path.name}: another osd process is computing it; waiting for it to finish")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+    finally:
+        fh.close()
 
 
 # ---------------------------------------------------------------- provenance

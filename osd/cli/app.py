@@ -51,9 +51,17 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = bool(kwargs.get("debug"))
 
+        seen: set[str] = set()
+
         def show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
             if issubclass(category, OsdWarning) or debug:
                 render.warning(str(message))
+                return
+            # a library's warning (e.g. scikit-learn's about a version): its first line, once
+            text = f"{category.__name__}: {(str(message).strip().splitlines() or [''])[0][:160]}"
+            if text not in seen:
+                seen.add(text)
+                render.warning(text)
 
         with warnings.catch_warnings():
             warnings.simplefilter("always", OsdWarning)

@@ -85,6 +85,9 @@ def _imagenet(arch: str) -> nn.Module:
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
+    refused = (f"{path}: not a state dict that can be loaded safely (osd reads weights files with torch's "
+               "weights_only loader, which refuses arbitrary pickled objects and damaged files); save the "
+               "model's state_dict() with torch.save")
     try:
         # mmap: the file's pages are read in place instead of being copied into a second full set
         # of tensors, which halves the peak memory of loading large backbones.
@@ -92,10 +95,10 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise WeightsError(f"{path}: not a loadable state dict ({type(exc).__name__}: {exc})") from None
-    except Exception as exc:  # noqa: BLE001
-        raise WeightsError(f"{path}: not a loadable state dict ({type(exc).__name__}: {exc})") from None
+        except Exception:  # noqa: BLE001 - torch's own text advises turning the safety off: never shown
+            raise WeightsError(refused) from None
+    except Exception:  # noqa: BLE001
+        raise WeightsError(refused) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -154,3 +157,50 @@ def build(arch: str, weights: str) -> nn.Module:
             module.to_empty(device="cpu", recurse=False)
             module.reset_parameters()
     return model
+
+
+def check_classifier(arch: str, image_size: int) -> None:
+    """Fail in a second, with the setting's name, when ``arch`` cannot be the classifier at ``image_size``.
+
+    The model is built on the meta device (no memory, no weights) and run once on an empty batch,
+    so a wrong input size (e.g. a ViT at 32 px) or a model without a Linear head is caught before
+    any data is read.
+    """
+    from osd.models.classifier import EmbeddingClassifier
+
+    try:
+        with torch.device("meta"):
+            model = EmbeddingClassifier(_new(arch), 2)
+            model.eval()
+            model(torch.empty(2, 3, image_size, image_size))
+    except ConfigError as exc:
+        raise ConfigError(f"classifier.arch: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any failure of the dry run is a configuration problem
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise ConfigError(f"classifier.arch = {arch!r} cannot run at classifier.image_size = {image_size} "
+                          f"({type(exc).__name__}: {first})") from None
+
+
+def check_patch_backbone(arch: str, layers: list[str]) -> None:
+    """Fail at once, naming ``patchcore.backbone``, when ``arch`` cannot give the chosen patch layers:
+    a torchvision ResNet (``conv1`` ... ``layerN``) or a timm CNN with feature stages."""
+    hint = "use a torchvision ResNet (resnet18, wide_resnet50_2) or a timm CNN (tf_efficientnet_lite0)"
+    try:
+        with torch.device("meta"):
+            model = _new(arch)
+    except ConfigError as exc:
+        raise ConfigError(f"patchcore.backbone: {exc}") from None
+    resnet = ("conv1", "bn1", "relu", "maxpool")
+    if all(hasattr(model, n) for n in (*resnet, *layers)):
+        return
+    info = getattr(model, "feature_info", None)
+    need = max(int(layer.removeprefix("layer")) for layer in layers)
+    try:
+        stages = len(info) if info is not None and not is_torchvision(arch) else 0
+    except TypeError:
+        stages = 0
+    if stages == 0:
+        raise ConfigError(f"patchcore.backbone = {arch!r} has no ResNet layers or feature stages for patch features; "
+                          f"{hint}")
+    if need >= stages:
+        raise ConfigError(f"patchcore.layers: {arch} has {stages} feature stages, so layer{need} does not exist")

@@ -1,10 +1,17 @@
-"""The training loop: one recipe for random init and fine-tuning, best epoch on validation accuracy."""
+"""The training loop: one recipe for random init and fine-tuning, best epoch on validation accuracy.
+
+After every epoch the loop hands a checkpoint (model, optimizer, scheduler, the augmentation
+generator's and torch's RNG states, the best epoch so far, the history) to a callback; ``fit``
+started with that checkpoint continues bit-identically to a run that was never interrupted.
+"""
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,6 +55,8 @@ def fit(
     device: torch.device,
     generator: torch.Generator,
     reporter: Reporter | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> TrainOutcome:
     reporter = ensure(reporter)
     model.to(device)
@@ -63,9 +72,20 @@ def fit(
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     best = TrainOutcome(copy.deepcopy(model.state_dict()), 0, -1.0)
     best_loss = float("inf")
-    start = time.perf_counter()
+    first_epoch, elapsed = 1, 0.0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        generator.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        best = TrainOutcome(resume["best_state"], int(resume["best_epoch"]), float(resume["best_val_accuracy"]),
+                            list(resume["history"]))
+        best_loss, first_epoch, elapsed = float(resume["best_loss"]), int(resume["epoch"]) + 1, float(resume["seconds"])
+    start = time.perf_counter() - elapsed
     with reporter.task("training", recipe.epochs) as task:
-        for epoch in range(1, recipe.epochs + 1):
+        task.advance(first_epoch - 1)
+        for epoch in range(first_epoch, recipe.epochs + 1):
             model.train()
             order = torch.randperm(n, generator=generator)
             total, seen = 0.0, 0
@@ -82,7 +102,7 @@ def fit(
                 loss.backward()
                 opt.step()
                 sched.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
                 seen += len(idx)
             val_acc, val_loss = evaluate(model, val_x, val_y, device)
             row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_accuracy": val_acc, "val_loss": val_loss,
@@ -91,6 +111,14 @@ def fit(
             if val_acc > best.best_val_accuracy or (val_acc == best.best_val_accuracy and val_loss < best_loss):
                 best.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 best.best_epoch, best.best_val_accuracy, best_loss = epoch, val_acc, val_loss
+            if checkpoint is not None and epoch < recipe.epochs:
+                checkpoint({
+                    "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(), "best_state": best.state_dict, "best_epoch": best.best_epoch,
+                    "best_val_accuracy": best.best_val_accuracy, "best_loss": best_loss, "history": best.history,
+                    "seconds": time.perf_counter() - start,
+                })
             task.advance(1, loss=row["train_loss"], val_acc=val_acc)
     best.seconds = time.perf_counter() - start
     return best

@@ -156,16 +156,28 @@ def _false_alarm(scores: np.ndarray, threshold: float) -> float | None:
 
 
 def _fit_or_load(cfg: Config, force: bool, reporter: Reporter) -> tuple[dict[str, Any], bool]:
-    from osd import runtime
-    from osd.models.backbones import describe_weights
-    from osd.osr.thresholds import AcceptanceThreshold
 
+    from osd.models.backbones import check_patch_backbone
+
+    check_patch_backbone(cfg.patchcore.backbone, list(cfg.patchcore.layers))  # before any data is read
     data = normal_data(cfg)
     key = patchcore_key(cfg, data)
     layout = artifacts.Layout(cfg.output_dir)
     record = None if force else artifacts.load_record(layout.detector, key)
     if record is not None:
         return record, True
+    with artifacts.exclusive(layout.detector, reporter.note):
+        record = None if force else artifacts.load_record(layout.detector, key)  # fitted while this one waited
+        if record is not None:
+            return record, True
+        return _fit(cfg, data, key, layout, reporter), False
+
+
+def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, reporter: Reporter) -> dict[str, Any]:
+    from osd import runtime
+    from osd.models.backbones import describe_weights
+    from osd.osr.thresholds import AcceptanceThreshold
+
     device = runtime.setup(cfg)
     runtime.seed_everything(cfg.project.seed)
     bank_paths = _bank_paths(cfg, data)
@@ -213,7 +225,7 @@ def _fit_or_load(cfg: Config, force: bool, reporter: Reporter) -> tuple[dict[str
         "calibration": dict(zip(payload["calibration"], cal)), "test": dict(zip(payload["test"], test)),
         "threshold": thr.threshold_, "unit": "crop", "skipped": payload["skipped"], "provenance": prov},
         {"calibration": "unreadable crop", "test": "unreadable crop"})
-    return {"key": key, "id": artifact_id, "provenance": prov, "payload": payload}, False
+    return {"key": key, "id": artifact_id, "provenance": prov, "payload": payload}
 
 
 def _indomain(cfg: Config, data: NormalData, detector, extractor, device, reporter: Reporter,

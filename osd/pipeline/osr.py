@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,11 +18,12 @@ import numpy as np
 
 from osd import artifacts
 from osd.config import Config
+from osd.errors import OsdWarning
 from osd.metrics import UNKNOWN, metric_intervals, open_set_metrics, softmax
 from osd.pipeline.train import TRAIN_SECTIONS, load_embeddings
 from osd.progress import Reporter
 
-CALIBRATE_ALGORITHM = "calibrate/3"  # 3: order-statistic thresholds with their intervals
+CALIBRATE_ALGORITHM = "calibrate/4"  # 4: records the features actually scored; 3: order-statistic thresholds
 EVALUATE_ALGORITHM = "osr/2"
 SECTIONS = (*TRAIN_SECTIONS, "osr")
 # (features, pooling) of the variants reported beside the configured method
@@ -108,16 +110,21 @@ def calibrate(cfg: Config, split: str, force: bool = False, reporter: Reporter |
     if record is None:
         o = cfg.osr
         blocks, scorer, tau = fit_scorer(emb, o.features, o.pooling, o.covariance, o.normalize, o.acceptance)
+        used = "penultimate" if blocks == ["penultimate"] else o.features
+        if used != o.features:
+            warnings.warn(f"osr.features = {o.features!r}: the classifier exposes no stage features, so the "
+                          "penultimate embedding alone was scored (recorded as features 'penultimate')", OsdWarning,
+                          stacklevel=2)
         msp_val = softmax(emb["val"]["logits"]).max(axis=1)
         kap = AcceptanceThreshold(o.acceptance, "kappa (known validation images)").fit(-msp_val)  # sign: -msp
-        payload = {"scorer": scorer, "blocks": blocks, "tau": tau, "kappa_threshold": kap}
+        payload = {"scorer": scorer, "blocks": blocks, "tau": tau, "kappa_threshold": kap, "features": used}
         prov = artifacts.provenance(cfg, "calibrate", CALIBRATE_ALGORITHM, key, SECTIONS,
                                     {"embeddings": emb_result.artifact_id}, split=split)
         record = {"id": artifacts.save(path, key, payload, prov), "provenance": prov, "payload": payload}
         thresholds = {
             "tau": tau.summary(), "kappa": {**kap.summary(), "threshold": -kap.threshold_,
                                             "note": "fitted on -max softmax; kappa = -threshold"},
-            "score_sign": score_sign(o.features), "features": o.features, "blocks": blocks,
+            "score_sign": score_sign(used), "features": used, "features_requested": o.features, "blocks": blocks,
             "tau_rule": "unknown when distance > tau", "kappa_rule": "unknown when max softmax < kappa",
             "provenance": {**prov, "artifact_id": record["id"]},
         }
@@ -125,7 +132,7 @@ def calibrate(cfg: Config, split: str, force: bool = False, reporter: Reporter |
     payload = record["payload"]
     tau, kap = payload["tau"], payload["kappa_threshold"]
     prov = {**record["provenance"], "artifact_id": record["id"]}
-    features = prov.get("config", {}).get("osr.features", cfg.osr.features)
+    features = payload.get("features") or prov.get("config", {}).get("osr.features", cfg.osr.features)
     return CalibrationResult(split, tau.threshold_, -kap.threshold_, tau.acceptance, tau.n_samples_,
                              tau.accepted_fraction_, kap.accepted_fraction_, cfg.osr.covariance, cfg.osr.normalize,
                              features, list(payload["blocks"]), cached, str(path), tau.summary(),

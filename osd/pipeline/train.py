@@ -71,54 +71,75 @@ def load_model(cfg: Config, payload: dict[str, Any]):
     return model.eval()
 
 
-def train(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> TrainResult:
-    """Train (or load from cache) the classifier of ``split``."""
+def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool, reporter: Reporter
+           ) -> dict[str, Any]:
+    """Train, checkpointing every epoch; a checkpoint of the same key left by a killed run is resumed."""
     import torch
 
     from osd import runtime
     from osd.data.tensors import load_images
-    from osd.models.backbones import build, describe_weights
+    from osd.models.backbones import build, check_classifier, describe_weights
     from osd.models.classifier import EmbeddingClassifier
     from osd.models.training import fit
     from osd.pipeline.data import weights_path
 
+    check_classifier(cfg.classifier.arch, cfg.classifier.image_size)  # before any data is read
+    ckpt_path = path.with_name("checkpoint.npz")
+    resume = None if force else artifacts.load(ckpt_path, key)
+    device = runtime.setup(cfg)
+    gen = runtime.seed_everything(cfg.project.seed)
+    classes = list(manifest.known)
+    data = {}
+    for part in ("train", "val"):
+        entries = _entries(manifest, part)
+        x, kept = load_images([e.path for e in entries], cfg.classifier.image_size)
+        y = torch.tensor([classes.index(entries[i].label) for i in kept])
+        data[part] = (x, y)
+    reporter.note(f"split {split}: training {cfg.classifier.arch} ({describe_weights(cfg.classifier.weights)} "
+                  f"weights) on {len(data['train'][1])} images, {len(classes)} classes, device {device}"
+                  + (f"; resuming after epoch {resume['epoch']}" if resume else ""))
+    model = EmbeddingClassifier(build(cfg.classifier.arch, weights_path(cfg, cfg.classifier.weights)), len(classes))
+    # deterministic kernels on CPU for this run only; the caller's setting is restored afterwards
+    was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
+    try:
+        outcome = fit(model, *data["train"], *data["val"], cfg.classifier, device, gen, reporter,
+                      checkpoint=lambda state: artifacts.save(ckpt_path, key, state), resume=resume)
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn_only)
+    payload = {
+        "classes": classes, "state_dict": outcome.state_dict, "best_epoch": outcome.best_epoch,
+        "best_val_accuracy": outcome.best_val_accuracy, "history": outcome.history, "seconds": outcome.seconds,
+        "weights": describe_weights(cfg.classifier.weights), "arch": cfg.classifier.arch,
+    }
+    prov = artifacts.provenance(cfg, "train", TRAIN_ALGORITHM, key, TRAIN_SECTIONS,
+                                {"manifest_train_val": manifest.fingerprint(("train", "val")),
+                                 "weights": weights_identity(cfg, cfg.classifier.weights, cfg.classifier.arch)},
+                                split=split)
+    artifact_id = artifacts.save(path, key, payload, prov)
+    ckpt_path.unlink(missing_ok=True)
+    out = path.parent
+    artifacts.write_json(out / "history.json", outcome.history)
+    artifacts.write_json(out / "config.json", cfg.to_dict())
+    return {"id": artifact_id, "provenance": prov, "payload": payload}
+
+
+def train(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> TrainResult:
+    """Train (or load from cache) the classifier of ``split``; a killed run resumes from its last epoch."""
     reporter = ensure(reporter)
     split = split.lower()
     manifest = split_manifest(cfg, split)
     key = train_key(cfg, split)
     path = artifacts.Layout(cfg.output_dir).model(split)
     record = None if force else artifacts.load_record(path, key)
+    cached = record is not None
     if record is None:
-        device = runtime.setup(cfg)
-        gen = runtime.seed_everything(cfg.project.seed)
-        torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
-        classes = list(manifest.known)
-        data = {}
-        for part in ("train", "val"):
-            entries = _entries(manifest, part)
-            x, kept = load_images([e.path for e in entries], cfg.classifier.image_size)
-            y = torch.tensor([classes.index(entries[i].label) for i in kept])
-            data[part] = (x, y)
-        reporter.note(f"split {split}: training {cfg.classifier.arch} ({describe_weights(cfg.classifier.weights)} "
-                      f"weights) on {len(data['train'][1])} images, {len(classes)} classes, device {device}")
-        model = EmbeddingClassifier(build(cfg.classifier.arch, weights_path(cfg, cfg.classifier.weights)), len(classes))
-        outcome = fit(model, *data["train"], *data["val"], cfg.classifier, device, gen, reporter)
-        payload = {
-            "classes": classes, "state_dict": outcome.state_dict, "best_epoch": outcome.best_epoch,
-            "best_val_accuracy": outcome.best_val_accuracy, "history": outcome.history, "seconds": outcome.seconds,
-            "weights": describe_weights(cfg.classifier.weights), "arch": cfg.classifier.arch,
-        }
-        prov = artifacts.provenance(cfg, "train", TRAIN_ALGORITHM, key, TRAIN_SECTIONS,
-                                    {"manifest_train_val": manifest.fingerprint(("train", "val")),
-                                     "weights": weights_identity(cfg, cfg.classifier.weights, cfg.classifier.arch)}, split=split)
-        artifact_id = artifacts.save(path, key, payload, prov)
-        record = {"id": artifact_id, "provenance": prov, "payload": payload}
-        out = path.parent
-        artifacts.write_json(out / "history.json", outcome.history)
-        artifacts.write_json(out / "config.json", cfg.to_dict())
-        cached = False
-    else:
-        cached = True
+        with artifacts.exclusive(path, reporter.note):
+            # another process may have trained it while this one waited for the lock
+            record = None if force else artifacts.load_record(path, key)
+            cached = record is not None
+            if record is None:
+                record = _train(cfg, split, manifest, key, path, force, reporter)
     payload = record["payload"]
     prov = {**record["provenance"], "artifact_id": record["id"]}
     return TrainResult(split, payload["arch"], payload["weights"], list(payload["classes"]), payload["best_epoch"],

@@ -30,12 +30,10 @@ def _plt() -> _Figures:
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    tmp.replace(path)
-    _plt().close(fig)
-    return path
+    from osd.artifacts import _atomic
+
+    # through the artifacts' atomic write: no partial PNG, the umask's permissions, one-line errors
+    return _atomic(path, lambda t: fig.savefig(t, dpi=110, bbox_inches="tight", format="png"))
 
 
 def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> Path:

@@ -1,0 +1,153 @@
+"""Issue 13: bad inputs and faults end in one clear line; long runs survive being killed."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from osd import artifacts
+from osd.cli.app import app
+
+runner = CliRunner()
+
+
+def one_line_error(args: list[str], *needles: str) -> str:
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output
+    err = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+    assert err, r.output
+    for n in needles:
+        assert n in r.output, r.output
+    return r.output
+
+
+@pytest.mark.parametrize("settings, needle", [
+    (["classifier.arch=vit_b_16", "classifier.image_size=32"], "classifier.arch = 'vit_b_16' cannot run"),
+    (["classifier.arch=no_such_model"], "classifier.arch"),
+])
+def test_a_classifier_that_cannot_run_is_one_line(tiny_project: Path, settings: list[str], needle: str):
+    sets = [a for s in settings for a in ("--set", s)]
+    one_line_error(["train", "-p", str(tiny_project), *sets], needle)
+
+
+@pytest.mark.parametrize("backbone", ["vit_b_16", "mobilenet_v3_small"])
+def test_a_patchcore_backbone_without_patch_layers_is_one_line_at_once(tiny_project: Path, backbone: str):
+    start = time.perf_counter()
+    one_line_error(["patchcore", "fit", "-p", str(tiny_project), "--set", f"patchcore.backbone={backbone}"],
+                   "patchcore.backbone")
+    assert time.perf_counter() - start < 10
+
+
+def test_output_dir_that_is_a_file_is_one_line(tiny_project: Path):
+    (tiny_project / "outfile").write_text("x")
+    one_line_error(["train", "-p", str(tiny_project), "--set", "project.output_dir=outfile"], "cannot write")
+
+
+@pytest.mark.parametrize("content", [b"\x00\x01random bytes" * 50, pickle.dumps({"a": Path("x")})])
+def test_a_bad_weights_file_is_one_line_that_never_advises_unsafe_loading(tiny_project: Path, content: bytes):
+    (tiny_project / "bad.pth").write_bytes(content)
+    out = one_line_error(["train", "-p", str(tiny_project), "--set", "classifier.weights=bad.pth"], "bad.pth")
+    assert "weights_only=False" not in out
+
+
+def test_training_resumes_bit_identically_after_a_kill(tiny_project: Path):
+    from osd import config
+    from osd.models.backbones import build
+    from osd.models.classifier import EmbeddingClassifier
+    from osd.models.training import fit
+
+    cfg = config.load(tiny_project, ["classifier.epochs=4"])
+    rec = cfg.classifier
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 255, (24, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.arange(24) % 3
+
+    def model():
+        torch.manual_seed(0)
+        return EmbeddingClassifier(build("resnet18", "none"), 3)
+
+    torch.manual_seed(1)
+    whole = fit(model(), x, y, x[:8], y[:8], rec, torch.device("cpu"), torch.Generator().manual_seed(5))
+
+    class Killed(Exception):
+        pass
+
+    def checkpoint(state):
+        artifacts.save(tiny_project / "ck.npz", "k", state)
+        if state["epoch"] == 2:
+            raise Killed
+
+    torch.manual_seed(1)
+    with pytest.raises(Killed):
+        fit(model(), x, y, x[:8], y[:8], rec, torch.device("cpu"), torch.Generator().manual_seed(5),
+            checkpoint=checkpoint)
+    torch.manual_seed(123)  # the resumed process starts with other global RNG state
+    resumed = fit(model(), x, y, x[:8], y[:8], rec, torch.device("cpu"), torch.Generator().manual_seed(99),
+                  resume=artifacts.load(tiny_project / "ck.npz", "k"))
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert resumed.best_epoch == whole.best_epoch
+    for k, v in whole.state_dict.items():
+        assert torch.equal(v, resumed.state_dict[k]), k
+
+
+def test_a_checkpoint_left_by_a_killed_run_is_resumed_by_train(tiny_project: Path, monkeypatch):
+    from osd import config
+    from osd.models import training
+    from osd.pipeline.train import train
+
+    cfg = config.load(tiny_project, ["classifier.epochs=3"])
+    real = training.fit
+
+    def killed_after_epoch_1(*a, checkpoint=None, **k):
+        def ck(state):
+            checkpoint(state)
+            raise KeyboardInterrupt
+        return real(*a, checkpoint=ck, **k)
+
+    monkeypatch.setattr(training, "fit", killed_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, "a")
+    ck = tiny_project / "outputs" / "split_a" / "classifier" / "checkpoint.npz"
+    assert ck.is_file()
+    monkeypatch.setattr(training, "fit", real)
+    notes = []
+
+    class Rep:
+        def task(self, *a, **k):
+            from osd.progress import NullReporter
+            return NullReporter().task(*a, **k)
+
+        def note(self, m):
+            notes.append(m)
+
+    result = train(cfg, "a", reporter=Rep())
+    assert any("resuming after epoch 1" in n for n in notes) and len(result.history) == 3
+    assert not ck.exists()
+
+
+def test_a_second_process_waits_for_the_first_and_reuses_its_work(tmp_path: Path):
+    target = tmp_path / "model.npz"
+    events = []
+
+    def first():
+        with artifacts.exclusive(target):
+            events.append("first in")
+            time.sleep(0.5)
+            artifacts.write_text(target, "done")
+            events.append("first out")
+
+    t = threading.Thread(target=first)
+    t.start()
+    time.sleep(0.1)
+    with artifacts.exclusive(target, events.append):
+        events.append("second in: " + target.read_text())
+    t.join()
+    assert events[0] == "first in" and "another osd process" in events[1]
+    assert events[2:] == ["first out", "second in: done"]
