@@ -123,7 +123,7 @@ def clean_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Write through a temporary file in the same folder and rename it into place.
 
     A failure (disk full, no permission, a file where a folder should be) raises ArtifactError
@@ -153,11 +153,11 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
 
 
 def write_text(path: Path, text: str) -> Path:
-    return _atomic(path, lambda t: t.write_text(text, encoding="utf-8"))
+    return atomic_write(path, lambda t: t.write_text(text, encoding="utf-8"))
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
-    return _atomic(path, lambda t: t.write_bytes(data))
+    return atomic_write(path, lambda t: t.write_bytes(data))
 
 
 # ---------------------------------------------------------------- JSON without NaN
@@ -327,7 +327,7 @@ def save(path: Path, key: str, payload: Any, provenance: dict[str, Any] | None =
         with t.open("wb") as fh:
             np.savez(fh, __record__=meta, **arrays)
 
-    _atomic(Path(path), write)
+    atomic_write(Path(path), write)
     return artifact_id
 
 

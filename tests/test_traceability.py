@@ -200,7 +200,7 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path: Path):
         raise OSError(28, "No space left on device")
 
     with pytest.raises(ArtifactError, match="No space left on device"):
-        artifacts._atomic(tmp_path / "model.npz", disk_full)
+        artifacts.atomic_write(tmp_path / "model.npz", disk_full)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -220,6 +220,63 @@ def cascade_cmd(
     render.emit_json(result.to_dict()) if json_out else render.show_cascade(result, cfg.cascade.mode)
 
 
+@app.command("predict")
+@command
+def predict_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Images, folders (recursive) or .txt files listing paths")],
+    split: o.Split = "a",
+    approach: Annotated[str, typer.Option("--approach", help="one-stage | cascade | both")] = "both",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write every row to this CSV file")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass")] = 16,
+    device: o.Device = None, project: o.Project = None, set_: o.Set = None, debug: o.Debug = False,
+    json_out: o.Json = False,
+) -> None:
+    """Apply a split's fitted models to new images (never trains); one row per input."""
+    import csv
+
+    from osd import artifacts
+    from osd.pipeline.predict import COLUMNS, Predictor, expand_inputs
+
+    cfg = _config(project, set_, device)
+    predictor = Predictor(cfg, split, approach)
+    inputs = list(expand_inputs(paths))
+    rows: list[dict] = []
+    counts = {"unreadable": 0}
+    keep = json_out or len(inputs) <= render.PREDICT_TABLE_ROWS
+
+    def run(sink) -> None:  # noqa: ANN001 - a text file or None; rows stream through, memory stays bounded
+        writer = csv.DictWriter(sink, fieldnames=list(COLUMNS), lineterminator="\n", extrasaction="ignore") \
+            if sink is not None else None
+        if writer is not None:
+            writer.writeheader()
+        with render.RichReporter(quiet=json_out).task("predicting", len(inputs)) as task:
+            for row in predictor.predict(inputs, batch_size):
+                counts["unreadable"] += row["status"] != "ok"
+                if writer is not None:
+                    writer.writerow({k: render.csv_cell(row.get(k)) for k in COLUMNS})
+                if keep:
+                    rows.append(row)
+                task.advance(1)
+
+    if out is not None:
+        def write(tmp: Path) -> None:
+            with tmp.open("w", encoding="utf-8", newline="") as fh:
+                run(fh)
+
+        artifacts.atomic_write(out, write)
+    else:
+        run(None)
+    unreadable = counts["unreadable"]
+    if json_out:
+        render.emit_json({"split": split, "approach": approach, "models": predictor.provenance, "rows": rows,
+                          "unreadable": unreadable, "notes": predictor.notes})
+    else:
+        render.show_predictions(rows, len(inputs), unreadable, out, predictor.provenance)
+    if unreadable:
+        render.error(f"{unreadable} of {len(inputs)} input(s) could not be read (rows with status 'unreadable')")
+        raise typer.Exit(1)
+
+
 # ---------------------------------------------------------------- study
 
 

@@ -346,3 +346,28 @@ def show_run_all(r: dict[str, Any]) -> None:
                [[s["split"], s.get("seed", "-"), s["step"], s["seconds"], s["cached"]] for s in r["steps"]],
                caption=f"total {r['seconds']:.1f} s"))
     show_summary(r["report"])
+
+
+PREDICT_TABLE_ROWS = 30
+
+
+def csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def show_predictions(rows: list[dict[str, Any]], n: int, unreadable: int, out: Any, models: dict[str, str]) -> None:
+    if rows:
+        show(table(f"Predictions ({n} inputs)", ["path", "one-stage", "distance (tau)", "cascade",
+                                                  "stage 1 (threshold)", "max softmax"],
+                   [[r["path"], r.get("one_stage") or r.get("reason", ""),
+                     f"{r['one_stage_score']:.4g} ({r['tau']:.4g})" if r.get("one_stage_score") is not None else "-",
+                     r.get("cascade", "-"),
+                     f"{r['stage1_score']:.4g} ({r['stage1_threshold']:.4g})" if r.get("stage1_score") is not None
+                     else "-", r.get("msp")] for r in rows]))
+    out_text = f"; rows written to {out}" if out else ("" if rows else "; use --out FILE.csv to keep the rows")
+    note(f"{n} input(s), {unreadable} unreadable{out_text}; models: "
+         + ", ".join(f"{k} {v}" for k, v in models.items()))

@@ -30,10 +30,10 @@ def _plt() -> _Figures:
 
 
 def _save(fig, path: Path) -> Path:
-    from osd.artifacts import _atomic
+    from osd.artifacts import atomic_write
 
     # through the artifacts' atomic write: no partial PNG, the umask's permissions, one-line errors
-    return _atomic(path, lambda t: fig.savefig(t, dpi=110, bbox_inches="tight", format="png"))
+    return atomic_write(path, lambda t: fig.savefig(t, dpi=110, bbox_inches="tight", format="png"))
 
 
 def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> Path:

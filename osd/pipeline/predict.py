@@ -1,0 +1,203 @@
+"""``osd predict``: the study's fitted models on new images. It never trains or fits.
+
+The models are the split's cached artifacts (classifier, calibration, PatchCore), rebuilt with
+the settings recorded in their own provenance (image sizes, backbones, layers, seed), so a later
+edit of ``osd.toml`` cannot silently change how they are applied; a difference is reported.
+Images stream through in batches (memory bounded whatever the number of inputs); an unreadable
+file gives a row with its reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from osd import artifacts
+from osd.config import Config
+from osd.data.images import is_image_name
+from osd.errors import ArtifactError, DataError, OsdWarning
+
+APPROACHES = ("one-stage", "cascade", "both")
+NO_DEFECT = "no_defect"
+UNKNOWN = "unknown"
+COLUMNS = ("path", "status", "reason", "one_stage", "one_stage_score", "tau", "closed_class", "msp", "kappa",
+           "cascade", "stage1_score", "stage1_threshold")
+
+
+def expand_inputs(items: Sequence[str | Path]) -> Iterator[Path]:
+    """Image files, folders (recursive, in name order) and text files listing paths (one per line)."""
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            yield from sorted(f for f in p.rglob("*") if f.is_file() and is_image_name(f))
+        elif p.suffix.lower() in (".txt", ".lst") and p.is_file():
+            for line in p.read_text(encoding="utf-8").splitlines():
+                if line.strip() and not line.lstrip().startswith("#"):
+                    q = Path(line.strip())
+                    yield q if q.is_absolute() else p.parent / q
+        else:
+            yield p
+
+
+@dataclass
+class Predictor:
+    """The split's fitted models, loaded once; ``predict`` turns images into decision rows."""
+
+    cfg: Config
+    split: str
+    approach: str = "both"
+    device: Any = None
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from osd import runtime
+        from osd.pipeline.train import load_model
+
+        if self.approach not in APPROACHES:
+            raise DataError(f"--approach {self.approach!r}: choose one of {', '.join(APPROACHES)}")
+        self.split = self.split.lower()
+        layout = artifacts.Layout(self.cfg.output_dir)
+        self.device = self.device or runtime.setup(self.cfg)
+        model_rec = self._need(layout.model(self.split), f"osd train --split {self.split}")
+        cal_rec = self._need(layout.calibration(self.split), f"osd calibrate --split {self.split}")
+        self.provenance = {"classifier": model_rec["id"], "calibration": cal_rec["id"]}
+        recorded = model_rec["provenance"].get("config", {})
+        self.classifier_size = int(recorded.get("classifier.image_size", self.cfg.classifier.image_size))
+        self._check_settings(recorded, "classifier")
+        self.model = load_model(self.cfg, model_rec["payload"]).to(self.device).eval()
+        self.classes = [str(c) for c in model_rec["payload"]["classes"]]
+        cal = cal_rec["payload"]
+        self.scorer, self.blocks = cal["scorer"], list(cal["blocks"])
+        self.tau = float(cal["tau"].threshold_)
+        self.kappa = float(-cal["kappa_threshold"].threshold_)
+        self.use_kappa = self.cfg.cascade.use_kappa
+        self.detector = None
+        if self.approach in ("cascade", "both"):
+            from osd.patchcore.model import PatchCore
+            from osd.pipeline.detector import build_extractor
+
+            det = self._need(layout.detector, "osd patchcore fit")
+            self.provenance["detector"] = det["id"]
+            pc_settings = {k: v for k, v in det["provenance"].get("config", {}).items()
+                           if k.startswith(("patchcore.", "normal.crop", "normal.dark", "normal.max_dark"))
+                           or k == "project.seed"}
+            self._check_settings(det["provenance"].get("config", {}), "patchcore")
+            pc_cfg = self.cfg.replace(**pc_settings)
+            self.pc_cfg = pc_cfg
+            self.detector = PatchCore.from_bank(det["payload"]["bank"], pc_cfg.patchcore.num_neighbors,
+                                                pc_cfg.patchcore.search).to(self.device)
+            self.extractor = build_extractor(pc_cfg, self.device).eval()
+            self.stage1_threshold = float(det["payload"]["threshold"].threshold_)
+
+    def _need(self, path: Path, command: str) -> dict[str, Any]:
+        record = artifacts.load_record(path, None)
+        if record is None:
+            raise ArtifactError(f"{path}: no fitted model for split {self.split}; build it with `{command}` "
+                                "(or `osd run-all`); predict never trains")
+        return record
+
+    def _check_settings(self, recorded: dict[str, Any], section: str) -> None:
+        diffs = [d for d in self.cfg.differences({k: v for k, v in recorded.items() if k.startswith(section + ".")})]
+        if diffs:
+            msg = (f"the cached {section} was made with other settings than osd.toml has now "
+                   f"({'; '.join(diffs[:3])}); it is applied as it was made")
+            self.notes.append(msg)
+            warnings.warn(msg, OsdWarning, stacklevel=3)
+
+    def _rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:
+        import torch
+
+        from osd.data.tensors import normalize, pil_to_uint8
+        from osd.metrics import softmax
+        from osd.osr.features import stack
+
+        with torch.inference_mode():
+            x = normalize(torch.stack([pil_to_uint8(i, self.classifier_size) for i in imgs]).to(self.device))
+            stats, logits = self.model.embed_stages(x)
+            feats = stack({k: v.cpu().numpy() for k, v in stats.items()}, self.blocks)[0]
+            dist = self.scorer.score_samples(feats)
+            probs = softmax(logits.cpu().numpy().astype(np.float64))
+            s1 = None
+            if self.detector is not None:
+                # stage 1's unit is a square crop: a long image (a Severstal strip) is cut into the crops
+                # PatchCore was fitted on, and its score is the largest of its crops' scores
+                size = self.pc_cfg.patchcore.image_size
+                crops, owner = [], []
+                for j, img in enumerate(imgs):
+                    for box in self._crops(img):
+                        crops.append(pil_to_uint8(img.crop(box) if box else img, size))
+                        owner.append(j)
+                s1 = np.full(len(imgs), -np.inf)
+                for start in range(0, len(crops), len(imgs)):
+                    xp = normalize(torch.stack(crops[start : start + len(imgs)]).to(self.device))
+                    part = self.detector.score_samples(self.extractor(xp)).cpu().numpy()
+                    np.maximum.at(s1, np.asarray(owner[start : start + len(imgs)]), part)
+        rows = []
+        for j, name in enumerate(names):
+            closed = self.classes[int(probs[j].argmax())]
+            msp = float(probs[j].max())
+            row: dict[str, Any] = {"path": name, "status": "ok", "reason": "", "closed_class": closed, "msp": msp,
+                                   "kappa": self.kappa if self.use_kappa else None}
+            if self.approach in ("one-stage", "both"):
+                row.update(one_stage=UNKNOWN if dist[j] > self.tau else closed, one_stage_score=float(dist[j]),
+                           tau=self.tau)
+            if s1 is not None:
+                stage2 = UNKNOWN if (self.use_kappa and msp < self.kappa) else closed
+                row.update(cascade=stage2 if s1[j] > self.stage1_threshold else NO_DEFECT,
+                           stage1_score=float(s1[j]), stage1_threshold=self.stage1_threshold)
+            rows.append(row)
+        return rows
+
+    def _crops(self, img: Any) -> list[tuple[int, int, int, int] | None]:
+        from osd.data.severstal import crop_boxes
+
+        w, h = img.size
+        if max(w, h) <= 1.5 * min(w, h):
+            return [None]  # about square: one crop, as a NEU image is
+        n = self.pc_cfg.normal
+        grey = np.asarray(img.convert("L"))
+        boxes = crop_boxes(grey, n.crop_size, n.crop_stride, n.dark_threshold, n.max_dark_fraction)
+        return boxes or crop_boxes(grey, n.crop_size, n.crop_stride, n.dark_threshold, 1.0)
+
+    def predict(self, images: Iterable[Any], batch_size: int = 16) -> Iterator[dict[str, Any]]:
+        """One row per input, in order: paths (str / Path), PIL images or HxW[x3] uint8 arrays."""
+        from PIL import Image
+
+        from osd.data.images import load_rgb, to_rgb
+
+        names: list[str] = []
+        batch: list[Any] = []
+        for k, item in enumerate(images):
+            name = str(item) if isinstance(item, (str, Path)) else f"<image {k}>"
+            try:
+                if isinstance(item, (str, Path)):
+                    img = load_rgb(item)
+                elif isinstance(item, Image.Image):
+                    img = to_rgb(item)
+                else:
+                    img = to_rgb(Image.fromarray(np.asarray(item)))
+            except (DataError, TypeError, ValueError) as exc:
+                if batch:
+                    yield from self._rows(names, batch)
+                    names, batch = [], []
+                reason = str(exc).replace(name + ": ", "")
+                yield {"path": name, "status": "unreadable", "reason": reason}
+                continue
+            names.append(name)
+            batch.append(img)
+            if len(batch) == batch_size:
+                yield from self._rows(names, batch)
+                names, batch = [], []
+        if batch:
+            yield from self._rows(names, batch)
+
+
+def predict(cfg: Config, split: str, inputs: Iterable[Any], approach: str = "both", batch_size: int = 16
+            ) -> list[dict[str, Any]]:
+    """Rows for every input (paths, PIL images or arrays) with the split's cached models: for notebooks."""
+    return list(Predictor(cfg, split, approach).predict(inputs, batch_size))

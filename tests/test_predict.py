@@ -1,0 +1,62 @@
+"""Issue 12: `osd predict` applies the cached models to new images and never trains."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from osd import config
+from osd.cli.app import app
+
+runner = CliRunner()
+
+
+def test_predict_without_models_names_the_command_and_trains_nothing(tiny_project: Path):
+    img = tiny_project / "neu" / "IMAGES" / "crazing_1.jpg"
+    r = runner.invoke(app, ["predict", str(img), "-p", str(tiny_project)])
+    assert r.exit_code == 1 and "osd train --split a" in r.output and "Traceback" not in r.output
+    assert not (tiny_project / "outputs" / "split_a" / "classifier").exists()
+
+
+def test_predict_rows_match_the_study_and_unreadable_files_get_a_row(tiny_project: Path):
+    p = str(tiny_project)
+    assert runner.invoke(app, ["cascade", "-p", p, "--split", "a"]).exit_code == 0
+    assert runner.invoke(app, ["osr", "-p", p, "--split", "a"]).exit_code == 0
+    out = tiny_project / "outputs" / "split_a"
+    study = {r["path"]: r for r in csv.DictReader((out / "osr" / "predictions.csv").open())}
+    cascade = {r["path"]: r for r in csv.DictReader((out / "cascade" / "predictions.csv").open())}
+    paths = list(study)[:5]
+    listing = tiny_project / "list.txt"
+    bad = tiny_project / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not an image")
+    listing.write_text("\n".join([*paths[:3], str(bad)]) + "\n")
+    r = runner.invoke(app, ["predict", str(listing), *paths[3:], "-p", p, "--out", str(tiny_project / "p.csv"),
+                            "--json"])
+    assert r.exit_code == 1, r.output  # one input was unreadable: every row is still there
+    res = json.loads(r.stdout)
+    rows = res["rows"]
+    assert [x["path"] for x in rows] == [*paths[:3], str(bad), *paths[3:]]
+    assert rows[3]["status"] == "unreadable" and rows[3]["reason"]
+    for row in (x for x in rows if x["status"] == "ok"):
+        assert row["one_stage"] == study[row["path"]]["pred_label"]
+        assert abs(row["one_stage_score"] - float(study[row["path"]]["distance"])) <= 1e-4 * abs(row["one_stage_score"])
+        assert row["cascade"] == cascade[row["path"]]["pred_ignore_no_defect"] or row["cascade"] == "no_defect"
+        assert abs(row["stage1_score"] - float(cascade[row["path"]]["stage1_score"])) < 1e-4 * row["stage1_score"]
+    written = list(csv.DictReader((tiny_project / "p.csv").open()))
+    assert len(written) == 6 and written[3]["status"] == "unreadable"
+
+
+def test_predict_api_takes_arrays_and_pil_images(tiny_project: Path):
+    from osd.pipeline.predict import predict
+
+    assert runner.invoke(app, ["calibrate", "-p", str(tiny_project), "--split", "b"]).exit_code == 0
+    cfg = config.load(tiny_project)
+    img = Image.open(next((tiny_project / "neu" / "IMAGES").glob("*.jpg")))
+    rows = predict(cfg, "b", [img, np.asarray(img), "missing.png"], approach="one-stage")
+    assert [r["status"] for r in rows] == ["ok", "ok", "unreadable"]
+    assert rows[0]["one_stage_score"] == rows[1]["one_stage_score"] and "cascade" not in rows[0]
