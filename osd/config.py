@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import sys
 import typing
 from collections.abc import Iterable
@@ -25,7 +26,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 PROJECT_FILE = "osd.toml"
 NEU_CLASSES = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
-SPLIT_NAMES = ("a", "b", "c")
+SPLIT_NAMES = ("a", "b", "c")  # NEU's splits; a project may name others ([splits.<name>])
 
 
 def opt(default: Any, help: str, **checks: Any) -> Any:
@@ -71,6 +72,14 @@ class SplitDef:
     unknown: list[str] = opt([], "unknown classes: test only")
 
 
+NEU_SPLITS = {
+    "a": SplitDef(["inclusion", "patches", "pitted_surface", "rolled-in_scale"], ["crazing", "scratches"]),
+    "b": SplitDef(["crazing", "patches", "rolled-in_scale", "scratches"], ["inclusion", "pitted_surface"]),
+    "c": SplitDef(["crazing", "inclusion", "pitted_surface", "scratches"], ["patches", "rolled-in_scale"]),
+}
+SPLIT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
 @dataclass(frozen=True)
 class SplitsSection:
     train_fraction: float = opt(0.6, "share of each known class used for training", gt=0.0, lt=1.0)
@@ -80,21 +89,16 @@ class SplitsSection:
         "unknown test images: balanced (as many per class as a known class has) | all",
         choices=("balanced", "all"),
     )
-    a: SplitDef = field(
-        default_factory=lambda: SplitDef(
-            ["inclusion", "patches", "pitted_surface", "rolled-in_scale"], ["crazing", "scratches"]
-        )
+    named: dict[str, SplitDef] = field(
+        default_factory=lambda: dict(NEU_SPLITS),
+        metadata={"help": "one [splits.<name>] table per split; names: letters, digits, - and _", "tables": True},
     )
-    b: SplitDef = field(
-        default_factory=lambda: SplitDef(
-            ["crazing", "patches", "rolled-in_scale", "scratches"], ["inclusion", "pitted_surface"]
-        )
-    )
-    c: SplitDef = field(
-        default_factory=lambda: SplitDef(
-            ["crazing", "inclusion", "pitted_surface", "scratches"], ["patches", "rolled-in_scale"]
-        )
-    )
+
+    def __getattr__(self, name: str) -> SplitDef:  # cfg.splits.a
+        named = self.__dict__.get("named", {})
+        if name in named:
+            return named[name]
+        raise AttributeError(name)
 
 
 WEIGHTS_HELP = "imagenet (torchvision download) | none (random init) | path to a .pth state dict"
@@ -205,11 +209,16 @@ class Config:
         """The seeds a study runs: the given ones, else ``project.seeds``, else ``[project.seed]``."""
         return list(seeds or self.project.seeds or [self.project.seed])
 
+    @property
+    def split_names(self) -> list[str]:
+        return list(self.splits.named)
+
     def split(self, name: str) -> SplitDef:
-        name = name.lower()
-        if name not in SPLIT_NAMES:
-            raise ConfigError(f"unknown split {name!r}: choose one of {', '.join(SPLIT_NAMES)}")
-        return getattr(self.splits, name)
+        if name not in self.splits.named and name.lower() in self.splits.named:
+            name = name.lower()
+        if name not in self.splits.named:
+            raise ConfigError(f"unknown split {name!r}: choose one of {', '.join(self.splits.named)}")
+        return self.splits.named[name]
 
     def section(self, name: str) -> dict[str, Any]:
         return dataclasses.asdict(getattr(self, name))
@@ -226,7 +235,10 @@ class Config:
                 flat[prefix] = value
 
         for f in public_fields(Config):
-            walk(f.name, dataclasses.asdict(getattr(self, f.name)))
+            d = dataclasses.asdict(getattr(self, f.name))
+            if f.name == "splits":
+                d.update(d.pop("named"))
+            walk(f.name, d)
         if keys is None:
             return flat
         keys = list(keys)
@@ -249,6 +261,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: dataclasses.asdict(getattr(self, f.name)) for f in public_fields(Config)}
+        out["splits"].update(out["splits"].pop("named"))
         out["base_dir"] = str(self.base_dir)
         return out
 
@@ -318,10 +331,36 @@ def _unknown_key(prefix: str, key: str, valid: list[str]) -> ConfigError:
     return ConfigError(f"{where}: unknown setting{hint} (valid: {', '.join(valid)})")
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str, base: Any = None) -> Any:
+def _build_splits(data: dict[str, Any], base: SplitsSection | None, replace: bool) -> SplitsSection:
+    """``[splits]``: its settings, and one ``[splits.<name>]`` table per split.
+
+    A project file whose tables are all named like NEU's splits (a, b, c) changes those and keeps
+    the others; a file with any other split name has exactly its own tables as its splits. A
+    ``--set splits.<name>.…`` override changes or adds that one split.
+    """
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    base = base if base is not None else SplitsSection()
+    out = _build(SplitsSection, {k: v for k, v in scalars.items()}, "splits", base, skip={"named"})
+    # a file naming only NEU's splits changes those and keeps the rest (as every setting does); a
+    # file naming any other split defines the project's splits: exactly its tables
+    own = replace and any(name not in NEU_SPLITS for name in tables)
+    named = {} if own else dict(base.named)
+    for name, table in tables.items():
+        if not SPLIT_NAME.match(name):
+            raise ConfigError(f"splits.{name}: a split name is lower-case letters, digits, - and _ (at most 32)")
+        start = base.named.get(name) or NEU_SPLITS.get(name) or SplitDef()
+        named[name] = _build(SplitDef, table, f"splits.{name}", start)
+    if not named:
+        raise ConfigError("splits: define at least one [splits.<name>] table")
+    return dataclasses.replace(out, named=named)
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, base: Any = None, skip: set[str] | None = None,
+           replace_splits: bool = True) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix}: must be a table of settings, got {data!r}")
-    fields = {f.name: f for f in public_fields(cls)}
+    fields = {f.name: f for f in public_fields(cls) if f.name not in (skip or set())}
     hints = _hints(cls)
     for key in data:
         if key not in fields:
@@ -331,7 +370,9 @@ def _build(cls: type, data: dict[str, Any], prefix: str, base: Any = None) -> An
         key = f"{prefix}.{name}" if prefix else name
         current = getattr(base, name) if base is not None else None
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if tp is SplitsSection:
+            kwargs[name] = _build_splits(data.get(name, {}), current, replace_splits)
+        elif dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, data.get(name, {}), key, current)
         elif name in data:
             kwargs[name] = _check_value(key, data[name], tp, dict(f.metadata))
@@ -349,8 +390,7 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("normal.calibration_fraction: bank_fraction + calibration_fraction must be < 1")
     if n.severstal_root and n.folder:
         raise ConfigError("normal.folder: set either normal.severstal_root or normal.folder, not both")
-    for name in SPLIT_NAMES:
-        sd: SplitDef = getattr(s, name)
+    for name, sd in s.named.items():
         if len(sd.known) < 2:
             raise ConfigError(f"splits.{name}.known: needs at least two known classes, got {sd.known}")
         if not sd.unknown:
@@ -373,7 +413,7 @@ def from_dict(data: dict[str, Any], base_dir: Path = Path("."), base: Config | N
     """Build and validate a config from nested dicts (the parsed TOML)."""
     # Missing settings come from the base (or the defaults), so nested defaults such as
     # splits.a.known survive when a file sets only splits.a.unknown.
-    cfg = _build(Config, data, "", base if base is not None else Config())
+    cfg = _build(Config, data, "", base if base is not None else Config(), replace_splits=base is None)
     cfg = dataclasses.replace(cfg, base_dir=Path(base_dir).resolve())
     _validate(cfg)
     return cfg
@@ -455,6 +495,11 @@ def render_toml(cfg: Config, header: str = "") -> str:
         nested = []
         for f in public_fields(type(obj)):
             value = getattr(obj, f.name)
+            if f.metadata.get("tables"):  # [splits.<name>] tables
+                lines.append(f"# {f.metadata.get('help', '')}")
+                nested += [(k, v, NEU_SPLITS[k] if k in NEU_SPLITS and set(v.known + v.unknown) <= set(NEU_CLASSES)
+                            else SplitDef()) for k, v in value.items()]
+                continue
             if dataclasses.is_dataclass(value):
                 nested.append((f.name, value, getattr(default_obj, f.name)))
                 continue

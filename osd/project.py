@@ -8,6 +8,7 @@ seed's defaults stay (ResNet50 / wide_resnet50_2, ImageNet weights downloaded by
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,14 +60,6 @@ DEMO_SETTINGS = {
 }
 
 
-def _rel(path: Path, start: Path) -> str:
-    import os
-
-    try:
-        return os.path.relpath(path.resolve(), start.resolve())
-    except ValueError:  # another drive on Windows
-        return str(path.resolve())
-
 OFFLINE_SETTINGS = {
     "classifier.arch": "tf_efficientnet_lite0", "classifier.weights": "imagenet",
     "patchcore.backbone": "tf_efficientnet_lite0", "patchcore.weights": "imagenet",
@@ -92,10 +85,33 @@ class InitResult:
     demo: bool
     offline_weights: bool
     settings: dict[str, Any] = field(default_factory=dict)
+    splits: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # written when the classes are not NEU's
+    classes: list[str] = field(default_factory=list)
+
+
+def make_splits(classes: list[str], unknown_per_split: int, seed: int = 0) -> dict[str, config.SplitDef]:
+    """Open-set splits of any class list: every class is unknown in exactly one split.
+
+    The classes are shuffled with ``seed`` and cut into groups of ``unknown_per_split``; each group
+    is one split's unknown classes and every other class is known there. Split names are a, b, c, ...
+    """
+    import numpy as np
+
+    classes = sorted(classes)
+    u = unknown_per_split
+    if u < 1:
+        raise ConfigError(f"--unknown-per-split {u}: must be at least 1")
+    if len(classes) - u < 2:
+        raise ConfigError(f"--unknown-per-split {u}: {len(classes)} classes leave fewer than 2 known classes per split "
+                          f"({', '.join(classes)})")
+    order = [classes[i] for i in np.random.default_rng(seed).permutation(len(classes))]
+    groups = [order[i : i + u] for i in range(0, len(order), u)]
+    names = [chr(ord("a") + i) if i < 26 else f"s{i + 1}" for i in range(len(groups))]
+    return {n: config.SplitDef(sorted(c for c in classes if c not in g), sorted(g)) for n, g in zip(names, groups)}
 
 
 def init_project(path: Path, neu: Path | None = None, severstal: Path | None = None, normal: Path | None = None,
-                 demo: bool = False, force: bool = False) -> InitResult:
+                 demo: bool = False, force: bool = False, unknown_per_split: int = 2) -> InitResult:
     """Write ``osd.toml`` (and the data README; with ``demo``, synthetic data) under ``path``."""
     if severstal and normal:
         raise ConfigError("--severstal and --normal: give one source of normal images, not both")
@@ -127,11 +143,23 @@ def init_project(path: Path, neu: Path | None = None, severstal: Path | None = N
         settings["normal.severstal_root"] = _rel(severstal, path)
     if normal:
         settings["normal.folder"] = _rel(normal, path)
-    elif not demo and not severstal:
+    elif not demo and not severstal and not neu:
         settings.setdefault("normal.severstal_root", "data/severstal")
     cfg = config.Config(base_dir=path.resolve()).replace(**settings)
+    splits: dict[str, config.SplitDef] = {}
+    classes: list[str] = []
+    if neu:
+        from osd.data.neu import index_neu
+
+        classes = index_neu(neu).classes
+        if set(classes) != set(config.NEU_CLASSES):  # the user's own classes: splits of their own
+            splits = make_splits(classes, unknown_per_split, cfg.project.seed)
+            cfg = dataclasses.replace(cfg, splits=dataclasses.replace(cfg.splits, named=splits))
+            header += (f"\n# Splits: {len(classes)} classes found in {neu}; each is unknown in exactly one split "
+                       f"({unknown_per_split} unknown per split), chosen by osd init with seed {cfg.project.seed}.")
     artifacts.write_text(target, config.render_toml(cfg, header))
     readme = path / "data" / "README.md"
     if not readme.exists() or force:
         artifacts.write_text(readme, DATA_README)
-    return InitResult(target, demo, offline, settings)
+    return InitResult(target, demo, offline, settings,
+                      {k: {"known": v.known, "unknown": v.unknown} for k, v in splits.items()}, classes)

@@ -52,3 +52,23 @@ def test_set_overrides_are_typed_and_validated(tmp_path: Path):
 def test_missing_project_file(tmp_path: Path):
     with pytest.raises(ConfigError, match="no project file"):
         config.load(tmp_path)
+
+
+def test_a_project_names_its_own_splits(tmp_path: Path):
+    (tmp_path / "osd.toml").write_text(
+        "[splits.x]\nknown = ['p', 'q']\nunknown = ['r']\n[splits.y]\nknown = ['q', 'r']\nunknown = ['p']\n")
+    cfg = config.load(tmp_path)
+    assert cfg.split_names == ["x", "y"] and cfg.split("y").unknown == ["p"]
+    assert cfg.flat(["splits.x"]) == {"splits.x.known": ["p", "q"], "splits.x.unknown": ["r"]}
+    more = config.load(tmp_path, ["splits.z.known=['p','r']", "splits.z.unknown=['q']"])
+    assert more.split_names == ["x", "y", "z"]
+    (tmp_path / "osd.toml").write_text(config.render_toml(more))
+    assert config.load(tmp_path).to_dict() == more.to_dict()
+    with pytest.raises(ConfigError, match="unknown split 'a'"):
+        cfg.split("a")
+    (tmp_path / "osd.toml").write_text("[splits.a]\nunknown = ['crazing']\n")  # NEU names: a changes, b and c stay
+    neu = config.load(tmp_path)
+    assert neu.split_names == ["a", "b", "c"] and neu.split("a").unknown == ["crazing"]
+    (tmp_path / "osd.toml").write_text("[splits.Bad]\nknown = ['p', 'q']\nunknown = ['r']\n")
+    with pytest.raises(ConfigError, match="splits.Bad"):
+        config.load(tmp_path)

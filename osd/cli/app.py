@@ -107,14 +107,21 @@ def init_cmd(
     normal: Annotated[Optional[Path], typer.Option("--normal", help="Plain folder of defect-free images")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Also generate a small synthetic data set")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing osd.toml")] = False,
+    unknown_per_split: Annotated[int, typer.Option(
+        "--unknown-per-split", help="For classes other than NEU's: unknown classes per split (each class is "
+        "unknown in exactly one split)")] = 2,
     debug: o.Debug = False,
 ) -> None:
     """Create a project folder with a commented osd.toml and a data README."""
     from osd.project import init_project
 
     with render.err.status("writing the project" + (" and synthetic demo data" if demo else "") + " ..."):
-        result = init_project(path, neu, severstal, normal, demo, force)
+        result = init_project(path, neu, severstal, normal, demo, force, unknown_per_split)
     render.out.print(f"[green]created[/] {result.project_file}" + (" with synthetic demo data in data/" if demo else ""))
+    if result.splits:
+        render.show(render.table(f"Splits written to osd.toml ({len(result.classes)} classes, each unknown once)",
+                                 ["split", "known", "unknown"],
+                                 [[k, ", ".join(v["known"]), ", ".join(v["unknown"])] for k, v in result.splits.items()]))
     if result.offline_weights:
         render.note("offline ImageNet weights found: classifier and PatchCore use tf_efficientnet_lite0 (imagenet)")
     render.out.print(f"next: cd {path} && osd data check" + (" && osd run-all" if demo else ""))

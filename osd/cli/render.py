@@ -129,9 +129,16 @@ class Stopwatch:
 def show_data_report(r: Any) -> None:
     show(table(f"NEU images ({r.neu_layout or 'not found'}) in {r.neu_root}", ["class", "images"],
                [*r.neu_counts.items(), ("total", sum(r.neu_counts.values()))]))
-    if r.image_sizes:
+    if r.image_sizes and len(r.image_sizes) <= 8:
         show(table("Image sizes and formats", ["size / format", "images"],
                    [*r.image_sizes.items(), *r.image_formats.items()]))
+    elif r.image_sizes:
+        sm = r.image_size_summary
+        show(table(f"Image sizes: {sm['distinct']} distinct over {sm['images']} images", ["", "min", "median", "max"],
+                   [["width", sm["width"]["min"], sm["width"]["median"], sm["width"]["max"]],
+                    ["height", sm["height"]["min"], sm["height"]["median"], sm["height"]["max"]]],
+                   caption="commonest: " + ", ".join(f"{k} ({v})" for k, v in sm["commonest"].items())
+                           + "; formats: " + ", ".join(f"{k} ({v})" for k, v in r.image_formats.items())))
     for name, s in r.splits.items():
         rows = []
         for cls, c in s["counts"].items():

@@ -26,6 +26,11 @@ ALIASES = {
     "sc": "scratches", "scratches": "scratches", "scratch": "scratches",
 }
 PARTITION_DIRS = {"train", "training", "valid", "validation", "val", "test", "testing"}
+# folders that hold a class's images without being a class themselves (<Class>/Imgs/*.jpg)
+CONTAINER_DIRS = {"images", "imgs", "img", "image", "jpegimages", "pictures", "photos", "samples"}
+# segmentation masks beside the images are never images of a class
+MASK_DIRS = {"mask", "masks", "gt", "groundtruth", "ground_truth", "label", "labels", "annotations", "seg"}
+_MASK_STEM = re.compile(r"(^|[_\-\s.])(mask|gt|label|seg)s?$", re.IGNORECASE)
 _FLAT = re.compile(r"^(?P<cls>[A-Za-z][A-Za-z_\-]*?)[_\-]?\(?\d+\)?$")
 
 
@@ -46,6 +51,7 @@ class NeuIndex:
     layout: str
     paths: tuple[Path, ...]
     labels: tuple[str, ...]
+    masks_skipped: tuple[Path, ...] = ()
 
     @property
     def classes(self) -> list[str]:
@@ -71,6 +77,7 @@ def index_neu(root: str | Path) -> NeuIndex:
     files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p))
     if not files:
         raise DataError(f"{root}: no image files found (expected NEU-CLS, NEU-DET or class folders)")
+    files, masks = _drop_masks(root, files)
 
     flat = [(p, _flat_class(p)) for p in files]
     if all(cls is not None for _, cls in flat):
@@ -81,7 +88,7 @@ def index_neu(root: str | Path) -> NeuIndex:
     paths, labels = [], []
     for p in files:
         rel = p.relative_to(root).parts[:-1]
-        names = [d for d in rel if d.lower() not in PARTITION_DIRS and d.lower() != "images"]
+        names = [d for d in rel if d.lower() not in PARTITION_DIRS | CONTAINER_DIRS]
         if not names:
             cls = _flat_class(p)
             if cls is None:
@@ -92,4 +99,21 @@ def index_neu(root: str | Path) -> NeuIndex:
         labels.append(cls)
     if not paths:
         raise DataError(f"{root}: found images but could not tell their classes (no class folders or NEU names)")
-    return NeuIndex(root, "class-folders", tuple(paths), tuple(labels))
+    return NeuIndex(root, "class-folders", tuple(paths), tuple(labels), tuple(masks))
+
+
+def _drop_masks(root: Path, files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Split image files from segmentation masks: files in mask folders, stems ending in mask / gt /
+    label, and a PNG beside a non-PNG of the same stem (the usual image + mask pair)."""
+    stems: dict[tuple[Path, str], set[str]] = {}
+    for p in files:
+        stems.setdefault((p.parent, p.stem), set()).add(p.suffix.lower())
+    keep, masks = [], []
+    for p in files:
+        rel = [d.lower() for d in p.relative_to(root).parts[:-1]]
+        paired_png = p.suffix.lower() == ".png" and len(stems[(p.parent, p.stem)]) > 1
+        if any(d in MASK_DIRS for d in rel) or _MASK_STEM.search(p.stem) or paired_png:
+            masks.append(p)
+        else:
+            keep.append(p)
+    return keep, masks

@@ -41,6 +41,7 @@ class SplitEntry:
     role: str  # known | unknown
     partition: str  # train | val | test
     digest: str
+    rel: str = ""  # the path relative to the data root (what manifests and artifacts store)
 
 
 @dataclass(frozen=True)
@@ -69,15 +70,24 @@ class SplitManifest:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "class", "role", "partition", "sha1"])
         for e in self.entries:
-            w.writerow([str(e.path), e.label, e.role, e.partition, e.digest])
+            w.writerow([e.rel or str(e.path), e.label, e.role, e.partition, e.digest])
         return buf.getvalue()
 
     def fingerprint(self, partitions: tuple[str, ...] | None = None) -> str:
         """Identity of the manifest (paths, labels, roles, content hashes), or of some partitions only."""
         if partitions is None:
             return hashlib.sha256(self.to_csv().encode()).hexdigest()[:16]
-        rows = [[str(e.path), e.label, e.role, e.partition, e.digest] for e in self.entries if e.partition in partitions]
+        rows = [[e.rel or str(e.path), e.label, e.role, e.partition, e.digest] for e in self.entries
+                if e.partition in partitions]
         return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+
+
+def _rel(path: Path, root: Path) -> str:
+    """The path relative to the data root, with forward slashes: moving the data folder keeps it."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def check_split_classes(cfg: Config, name: str, available: list[str]) -> None:
@@ -117,7 +127,7 @@ def make_split(cfg: Config, name: str, index: NeuIndex, digests: list[str] | Non
         for gi in order:
             part = "train" if seen < round(bounds[0]) else "val" if seen < round(bounds[1]) else "test"
             for i in groups[gi]:
-                entries.append(SplitEntry(paths[i], cls, "known", part, digests[i]))
+                entries.append(SplitEntry(paths[i], cls, "known", part, digests[i], _rel(paths[i], index.root)))
             seen += len(groups[gi])
             n_test += len(groups[gi]) if part == "test" else 0
         test_counts.append(n_test)
@@ -128,7 +138,7 @@ def make_split(cfg: Config, name: str, index: NeuIndex, digests: list[str] | Non
         chosen = sorted(order[:per_unknown] if per_unknown is not None else order)
         for j in chosen:
             i = idx[j]
-            entries.append(SplitEntry(paths[i], cls, "unknown", "test", digests[i]))
+            entries.append(SplitEntry(paths[i], cls, "unknown", "test", digests[i], _rel(paths[i], index.root)))
     entries.sort(key=lambda e: (PARTITIONS.index(e.partition), e.role, e.label, str(e.path)))
     return SplitManifest(name, tuple(sd.known), tuple(sd.unknown), tuple(entries))
 

@@ -35,7 +35,7 @@ from osd.pipeline.osr import calibrate, closed_predictions, data_counts, test_ar
 from osd.pipeline.train import load_embeddings
 from osd.progress import Reporter
 
-STAGE1_ALGORITHM = "stage1-scores/2"  # 2: scores stored per path
+STAGE1_ALGORITHM = "stage1-scores/3"  # 3: per path relative to neu.root; 2: per path
 CASCADE_ALGORITHM = "cascade/2"  # 2: stage-2 ranking metrics apart from the modes' decisions
 NO_DEFECT = "no_defect"
 MODES = ("strict", "ignore_no_defect")
@@ -86,9 +86,10 @@ def stage1_scores(cfg: Config, split: str, force: bool = False, reporter: Report
         return dict(payload["scores"]), dict(payload["skipped"]), True
     device = runtime.setup(cfg)
     detector, extractor, _ = load_detector(cfg, device, reporter)
-    samples = [(e.path, None) for e in manifest.test()]
+    entries = manifest.test()
+    samples = [(e.path, None) for e in entries]
     scores, skipped = score_crops(detector, extractor, samples, cfg, device, reporter, f"stage 1, split {split}")
-    by_path = {str(p): float(s) for (p, _), s in zip(samples, scores) if np.isfinite(s)}
+    by_path = {e.rel: float(s) for e, s in zip(entries, scores) if np.isfinite(s)}  # relative to neu.root
     payload = {"scores": by_path, "skipped": skipped}
     prov = artifacts.provenance(cfg, "stage 1 scores", STAGE1_ALGORITHM, key, DETECTOR_SECTIONS,
                                 {"detector": fit.artifact_id, "manifest": manifest.fingerprint()}, split=split)
@@ -159,12 +160,14 @@ def run_cascade(cfg: Config, split: str, force: bool = False, reporter: Reporter
     verdict = _paired_verdict(t, one, preds, closed, classes, n_boot, seed)
     detection = float(np.mean(defect)) if len(defect) else float("nan")
     layout = artifacts.Layout(cfg.output_dir)
+    root = cfg.path(cfg.neu.root)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "true_label", "role", "stage1_score", "stage1_decision", "pred_strict",
                 "pred_ignore_no_defect", "msp"])
     for i in range(len(s1)):
-        w.writerow([t["paths"][i], t["labels"][i], "unknown" if t["is_unknown"][i] else "known", f"{s1[i]:.6g}",
+        w.writerow([str(root / t["paths"][i]), t["labels"][i], "unknown" if t["is_unknown"][i] else "known",
+                    f"{s1[i]:.6g}",
                     "defect" if defect[i] else NO_DEFECT, preds["strict"][i], preds["ignore_no_defect"][i],
                     f"{msp[i]:.6g}"])
     pred_path = artifacts.write_text(layout.cascade(split) / "predictions.csv", buf.getvalue())

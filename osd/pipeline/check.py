@@ -6,13 +6,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from osd import artifacts
-from osd.config import SPLIT_NAMES, Config
+from osd.config import Config
 from osd.data import images
 from osd.data.neu import index_neu
 from osd.data.severstal import index_folder, index_severstal
 from osd.data.splits import duplicate_groups
 from osd.errors import OsdError
-from osd.pipeline.data import crops_of, neu_index, normal_data, split_manifest
+from osd.pipeline.data import check_manifest, crops_of, neu_index, normal_data, split_manifest
 
 
 @dataclass
@@ -23,6 +23,7 @@ class DataReport:
     image_formats: dict[str, int] = field(default_factory=dict)
     image_sizes: dict[str, int] = field(default_factory=dict)
     unreadable: list[dict[str, str]] = field(default_factory=list)  # path, reason
+    image_size_summary: dict[str, Any] = field(default_factory=dict)
     duplicates: list[list[str]] = field(default_factory=list)
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)
     normal: dict[str, Any] = field(default_factory=dict)
@@ -35,6 +36,20 @@ class DataReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
+
+
+def summarise_sizes(sizes: dict[str, int], top: int = 5) -> dict[str, Any]:
+    """Distinct sizes, width and height (min / median / max over images) and the commonest few."""
+    import numpy as np
+
+    if not sizes:
+        return {}
+    w = np.repeat([int(k.split("x")[0]) for k in sizes], list(sizes.values()))
+    h = np.repeat([int(k.split("x")[1]) for k in sizes], list(sizes.values()))
+    return {"distinct": len(sizes), "images": int(sum(sizes.values())),
+            "width": {"min": int(w.min()), "median": float(np.median(w)), "max": int(w.max())},
+            "height": {"min": int(h.min()), "median": float(np.median(h)), "max": int(h.max())},
+            "commonest": dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:top])}
 
 
 def check_data(cfg: Config) -> DataReport:
@@ -59,17 +74,22 @@ def check_data(cfg: Config) -> DataReport:
             size = f"{info[1][0]}x{info[1][1]}"
             sizes[size] = sizes.get(size, 0) + 1
         report.image_formats, report.image_sizes = formats, sizes
+        report.image_size_summary = summarise_sizes(sizes)
+        if raw.masks_skipped:
+            report.notes.append(f"{len(raw.masks_skipped)} mask file(s) beside the images were left out "
+                                f"(e.g. {raw.masks_skipped[0]})")
         index, digests = neu_index(cfg)
         report.neu_counts = index.counts()
         report.duplicates = [sorted(str(p) for p in g) for g in duplicate_groups(list(index.paths), digests)]
         if report.unreadable:
             report.notes.append(f"{len(report.unreadable)} unreadable NEU file(s) will be skipped")
-        for name in SPLIT_NAMES:
+        for name in cfg.split_names:
             try:
                 m = split_manifest(cfg, name)
             except OsdError as exc:
                 report.problems.append(str(exc))
                 continue
+            report.notes += check_manifest(m)
             report.splits[name] = {
                 "known": list(m.known), "unknown": list(m.unknown), "counts": m.counts(),
                 "manifest": str(artifacts.Layout(cfg.output_dir).manifest(name)),

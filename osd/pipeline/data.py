@@ -42,11 +42,34 @@ def split_manifest(cfg: Config, name: str) -> SplitManifest:
     """The split's manifest, written to ``outputs/split_x/split_manifest.csv``."""
     index, digests = neu_index(cfg)
     manifest = make_split(cfg, name, index, digests)
+    check_manifest(manifest)
     path = artifacts.Layout(cfg.output_dir).manifest(name)
     text = manifest.to_csv()
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         artifacts.write_text(path, text)
     return manifest
+
+
+def check_manifest(manifest: SplitManifest) -> list[str]:
+    """Raise DataError when the split cannot be studied; return warnings for thin classes.
+
+    Every known class needs training images, the split needs validation images (thresholds)
+    and known and unknown test images, all before any training starts.
+    """
+    counts = manifest.counts()
+    name = manifest.name
+    problems = [f"known class {c!r} has no training images" for c in manifest.known
+                if counts.get(c, {}).get("train", 0) == 0]
+    if not manifest.select("val", "known"):
+        problems.append("no validation images (tau and kappa are set on them)")
+    if not manifest.select("test", "known"):
+        problems.append("no known test images")
+    if not manifest.select("test", "unknown"):
+        problems.append("no unknown test images")
+    if problems:
+        raise DataError(f"split {name}: " + "; ".join(problems) + " (too few images per class? see osd data check)")
+    return [f"split {name}: known class {c!r} has no {part} images (it has {sum(counts.get(c, {}).values())} in all)"
+            for c in manifest.known for part in ("val", "test") if counts.get(c, {}).get(part, 0) == 0]
 
 
 @dataclass(frozen=True)

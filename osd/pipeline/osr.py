@@ -229,12 +229,14 @@ def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | 
         variants[name] = {**open_set_metrics(t["labels"], p_v, closed, d_v, t["is_unknown"], classes),
                           "tau": v_tau.threshold_, "features": features, "pooling": pooling, "blocks": blocks,
                           "role": "variant: reported beside the locked method, never used to choose it"}
+    root = cfg.path(cfg.neu.root)  # artifacts hold paths relative to it; the CSV shows where they are now
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "true_label", "role", "pred_label", "distance", "msp", "closed_label", "pred_label_msp"])
     for i in range(len(dist)):
         role = "unknown" if t["is_unknown"][i] else "known"
-        w.writerow([t["paths"][i], t["labels"][i], role, pred[i], f"{dist[i]:.6g}", f"{msp[i]:.6g}", closed[i],
+        w.writerow([str(root / t["paths"][i]), t["labels"][i], role, pred[i], f"{dist[i]:.6g}", f"{msp[i]:.6g}",
+                    closed[i],
                     pred_msp[i]])
     pred_path = artifacts.write_text(layout.osr(split) / "predictions.csv", buf.getvalue())
     prov = artifacts.provenance(cfg, "osr", EVALUATE_ALGORITHM, "", (*SECTIONS, "stats"),

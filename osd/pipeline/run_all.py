@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from osd import artifacts
-from osd.config import SPLIT_NAMES, Config
+from osd.config import Config
 from osd.errors import ConfigError
 from osd.progress import Reporter, ensure
 
@@ -48,10 +48,10 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
     from osd.report.build import build_report
 
     reporter = ensure(reporter)
-    splits = splits or list(SPLIT_NAMES)
+    splits = splits or cfg.split_names
     for s in splits:
-        if s not in SPLIT_NAMES:
-            raise ConfigError(f"--splits: unknown split {s!r}; choose from {', '.join(SPLIT_NAMES)}")
+        if s not in cfg.split_names:
+            raise ConfigError(f"--splits: unknown split {s!r}; choose from {', '.join(cfg.split_names)}")
     seeds = cfg.study_seeds(seeds)
     two_stage = bool(cfg.normal.severstal_root or cfg.normal.folder)
     plan: list[tuple[str, int, str, Callable[[], Any]]] = []

@@ -20,7 +20,7 @@ from osd.progress import Reporter, ensure
 
 # Bump when the meaning of the trained model or of the stored embeddings changes.
 TRAIN_ALGORITHM = "train/2"
-EMBED_ALGORITHM = "embed/3"  # 3: keyed on the classifier artifact's id
+EMBED_ALGORITHM = "embed/4"  # 4: paths relative to neu.root; 3: keyed on the classifier artifact's id
 TRAIN_SECTIONS = ("classifier", "splits", "neu.root", "project.seed")
 
 PARTS = ("train", "val", "test_known", "test_unknown")
@@ -208,7 +208,7 @@ def embed(cfg: Config, split: str, force: bool = False, reporter: Reporter | Non
                     "stages": stages,
                     "logits": np.concatenate(logits) if logits else np.zeros((0, len(payload["classes"])), np.float32),
                     "labels": [entries[i].label for i in kept],
-                    "paths": [str(entries[i].path) for i in kept],
+                    "paths": [entries[i].rel for i in kept],  # relative to neu.root: the data may move
                 }
         payload["images_per_second"] = n_done / max(time.perf_counter() - start, 1e-9)
         prov = artifacts.provenance(cfg, "embed", EMBED_ALGORITHM, key, TRAIN_SECTIONS,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from osd import artifacts
-from osd.config import SPLIT_NAMES, Config
+from osd.config import Config
 from osd.errors import ArtifactError
 from osd.report import plots
 from osd.report.html import render_html
@@ -193,7 +193,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     for seed in seeds:
         c = cfg.for_seed(seed)
         lay = artifacts.Layout(c.output_dir)
-        runs += [(s, seed, c, lay) for s in (splits or SPLIT_NAMES) if lay.metrics(s).is_file()]
+        runs += [(s, seed, c, lay) for s in (splits or c.split_names) if lay.metrics(s).is_file()]
     if not runs:
         raise ArtifactError(f"{layout.root}: no results yet; run `osd osr --split a` or `osd run-all` first")
     names = list(dict.fromkeys(r[0] for r in runs))
