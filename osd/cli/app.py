@@ -316,6 +316,10 @@ def run_all_cmd(
     splits: Annotated[str, typer.Option("--splits", help="Comma-separated splits, e.g. a,c")] = "a,b,c",
     seeds: Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: "
                                                  "project.seeds, else project.seed)")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="(split, seed) jobs at once in local processes; "
+                                      "torch threads are divided between them")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address, e.g. "
+                                                     "tcp://10.0.0.5:8786 (pip install 'osd[cluster]')")] = None,
     force: o.Force = False, device: o.Device = None, project: o.Project = None,
     set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
 ) -> None:
@@ -330,8 +334,13 @@ def run_all_cmd(
         from osd.errors import ConfigError
 
         raise ConfigError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
-    result = run_all(cfg, names, force=force, reporter=_reporter(json_out), seeds=seed_list)
+    result = run_all(cfg, names, force=force, reporter=_reporter(json_out), seeds=seed_list, jobs=jobs,
+                     scheduler=scheduler)
     render.emit_json(result) if json_out else render.show_run_all(result)
+    if result["failed"]:
+        for f in result["failed"]:
+            render.error(f"{f['job']}: {f['error']}")
+        raise typer.Exit(1)
 
 
 def main() -> None:

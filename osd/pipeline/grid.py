@@ -1,0 +1,211 @@
+"""The study's grid of (split, seed) jobs, run in order, on a local process pool, or on Dask.
+
+Every job is idempotent: it runs the cached steps of one split for one seed, so a grid that is
+submitted again only computes what is missing (a killed worker's job, say). The shared
+dependency of a seed's jobs, its PatchCore fit, runs first as a job of its own. Artifacts live
+under the project's ``outputs/``: on a cluster that folder must be on a filesystem every worker
+sees. Results do not depend on where a job ran: each job's randomness comes from its seed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from osd.config import Config
+from osd.errors import ConfigError, OsdError
+from osd.progress import Reporter, ensure
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str  # "patchcore" | "split"
+    seed: int
+    split: str = "-"
+
+    @property
+    def name(self) -> str:
+        return f"patchcore fit (seed {self.seed})" if self.kind == "patchcore" else f"split {self.split}, seed {self.seed}"
+
+
+def split_steps(cfg: Config, split: str, two_stage: bool, force: bool = False,
+                reporter: Reporter | None = None) -> list[dict[str, Any]]:
+    """Every step of one split for ``cfg``'s seed, in order; each cached."""
+    from osd.pipeline.cascade import run_cascade
+    from osd.pipeline.osr import calibrate, evaluate
+    from osd.pipeline.run_all import cached_bench
+    from osd.pipeline.train import embed, train
+
+    plan: list[tuple[str, Callable[[], Any]]] = [
+        ("train", lambda: train(cfg, split, force=force, reporter=reporter)),
+        ("embed", lambda: embed(cfg, split, force=force, reporter=reporter)),
+        ("calibrate", lambda: calibrate(cfg, split, force=force, reporter=reporter)),
+        ("osr", lambda: evaluate(cfg, split, reporter=reporter)),
+    ]
+    if two_stage:
+        plan += [("cascade", lambda: run_cascade(cfg, split, force=force, reporter=reporter)),
+                 ("bench", lambda: cached_bench(cfg, split, force=force, reporter=reporter))]
+    steps = []
+    for step, fn in plan:
+        t = time.perf_counter()
+        result = fn()
+        cached = result[1] if isinstance(result, tuple) else getattr(result, "cached", None)
+        if step == "cascade":
+            cached = result.cached_stage1
+        steps.append({"split": split, "seed": cfg.project.seed, "step": step, "seconds": time.perf_counter() - t,
+                      "cached": cached})
+    return steps
+
+
+def run_job(cfg: Config, job: Job, two_stage: bool, force: bool = False, threads: int = 0,
+            reporter: Reporter | None = None) -> dict[str, Any]:
+    """One job, in whatever process runs it; an error comes back as one line, never raised."""
+    from osd.pipeline.detector import fit_patchcore
+
+    t0 = time.perf_counter()
+    try:
+        c = cfg.for_seed(job.seed)
+        if threads:
+            c = c.replace(**{"project.threads": threads})
+        if job.kind == "patchcore":
+            t = time.perf_counter()
+            result = fit_patchcore(c, force=force, reporter=reporter)
+            steps = [{"split": "-", "seed": job.seed, "step": "patchcore fit", "seconds": time.perf_counter() - t,
+                      "cached": result.cached}]
+        else:
+            steps = split_steps(c, job.split, two_stage, force, reporter)
+        return {"job": job.name, "split": job.split, "seed": job.seed, "steps": steps, "error": None,
+                "seconds": time.perf_counter() - t0, "pid": os.getpid()}
+    except (OsdError, Exception) as exc:  # noqa: BLE001 - a failed job is reported; the others go on
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = None if isinstance(exc, OsdError) else traceback.format_exc(limit=5)
+        return {"job": job.name, "split": job.split, "seed": job.seed, "steps": [],
+                "error": f"{type(exc).__name__}: {line}" if detail else line, "traceback": detail,
+                "seconds": time.perf_counter() - t0, "pid": os.getpid()}
+
+
+def plan_jobs(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool) -> tuple[list[Job], list[Job]]:
+    """(shared dependencies, the (split, seed) jobs)."""
+    deps = [Job("patchcore", s) for s in seeds] if two_stage else []
+    return deps, [Job("split", s, sp) for s in seeds for sp in splits]
+
+
+def _threads_per_job(cfg: Config, jobs: int) -> int:
+    if cfg.project.threads:
+        return cfg.project.threads
+    return max(1, (os.cpu_count() or 1) // max(jobs, 1))  # the machine is divided, not oversubscribed
+
+
+def _dask_job(cfg: Config, job: Job, two_stage: bool, force: bool) -> dict[str, Any]:
+    """On a Dask worker: as many torch threads as the worker has (not every core of its machine)."""
+    try:
+        from distributed import get_worker
+
+        threads = cfg.project.threads or int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        threads = cfg.project.threads
+    return run_job(cfg, job, two_stage, force, threads)
+
+
+def run_grid(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool, jobs: int = 1,
+             scheduler: str | None = None, force: bool = False, reporter: Reporter | None = None
+             ) -> list[dict[str, Any]]:
+    """Run the shared dependencies, then the (split, seed) jobs; return one record per job.
+
+    ``jobs = 1`` and no scheduler: in this process, in order, with each step's own progress.
+    ``jobs > 1``: a local process pool, torch threads divided between the workers.
+    ``scheduler``: a Dask distributed scheduler address (``tcp://host:8786``) or a ``Client``.
+    """
+    reporter = ensure(reporter)
+    deps, grid = plan_jobs(cfg, splits, seeds, two_stage)
+    if scheduler is None and jobs <= 1:
+        out = []
+        with reporter.task("study", len(deps) + len(grid)) as task:
+            for job in [*deps, *grid]:
+                rec = run_job(cfg, job, two_stage, force, reporter=reporter)
+                if rec["error"]:
+                    reporter.note(f"failed: {job.name}: {rec['error']}")
+                out.append(rec)
+                task.advance(1, job=job.name, failed=sum(r["error"] is not None for r in out))
+        return out
+    if scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ConfigError('--scheduler needs Dask: pip install "osd[cluster]"') from None
+        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+
+        def submit(job: Job) -> Any:
+            return client.submit(_dask_job, cfg, job, two_stage, force, key=f"osd-{job.kind}-{job.split}-{job.seed}-"
+                                 f"{time.time_ns()}", pure=False)
+
+        def result_of(fut: Any) -> dict[str, Any]:
+            try:
+                return fut.result()
+            except Exception as exc:  # noqa: BLE001 - a lost worker, a cancelled task
+                return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                        "steps": []}
+
+        try:
+            return _run_waves(deps, grid, submit, result_of, _dask_wait, reporter)
+        finally:
+            if not isinstance(scheduler, Client):
+                client.close()
+    threads = _threads_per_job(cfg, jobs)
+    import multiprocessing
+
+    # spawn: a clean interpreter per worker (no forked torch thread pools)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        def submit_local(job: Job) -> Future:
+            return pool.submit(run_job, cfg, job, two_stage, force, threads)
+
+        def result_local(fut: Future) -> dict[str, Any]:
+            try:
+                return fut.result()
+            except Exception as exc:  # noqa: BLE001 - a worker that died (killed, out of memory)
+                return {"error": f"worker died: {type(exc).__name__}: {exc}", "steps": []}
+
+        return _run_waves(deps, grid, submit_local, result_local, _local_wait, reporter)
+
+
+def _local_wait(futures: set) -> tuple[set, set]:
+    done, pending = wait(futures, return_when=FIRST_COMPLETED)
+    return set(done), set(pending)
+
+
+def _dask_wait(futures: set) -> tuple[set, set]:
+    from distributed import wait as dask_wait
+
+    done, pending = dask_wait(list(futures), return_when="FIRST_COMPLETED")
+    return set(done), set(pending)
+
+
+def _run_waves(deps: list[Job], grid: list[Job], submit: Callable[[Job], Any], result_of: Callable[[Any], dict],
+               wait_some: Callable[[set], tuple[set, set]], reporter: Reporter) -> list[dict[str, Any]]:
+    """Dependencies first (a seed's jobs wait for that seed's PatchCore fit), then the grid; progress
+    of the whole grid: done / running / failed, with the elapsed time and an estimate of what is left."""
+    records: list[dict[str, Any]] = []
+    total = len(deps) + len(grid)
+    start = time.perf_counter()
+    with reporter.task("grid", total) as task:
+        for wave in (deps, grid):
+            futures = {submit(job): job for job in wave}
+            pending = set(futures)
+            while pending:
+                done, pending = wait_some(pending)
+                for fut in done:
+                    job = futures[fut]
+                    rec = {"job": job.name, "split": job.split, "seed": job.seed, **result_of(fut)}
+                    records.append(rec)
+                    if rec.get("error"):
+                        reporter.note(f"failed: {job.name}: {rec['error']}")
+                    n = len(records)
+                    elapsed = time.perf_counter() - start
+                    task.advance(1, done=n, running=len(pending), failed=sum(bool(r.get("error")) for r in records),
+                                 eta=f"{elapsed / n * (total - n):.0f}s")
+    return records

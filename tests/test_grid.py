@@ -1,0 +1,65 @@
+"""Issue 14: the (split, seed) grid on local processes and on a Dask cluster gives the sequential answer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from osd import config
+from osd.cli.app import app
+
+runner = CliRunner()
+ONE_THREAD = ["--set", "project.threads=1"]  # the same arithmetic in every process: bit-identical numbers
+
+
+def run_all(project: Path, out: str, *extra: str, splits: str = "a,c") -> dict:
+    r = runner.invoke(app, ["run-all", "-p", str(project), "--splits", splits, "--seeds", "0,1", "--json",
+                            "--set", f"project.output_dir={out}", *ONE_THREAD, *extra])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def test_jobs_2_gives_the_sequential_summary_and_reruns_only_what_is_missing(tiny_project: Path):
+    run_all(tiny_project, "seq")
+    par = run_all(tiny_project, "par", "--jobs", "2")
+    assert (tiny_project / "seq" / "summary.csv").read_text() == (tiny_project / "par" / "summary.csv").read_text()
+    assert par["jobs"] == 2 and not par["failed"]
+    # a job whose artifacts are gone (a killed worker) is re-run; nothing else is recomputed
+    for f in (tiny_project / "par" / "seed_1" / "split_c").rglob("*.npz"):
+        f.unlink()
+    again = run_all(tiny_project, "par", "--jobs", "2")
+    recomputed = {(s["split"], s["seed"]) for s in again["steps"] if s["cached"] is False and s["split"] != "-"}
+    assert recomputed == {("c", 1)}
+    assert (tiny_project / "seq" / "summary.csv").read_text() == (tiny_project / "par" / "summary.csv").read_text()
+
+
+def test_a_failed_job_is_reported_and_the_others_go_on(tiny_project: Path, monkeypatch):
+    from osd.pipeline import grid
+    from osd.pipeline import run_all as run_all_module
+
+    real = grid.split_steps
+
+    def flaky(cfg, split, *a, **k):
+        if split == "c":
+            raise RuntimeError("simulated failure\nwith a second line")
+        return real(cfg, split, *a, **k)
+
+    monkeypatch.setattr(grid, "split_steps", flaky)
+    cfg = config.load(tiny_project, ["project.threads=1"])
+    result = run_all_module.run_all(cfg, ["a", "c"], seeds=[0])
+    assert result["failed"] == [{"job": "split c, seed 0", "split": "c", "seed": 0,
+                                 "error": "RuntimeError: simulated failure"}]
+    assert {r["split"] for r in result["report"]["rows"]} >= {"a"}
+
+
+def test_a_local_dask_cluster_runs_the_grid(tiny_project: Path):
+    distributed = pytest.importorskip("distributed")
+    run_all(tiny_project, "seq", splits="a")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        res = run_all(tiny_project, "dask", "--scheduler", cluster.scheduler_address, splits="a")
+    assert not res["failed"] and res["scheduler"].startswith("tcp://127.0.0.1")
+    assert (tiny_project / "seq" / "summary.csv").read_text() == (tiny_project / "dask" / "summary.csv").read_text()
