@@ -104,3 +104,16 @@ def real_data() -> Path:
     if not (REAL / "NEU-DET").is_dir():
         pytest.skip("real data not present at ../shared/data")
     return REAL
+
+
+def run_json(*args: str) -> dict:
+    """Run an osd command with --json through the CLI; assert it succeeded; the parsed result."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from osd.cli.app import app
+
+    r = CliRunner().invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)

@@ -7,16 +7,14 @@ from pathlib import Path
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
+from conftest import run_json
 from osd import artifacts
 from osd.cli.app import app
 
 runner = CliRunner()
 
 
-def run(*args: str) -> dict:
-    r = runner.invoke(app, [*args, "--json"])
-    assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)
+run = run_json
 
 
 def test_one_stage_cached_and_reproducible_from_predictions(tiny_project: Path):

@@ -12,17 +12,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import run_json
 from osd import artifacts, config
-from osd.cli.app import app
 from osd.errors import ArtifactError, OsdWarning
 
 runner = CliRunner()
 
 
-def run(*args: str) -> dict:
-    r = runner.invoke(app, [*args, "--json"])
-    assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)
+run = run_json
 
 
 # 1. stage-1 scores land on the right images -------------------------------------------------
