@@ -62,13 +62,26 @@ def split_steps(cfg: Config, split: str, two_stage: bool, force: bool = False,
     return steps
 
 
+def _own_gpu(cfg: Config, slot: int) -> None:
+    """In a worker process: with several GPUs, job ``slot`` runs on GPU ``slot % count``."""
+    import torch
+
+    if cfg.project.device in ("auto", "cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        torch.cuda.set_device(slot % torch.cuda.device_count())
+
+
 def run_job(cfg: Config, job: Job, two_stage: bool, force: bool = False, threads: int = 0,
-            reporter: Reporter | None = None) -> dict[str, Any]:
-    """One job, in whatever process runs it; an error comes back as one line, never raised."""
+            reporter: Reporter | None = None, slot: int | None = None) -> dict[str, Any]:
+    """One job, in whatever process runs it; an error comes back as one line, never raised.
+
+    ``slot`` (worker processes only) spreads jobs over the GPUs of a machine that has several.
+    """
     from osd.pipeline.detector import fit_patchcore
 
     t0 = time.perf_counter()
     try:
+        if slot is not None:
+            _own_gpu(cfg, slot)
         c = cfg.for_seed(job.seed)
         if threads:
             c = c.replace(**{"project.threads": threads})
@@ -101,7 +114,7 @@ def _threads_per_job(cfg: Config, jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(jobs, 1))  # the machine is divided, not oversubscribed
 
 
-def _dask_job(cfg: Config, job: Job, two_stage: bool, force: bool) -> dict[str, Any]:
+def _dask_job(cfg: Config, job: Job, two_stage: bool, force: bool, slot: int = 0) -> dict[str, Any]:
     """On a Dask worker: as many torch threads as the worker has (not every core of its machine)."""
     try:
         from distributed import get_worker
@@ -109,7 +122,7 @@ def _dask_job(cfg: Config, job: Job, two_stage: bool, force: bool) -> dict[str, 
         threads = cfg.project.threads or int(get_worker().state.nthreads)
     except (ImportError, ValueError, AttributeError):
         threads = cfg.project.threads
-    return run_job(cfg, job, two_stage, force, threads)
+    return run_job(cfg, job, two_stage, force, threads, slot=slot)
 
 
 def run_grid(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool, jobs: int = 1,
@@ -140,8 +153,10 @@ def run_grid(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool, 
             raise ConfigError('--scheduler needs Dask: pip install "osd[cluster]"') from None
         client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
 
+        slots = iter(range(10**9))
+
         def submit(job: Job) -> Any:
-            return client.submit(_dask_job, cfg, job, two_stage, force, key=f"osd-{job.kind}-{job.split}-{job.seed}-"
+            return client.submit(_dask_job, cfg, job, two_stage, force, next(slots), key=f"osd-{job.kind}-{job.split}-{job.seed}-"
                                  f"{time.time_ns()}", pure=False)
 
         def result_of(fut: Any) -> dict[str, Any]:
@@ -161,8 +176,10 @@ def run_grid(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool, 
 
     # spawn: a clean interpreter per worker (no forked torch thread pools)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        local_slots = iter(range(10**9))
+
         def submit_local(job: Job) -> Future:
-            return pool.submit(run_job, cfg, job, two_stage, force, threads)
+            return pool.submit(run_job, cfg, job, two_stage, force, threads, None, next(local_slots))
 
         def result_local(fut: Future) -> dict[str, Any]:
             try:
