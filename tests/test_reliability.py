@@ -42,7 +42,7 @@ def test_a_patchcore_backbone_without_patch_layers_is_one_line_at_once(tiny_proj
     start = time.perf_counter()
     one_line_error(["patchcore", "fit", "-p", str(tiny_project), "--set", f"patchcore.backbone={backbone}"],
                    "patchcore.backbone")
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < 30  # no data was read, no model built for real
 
 
 def test_output_dir_that_is_a_file_is_one_line(tiny_project: Path):
@@ -135,18 +135,25 @@ def test_a_checkpoint_left_by_a_killed_run_is_resumed_by_train(tiny_project: Pat
 def test_a_second_process_waits_for_the_first_and_reuses_its_work(tmp_path: Path):
     target = tmp_path / "model.npz"
     events = []
+    holding, release = threading.Event(), threading.Event()
 
     def first():
         with artifacts.exclusive(target):
             events.append("first in")
-            time.sleep(0.5)
+            holding.set()
+            release.wait(10)
             artifacts.write_text(target, "done")
             events.append("first out")
 
     t = threading.Thread(target=first)
     t.start()
-    time.sleep(0.1)
-    with artifacts.exclusive(target, events.append):
+    assert holding.wait(10)
+
+    def waiting(message: str) -> None:
+        events.append(message)
+        release.set()  # the second one is blocked on the lock now: let the first one finish
+
+    with artifacts.exclusive(target, waiting):
         events.append("second in: " + target.read_text())
     t.join()
     assert events[0] == "first in" and "another osd process" in events[1]
