@@ -50,6 +50,20 @@ def _table(rows: list[dict[str, Any]], cols: list[str], names: dict[str, str] | 
     return f'<div style="overflow-x:auto"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
+def _section(d: dict[str, Any], depth: int = 0) -> list[str]:
+    """A result section as tables: its values, then each nested object under its own heading."""
+    flat = {k: v for k, v in d.items() if not isinstance(v, dict)}
+    nested = {k: v for k, v in d.items() if isinstance(v, dict)}
+    out = [_table([{"metric": k, "value": v} for k, v in flat.items()], ["metric", "value"])] if flat else []
+    for k, v in nested.items():
+        out.append(f"<h{min(4 + depth, 6)}>{html.escape(k)}</h{min(4 + depth, 6)}>")
+        if depth < 2:
+            out += _section(v, depth + 1)
+        else:
+            out.append(f"<pre>{html.escape(json.dumps(v, indent=1))}</pre>")
+    return out
+
+
 def _img(path: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
@@ -94,14 +108,8 @@ def render_html(cfg: Config, rows: list[dict[str, Any]], per_split: dict[str, An
                      f"unknown: {html.escape(', '.join(d.get('unknown', [])))}</p>")
         for section in ("osr", "cascade"):
             if section in m:
-                flat = {k: v for k, v in m[section].items() if not isinstance(v, dict)}
-                nested = {k: v for k, v in m[section].items() if isinstance(v, dict)}
                 parts.append(f"<h3>{section}</h3>")
-                parts.append(_table([{"metric": k, "value": v} for k, v in flat.items()], ["metric", "value"]))
-                for k, v in nested.items():
-                    parts.append(f"<h4>{html.escape(k)}</h4>")
-                    parts.append(_table([{"metric": a, "value": b} for a, b in v.items() if not isinstance(b, dict)],
-                                        ["metric", "value"]))
+                parts += _section(m[section])
         if "bench" in m:
             b = m["bench"]
             parts.append(f"<h3>bench ({html.escape(b['device'])}, {b['threads']} threads)</h3>")
