@@ -155,7 +155,7 @@ def _verdict_sentence(v: dict[str, Any]) -> str:
     parts = []
     for w in key:
         parts.append(f"against the cascade in {w['mode']} mode, one-stage minus cascade open-set accuracy is "
-                     f"{w['mean_difference']:+.3f} on average over {w['splits']} split(s): {w['verdict']} "
+                     f"{w['mean_difference']:+.3f} on average over {w['splits']} run(s) (split x seed): {w['verdict']} "
                      f"(95% paired interval excludes zero in favour of one-stage on "
                      f"{len(w['splits_one_stage_better'])}, of the cascade on {len(w['splits_cascade_better'])})")
     return "; ".join(parts) + "."
