@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
 from osd.config import Config
-from osd.errors import ConfigError, OsdError
+from osd.errors import ConfigError, OsdError, OsdWarning
 from osd.progress import Reporter, ensure
 
 
@@ -172,6 +173,10 @@ def run_grid(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool, 
             if not isinstance(scheduler, Client):
                 client.close()
     threads = _threads_per_job(cfg, jobs)
+    if not cfg.project.threads:
+        warnings.warn(f"--jobs {jobs}: each job trains with {threads} torch thread(s), a sequential run with "
+                      "torch's default; training arithmetic depends on the thread count, so set project.threads "
+                      "for results identical to a sequential run", OsdWarning, stacklevel=2)
     import multiprocessing
 
     # spawn: a clean interpreter per worker (no forked torch thread pools)
