@@ -95,7 +95,7 @@ def run_job(cfg: Config, job: Job, two_stage: bool, force: bool = False, threads
             steps = split_steps(c, job.split, two_stage, force, reporter)
         return {"job": job.name, "split": job.split, "seed": job.seed, "steps": steps, "error": None,
                 "seconds": time.perf_counter() - t0, "pid": os.getpid()}
-    except (OsdError, Exception) as exc:  # noqa: BLE001 - a failed job is reported; the others go on
+    except Exception as exc:  # noqa: BLE001 - a failed job is reported; the others go on
         line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         detail = None if isinstance(exc, OsdError) else traceback.format_exc(limit=5)
         return {"job": job.name, "split": job.split, "seed": job.seed, "steps": [],
