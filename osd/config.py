@@ -83,7 +83,11 @@ SPLIT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 @dataclass(frozen=True)
 class SplitsSection:
     train_fraction: float = opt(0.6, "share of each known class used for training", gt=0.0, lt=1.0)
-    val_fraction: float = opt(0.2, "share for validation (thresholds); the rest is test", gt=0.0, lt=1.0)
+    val_fraction: float = opt(0.2, "share for validation; the rest is test", gt=0.0, lt=1.0)
+    selection_fraction: float = opt(
+        0.5, "share of the validation images that only choose the best training epoch; the others only set "
+        "tau and kappa, so the thresholds rest on images no choice has seen (0: keep the last epoch and set "
+        "the thresholds on all validation images)", ge=0.0, lt=1.0)
     unknown_test: str = opt(
         "balanced",
         "unknown test images: balanced (as many per class as a known class has) | all",
@@ -109,7 +113,8 @@ class ClassifierSection:
     arch: str = opt("resnet50", "torchvision classification model (resnet18, resnet50, wide_resnet50_2 ...)")
     weights: str = opt("imagenet", WEIGHTS_HELP)
     image_size: int = opt(224, "input size in pixels (NEU images are 200x200)", ge=32)
-    epochs: int = opt(30, "training epochs; the best one on validation accuracy is kept", gt=0)
+    epochs: int = opt(30, "training epochs; the best one on the selection images (splits.selection_fraction) "
+                      "is kept", gt=0)
     batch_size: int = opt(32, "training batch size", gt=0)
     lr: float = opt(0.001, "peak learning rate (one-cycle schedule)", gt=0.0)
     weight_decay: float = opt(0.0005, "weight decay", ge=0.0)

@@ -62,3 +62,28 @@ def test_perturbing_test_images_moves_no_threshold(tiny_project: Path):
     assert (after.tau, after.kappa) == (before.tau, before.kappa)
     assert {k: v["tau"] for k, v in evaluate(cfg, "a").variants.items()} == variants
     assert fit_patchcore(cfg).threshold == pc
+
+
+def test_threshold_images_choose_nothing_and_selection_images_choose_the_epoch(tiny_project: Path):
+    """tau and kappa rest on images that neither trained the model nor chose its epoch."""
+    from osd.pipeline.data import _neu, split_manifest
+    from osd.pipeline.train import train, train_key
+
+    cfg = config.load(tiny_project)
+    m = split_manifest(cfg, "a")
+    sel, val = m.select("select"), m.select("val")
+    assert sel and val and not {e.rel for e in sel} & {e.rel for e in val}
+    first = train(cfg, "a")
+    assert first.selection_accuracy is not None and all("select_accuracy" in h for h in first.history)
+    key = train_key(cfg, "a")
+    for e in val:  # threshold images get other pixels: the model is kept
+        Image.fromarray(255 - np.asarray(Image.open(e.path).convert("L"))).save(e.path)
+    _neu.cache_clear()
+    assert train_key(cfg, "a") == key and train(cfg, "a").cached
+    e = sel[0]  # a selection image: it may choose another epoch, so the model is retrained
+    Image.fromarray(255 - np.asarray(Image.open(e.path).convert("L"))).save(e.path)
+    _neu.cache_clear()
+    assert train_key(cfg, "a") != key
+
+    last = train(cfg.replace(**{"splits.selection_fraction": 0.0}), "a")
+    assert last.selection_accuracy is None and last.best_epoch == cfg.classifier.epochs

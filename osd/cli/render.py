@@ -143,9 +143,9 @@ def show_data_report(r: Any) -> None:
         rows = []
         for cls, c in s["counts"].items():
             role = "known" if cls in s["known"] else "unknown"
-            rows.append([cls, role, c["train"], c["val"], c["test"]])
-        show(table(f"Split {name.upper()}", ["class", "role", "train", "val", "test"], rows,
-                   caption=f"manifest: {s['manifest']}"))
+            rows.append([cls, role, c["train"], c.get("select", 0), c["val"], c["test"]])
+        show(table(f"Split {name.upper()}", ["class", "role", "train", "select (epoch)", "val (thresholds)", "test"],
+                   rows, caption=f"manifest: {s['manifest']}"))
     show(table("Byte-identical duplicates (kept in one partition)", ["files"],
                [[" = ".join(g)] for g in r.duplicates] or [["none"]]))
     if r.unreadable:
@@ -174,11 +174,15 @@ def cached_tag(cached: bool) -> str:
 
 
 def show_train(r: Any) -> None:
-    rows = [[h["epoch"], h["train_loss"], h["val_accuracy"], h["val_loss"], h["seconds"]] for h in r.history]
-    show(table(f"Training history, split {r.split.upper()}", ["epoch", "train loss", "val acc", "val loss", "s"], rows))
+    rows = [[h["epoch"], h["train_loss"], h.get("select_accuracy", "-"), h.get("select_loss", "-"), h["seconds"]]
+            for h in r.history]
+    show(table(f"Training history, split {r.split.upper()}", ["epoch", "train loss", "select acc", "select loss", "s"],
+               rows))
+    chosen = (["kept epoch", f"{r.best_epoch} (best on the select images)"] if r.selection_accuracy is not None
+              else ["kept epoch", f"{r.best_epoch} (the last: splits.selection_fraction = 0)"])
     show(table(f"Classifier, split {r.split.upper()}", ["", ""], [
         ["model", f"{r.arch} ({r.weights} weights)"], ["classes", ", ".join(r.classes)],
-        ["best epoch", r.best_epoch], ["best val accuracy", r.best_val_accuracy],
+        chosen, ["select accuracy", "-" if r.selection_accuracy is None else r.selection_accuracy],
         ["training time (s)", r.seconds], ["checkpoint", r.path],
     ]))
     out.print(cached_tag(r.cached))

@@ -15,7 +15,8 @@ from osd.config import Config
 from osd.data.neu import NeuIndex
 from osd.errors import ConfigError
 
-PARTITIONS = ("train", "val", "test")
+# select: validation images that only choose the training epoch; val: the ones that only set thresholds
+PARTITIONS = ("train", "select", "val", "test")
 
 
 def file_digest(path: Path) -> str:
@@ -39,7 +40,7 @@ class SplitEntry:
     path: Path
     label: str
     role: str  # known | unknown
-    partition: str  # train | val | test
+    partition: str  # train | select | val | test
     digest: str
     rel: str = ""  # the path relative to the data root (what manifests and artifacts store)
 
@@ -101,7 +102,10 @@ def check_split_classes(cfg: Config, name: str, available: list[str]) -> None:
 
 
 def make_split(cfg: Config, name: str, index: NeuIndex, digests: list[str] | None = None) -> SplitManifest:
-    """Known classes: stratified train/val/test by image group; unknown classes: test only.
+    """Known classes: stratified train/select/val/test by image group; unknown classes: test only.
+
+    ``select`` and ``val`` share ``splits.val_fraction``: the first choose the best epoch, the second
+    set the thresholds, so no threshold rests on images that a choice has already looked at.
 
     Byte-identical images form one group, so they always land in the same partition.
     """
@@ -122,10 +126,11 @@ def make_split(cfg: Config, name: str, index: NeuIndex, digests: list[str] | Non
         groups = sorted(by_class[cls].values(), key=lambda g: min(str(paths[i]) for i in g))
         order = rng_for(cfg.project.seed, "split", cls).permutation(len(groups))
         n = sum(len(g) for g in groups)
-        bounds = (s.train_fraction * n, (s.train_fraction + s.val_fraction) * n)
+        cuts = [round(f * n) for f in (s.train_fraction, s.train_fraction + s.val_fraction * s.selection_fraction,
+                                       s.train_fraction + s.val_fraction)]
         seen, n_test = 0, 0
         for gi in order:
-            part = "train" if seen < round(bounds[0]) else "val" if seen < round(bounds[1]) else "test"
+            part = next((p for p, cut in zip(("train", "select", "val"), cuts) if seen < cut), "test")
             for i in groups[gi]:
                 entries.append(SplitEntry(paths[i], cls, "known", part, digests[i], _rel(paths[i], index.root)))
             seen += len(groups[gi])

@@ -1,4 +1,7 @@
-"""The training loop: one recipe for random init and fine-tuning, best epoch on validation accuracy.
+"""The training loop: one recipe for random init and fine-tuning, best epoch on the selection images.
+
+The selection images (``splits.selection_fraction`` of the validation share) only choose the epoch;
+without them the last epoch is kept. Either way the images that set thresholds never choose anything.
 
 After every epoch the loop hands a checkpoint (model, optimizer, scheduler, the augmentation
 generator's and torch's RNG states, the best epoch so far, the history) to a callback; ``fit``
@@ -25,7 +28,7 @@ from osd.progress import Reporter, ensure
 class TrainOutcome:
     state_dict: dict[str, torch.Tensor]
     best_epoch: int
-    best_val_accuracy: float
+    selection_accuracy: float | None  # None: no selection images, the last epoch is kept
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -49,8 +52,8 @@ def fit(
     model: nn.Module,
     train_x: torch.Tensor,
     train_y: torch.Tensor,
-    val_x: torch.Tensor,
-    val_y: torch.Tensor,
+    select_x: torch.Tensor | None,
+    select_y: torch.Tensor | None,
     recipe: ClassifierSection,
     device: torch.device,
     generator: torch.Generator,
@@ -70,7 +73,8 @@ def fit(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch,
                                                 pct_start=0.2)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    best = TrainOutcome(copy.deepcopy(model.state_dict()), 0, -1.0)
+    choose = select_y is not None and len(select_y) > 0
+    best = TrainOutcome(copy.deepcopy(model.state_dict()), 0, -1.0 if choose else None)
     best_loss = float("inf")
     first_epoch, elapsed = 1, 0.0
     if resume is not None:
@@ -79,7 +83,7 @@ def fit(
         sched.load_state_dict(resume["scheduler"])
         generator.set_state(resume["generator"])
         torch.set_rng_state(resume["torch_rng"])
-        best = TrainOutcome(resume["best_state"], int(resume["best_epoch"]), float(resume["best_val_accuracy"]),
+        best = TrainOutcome(resume["best_state"], int(resume["best_epoch"]), resume["selection_accuracy"],
                             list(resume["history"]))
         best_loss, first_epoch, elapsed = float(resume["best_loss"]), int(resume["epoch"]) + 1, float(resume["seconds"])
     start = time.perf_counter() - elapsed
@@ -104,21 +108,26 @@ def fit(
                 sched.step()
                 total += float(loss.detach()) * len(idx)
                 seen += len(idx)
-            val_acc, val_loss = evaluate(model, val_x, val_y, device)
-            row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_accuracy": val_acc, "val_loss": val_loss,
-                   "seconds": time.perf_counter() - start}
+            row = {"epoch": epoch, "train_loss": total / max(seen, 1)}
+            if choose:
+                acc, sel_loss = evaluate(model, select_x, select_y, device)
+                row.update(select_accuracy=acc, select_loss=sel_loss)
+                better = acc > best.selection_accuracy or (acc == best.selection_accuracy and sel_loss < best_loss)
+            else:
+                acc, sel_loss, better = None, float("inf"), True  # no selection images: the last epoch
+            row["seconds"] = time.perf_counter() - start
             best.history.append(row)
-            if val_acc > best.best_val_accuracy or (val_acc == best.best_val_accuracy and val_loss < best_loss):
+            if better:
                 best.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                best.best_epoch, best.best_val_accuracy, best_loss = epoch, val_acc, val_loss
+                best.best_epoch, best.selection_accuracy, best_loss = epoch, acc, sel_loss
             if checkpoint is not None and epoch < recipe.epochs:
                 checkpoint({
                     "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "generator": generator.get_state(),
                     "torch_rng": torch.get_rng_state(), "best_state": best.state_dict, "best_epoch": best.best_epoch,
-                    "best_val_accuracy": best.best_val_accuracy, "best_loss": best_loss, "history": best.history,
+                    "selection_accuracy": best.selection_accuracy, "best_loss": best_loss, "history": best.history,
                     "seconds": time.perf_counter() - start,
                 })
-            task.advance(1, loss=row["train_loss"], val_acc=val_acc)
+            task.advance(1, loss=row["train_loss"], **({"select_acc": acc} if choose else {}))
     best.seconds = time.perf_counter() - start
     return best

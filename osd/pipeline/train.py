@@ -19,7 +19,7 @@ from osd.pipeline.data import settings_key, split_manifest, weights_identity
 from osd.progress import Reporter, ensure
 
 # Bump when the meaning of the trained model or of the stored embeddings changes.
-TRAIN_ALGORITHM = "train/2"
+TRAIN_ALGORITHM = "train/3"  # 3: the epoch is chosen on select images, not on threshold images
 EMBED_ALGORITHM = "embed/4"  # 4: paths relative to neu.root; 3: keyed on the classifier artifact's id
 TRAIN_SECTIONS = ("classifier", "splits", "neu.root", "project.seed")
 
@@ -36,9 +36,9 @@ def _entries(manifest, part: str):
 
 def train_key(cfg: Config, split: str) -> str:
     m = split_manifest(cfg, split)
-    # train and validation images only: a change to the test images never retrains (nor moves a threshold)
+    # training and selection images only: a change to the threshold or test images never retrains
     return artifacts.cache_key("train", TRAIN_ALGORITHM, settings_key(cfg, ("classifier", "project.seed")),
-                               m.fingerprint(("train", "val")))
+                               m.fingerprint(("train", "select")))
 
 
 @dataclass
@@ -48,7 +48,7 @@ class TrainResult:
     weights: str
     classes: list[str]
     best_epoch: int
-    best_val_accuracy: float
+    selection_accuracy: float | None  # on the select images; None when the last epoch is kept
     seconds: float
     cached: bool
     history: list[dict[str, float]] = field(default_factory=list)
@@ -90,7 +90,7 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
     gen = runtime.seed_everything(cfg.project.seed)
     classes = list(manifest.known)
     data = {}
-    for part in ("train", "val"):
+    for part in ("train", "select"):
         entries = _entries(manifest, part)
         x, kept = load_images([e.path for e in entries], cfg.classifier.image_size)
         y = torch.tensor([classes.index(entries[i].label) for i in kept])
@@ -103,17 +103,18 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
     was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
     try:
-        outcome = fit(model, *data["train"], *data["val"], cfg.classifier, device, gen, reporter,
+        outcome = fit(model, *data["train"], *data["select"], cfg.classifier, device, gen, reporter,
                       checkpoint=lambda state: artifacts.save(ckpt_path, key, state), resume=resume)
     finally:
         torch.use_deterministic_algorithms(was, warn_only=warn_only)
     payload = {
         "classes": classes, "state_dict": outcome.state_dict, "best_epoch": outcome.best_epoch,
-        "best_val_accuracy": outcome.best_val_accuracy, "history": outcome.history, "seconds": outcome.seconds,
+        "selection_accuracy": outcome.selection_accuracy, "n_select": len(data["select"][1]),
+        "history": outcome.history, "seconds": outcome.seconds,
         "weights": describe_weights(cfg.classifier.weights), "arch": cfg.classifier.arch,
     }
     prov = artifacts.provenance(cfg, "train", TRAIN_ALGORITHM, key, TRAIN_SECTIONS,
-                                {"manifest_train_val": manifest.fingerprint(("train", "val")),
+                                {"manifest_train_select": manifest.fingerprint(("train", "select")),
                                  "weights": weights_identity(cfg, cfg.classifier.weights, cfg.classifier.arch)},
                                 split=split)
     artifact_id = artifacts.save(path, key, payload, prov)
@@ -143,7 +144,7 @@ def train(cfg: Config, split: str, force: bool = False, reporter: Reporter | Non
     payload = record["payload"]
     prov = {**record["provenance"], "artifact_id": record["id"]}
     return TrainResult(split, payload["arch"], payload["weights"], list(payload["classes"]), payload["best_epoch"],
-                       payload["best_val_accuracy"], payload["seconds"], cached, payload["history"], str(path),
+                       payload["selection_accuracy"], payload["seconds"], cached, payload["history"], str(path),
                        record["id"], prov)
 
 
