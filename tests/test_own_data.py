@@ -33,10 +33,19 @@ def own_data(root: Path, per_class: int = 10, sizes=((40, 40),)) -> Path:
     return root
 
 
-def test_init_writes_splits_for_own_classes_and_the_study_runs(tmp_path: Path):
+TINY_SETS = ["--set", "classifier.arch=resnet18", "--set", "classifier.weights=none", "--set",
+             "classifier.image_size=32", "--set", "classifier.epochs=1", "--set", "stats.bootstrap=10",
+             "--set", "patchcore.backbone=resnet18", "--set", "patchcore.weights=none", "--set",
+             "patchcore.image_size=32", "--set", "normal.crop_size=40", "--set", "normal.crop_stride=40",
+             "--set", "bench.runs=1", "--set", "bench.warmup=0"]
+
+
+def test_init_writes_splits_for_own_classes_and_run_all_runs_without_edits(tmp_path: Path):
+    """Class folders that are not NEU's: ``osd init`` then ``osd run-all``, osd.toml untouched."""
     data = own_data(tmp_path / "data")
     r = runner.invoke(app, ["init", str(tmp_path / "p"), "--neu", str(data), "--unknown-per-split", "2"])
     assert r.exit_code == 0, r.output
+    toml = (tmp_path / "p" / "osd.toml").read_text()
     cfg = config.load(tmp_path / "p")
     assert cfg.split_names == ["a", "b", "c"]
     unknown = sorted(c for s in cfg.split_names for c in cfg.split(s).unknown)
@@ -45,11 +54,33 @@ def test_init_writes_splits_for_own_classes_and_the_study_runs(tmp_path: Path):
     check = json.loads(runner.invoke(app, ["data", "check", "-p", str(tmp_path / "p"), "--json"]).stdout)
     assert check["neu_counts"] == {c: 10 for c in CLASSES}  # masks are not images, Imgs is not a class
     assert any("mask file(s)" in n for n in check["notes"])
-    tiny = ["--set", "classifier.arch=resnet18", "--set", "classifier.weights=none", "--set",
-            "classifier.image_size=32", "--set", "classifier.epochs=1", "--set", "stats.bootstrap=10"]
-    r = runner.invoke(app, ["osr", "-p", str(tmp_path / "p"), "--split", "c", *tiny, "--json"])
+    # no normal images: the one-stage study runs on every split; the cascade is skipped, and said so
+    r = runner.invoke(app, ["run-all", "-p", str(tmp_path / "p"), *TINY_SETS, "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["classes"] == cfg.split("c").known
+    out = json.loads(r.stdout)
+    assert out["two_stage"] is False and not out["failed"]
+    assert any("only the one-stage study ran" in n for n in out["notes"])
+    rows = out["report"]["rows"]
+    assert {(row["split"], row["approach"]) for row in rows} >= {(s, "one_stage_mahalanobis") for s in "abc"}
+    assert not any(row["approach"].startswith("cascade") for row in rows)
+    assert (tmp_path / "p" / "osd.toml").read_text() == toml
+
+
+def test_own_classes_with_a_folder_of_normal_images_run_both_approaches(tmp_path: Path):
+    data = own_data(tmp_path / "data")
+    rng = np.random.default_rng(3)
+    good = tmp_path / "good"
+    good.mkdir()
+    for i in range(8):
+        Image.fromarray(rng.normal(120, 10, (40, 80)).clip(0, 255).astype(np.uint8)).save(good / f"g{i}.png")
+    r = runner.invoke(app, ["init", str(tmp_path / "p"), "--neu", str(data), "--normal", str(good)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["run-all", "-p", str(tmp_path / "p"), "--splits", "a", *TINY_SETS, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["two_stage"] is True
+    assert {row["approach"] for row in out["report"]["rows"] if row["split"] == "a"} >= {
+        "one_stage_mahalanobis", "cascade_strict", "cascade_ignore_no_defect"}
 
 
 def test_moving_the_data_folder_does_not_retrain(tiny_project: Path):

@@ -357,6 +357,8 @@ def show_run_all(r: dict[str, Any]) -> None:
                [[s["split"], s.get("seed", "-"), s["step"], s["seconds"], s["cached"]] for s in r["steps"]],
                caption=f"total {r['seconds']:.1f} s"))
     show_summary(r["report"])
+    for msg in r.get("notes", []):
+        warning(msg)
 
 
 PREDICT_TABLE_ROWS = 30

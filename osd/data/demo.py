@@ -89,20 +89,22 @@ def neu_like_image(cls: str, rng: np.random.Generator, size: int = 200) -> Image
     return Image.fromarray(np.clip(np.asarray(img, dtype=np.float64) + noise, 0, 255).astype(np.uint8), mode="L")
 
 
-def strip_image(rng: np.random.Generator, defective: bool, w: int = 1600, h: int = 256) -> Image.Image:
+def strip_image(rng: np.random.Generator, defect_at: int | None = None, w: int = 1600, h: int = 256
+                ) -> Image.Image:
+    """A steel strip; with ``defect_at``, a defect drawn in the square of columns ``defect_at .. +h``."""
     arr = _texture(rng, h, w)
     if rng.uniform() < 0.5:  # the strip does not always fill the frame
         arr[:, : int(rng.uniform(100, 300))] = rng.uniform(0, 15)
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
-    if defective:
-        sub = img.crop((400, 0, 1200, 256))
+    if defect_at is not None:
+        sub = img.crop((defect_at, 0, defect_at + h, h))
         _draw_defect(str(rng.choice(["scratches", "patches", "inclusion"])), rng, sub)
-        img.paste(sub, (400, 0))
+        img.paste(sub, (defect_at, 0))
     return img.filter(ImageFilter.GaussianBlur(radius=0.6)).convert("RGB")
 
 
 def write_demo(
-    root: str | Path, per_class: int = 60, normal_strips: int = 12, defective_strips: int = 4, seed: int = 0
+    root: str | Path, per_class: int = 60, normal_strips: int = 24, defective_strips: int = 6, seed: int = 0
 ) -> dict[str, Path]:
     """Write NEU-like images to ``root/NEU-DET/IMAGES`` and strips to ``root/severstal``."""
     root = Path(root)
@@ -116,10 +118,13 @@ def write_demo(
     (sev / "train_images").mkdir(parents=True, exist_ok=True)
     rows = ["ImageId,ClassId,EncodedPixels"]
     for i in range(normal_strips + defective_strips):
-        defective = i >= normal_strips
+        # the defect sits in one 256-column square and train.csv's mask covers exactly that square
+        # (column-major run-length code: the square is one run), so stage 1's in-domain test labels
+        # crops by what is really drawn on them
+        at = int(rng.integers(300, 1600 - 256)) if i >= normal_strips else None
         name = f"demo{i:05d}.jpg"
-        strip_image(rng, defective).save(sev / "train_images" / name, quality=92)
-        if defective:
-            rows.append(f"{name},{int(rng.integers(1, 5))},{400 * 256 + 1} {256 * 50}")
+        strip_image(rng, at).save(sev / "train_images" / name, quality=92)
+        if at is not None:
+            rows.append(f"{name},{int(rng.integers(1, 5))},{at * 256 + 1} {256 * 256}")
     (sev / "train.csv").write_text("\n".join(rows) + "\n")
     return {"neu": root / "NEU-DET", "severstal": sev}

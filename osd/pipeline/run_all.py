@@ -70,5 +70,9 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
     if not reuse:
         artifacts.write_json(layout.root / "report.json", {"cache_key": key, "report": report})
     steps.append({"split": "-", "seed": "-", "step": "report", "seconds": time.perf_counter() - t, "cached": reuse})
+    notes = [] if two_stage else [
+        "no normal images configured (normal.severstal_root or normal.folder): only the one-stage study ran; "
+        "the two-stage cascade needs defect-free images (osd init --normal DIR, or set normal.folder)"]
     return {"steps": steps, "seconds": time.perf_counter() - start, "report": report, "two_stage": two_stage,
+            "notes": notes,
             "seeds": seeds, "jobs": jobs, "scheduler": str(scheduler) if scheduler else None, "failed": failed}
