@@ -1,18 +1,32 @@
-"""Device choice, threads and seeds: set in one place, passed down explicitly."""
+"""Device choice, threads and seeds: set in one place, passed down explicitly.
+
+A library call that sets torch's thread count or seeds the global generators does so inside
+:func:`scope` (or a function decorated with :func:`scoped`), which puts the caller's thread count
+and generator states back afterwards: osd never changes process-wide state behind its caller's back.
+"""
 
 from __future__ import annotations
 
+import functools
 import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
 
 from osd.config import Config
 from osd.errors import DeviceError
 
+if TYPE_CHECKING:
+    import torch
+# torch is imported inside the functions: modules that only decorate with ``scoped`` stay light
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA, then MPS, then CPU; an explicit device that is absent is an error."""
+    import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -27,14 +41,51 @@ def resolve_device(name: str) -> torch.device:
 
 
 def setup(cfg: Config) -> torch.device:
-    """Threads and device for a run; returns the device."""
+    """Threads and device for a run; returns the device. Call it inside :func:`scope`."""
+    import torch
+
     if cfg.project.threads:
         torch.set_num_threads(cfg.project.threads)
     return resolve_device(cfg.project.device)
 
 
+@contextmanager
+def scope() -> Iterator[None]:
+    """Restore torch's thread count and the global random generators (Python, NumPy, torch) on exit."""
+    import torch
+
+    threads = torch.get_num_threads()
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def scoped(fn: F) -> F:
+    """Run ``fn`` inside :func:`scope`."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with scope():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed the global generators torchvision's random transforms use; return a generator for the rest."""
+    """Seed the global generators torchvision's random transforms use; return a generator for the rest.
+
+    Call it inside :func:`scope`, which gives the caller its own generator states back.
+    """
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

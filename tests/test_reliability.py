@@ -158,3 +158,28 @@ def test_a_second_process_waits_for_the_first_and_reuses_its_work(tmp_path: Path
     t.join()
     assert events[0] == "first in" and "another osd process" in events[1]
     assert events[2:] == ["first out", "second in: done"]
+
+
+def test_library_calls_give_back_threads_and_global_generators(tiny_project):
+    """project.threads and seeding apply inside osd's calls only; the caller's state comes back."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from osd import config
+    from osd.pipeline.cascade import stage1_scores
+    from osd.pipeline.osr import calibrate
+    from osd.pipeline.predict import predict
+
+    cfg = config.load(tiny_project).replace(**{"project.threads": 1})
+    before_threads = torch.get_num_threads()
+    random.seed(123), np.random.seed(123), torch.manual_seed(123)
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    random.seed(123), np.random.seed(123), torch.manual_seed(123)
+    calibrate(cfg, "a")  # trains and embeds first
+    stage1_scores(cfg, "a")  # fits PatchCore first
+    rows = predict(cfg, "a", [np.full((32, 32), 120, dtype=np.uint8)])
+    assert len(rows) == 1
+    assert torch.get_num_threads() == before_threads
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected

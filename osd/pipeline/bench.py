@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from osd import __version__, artifacts
+from osd import __version__, artifacts, runtime
 from osd.config import Config
 from osd.pipeline.data import split_manifest
 from osd.pipeline.detector import load_detector
@@ -39,11 +39,11 @@ def _sync(device) -> None:
         torch.mps.synchronize()
 
 
+@runtime.scoped
 def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str, Any]:
     """Per-image latency at batch size 1 (median, p95) and throughput at ``bench.batch_size``."""
     import torch
 
-    from osd import runtime
     from osd.data.images import load_rgb
     from osd.data.tensors import normalize, pil_to_uint8
     from osd.osr.features import stack

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from osd import artifacts
+from osd import artifacts, runtime
 from osd.config import Config
 from osd.errors import OsdWarning
 from osd.metrics import RANKING, UNKNOWN, bootstrap, metric_intervals, open_set_metrics
@@ -72,10 +72,10 @@ class CascadeResult:
         return asdict(self)
 
 
+@runtime.scoped
 def stage1_scores(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None
                   ) -> tuple[dict[str, float], dict[str, str], bool]:
     """PatchCore scores of the split's test images by path, the unreadable ones with reasons; cached."""
-    from osd import runtime
 
     manifest = split_manifest(cfg, split)
     fit = fit_patchcore(cfg, reporter=reporter)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from osd import artifacts
+from osd import artifacts, runtime
 from osd.config import Config
 from osd.data.splits import rng_for
 from osd.errors import OsdWarning
@@ -173,8 +173,8 @@ def _fit_or_load(cfg: Config, force: bool, reporter: Reporter) -> tuple[dict[str
         return _fit(cfg, data, key, layout, reporter), False
 
 
+@runtime.scoped
 def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, reporter: Reporter) -> dict[str, Any]:
-    from osd import runtime
     from osd.models.backbones import describe_weights
     from osd.osr.thresholds import AcceptanceThreshold
 

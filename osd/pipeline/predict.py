@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from osd import artifacts
+from osd import artifacts, runtime
 from osd.config import Config
 from osd.data.images import is_image_name
 from osd.errors import ArtifactError, DataError, OsdWarning
@@ -54,15 +54,16 @@ class Predictor:
     device: Any = None
     notes: list[str] = field(default_factory=list)
 
+    @runtime.scoped  # building the models draws on torch's global generator: the caller's comes back
     def __post_init__(self) -> None:
-        from osd import runtime
         from osd.pipeline.train import load_model
 
         if self.approach not in APPROACHES:
             raise DataError(f"--approach {self.approach!r}: choose one of {', '.join(APPROACHES)}")
         self.split = self.split.lower()
         layout = artifacts.Layout(self.cfg.output_dir)
-        self.device = self.device or runtime.setup(self.cfg)
+        # threads are set per batch, inside runtime.scope (see _rows): none are set here
+        self.device = self.device or runtime.resolve_device(self.cfg.project.device)
         model_rec = self._need(layout.model(self.split), f"osd train --split {self.split}")
         cal_rec = self._need(layout.calibration(self.split), f"osd calibrate --split {self.split}")
         self.provenance = {"classifier": model_rec["id"], "calibration": cal_rec["id"]}
@@ -110,6 +111,11 @@ class Predictor:
             warnings.warn(msg, OsdWarning, stacklevel=3)
 
     def _rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:
+        with runtime.scope():  # project.threads for this batch; the caller's count comes back after it
+            runtime.setup(self.cfg)
+            return self._batch_rows(names, imgs)
+
+    def _batch_rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:
         import torch
 
         from osd.data.tensors import normalize, pil_to_uint8

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from osd import artifacts
+from osd import artifacts, runtime
 from osd.config import Config
 from osd.pipeline.data import settings_key, split_manifest, weights_identity
 from osd.progress import Reporter, ensure
@@ -71,12 +71,12 @@ def load_model(cfg: Config, payload: dict[str, Any]):
     return model.eval()
 
 
+@runtime.scoped
 def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool, reporter: Reporter
            ) -> dict[str, Any]:
     """Train, checkpointing every epoch; a checkpoint of the same key left by a killed run is resumed."""
     import torch
 
-    from osd import runtime
     from osd.data.tensors import load_images
     from osd.models.backbones import build, check_classifier, describe_weights
     from osd.models.classifier import EmbeddingClassifier
@@ -167,11 +167,11 @@ def embed_key(cfg: Config, split: str, model_id: str) -> str:
     return artifacts.cache_key("embed", EMBED_ALGORITHM, model_id, split_manifest(cfg, split).fingerprint())
 
 
+@runtime.scoped
 def embed(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> EmbedResult:
     """Embeddings and logits of train, val, known test and unknown test; trains first if needed."""
     import torch
 
-    from osd import runtime
     from osd.data.tensors import load_images, normalize
 
     reporter = ensure(reporter)
