@@ -31,6 +31,8 @@ def test_run_all_then_cached_rerun(tiny_project: Path):
     assert all(r["auroc"] for r in rows if not r["approach"].startswith("cascade"))
     assert not any(r["auroc"] for r in rows if r["approach"].startswith("cascade"))
     assert all(r["open_set_accuracy"] for r in rows)
+    # how the epoch was chosen is stated as the runs recorded it
+    assert any("splits.selection_fraction: 0.5 (" in c for c in first["report"]["caveats"])
     r = runner.invoke(app, ["run-all", "-p", p, "--splits", "a,c", "--json"])
     again = json.loads(r.stdout)
     cached = {(s["split"], s["step"]): s["cached"] for s in again["steps"]}

@@ -201,6 +201,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     rows: list[dict[str, Any]] = []
     per_split: dict[str, Any] = {}
     weights: dict[str, set[str]] = {"classifier": set(), "patchcore": set()}
+    selection: set[Any] = set()  # splits.selection_fraction as recorded by each run's osr section
     for name, seed, c, lay in runs:
         m = artifacts.read_json(lay.metrics(name))
         if not isinstance(m, dict):
@@ -211,6 +212,8 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
             w = prov.get("weights")
             if section == "osr" and w:
                 weights["classifier"].add(_weights_name(w))
+            if section == "osr" and prov:
+                selection.add(prov.get("config", {}).get("splits.selection_fraction"))
             if section == "cascade" and isinstance(w, dict) and w.get("patchcore"):
                 weights["patchcore"].add(_weights_name(w["patchcore"]))
         split_rows = _section_rows(name, m)
@@ -249,6 +252,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
         "NEU has no normal images, so 'strict' mode counts every stage-1 'normal' call on NEU as an error.",
         "Thresholds were set on known validation images (tau, kappa) and calibration normals (PatchCore), "
         "never on test data. Intervals are 95% stratified bootstrap intervals over the test images.",
+        _selection_caveat(selection),
     ]
     stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
     for n, notes in stale.items():
@@ -264,6 +268,21 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     return {"summary_csv": str(summary), "report_html": str(report), "rows": rows, "splits": names, "seeds": seeds,
             "caveats": caveats, "verdict": v, "verdict_sentence": _verdict_sentence(v), "stale": stale,
             "plots": {k: val["plots"] for k, val in per_split.items()}}
+
+
+def _selection_caveat(fractions: set[Any]) -> str:
+    """How the classifier's epoch was chosen, as the runs recorded it (not as osd.toml says now)."""
+    words = []
+    for f in sorted(fractions, key=str):
+        if f is None:
+            words.append("not recorded (an earlier osd: the epoch was chosen on the same validation images that "
+                         "set tau and kappa, which can make them optimistic)")
+        elif float(f) == 0:
+            words.append("0 (the last epoch was kept; all validation images set tau and kappa)")
+        else:
+            words.append(f"{f} (that share of the validation images chose the epoch; the rest, which no choice "
+                         "had seen, set tau and kappa)")
+    return "Epoch selection, splits.selection_fraction: " + "; ".join(words or ["no one-stage results"]) + "."
 
 
 def _weights_name(w: Any) -> str:
