@@ -119,3 +119,30 @@ def test_block_names_follow_the_configuration():
     assert block_names([], "multilayer", "mean") == ["penultimate"]  # a model without residual stages
     x, widths = stack({"a": np.ones((2, 3)), "b": np.zeros((2, 1))}, ["b", "a"])
     assert widths == [1, 3] and x.tolist() == [[0, 1, 1, 1], [0, 1, 1, 1]]
+
+
+def test_pseudo_open_set_selection_knows_signal_from_noise():
+    """Held-out classes are found by a block that separates classes, not by pure noise; ties keep the locked."""
+    from osd.osr.selection import VariantSelection, leave_one_class_out_auroc
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (4, 8)) * 6
+
+    def draw(n):
+        y = np.repeat(np.arange(4), n)
+        return centres[y] + rng.normal(0, 1, (len(y), 8)), y.astype(str)
+
+    (xt, yt), (xv, yv) = draw(40), draw(20)
+    signal = leave_one_class_out_auroc(xt, yt, xv, yv, (8,), "ledoitwolf", "none")
+    noise = leave_one_class_out_auroc(rng.normal(0, 1, xt.shape), yt, rng.normal(0, 1, xv.shape), yv, (8,),
+                                      "ledoitwolf", "none")
+    assert set(signal) == {"0", "1", "2", "3"} and min(signal.values()) > 0.95
+    assert abs(np.mean(list(noise.values())) - 0.5) < 0.15
+    sel = VariantSelection()
+    sel.add("penultimate", noise)
+    sel.add("multilayer", signal)
+    assert sel.select(["penultimate", "multilayer"]).selected_ == "multilayer"
+    tie = VariantSelection()
+    tie.add("multilayer", signal)
+    tie.add("penultimate", signal)
+    assert tie.select(["penultimate", "multilayer"]).selected_ == "penultimate"

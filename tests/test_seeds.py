@@ -52,7 +52,9 @@ def test_perturbing_test_images_moves_no_threshold(tiny_project: Path):
 
     cfg = config.load(tiny_project)
     before = calibrate(cfg, "a")
-    variants = {k: v["tau"] for k, v in evaluate(cfg, "a").variants.items()}
+    first = evaluate(cfg, "a")
+    variants = {k: v["tau"] for k, v in first.variants.items()}
+    assert first.selection["selected"] in ("penultimate", "multilayer", "multilayer_mean_std")
     pc = fit_patchcore(cfg).threshold
     for e in split_manifest(cfg, "a").test()[:6]:  # known and unknown test images get other pixels
         arr = np.asarray(Image.open(e.path).convert("L")).copy()
@@ -60,7 +62,10 @@ def test_perturbing_test_images_moves_no_threshold(tiny_project: Path):
     _neu.cache_clear()
     after = calibrate(cfg, "a")
     assert (after.tau, after.kappa) == (before.tau, before.kappa)
-    assert {k: v["tau"] for k, v in evaluate(cfg, "a").variants.items()} == variants
+    again = evaluate(cfg, "a")
+    assert {k: v["tau"] for k, v in again.variants.items()} == variants
+    assert again.selection == first.selection  # the choice made without test data stays as it was
+    assert again.osr != first.osr  # while the test metrics did move: the test images really changed
     assert fit_patchcore(cfg).threshold == pc
 
 

@@ -255,6 +255,11 @@ def show_osr(r: Any) -> None:
         caption="scores: higher = more unknown; unknown is the positive class; [95% bootstrap interval]; "
                 "variants come from the same embeddings, each with its own tau, and are never used to choose",
     ))
+    sel = r.selection or {}
+    if sel.get("selected"):
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in sel.get("validation_auroc", {}).items())
+        note(f"chosen without test data (pseudo-open-set AUROC on validation, reported only): {sel['selected']} "
+             f"({scores})")
     note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")
     out.print(f"{cached_tag(r.cached)} (classifier, embeddings, calibration; the test metrics are recomputed)")
 

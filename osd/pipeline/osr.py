@@ -24,7 +24,7 @@ from osd.pipeline.train import TRAIN_SECTIONS, load_embeddings
 from osd.progress import Reporter
 
 CALIBRATE_ALGORITHM = "calibrate/4"  # 4: records the features actually scored; 3: order-statistic thresholds
-EVALUATE_ALGORITHM = "osr/2"
+EVALUATE_ALGORITHM = "osr/3"  # 3: variant selection without test data
 SECTIONS = (*TRAIN_SECTIONS, "osr")
 # (features, pooling) of the variants reported beside the configured method
 VARIANTS = {"penultimate": ("penultimate", "mean"), "multilayer": ("multilayer", "mean"),
@@ -70,6 +70,24 @@ def fit_scorer(emb: dict[str, Any], features: str, pooling: str, covariance: str
         x_train, np.asarray(train["labels"]), X_ref=x_val)
     tau = AcceptanceThreshold(acceptance, "tau (known validation images)").fit(scorer.score_samples(x_val))
     return blocks, scorer, tau
+
+
+def select_variant(emb: dict[str, Any], covariance: str, normalize: str):
+    """Every feature variant's pseudo-open-set AUROC on training + validation images, and the best one."""
+    from osd.osr.features import block_names, stack
+    from osd.osr.selection import VariantSelection, leave_one_class_out_auroc
+
+    train, val = emb["train"], emb["val"]
+    sel, seen = VariantSelection(), set()
+    for name, (features, pooling) in VARIANTS.items():
+        blocks = block_names(list(train.get("stages", {})), features, pooling)
+        if tuple(blocks) in seen:  # a model without stages: every variant is the penultimate one
+            continue
+        seen.add(tuple(blocks))
+        x_train, widths = stack(_stats(train), blocks)
+        sel.add(name, leave_one_class_out_auroc(x_train, np.asarray(train["labels"]), part_matrix(val, blocks),
+                                                np.asarray(val["labels"]), tuple(widths), covariance, normalize))
+    return sel.select(list(VARIANTS))
 
 
 @dataclass
@@ -158,6 +176,7 @@ class OsrResult:
     features: str = "penultimate"
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)  # variant chosen without test data (reported only)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "score_sign": score_sign(self.features), "positive_class": "unknown"}
@@ -229,6 +248,7 @@ def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | 
         variants[name] = {**open_set_metrics(t["labels"], p_v, closed, d_v, t["is_unknown"], classes),
                           "tau": v_tau.threshold_, "features": features, "pooling": pooling, "blocks": blocks,
                           "role": "variant: reported beside the locked method, never used to choose it"}
+    selection = select_variant(emb, o.covariance, o.normalize).to_dict()
     root = cfg.path(cfg.neu.root)  # artifacts hold paths relative to it; the CSV shows where they are now
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -253,10 +273,10 @@ def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | 
         else f"configured variant ({cal.features}); the locked method is under variants",
         "msp": {**m_msp, "intervals95": intervals.get("msp", {}), "kappa": cal.kappa,
                 "score": "negative max softmax of the classifier (higher = more unknown)"},
-        "variants": variants, "data": {**data_counts(emb), "known": list(classes),
+        "variants": variants, "selection": selection, "data": {**data_counts(emb), "known": list(classes),
                                        "unknown": sorted({str(x) for x in emb["test_unknown"]["labels"]})},
         "provenance": prov,
     }
     metrics_path = artifacts.update_metrics(layout.metrics(split), "osr", osr_section)
     return OsrResult(split, classes, cal.tau, cal.kappa, m_osr, m_msp, str(pred_path), str(metrics_path), cal.cached,
-                     cal.features, variants, intervals)
+                     cal.features, variants, intervals, selection)

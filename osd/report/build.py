@@ -202,6 +202,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     per_split: dict[str, Any] = {}
     weights: dict[str, set[str]] = {"classifier": set(), "patchcore": set()}
     selection: set[Any] = set()  # splits.selection_fraction as recorded by each run's osr section
+    chosen: list[str] = []  # the variant each run selects without test data
     for name, seed, c, lay in runs:
         m = artifacts.read_json(lay.metrics(name))
         if not isinstance(m, dict):
@@ -216,6 +217,12 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
                 selection.add(prov.get("config", {}).get("splits.selection_fraction"))
             if section == "cascade" and isinstance(w, dict) and w.get("patchcore"):
                 weights["patchcore"].add(_weights_name(w["patchcore"]))
+        pick = (m.get("osr") or {}).get("selection") or {}
+        if pick.get("selected"):
+            scores = pick.get("validation_auroc", {})
+            run = name if len(seeds) == 1 else f"{name} seed {seed}"
+            chosen.append(f"{run}: {pick['selected']} ({scores.get(pick['selected'], float('nan')):.3f}; locked "
+                          f"penultimate {scores.get('penultimate', float('nan')):.3f})")
         split_rows = _section_rows(name, m)
         for r in split_rows:
             r["seed"] = seed
@@ -254,6 +261,10 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
         "never on test data. Intervals are 95% stratified bootstrap intervals over the test images.",
         _selection_caveat(selection),
     ]
+    if chosen:
+        caveats.append("Feature variant chosen without test data (pseudo-open-set on the known classes' training and "
+                       "validation images, mean AUROC; reported only, the headline stays the locked method): "
+                       + "; ".join(chosen) + ".")
     stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
     for n, notes in stale.items():
         for section, diffs in notes.items():
