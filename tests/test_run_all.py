@@ -37,4 +37,11 @@ def test_run_all_then_cached_rerun(tiny_project: Path):
     again = json.loads(r.stdout)
     cached = {(s["split"], s["step"]): s["cached"] for s in again["steps"]}
     assert cached[("-", "patchcore fit")] and cached[("a", "train")] and cached[("c", "bench")]
+    assert cached[("-", "report")]  # osr rewrote the same numbers (at a new time): the report is kept
     assert again["seconds"] < first["seconds"]
+    # a step's output that changes (here by hand) makes the report be rebuilt from it
+    m = json.loads((out / "split_a" / "metrics.json").read_text())
+    m["edited"] = True
+    (out / "split_a" / "metrics.json").write_text(json.dumps(m))
+    third = json.loads(runner.invoke(app, ["run-all", "-p", p, "--splits", "a,c", "--json"]).stdout)
+    assert not {s["step"]: s["cached"] for s in third["steps"]}["report"]

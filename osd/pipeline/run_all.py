@@ -37,6 +37,27 @@ def cached_bench(cfg: Config, split: str, force: bool = False, reporter: Reporte
     return result, False
 
 
+REPORT_ALGORITHM = "report/2"  # 2: keyed on the steps' outputs by content; epoch-selection and variant notes
+
+
+def _without_times(value: Any) -> Any:
+    """A metrics document less its ``created`` stamps (osr rewrites the same numbers at a new time)."""
+    if isinstance(value, dict):
+        return {k: _without_times(v) for k, v in value.items() if k != "created"}
+    if isinstance(value, list):
+        return [_without_times(v) for v in value]
+    return value
+
+
+def _report_inputs(cfg: Config, splits: list[str], seeds: list[int]) -> list[Any]:
+    out = []
+    for seed in seeds:
+        layout = artifacts.Layout(cfg.for_seed(seed).output_dir)
+        for path in [*(layout.metrics(s) for s in splits), layout.patchcore / "fit_stats.json"]:
+            out.append([str(path), artifacts.cache_key(_without_times(artifacts.read_json(path)))])
+    return out
+
+
 def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
             reporter: Reporter | None = None, seeds: list[int] | None = None, jobs: int = 1,
             scheduler: Any = None) -> dict[str, Any]:
@@ -61,7 +82,10 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
               for r in records if r.get("error")]
     t = time.perf_counter()
     layout = artifacts.Layout(cfg.output_dir)
-    key = artifacts.cache_key("report", splits, seeds, cfg.to_dict())
+    # the report is a function of what the steps wrote (every run's metrics.json and the PatchCore
+    # statistics, by content), the config and the report code's version: a step that rewrote its
+    # metrics (osr recomputes them on every call) or a newer report builder rebuilds it
+    key = artifacts.cache_key("report", REPORT_ALGORITHM, splits, seeds, cfg.to_dict(), _report_inputs(cfg, splits, seeds))
     previous = artifacts.read_json(layout.root / "report.json")
     # Nothing upstream changed and the report exists: keep it (``osd report`` rebuilds it on demand).
     reuse = (not force and not failed and all(s["cached"] for s in steps) and previous.get("cache_key") == key
