@@ -214,6 +214,16 @@ class Config:
         """The seeds a study runs: the given ones, else ``project.seeds``, else ``[project.seed]``."""
         return list(seeds or self.project.seeds or [self.project.seed])
 
+    def seeds_on_disk(self) -> list[int]:
+        """``project.seed`` and every seed with a ``seed_<n>`` folder of results under ``output_dir``."""
+        found = {self.project.seed}
+        root = self.output_dir
+        if root.is_dir():
+            for d in root.glob("seed_*"):
+                if d.is_dir() and d.name[5:].lstrip("-").isdigit():
+                    found.add(int(d.name[5:]))
+        return sorted(found)
+
     @property
     def split_names(self) -> list[str]:
         return list(self.splits.named)

@@ -43,6 +43,14 @@ def test_run_all_over_two_seeds_caches_each_and_summarises_over_seeds(tiny_proje
     assert not any("project.seed" in c for c in first["report"]["caveats"])
     again = json.loads(runner.invoke(app, ["run-all", "-p", p, "--splits", "a", "--seeds", "0,1", "--json"]).stdout)
     assert all(s["cached"] for s in again["steps"] if s["step"] in ("train", "patchcore fit", "bench"))
+    # `osd report` afterwards reports every seed on disk, not only project.seed: it must not quietly
+    # replace the two-seed summary with a one-seed one
+    r = runner.invoke(app, ["report", "-p", p, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["seeds"] == [0, 1]
+    assert {(r["split"], r["seed"]) for r in csv.DictReader((out / "summary.csv").open())} >= {("a", "0"), ("a", "1")}
+    r = runner.invoke(app, ["report", "-p", p, "--seeds", "1", "--json"])
+    assert json.loads(r.stdout)["seeds"] == [1]
 
 
 def test_perturbing_test_images_moves_no_threshold(tiny_project: Path):

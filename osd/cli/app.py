@@ -301,13 +301,26 @@ def bench_cmd(split: o.Split = "a", device: o.Device = None, project: o.Project 
 
 @app.command("report")
 @command
-def report_cmd(project: o.Project = None, set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
+def report_cmd(
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated seeds to report (default: "
+                                                 "project.seeds, else every seed with results on disk)")] = None,
+    project: o.Project = None, set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
+) -> None:
     """Rebuild summary.csv, plots and report.html from cached artifacts (no recomputation)."""
     from osd.report.build import build_report
 
     cfg = _config(project, set_)
-    result = build_report(cfg)
+    result = build_report(cfg, seeds=_seed_list(seeds))
     render.emit_json(result) if json_out else render.show_summary(result)
+
+
+def _seed_list(seeds: str | None) -> list[int] | None:
+    try:
+        return [int(x) for x in seeds.split(",") if x.strip()] if seeds else None
+    except ValueError:
+        from osd.errors import ConfigError
+
+        raise ConfigError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
 
 
 @app.command("run-all")
@@ -328,13 +341,7 @@ def run_all_cmd(
 
     cfg = _config(project, set_, device)
     names = [s.strip().lower() for s in splits.split(",") if s.strip()]
-    try:
-        seed_list = [int(x) for x in seeds.split(",") if x.strip()] if seeds else None
-    except ValueError:
-        from osd.errors import ConfigError
-
-        raise ConfigError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
-    result = run_all(cfg, names, force=force, reporter=_reporter(json_out), seeds=seed_list, jobs=jobs,
+    result = run_all(cfg, names, force=force, reporter=_reporter(json_out), seeds=_seed_list(seeds), jobs=jobs,
                      scheduler=scheduler)
     render.emit_json(result) if json_out else render.show_run_all(result)
     if result["failed"]:

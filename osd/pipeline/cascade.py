@@ -76,7 +76,6 @@ class CascadeResult:
 def stage1_scores(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None
                   ) -> tuple[dict[str, float], dict[str, str], bool]:
     """PatchCore scores of the split's test images by path, the unreadable ones with reasons; cached."""
-
     manifest = split_manifest(cfg, split)
     fit = fit_patchcore(cfg, reporter=reporter)
     key = artifacts.cache_key("stage1-scores", STAGE1_ALGORITHM, fit.artifact_id, manifest.fingerprint())

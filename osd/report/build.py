@@ -185,10 +185,12 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     Every number is shown with the settings that produced it; where the current osd.toml differs
     from those, the report says so next to the numbers (it does not recompute). With several
     seeds, each run is a row, with the mean and sample standard deviation over seeds per split and
-    over all runs.
+    over all runs. ``seeds``: default ``project.seeds``, else every seed that has results on disk.
     """
     layout = artifacts.Layout(cfg.output_dir)
-    seeds = cfg.study_seeds(seeds)
+    # without seeds: project.seeds, else every seed with results on disk (a report after
+    # `run-all --seeds 0,1` must not shrink to project.seed's runs)
+    seeds = list(seeds or cfg.project.seeds or cfg.seeds_on_disk())
     runs = []  # (split, seed, config of that run, its layout)
     for seed in seeds:
         c = cfg.for_seed(seed)
