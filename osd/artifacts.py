@@ -27,13 +27,14 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from osd import __version__
-from osd.errors import ArtifactError, OsdWarning
+from osd.errors import ArtifactError, LineageError, OsdWarning
 
 FORMAT = "osd-artifact/1"
 LIBRARIES = ("torch", "torchvision", "timm", "numpy", "scikit-learn", "scipy", "pillow")
@@ -400,6 +401,83 @@ def exclusive(path: Path, on_wait: Callable[[str], None] | None = None) -> Itera
         yield
     finally:
         fh.close()
+
+
+# ---------------------------------------------------------------- one cached step
+
+
+@dataclass
+class Step:
+    """A validated artifact record: what a step computed now or found in the cache under its key.
+
+    Callers use this very object (never a second read of the file), so what they act on is what
+    was validated.
+    """
+
+    path: Path
+    key: str
+    id: str
+    provenance: dict[str, Any]
+    payload: Any
+    cached: bool
+
+    @property
+    def lineage(self) -> dict[str, Any]:
+        """The provenance with the artifact's own id: what a result built from it records."""
+        return {**self.provenance, "artifact_id": self.id}
+
+
+def cached_step(path: Path, key: str, compute: Callable[[], tuple[Any, dict[str, Any]]], *, force: bool = False,
+                on_wait: Callable[[str], None] | None = None) -> Step:
+    """The one cached-step mechanism: ``inputs by identity -> key -> (cached | lock, compute, save)``.
+
+    ``key`` must cover the config it depends on, the inputs' content or upstream artifact ids and
+    the algorithm version. The cache is read first; on a miss the step takes the artifact's lock
+    (a second process waits there, then finds the first one's result), looks again, and only
+    then calls ``compute() -> (payload, provenance)``. The result is saved atomically with its
+    provenance and returned as the same object, so nothing is read back unvalidated.
+    """
+    path = Path(path)
+    if not force and (record := load_record(path, key)) is not None:
+        return Step(path, key, record["id"], record["provenance"], record["payload"], True)
+    with exclusive(path, on_wait):
+        if not force and (record := load_record(path, key)) is not None:  # computed while this one waited
+            return Step(path, key, record["id"], record["provenance"], record["payload"], True)
+        payload, prov = compute()
+        artifact_id = save(path, key, payload, prov)
+        return Step(path, key, artifact_id, plain(prov), payload, False)
+
+
+def require(path: Path, rebuild: str, what: str, inputs: dict[str, str] | None = None, payload: bool = True) -> Step:
+    """An artifact loaded without a key (``predict``, ``export``), checked against its lineage.
+
+    ``inputs`` maps an input name of its provenance to the artifact id it must have been built
+    from; a missing artifact or a broken link raises one line naming ``rebuild``. ``payload=False``
+    reads the record only (its id and provenance), not the arrays.
+    """
+    record = load_record(path, None) if payload else peek(path)
+    if record is None:
+        raise ArtifactError(f"{path}: no {what}; build it with `{rebuild}` (or `osd run-all`)")
+    recorded = (record.get("provenance") or {}).get("inputs") or {}
+    for name, expected in (inputs or {}).items():
+        if recorded.get(name) != expected:
+            raise LineageError(
+                f"{path}: the {what} was built from another {name} ({recorded.get(name) or 'none recorded'}) than "
+                f"the one cached now ({expected}); the artifacts do not belong together (one was rebuilt or copied); "
+                f"rebuild with `{rebuild}`")
+    return Step(Path(path), record.get("key", ""), record["id"], record["provenance"], record.get("payload"), True)
+
+
+def write_outputs(path_csv, csv_text: str, metrics_path, section_name: str, section: dict[str, Any],
+                  reasons: dict[str, str] | None = None) -> None:
+    """A step's readable outputs (its predictions CSV and its metrics.json section), rewritten only when
+    they differ from what its artifact holds, so a cached step reads and never recomputes."""
+    if path_csv is not None and (not Path(path_csv).is_file() or Path(path_csv).read_text(encoding="utf-8") != csv_text):
+        write_text(Path(path_csv), csv_text)
+    current = read_json(Path(metrics_path))
+    if not isinstance(current, dict) or plain(current.get(section_name)) != plain(section):
+        update_metrics(Path(metrics_path), section_name, section, reasons)
+
 
 
 # ---------------------------------------------------------------- provenance

@@ -228,12 +228,17 @@ class Config:
     def split_names(self) -> list[str]:
         return list(self.splits.named)
 
-    def split(self, name: str) -> SplitDef:
+    def split_name(self, name: str) -> str:
+        """A split's name as osd.toml spells it (``A`` -> ``a``): the one place a split name is normalised;
+        an unknown one is a ConfigError listing the choices."""
         if name not in self.splits.named and name.lower() in self.splits.named:
             name = name.lower()
         if name not in self.splits.named:
             raise ConfigError(f"unknown split {name!r}: choose one of {', '.join(self.splits.named)}")
-        return self.splits.named[name]
+        return name
+
+    def split(self, name: str) -> SplitDef:
+        return self.splits.named[self.split_name(name)]
 
     def section(self, name: str) -> dict[str, Any]:
         return dataclasses.asdict(getattr(self, name))

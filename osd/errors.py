@@ -33,3 +33,7 @@ class NotImplementedYet(OsdError):
 
 class OsdWarning(UserWarning):
     """Something was skipped or recomputed; the run continues."""
+
+
+class LineageError(ArtifactError):
+    """Cached artifacts that do not belong together (one was rebuilt or copied from elsewhere)."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, auc, average_precision_score, f1_score, roc_auc_score, roc_curve
 
-UNKNOWN = "unknown"
+from osd.decide import UNKNOWN, softmax  # noqa: F401 - one label, one softmax (float64)
 
 
 def fpr_at_tpr(is_unknown: np.ndarray, score: np.ndarray, tpr_level: float = 0.95) -> float:
@@ -198,9 +198,3 @@ def metric_intervals(true: Sequence[str], pred: Sequence[str], closed_pred: Sequ
     enc = EncodedResults(true, pred, closed_pred, score, is_unknown, classes)
     keys = DECISION + (RANKING if score is not None else ())
     return bootstrap(lambda idx: enc.metrics(idx, keys), enc.unk, n_boot, seed)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

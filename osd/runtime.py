@@ -49,13 +49,23 @@ def setup(cfg: Config) -> torch.device:
     return resolve_device(cfg.project.device)
 
 
+def compute_identity(cfg: Config) -> dict[str, Any]:
+    """Where a training run computes: the device kind and the thread count change its arithmetic, so
+    both belong to its cache key. Resolving the device also refuses an absent one before any work."""
+    import torch
+
+    return {"device": resolve_device(cfg.project.device).type, "threads": cfg.project.threads or torch.get_num_threads()}
+
+
 @contextmanager
 def scope() -> Iterator[None]:
-    """Restore torch's thread count and the global random generators (Python, NumPy, torch) on exit."""
+    """Restore torch's thread count and the global random generators (Python, NumPy, torch's CPU and,
+    where CUDA was initialised, its devices') on exit."""
     import torch
 
     threads = torch.get_num_threads()
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     try:
         yield
     finally:
@@ -64,6 +74,8 @@ def scope() -> Iterator[None]:
         random.setstate(states[0])
         np.random.set_state(states[1])
         torch.set_rng_state(states[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -37,8 +37,8 @@ def test_jobs_2_gives_the_sequential_summary_and_reruns_only_what_is_missing(tin
 
 
 def test_a_failed_job_is_reported_and_the_others_go_on(tiny_project: Path, monkeypatch):
+    from osd import study as run_all_module
     from osd.pipeline import grid
-    from osd.pipeline import run_all as run_all_module
 
     real = grid.split_steps
 

@@ -61,6 +61,7 @@ def test_encoded_metrics_equal_open_set_metrics():
         idx = rng.integers(0, n, n) if trial % 2 else np.arange(n)
         ref = open_set_metrics(true[idx], pred[idx], closed[idx], score[idx], unk[idx], classes)
         got = EncodedResults(true, pred, closed, score, unk, classes).metrics(idx, DECISION + RANKING)
+        assert set(got) == set(DECISION + RANKING)  # every metric asked for, not only those it chose to return
         for k, v in got.items():
             assert v == pytest.approx(ref[k], abs=1e-12), (k, trial)
 

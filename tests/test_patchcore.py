@@ -1,3 +1,5 @@
+import numpy as np
+import pytest
 import torch
 
 from osd.patchcore.coreset import covering_radius, greedy_kcenter
@@ -122,12 +124,26 @@ def test_folded_batchnorm_gives_the_same_features():
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
 
 
-def test_bounded_heap_is_a_context_manager_that_reports_support():
+def test_bounded_heap_returns_freed_large_blocks_to_the_system():
     import sys
 
     from osd.patchcore.heap import bounded_heap
 
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's mallopt only")
+
+    def rss_mb() -> float:
+        import os
+
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
     with bounded_heap() as ok:
-        x = torch.ones(1 << 20)  # 4 MB: above the bounded threshold
-        del x
-    assert ok == sys.platform.startswith("linux")
+        assert ok
+        before = rss_mb()
+        blocks = [np.ones(1 << 19) for _ in range(50)]  # 50 x 4 MB, every page touched
+        held = rss_mb()
+        del blocks
+        after = rss_mb()
+    assert held - before > 150  # the blocks were resident ...
+    assert after - before < 20  # ... and went back to the system when freed, not into the heap

@@ -54,7 +54,7 @@ def test_run_all_over_two_seeds_caches_each_and_summarises_over_seeds(tiny_proje
 
 
 def test_perturbing_test_images_moves_no_threshold(tiny_project: Path):
-    from osd.pipeline.data import _neu, split_manifest
+    from osd.pipeline.data import split_manifest
     from osd.pipeline.detector import fit_patchcore
     from osd.pipeline.osr import calibrate, evaluate
 
@@ -67,7 +67,6 @@ def test_perturbing_test_images_moves_no_threshold(tiny_project: Path):
     for e in split_manifest(cfg, "a").test()[:6]:  # known and unknown test images get other pixels
         arr = np.asarray(Image.open(e.path).convert("L")).copy()
         Image.fromarray(255 - arr).save(e.path)
-    _neu.cache_clear()
     after = calibrate(cfg, "a")
     assert (after.tau, after.kappa) == (before.tau, before.kappa)
     again = evaluate(cfg, "a")
@@ -79,7 +78,7 @@ def test_perturbing_test_images_moves_no_threshold(tiny_project: Path):
 
 def test_threshold_images_choose_nothing_and_selection_images_choose_the_epoch(tiny_project: Path):
     """tau and kappa rest on images that neither trained the model nor chose its epoch."""
-    from osd.pipeline.data import _neu, split_manifest
+    from osd.pipeline.data import split_manifest
     from osd.pipeline.train import train, train_key
 
     cfg = config.load(tiny_project)
@@ -91,11 +90,9 @@ def test_threshold_images_choose_nothing_and_selection_images_choose_the_epoch(t
     key = train_key(cfg, "a")
     for e in val:  # threshold images get other pixels: the model is kept
         Image.fromarray(255 - np.asarray(Image.open(e.path).convert("L"))).save(e.path)
-    _neu.cache_clear()
     assert train_key(cfg, "a") == key and train(cfg, "a").cached
     e = sel[0]  # a selection image: it may choose another epoch, so the model is retrained
     Image.fromarray(255 - np.asarray(Image.open(e.path).convert("L"))).save(e.path)
-    _neu.cache_clear()
     assert train_key(cfg, "a") != key
 
     last = train(cfg.replace(**{"splits.selection_fraction": 0.0}), "a")

@@ -27,7 +27,7 @@ run = run_json
 
 def test_truncated_jpeg_is_listed_by_check_and_scores_stay_on_their_images(tiny_project: Path):
     from osd.pipeline.cascade import stage1_scores
-    from osd.pipeline.detector import score_crops
+    from osd.pipeline.detector import score_images
 
     p = str(tiny_project)
     cfg = config.load(tiny_project)
@@ -42,25 +42,24 @@ def test_truncated_jpeg_is_listed_by_check_and_scores_stay_on_their_images(tiny_
     bad.write_bytes(big.read_bytes()[:2000])
     report = run("data", "check", "-p", p)
     assert [u["path"] for u in report["unreadable"]] == [str(bad)]
-    from osd.pipeline import data as data_step
-
-    data_step._neu.cache_clear()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OsdWarning)
         again, _, cached = stage1_scores(cfg, "a", force=True)
-    assert str(bad) not in again and again == clean  # the same score per path as without the file
+    # scores are keyed by the path relative to neu.root: the bad file is absent, every other one unchanged
+    rel = "IMAGES/crazing_1.jpg"
+    assert rel in clean and "IMAGES/crazing_0.jpg" not in again and again == clean
     # and where a file becomes unreadable after indexing, its score is NaN by id, never a neighbour's
     from osd import runtime
     from osd.pipeline.detector import load_detector
 
     detector, extractor, _ = load_detector(cfg, runtime.resolve_device("cpu"))
-    samples = [(src, None), (bad, None), (tiny_project / "neu" / "IMAGES" / "crazing_2.jpg", None)]
+    paths = [src, bad, tiny_project / "neu" / "IMAGES" / "crazing_2.jpg"]
     with pytest.warns(OsdWarning, match="stage 1 skips"):
-        scores, skipped = score_crops(detector, extractor, samples, cfg, "cpu", None, "t")
+        scores, skipped = score_images(detector, extractor, paths, cfg, "cpu", None, "t")
     assert np.isnan(scores[1]) and list(skipped) == [str(bad)]
-    assert scores[0] == pytest.approx(clean.get(str(src), scores[0]))
-    ref, _ = score_crops(detector, extractor, [samples[2]], cfg, "cpu", None, "t")
-    assert scores[2] == pytest.approx(ref[0])
+    assert scores[0] == pytest.approx(clean[rel], rel=1e-5)  # its own score, looked up by its own path
+    assert scores[2] == pytest.approx(clean["IMAGES/crazing_2.jpg"], rel=1e-5)
+    assert abs(scores[0] - scores[2]) > 1e-6  # two images: a shifted pairing would show
 
 
 # 2. reports are labelled with what produced them ---------------------------------------------
@@ -125,7 +124,7 @@ def test_a_weights_file_counts_by_content_and_normals_by_content(tiny_project: P
 
 
 def test_cache_keys_hold_library_versions_and_bench_keys_threads(tiny_project: Path, monkeypatch):
-    from osd.pipeline.run_all import _bench_key
+    from osd.pipeline.bench import bench_key as _bench_key
 
     k = artifacts.cache_key("x")
     monkeypatch.setattr(artifacts, "environment", lambda: {"torch": "0.0"})

@@ -54,8 +54,13 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         seen: set[str] = set()
 
         def show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
-            if issubclass(category, OsdWarning) or debug:
+            if debug:
                 render.warning(str(message))
+                return
+            if issubclass(category, OsdWarning):  # each of osd's warnings once per command
+                if str(message) not in seen:
+                    seen.add(str(message))
+                    render.warning(str(message))
                 return
             # a library's warning (e.g. scikit-learn's about a version): its first line, once
             text = f"{category.__name__}: {(str(message).strip().splitlines() or [''])[0][:160]}"
@@ -337,7 +342,7 @@ def run_all_cmd(
     set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
 ) -> None:
     """Run the whole study: PatchCore once, then every step per split, then the report."""
-    from osd.pipeline.run_all import run_all
+    from osd.study import run_all
 
     cfg = _config(project, set_, device)
     names = [s.strip().lower() for s in splits.split(",") if s.strip()]

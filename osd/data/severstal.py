@@ -54,7 +54,7 @@ def _class_id(value: str, path: Path, line: int) -> int:
 def read_train_csv(path: Path) -> tuple[str, dict[str, set[int]], dict[str, list[str]]]:
     """Defect class ids and RLE masks per image id; images with only empty masks map to an empty set."""
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheets save a byte-order mark
             rows = list(csv.reader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read ({str(exc)[:100]})") from None

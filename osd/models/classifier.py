@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from osd.models.backbones import head_names
+from osd.errors import ConfigError
+from osd.models.backbones import head_names, new_model
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -67,3 +68,23 @@ class EmbeddingClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+def check_classifier(arch: str, image_size: int) -> None:
+    """Fail in a second, with the setting's name, when ``arch`` cannot be the classifier at ``image_size``.
+
+    The model is built on the meta device (no memory, no weights) and run once on an empty batch,
+    so a wrong input size (e.g. a ViT at 32 px) or a model without a Linear head is caught before
+    any data is read.
+    """
+    try:
+        with torch.device("meta"):
+            model = EmbeddingClassifier(new_model(arch), 2)
+            model.eval()
+            model(torch.empty(2, 3, image_size, image_size))
+    except ConfigError as exc:
+        raise ConfigError(f"classifier.arch: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any failure of the dry run is a configuration problem
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise ConfigError(f"classifier.arch = {arch!r} cannot run at classifier.image_size = {image_size} "
+                          f"({type(exc).__name__}: {first})") from None

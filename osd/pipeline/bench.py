@@ -15,8 +15,8 @@ from osd import __version__, artifacts, runtime
 from osd.config import Config
 from osd.pipeline.data import split_manifest
 from osd.pipeline.detector import load_detector
-from osd.pipeline.osr import load_calibration
-from osd.pipeline.train import load_model
+from osd.pipeline.osr import calibrated
+from osd.pipeline.train import load_model, trained
 from osd.progress import Reporter, ensure
 
 
@@ -50,11 +50,11 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str
     from osd.patchcore.features import to_patches
 
     reporter = ensure(reporter)
-    split = split.lower()
+    split = cfg.split_name(split)
     device = runtime.setup(cfg)
-    cal = load_calibration(cfg, split, reporter)
-    scorer, blocks = cal["scorer"], list(cal["blocks"])
-    tpayload = artifacts.load(artifacts.Layout(cfg.output_dir).model(split), None)
+    cal = calibrated(cfg, split, reporter=reporter)
+    scorer, blocks = cal.payload["scorer"], list(cal.payload["blocks"])
+    tpayload = trained(cfg, split, reporter=reporter).payload
     model = load_model(cfg, tpayload).to(device)
     detector, extractor, fit = load_detector(cfg, device, reporter)
     bank = detector.memory.to(device)
@@ -145,10 +145,39 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str
         "median_note": f"median of {runs} single-image runs after {warm} warm-up runs",
         "provenance": artifacts.provenance(cfg, "bench", "bench/2", "", ("classifier", "osr", "patchcore", "bench",
                                                                           "project.device", "project.threads"),
-                                           {"calibration": cal["result"].artifact_id, "detector": fit.artifact_id},
+                                           {"calibration": cal.id, "detector": fit.artifact_id},
                                            split=split),
     }
-    layout = artifacts.Layout(cfg.output_dir)
-    artifacts.write_json(layout.bench(split), result)
-    artifacts.update_metrics(layout.metrics(split), "bench", result)
     return result
+
+
+BENCH_ALGORITHM = "bench/3"  # 3: a cached step like the others
+
+
+def bench_key(cfg: Config, split: str, reporter: Reporter | None = None) -> str:
+    """What is timed (the calibrated scorer and the classifier under it, the detector) and where (device, threads)."""
+    from osd.pipeline.detector import fit_patchcore
+
+    return artifacts.cache_key("bench", BENCH_ALGORITHM, calibrated(cfg, split, reporter=reporter).id,
+                               fit_patchcore(cfg, reporter=reporter).artifact_id, cfg.section("bench"),
+                               runtime.compute_identity(cfg))
+
+
+def cached_bench(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> tuple[dict, bool]:
+    """The bench of a split: cached on what is timed (the calibrated scorer and the classifier under it,
+    the detector), on this device with this many threads; ``bench.json`` and metrics.json show it."""
+    reporter = ensure(reporter)
+    split = cfg.split_name(split)
+    layout = artifacts.Layout(cfg.output_dir)
+    key = bench_key(cfg, split, reporter)
+
+    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+        result = bench(cfg, split, reporter)
+        return {"result": result}, result["provenance"]
+
+    step = artifacts.cached_step(layout.split(split) / "bench.npz", key, compute, force=force, on_wait=reporter.note)
+    result = {**step.payload["result"], "cache_key": key}
+    if artifacts.read_json(layout.bench(split)) != artifacts.plain(result):
+        artifacts.write_json(layout.bench(split), result)
+    artifacts.write_outputs(None, "", layout.metrics(split), "bench", step.payload["result"])
+    return result, step.cached

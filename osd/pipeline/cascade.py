@@ -23,33 +23,23 @@ from typing import Any
 
 import numpy as np
 
-from osd import artifacts, runtime
+from osd import artifacts, decide, runtime
 from osd.config import Config
+from osd.decide import MODES, NO_DEFECT
 from osd.errors import OsdWarning
-from osd.metrics import RANKING, UNKNOWN, bootstrap, metric_intervals, open_set_metrics
+from osd.metrics import RANKING, bootstrap, metric_intervals, open_set_metrics
+from osd.osr.model import data_counts, test_arrays
 from osd.pipeline.data import split_manifest
 from osd.pipeline.detector import SECTIONS as DETECTOR_SECTIONS
-from osd.pipeline.detector import fit_patchcore, load_detector, score_crops
+from osd.pipeline.detector import fit_patchcore, load_detector, score_images
 from osd.pipeline.osr import SECTIONS as OSR_SECTIONS
-from osd.pipeline.osr import calibrate, closed_predictions, data_counts, test_arrays
-from osd.pipeline.train import load_embeddings
-from osd.progress import Reporter
+from osd.pipeline.osr import calibrated, calibration_result
+from osd.pipeline.train import embedded
+from osd.progress import Reporter, ensure
 
-STAGE1_ALGORITHM = "stage1-scores/3"  # 3: per path relative to neu.root; 2: per path
-CASCADE_ALGORITHM = "cascade/2"  # 2: stage-2 ranking metrics apart from the modes' decisions
-NO_DEFECT = "no_defect"
-MODES = ("strict", "ignore_no_defect")
+STAGE1_ALGORITHM = "stage1-scores/4"  # 4: a long image is scored per crop, as predict does; 3: relative paths
+CASCADE_ALGORITHM = "cascade/3"  # 3: a cached step (float64 softmax); 2: stage-2 metrics apart from the modes
 MODE_METRICS = ("known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
-
-
-def cascade_decisions(stage1_defect: np.ndarray, closed: np.ndarray, msp: np.ndarray, kappa: float | None
-                      ) -> dict[str, np.ndarray]:
-    """Predicted labels per mode. ``kappa=None`` disables the confidence rejection."""
-    stage2 = np.asarray(closed, dtype=object).copy()
-    if kappa is not None:
-        stage2[np.asarray(msp) < kappa] = UNKNOWN
-    strict = np.where(np.asarray(stage1_defect, dtype=bool), stage2, NO_DEFECT)
-    return {"strict": strict, "ignore_no_defect": stage2}
 
 
 @dataclass
@@ -65,6 +55,7 @@ class CascadeResult:
     predictions: str
     metrics_path: str
     cached_stage1: bool
+    cached: bool = False
     versus_one_stage: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -72,28 +63,36 @@ class CascadeResult:
         return asdict(self)
 
 
-@runtime.scoped
 def stage1_scores(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None
                   ) -> tuple[dict[str, float], dict[str, str], bool]:
     """PatchCore scores of the split's test images by path, the unreadable ones with reasons; cached."""
+    step = stage1_step(cfg, split, force, reporter)
+    return dict(step.payload["scores"]), dict(step.payload["skipped"]), step.cached
+
+
+def stage1_step(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
+    """The stage-1 scores artifact of a split's test images (one rule with ``predict``: see score_images)."""
+    reporter = ensure(reporter)
+    split = cfg.split_name(split)
     manifest = split_manifest(cfg, split)
     fit = fit_patchcore(cfg, reporter=reporter)
     key = artifacts.cache_key("stage1-scores", STAGE1_ALGORITHM, fit.artifact_id, manifest.fingerprint())
     path = artifacts.Layout(cfg.output_dir).cascade(split) / "stage1_scores.npz"
-    payload = None if force else artifacts.load(path, key)
-    if payload is not None:
-        return dict(payload["scores"]), dict(payload["skipped"]), True
-    device = runtime.setup(cfg)
-    detector, extractor, _ = load_detector(cfg, device, reporter)
-    entries = manifest.test()
-    samples = [(e.path, None) for e in entries]
-    scores, skipped = score_crops(detector, extractor, samples, cfg, device, reporter, f"stage 1, split {split}")
-    by_path = {e.rel: float(s) for e, s in zip(entries, scores) if np.isfinite(s)}  # relative to neu.root
-    payload = {"scores": by_path, "skipped": skipped}
-    prov = artifacts.provenance(cfg, "stage 1 scores", STAGE1_ALGORITHM, key, DETECTOR_SECTIONS,
-                                {"detector": fit.artifact_id, "manifest": manifest.fingerprint()}, split=split)
-    artifacts.save(path, key, payload, prov)
-    return by_path, skipped, False
+
+    @runtime.scoped
+    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+        device = runtime.setup(cfg)
+        detector, extractor, _ = load_detector(cfg, device, reporter)
+        entries = manifest.test()
+        scores, skipped = score_images(detector, extractor, [e.path for e in entries], cfg, device, reporter,
+                                       f"stage 1, split {split}")
+        by_path = {e.rel: float(v) for e, v in zip(entries, scores) if np.isfinite(v)}  # relative to neu.root
+        skipped = {next((e.rel for e in entries if str(e.path) == k), k): v for k, v in skipped.items()}
+        prov = artifacts.provenance(cfg, "stage 1 scores", STAGE1_ALGORITHM, key, DETECTOR_SECTIONS,
+                                    {"detector": fit.artifact_id, "manifest": manifest.fingerprint()}, split=split)
+        return {"scores": by_path, "skipped": skipped}, prov
+
+    return artifacts.cached_step(path, key, compute, force=force, on_wait=reporter.note)
 
 
 def _paired_verdict(t: dict[str, Any], one: np.ndarray, modes: dict[str, np.ndarray], closed: np.ndarray,
@@ -117,28 +116,45 @@ def _paired_verdict(t: dict[str, Any], one: np.ndarray, modes: dict[str, np.ndar
     return out
 
 
-def run_cascade(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> CascadeResult:
-    split = split.lower()
-    fit = fit_patchcore(cfg, reporter=reporter)
-    cal = calibrate(cfg, split, reporter=reporter)
-    emb, emb_result = load_embeddings(cfg, split, reporter)
-    t = test_arrays(emb, list(cal.blocks))
-    scores, skipped, cached = stage1_scores(cfg, split, force, reporter)
-    # Join by path, never by position: an image without a stage-1 score (unreadable at stage 1)
-    # is left out of the cascade's evaluation, named in "skipped", with a warning.
+def _join(t: dict[str, Any], scores: dict[str, float], skipped: dict[str, str], split: str) -> dict[str, Any]:
+    """The test arrays of the images with a stage-1 score, joined by path, never by position; an image
+    without one (unreadable at stage 1) is left out, named in ``skipped``, with a warning."""
     keep = np.array([p in scores for p in t["paths"]], dtype=bool)
     missing = [p for p, k in zip(t["paths"], keep) if not k]
     if missing:
         for p in missing:
             skipped.setdefault(p, "no stage-1 score")
         warnings.warn(f"cascade, split {split}: {len(missing)} test image(s) without a stage-1 score left out: "
-                      + ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else ""), OsdWarning, stacklevel=2)
+                      + ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else ""), OsdWarning, stacklevel=3)
     t = {k: ([v[i] for i in np.flatnonzero(keep)] if isinstance(v, list) else v[keep]) for k, v in t.items()}
-    s1 = np.array([scores[p] for p in t["paths"]], dtype=np.float64)
-    defect = s1 > fit.threshold
-    classes, closed, msp = closed_predictions(emb, t)
-    kappa = cal.kappa if cfg.cascade.use_kappa else None
-    preds = cascade_decisions(defect, closed, msp, kappa)
+    t["stage1"] = np.array([scores[p] for p in t["paths"]], dtype=np.float64)
+    return t
+
+
+def _predictions_csv(cfg: Config, t: dict[str, Any], defect: np.ndarray, preds: dict[str, np.ndarray],
+                     msp: np.ndarray) -> str:
+    root = cfg.path(cfg.neu.root)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "true_label", "role", "stage1_score", "stage1_decision", "pred_strict",
+                "pred_ignore_no_defect", "msp"])
+    for i in range(len(t["stage1"])):
+        w.writerow([str(root / t["paths"][i]), t["labels"][i], "unknown" if t["is_unknown"][i] else "known",
+                    f"{t['stage1'][i]:.6g}", "defect" if defect[i] else NO_DEFECT, preds["strict"][i],
+                    preds["ignore_no_defect"][i], f"{msp[i]:.6g}"])
+    return buf.getvalue()
+
+
+def _evaluate(cfg: Config, split: str, fit, cal: artifacts.Step, emb: artifacts.Step, s1: artifacts.Step,
+              key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    res = calibration_result(cfg, split, cal)
+    skipped = dict(s1.payload["skipped"])
+    t = _join(test_arrays(emb.payload, list(cal.payload["blocks"])), dict(s1.payload["scores"]), skipped, split)
+    classes = [str(c) for c in emb.payload["classes"]]
+    closed, msp = decide.closed_set(t["logits"], classes)
+    kappa = res.kappa if cfg.cascade.use_kappa else None
+    preds = decide.cascade(t["stage1"], fit.threshold, closed, msp, kappa)
+    defect = t["stage1"] > fit.threshold
     labels, unk = t["labels"], t["is_unknown"]
     modes = {m: {k: v for k, v in open_set_metrics(labels, preds[m], closed, -msp, unk, classes).items()
                  if k in MODE_METRICS + ("n_known", "n_unknown")} for m in MODES}
@@ -152,30 +168,16 @@ def run_cascade(cfg: Config, split: str, force: bool = False, reporter: Reporter
             intervals[m] = {k: ci[k] for k in MODE_METRICS}
         ci = metric_intervals(labels, preds["ignore_no_defect"], closed, -msp, unk, classes, n_boot, seed)
         intervals["stage2"] = {k: ci[k] for k in stage2}
-    # the one-stage decisions on the same images, for the paired verdict
-    payload = artifacts.load(artifacts.Layout(cfg.output_dir).calibration(split), None)
-    dist = payload["scorer"].score_samples(t["x"])
-    one = np.where(payload["tau"].predict(dist), UNKNOWN, closed)
+    # the one-stage decisions on the same images, from the validated calibration, for the paired verdict
+    one = decide.one_stage(cal.payload["scorer"].score_samples(t["x"]), res.tau, closed)
     verdict = _paired_verdict(t, one, preds, closed, classes, n_boot, seed)
     detection = float(np.mean(defect)) if len(defect) else float("nan")
-    layout = artifacts.Layout(cfg.output_dir)
-    root = cfg.path(cfg.neu.root)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "true_label", "role", "stage1_score", "stage1_decision", "pred_strict",
-                "pred_ignore_no_defect", "msp"])
-    for i in range(len(s1)):
-        w.writerow([str(root / t["paths"][i]), t["labels"][i], "unknown" if t["is_unknown"][i] else "known",
-                    f"{s1[i]:.6g}",
-                    "defect" if defect[i] else NO_DEFECT, preds["strict"][i], preds["ignore_no_defect"][i],
-                    f"{msp[i]:.6g}"])
-    pred_path = artifacts.write_text(layout.cascade(split) / "predictions.csv", buf.getvalue())
-    prov = artifacts.provenance(cfg, "cascade", CASCADE_ALGORITHM, "", (*OSR_SECTIONS, *DETECTOR_SECTIONS, "cascade",
-                                                                        "stats"),
-                                {"detector": fit.artifact_id, "calibration": cal.artifact_id,
-                                 "embeddings": emb_result.artifact_id}, split=split,
+    prov = artifacts.provenance(cfg, "cascade", CASCADE_ALGORITHM, key,
+                                (*OSR_SECTIONS, *DETECTOR_SECTIONS, "cascade", "stats"),
+                                {"detector": fit.artifact_id, "calibration": cal.id, "embeddings": emb.id,
+                                 "stage1_scores": s1.id}, split=split,
                                 weights={"patchcore": fit.provenance.get("inputs", {}).get("weights")})
-    counts = data_counts(emb)
+    counts = data_counts(emb.payload)
     counts["skipped"] = {**counts["skipped"], **skipped}
     section = {
         "stage2": {**stage2, "intervals95": intervals.get("stage2", {}),
@@ -185,7 +187,9 @@ def run_cascade(cfg: Config, split: str, force: bool = False, reporter: Reporter
         "ignore_no_defect": {**modes["ignore_no_defect"], "intervals95": intervals.get("ignore_no_defect", {})},
         "kappa": kappa, "kappa_rule": "stage 2 says unknown when max softmax < kappa",
         "stage1": {"detection_rate_neu_test": detection, "false_alarm_rate_normal_test_crops": fit.false_alarm_rate,
-                   "threshold": fit.threshold_summary, "unit": "crop (a NEU image is one crop)",
+                   "threshold": fit.threshold_summary,
+                   "unit": "crop (an about-square image is one crop; a long one is cut into crops, its score is "
+                           "their largest)",
                    "indomain_severstal": fit.indomain,
                    "score": "PatchCore: largest nearest-neighbour patch distance (higher = more anomalous)"},
         "versus_one_stage": {"difference": "one-stage minus cascade, same test images, paired stratified bootstrap",
@@ -193,7 +197,31 @@ def run_cascade(cfg: Config, split: str, force: bool = False, reporter: Reporter
         "data": counts,
         "provenance": prov,
     }
-    metrics_path = artifacts.update_metrics(layout.metrics(split), "cascade", section,
-                                            {"false_alarm_rate_normal_test_crops": "no usable normal test crops"})
-    return CascadeResult(split, classes, fit.threshold, kappa, modes, stage2, detection, fit.false_alarm_rate,
-                         str(pred_path), str(metrics_path), cached, verdict, counts["skipped"])
+    result = {"classes": classes, "threshold": fit.threshold, "kappa": kappa, "modes": modes, "stage2": stage2,
+              "detection": detection, "false_alarm": fit.false_alarm_rate, "verdict": verdict,
+              "skipped": counts["skipped"]}
+    return {"section": section, "result": result, "csv": _predictions_csv(cfg, t, defect, preds, msp)}, prov
+
+
+def run_cascade(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> CascadeResult:
+    """The cascade's decisions on the split's test images, their metrics and the paired verdict; cached."""
+    reporter = ensure(reporter)
+    split = cfg.split_name(split)
+    fit = fit_patchcore(cfg, reporter=reporter)
+    cal = calibrated(cfg, split, reporter=reporter)
+    emb = embedded(cfg, split, reporter=reporter)
+    s1 = stage1_step(cfg, split, force, reporter)
+    key = artifacts.cache_key("cascade", CASCADE_ALGORITHM, fit.artifact_id, cal.id, emb.id, s1.id,
+                              cfg.section("cascade"), cfg.section("stats"), cfg.project.seed,
+                              str(cfg.path(cfg.neu.root)))
+    layout = artifacts.Layout(cfg.output_dir)
+    step = artifacts.cached_step(layout.cascade(split) / "evaluation.npz", key,
+                                 lambda: _evaluate(cfg, split, fit, cal, emb, s1, key), force=force,
+                                 on_wait=reporter.note)
+    pred_path, metrics_path = layout.cascade(split) / "predictions.csv", layout.metrics(split)
+    artifacts.write_outputs(pred_path, step.payload["csv"], metrics_path, "cascade", step.payload["section"],
+                            {"false_alarm_rate_normal_test_crops": "no usable normal test crops"})
+    r = step.payload["result"]
+    return CascadeResult(split, list(r["classes"]), r["threshold"], r["kappa"], r["modes"], r["stage2"],
+                         r["detection"], r["false_alarm"], str(pred_path), str(metrics_path), s1.cached,
+                         step.cached, r["verdict"], r["skipped"])

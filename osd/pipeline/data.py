@@ -22,8 +22,27 @@ from osd.data.splits import (
 from osd.errors import DataError
 
 
-@functools.lru_cache(maxsize=8)
+def _listing(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and modification times of every file under ``root``: what the index cache is keyed on,
+    so a process that stays up (a Dask worker, a notebook) sees images that changed since its last call."""
+    out = []
+    for p in sorted(root.rglob("*")) if root.is_dir() else []:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if p.is_file():
+            out.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def _neu(root: Path) -> tuple[NeuIndex, tuple[str, ...], tuple[Path, ...]]:
+    return _neu_cached(root, _listing(root))
+
+
+@functools.lru_cache(maxsize=8)
+def _neu_cached(root: Path, listing: tuple[tuple[str, int, int], ...]) -> tuple[NeuIndex, tuple[str, ...],
+                                                                                tuple[Path, ...]]:
     index = index_neu(root)
     good, bad = images.readable(list(index.paths), "NEU")
     keep = set(good)
@@ -85,6 +104,11 @@ class NormalData:
             return [[p.name, artifacts.file_sha256(p)] for p in paths]
 
         return artifacts.cache_key(ids(self.split.bank), ids(self.split.calibration), ids(self.split.test))
+
+    def defect_fingerprint(self) -> str:
+        """Identity of the defective images and their masks (the in-domain test's inputs)."""
+        return artifacts.cache_key([[p.name, artifacts.file_sha256(p), sorted(self.masks.get(p.name, ()))]
+                                    for p in self.defective])
 
 
 def normal_data(cfg: Config) -> NormalData:
@@ -154,8 +178,15 @@ def labelled_defect_crops(cfg: Config, data: NormalData) -> tuple[list[tuple[Pat
 
 
 def crops_of(cfg: Config, path: Path) -> list[tuple[int, int, int, int]]:
+    import warnings
+
     import numpy as np
+
+    from osd.errors import OsdWarning
 
     grey = np.asarray(images.load_rgb(path).convert("L"))
     n = cfg.normal
+    if min(grey.shape) < n.crop_size:
+        warnings.warn(f"{path.name}: {grey.shape[1]}x{grey.shape[0]} is smaller than normal.crop_size = {n.crop_size}; "
+                      f"its crops are {min(grey.shape)} px squares, resized like the others", OsdWarning, stacklevel=2)
     return crop_boxes(grey, n.crop_size, n.crop_stride, n.dark_threshold, n.max_dark_fraction)

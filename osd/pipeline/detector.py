@@ -25,12 +25,12 @@ import numpy as np
 from osd import artifacts, runtime
 from osd.config import Config
 from osd.data.splits import rng_for
-from osd.errors import OsdWarning
+from osd.errors import DataError, OsdWarning
 from osd.pipeline.data import NormalData, crops_of, normal_data, settings_key, weights_identity
 from osd.progress import Reporter, ensure
 
 # Bump when the meaning of a fitted detector or its scores changes.
-ALGORITHM = "patchcore/4"  # 4: in-domain test on defective Severstal crops; samples keyed by id
+ALGORITHM = "patchcore/5"  # 5: one cached-step mechanism; key covers defective images and masks; 4: in-domain test
 SECTIONS = ("patchcore", "normal", "project.seed")
 
 Sample = tuple[Path, tuple[int, int, int, int] | None]  # a file and a crop box (None = whole image)
@@ -106,6 +106,69 @@ def score_crops(detector, extractor, samples: Sequence[Sample], cfg: Config, dev
     return scores, skipped
 
 
+def image_units(cfg: Config, img) -> list[tuple[int, int, int, int] | None]:
+    """Stage 1's unit for one image, the one rule of the study and ``predict``: an about-square image
+    (a NEU image) is one crop; a long one (a Severstal strip) is cut into the crops PatchCore was
+    fitted on, and scored by the largest of their scores."""
+    w, h = img.size
+    if max(w, h) <= 1.5 * min(w, h):
+        return [None]
+    from osd.data.severstal import crop_boxes
+
+    n = cfg.normal
+    grey = np.asarray(img.convert("L"))
+    boxes = crop_boxes(grey, n.crop_size, n.crop_stride, n.dark_threshold, n.max_dark_fraction)
+    # an all-dark strip still gets a score (its crops regardless of darkness): never a silent gap
+    return boxes or crop_boxes(grey, n.crop_size, n.crop_stride, n.dark_threshold, 1.0)
+
+
+def score_pil(detector, extractor, imgs: Sequence[Any], cfg: Config, device) -> np.ndarray:
+    """Stage-1 scores of decoded images (PIL), one per image, by :func:`image_units`."""
+    import torch
+
+    from osd.data.tensors import normalize, pil_to_uint8
+
+    size, bs = cfg.patchcore.image_size, max(1, cfg.patchcore.batch_size)
+    crops, owner = [], []
+    for j, img in enumerate(imgs):
+        for box in image_units(cfg, img):
+            crops.append(pil_to_uint8(img.crop(box) if box else img, size))
+            owner.append(j)
+    scores = np.full(len(imgs), -np.inf)
+    with torch.inference_mode():
+        for start in range(0, len(crops), bs):
+            x = normalize(torch.stack(crops[start : start + bs]).to(device))
+            part = detector.score_samples(extractor(x)).cpu().numpy()
+            np.maximum.at(scores, np.asarray(owner[start : start + bs]), part)
+    return scores
+
+
+def score_images(detector, extractor, paths: Sequence[Path], cfg: Config, device, reporter: Reporter | None,
+                 label: str) -> tuple[np.ndarray, dict[str, str]]:
+    """Stage-1 scores of image files aligned with ``paths`` (NaN where unreadable), and the unreadable
+    ones with reasons (by path)."""
+    from osd.data.images import load_rgb
+    from osd.errors import DataError
+
+    scores = np.full(len(paths), np.nan)
+    skipped: dict[str, str] = {}
+    bs = max(1, cfg.patchcore.batch_size)
+    with ensure(reporter).task(label, len(paths)) as task:
+        for s in range(0, len(paths), bs):
+            imgs, idx = [], []
+            for i in range(s, min(s + bs, len(paths))):
+                try:
+                    imgs.append(load_rgb(paths[i]))
+                    idx.append(i)
+                except DataError as exc:
+                    skipped[str(paths[i])] = str(exc)
+                    warnings.warn(f"stage 1 skips {exc}", OsdWarning, stacklevel=2)
+            if imgs:
+                scores[idx] = score_pil(detector, extractor, imgs, cfg, device)
+            task.advance(min(s + bs, len(paths)) - s)
+    return scores, skipped
+
+
 @dataclass
 class FitResult:
     stats: dict[str, Any]
@@ -126,8 +189,9 @@ class FitResult:
 
 
 def patchcore_key(cfg: Config, data: NormalData) -> str:
-    return artifacts.cache_key("patchcore", ALGORITHM, settings_key(cfg, SECTIONS),
-                               data.fingerprint())
+    # the defective images and their masks feed the in-domain test stored with the fit
+    return artifacts.cache_key("patchcore", ALGORITHM, settings_key(cfg, SECTIONS), data.fingerprint(),
+                               data.defect_fingerprint())
 
 
 def _bank_paths(cfg: Config, data: NormalData) -> list[Path]:
@@ -155,26 +219,22 @@ def _false_alarm(scores: np.ndarray, threshold: float) -> float | None:
     return float(np.mean(s > threshold)) if s.size else None
 
 
-def _fit_or_load(cfg: Config, force: bool, reporter: Reporter) -> tuple[dict[str, Any], bool]:
-
+def fitted(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
+    """The PatchCore artifact (bank, threshold, scores, in-domain test): cached, or fitted under its lock."""
     from osd.models.backbones import check_patch_backbone
 
+    reporter = ensure(reporter)
     check_patch_backbone(cfg.patchcore.backbone, list(cfg.patchcore.layers))  # before any data is read
     data = normal_data(cfg)
     key = patchcore_key(cfg, data)
     layout = artifacts.Layout(cfg.output_dir)
-    record = None if force else artifacts.load_record(layout.detector, key)
-    if record is not None:
-        return record, True
-    with artifacts.exclusive(layout.detector, reporter.note):
-        record = None if force else artifacts.load_record(layout.detector, key)  # fitted while this one waited
-        if record is not None:
-            return record, True
-        return _fit(cfg, data, key, layout, reporter), False
+    return artifacts.cached_step(layout.detector, key, lambda: _fit(cfg, data, key, layout, reporter), force=force,
+                                 on_wait=reporter.note)
 
 
 @runtime.scoped
-def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, reporter: Reporter) -> dict[str, Any]:
+def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, reporter: Reporter
+         ) -> tuple[dict[str, Any], dict[str, Any]]:
     from osd.models.backbones import describe_weights
     from osd.osr.thresholds import AcceptanceThreshold
 
@@ -182,15 +242,20 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
     runtime.seed_everything(cfg.project.seed)
     bank_paths = _bank_paths(cfg, data)
     bank_samples = crop_samples(cfg, bank_paths)
+    cal_samples = crop_samples(cfg, data.split.calibration)
+    _require_crops(cfg, {"bank": (bank_paths, bank_samples), "calibration": (data.split.calibration, cal_samples)})
     reporter.note(f"PatchCore: {cfg.patchcore.backbone} ({describe_weights(cfg.patchcore.weights)} weights), "
                   f"{len(bank_paths)} bank images ({len(bank_samples)} crops), device {device}")
     start = time.perf_counter()
-    tracemalloc.start()
+    tracing = tracemalloc.is_tracing()  # the caller's tracing is left as it was
+    if not tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
     detector, extractor = fit_detector(cfg, bank_samples, device, reporter)
     peak_py = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    if not tracing:
+        tracemalloc.stop()
     stats = dict(detector.fit_stats_)
-    cal_samples = crop_samples(cfg, data.split.calibration)
     test_samples = crop_samples(cfg, data.split.test)
     cal, cal_skipped = score_crops(detector, extractor, cal_samples, cfg, device, reporter, "calibration normals")
     test, test_skipped = score_crops(detector, extractor, test_samples, cfg, device, reporter, "test normals")
@@ -214,8 +279,6 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
         "calibration": [sample_id(s) for s in cal_samples], "test": [sample_id(s) for s in test_samples],
         "skipped": {**cal_skipped, **test_skipped, **indomain_skipped}, "indomain": indomain,
     }
-    artifact_id = artifacts.save(layout.detector, key, payload, prov)
-    prov["artifact_id"] = artifact_id
     out = layout.patchcore
     artifacts.write_json(out / "fit_stats.json", {**stats, "indomain": payload["indomain"], "provenance": prov})
     artifacts.write_json(out / "threshold.json", {**thr.summary(), "rule": "defect when score > threshold",
@@ -225,7 +288,18 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
         "calibration": dict(zip(payload["calibration"], cal)), "test": dict(zip(payload["test"], test)),
         "threshold": thr.threshold_, "unit": "crop", "skipped": payload["skipped"], "provenance": prov},
         {"calibration": "unreadable crop", "test": "unreadable crop"})
-    return {"key": key, "id": artifact_id, "provenance": prov, "payload": payload}
+    return payload, prov
+
+
+def _require_crops(cfg: Config, parts: dict[str, tuple[Sequence[Path], list[Sample]]]) -> None:
+    """One line, before any feature is computed, when a part of the normal images gives no crop at all."""
+    n = cfg.normal
+    for name, (paths, samples) in parts.items():
+        if paths and not samples:
+            raise DataError(
+                f"the {len(paths)} {name} normal image(s) give 0 crops: every crop is darker than allowed "
+                f"(normal.dark_threshold = {n.dark_threshold}, normal.max_dark_fraction = {n.max_dark_fraction}); "
+                "raise max_dark_fraction, lower dark_threshold, or add normal images with visible steel")
 
 
 def _indomain(cfg: Config, data: NormalData, detector, extractor, device, reporter: Reporter,
@@ -264,27 +338,24 @@ def _indomain(cfg: Config, data: NormalData, detector, extractor, device, report
 
 def fit_patchcore(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> FitResult:
     """Fit (or load) the stage-1 detector and its threshold on calibration normals."""
-    record, cached = _fit_or_load(cfg, force, ensure(reporter))
-    return _fit_result(record, cached, cfg)
+    return fit_result(fitted(cfg, force, reporter))
 
 
-def _fit_result(record: dict[str, Any], cached: bool, cfg: Config) -> FitResult:
-    payload = record["payload"]
+def fit_result(step: artifacts.Step) -> FitResult:
+    payload = step.payload
     thr = payload["threshold"]
     test = np.asarray(payload["test_scores"], dtype=float)
-    prov = {**record.get("provenance", {}), "artifact_id": record["id"]}
     return FitResult(payload["stats"], thr.threshold_, thr.acceptance, thr.summary(),
                      [float(v) for v in payload["calibration_scores"]], [float(v) for v in test],
-                     _false_alarm(test, thr.threshold_), dict(payload.get("indomain") or {}), cached,
-                     str(artifacts.Layout(cfg.output_dir).detector),
-                     record["id"], prov)
+                     _false_alarm(test, thr.threshold_), dict(payload.get("indomain") or {}), step.cached,
+                     str(step.path), step.id, step.lineage)
 
 
 def load_detector(cfg: Config, device, reporter: Reporter | None = None):
     """(PatchCore, extractor, fit result) of the fitted detector, fitting it first if needed."""
     from osd.patchcore.model import PatchCore
 
-    record, cached = _fit_or_load(cfg, False, ensure(reporter))
+    step = fitted(cfg, False, reporter)
     pc = cfg.patchcore
-    detector = PatchCore.from_bank(record["payload"]["bank"], pc.num_neighbors, pc.search)
-    return detector, build_extractor(cfg, device), _fit_result(record, cached, cfg)
+    detector = PatchCore.from_bank(step.payload["bank"], pc.num_neighbors, pc.search)
+    return detector, build_extractor(cfg, device), fit_result(step)

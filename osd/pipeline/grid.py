@@ -37,9 +37,9 @@ class Job:
 def split_steps(cfg: Config, split: str, two_stage: bool, force: bool = False,
                 reporter: Reporter | None = None) -> list[dict[str, Any]]:
     """Every step of one split for ``cfg``'s seed, in order; each cached."""
+    from osd.pipeline.bench import cached_bench
     from osd.pipeline.cascade import run_cascade
     from osd.pipeline.osr import calibrate, evaluate
-    from osd.pipeline.run_all import cached_bench
     from osd.pipeline.train import embed, train
 
     plan: list[tuple[str, Callable[[], Any]]] = [
@@ -56,8 +56,6 @@ def split_steps(cfg: Config, split: str, two_stage: bool, force: bool = False,
         t = time.perf_counter()
         result = fn()
         cached = result[1] if isinstance(result, tuple) else getattr(result, "cached", None)
-        if step == "cascade":
-            cached = result.cached_stage1
         steps.append({"split": split, "seed": cfg.project.seed, "step": step, "seconds": time.perf_counter() - t,
                       "cached": cached})
     return steps
@@ -77,6 +75,20 @@ def run_job(cfg: Config, job: Job, two_stage: bool, force: bool = False, threads
 
     ``slot`` (worker processes only) spreads jobs over the GPUs of a machine that has several.
     """
+    if slot is None:
+        return _run_job(cfg, job, two_stage, force, threads, reporter, slot)
+    # a worker process: its warnings travel back as lines, shown once by the caller like its own
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record = _run_job(cfg, job, two_stage, force, threads, reporter, slot)
+    record["warnings"] = list(dict.fromkeys(
+        str(w.message) if issubclass(w.category, OsdWarning)
+        else f"{w.category.__name__}: {(str(w.message).strip().splitlines() or [''])[0][:160]}" for w in caught))
+    return record
+
+
+def _run_job(cfg: Config, job: Job, two_stage: bool, force: bool, threads: int, reporter: Reporter | None,
+             slot: int | None) -> dict[str, Any]:
     from osd.pipeline.detector import fit_patchcore
 
     t0 = time.perf_counter()
@@ -123,7 +135,7 @@ def _dask_job(cfg: Config, job: Job, two_stage: bool, force: bool, slot: int = 0
         threads = cfg.project.threads or int(get_worker().state.nthreads)
     except (ImportError, ValueError, AttributeError):
         threads = cfg.project.threads
-    return run_job(cfg, job, two_stage, force, threads, slot=slot)
+    return run_job(cfg, job, two_stage, force, threads, slot=slot or 0)
 
 
 def run_grid(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool, jobs: int = 1,
@@ -224,6 +236,8 @@ def _run_waves(deps: list[Job], grid: list[Job], submit: Callable[[Job], Any], r
                     job = futures[fut]
                     rec = {"job": job.name, "split": job.split, "seed": job.seed, **result_of(fut)}
                     records.append(rec)
+                    for line in rec.pop("warnings", None) or []:
+                        warnings.warn(f"{job.name}: {line}", OsdWarning, stacklevel=2)
                     if rec.get("error"):
                         reporter.note(f"failed: {job.name}: {rec['error']}")
                     n = len(records)

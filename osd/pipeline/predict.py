@@ -17,14 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from osd import artifacts, runtime
+from osd import artifacts, decide, runtime
 from osd.config import Config
 from osd.data.images import is_image_name
-from osd.errors import ArtifactError, DataError, OsdWarning
+from osd.errors import DataError, OsdWarning
 
 APPROACHES = ("one-stage", "cascade", "both")
-NO_DEFECT = "no_defect"
-UNKNOWN = "unknown"
 COLUMNS = ("path", "status", "reason", "one_stage", "one_stage_score", "tau", "closed_class", "msp", "kappa",
            "cascade", "stage1_score", "stage1_threshold")
 
@@ -60,47 +58,44 @@ class Predictor:
 
         if self.approach not in APPROACHES:
             raise DataError(f"--approach {self.approach!r}: choose one of {', '.join(APPROACHES)}")
-        self.split = self.split.lower()
+        self.split = self.cfg.split_name(self.split)
         layout = artifacts.Layout(self.cfg.output_dir)
         # threads are set per batch, inside runtime.scope (see _rows): none are set here
         self.device = self.device or runtime.resolve_device(self.cfg.project.device)
-        model_rec = self._need(layout.model(self.split), f"osd train --split {self.split}")
-        cal_rec = self._need(layout.calibration(self.split), f"osd calibrate --split {self.split}")
-        self.provenance = {"classifier": model_rec["id"], "calibration": cal_rec["id"]}
-        recorded = model_rec["provenance"].get("config", {})
+        s = self.split
+        # the whole chain, checked link by link: classifier -> embeddings -> calibration
+        model = artifacts.require(layout.model(s), f"osd train --split {s}", f"classifier of split {s}")
+        emb = artifacts.require(layout.embeddings_file(s), f"osd calibrate --split {s}", f"embeddings of split {s}",
+                                {"classifier": model.id}, payload=False)
+        cal = artifacts.require(layout.calibration(s), f"osd calibrate --split {s}", f"calibration of split {s}",
+                                {"embeddings": emb.id})
+        self.provenance = {"classifier": model.id, "embeddings": emb.id, "calibration": cal.id}
+        recorded = model.provenance.get("config", {})
         self.classifier_size = int(recorded.get("classifier.image_size", self.cfg.classifier.image_size))
         self._check_settings(recorded, "classifier")
-        self.model = load_model(self.cfg, model_rec["payload"]).to(self.device).eval()
-        self.classes = [str(c) for c in model_rec["payload"]["classes"]]
-        cal = cal_rec["payload"]
-        self.scorer, self.blocks = cal["scorer"], list(cal["blocks"])
-        self.tau = float(cal["tau"].threshold_)
-        self.kappa = float(-cal["kappa_threshold"].threshold_)
+        self.model = load_model(self.cfg, model.payload).to(self.device).eval()
+        self.classes = [str(c) for c in model.payload["classes"]]
+        self.scorer, self.blocks = cal.payload["scorer"], list(cal.payload["blocks"])
+        self.tau = float(cal.payload["tau"].threshold_)
+        self.kappa = float(-cal.payload["neg_kappa"].threshold_)
         self.use_kappa = self.cfg.cascade.use_kappa
         self.detector = None
         if self.approach in ("cascade", "both"):
             from osd.patchcore.model import PatchCore
             from osd.pipeline.detector import build_extractor
 
-            det = self._need(layout.detector, "osd patchcore fit")
-            self.provenance["detector"] = det["id"]
-            pc_settings = {k: v for k, v in det["provenance"].get("config", {}).items()
+            det = artifacts.require(layout.detector, "osd patchcore fit", "PatchCore detector")
+            self.provenance["detector"] = det.id
+            recorded_pc = det.provenance.get("config", {})
+            pc_settings = {k: v for k, v in recorded_pc.items()
                            if k.startswith(("patchcore.", "normal.crop", "normal.dark", "normal.max_dark"))
                            or k == "project.seed"}
-            self._check_settings(det["provenance"].get("config", {}), "patchcore")
-            pc_cfg = self.cfg.replace(**pc_settings)
-            self.pc_cfg = pc_cfg
-            self.detector = PatchCore.from_bank(det["payload"]["bank"], pc_cfg.patchcore.num_neighbors,
-                                                pc_cfg.patchcore.search).to(self.device)
-            self.extractor = build_extractor(pc_cfg, self.device).eval()
-            self.stage1_threshold = float(det["payload"]["threshold"].threshold_)
-
-    def _need(self, path: Path, command: str) -> dict[str, Any]:
-        record = artifacts.load_record(path, None)
-        if record is None:
-            raise ArtifactError(f"{path}: no fitted model for split {self.split}; build it with `{command}` "
-                                "(or `osd run-all`); predict never trains")
-        return record
+            self._check_settings(recorded_pc, "patchcore")
+            self.pc_cfg = self.cfg.replace(**pc_settings)
+            self.detector = PatchCore.from_bank(det.payload["bank"], self.pc_cfg.patchcore.num_neighbors,
+                                                self.pc_cfg.patchcore.search).to(self.device)
+            self.extractor = build_extractor(self.pc_cfg, self.device).eval()
+            self.stage1_threshold = float(det.payload["threshold"].threshold_)
 
     def _check_settings(self, recorded: dict[str, Any], section: str) -> None:
         diffs = [d for d in self.cfg.differences({k: v for k, v in recorded.items() if k.startswith(section + ".")})]
@@ -119,56 +114,31 @@ class Predictor:
         import torch
 
         from osd.data.tensors import normalize, pil_to_uint8
-        from osd.metrics import softmax
         from osd.osr.features import stack
+        from osd.pipeline.detector import score_pil
 
         with torch.inference_mode():
             x = normalize(torch.stack([pil_to_uint8(i, self.classifier_size) for i in imgs]).to(self.device))
             stats, logits = self.model.embed_stages(x)
             feats = stack({k: v.cpu().numpy() for k, v in stats.items()}, self.blocks)[0]
-            dist = self.scorer.score_samples(feats)
-            probs = softmax(logits.cpu().numpy().astype(np.float64))
-            s1 = None
-            if self.detector is not None:
-                # stage 1's unit is a square crop: a long image (a Severstal strip) is cut into the crops
-                # PatchCore was fitted on, and its score is the largest of its crops' scores
-                size = self.pc_cfg.patchcore.image_size
-                crops, owner = [], []
-                for j, img in enumerate(imgs):
-                    for box in self._crops(img):
-                        crops.append(pil_to_uint8(img.crop(box) if box else img, size))
-                        owner.append(j)
-                s1 = np.full(len(imgs), -np.inf)
-                for start in range(0, len(crops), len(imgs)):
-                    xp = normalize(torch.stack(crops[start : start + len(imgs)]).to(self.device))
-                    part = self.detector.score_samples(self.extractor(xp)).cpu().numpy()
-                    np.maximum.at(s1, np.asarray(owner[start : start + len(imgs)]), part)
+        dist = self.scorer.score_samples(feats)
+        closed, msp = decide.closed_set(logits.cpu().numpy(), self.classes)
+        kappa = self.kappa if self.use_kappa else None
+        one = decide.one_stage(dist, self.tau, closed)
+        s1 = casc = None
+        if self.detector is not None:
+            s1 = score_pil(self.detector, self.extractor, imgs, self.pc_cfg, self.device)
+            casc = decide.cascade(s1, self.stage1_threshold, closed, msp, kappa)["strict"]
         rows = []
         for j, name in enumerate(names):
-            closed = self.classes[int(probs[j].argmax())]
-            msp = float(probs[j].max())
-            row: dict[str, Any] = {"path": name, "status": "ok", "reason": "", "closed_class": closed, "msp": msp,
-                                   "kappa": self.kappa if self.use_kappa else None}
+            row: dict[str, Any] = {"path": name, "status": "ok", "reason": "", "closed_class": str(closed[j]),
+                                   "msp": float(msp[j]), "kappa": kappa}
             if self.approach in ("one-stage", "both"):
-                row.update(one_stage=UNKNOWN if dist[j] > self.tau else closed, one_stage_score=float(dist[j]),
-                           tau=self.tau)
+                row.update(one_stage=str(one[j]), one_stage_score=float(dist[j]), tau=self.tau)
             if s1 is not None:
-                stage2 = UNKNOWN if (self.use_kappa and msp < self.kappa) else closed
-                row.update(cascade=stage2 if s1[j] > self.stage1_threshold else NO_DEFECT,
-                           stage1_score=float(s1[j]), stage1_threshold=self.stage1_threshold)
+                row.update(cascade=str(casc[j]), stage1_score=float(s1[j]), stage1_threshold=self.stage1_threshold)
             rows.append(row)
         return rows
-
-    def _crops(self, img: Any) -> list[tuple[int, int, int, int] | None]:
-        from osd.data.severstal import crop_boxes
-
-        w, h = img.size
-        if max(w, h) <= 1.5 * min(w, h):
-            return [None]  # about square: one crop, as a NEU image is
-        n = self.pc_cfg.normal
-        grey = np.asarray(img.convert("L"))
-        boxes = crop_boxes(grey, n.crop_size, n.crop_stride, n.dark_threshold, n.max_dark_fraction)
-        return boxes or crop_boxes(grey, n.crop_size, n.crop_stride, n.dark_threshold, 1.0)
 
     def predict(self, images: Iterable[Any], batch_size: int = 16) -> Iterator[dict[str, Any]]:
         """One row per input, in order: paths (str / Path), PIL images or HxW[x3] uint8 arrays."""

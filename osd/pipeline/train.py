@@ -15,6 +15,7 @@ import numpy as np
 
 from osd import artifacts, runtime
 from osd.config import Config
+from osd.osr.model import PARTS
 from osd.pipeline.data import settings_key, split_manifest, weights_identity
 from osd.progress import Reporter, ensure
 
@@ -23,7 +24,6 @@ TRAIN_ALGORITHM = "train/3"  # 3: the epoch is chosen on select images, not on t
 EMBED_ALGORITHM = "embed/4"  # 4: paths relative to neu.root; 3: keyed on the classifier artifact's id
 TRAIN_SECTIONS = ("classifier", "splits", "neu.root", "project.seed")
 
-PARTS = ("train", "val", "test_known", "test_unknown")
 
 
 def _entries(manifest, part: str):
@@ -36,9 +36,10 @@ def _entries(manifest, part: str):
 
 def train_key(cfg: Config, split: str) -> str:
     m = split_manifest(cfg, split)
-    # training and selection images only: a change to the threshold or test images never retrains
+    # training and selection images only: a change to the threshold or test images never retrains;
+    # the device and the thread count change the training arithmetic, so they are part of the key
     return artifacts.cache_key("train", TRAIN_ALGORITHM, settings_key(cfg, ("classifier", "project.seed")),
-                               m.fingerprint(("train", "select")))
+                               m.fingerprint(("train", "select")), runtime.compute_identity(cfg))
 
 
 @dataclass
@@ -73,17 +74,16 @@ def load_model(cfg: Config, payload: dict[str, Any]):
 
 @runtime.scoped
 def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool, reporter: Reporter
-           ) -> dict[str, Any]:
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train, checkpointing every epoch; a checkpoint of the same key left by a killed run is resumed."""
     import torch
 
     from osd.data.tensors import load_images
-    from osd.models.backbones import build, check_classifier, describe_weights
+    from osd.models.backbones import build, describe_weights
     from osd.models.classifier import EmbeddingClassifier
     from osd.models.training import fit
     from osd.pipeline.data import weights_path
 
-    check_classifier(cfg.classifier.arch, cfg.classifier.image_size)  # before any data is read
     ckpt_path = path.with_name("checkpoint.npz")
     resume = None if force else artifacts.load(ckpt_path, key)
     device = runtime.setup(cfg)
@@ -116,36 +116,37 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
     prov = artifacts.provenance(cfg, "train", TRAIN_ALGORITHM, key, TRAIN_SECTIONS,
                                 {"manifest_train_select": manifest.fingerprint(("train", "select")),
                                  "weights": weights_identity(cfg, cfg.classifier.weights, cfg.classifier.arch)},
-                                split=split)
-    artifact_id = artifacts.save(path, key, payload, prov)
+                                split=split, compute=runtime.compute_identity(cfg))
     ckpt_path.unlink(missing_ok=True)
     out = path.parent
     artifacts.write_json(out / "history.json", outcome.history)
     artifacts.write_json(out / "config.json", cfg.to_dict())
-    return {"id": artifact_id, "provenance": prov, "payload": payload}
+    return payload, prov
+
+
+def trained(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
+    """The split's classifier artifact: cached, or trained now under the artifact's lock."""
+    from osd.models.classifier import check_classifier
+
+    reporter = ensure(reporter)
+    split = cfg.split_name(split)
+    check_classifier(cfg.classifier.arch, cfg.classifier.image_size)  # on the meta device, before any data is read
+    manifest = split_manifest(cfg, split)
+    key = train_key(cfg, split)
+    path = artifacts.Layout(cfg.output_dir).model(split)
+
+    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+        return _train(cfg, split, manifest, key, path, force, reporter)
+
+    return artifacts.cached_step(path, key, compute, force=force, on_wait=reporter.note)
 
 
 def train(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> TrainResult:
     """Train (or load from cache) the classifier of ``split``; a killed run resumes from its last epoch."""
-    reporter = ensure(reporter)
-    split = split.lower()
-    manifest = split_manifest(cfg, split)
-    key = train_key(cfg, split)
-    path = artifacts.Layout(cfg.output_dir).model(split)
-    record = None if force else artifacts.load_record(path, key)
-    cached = record is not None
-    if record is None:
-        with artifacts.exclusive(path, reporter.note):
-            # another process may have trained it while this one waited for the lock
-            record = None if force else artifacts.load_record(path, key)
-            cached = record is not None
-            if record is None:
-                record = _train(cfg, split, manifest, key, path, force, reporter)
-    payload = record["payload"]
-    prov = {**record["provenance"], "artifact_id": record["id"]}
-    return TrainResult(split, payload["arch"], payload["weights"], list(payload["classes"]), payload["best_epoch"],
-                       payload["selection_accuracy"], payload["seconds"], cached, payload["history"], str(path),
-                       record["id"], prov)
+    step = trained(cfg, split, force, reporter)
+    p = step.payload
+    return TrainResult(split, p["arch"], p["weights"], list(p["classes"]), p["best_epoch"], p["selection_accuracy"],
+                       p["seconds"], step.cached, p["history"], str(step.path), step.id, step.lineage)
 
 
 @dataclass
@@ -168,62 +169,60 @@ def embed_key(cfg: Config, split: str, model_id: str) -> str:
 
 
 @runtime.scoped
-def embed(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> EmbedResult:
-    """Embeddings and logits of train, val, known test and unknown test; trains first if needed."""
+def _embed(cfg: Config, split: str, model: artifacts.Step, key: str, reporter: Reporter
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
     import torch
 
     from osd.data.tensors import load_images, normalize
 
+    device = runtime.setup(cfg)
+    net = load_model(cfg, model.payload).to(device)
+    manifest = split_manifest(cfg, split)
+    payload: dict[str, Any] = {"classes": model.payload["classes"], "skipped": {}}
+    total = sum(len(_entries(manifest, p)) for p in PARTS)
+    start, n_done = time.perf_counter(), 0
+    with reporter.task("embedding", total) as task, torch.no_grad():
+        for part in PARTS:
+            entries = _entries(manifest, part)
+            x, kept = load_images([e.path for e in entries], cfg.classifier.image_size, payload["skipped"])
+            stats: dict[str, list[np.ndarray]] = {}
+            logits = []
+            for s in range(0, len(kept), 64):
+                st, lg = net.embed_stages(normalize(x[s : s + 64].to(device)))
+                for name, v in st.items():
+                    stats.setdefault(name, []).append(v.cpu().numpy())
+                logits.append(lg.cpu().numpy())
+                task.advance(len(lg))
+                n_done += len(lg)
+            stages = {n: np.concatenate(v) for n, v in stats.items()}
+            payload[part] = {
+                "embeddings": stages.pop("penultimate", np.zeros((0, net.embedding_dim), np.float32)),
+                "stages": stages,
+                "logits": np.concatenate(logits) if logits else np.zeros((0, len(payload["classes"])), np.float32),
+                "labels": [entries[i].label for i in kept],
+                "paths": [entries[i].rel for i in kept],  # relative to neu.root: the data may move
+            }
+    payload["images_per_second"] = n_done / max(time.perf_counter() - start, 1e-9)
+    prov = artifacts.provenance(cfg, "embed", EMBED_ALGORITHM, key, TRAIN_SECTIONS,
+                                {"classifier": model.id, "manifest": manifest.fingerprint()}, split=split)
+    return payload, prov
+
+
+def embedded(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
+    """The split's embeddings artifact (train, val, known and unknown test), from its classifier artifact."""
     reporter = ensure(reporter)
-    split = split.lower()
-    trained = train(cfg, split, reporter=reporter)
-    key = embed_key(cfg, split, trained.artifact_id)
-    layout = artifacts.Layout(cfg.output_dir)
-    path = layout.embeddings_file(split)
-    record = None if force else artifacts.load_record(path, key)
-    cached = record is not None
-    if record is None:
-        device = runtime.setup(cfg)
-        tpayload = artifacts.load(layout.model(split), None)
-        model = load_model(cfg, tpayload).to(device)
-        manifest = split_manifest(cfg, split)
-        payload = {"classes": tpayload["classes"], "skipped": {}}
-        total = sum(len(_entries(manifest, p)) for p in PARTS)
-        start, n_done = time.perf_counter(), 0
-        with reporter.task("embedding", total) as task, torch.no_grad():
-            for part in PARTS:
-                entries = _entries(manifest, part)
-                x, kept = load_images([e.path for e in entries], cfg.classifier.image_size, payload["skipped"])
-                stats: dict[str, list[np.ndarray]] = {}
-                logits = []
-                for s in range(0, len(kept), 64):
-                    st, lg = model.embed_stages(normalize(x[s : s + 64].to(device)))
-                    for name, v in st.items():
-                        stats.setdefault(name, []).append(v.cpu().numpy())
-                    logits.append(lg.cpu().numpy())
-                    task.advance(len(lg))
-                    n_done += len(lg)
-                stages = {n: np.concatenate(v) for n, v in stats.items()}
-                payload[part] = {
-                    "embeddings": stages.pop("penultimate", np.zeros((0, model.embedding_dim), np.float32)),
-                    "stages": stages,
-                    "logits": np.concatenate(logits) if logits else np.zeros((0, len(payload["classes"])), np.float32),
-                    "labels": [entries[i].label for i in kept],
-                    "paths": [entries[i].rel for i in kept],  # relative to neu.root: the data may move
-                }
-        payload["images_per_second"] = n_done / max(time.perf_counter() - start, 1e-9)
-        prov = artifacts.provenance(cfg, "embed", EMBED_ALGORITHM, key, TRAIN_SECTIONS,
-                                    {"classifier": trained.artifact_id,
-                                     "manifest": split_manifest(cfg, split).fingerprint()}, split=split)
-        record = {"id": artifacts.save(path, key, payload, prov), "provenance": prov, "payload": payload}
-    payload = record["payload"]
-    counts = {p: len(payload[p]["labels"]) for p in PARTS}
-    return EmbedResult(split, counts, int(payload["train"]["embeddings"].shape[1]),
-                       float(payload["images_per_second"]), cached, str(path), record["id"],
-                       {**record["provenance"], "artifact_id": record["id"]})
+    split = cfg.split_name(split)
+    model = trained(cfg, split, reporter=reporter)
+    key = embed_key(cfg, split, model.id)
+    path = artifacts.Layout(cfg.output_dir).embeddings_file(split)
+    return artifacts.cached_step(path, key, lambda: _embed(cfg, split, model, key, reporter), force=force,
+                                 on_wait=reporter.note)
 
 
-def load_embeddings(cfg: Config, split: str, reporter: Reporter | None = None) -> tuple[dict[str, Any], EmbedResult]:
-    """The embeddings payload (computed first if needed) and the step result that identifies it."""
-    result = embed(cfg, split, reporter=reporter)
-    return artifacts.load(Path(result.path), None), result
+def embed(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> EmbedResult:
+    """Embeddings and logits of train, val, known test and unknown test; trains first if needed."""
+    step = embedded(cfg, split, force, reporter)
+    p = step.payload
+    counts = {part: len(p[part]["labels"]) for part in PARTS}
+    return EmbedResult(split, counts, int(p["train"]["embeddings"].shape[1]), float(p["images_per_second"]),
+                       step.cached, str(step.path), step.id, step.lineage)

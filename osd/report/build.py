@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +119,39 @@ def provenance_notes(cfg: Config, m: dict[str, Any]) -> dict[str, list[str]]:
     return notes
 
 
+def _over_runs(per: list[tuple[str, dict[str, Any]]], seed: int = 0, n_boot: int = 4000) -> dict[str, Any]:
+    """The mean difference over runs (split x seed) with a 95% interval that resamples runs and, within
+    each, its images (through the run's own paired interval, read as a normal with that spread), and a
+    Holm correction of the per-run tests for the number of runs compared."""
+    from scipy.stats import norm
+
+    d = np.array([v["difference"] for _, v in per], dtype=float)
+    se = np.array([(v["ci95"][1] - v["ci95"][0]) / (2 * 1.96) if v.get("ci95") else 0.0 for _, v in per])
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(d), (n_boot, len(d)))
+    means = (d[pick] + rng.normal(size=pick.shape) * se[pick]).mean(axis=1)
+    lo, hi = (float(x) for x in np.quantile(means, [0.025, 0.975]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(se > 0, 2 * norm.sf(np.abs(d) / np.where(se > 0, se, 1)), np.where(d != 0, 0.0, 1.0))
+    order, m, holm = np.argsort(p), len(p), np.zeros(len(p), bool)
+    for rank, i in enumerate(order):  # step-down: stop at the first run that is not significant
+        if p[i] > 0.05 / (m - rank):
+            break
+        holm[i] = True
+    names = [n for n, _ in per]
+    return {"mean_ci95": [lo, hi], "holm_one_stage_better": [names[i].upper() for i in range(m) if holm[i] and d[i] > 0],
+            "holm_cascade_better": [names[i].upper() for i in range(m) if holm[i] and d[i] < 0]}
+
+
 def verdict(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The answer to the research question from each split's paired comparison, in rows and words."""
-    from osd.pipeline.cascade import MODE_METRICS, MODES
+    """The answer to the research question from each run's paired comparison, in rows and words.
+
+    Per run (split x seed): does its 95% paired interval exclude zero (and, Holm-corrected for the
+    number of runs, is it still significant). Over runs: the mean difference with an interval that
+    resamples runs and images; one approach is called better overall only when it excludes zero.
+    """
+    from osd.decide import MODES
+    from osd.pipeline.cascade import MODE_METRICS
 
     rows, words = [], []
     for mode in MODES:
@@ -128,7 +159,7 @@ def verdict(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
             per = []
             for name, info in per_split.items():
                 v = (info["metrics"].get("cascade", {}).get("versus_one_stage", {}).get(mode, {}) or {}).get(metric)
-                if v:
+                if v and v.get("difference") is not None:
                     per.append((name, v))
                     rows.append({"mode": mode, "metric": HUMAN[metric], "split": name.upper(), **v})
             if not per:
@@ -136,15 +167,14 @@ def verdict(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
             better = [n for n, v in per if v.get("excludes_zero") and v["difference"] > 0]
             worse = [n for n, v in per if v.get("excludes_zero") and v["difference"] < 0]
             mean = float(np.mean([v["difference"] for _, v in per]))
-            if better and not worse:
-                word = "one-stage better"
-            elif worse and not better:
-                word = "cascade better"
-            else:
-                word = "no clear difference" if not (better or worse) else "mixed"
-            words.append({"mode": mode, "metric": HUMAN[metric], "mean_difference": mean, "verdict": word,
+            overall = _over_runs(per)
+            lo, hi = overall["mean_ci95"]
+            word = "one-stage better" if lo > 0 else "cascade better" if hi < 0 else "no clear difference overall"
+            words.append({"mode": mode, "metric": HUMAN[metric], "mean_difference": mean,
+                          "averaged_over": f"{len(per)} run(s) (split x seed)", **overall, "verdict": word,
                           "splits_one_stage_better": [n.upper() for n in better],
-                          "splits_cascade_better": [n.upper() for n in worse], "splits": len(per)})
+                          "splits_cascade_better": [n.upper() for n in worse], "splits": len(per),
+                          "comparisons": len(per)})
     return {"rows": rows, "summary": words}
 
 
@@ -154,10 +184,13 @@ def _verdict_sentence(v: dict[str, Any]) -> str:
     key = [w for w in v["summary"] if w["metric"] == HUMAN["open_set_accuracy"]]
     parts = []
     for w in key:
-        parts.append(f"against the cascade in {w['mode']} mode, one-stage minus cascade open-set accuracy is "
-                     f"{w['mean_difference']:+.3f} on average over {w['splits']} run(s) (split x seed): {w['verdict']} "
-                     f"(95% paired interval excludes zero in favour of one-stage on "
-                     f"{len(w['splits_one_stage_better'])}, of the cascade on {len(w['splits_cascade_better'])})")
+        lo, hi = w["mean_ci95"]
+        parts.append(f"against the cascade in {w['mode']} mode, one-stage minus cascade open-set accuracy averaged "
+                     f"over {w['averaged_over']} is {w['mean_difference']:+.3f} (95% interval {lo:+.3f} to {hi:+.3f}, "
+                     f"resampling runs and images): {w['verdict']}; per run, the 95% paired interval excludes zero in "
+                     f"favour of one-stage on {len(w['splits_one_stage_better'])} and of the cascade on "
+                     f"{len(w['splits_cascade_better'])} of {w['comparisons']} comparisons "
+                     f"({len(w['holm_one_stage_better'])} and {len(w['holm_cascade_better'])} after Holm's correction)")
     return "; ".join(parts) + "."
 
 
@@ -206,9 +239,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     selection: set[Any] = set()  # splits.selection_fraction as recorded by each run's osr section
     chosen: list[str] = []  # the variant each run selects without test data
     for name, seed, c, lay in runs:
-        m = artifacts.read_json(lay.metrics(name))
-        if not isinstance(m, dict):
-            m = {}
+        m = read_metrics(lay.metrics(name), name)
         notes = provenance_notes(c, m)
         for section in ("osr", "cascade"):
             prov = (m.get(section) or {}).get("provenance") or {}
@@ -221,10 +252,14 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
                 weights["patchcore"].add(_weights_name(w["patchcore"]))
         pick = (m.get("osr") or {}).get("selection") or {}
         if pick.get("selected"):
-            scores = pick.get("validation_auroc", {})
+            scores = {k: v for k, v in (pick.get("validation_auroc") or {}).items() if v is not None}
             run = name if len(seeds) == 1 else f"{name} seed {seed}"
-            chosen.append(f"{run}: {pick['selected']} ({scores.get(pick['selected'], float('nan')):.3f}; locked "
-                          f"penultimate {scores.get('penultimate', float('nan')):.3f})")
+            if len(scores) > 1 and len({round(v, 3) for v in scores.values()}) == 1:
+                chosen.append(f"{run}: cannot separate the variants (all {next(iter(scores.values())):.3f}); a tie is "
+                              "not a choice, the locked method stays by rule")
+            else:
+                chosen.append(f"{run}: {pick['selected']} ({scores.get(pick['selected'], float('nan')):.3f}; locked "
+                              f"penultimate {scores.get('penultimate', float('nan')):.3f})")
         split_rows = _section_rows(name, m)
         for r in split_rows:
             r["seed"] = seed
@@ -266,7 +301,9 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     if chosen:
         caveats.append("Feature variant chosen without test data (pseudo-open-set on the known classes' training and "
                        "validation images, mean AUROC; reported only, the headline stays the locked method): "
-                       + "; ".join(chosen) + ".")
+                       + "; ".join(chosen) + ". Caveat: only the Mahalanobis head is refitted without the held-out "
+                       "class; the backbone was trained on it, so its pseudo-unknowns are not unseen by the features "
+                       "and the scores are optimistic (they saturate near 1 when the features separate the classes).")
     stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
     for n, notes in stale.items():
         for section, diffs in notes.items():
@@ -322,3 +359,26 @@ def _project_header(cfg: Config) -> str:
         return p.read_text(encoding="utf-8")[:400]
     except OSError:
         return ""
+
+
+def read_metrics(path: Path, split: str) -> dict[str, dict[str, Any]]:
+    """A split's metrics.json as sections that are JSON objects; anything else is left out with a
+    warning that names the file, the section and the command that writes it again."""
+    import warnings
+
+    from osd.errors import OsdWarning
+
+    data = artifacts.read_json(path)
+    if not isinstance(data, dict):
+        warnings.warn(f"{path}: holds a JSON {type(data).__name__}, not an object of sections; its results are left "
+                      f"out (rerun `osd osr --split {split}`)", OsdWarning, stacklevel=2)
+        return {}
+    out = {}
+    for section, value in data.items():
+        if isinstance(value, dict) or section == "null_reasons":
+            out[section] = value
+        else:
+            warnings.warn(f"{path}: section {section!r} is {json.dumps(value)[:40]}, not an object; left out "
+                          f"(rerun `osd {section if section in ('osr', 'cascade', 'bench') else 'run-all'} "
+                          f"--split {split}`)", OsdWarning, stacklevel=2)
+    return out

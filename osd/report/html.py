@@ -78,11 +78,14 @@ def render_html(cfg: Config, rows: list[dict[str, Any]], per_split: dict[str, An
              f"<p>osd {__version__}; project {html.escape(str(cfg.base_dir))}</p>",
              "<h2>The answer</h2>", f"<p><b>{html.escape(sentence)}</b></p>"]
     if verdict and verdict.get("summary"):
-        parts.append(_table(verdict["summary"], ["mode", "metric", "mean_difference", "verdict",
-                                                 "splits_one_stage_better", "splits_cascade_better"],
-                            {"mean_difference": "one-stage minus cascade (mean over splits)",
-                             "splits_one_stage_better": "splits: one-stage better (95% CI)",
-                             "splits_cascade_better": "splits: cascade better (95% CI)"}))
+        parts.append(_table(verdict["summary"], ["mode", "metric", "averaged_over", "mean_difference", "mean_ci95",
+                                                 "verdict", "splits_one_stage_better", "splits_cascade_better",
+                                                 "holm_one_stage_better", "holm_cascade_better"],
+                            {"averaged_over": "mean over", "mean_difference": "one-stage minus cascade (mean)",
+                             "mean_ci95": "95% interval (runs and images resampled)",
+                             "splits_one_stage_better": "runs: one-stage better (95% CI)",
+                             "splits_cascade_better": "runs: cascade better (95% CI)",
+                             "holm_one_stage_better": "after Holm: one-stage", "holm_cascade_better": "after Holm: cascade"}))
     if verdict_plot:
         parts.append('<div class="plots">' + _img(verdict_plot) + "</div>")
     parts += [f'<div class="caveat">{html.escape(c)}</div>' for c in caveats]

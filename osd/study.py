@@ -12,31 +12,6 @@ from osd.config import Config
 from osd.errors import ConfigError
 from osd.progress import Reporter, ensure
 
-
-def _bench_key(cfg: Config, split: str) -> str:
-    from osd.pipeline.detector import fit_patchcore
-    from osd.pipeline.osr import calibrate
-
-    # what is timed: the calibrated scorer (and the classifier under it), the detector, on this
-    # device with this many threads
-    return artifacts.cache_key("bench", "bench/2", calibrate(cfg, split).artifact_id, fit_patchcore(cfg).artifact_id,
-                               cfg.section("bench"), cfg.project.device, cfg.project.threads)
-
-
-def cached_bench(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> tuple[dict, bool]:
-    from osd.pipeline.bench import bench
-
-    layout = artifacts.Layout(cfg.output_dir)
-    key = _bench_key(cfg, split)
-    old = artifacts.read_json(layout.bench(split))
-    if not force and old.get("cache_key") == key:
-        return old, True
-    result = bench(cfg, split, reporter)
-    result["cache_key"] = key
-    artifacts.write_json(layout.bench(split), result)
-    return result, False
-
-
 REPORT_ALGORITHM = "report/2"  # 2: keyed on the steps' outputs by content; epoch-selection and variant notes
 
 
