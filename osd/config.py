@@ -354,17 +354,23 @@ def _unknown_key(prefix: str, key: str, valid: list[str]) -> ConfigError:
 def _build_splits(data: dict[str, Any], base: SplitsSection | None, replace: bool) -> SplitsSection:
     """``[splits]``: its settings, and one ``[splits.<name>]`` table per split.
 
-    A project file whose tables are all named like NEU's splits (a, b, c) changes those and keeps
-    the others; a file with any other split name has exactly its own tables as its splits. A
+    A project file whose tables are all named like NEU's splits (a, b, c) and name only NEU's classes
+    changes those and keeps the others; a file with any other split name or class has exactly its
+    own tables as its splits. A
     ``--set splits.<name>.…`` override changes or adds that one split.
     """
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}
     base = base if base is not None else SplitsSection()
     out = _build(SplitsSection, {k: v for k, v in scalars.items()}, "splits", base, skip={"named"})
-    # a file naming only NEU's splits changes those and keeps the rest (as every setting does); a
-    # file naming any other split defines the project's splits: exactly its tables
-    own = replace and any(name not in NEU_SPLITS for name in tables)
+    # a file naming only NEU's splits with NEU's classes changes those and keeps the rest (as every
+    # setting does); a file naming any other split, or any class that is not NEU's (a user's own
+    # classes, whatever the split is called), defines the project's splits: exactly its tables
+    def foreign(name: str, table: Any) -> bool:
+        classes = [*(table.get("known") or []), *(table.get("unknown") or [])] if isinstance(table, dict) else []
+        return name not in NEU_SPLITS or any(c not in NEU_CLASSES for c in classes)
+
+    own = replace and any(foreign(name, t) for name, t in tables.items())
     named = {} if own else dict(base.named)
     for name, table in tables.items():
         if not SPLIT_NAME.match(name):

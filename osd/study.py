@@ -42,10 +42,10 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
     from osd.report.build import build_report
 
     reporter = ensure(reporter)
-    splits = splits or cfg.split_names
-    for s in splits:
-        if s not in cfg.split_names:
-            raise ConfigError(f"--splits: unknown split {s!r}; choose from {', '.join(cfg.split_names)}")
+    try:
+        splits = [cfg.split_name(s) for s in splits] if splits else cfg.split_names
+    except ConfigError as exc:
+        raise ConfigError(f"--splits: {exc}") from None
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: must be at least 1")
     seeds = cfg.study_seeds(seeds)

@@ -68,8 +68,8 @@ def test_split_is_stratified_seeded_and_keeps_duplicates_together(tmp_path: Path
     m1, m2 = make_split(cfg, "a", index), make_split(cfg, "a", index)
     assert m1.to_csv() == m2.to_csv()
     counts = m1.counts()
-    assert counts["inclusion"] == {"train": 6, "select": 1, "val": 1, "test": 2}
-    assert counts["crazing"] == {"train": 0, "select": 0, "val": 0, "test": 2}  # balanced with a known test count
+    assert counts["inclusion"] == {"train": 6, "epoch_select": 1, "threshold": 1, "test": 2}
+    assert counts["crazing"] == {"train": 0, "epoch_select": 0, "threshold": 0, "test": 2}  # balanced with a known test count
     parts = {e.partition for e in m1.entries if e.path.name in ("patches_1.jpg", "patches_11.jpg")}
     assert len(parts) == 1
     other = make_split(config.Config(base_dir=tmp_path).replace(**{"project.seed": 1}), "a", index)
@@ -83,12 +83,12 @@ def test_selection_images_are_carved_from_validation_and_leave_test_alone(tmp_pa
     base = config.Config(base_dir=tmp_path)
     half = make_split(base, "a", index)
     none = make_split(base.replace(**{"splits.selection_fraction": 0.0}), "a", index)
-    assert half.counts()["inclusion"] == {"train": 12, "select": 2, "val": 2, "test": 4}
-    assert none.counts()["inclusion"] == {"train": 12, "select": 0, "val": 4, "test": 4}
+    assert half.counts()["inclusion"] == {"train": 12, "epoch_select": 2, "threshold": 2, "test": 4}
+    assert none.counts()["inclusion"] == {"train": 12, "epoch_select": 0, "threshold": 4, "test": 4}
     by_path = {e.rel: e.partition for e in none.entries}
     for e in half.entries:  # select + val of one = val of the other; train and test identical
-        assert by_path[e.rel] == ("val" if e.partition == "select" else e.partition)
-    assert not {e.rel for e in half.select("select")} & {e.rel for e in half.select("val")}
+        assert by_path[e.rel] == ("threshold" if e.partition == "epoch_select" else e.partition)
+    assert not {e.rel for e in half.part("epoch_select")} & {e.rel for e in half.part("threshold")}
 
 
 def test_split_class_absent_from_data_is_named(tmp_path: Path):

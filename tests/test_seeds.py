@@ -83,7 +83,7 @@ def test_threshold_images_choose_nothing_and_selection_images_choose_the_epoch(t
 
     cfg = config.load(tiny_project)
     m = split_manifest(cfg, "a")
-    sel, val = m.select("select"), m.select("val")
+    sel, val = m.part("epoch_select"), m.part("threshold")
     assert sel and val and not {e.rel for e in sel} & {e.rel for e in val}
     first = train(cfg, "a")
     assert first.selection_accuracy is not None and all("select_accuracy" in h for h in first.history)

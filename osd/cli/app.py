@@ -331,7 +331,8 @@ def _seed_list(seeds: str | None) -> list[int] | None:
 @app.command("run-all")
 @command
 def run_all_cmd(
-    splits: Annotated[str, typer.Option("--splits", help="Comma-separated splits, e.g. a,c")] = "a,b,c",
+    splits: Annotated[str, typer.Option("--splits", help="Comma-separated splits, e.g. a,c [default: every split "
+                                        "of osd.toml]")] = "",
     seeds: Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: "
                                                  "project.seeds, else project.seed)")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="(split, seed) jobs at once in local processes; "
@@ -345,8 +346,8 @@ def run_all_cmd(
     from osd.study import run_all
 
     cfg = _config(project, set_, device)
-    names = [s.strip().lower() for s in splits.split(",") if s.strip()]
-    result = run_all(cfg, names, force=force, reporter=_reporter(json_out), seeds=_seed_list(seeds), jobs=jobs,
+    names = [s.strip() for s in splits.split(",") if s.strip()]
+    result = run_all(cfg, names or None, force=force, reporter=_reporter(json_out), seeds=_seed_list(seeds), jobs=jobs,
                      scheduler=scheduler)
     render.emit_json(result) if json_out else render.show_run_all(result)
     if result["failed"]:

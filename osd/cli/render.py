@@ -127,8 +127,10 @@ class Stopwatch:
 
 
 def show_data_report(r: Any) -> None:
-    show(table(f"NEU images ({r.neu_layout or 'not found'}) in {r.neu_root}", ["class", "images"],
-               [*r.neu_counts.items(), ("total", sum(r.neu_counts.values()))]))
+    folders = getattr(r, "class_folders", {}) or {}
+    show(table(f"Images ({r.neu_layout or 'not found'}) in {r.neu_root}", ["class", "images", "from folders"],
+               [*((c, n, ", ".join(folders.get(c, [])[:4]) + (" ..." if len(folders.get(c, [])) > 4 else ""))
+                  for c, n in r.neu_counts.items()), ("total", sum(r.neu_counts.values()), "")]))
     if r.image_sizes and len(r.image_sizes) <= 8:
         show(table("Image sizes and formats", ["size / format", "images"],
                    [*r.image_sizes.items(), *r.image_formats.items()]))
@@ -143,8 +145,8 @@ def show_data_report(r: Any) -> None:
         rows = []
         for cls, c in s["counts"].items():
             role = "known" if cls in s["known"] else "unknown"
-            rows.append([cls, role, c["train"], c.get("select", 0), c["val"], c["test"]])
-        show(table(f"Split {name.upper()}", ["class", "role", "train", "select (epoch)", "val (thresholds)", "test"],
+            rows.append([cls, role, c["train"], c.get("epoch_select", 0), c.get("threshold", 0), c["test"]])
+        show(table(f"Split {name.upper()}", ["class", "role", "train", "epoch_select", "threshold", "test"],
                    rows, caption=f"manifest: {s['manifest']}"))
     show(table("Byte-identical duplicates (kept in one partition)", ["files"],
                [[" = ".join(g)] for g in r.duplicates] or [["none"]]))

@@ -2,8 +2,9 @@
 
 Layouts: NEU-CLS flat files (``Cr_1.bmp``), NEU-DET flat files (``crazing_1.jpg``, optionally
 under ``IMAGES/``), and class folders (``<root>/<class>/*`` or ``<root>/{train,valid,test}/<Class>/*``).
-Class folders with names that are not NEU classes are kept as they are: that is how a user
-brings their own defect classes.
+Class folders are the folders directly under the root (below any train/valid/test folder); a
+user's folder names are the class names, verbatim. NEU's aliases (``Cr``, ``Pitted``, ``Rolled``)
+apply to NEU's own file naming, and to class folders only when every folder is a NEU class.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class NeuIndex:
     paths: tuple[Path, ...]
     labels: tuple[str, ...]
     masks_skipped: tuple[Path, ...] = ()
+    class_folders: tuple[tuple[str, tuple[str, ...]], ...] = ()  # class -> the folders that fed it
 
     @property
     def classes(self) -> list[str]:
@@ -84,22 +86,44 @@ def index_neu(root: str | Path) -> NeuIndex:
         layout = "neu-cls" if any(re.match(r"^[A-Z][a-zA-Z]_", p.name) for p in files) else "neu-det"
         return NeuIndex(root, layout, tuple(p for p, _ in flat), tuple(c for _, c in flat))
 
-    # Class folders: the class is the nearest parent folder that is not a partition folder.
-    paths, labels = [], []
+    # Class folders: the class is the first folder under the root that is neither a partition
+    # folder (train/valid/test) nor an image container (<Class>/Imgs); deeper folders belong to it
+    # (dent/2024/*.jpg is class "dent"). One folder above every class folder is looked through.
+    folders = []
     for p in files:
         rel = p.relative_to(root).parts[:-1]
-        names = [d for d in rel if d.lower() not in PARTITION_DIRS | CONTAINER_DIRS]
-        if not names:
-            cls = _flat_class(p)
-            if cls is None:
-                continue  # a stray file at the top level has no class
-        else:
-            cls = canonical(names[-1]) or names[-1]
+        folders.append([d for d in rel if d.lower() not in PARTITION_DIRS | CONTAINER_DIRS])
+    while folders and all(len(f) > 1 for f in folders) and len({f[0] for f in folders}) == 1:
+        folders = [f[1:] for f in folders]
+    paths, labels, fed = [], [], {}
+    for p, names in zip(files, folders):
+        cls = names[0] if names else _flat_class(p)
+        if cls is None:
+            continue  # a stray file at the top level has no class
         paths.append(p)
         labels.append(cls)
+        fed.setdefault(cls, set()).add(str(p.parent.relative_to(root)))
     if not paths:
         raise DataError(f"{root}: found images but could not tell their classes (no class folders or NEU names)")
-    return NeuIndex(root, "class-folders", tuple(paths), tuple(labels), tuple(masks))
+    # NEU's aliases rename folders only when every class folder is one of NEU's classes (NEU in class
+    # folders: Crazing/, Pitted/, Rolled/ ...); a user's own folder names are the class names, verbatim
+    found = set(labels)
+    mapped = {c: canonical(c) for c in found}
+    if all(mapped.values()) and len(set(mapped.values())) == len(found):
+        labels = [mapped[c] for c in labels]
+        fed = {mapped[c]: v for c, v in fed.items()}
+    _refuse_reserved(root, set(labels))
+    folders_of = tuple(sorted((c, tuple(sorted(v))) for c, v in fed.items()))
+    return NeuIndex(root, "class-folders", tuple(paths), tuple(labels), tuple(masks), folders_of)
+
+
+def _refuse_reserved(root: Path, classes: set[str]) -> None:
+    from osd.decide import DECISION_LABELS
+
+    clash = sorted(c for c in classes if c.strip().lower() in DECISION_LABELS)
+    if clash:
+        raise DataError(f"{root}: class folder {clash[0]!r} has the name of a decision label "
+                        f"({', '.join(DECISION_LABELS)}); rename the folder")
 
 
 def _drop_masks(root: Path, files: list[Path]) -> tuple[list[Path], list[Path]]:

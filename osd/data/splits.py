@@ -16,7 +16,7 @@ from osd.data.neu import NeuIndex
 from osd.errors import ConfigError
 
 # select: validation images that only choose the training epoch; val: the ones that only set thresholds
-PARTITIONS = ("train", "select", "val", "test")
+PARTITIONS = ("train", "epoch_select", "threshold", "test")  # named after their use
 
 
 def file_digest(path: Path) -> str:
@@ -40,7 +40,7 @@ class SplitEntry:
     path: Path
     label: str
     role: str  # known | unknown
-    partition: str  # train | select | val | test
+    partition: str  # train | epoch_select (chooses the epoch) | threshold (sets tau, kappa) | test
     digest: str
     rel: str = ""  # the path relative to the data root (what manifests and artifacts store)
 
@@ -52,12 +52,12 @@ class SplitManifest:
     unknown: tuple[str, ...]
     entries: tuple[SplitEntry, ...]
 
-    def select(self, partition: str, role: str = "known") -> list[SplitEntry]:
+    def part(self, partition: str, role: str = "known") -> list[SplitEntry]:
         return [e for e in self.entries if e.partition == partition and e.role == role]
 
     def test(self) -> list[SplitEntry]:
         """Known test images first, then unknown ones."""
-        return self.select("test", "known") + self.select("test", "unknown")
+        return self.part("test", "known") + self.part("test", "unknown")
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -130,7 +130,7 @@ def make_split(cfg: Config, name: str, index: NeuIndex, digests: list[str] | Non
                                        s.train_fraction + s.val_fraction)]
         seen, n_test = 0, 0
         for gi in order:
-            part = next((p for p, cut in zip(("train", "select", "val"), cuts) if seen < cut), "test")
+            part = next((p for p, cut in zip(("train", "epoch_select", "threshold"), cuts) if seen < cut), "test")
             for i in groups[gi]:
                 entries.append(SplitEntry(paths[i], cls, "known", part, digests[i], _rel(paths[i], index.root)))
             seen += len(groups[gi])

@@ -34,7 +34,7 @@ class TrainOutcome:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
+def accuracy_and_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
              batch_size: int = 64) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of a model on uint8 images."""
     model.eval()
@@ -64,53 +64,22 @@ def fit(
     reporter = ensure(reporter)
     model.to(device)
     n = len(train_y)
-    steps_per_epoch = max(1, (n + recipe.batch_size - 1) // recipe.batch_size)
-    if recipe.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay,
-                              nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch,
-                                                pct_start=0.2)
+    opt, sched = _optimizer(model, recipe, max(1, (n + recipe.batch_size - 1) // recipe.batch_size))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     choose = select_y is not None and len(select_y) > 0
     best = TrainOutcome(copy.deepcopy(model.state_dict()), 0, -1.0 if choose else None)
     best_loss = float("inf")
     first_epoch, elapsed = 1, 0.0
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
-        generator.set_state(resume["generator"])
-        torch.set_rng_state(resume["torch_rng"])
-        best = TrainOutcome(resume["best_state"], int(resume["best_epoch"]), resume["selection_accuracy"],
-                            list(resume["history"]))
-        best_loss, first_epoch, elapsed = float(resume["best_loss"]), int(resume["epoch"]) + 1, float(resume["seconds"])
+        best, best_loss, first_epoch, elapsed = _restore(resume, model, opt, sched, generator)
     start = time.perf_counter() - elapsed
     with reporter.task("training", recipe.epochs) as task:
         task.advance(first_epoch - 1)
         for epoch in range(first_epoch, recipe.epochs + 1):
-            model.train()
-            order = torch.randperm(n, generator=generator)
-            total, seen = 0.0, 0
-            for s in range(0, n, recipe.batch_size):
-                idx = order[s : s + recipe.batch_size]
-                if len(idx) < 2:  # BatchNorm needs two samples
-                    continue
-                xb = train_x[idx]
-                if recipe.augment:
-                    xb = augment(xb, generator)
-                x, y = normalize(xb.to(device)), train_y[idx].to(device)
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(idx)
-                seen += len(idx)
-            row = {"epoch": epoch, "train_loss": total / max(seen, 1)}
+            row = {"epoch": epoch,
+                   "train_loss": _one_epoch(model, train_x, train_y, recipe, opt, sched, loss_fn, generator, device)}
             if choose:
-                acc, sel_loss = evaluate(model, select_x, select_y, device)
+                acc, sel_loss = accuracy_and_loss(model, select_x, select_y, device)
                 row.update(select_accuracy=acc, select_loss=sel_loss)
                 better = acc > best.selection_accuracy or (acc == best.selection_accuracy and sel_loss < best_loss)
             else:
@@ -131,3 +100,52 @@ def fit(
             task.advance(1, loss=row["train_loss"], **({"select_acc": acc} if choose else {}))
     best.seconds = time.perf_counter() - start
     return best
+
+
+def _optimizer(model: nn.Module, recipe: ClassifierSection, steps_per_epoch: int):
+    if recipe.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay,
+                              nesterov=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch,
+                                                pct_start=0.2)
+    return opt, sched
+
+
+def _restore(resume: dict[str, Any], model: nn.Module, opt, sched, generator: torch.Generator
+             ) -> tuple[TrainOutcome, float, int, float]:
+    """A checkpoint's state back into the model, optimizer, scheduler and generators."""
+    model.load_state_dict(resume["model"])
+    opt.load_state_dict(resume["optimizer"])
+    sched.load_state_dict(resume["scheduler"])
+    generator.set_state(resume["generator"])
+    torch.set_rng_state(resume["torch_rng"])
+    best = TrainOutcome(resume["best_state"], int(resume["best_epoch"]), resume["selection_accuracy"],
+                        list(resume["history"]))
+    return best, float(resume["best_loss"]), int(resume["epoch"]) + 1, float(resume["seconds"])
+
+
+def _one_epoch(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, recipe: ClassifierSection, opt, sched,
+               loss_fn, generator: torch.Generator, device: torch.device) -> float:
+    """One pass over the training images in a seeded order; the mean training loss."""
+    model.train()
+    n = len(train_y)
+    order = torch.randperm(n, generator=generator)
+    total, seen = 0.0, 0
+    for s in range(0, n, recipe.batch_size):
+        idx = order[s : s + recipe.batch_size]
+        if len(idx) < 2:  # BatchNorm needs two samples
+            continue
+        xb = train_x[idx]
+        if recipe.augment:
+            xb = augment(xb, generator)
+        x, y = normalize(xb.to(device)), train_y[idx].to(device)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += float(loss.detach()) * len(idx)
+        seen += len(idx)
+    return total / max(seen, 1)

@@ -21,8 +21,8 @@ SCORE_SIGNS = {
     "multilayer": "higher = more unknown (smallest squared Mahalanobis distance to a known class mean, per residual "
                   "stage, standardised on known validation images, averaged over the stages)",
 }
-# the embeddings' partitions: images tau and kappa are set on are "val" (see SplitManifest)
-PARTS = ("train", "val", "test_known", "test_unknown")
+# the embeddings' partitions: tau and kappa are set on "threshold" images (see SplitManifest)
+PARTS = ("train", "threshold", "test_known", "test_unknown")
 
 
 def score_sign(features: str) -> str:
@@ -49,7 +49,7 @@ def fit_scorer(emb: dict[str, Any], features: str, pooling: str, covariance: str
     from osd.osr.mahalanobis import MultiBlockMahalanobis
     from osd.osr.thresholds import AcceptanceThreshold
 
-    train, val = emb["train"], emb["val"]
+    train, val = emb["train"], emb["threshold"]
     blocks = block_names(list(train.get("stages", {})), features, pooling)
     x_train, widths = stack(_stats(train), blocks)
     x_val = part_matrix(val, blocks)
@@ -64,7 +64,7 @@ def select_variant(emb: dict[str, Any], covariance: str, normalize: str):
     from osd.osr.features import block_names, stack
     from osd.osr.selection import VariantSelection, leave_one_class_out_auroc
 
-    train, val = emb["train"], emb["val"]
+    train, val = emb["train"], emb["threshold"]
     sel, seen = VariantSelection(), set()
     for name, (features, pooling) in VARIANTS.items():
         blocks = block_names(list(train.get("stages", {})), features, pooling)

@@ -39,92 +39,121 @@ def _sync(device) -> None:
         torch.mps.synchronize()
 
 
+LATENCY_STAGES = ("decode", "classifier_preprocess", "classifier_forward", "mahalanobis",
+                  "patchcore_preprocess", "patchcore_features", "nn_search")
+ONE_STAGE = ("decode", "classifier_preprocess", "classifier_forward", "mahalanobis")
+TWO_STAGE = ("decode", "patchcore_preprocess", "patchcore_features", "nn_search", "classifier_preprocess",
+             "classifier_forward")
+
+
+class _Timed:
+    """The split's models on one device, each stage as a function that can be timed on its own."""
+
+    def __init__(self, cfg: Config, split: str, device, reporter: Reporter):
+        self.cfg, self.device = cfg, device
+        self.cal = calibrated(cfg, split, reporter=reporter)
+        self.scorer, self.blocks = self.cal.payload["scorer"], list(self.cal.payload["blocks"])
+        self.tpayload = trained(cfg, split, reporter=reporter).payload
+        self.model = load_model(cfg, self.tpayload).to(device)
+        detector, self.extractor, self.fit = load_detector(cfg, device, reporter)
+        self.bank = detector.memory.to(device)
+        self.extractor.eval()
+
+    def timed(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+        _sync(self.device)
+        t = time.perf_counter()
+        out = fn(*args)
+        _sync(self.device)
+        return out, time.perf_counter() - t
+
+    def prep(self, img, size):
+        from osd.data.tensors import normalize, pil_to_uint8
+
+        return normalize(pil_to_uint8(img, size).unsqueeze(0).to(self.device))
+
+    def prep_batch(self, imgs, size):
+        import torch
+
+        from osd.data.tensors import normalize, pil_to_uint8
+
+        return normalize(torch.stack([pil_to_uint8(i, size) for i in imgs]).to(self.device))
+
+    def osr_score(self, st):
+        from osd.osr.features import stack
+
+        return self.scorer.score_samples(stack({k: st[k].cpu().numpy() for k in self.blocks}, self.blocks)[0])
+
+    def nn_score(self, feats):
+        from osd.patchcore.features import to_patches
+
+        return self.bank.score_patches(to_patches(feats), feats.shape[2] * feats.shape[3])
+
+    def latency(self, paths: list, warm: int, reporter: Reporter) -> dict[str, list[float]]:
+        """Per-stage seconds of single images (batch 1), warm-up runs left out."""
+        import torch
+
+        from osd.data.images import load_rgb
+
+        cs, ps = self.cfg.classifier.image_size, self.cfg.patchcore.image_size
+        stages: dict[str, list[float]] = {k: [] for k in LATENCY_STAGES}
+        with torch.inference_mode(), reporter.task("latency (batch 1)", len(paths)) as task:
+            for i, p in enumerate(paths):
+                img, t_dec = self.timed(load_rgb, p)
+                x, t_cp = self.timed(self.prep, img, cs)
+                (st, _), t_cf = self.timed(self.model.embed_stages, x)
+                _, t_m = self.timed(self.osr_score, st)
+                xp, t_pp = self.timed(self.prep, img, ps)
+                feats, t_pf = self.timed(self.extractor, xp)
+                _, t_nn = self.timed(self.nn_score, feats)
+                if i >= warm:
+                    for k, v in zip(LATENCY_STAGES, (t_dec, t_cp, t_cf, t_m, t_pp, t_pf, t_nn)):
+                        stages[k].append(v)
+                task.advance(1)
+        return stages
+
+    def throughput(self, paths: list) -> tuple[float, float]:
+        """Images/s of both approaches on one batch of decoded images (after a warm-up call)."""
+        import torch
+
+        from osd.data.images import load_rgb
+
+        cs, ps = self.cfg.classifier.image_size, self.cfg.patchcore.image_size
+
+        def one_stage(imgs):
+            st, _ = self.model.embed_stages(self.prep_batch(imgs, cs))
+            return self.osr_score(st)
+
+        def two_stage(imgs):
+            return self.nn_score(self.extractor(self.prep_batch(imgs, ps))), self.model(self.prep_batch(imgs, cs))
+
+        def rate(fn, imgs) -> float:
+            fn(imgs)  # warm-up
+            _, t = self.timed(fn, imgs)
+            return len(imgs) / t
+
+        with torch.inference_mode():
+            imgs = [load_rgb(p) for p in paths]
+            return rate(one_stage, imgs), rate(two_stage, imgs)
+
+
 @runtime.scoped
 def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str, Any]:
     """Per-image latency at batch size 1 (median, p95) and throughput at ``bench.batch_size``."""
     import torch
 
-    from osd.data.images import load_rgb
-    from osd.data.tensors import normalize, pil_to_uint8
-    from osd.osr.features import stack
-    from osd.patchcore.features import to_patches
-
     reporter = ensure(reporter)
     split = cfg.split_name(split)
     device = runtime.setup(cfg)
-    cal = calibrated(cfg, split, reporter=reporter)
-    scorer, blocks = cal.payload["scorer"], list(cal.payload["blocks"])
-    tpayload = trained(cfg, split, reporter=reporter).payload
-    model = load_model(cfg, tpayload).to(device)
-    detector, extractor, fit = load_detector(cfg, device, reporter)
-    bank = detector.memory.to(device)
-    extractor.eval()
+    m = _Timed(cfg, split, device, reporter)
     paths = [e.path for e in split_manifest(cfg, split).test()]
     b, runs, warm = cfg.bench.batch_size, cfg.bench.runs, cfg.bench.warmup
     need = max(runs + warm, b)
     paths = (paths * (need // max(len(paths), 1) + 1))[:need]
-    cs, ps = cfg.classifier.image_size, cfg.patchcore.image_size
-
-    def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
-        _sync(device)
-        t = time.perf_counter()
-        out = fn(*args)
-        _sync(device)
-        return out, time.perf_counter() - t
-
-    def prep(img, size):
-        return normalize(pil_to_uint8(img, size).unsqueeze(0).to(device))
-
-    def osr_score(st):
-        return scorer.score_samples(stack({k: st[k].cpu().numpy() for k in blocks}, blocks)[0])
-
-    def nn_score(feats):
-        return bank.score_patches(to_patches(feats), feats.shape[2] * feats.shape[3])
-
-    stages: dict[str, list[float]] = {k: [] for k in (
-        "decode", "classifier_preprocess", "classifier_forward", "mahalanobis",
-        "patchcore_preprocess", "patchcore_features", "nn_search")}
-    with torch.inference_mode(), reporter.task("latency (batch 1)", runs + warm) as task:
-        for i, p in enumerate(paths[: runs + warm]):
-            img, t_dec = timed(load_rgb, p)
-            x, t_cp = timed(prep, img, cs)
-            (st, _), t_cf = timed(model.embed_stages, x)
-            _, t_m = timed(osr_score, st)
-            xp, t_pp = timed(prep, img, ps)
-            feats, t_pf = timed(extractor, xp)
-            _, t_nn = timed(nn_score, feats)
-            if i >= warm:
-                for k, v in zip(stages, (t_dec, t_cp, t_cf, t_m, t_pp, t_pf, t_nn)):
-                    stages[k].append(v)
-            task.advance(1)
-    one = [a + b_ + c + d for a, b_, c, d in zip(stages["decode"], stages["classifier_preprocess"],
-                                                 stages["classifier_forward"], stages["mahalanobis"])]
-    two = [sum(v) for v in zip(stages["decode"], stages["patchcore_preprocess"], stages["patchcore_features"],
-                               stages["nn_search"], stages["classifier_preprocess"], stages["classifier_forward"])]
-
-    def throughput(fn: Callable[[list[Any]], Any], imgs: list[Any]) -> float:
-        fn(imgs)  # warm-up
-        _, t = timed(fn, imgs)
-        return len(imgs) / t
-
-    with torch.inference_mode():
-        batch_imgs = [load_rgb(p) for p in paths[:b]]
-
-        def one_stage(imgs):
-            x = normalize(torch.stack([pil_to_uint8(i, cs) for i in imgs]).to(device))
-            st, _ = model.embed_stages(x)
-            return osr_score(st)
-
-        def two_stage(imgs):
-            xp = normalize(torch.stack([pil_to_uint8(i, ps) for i in imgs]).to(device))
-            f = extractor(xp)
-            s = bank.score_patches(to_patches(f), f.shape[2] * f.shape[3])
-            x = normalize(torch.stack([pil_to_uint8(i, cs) for i in imgs]).to(device))
-            return s, model(x)
-
-        tp_one = throughput(one_stage, batch_imgs)
-        tp_two = throughput(two_stage, batch_imgs)
-    result = {
+    stages = m.latency(paths[: runs + warm], warm, reporter)
+    one = [sum(v) for v in zip(*(stages[k] for k in ONE_STAGE))]
+    two = [sum(v) for v in zip(*(stages[k] for k in TWO_STAGE))]
+    tp_one, tp_two = m.throughput(paths[:b])
+    return {
         "split": split,
         "device": str(device),
         "threads": torch.get_num_threads(),
@@ -132,23 +161,18 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str
         "torch": torch.__version__,
         "osd": __version__,
         "runs": runs, "warmup": warm, "batch_size": b,
-        "classifier": f"{cfg.classifier.arch} @ {cs}px ({tpayload['weights']} weights)",
-        "patchcore": f"{cfg.patchcore.backbone} @ {ps}px, bank {tuple(bank.bank.shape)}",
+        "classifier": f"{cfg.classifier.arch} @ {cfg.classifier.image_size}px ({m.tpayload['weights']} weights)",
+        "patchcore": f"{cfg.patchcore.backbone} @ {cfg.patchcore.image_size}px, bank {tuple(m.bank.bank.shape)}",
         "one_stage": {"latency": _summary(one), "throughput_images_per_s": tp_one,
-                      "stages": {k: _summary(stages[k]) for k in
-                                 ("decode", "classifier_preprocess", "classifier_forward", "mahalanobis")}},
+                      "stages": {k: _summary(stages[k]) for k in ONE_STAGE}},
         "two_stage": {"latency": _summary(two), "throughput_images_per_s": tp_two,
-                      "stages": {k: _summary(stages[k]) for k in
-                                 ("decode", "patchcore_preprocess", "patchcore_features", "nn_search",
-                                  "classifier_preprocess", "classifier_forward")}},
+                      "stages": {k: _summary(stages[k]) for k in TWO_STAGE}},
         "peak_rss_mb": _peak_rss_mb(),
         "median_note": f"median of {runs} single-image runs after {warm} warm-up runs",
-        "provenance": artifacts.provenance(cfg, "bench", "bench/2", "", ("classifier", "osr", "patchcore", "bench",
-                                                                          "project.device", "project.threads"),
-                                           {"calibration": cal.id, "detector": fit.artifact_id},
-                                           split=split),
+        "provenance": artifacts.provenance(cfg, "bench", BENCH_ALGORITHM, "", ("classifier", "osr", "patchcore", "bench",
+                                                                               "project.device", "project.threads"),
+                                           {"calibration": m.cal.id, "detector": m.fit.artifact_id}, split=split),
     }
-    return result
 
 
 BENCH_ALGORITHM = "bench/3"  # 3: a cached step like the others

@@ -25,6 +25,7 @@ class DataReport:
     unreadable: list[dict[str, str]] = field(default_factory=list)  # path, reason
     image_size_summary: dict[str, Any] = field(default_factory=dict)
     duplicates: list[list[str]] = field(default_factory=list)
+    class_folders: dict[str, list[str]] = field(default_factory=dict)  # class -> folders that fed it
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)
     normal: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -63,6 +64,7 @@ def check_data(cfg: Config) -> DataReport:
         raw = None
     if raw is not None:
         report.neu_layout = raw.layout
+        report.class_folders = {c: list(f) for c, f in raw.class_folders}
         formats: dict[str, int] = {}
         sizes: dict[str, int] = {}
         for p in raw.paths:

@@ -79,16 +79,24 @@ def check_manifest(manifest: SplitManifest) -> list[str]:
     name = manifest.name
     problems = [f"known class {c!r} has no training images" for c in manifest.known
                 if counts.get(c, {}).get("train", 0) == 0]
-    if not manifest.select("val", "known"):
+    if not manifest.part("threshold", "known"):
         problems.append("no validation images (tau and kappa are set on them)")
-    if not manifest.select("test", "known"):
+    if not manifest.part("test", "known"):
         problems.append("no known test images")
-    if not manifest.select("test", "unknown"):
+    if not manifest.part("test", "unknown"):
         problems.append("no unknown test images")
     if problems:
         raise DataError(f"split {name}: " + "; ".join(problems) + " (too few images per class? see osd data check)")
+    labels_of: dict[str, set[str]] = {}
+    for e in manifest.entries:
+        labels_of.setdefault(e.digest, set()).add(e.label)
+    clash = next((d for d, labels in labels_of.items() if len(labels) > 1), None)
+    if clash is not None:
+        files = sorted(e.rel or str(e.path) for e in manifest.entries if e.digest == clash)
+        raise DataError(f"byte-identical images in different classes ({', '.join(files[:3])}: "
+                        f"{', '.join(sorted(labels_of[clash]))}); one image cannot be two classes: remove or move one")
     return [f"split {name}: known class {c!r} has no {part} images (it has {sum(counts.get(c, {}).values())} in all)"
-            for c in manifest.known for part in ("val", "test") if counts.get(c, {}).get(part, 0) == 0]
+            for c in manifest.known for part in ("threshold", "test") if counts.get(c, {}).get(part, 0) == 0]
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def _calibrate(cfg: Config, split: str, emb: artifacts.Step, key: str) -> tuple[
         warnings.warn(f"osr.features = {o.features!r}: the classifier exposes no stage features, so the "
                       "penultimate embedding alone was scored (recorded as features 'penultimate')", OsdWarning,
                       stacklevel=2)
-    msp_val = decide.softmax(emb.payload["val"]["logits"]).max(axis=1)
+    msp_val = decide.softmax(emb.payload["threshold"]["logits"]).max(axis=1)
     # AcceptanceThreshold rejects scores above its threshold: it is fitted on -msp, so kappa = -threshold
     neg_kappa = AcceptanceThreshold(o.acceptance, "kappa (known validation images)").fit(-msp_val)
     payload = {"scorer": scorer, "blocks": blocks, "tau": tau, "neg_kappa": neg_kappa, "features": used}

@@ -20,18 +20,18 @@ from osd.pipeline.data import settings_key, split_manifest, weights_identity
 from osd.progress import Reporter, ensure
 
 # Bump when the meaning of the trained model or of the stored embeddings changes.
-TRAIN_ALGORITHM = "train/3"  # 3: the epoch is chosen on select images, not on threshold images
-EMBED_ALGORITHM = "embed/4"  # 4: paths relative to neu.root; 3: keyed on the classifier artifact's id
+TRAIN_ALGORITHM = "train/4"  # 4: key holds device + threads; 3: epoch chosen on epoch_select images
+EMBED_ALGORITHM = "embed/5"  # 5: partition "threshold" (was "val"); 4: paths relative to neu.root
 TRAIN_SECTIONS = ("classifier", "splits", "neu.root", "project.seed")
 
 
 
 def _entries(manifest, part: str):
     if part == "test_known":
-        return manifest.select("test", "known")
+        return manifest.part("test", "known")
     if part == "test_unknown":
-        return manifest.select("test", "unknown")
-    return manifest.select(part, "known")
+        return manifest.part("test", "unknown")
+    return manifest.part(part, "known")
 
 
 def train_key(cfg: Config, split: str) -> str:
@@ -39,7 +39,7 @@ def train_key(cfg: Config, split: str) -> str:
     # training and selection images only: a change to the threshold or test images never retrains;
     # the device and the thread count change the training arithmetic, so they are part of the key
     return artifacts.cache_key("train", TRAIN_ALGORITHM, settings_key(cfg, ("classifier", "project.seed")),
-                               m.fingerprint(("train", "select")), runtime.compute_identity(cfg))
+                               m.fingerprint(("train", "epoch_select")), runtime.compute_identity(cfg))
 
 
 @dataclass
@@ -90,7 +90,7 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
     gen = runtime.seed_everything(cfg.project.seed)
     classes = list(manifest.known)
     data = {}
-    for part in ("train", "select"):
+    for part in ("train", "epoch_select"):
         entries = _entries(manifest, part)
         x, kept = load_images([e.path for e in entries], cfg.classifier.image_size)
         y = torch.tensor([classes.index(entries[i].label) for i in kept])
@@ -103,18 +103,18 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
     was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
     try:
-        outcome = fit(model, *data["train"], *data["select"], cfg.classifier, device, gen, reporter,
+        outcome = fit(model, *data["train"], *data["epoch_select"], cfg.classifier, device, gen, reporter,
                       checkpoint=lambda state: artifacts.save(ckpt_path, key, state), resume=resume)
     finally:
         torch.use_deterministic_algorithms(was, warn_only=warn_only)
     payload = {
         "classes": classes, "state_dict": outcome.state_dict, "best_epoch": outcome.best_epoch,
-        "selection_accuracy": outcome.selection_accuracy, "n_select": len(data["select"][1]),
+        "selection_accuracy": outcome.selection_accuracy, "n_select": len(data["epoch_select"][1]),
         "history": outcome.history, "seconds": outcome.seconds,
         "weights": describe_weights(cfg.classifier.weights), "arch": cfg.classifier.arch,
     }
     prov = artifacts.provenance(cfg, "train", TRAIN_ALGORITHM, key, TRAIN_SECTIONS,
-                                {"manifest_train_select": manifest.fingerprint(("train", "select")),
+                                {"manifest_train_select": manifest.fingerprint(("train", "epoch_select")),
                                  "weights": weights_identity(cfg, cfg.classifier.weights, cfg.classifier.arch)},
                                 split=split, compute=runtime.compute_identity(cfg))
     ckpt_path.unlink(missing_ok=True)

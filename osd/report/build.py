@@ -280,6 +280,17 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
         sel = [r for r in v["rows"] if r["metric"] in (HUMAN["open_set_accuracy"], HUMAN["open_set_macro_f1"])]
         verdict_plot = str(plots.verdict_chart(sel, layout.root / "verdict.png",
                                                "One-stage minus cascade, per split"))
+    summary = _write_summary(layout, rows)
+    caveats = _caveats(cfg, weights, selection, chosen, per_split)
+    stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
+    html = render_html(cfg, rows, per_split, pc_stats, caveats, v, _verdict_sentence(v), verdict_plot)
+    report = artifacts.write_text(layout.root / "report.html", html)
+    return {"summary_csv": str(summary), "report_html": str(report), "rows": rows, "splits": names, "seeds": seeds,
+            "caveats": caveats, "verdict": v, "verdict_sentence": _verdict_sentence(v), "stale": stale,
+            "plots": {k: val["plots"] for k, val in per_split.items()}}
+
+
+def _write_summary(layout: artifacts.Layout, rows: list[dict[str, Any]]) -> Path:
     buf = io.StringIO()
     cols = ["split", "seed", "approach", *[c for k in SUMMARY_METRICS for c in (k, f"{k}_ci95")], "statistic",
             "computed_from", "settings_differ_from_osd_toml"]
@@ -287,13 +298,29 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     w.writeheader()
     for r in rows:
         w.writerow({k: _csv_cell(r.get(k)) for k in cols})
-    summary = artifacts.write_text(layout.root / "summary.csv", buf.getvalue())
+    return artifacts.write_text(layout.root / "summary.csv", buf.getvalue())
+
+
+def _data_caveat(cfg: Config) -> str:
+    """What stage 1 was fitted on and applied to, from the configured data (never a fixed sentence)."""
+    known = f"the known and unknown classes from {cfg.neu.root}"
+    if cfg.normal.severstal_root:
+        normal = f"Severstal's defect-free strips ({cfg.normal.severstal_root})"
+    elif cfg.normal.folder:
+        normal = f"the normal images in {cfg.normal.folder}"
+    else:
+        return f"No normal images are configured: only the one-stage approach ran, on {known}."
+    return (f"Stage 1 (PatchCore) is fitted on {normal} and applied to {known}. The test images are all defect "
+            "images, so 'strict' mode counts every stage-1 'normal' call on them as an error.")
+
+
+def _caveats(cfg: Config, weights: dict[str, set[str]], selection: set[Any], chosen: list[str],
+             per_split: dict[str, Any]) -> list[str]:
     wdesc = {k: ", ".join(sorted(v_)) or "unknown" for k, v_ in weights.items()}
     caveats = [
         f"Weights that produced these numbers (from each result's provenance): classifier {wdesc['classifier']}; "
         f"PatchCore {wdesc['patchcore']}. With 'none' (random init) PatchCore features carry little anomaly signal.",
-        "Stage 1 is cross-domain: PatchCore is fitted on Severstal normal crops and applied to NEU images. "
-        "NEU has no normal images, so 'strict' mode counts every stage-1 'normal' call on NEU as an error.",
+        _data_caveat(cfg),
         "Thresholds were set on known validation images (tau, kappa) and calibration normals (PatchCore), "
         "never on test data. Intervals are 95% stratified bootstrap intervals over the test images.",
         _selection_caveat(selection),
@@ -304,20 +331,15 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
                        + "; ".join(chosen) + ". Caveat: only the Mahalanobis head is refitted without the held-out "
                        "class; the backbone was trained on it, so its pseudo-unknowns are not unseen by the features "
                        "and the scores are optimistic (they saturate near 1 when the features separate the classes).")
-    stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
-    for n, notes in stale.items():
-        for section, diffs in notes.items():
+    for n, info in per_split.items():
+        for section, diffs in (info["provenance_notes"] or {}).items():
             caveats.append(f"Split {n} {section}: produced with settings that differ from the current "
                            f"osd.toml: {'; '.join(diffs[:6])}{' ...' if len(diffs) > 6 else ''}. "
                            "The numbers are shown as produced; rerun the step to update them.")
     if "SYNTHETIC" in _project_header(cfg):
         caveats.insert(0, "DEMO: the data is synthetic (osd init --demo). The numbers show that the pipeline "
                           "runs, nothing about real steel.")
-    html = render_html(cfg, rows, per_split, pc_stats, caveats, v, _verdict_sentence(v), verdict_plot)
-    report = artifacts.write_text(layout.root / "report.html", html)
-    return {"summary_csv": str(summary), "report_html": str(report), "rows": rows, "splits": names, "seeds": seeds,
-            "caveats": caveats, "verdict": v, "verdict_sentence": _verdict_sentence(v), "stale": stale,
-            "plots": {k: val["plots"] for k, val in per_split.items()}}
+    return caveats
 
 
 def _selection_caveat(fractions: set[Any]) -> str:
