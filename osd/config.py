@@ -44,6 +44,8 @@ class ProjectSection:
                                "runs of other seeds live in <output_dir>/seed_<n>/")
     device: str = opt("auto", "compute device: auto | cpu | cuda | mps", choices=("auto", "cpu", "cuda", "mps"))
     threads: int = opt(0, "CPU threads for torch (0 = torch's default)", ge=0)
+    workers: int = opt(2, "processes that decode images while the model computes (0 = decode in this process); "
+                          "the results do not depend on it", ge=0)
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,8 @@ class Config:
 
 
 # Settings that change where or how fast a result is computed, never the result itself.
-NOT_RESULT_SETTINGS = frozenset({"project.device", "project.threads", "project.output_dir", "cascade.mode"})
+NOT_RESULT_SETTINGS = frozenset({"project.device", "project.threads", "project.workers", "project.output_dir",
+                                 "cascade.mode"})
 
 
 def public_fields(cls: type) -> list[dataclasses.Field]:

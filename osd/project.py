@@ -27,9 +27,13 @@ Any of these layouts is recognised; class names map to crazing, inclusion, patch
 pitted_surface, rolled-in_scale, scratches:
 - NEU-CLS flat files: `Cr_1.bmp`, `In_1.bmp`, `Pa_1.bmp`, `PS_1.bmp`, `RS_1.bmp`, `Sc_1.bmp`
 - NEU-DET flat files: `crazing_1.jpg`, ..., optionally under `IMAGES/`
-- class folders: `<root>/<class>/*.jpg`, or `<root>/{train,valid,test}/<Class>/*` (e.g. `Crazing/`,
-  `Pitted/`, `Rolled/`). Folders with other names are classes of their own: that is how you bring
-  your own defect classes (then name them in `[splits.a]` and friends).
+- class folders: `<root>/<class>/*.jpg`, or `<root>/{train,valid,test}/<Class>/*`. The class is the
+  folder directly under the root (below a train/valid/test folder); its subfolders belong to it
+  (`dent/2024/*.jpg` is class `dent`), and `<Class>/Imgs/` holds a class's images. A folder's name
+  is its class name, verbatim: NEU's names (`Crazing/`, `Pitted/`, `Rolled/`) map to NEU's classes
+  only when every folder is one of NEU's six. Your own classes get splits of their own from
+  `osd init --unknown-per-split N`. `unknown` and `no_defect` are osd's decision labels: no class
+  may be called so; byte-identical images in two classes are an error (`osd data check`).
 
 Images are decoded by their content, not their extension; greyscale, RGB, RGBA, palette and
 16-bit images are all accepted.

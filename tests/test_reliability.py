@@ -57,6 +57,58 @@ def test_a_bad_weights_file_is_one_line_that_never_advises_unsafe_loading(tiny_p
     assert "weights_only=False" not in out
 
 
+class _Files:
+    """Images on disk for the training loop (a thin wrapper that can take the first n)."""
+
+    def __init__(self, paths, labels, workers):
+        from osd.data.stream import Images
+
+        self.paths, self.labels, self.workers = paths, labels, workers
+        self.images = Images(paths, labels, 32, workers)
+
+    def __len__(self):
+        return len(self.images)
+
+    def batches(self, index_batches):
+        return self.images.batches(index_batches)
+
+    def head(self, n):
+        return _Files(self.paths[:n], self.labels[:n], self.workers)
+
+
+def _image_files(folder: Path, n: int, workers: int):
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(paths[-1])
+    labels = [i % 3 for i in range(n)]
+    return _Files(paths, labels, workers), labels
+
+
+def test_streamed_training_does_not_depend_on_the_worker_count(tiny_project: Path):
+    """Images decoded in 0 or 2 worker processes: the same seeded run, bit for bit."""
+    from osd import config
+    from osd.models.backbones import build
+    from osd.models.classifier import EmbeddingClassifier
+    from osd.models.training import fit
+
+    rec = config.load(tiny_project, ["classifier.epochs=2"]).classifier
+    runs = []
+    for workers in (0, 2):
+        x, _ = _image_files(tiny_project / "imgs", 20, workers)
+        torch.manual_seed(0)
+        m = EmbeddingClassifier(build("resnet18", "none"), 3)
+        runs.append(fit(m, x, x.head(6), rec, torch.device("cpu"), torch.Generator().manual_seed(5)))
+    assert runs[0].history[-1]["train_loss"] == runs[1].history[-1]["train_loss"]
+    for k, v in runs[0].state_dict.items():
+        assert torch.equal(v, runs[1].state_dict[k]), k
+
+
 def test_training_resumes_bit_identically_after_a_kill(tiny_project: Path):
     from osd import config
     from osd.models.backbones import build
@@ -65,16 +117,14 @@ def test_training_resumes_bit_identically_after_a_kill(tiny_project: Path):
 
     cfg = config.load(tiny_project, ["classifier.epochs=4"])
     rec = cfg.classifier
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 255, (24, 3, 32, 32), dtype=torch.uint8, generator=g)
-    y = torch.arange(24) % 3
+    x, y = _image_files(tiny_project / "imgs", 24, 1)
 
     def model():
         torch.manual_seed(0)
         return EmbeddingClassifier(build("resnet18", "none"), 3)
 
     torch.manual_seed(1)
-    whole = fit(model(), x, y, x[:8], y[:8], rec, torch.device("cpu"), torch.Generator().manual_seed(5))
+    whole = fit(model(), x, x.head(8), rec, torch.device("cpu"), torch.Generator().manual_seed(5))
 
     class Killed(Exception):
         pass
@@ -86,10 +136,10 @@ def test_training_resumes_bit_identically_after_a_kill(tiny_project: Path):
 
     torch.manual_seed(1)
     with pytest.raises(Killed):
-        fit(model(), x, y, x[:8], y[:8], rec, torch.device("cpu"), torch.Generator().manual_seed(5),
+        fit(model(), x, x.head(8), rec, torch.device("cpu"), torch.Generator().manual_seed(5),
             checkpoint=checkpoint)
     torch.manual_seed(123)  # the resumed process starts with other global RNG state
-    resumed = fit(model(), x, y, x[:8], y[:8], rec, torch.device("cpu"), torch.Generator().manual_seed(99),
+    resumed = fit(model(), x, x.head(8), rec, torch.device("cpu"), torch.Generator().manual_seed(99),
                   resume=artifacts.load(tiny_project / "ck.npz", "k"))
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
     assert resumed.best_epoch == whole.best_epoch

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from osd.config import ClassifierSection
+from osd.data.stream import Images, in_order
 from osd.data.tensors import augment, normalize
 from osd.progress import Reporter, ensure
 
@@ -34,26 +35,24 @@ class TrainOutcome:
 
 
 @torch.no_grad()
-def accuracy_and_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
-             batch_size: int = 64) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of a model on uint8 images."""
+def accuracy_and_loss(model: nn.Module, images: Images, device: torch.device, batch_size: int = 64
+                      ) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of a model on images streamed from disk."""
     model.eval()
-    correct, loss, n = 0, 0.0, len(labels)
-    for s in range(0, n, batch_size):
-        x = normalize(images[s : s + batch_size].to(device))
-        y = labels[s : s + batch_size].to(device)
+    correct, loss, n = 0, 0.0, 0
+    for xb, yb in images.batches(in_order(len(images), batch_size)):
+        x, y = normalize(xb.to(device)), yb.to(device)
         logits = model(x)
         loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
+        n += len(y)
     return correct / max(n, 1), loss / max(n, 1)
 
 
 def fit(
     model: nn.Module,
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    select_x: torch.Tensor | None,
-    select_y: torch.Tensor | None,
+    train: Images,
+    select: Images | None,
     recipe: ClassifierSection,
     device: torch.device,
     generator: torch.Generator,
@@ -63,10 +62,10 @@ def fit(
 ) -> TrainOutcome:
     reporter = ensure(reporter)
     model.to(device)
-    n = len(train_y)
+    n = len(train)
     opt, sched = _optimizer(model, recipe, max(1, (n + recipe.batch_size - 1) // recipe.batch_size))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    choose = select_y is not None and len(select_y) > 0
+    choose = select is not None and len(select) > 0
     best = TrainOutcome(copy.deepcopy(model.state_dict()), 0, -1.0 if choose else None)
     best_loss = float("inf")
     first_epoch, elapsed = 1, 0.0
@@ -77,9 +76,9 @@ def fit(
         task.advance(first_epoch - 1)
         for epoch in range(first_epoch, recipe.epochs + 1):
             row = {"epoch": epoch,
-                   "train_loss": _one_epoch(model, train_x, train_y, recipe, opt, sched, loss_fn, generator, device)}
+                   "train_loss": _one_epoch(model, train, recipe, opt, sched, loss_fn, generator, device)}
             if choose:
-                acc, sel_loss = accuracy_and_loss(model, select_x, select_y, device)
+                acc, sel_loss = accuracy_and_loss(model, select, device)
                 row.update(select_accuracy=acc, select_loss=sel_loss)
                 better = acc > best.selection_accuracy or (acc == best.selection_accuracy and sel_loss < best_loss)
             else:
@@ -108,8 +107,13 @@ def _optimizer(model: nn.Module, recipe: ClassifierSection, steps_per_epoch: int
     else:
         opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay,
                               nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch,
-                                                pct_start=0.2)
+    total = recipe.epochs * steps_per_epoch
+    if total < 3:  # too short for a warm-up and an annealing phase: a constant rate
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    # one-cycle with a 20% warm-up; a short run (under 10 steps) warms up for 2 steps, since torch's
+    # OneCycleLR divides by zero when a phase has no step
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total,
+                                                pct_start=max(0.2, 2.0 / total))
     return opt, sched
 
 
@@ -126,26 +130,29 @@ def _restore(resume: dict[str, Any], model: nn.Module, opt, sched, generator: to
     return best, float(resume["best_loss"]), int(resume["epoch"]) + 1, float(resume["seconds"])
 
 
-def _one_epoch(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, recipe: ClassifierSection, opt, sched,
-               loss_fn, generator: torch.Generator, device: torch.device) -> float:
-    """One pass over the training images in a seeded order; the mean training loss."""
+def _one_epoch(model: nn.Module, train: Images, recipe: ClassifierSection, opt, sched, loss_fn,
+               generator: torch.Generator, device: torch.device) -> float:
+    """One pass over the training images in a seeded order, streamed from disk; the mean training loss.
+
+    The order and the augmentation draw on ``generator`` in this process, batch by batch, so the
+    result does not depend on how many worker processes decode the images."""
     model.train()
-    n = len(train_y)
+    n = len(train)
     order = torch.randperm(n, generator=generator)
+    index_batches = [order[s : s + recipe.batch_size] for s in range(0, n, recipe.batch_size)]
+    index_batches = [b for b in index_batches if len(b) >= 2]  # BatchNorm needs two samples
     total, seen = 0.0, 0
-    for s in range(0, n, recipe.batch_size):
-        idx = order[s : s + recipe.batch_size]
-        if len(idx) < 2:  # BatchNorm needs two samples
+    for xb, yb in train.batches(index_batches):
+        if len(yb) < 2:
             continue
-        xb = train_x[idx]
         if recipe.augment:
             xb = augment(xb, generator)
-        x, y = normalize(xb.to(device)), train_y[idx].to(device)
+        x, y = normalize(xb.to(device)), yb.to(device)
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
         sched.step()
-        total += float(loss.detach()) * len(idx)
-        seen += len(idx)
+        total += float(loss.detach()) * len(yb)
+        seen += len(yb)
     return total / max(seen, 1)

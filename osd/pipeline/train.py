@@ -7,6 +7,7 @@ The embeddings' cache key holds the id of the classifier artifact they were comp
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 
 from osd import artifacts, runtime
 from osd.config import Config
+from osd.errors import OsdWarning
 from osd.osr.model import PARTS
 from osd.pipeline.data import settings_key, split_manifest, weights_identity
 from osd.progress import Reporter, ensure
@@ -78,7 +80,7 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
     """Train, checkpointing every epoch; a checkpoint of the same key left by a killed run is resumed."""
     import torch
 
-    from osd.data.tensors import load_images
+    from osd.data.stream import Images
     from osd.models.backbones import build, describe_weights
     from osd.models.classifier import EmbeddingClassifier
     from osd.models.training import fit
@@ -90,26 +92,25 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
     gen = runtime.seed_everything(cfg.project.seed)
     classes = list(manifest.known)
     data = {}
-    for part in ("train", "epoch_select"):
+    for part in ("train", "epoch_select"):  # streamed from disk batch by batch: memory flat in their number
         entries = _entries(manifest, part)
-        x, kept = load_images([e.path for e in entries], cfg.classifier.image_size)
-        y = torch.tensor([classes.index(entries[i].label) for i in kept])
-        data[part] = (x, y)
+        data[part] = Images([e.path for e in entries], [classes.index(e.label) for e in entries],
+                            cfg.classifier.image_size, cfg.project.workers)
     reporter.note(f"split {split}: training {cfg.classifier.arch} ({describe_weights(cfg.classifier.weights)} "
-                  f"weights) on {len(data['train'][1])} images, {len(classes)} classes, device {device}"
+                  f"weights) on {len(data['train'])} images, {len(classes)} classes, device {device}"
                   + (f"; resuming after epoch {resume['epoch']}" if resume else ""))
     model = EmbeddingClassifier(build(cfg.classifier.arch, weights_path(cfg, cfg.classifier.weights)), len(classes))
     # deterministic kernels on CPU for this run only; the caller's setting is restored afterwards
     was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
     try:
-        outcome = fit(model, *data["train"], *data["epoch_select"], cfg.classifier, device, gen, reporter,
+        outcome = fit(model, data["train"], data["epoch_select"], cfg.classifier, device, gen, reporter,
                       checkpoint=lambda state: artifacts.save(ckpt_path, key, state), resume=resume)
     finally:
         torch.use_deterministic_algorithms(was, warn_only=warn_only)
     payload = {
         "classes": classes, "state_dict": outcome.state_dict, "best_epoch": outcome.best_epoch,
-        "selection_accuracy": outcome.selection_accuracy, "n_select": len(data["epoch_select"][1]),
+        "selection_accuracy": outcome.selection_accuracy, "n_select": len(data["epoch_select"]),
         "history": outcome.history, "seconds": outcome.seconds,
         "weights": describe_weights(cfg.classifier.weights), "arch": cfg.classifier.arch,
     }
@@ -173,7 +174,8 @@ def _embed(cfg: Config, split: str, model: artifacts.Step, key: str, reporter: R
            ) -> tuple[dict[str, Any], dict[str, Any]]:
     import torch
 
-    from osd.data.tensors import load_images, normalize
+    from osd.data.stream import batches, in_order
+    from osd.data.tensors import normalize
 
     device = runtime.setup(cfg)
     net = load_model(cfg, model.payload).to(device)
@@ -184,16 +186,23 @@ def _embed(cfg: Config, split: str, model: artifacts.Step, key: str, reporter: R
     with reporter.task("embedding", total) as task, torch.no_grad():
         for part in PARTS:
             entries = _entries(manifest, part)
-            x, kept = load_images([e.path for e in entries], cfg.classifier.image_size, payload["skipped"])
             stats: dict[str, list[np.ndarray]] = {}
-            logits = []
-            for s in range(0, len(kept), 64):
-                st, lg = net.embed_stages(normalize(x[s : s + 64].to(device)))
-                for name, v in st.items():
-                    stats.setdefault(name, []).append(v.cpu().numpy())
-                logits.append(lg.cpu().numpy())
-                task.advance(len(lg))
-                n_done += len(lg)
+            logits, kept = [], []
+            for idx, x, reasons in batches([e.path for e in entries], cfg.classifier.image_size,
+                                           in_order(len(entries), 64), cfg.project.workers):
+                ok = [i for i, r in enumerate(reasons) if not r]
+                for i, r in zip(idx.tolist(), reasons):
+                    if r:  # unreadable since it was indexed: named, left out
+                        payload["skipped"][str(entries[i].path)] = r
+                        warnings.warn(f"skipping {r}", OsdWarning, stacklevel=2)
+                if ok:
+                    st, lg = net.embed_stages(normalize(x[ok].to(device)))
+                    for name, v in st.items():
+                        stats.setdefault(name, []).append(v.cpu().numpy())
+                    logits.append(lg.cpu().numpy())
+                    kept += [int(idx[i]) for i in ok]
+                task.advance(len(reasons))
+                n_done += len(ok)
             stages = {n: np.concatenate(v) for n, v in stats.items()}
             payload[part] = {
                 "embeddings": stages.pop("penultimate", np.zeros((0, net.embedding_dim), np.float32)),

@@ -1,0 +1,79 @@
+"""Images streamed from disk in batches: decoded in worker processes while the model computes.
+
+Nothing holds a partition in memory: a torch ``DataLoader`` decodes the images of each batch
+(``project.workers`` processes; 0 decodes in the caller's process) and yields them in the order
+asked for, so the results do not depend on the number of workers. Randomness (the order of an
+epoch, augmentation) stays with the caller's seeded generator, never in the workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from osd.data.images import load_rgb
+from osd.data.tensors import pil_to_uint8
+from osd.errors import DataError
+
+
+class ImageFiles(Dataset):
+    """Item ``i``: ``(i, uint8 tensor (3, size, size), reason)``; reason is "" when the file decoded."""
+
+    def __init__(self, paths: Sequence[Path], size: int):
+        self.paths, self.size = list(paths), size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, str]:
+        try:
+            return i, pil_to_uint8(load_rgb(self.paths[i]), self.size), ""
+        except DataError as exc:  # an image that became unreadable after indexing: a row to leave out
+            return i, torch.zeros(3, self.size, self.size, dtype=torch.uint8), str(exc) or "unreadable"
+
+
+def _collate(items: list[tuple[int, torch.Tensor, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    return torch.tensor([i for i, _, _ in items]), torch.stack([x for _, x, _ in items]), [r for _, _, r in items]
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # a decoding worker must not spin on the cores the model computes on
+
+
+def batches(paths: Sequence[Path], size: int, index_batches: Sequence[Sequence[int]], workers: int = 0
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+    """``(indices, images, reasons)`` per batch of ``index_batches``, in that order."""
+    if not index_batches:
+        return iter(())
+    import multiprocessing
+
+    if multiprocessing.current_process().daemon:
+        workers = 0  # a daemonic process (a Dask or pool worker) may not start children: decode here
+    loader = DataLoader(ImageFiles(paths, size), batch_sampler=[list(map(int, b)) for b in index_batches],
+                        num_workers=workers, collate_fn=_collate, worker_init_fn=_one_thread if workers else None,
+                        prefetch_factor=2 if workers else None)
+    return iter(loader)
+
+
+class Images:
+    """A partition on disk: image files, their class indices, the square size they are decoded at."""
+
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int] | torch.Tensor, size: int, workers: int = 0):
+        self.paths, self.size, self.workers = list(paths), size, workers
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def batches(self, index_batches: Sequence[Sequence[int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(images, labels)`` per batch, images that became unreadable left out."""
+        for idx, x, reasons in batches(self.paths, self.size, index_batches, self.workers):
+            ok = torch.tensor([not r for r in reasons], dtype=torch.bool)
+            yield (x, self.labels[idx]) if bool(ok.all()) else (x[ok], self.labels[idx[ok]])
+
+
+def in_order(n: int, batch_size: int) -> list[list[int]]:
+    return [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]

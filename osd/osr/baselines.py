@@ -1,0 +1,126 @@
+"""Modern out-of-distribution baselines beside the locked method, from the cached classifier's
+embeddings and logits: no retraining, no second pass over the images.
+
+Every scorer follows scikit-learn's contract: ``fit(X, y)`` on training data sets ``attr_`` and
+returns ``self``; ``score_samples`` is **higher = more unknown**, the convention of the rest of osd.
+
+- ``energy`` (Liu et al. 2020): minus the log-sum-exp of the logits (temperature 1).
+- ``maxlogit`` (Hendrycks et al. 2022): minus the largest logit.
+- ``vim`` (Wang et al. 2022, Virtual-logit Matching): the norm of the embedding's residual outside
+  the principal subspace of the training embeddings (origin ``-pinv(W) b``), scaled by alpha so it
+  matches the logits on training data, minus the energy term: ``alpha * ||x_res|| - logsumexp``.
+- ``knn`` (Sun et al. 2022): the distance from the l2-normalised embedding to its k-th nearest
+  l2-normalised training embedding.
+
+Hand-written (a few lines each, checked against direct numpy computations in the tests) because
+``pytorch-ood``, which has these detectors, is not installable on this project's offline machines;
+the formulas follow the papers and pytorch-ood's implementations. ODIN is left out: it needs a
+gradient with respect to every test image (a second backward pass per image through the backbone),
+which the cached arrays cannot give.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator
+from sklearn.neighbors import NearestNeighbors
+from sklearn.utils.validation import check_is_fitted
+
+BASELINES = ("energy", "maxlogit", "vim", "knn")
+
+
+class EnergyScore(BaseEstimator):
+    """``score_samples(logits)`` = -logsumexp(logits); nothing to fit."""
+
+    def fit(self, logits: np.ndarray, y: None = None) -> EnergyScore:
+        self.n_classes_ = int(np.asarray(logits).shape[1])
+        return self
+
+    def score_samples(self, logits: np.ndarray) -> np.ndarray:
+        return -logsumexp(np.asarray(logits, dtype=np.float64), axis=1)
+
+
+class MaxLogit(BaseEstimator):
+    """``score_samples(logits)`` = -max logit; nothing to fit."""
+
+    def fit(self, logits: np.ndarray, y: None = None) -> MaxLogit:
+        self.n_classes_ = int(np.asarray(logits).shape[1])
+        return self
+
+    def score_samples(self, logits: np.ndarray) -> np.ndarray:
+        return -np.asarray(logits, dtype=np.float64).max(axis=1)
+
+
+def vim_dimension(d: int) -> int:
+    """The principal subspace's size the ViM paper uses by feature width (1000 / 512 / half)."""
+    return 1000 if d >= 2048 else 512 if d >= 768 else d // 2
+
+
+class ViM(BaseEstimator):
+    """Virtual-logit matching on (embedding, logits) of the classifier whose head is ``W x + b``."""
+
+    def __init__(self, weight: np.ndarray | None = None, bias: np.ndarray | None = None, dim: int = 0):
+        self.weight = weight
+        self.bias = bias
+        self.dim = dim
+
+    def fit(self, X: np.ndarray, y: None = None) -> ViM:
+        X = np.asarray(X, dtype=np.float64)
+        W, b = np.asarray(self.weight, dtype=np.float64), np.asarray(self.bias, dtype=np.float64)
+        self.origin_ = -np.linalg.pinv(W) @ b
+        centred = X - self.origin_
+        d = self.dim or vim_dimension(X.shape[1])
+        d = max(1, min(d, X.shape[1] - 1, len(X) - 1))
+        # eigenvectors of the (uncentred about the mean, centred at the origin) covariance, largest first
+        _, vecs = np.linalg.eigh(centred.T @ centred / len(X))
+        self.residual_basis_ = np.ascontiguousarray(vecs[:, : X.shape[1] - d])  # the smallest eigenvalues
+        logits = X @ W.T + b
+        self.alpha_ = float(logits.max(axis=1).mean() / max(self._residual(X).mean(), 1e-12))
+        self.dim_ = d
+        return self
+
+    def _residual(self, X: np.ndarray) -> np.ndarray:
+        return np.linalg.norm((np.asarray(X, dtype=np.float64) - self.origin_) @ self.residual_basis_, axis=1)
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "residual_basis_")
+        X = np.asarray(X, dtype=np.float64)
+        logits = X @ np.asarray(self.weight, dtype=np.float64).T + np.asarray(self.bias, dtype=np.float64)
+        return self.alpha_ * self._residual(X) - logsumexp(logits, axis=1)
+
+
+class KNNScore(BaseEstimator):
+    """Distance to the k-th nearest training embedding, both l2-normalised."""
+
+    def __init__(self, k: int = 50):
+        self.k = k
+
+    @staticmethod
+    def _unit(X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+    def fit(self, X: np.ndarray, y: None = None) -> KNNScore:
+        X = self._unit(X)
+        self.k_ = int(max(1, min(self.k, len(X))))
+        self.index_ = NearestNeighbors(n_neighbors=self.k_).fit(X)
+        return self
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "index_")
+        dist, _ = self.index_.kneighbors(self._unit(X))
+        return dist[:, -1]
+
+
+def fit_baseline(name: str, train: dict, head: tuple[np.ndarray, np.ndarray], knn_k: int = 50):
+    """(fitted scorer, which input it reads: "logits" or "embeddings") of one baseline on the training partition."""
+    if name == "energy":
+        return EnergyScore().fit(train["logits"]), "logits"
+    if name == "maxlogit":
+        return MaxLogit().fit(train["logits"]), "logits"
+    if name == "vim":
+        return ViM(head[0], head[1]).fit(train["embeddings"]), "embeddings"
+    if name == "knn":
+        return KNNScore(knn_k).fit(train["embeddings"]), "embeddings"
+    raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
