@@ -142,6 +142,9 @@ class OsrSection:
     pooling: str = opt(
         "mean", "per-channel statistics of each stage for multilayer: mean | mean_std", choices=("mean", "mean_std"),
     )
+    baselines: list[str] = opt(["energy", "maxlogit", "vim", "knn"],
+                               "out-of-distribution baselines reported beside the locked method, from the same cached "
+                               "embeddings and logits, each with its own threshold: energy | maxlogit | vim | knn")
 
 
 @dataclass(frozen=True)

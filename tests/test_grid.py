@@ -63,3 +63,36 @@ def test_a_local_dask_cluster_runs_the_grid(tiny_project: Path):
         res = run_all(tiny_project, "dask", "--scheduler", cluster.scheduler_address, splits="a")
     assert not res["failed"] and res["scheduler"].startswith("tcp://127.0.0.1")
     assert (tiny_project / "seq" / "summary.csv").read_text() == (tiny_project / "dask" / "summary.csv").read_text()
+
+
+def test_a_worker_s_warnings_come_back_as_one_line_each(tiny_project: Path, monkeypatch):
+    """In a worker process warnings would print with file, line and source; they travel back as text
+    and the caller shows them once each, like its own."""
+    import warnings
+
+    from osd.errors import OsdWarning
+    from osd.pipeline import grid
+
+    def noisy(cfg, split, *a, **k):
+        for _ in range(3):
+            warnings.warn("tau: set on only 4 scores", OsdWarning, stacklevel=1)
+        warnings.warn("a library says\nwith a second line", UserWarning, stacklevel=1)
+        return []
+
+    monkeypatch.setattr(grid, "split_steps", noisy)
+    cfg = config.load(tiny_project)
+    rec = grid.run_job(cfg, grid.Job("split", 0, "a"), False, slot=0)  # as a worker runs it
+    assert rec["warnings"] == ["tau: set on only 4 scores", "UserWarning: a library says"]
+    from osd.progress import NullReporter
+
+    class Done:  # a finished future holding the worker's record
+        def __init__(self, record):
+            self.record = record
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        grid._run_waves([], [grid.Job("split", 0, "a")], lambda job: Done(dict(rec)), lambda fut: fut.record,
+                        lambda pending: (set(pending), set()), NullReporter())
+    assert [str(w.message) for w in caught] == ["split a, seed 0: tau: set on only 4 scores",
+                                                "split a, seed 0: UserWarning: a library says"]
+    assert all(issubclass(w.category, OsdWarning) for w in caught)

@@ -65,6 +65,24 @@ def test_any_class_count_and_unknown_per_split(tmp_path: Path, n: int, ups: int)
     assert len(rep["splits"]) == -(-n // ups)  # ceil(n / ups) splits, each class unknown once
     assert sorted(c for s in rep["splits"].values() for c in s["unknown"]) == sorted(names)
     assert set(rep["neu_counts"]) == set(names)
+    r = runner.invoke(app, ["run-all", "-p", str(tmp_path / "p"), "--splits", "a", *TINY, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["report"]["rows"][0]["split"] == "a"
+
+
+def test_a_project_with_a_single_split(tmp_path: Path):
+    data = folders(tmp_path / "d", ["dent", "rust", "scale", "pit"])
+    code, out = _init(tmp_path, data, 2)
+    assert code == 0, out
+    toml = tmp_path / "p" / "osd.toml"
+    text = toml.read_text()
+    toml.write_text(text[: text.index("[splits.a]")] + '[splits.only]\nknown = ["dent", "rust", "scale"]\n'
+                    'unknown = ["pit"]\n' + text[text.index("[classifier]"):])
+    code, rep = _check(tmp_path)
+    assert code == 0 and list(rep["splits"]) == ["only"], rep
+    r = runner.invoke(app, ["run-all", "-p", str(tmp_path / "p"), *TINY, "--json"])
+    assert r.exit_code == 0, r.output
+    assert {row["split"] for row in json.loads(r.stdout)["report"]["rows"]} >= {"only"}
 
 
 def test_two_classes_cannot_make_an_open_set_split_and_say_so(tmp_path: Path):

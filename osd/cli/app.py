@@ -240,6 +240,9 @@ def predict_cmd(
     approach: Annotated[str, typer.Option("--approach", help="one-stage | cascade | both")] = "both",
     out: Annotated[Optional[Path], typer.Option("--out", help="Write every row to this CSV file")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass")] = 16,
+    engine: Annotated[str, typer.Option("--engine", help="torch | onnx (the graphs of osd export)")] = "torch",
+    export_dir: Annotated[Optional[Path], typer.Option("--export-dir", help="Folder of osd export [default: "
+                                                       "outputs/split_<x>/export]")] = None,
     device: o.Device = None, project: o.Project = None, set_: o.Set = None, debug: o.Debug = False,
     json_out: o.Json = False,
 ) -> None:
@@ -250,7 +253,7 @@ def predict_cmd(
     from osd.pipeline.predict import COLUMNS, Predictor, expand_inputs
 
     cfg = _config(project, set_, device)
-    predictor = Predictor(cfg, split, approach)
+    predictor = Predictor(cfg, split, approach, engine=engine, export_dir=export_dir)
     inputs = list(expand_inputs(paths))
     rows: list[dict] = []
     counts = {"unreadable": 0}
@@ -326,6 +329,32 @@ def _seed_list(seeds: str | None) -> list[int] | None:
         from osd.errors import ConfigError
 
         raise ConfigError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
+@app.command("export")
+@command
+def export_cmd(
+    split: o.Split = "a",
+    approach: Annotated[str, typer.Option("--approach", help="one-stage | cascade | both")] = "both",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the graphs and the model card "
+                                                "[default: outputs/split_<x>/export]")] = None,
+    force: o.Force = False, device: o.Device = None, project: o.Project = None, set_: o.Set = None,
+    debug: o.Debug = False, json_out: o.Json = False,
+) -> None:
+    """Export a split's fitted models to ONNX with a model card, checked against torch on its test images."""
+    from osd.pipeline.export import export
+
+    cfg = _config(project, set_, device)
+    result = export(cfg, split, approach, out, force=force, reporter=_reporter(json_out))
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    p = result.parity
+    worst = ", ".join(f"{k} {v:.1e}" for k, v in p["max_relative_difference"].items())
+    render.note(f"split {result.split}: {', '.join(result.files)} in {result.out_dir}\n"
+                f"parity on {p['images']} test images: largest relative difference {worst} (tolerance "
+                f"{p['tolerance']:g}), every decision identical")
+    render.out.print(render.cached_tag(result.cached))
 
 
 @app.command("run-all")

@@ -246,6 +246,10 @@ def metrics_table(title: str, columns: dict[str, dict[str, Any]], caption: str |
     return table(title, ["metric", *columns], rows, caption=caption)
 
 
+def _ci(ci: Any) -> str:
+    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
+
+
 def show_osr(r: Any) -> None:
     first = next(iter([r.osr]))
     show(metrics_table(
@@ -253,17 +257,23 @@ def show_osr(r: Any) -> None:
         f"({first['n_known']} known / {first['n_unknown']} unknown test images)",
         {f"Mahalanobis, {r.features} (tau={r.tau:.4g})": {**r.osr, "intervals95": r.intervals.get("osr", {})},
          f"max-softmax (kappa={r.kappa:.4g})": {**r.msp, "intervals95": r.intervals.get("msp", {})},
-         **{f"variant: {k}": v for k, v in r.variants.items()}},
+         **{f"variant: {k}": v for k, v in r.variants.items()},
+         **{f"baseline: {k}": v for k, v in (getattr(r, "baselines", None) or {}).items()}},
         caption="scores: higher = more unknown; unknown is the positive class; [95% bootstrap interval]; "
-                "variants come from the same embeddings, each with its own tau, and are never used to choose",
+                "variants and baselines come from the same embeddings and logits, each with its own threshold, "
+                "and are never used to choose",
     ))
+    for k, v in (getattr(r, "baselines", None) or {}).items():
+        d = v.get("locked_minus_baseline", {})
+        note(f"locked minus {k}: " + ", ".join(
+            f"{m} {x['difference']:+.3f} {_ci(x.get('ci95'))}" for m, x in d.items()))
     sel = r.selection or {}
     if sel.get("selected"):
         scores = ", ".join(f"{k} {v:.3f}" for k, v in sel.get("validation_auroc", {}).items())
         note(f"chosen without test data (pseudo-open-set AUROC on validation, reported only): {sel['selected']} "
              f"({scores})")
     note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")
-    out.print(f"{cached_tag(r.cached)} (classifier, embeddings, calibration; the test metrics are recomputed)")
+    out.print(f"{cached_tag(r.cached)} (classifier, embeddings, calibration and the test evaluation)")
 
 
 def show_patchcore(r: Any) -> None:

@@ -96,3 +96,9 @@ def test_arrays(emb: dict[str, Any], blocks: list[str] | None = None) -> dict[st
 def data_counts(emb: dict[str, Any]) -> dict[str, Any]:
     """Images per partition that entered the result, and the ones skipped (with the reason)."""
     return {"images": {p: len(emb[p]["labels"]) for p in PARTS}, "skipped": dict(emb.get("skipped", {}))}
+
+
+def osr_settings(osr_section: dict[str, Any]) -> dict[str, Any]:
+    """The osr settings the calibration depends on: the baselines are evaluated beside it, never
+    fitted into it, so choosing them recomputes only the evaluation."""
+    return {k: v for k, v in osr_section.items() if k != "baselines"}

@@ -149,62 +149,70 @@ def run_grid(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool, 
     """
     reporter = ensure(reporter)
     deps, grid = plan_jobs(cfg, splits, seeds, two_stage)
-    if scheduler is None and jobs <= 1:
-        out = []
-        with reporter.task("study", len(deps) + len(grid)) as task:
-            for job in [*deps, *grid]:
-                rec = run_job(cfg, job, two_stage, force, reporter=reporter)
-                if rec["error"]:
-                    reporter.note(f"failed: {job.name}: {rec['error']}")
-                out.append(rec)
-                task.advance(1, job=job.name, failed=sum(r["error"] is not None for r in out))
-        return out
     if scheduler is not None:
+        return _run_dask(cfg, deps, grid, two_stage, force, scheduler, reporter)
+    if jobs > 1:
+        return _run_pool(cfg, deps, grid, two_stage, force, jobs, reporter)
+    out = []
+    with reporter.task("study", len(deps) + len(grid)) as task:
+        for job in [*deps, *grid]:
+            rec = run_job(cfg, job, two_stage, force, reporter=reporter)
+            if rec["error"]:
+                reporter.note(f"failed: {job.name}: {rec['error']}")
+            out.append(rec)
+            task.advance(1, job=job.name, failed=sum(r["error"] is not None for r in out))
+    return out
+
+
+def _run_dask(cfg: Config, deps: list[Job], grid: list[Job], two_stage: bool, force: bool, scheduler: Any,
+              reporter: Reporter) -> list[dict[str, Any]]:
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError('--scheduler needs Dask: pip install "osd[cluster]"') from None
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    slots = iter(range(10**9))
+
+    def submit(job: Job) -> Any:
+        return client.submit(_dask_job, cfg, job, two_stage, force, next(slots),
+                             key=f"osd-{job.kind}-{job.split}-{job.seed}-{time.time_ns()}", pure=False)
+
+    def result_of(fut: Any) -> dict[str, Any]:
         try:
-            from distributed import Client
-        except ImportError:
-            raise ConfigError('--scheduler needs Dask: pip install "osd[cluster]"') from None
-        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+            return fut.result()
+        except Exception as exc:  # noqa: BLE001 - a lost worker, a cancelled task
+            return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", "steps": []}
 
-        slots = iter(range(10**9))
+    try:
+        return _run_waves(deps, grid, submit, result_of, _dask_wait, reporter)
+    finally:
+        if not isinstance(scheduler, Client):
+            client.close()
 
-        def submit(job: Job) -> Any:
-            return client.submit(_dask_job, cfg, job, two_stage, force, next(slots), key=f"osd-{job.kind}-{job.split}-{job.seed}-"
-                                 f"{time.time_ns()}", pure=False)
 
-        def result_of(fut: Any) -> dict[str, Any]:
-            try:
-                return fut.result()
-            except Exception as exc:  # noqa: BLE001 - a lost worker, a cancelled task
-                return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                        "steps": []}
+def _run_pool(cfg: Config, deps: list[Job], grid: list[Job], two_stage: bool, force: bool, jobs: int,
+              reporter: Reporter) -> list[dict[str, Any]]:
+    import multiprocessing
 
-        try:
-            return _run_waves(deps, grid, submit, result_of, _dask_wait, reporter)
-        finally:
-            if not isinstance(scheduler, Client):
-                client.close()
     threads = _threads_per_job(cfg, jobs)
     if not cfg.project.threads:
         warnings.warn(f"--jobs {jobs}: each job trains with {threads} torch thread(s), a sequential run with "
                       "torch's default; training arithmetic depends on the thread count, so set project.threads "
-                      "for results identical to a sequential run", OsdWarning, stacklevel=2)
-    import multiprocessing
-
+                      "for results identical to a sequential run", OsdWarning, stacklevel=3)
     # spawn: a clean interpreter per worker (no forked torch thread pools)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        local_slots = iter(range(10**9))
+        slots = iter(range(10**9))
 
-        def submit_local(job: Job) -> Future:
-            return pool.submit(run_job, cfg, job, two_stage, force, threads, None, next(local_slots))
+        def submit(job: Job) -> Future:
+            return pool.submit(run_job, cfg, job, two_stage, force, threads, None, next(slots))
 
-        def result_local(fut: Future) -> dict[str, Any]:
+        def result_of(fut: Future) -> dict[str, Any]:
             try:
                 return fut.result()
             except Exception as exc:  # noqa: BLE001 - a worker that died (killed, out of memory)
                 return {"error": f"worker died: {type(exc).__name__}: {exc}", "steps": []}
 
-        return _run_waves(deps, grid, submit_local, result_local, _local_wait, reporter)
+        return _run_waves(deps, grid, submit, result_of, _local_wait, reporter)
 
 
 def _local_wait(futures: set) -> tuple[set, set]:

@@ -21,12 +21,12 @@ from osd import artifacts, decide
 from osd.config import Config
 from osd.errors import OsdWarning
 from osd.metrics import metric_intervals, open_set_metrics
-from osd.osr.model import VARIANTS, data_counts, fit_scorer, score_sign, select_variant, test_arrays
+from osd.osr.model import VARIANTS, data_counts, fit_scorer, osr_settings, score_sign, select_variant, test_arrays
 from osd.pipeline.train import TRAIN_SECTIONS, embedded, trained
 from osd.progress import Reporter, ensure
 
 CALIBRATE_ALGORITHM = "calibrate/5"  # 5: kappa stored as neg_kappa; 4: features scored; 3: order statistic
-EVALUATE_ALGORITHM = "osr/4"  # 4: a cached step (float64 softmax); 3: variant selection without test data
+EVALUATE_ALGORITHM = "osr/5"  # 5: OOD baselines; 4: a cached step (float64 softmax); 3: variant selection
 SECTIONS = (*TRAIN_SECTIONS, "osr")
 
 
@@ -78,7 +78,7 @@ def calibrated(cfg: Config, split: str, force: bool = False, reporter: Reporter 
     reporter = ensure(reporter)
     split = cfg.split_name(split)
     emb = embedded(cfg, split, reporter=reporter)
-    key = artifacts.cache_key("calibrate", CALIBRATE_ALGORITHM, emb.id, cfg.section("osr"))
+    key = artifacts.cache_key("calibrate", CALIBRATE_ALGORITHM, emb.id, osr_settings(cfg.section("osr")))
     layout = artifacts.Layout(cfg.output_dir)
     step = artifacts.cached_step(layout.calibration(split), key, lambda: _calibrate(cfg, split, emb, key),
                                  force=force, on_wait=reporter.note)
@@ -125,6 +125,7 @@ class OsrResult:
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)  # variant chosen without test data (reported only)
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)  # OOD baselines beside the locked method
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "score_sign": score_sign(self.features), "positive_class": "unknown"}
@@ -148,6 +149,59 @@ def _variants(cfg: Config, emb: dict[str, Any], headline_blocks: list[str], clos
                           "tau": v_tau.threshold_, "features": features, "pooling": pooling, "blocks": blocks,
                           "role": "variant: reported beside the locked method, never used to choose it"}
     return variants
+
+
+BASELINE_SCORES = {
+    "energy": "negative energy: -logsumexp(logits) (higher = more unknown)",
+    "maxlogit": "negative largest logit (higher = more unknown)",
+    "vim": "ViM: alpha x residual norm outside the training embeddings' principal subspace - logsumexp(logits)",
+    "knn": "distance to the k-th nearest training embedding, both l2-normalised (k = 50 or fewer)",
+}
+
+
+def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndarray], t: dict[str, Any],
+               closed: np.ndarray, classes: list[str], locked: tuple[np.ndarray, np.ndarray]
+               ) -> dict[str, dict[str, Any]]:
+    """Each configured baseline: fitted on training images, its own threshold on the threshold images
+    (the same order statistic as tau), its test metrics and intervals, and the paired difference of
+    the locked method minus it (AUROC and open-set accuracy)."""
+    from osd.errors import ConfigError
+    from osd.metrics import EncodedResults, bootstrap
+    from osd.osr.baselines import BASELINES, fit_baseline
+    from osd.osr.thresholds import AcceptanceThreshold
+
+    unknown = [b for b in cfg.osr.baselines if b not in BASELINES]
+    if unknown:
+        raise ConfigError(f"osr.baselines: unknown {unknown[0]!r}; choose from {', '.join(BASELINES)}")
+    tk, tu = emb["test_known"], emb["test_unknown"]
+    n_boot, seed = cfg.stats.bootstrap, cfg.project.seed
+    unk = np.asarray(t["is_unknown"], dtype=bool)
+    lock = EncodedResults(t["labels"], locked[1], closed, locked[0], unk, classes)
+    keys = ("auroc", "open_set_accuracy")
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(cfg.osr.baselines):
+        scorer, reads = fit_baseline(name, emb["train"], head)
+        thr = AcceptanceThreshold(cfg.osr.acceptance, f"{name} threshold (known validation images)").fit(
+            scorer.score_samples(emb["threshold"][reads]))
+        parts = [p[reads] for p in (tk, tu) if len(p["labels"])]
+        score = scorer.score_samples(np.concatenate(parts))
+        pred = decide.one_stage(score, thr.threshold_, closed)
+        metrics = open_set_metrics(t["labels"], pred, closed, score, unk, classes)
+        ci = metric_intervals(t["labels"], pred, closed, score, unk, classes, n_boot, seed) if n_boot else {}
+        other = EncodedResults(t["labels"], pred, closed, score, unk, classes)
+
+        def diff(idx: np.ndarray, other=other) -> dict[str, float]:
+            a, b = lock.metrics(idx, keys), other.metrics(idx, keys)
+            return {k: a[k] - b[k] for k in keys}
+
+        point = diff(np.arange(len(unk)))
+        dci = bootstrap(diff, unk, n_boot, seed) if n_boot else {}
+        out[name] = {**metrics, "intervals95": ci, "threshold": thr.summary(), "score": BASELINE_SCORES[name],
+                     "reads": reads, "role": "baseline: reported beside the locked method, never used to choose it",
+                     "locked_minus_baseline": {k: {"difference": point[k], "ci95": dci.get(k),
+                                                   "excludes_zero": bool(dci and (dci[k][0] > 0 or dci[k][1] < 0))}
+                                               for k in keys}}
+    return out
 
 
 def _predictions_csv(cfg: Config, t: dict[str, Any], pred, dist, msp, closed, pred_msp) -> str:
@@ -182,12 +236,14 @@ def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step,
         intervals["msp"] = metric_intervals(t["labels"], pred_msp, closed, -msp, t["is_unknown"], classes, n_boot,
                                             seed)
     variants = _variants(cfg, emb.payload, blocks, closed, t, classes)
+    state = trained(cfg, split).payload["state_dict"]
+    head = (np.asarray(state["head.weight"], dtype=np.float64), np.asarray(state["head.bias"], dtype=np.float64))
+    baselines = _baselines(cfg, emb.payload, head, t, closed, classes, (dist, pred))
     selection = select_variant(emb.payload, cfg.osr.covariance, cfg.osr.normalize).to_dict()
     prov = artifacts.provenance(cfg, "osr", EVALUATE_ALGORITHM, key, (*SECTIONS, "stats"),
                                 {"calibration": cal.id, "embeddings": emb.id,
                                  "classifier": emb.provenance.get("inputs", {}).get("classifier")}, split=split)
-    model = trained(cfg, split)
-    prov["weights"] = model.provenance.get("inputs", {}).get("weights")
+    prov["weights"] = trained(cfg, split).provenance.get("inputs", {}).get("weights")
     section = {
         **m_osr, "intervals95": intervals.get("osr", {}), "tau": res.tau,
         "thresholds": {"tau": res.tau_summary, "kappa": res.kappa_summary},
@@ -196,13 +252,14 @@ def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step,
         else f"configured variant ({res.features}); the locked method is under variants",
         "msp": {**m_msp, "intervals95": intervals.get("msp", {}), "kappa": res.kappa,
                 "score": "negative max softmax of the classifier (higher = more unknown)"},
-        "variants": variants, "selection": selection,
+        "variants": variants, "baselines": baselines, "selection": selection,
         "data": {**data_counts(emb.payload), "known": list(classes),
                  "unknown": sorted({str(x) for x in emb.payload["test_unknown"]["labels"]})},
         "provenance": prov,
     }
     result = {"classes": classes, "tau": res.tau, "kappa": res.kappa, "osr": m_osr, "msp": m_msp,
-              "features": res.features, "variants": variants, "intervals": intervals, "selection": selection}
+              "features": res.features, "variants": variants, "intervals": intervals, "selection": selection,
+              "baselines": baselines}
     csv_text = _predictions_csv(cfg, t, pred, dist, msp, closed, pred_msp)
     return {"section": section, "result": result, "csv": csv_text}, prov
 
@@ -226,4 +283,5 @@ def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | 
     artifacts.write_outputs(pred_path, step.payload["csv"], metrics_path, "osr", step.payload["section"])
     r = step.payload["result"]
     return OsrResult(split, list(r["classes"]), r["tau"], r["kappa"], r["osr"], r["msp"], str(pred_path),
-                     str(metrics_path), step.cached, r["features"], r["variants"], r["intervals"], r["selection"])
+                     str(metrics_path), step.cached, r["features"], r["variants"], r["intervals"], r["selection"],
+                     r.get("baselines", {}))

@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from osd import artifacts, decide, runtime
+from osd import decide, runtime
 from osd.config import Config
 from osd.data.images import is_image_name
 from osd.errors import DataError, OsdWarning
+from osd.pipeline.chain import load_chain
 
 APPROACHES = ("one-stage", "cascade", "both")
+ENGINES = ("torch", "onnx")
 COLUMNS = ("path", "status", "reason", "one_stage", "one_stage_score", "tau", "closed_class", "msp", "kappa",
            "cascade", "stage1_score", "stage1_threshold")
 
@@ -51,6 +53,9 @@ class Predictor:
     approach: str = "both"
     device: Any = None
     notes: list[str] = field(default_factory=list)
+    engine: str = "torch"  # torch | onnx (the graphs of `osd export`)
+    export_dir: Path | None = None  # where `osd export` wrote them (default outputs/split_<x>/export)
+    onnx_card: dict[str, Any] | None = None  # export's own parity check: the card it has just made
 
     @runtime.scoped  # building the models draws on torch's global generator: the caller's comes back
     def __post_init__(self) -> None:
@@ -58,44 +63,43 @@ class Predictor:
 
         if self.approach not in APPROACHES:
             raise DataError(f"--approach {self.approach!r}: choose one of {', '.join(APPROACHES)}")
+        if self.engine not in ENGINES:
+            raise DataError(f"--engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
         self.split = self.cfg.split_name(self.split)
-        layout = artifacts.Layout(self.cfg.output_dir)
         # threads are set per batch, inside runtime.scope (see _rows): none are set here
         self.device = self.device or runtime.resolve_device(self.cfg.project.device)
-        s = self.split
-        # the whole chain, checked link by link: classifier -> embeddings -> calibration
-        model = artifacts.require(layout.model(s), f"osd train --split {s}", f"classifier of split {s}")
-        emb = artifacts.require(layout.embeddings_file(s), f"osd calibrate --split {s}", f"embeddings of split {s}",
-                                {"classifier": model.id}, payload=False)
-        cal = artifacts.require(layout.calibration(s), f"osd calibrate --split {s}", f"calibration of split {s}",
-                                {"embeddings": emb.id})
-        self.provenance = {"classifier": model.id, "embeddings": emb.id, "calibration": cal.id}
-        recorded = model.provenance.get("config", {})
+        chain = load_chain(self.cfg, self.split, self.approach in ("cascade", "both"))
+        self.chain, self.provenance = chain, chain.ids
+        recorded = chain.recorded("classifier")
         self.classifier_size = int(recorded.get("classifier.image_size", self.cfg.classifier.image_size))
         self._check_settings(recorded, "classifier")
-        self.model = load_model(self.cfg, model.payload).to(self.device).eval()
-        self.classes = [str(c) for c in model.payload["classes"]]
-        self.scorer, self.blocks = cal.payload["scorer"], list(cal.payload["blocks"])
-        self.tau = float(cal.payload["tau"].threshold_)
-        self.kappa = float(-cal.payload["neg_kappa"].threshold_)
+        self.classes = chain.classes
+        self.scorer, self.blocks = chain.calibration.payload["scorer"], list(chain.calibration.payload["blocks"])
+        self.tau, self.kappa = chain.tau, chain.kappa
         self.use_kappa = self.cfg.cascade.use_kappa
         self.detector = None
-        if self.approach in ("cascade", "both"):
+        if chain.detector is not None:
+            recorded_pc = chain.recorded("detector")
+            self._check_settings(recorded_pc, "patchcore")
+            self.pc_cfg = self.cfg.replace(**{k: v for k, v in recorded_pc.items()
+                                              if k.startswith(("patchcore.", "normal.crop", "normal.dark",
+                                                               "normal.max_dark")) or k == "project.seed"})
+            self.stage1_threshold = float(chain.detector.payload["threshold"].threshold_)
+        if self.engine == "onnx":
+            from osd.pipeline.export import OnnxModels
+
+            self.onnx = (OnnxModels(Path(self.export_dir), self.onnx_card, self.cfg.project.threads) if self.onnx_card
+                         else OnnxModels.open(self.cfg, chain, self.export_dir))
+            self.detector = self.onnx.stage1 if chain.detector is not None else None
+            return
+        self.model = load_model(self.cfg, chain.classifier.payload).to(self.device).eval()
+        if chain.detector is not None:
             from osd.patchcore.model import PatchCore
             from osd.pipeline.detector import build_extractor
 
-            det = artifacts.require(layout.detector, "osd patchcore fit", "PatchCore detector")
-            self.provenance["detector"] = det.id
-            recorded_pc = det.provenance.get("config", {})
-            pc_settings = {k: v for k, v in recorded_pc.items()
-                           if k.startswith(("patchcore.", "normal.crop", "normal.dark", "normal.max_dark"))
-                           or k == "project.seed"}
-            self._check_settings(recorded_pc, "patchcore")
-            self.pc_cfg = self.cfg.replace(**pc_settings)
-            self.detector = PatchCore.from_bank(det.payload["bank"], self.pc_cfg.patchcore.num_neighbors,
+            self.detector = PatchCore.from_bank(chain.detector.payload["bank"], self.pc_cfg.patchcore.num_neighbors,
                                                 self.pc_cfg.patchcore.search).to(self.device)
             self.extractor = build_extractor(self.pc_cfg, self.device).eval()
-            self.stage1_threshold = float(det.payload["threshold"].threshold_)
 
     def _check_settings(self, recorded: dict[str, Any], section: str) -> None:
         diffs = [d for d in self.cfg.differences({k: v for k, v in recorded.items() if k.startswith(section + ".")})]
@@ -117,17 +121,21 @@ class Predictor:
         from osd.osr.features import stack
         from osd.pipeline.detector import score_pil
 
-        with torch.inference_mode():
-            x = normalize(torch.stack([pil_to_uint8(i, self.classifier_size) for i in imgs]).to(self.device))
-            stats, logits = self.model.embed_stages(x)
-            feats = stack({k: v.cpu().numpy() for k, v in stats.items()}, self.blocks)[0]
-        dist = self.scorer.score_samples(feats)
-        closed, msp = decide.closed_set(logits.cpu().numpy(), self.classes)
+        if self.engine == "onnx":
+            closed, dist, msp = self.onnx.one_stage(imgs, self.classifier_size)
+        else:
+            with torch.inference_mode():
+                x = normalize(torch.stack([pil_to_uint8(i, self.classifier_size) for i in imgs]).to(self.device))
+                stats, logits = self.model.embed_stages(x)
+                feats = stack({k: v.cpu().numpy() for k, v in stats.items()}, self.blocks)[0]
+            dist = self.scorer.score_samples(feats)
+            closed, msp = decide.closed_set(logits.cpu().numpy(), self.classes)
         kappa = self.kappa if self.use_kappa else None
         one = decide.one_stage(dist, self.tau, closed)
         s1 = casc = None
         if self.detector is not None:
-            s1 = score_pil(self.detector, self.extractor, imgs, self.pc_cfg, self.device)
+            s1 = (self.onnx.stage1_scores(imgs, self.pc_cfg) if self.engine == "onnx"
+                  else score_pil(self.detector, self.extractor, imgs, self.pc_cfg, self.device))
             casc = decide.cascade(s1, self.stage1_threshold, closed, msp, kappa)["strict"]
         rows = []
         for j, name in enumerate(names):
@@ -173,7 +181,7 @@ class Predictor:
             yield from self._rows(names, batch)
 
 
-def predict(cfg: Config, split: str, inputs: Iterable[Any], approach: str = "both", batch_size: int = 16
-            ) -> list[dict[str, Any]]:
+def predict(cfg: Config, split: str, inputs: Iterable[Any], approach: str = "both", batch_size: int = 16,
+            engine: str = "torch") -> list[dict[str, Any]]:
     """Rows for every input (paths, PIL images or arrays) with the split's cached models: for notebooks."""
-    return list(Predictor(cfg, split, approach).predict(inputs, batch_size))
+    return list(Predictor(cfg, split, approach, engine=engine).predict(inputs, batch_size))

@@ -102,6 +102,14 @@ def _section_rows(name: str, m: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"split": name, "approach": f"variant_{vname}",
                      "computed_from": f"variant, same embeddings: {v.get('features')} ({v.get('pooling')}), own tau",
                      **{k: v.get(k) for k in SUMMARY_METRICS}})
+    for bname, b in (m.get("osr", {}).get("baselines") or {}).items():
+        ci = b.get("intervals95") or {}
+        d = (b.get("locked_minus_baseline") or {}).get("auroc") or {}
+        rows.append({"split": name, "approach": f"baseline_{bname}",
+                     "computed_from": f"baseline, same embeddings and logits: {b.get('score')}; own threshold; "
+                                      f"locked minus it, AUROC {d.get('difference', float('nan')):+.3f} "
+                                      f"{d.get('ci95')}",
+                     **{k: b.get(k) for k in SUMMARY_METRICS}, **{f"{k}_ci95": ci.get(k) for k in SUMMARY_METRICS}})
     return rows
 
 

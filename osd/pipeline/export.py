@@ -1,0 +1,266 @@
+"""``osd export``: the split's fitted models as ONNX graphs with a model card, checked against torch.
+
+- ``one_stage.onnx``: image -> (class index, squared Mahalanobis distance, max softmax); tau and
+  kappa are in the model card. It serves the one-stage decision and the cascade's stage 2.
+- ``stage1.onnx``: image (one square crop) -> PatchCore score; its threshold is in the model card.
+- ``model_card.json``: classes, input layout and normalisation, image sizes, thresholds with their
+  acceptance targets, the decision rules, the score signs and the provenance ids of every artifact
+  exported: enough to use the graphs without osd.
+
+Export goes through the one cached-step mechanism (its record ``export.npz``, keyed on the
+artifact ids it exports), refuses a broken lineage as ``predict`` does, and checks parity on the
+split's test images before it succeeds: ONNX Runtime's distances and stage-1 scores within a
+relative 1e-4 of torch's, and every decision identical. ``onnx`` and ``onnxruntime`` are the
+``osd[export]`` extra, imported only here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from osd import artifacts
+from osd.config import Config
+from osd.errors import ArtifactError, ConfigError, LineageError
+from osd.pipeline.chain import Chain, load_chain
+from osd.progress import Reporter, ensure
+
+EXPORT_ALGORITHM = "export/1"
+TOLERANCE = 1e-4  # relative, on distances and stage-1 scores
+CARD = "model_card.json"
+
+
+def _need_onnx():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError:
+        raise ConfigError('osd export and --engine onnx need ONNX: pip install "osd[export]"') from None
+    return onnxruntime
+
+
+@dataclass
+class ExportResult:
+    split: str
+    out_dir: str
+    files: list[str]
+    parity: dict[str, Any]
+    cached: bool
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class OnnxModels:
+    """ONNX Runtime sessions of an export, with the model card that describes them."""
+
+    def __init__(self, folder: Path, card: dict[str, Any], threads: int = 0):
+        ort = _need_onnx()
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.card = card
+        self.classes = list(card["classes"])
+        self.one = ort.InferenceSession(str(folder / "one_stage.onnx"), opts, providers=["CPUExecutionProvider"])
+        self.stage1 = (ort.InferenceSession(str(folder / "stage1.onnx"), opts, providers=["CPUExecutionProvider"])
+                       if (folder / "stage1.onnx").is_file() and "stage1" in card else None)
+
+    @classmethod
+    def open(cls, cfg: Config, chain: Chain, folder: Path | None = None) -> OnnxModels:
+        """The export of ``chain``'s split; refused when it was made from other artifacts than the chain holds."""
+        folder = Path(folder or artifacts.Layout(cfg.output_dir).split(chain.split) / "export")
+        card = artifacts.read_json(folder / CARD)
+        rebuild = f"osd export --split {chain.split}"
+        if not card:
+            raise ArtifactError(f"{folder}: no ONNX export; make it with `{rebuild}`")
+        made_from = card.get("provenance", {}).get("inputs", {})
+        for name, current in chain.ids.items():
+            if name in made_from and made_from[name] != current:
+                raise LineageError(f"{folder}: the export was made from another {name} ({made_from[name]}) than the "
+                                   f"one cached now ({current}); make it again with `{rebuild}`")
+        if chain.detector is not None and "stage1" not in card:
+            raise ArtifactError(f"{folder}: the export has no stage-1 graph; make it with `{rebuild} --approach both`")
+        return cls(folder, card, cfg.project.threads)
+
+    def one_stage(self, imgs: list[Any], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(closed-set class names, distances, max softmax) of decoded images."""
+        x = _batch(imgs, size)
+        idx, dist, msp = self.one.run(None, {"image": x})
+        return np.array([self.classes[int(i)] for i in idx], dtype=object), dist.astype(np.float64), msp
+
+    def stage1_scores(self, imgs: list[Any], pc_cfg: Config) -> np.ndarray:
+        """Stage-1 scores of decoded images, by the same unit rule as the study (crops of long images)."""
+        from osd.pipeline.detector import image_units
+
+        size = int(self.card["stage1"]["image_size"])
+        crops, owner = [], []
+        for j, img in enumerate(imgs):
+            for box in image_units(pc_cfg, img):
+                crops.append(img.crop(box) if box else img)
+                owner.append(j)
+        scores = np.full(len(imgs), -np.inf)
+        bs = max(1, pc_cfg.patchcore.batch_size)
+        for s in range(0, len(crops), bs):
+            (part,) = self.stage1.run(None, {"image": _batch(crops[s : s + bs], size)})
+            np.maximum.at(scores, np.asarray(owner[s : s + bs]), part.astype(np.float64))
+        return scores
+
+
+def _batch(imgs: list[Any], size: int) -> np.ndarray:
+    """Decoded PIL images -> float32 (N, 3, size, size) in [0, 1], resized as the study resizes them."""
+    from osd.data.tensors import pil_to_uint8
+
+    return np.stack([pil_to_uint8(i, size).numpy() for i in imgs]).astype(np.float32) / 255.0
+
+
+def _export_graph(module, size: int, path: Path, outputs: list[str]) -> None:
+    import torch
+
+    def write(tmp: Path) -> None:
+        with torch.no_grad():
+            torch.onnx.export(module, (torch.rand(2, 3, size, size),), str(tmp), input_names=["image"],
+                              output_names=outputs, dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"}
+                                                                                          for o in outputs}},
+                              opset_version=17, dynamo=False)
+
+    artifacts.atomic_write(path, write)
+
+
+def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, Any]:
+    """Write the graphs; return the model card (less its parity and provenance)."""
+    import torch
+
+    from osd.models.graphs import OneStageGraph, Stage1Graph
+    from osd.pipeline.train import load_model
+
+    cal = chain.calibration.payload
+    if list(cal["blocks"]) != ["penultimate"]:
+        raise ConfigError(f"osd export: the calibration scores {cal['blocks']}; only the locked method (penultimate "
+                          "Mahalanobis) is exported; set osr.features = 'penultimate' and run osd calibrate")
+    scorer = cal["scorer"].scorers_[0]
+    size = int(chain.recorded("classifier").get("classifier.image_size", cfg.classifier.image_size))
+    with torch.random.fork_rng(devices=[]):
+        model = load_model(cfg, chain.classifier.payload).eval()
+    graph = OneStageGraph(model, torch.as_tensor(scorer.means_), torch.as_tensor(scorer.precision_),
+                          scorer.normalize == "l2").eval()
+    _export_graph(graph, size, out / "one_stage.onnx", ["class_index", "distance", "max_softmax"])
+    card: dict[str, Any] = {
+        "format": "osd-onnx/1", "split": chain.split, "classes": chain.classes,
+        "input": {"name": "image", "layout": "NCHW float32, RGB in [0, 1]: the decoded image resized (bilinear) to "
+                                             "a square of image_size, divided by 255; the graphs normalise it "
+                                             "(ImageNet mean and std) themselves",
+                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+        "one_stage": {"file": "one_stage.onnx", "image_size": size,
+                      "outputs": {"class_index": "arg-max class (index into classes)",
+                                  "distance": "smallest squared Mahalanobis distance to a class mean (float64)",
+                                  "max_softmax": "max softmax of the classifier (float64)"},
+                      "tau": chain.tau, "tau_acceptance": cal["tau"].acceptance,
+                      "kappa": chain.kappa, "kappa_acceptance": cal["neg_kappa"].acceptance,
+                      "rule": "unknown when distance > tau, else classes[class_index]",
+                      "score_sign": "higher distance = more unknown"},
+        "cascade": {"stage2_rule": "unknown when max_softmax < kappa (when cascade.use_kappa), else "
+                                   "classes[class_index]", "use_kappa": cfg.cascade.use_kappa,
+                    "rule": "no_defect when the stage-1 score <= its threshold, else stage 2's answer"},
+    }
+    if approach in ("cascade", "both"):
+        from osd.pipeline.detector import build_extractor
+
+        det = chain.detector.payload
+        pc_cfg = cfg.replace(**{k: v for k, v in chain.recorded("detector").items()
+                                if k.startswith("patchcore.") or k == "project.seed"})
+        if pc_cfg.patchcore.num_neighbors > 1:
+            raise ConfigError("osd export: patchcore.num_neighbors > 1 (the re-weighted score) is not exported")
+        s1 = Stage1Graph(build_extractor(pc_cfg, torch.device("cpu")), torch.as_tensor(det["bank"])).eval()
+        _export_graph(s1, pc_cfg.patchcore.image_size, out / "stage1.onnx", ["score"])
+        n = chain.recorded("detector")
+        card["stage1"] = {"file": "stage1.onnx", "image_size": pc_cfg.patchcore.image_size,
+                          "threshold": float(det["threshold"].threshold_),
+                          "threshold_acceptance": det["threshold"].acceptance,
+                          "unit": "one square crop; an image whose long side is over 1.5x its short side is cut into "
+                                  f"{n.get('normal.crop_size')}-px crops (stride {n.get('normal.crop_stride')}) and "
+                                  "scored by the largest crop score",
+                          "bank_patches": int(det["bank"].shape[0]),
+                          "score_sign": "higher = more anomalous (nearest-neighbour patch distance)"}
+    return card
+
+
+def _parity(cfg: Config, chain: Chain, out: Path, card: dict[str, Any], approach: str) -> dict[str, Any]:
+    """torch and ONNX Runtime on the split's test images: scores within TOLERANCE, decisions identical."""
+    from osd.pipeline.data import split_manifest
+    from osd.pipeline.predict import Predictor
+
+    paths = [e.path for e in split_manifest(cfg, chain.split).test()]
+    torch_rows = list(Predictor(cfg, chain.split, approach).predict(paths))
+    onnx_pred = Predictor(cfg, chain.split, approach, engine="onnx", export_dir=out, onnx_card=card)
+    onnx_rows = list(onnx_pred.predict(paths))
+    worst: dict[str, float] = {}
+    differ = []
+    for a, b in zip(torch_rows, onnx_rows):
+        if a["status"] != "ok":
+            continue
+        for score in ("one_stage_score", "stage1_score"):
+            if score in a:
+                rel = abs(a[score] - b[score]) / max(abs(a[score]), 1e-12)
+                worst[score] = max(worst.get(score, 0.0), rel)
+        for decision in ("one_stage", "cascade"):
+            if decision in a and a[decision] != b[decision]:
+                differ.append(f"{a['path']}: {decision} {a[decision]} (torch) vs {b[decision]} (onnx)")
+    return {"images": sum(r["status"] == "ok" for r in torch_rows), "max_relative_difference": worst,
+            "tolerance": TOLERANCE, "decisions_differing": differ[:5], "n_decisions_differing": len(differ),
+            "ok": not differ and all(v <= TOLERANCE for v in worst.values())}
+
+
+def export(cfg: Config, split: str, approach: str = "both", out: Path | None = None, force: bool = False,
+           reporter: Reporter | None = None) -> ExportResult:
+    """The split's models as ONNX graphs with a model card; refused unless torch and ONNX agree."""
+    import onnx
+    import onnxruntime
+
+    _need_onnx()
+    reporter = ensure(reporter)
+    if approach not in ("one-stage", "cascade", "both"):
+        raise ConfigError(f"--approach {approach!r}: choose one of one-stage, cascade, both")
+    chain = load_chain(cfg, split, approach in ("cascade", "both"))
+    out = Path(out or artifacts.Layout(cfg.output_dir).split(chain.split) / "export")
+    key = artifacts.cache_key("export", EXPORT_ALGORITHM, chain.ids, approach, cfg.cascade.use_kappa,
+                              onnx.__version__, onnxruntime.__version__, str(out))
+
+    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+        t = time.perf_counter()
+        reporter.note(f"exporting split {chain.split} ({approach}) to {out}")
+        card = _graphs(cfg, chain, out, approach)
+        prov = artifacts.provenance(cfg, "export", EXPORT_ALGORITHM, key, ("classifier", "osr", "patchcore", "cascade"),
+                                    chain.ids, split=chain.split, onnx=onnx.__version__,
+                                    onnxruntime=onnxruntime.__version__)
+        card["provenance"] = prov
+        parity = _parity(cfg, chain, out, card, approach)
+        if not parity["ok"]:
+            worst = ", ".join(f"{k} {v:.2g}" for k, v in parity["max_relative_difference"].items())
+            raise ArtifactError(f"osd export: ONNX Runtime disagrees with torch on the test images of split "
+                                f"{chain.split} (largest relative difference {worst}, tolerance {TOLERANCE}; "
+                                f"{parity['n_decisions_differing']} decision(s) differ); nothing was exported")
+        card["parity"] = parity
+        card["seconds"] = time.perf_counter() - t
+        artifacts.write_text(out / CARD, json.dumps(artifacts.plain(card), indent=2) + "\n")
+        files = {f: artifacts.file_sha256(out / f) for f in ("one_stage.onnx", "stage1.onnx", CARD) if (out / f).is_file()}
+        return {"card": card, "files": files}, prov
+
+    step = artifacts.cached_step(out / "export.npz", key, compute, force=force, on_wait=reporter.note)
+    files = step.payload["files"]
+    stale = [f for f, digest in files.items() if not (out / f).is_file() or artifacts.file_sha256(out / f) != digest]
+    if stale:  # a graph was changed or removed after the export: make it again
+        step = artifacts.cached_step(out / "export.npz", key, compute, force=True, on_wait=reporter.note)
+    card = step.payload["card"]
+    return ExportResult(chain.split, str(out), sorted(step.payload["files"]), card["parity"], step.cached, card)
+
+
+def model_card(folder: Path) -> dict[str, Any]:
+    return json.loads((Path(folder) / CARD).read_text(encoding="utf-8"))
+

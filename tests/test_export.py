@@ -1,0 +1,69 @@
+"""Issue 22: `osd export` to ONNX with a model card, parity with torch, `osd predict --engine onnx`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from osd.cli.app import app
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+runner = CliRunner()
+
+
+def _ok(*args: str) -> str:
+    r = runner.invoke(app, list(args))
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+def test_export_writes_graphs_and_a_card_that_agree_with_torch(tiny_project: Path):
+    p = str(tiny_project)
+    _ok("calibrate", "-p", p, "--split", "a")
+    _ok("patchcore", "fit", "-p", p)
+    res = json.loads(_ok("export", "-p", p, "--split", "a", "--json"))
+    out = Path(res["out_dir"])
+    assert {"one_stage.onnx", "stage1.onnx", "model_card.json"} <= set(res["files"])
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["classes"] and card["one_stage"]["tau"] > 0 and card["stage1"]["threshold"] > 0
+    assert card["provenance"]["inputs"]["classifier"] and card["provenance"]["inputs"]["detector"]
+    parity = res["parity"]
+    assert parity["ok"] and parity["images"] > 10 and parity["n_decisions_differing"] == 0
+    assert max(parity["max_relative_difference"].values()) <= 1e-4
+    again = json.loads(_ok("export", "-p", p, "--split", "a", "--json"))
+    assert again["cached"]
+
+    # predict on ONNX Runtime: the same rows as on torch, on test images (a threshold image, whose score
+    # defines tau or kappa exactly, can flip on a difference in the 7th digit: no engine promises ties)
+    from osd import config
+    from osd.pipeline.data import split_manifest
+
+    listing = tiny_project / "some.txt"
+    imgs = [e.path for e in split_manifest(config.load(tiny_project), "a").test()][::3]
+    listing.write_text("\n".join(map(str, imgs)) + "\n")
+    rows_t = json.loads(_ok("predict", str(listing), "-p", p, "--split", "a", "--json"))["rows"]
+    rows_o = json.loads(_ok("predict", str(listing), "-p", p, "--split", "a", "--engine", "onnx", "--json"))["rows"]
+    assert [r["path"] for r in rows_t] == [r["path"] for r in rows_o]
+    for a, b in zip(rows_t, rows_o):
+        assert (a["one_stage"], a["cascade"], a["closed_class"]) == (b["one_stage"], b["cascade"], b["closed_class"])
+        assert b["one_stage_score"] == pytest.approx(a["one_stage_score"], rel=1e-4)
+        assert b["stage1_score"] == pytest.approx(a["stage1_score"], rel=1e-4)
+
+
+def test_export_and_onnx_predict_refuse_a_broken_lineage(tiny_project: Path):
+    p = str(tiny_project)
+    _ok("calibrate", "-p", p, "--split", "a")
+    _ok("export", "-p", p, "--split", "a", "--approach", "one-stage")
+    img = str(next((tiny_project / "neu" / "IMAGES").glob("*.jpg")))
+    _ok("train", "-p", p, "--split", "a", "--force")
+    for args in (["export", "--split", "a", "--approach", "one-stage"],
+                 ["predict", img, "--split", "a", "--approach", "one-stage", "--engine", "onnx"]):
+        r = runner.invoke(app, [*args, "-p", p])
+        assert r.exit_code == 1 and "osd calibrate --split a" in r.output and "Traceback" not in r.output, r.output
+    _ok("calibrate", "-p", p, "--split", "a")  # the chain is whole again; the export is now stale
+    r = runner.invoke(app, ["predict", img, "-p", p, "--split", "a", "--approach", "one-stage", "--engine", "onnx"])
+    assert r.exit_code == 1 and "osd export --split a" in r.output and "Traceback" not in r.output
