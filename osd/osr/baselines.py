@@ -10,7 +10,7 @@ returns ``self``; ``score_samples`` is **higher = more unknown**, the convention
   the principal subspace of the training embeddings (origin ``-pinv(W) b``), scaled by alpha so it
   matches the logits on training data, minus the energy term: ``alpha * ||x_res|| - logsumexp``.
 - ``knn`` (Sun et al. 2022): the distance from the l2-normalised embedding to its k-th nearest
-  l2-normalised training embedding.
+  l2-normalised training embedding (k: :func:`knn_k`).
 
 Hand-written (a few lines each, checked against direct numpy computations in the tests) because
 ``pytorch-ood``, which has these detectors, is not installable on this project's offline machines;
@@ -52,9 +52,18 @@ class MaxLogit(BaseEstimator):
         return -np.asarray(logits, dtype=np.float64).max(axis=1)
 
 
-def vim_dimension(d: int) -> int:
-    """The principal subspace's size the ViM paper uses by feature width (1000 / 512 / half)."""
-    return 1000 if d >= 2048 else 512 if d >= 768 else d // 2
+def vim_dimension(d: int, n: int) -> int:
+    """The principal subspace's size: the ViM paper's rule by feature width (1000 / 512 / half), and at
+    most half the training images (with fewer images than dimensions the subspace would hold every
+    training embedding, leaving no residual to match: fixed here, never chosen on test data)."""
+    return max(1, min(1000 if d >= 2048 else 512 if d >= 768 else d // 2, n // 2))
+
+
+def knn_k(n: int) -> int:
+    """k of the kNN baseline: Sun et al.'s k = 50 at 50,000 training images (CIFAR-10), scaled to one
+    neighbour per 100 training images here (at least 1, at most 50), so that on small data sets the
+    k-th neighbour stays inside a class instead of reaching into the others."""
+    return max(1, min(50, n // 100))
 
 
 class ViM(BaseEstimator):
@@ -70,7 +79,7 @@ class ViM(BaseEstimator):
         W, b = np.asarray(self.weight, dtype=np.float64), np.asarray(self.bias, dtype=np.float64)
         self.origin_ = -np.linalg.pinv(W) @ b
         centred = X - self.origin_
-        d = self.dim or vim_dimension(X.shape[1])
+        d = self.dim or vim_dimension(X.shape[1], len(X))
         d = max(1, min(d, X.shape[1] - 1, len(X) - 1))
         # eigenvectors of the (uncentred about the mean, centred at the origin) covariance, largest first
         _, vecs = np.linalg.eigh(centred.T @ centred / len(X))
@@ -113,7 +122,7 @@ class KNNScore(BaseEstimator):
         return dist[:, -1]
 
 
-def fit_baseline(name: str, train: dict, head: tuple[np.ndarray, np.ndarray], knn_k: int = 50):
+def fit_baseline(name: str, train: dict, head: tuple[np.ndarray, np.ndarray]):
     """(fitted scorer, which input it reads: "logits" or "embeddings") of one baseline on the training partition."""
     if name == "energy":
         return EnergyScore().fit(train["logits"]), "logits"
@@ -122,5 +131,5 @@ def fit_baseline(name: str, train: dict, head: tuple[np.ndarray, np.ndarray], kn
     if name == "vim":
         return ViM(head[0], head[1]).fit(train["embeddings"]), "embeddings"
     if name == "knn":
-        return KNNScore(knn_k).fit(train["embeddings"]), "embeddings"
+        return KNNScore(knn_k(len(train["embeddings"]))).fit(train["embeddings"]), "embeddings"
     raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")

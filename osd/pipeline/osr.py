@@ -26,7 +26,7 @@ from osd.pipeline.train import TRAIN_SECTIONS, embedded, trained
 from osd.progress import Reporter, ensure
 
 CALIBRATE_ALGORITHM = "calibrate/5"  # 5: kappa stored as neg_kappa; 4: features scored; 3: order statistic
-EVALUATE_ALGORITHM = "osr/5"  # 5: OOD baselines; 4: a cached step (float64 softmax); 3: variant selection
+EVALUATE_ALGORITHM = "osr/6"  # 6: kNN k and ViM subspace follow the training size; 5: baselines; 4: cached step
 SECTIONS = (*TRAIN_SECTIONS, "osr")
 
 
@@ -155,7 +155,7 @@ BASELINE_SCORES = {
     "energy": "negative energy: -logsumexp(logits) (higher = more unknown)",
     "maxlogit": "negative largest logit (higher = more unknown)",
     "vim": "ViM: alpha x residual norm outside the training embeddings' principal subspace - logsumexp(logits)",
-    "knn": "distance to the k-th nearest training embedding, both l2-normalised (k = 50 or fewer)",
+    "knn": "distance to the k-th nearest training embedding, both l2-normalised (k = training images / 100, 1-50)",
 }
 
 
