@@ -237,15 +237,15 @@ def test_a_normal_image_smaller_than_a_crop_is_said(tiny_project: Path):
         assert crops_of(cfg, small) == [(0, 0, 40, 40), (10, 0, 50, 40)]  # 40-px squares, edge-aligned
 
 
-# 7. every step that writes an artifact holds its lock ------------------------------------------
+# 7. every step that writes an artifact holds its lock; a cached run is a cached run ------------
 
 
-def test_every_artifact_is_written_under_its_lock(tiny_project: Path, monkeypatch):
+def test_every_artifact_is_written_under_its_lock_and_a_repeated_study_only_reads(tiny_project: Path, monkeypatch):
+    from contextlib import contextmanager
+
     held: set[Path] = set()
     real_exclusive, real_save = artifacts.exclusive, artifacts.save
     unlocked: list[str] = []
-
-    from contextlib import contextmanager
 
     @contextmanager
     def spy_exclusive(path, on_wait=None):
@@ -263,16 +263,11 @@ def test_every_artifact_is_written_under_its_lock(tiny_project: Path, monkeypatc
 
     monkeypatch.setattr(artifacts, "exclusive", spy_exclusive)
     monkeypatch.setattr(artifacts, "save", spy_save)
-    _ok("run-all", "-p", str(tiny_project), "--splits", "a")
-    assert unlocked == []
-
-
-# a cached run is a cached run -------------------------------------------------------------------
-
-
-def test_a_repeated_study_only_reads(tiny_project: Path, monkeypatch):
     p = str(tiny_project)
     _ok("run-all", "-p", p, "--splits", "a")
+    assert unlocked == []
+
+    # the second run only reads: no metric, interval or artifact is computed again
     from osd.pipeline import cascade, osr
 
     def no(*a, **k):

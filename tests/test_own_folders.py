@@ -65,9 +65,10 @@ def test_any_class_count_and_unknown_per_split(tmp_path: Path, n: int, ups: int)
     assert len(rep["splits"]) == -(-n // ups)  # ceil(n / ups) splits, each class unknown once
     assert sorted(c for s in rep["splits"].values() for c in s["unknown"]) == sorted(names)
     assert set(rep["neu_counts"]) == set(names)
-    r = runner.invoke(app, ["run-all", "-p", str(tmp_path / "p"), "--splits", "a", *TINY, "--json"])
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["report"]["rows"][0]["split"] == "a"
+    if (n, ups) in ((3, 1), (12, 3)):  # the smallest and the largest class count through a tiny study too
+        r = runner.invoke(app, ["run-all", "-p", str(tmp_path / "p"), "--splits", "a", *TINY, "--json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["report"]["rows"][0]["split"] == "a"
 
 
 def test_a_project_with_a_single_split(tmp_path: Path):
