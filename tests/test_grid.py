@@ -23,14 +23,14 @@ def run_all(project: Path, out: str, *extra: str, splits: str = "a,c") -> dict:
 
 
 def test_jobs_2_gives_the_sequential_summary_and_reruns_only_what_is_missing(tiny_project: Path):
-    run_all(tiny_project, "seq")
-    par = run_all(tiny_project, "par", "--jobs", "2")
+    run_all(tiny_project, "seq", splits="c")  # one split x two seeds: two jobs for the two workers
+    par = run_all(tiny_project, "par", "--jobs", "2", splits="c")
     assert (tiny_project / "seq" / "summary.csv").read_text() == (tiny_project / "par" / "summary.csv").read_text()
     assert par["jobs"] == 2 and not par["failed"]
     # a job whose artifacts are gone (a killed worker) is re-run; nothing else is recomputed
     for f in (tiny_project / "par" / "seed_1" / "split_c").rglob("*.npz"):
         f.unlink()
-    again = run_all(tiny_project, "par", "--jobs", "2")
+    again = run_all(tiny_project, "par", "--jobs", "2", splits="c")
     recomputed = {(s["split"], s["seed"]) for s in again["steps"] if s["cached"] is False and s["split"] != "-"}
     assert recomputed == {("c", 1)}
     assert (tiny_project / "seq" / "summary.csv").read_text() == (tiny_project / "par" / "summary.csv").read_text()

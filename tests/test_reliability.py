@@ -97,13 +97,17 @@ def test_streamed_training_does_not_depend_on_the_worker_count(tiny_project: Pat
     from osd.models.classifier import EmbeddingClassifier
     from osd.models.training import fit
 
-    rec = config.load(tiny_project, ["classifier.epochs=2"]).classifier
+    # batches of 2: enough batches (>= MIN_BATCHES_FOR_WORKERS) for the workers to be used
+    rec = config.load(tiny_project, ["classifier.epochs=2", "classifier.batch_size=2"]).classifier
     runs = []
     for workers in (0, 2):
         x, _ = _image_files(tiny_project / "imgs", 20, workers)
         torch.manual_seed(0)
         m = EmbeddingClassifier(build("resnet18", "none"), 3)
         runs.append(fit(m, x, x.head(6), rec, torch.device("cpu"), torch.Generator().manual_seed(5)))
+    from osd.data.stream import MIN_BATCHES_FOR_WORKERS
+
+    assert len(x) // rec.batch_size >= MIN_BATCHES_FOR_WORKERS  # the workers were really used
     assert runs[0].history[-1]["train_loss"] == runs[1].history[-1]["train_loss"]
     for k, v in runs[0].state_dict.items():
         assert torch.equal(v, runs[1].state_dict[k]), k

@@ -18,6 +18,10 @@ from osd.data.images import load_rgb
 from osd.data.tensors import pil_to_uint8
 from osd.errors import DataError
 
+# Worker processes start anew for every pass (about 0.1-0.5 s each here); below this many batches
+# decoding in the calling process is faster. The images and their order are the same either way.
+MIN_BATCHES_FOR_WORKERS = 8
+
 
 class ImageFiles(Dataset):
     """Item ``i``: ``(i, uint8 tensor (3, size, size), reason)``; reason is "" when the file decoded."""
@@ -52,6 +56,8 @@ def batches(paths: Sequence[Path], size: int, index_batches: Sequence[Sequence[i
 
     if multiprocessing.current_process().daemon:
         workers = 0  # a daemonic process (a Dask or pool worker) may not start children: decode here
+    if len(index_batches) < MIN_BATCHES_FOR_WORKERS:
+        workers = 0  # starting worker processes costs more than decoding a few batches here
     loader = DataLoader(ImageFiles(paths, size), batch_sampler=[list(map(int, b)) for b in index_batches],
                         num_workers=workers, collate_fn=_collate, worker_init_fn=_one_thread if workers else None,
                         prefetch_factor=2 if workers else None)

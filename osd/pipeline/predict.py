@@ -86,7 +86,7 @@ class Predictor:
                                                                "normal.max_dark")) or k == "project.seed"})
             self.stage1_threshold = float(chain.detector.payload["threshold"].threshold_)
         if self.engine == "onnx":
-            from osd.pipeline.export import OnnxModels
+            from osd.pipeline.onnx_engine import OnnxModels
 
             self.onnx = (OnnxModels(Path(self.export_dir), self.onnx_card, self.cfg.project.threads) if self.onnx_card
                          else OnnxModels.open(self.cfg, chain, self.export_dir))

@@ -1,0 +1,92 @@
+"""ONNX Runtime sessions of an ``osd export``: what ``osd predict --engine onnx`` runs.
+
+``onnxruntime`` is imported only when a session is opened (the ``osd[export]`` extra).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from osd import artifacts
+from osd.config import Config
+from osd.errors import ArtifactError, ConfigError, LineageError
+from osd.pipeline.chain import Chain
+
+CARD = "model_card.json"
+
+
+def need_onnx():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError:
+        raise ConfigError('osd export and --engine onnx need ONNX: pip install "osd[export]"') from None
+    return onnxruntime
+
+
+class OnnxModels:
+    """ONNX Runtime sessions of an export, with the model card that describes them."""
+
+    def __init__(self, folder: Path, card: dict[str, Any], threads: int = 0):
+        ort = need_onnx()
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.card = card
+        self.classes = list(card["classes"])
+        self.one = ort.InferenceSession(str(folder / "one_stage.onnx"), opts, providers=["CPUExecutionProvider"])
+        self.stage1 = (ort.InferenceSession(str(folder / "stage1.onnx"), opts, providers=["CPUExecutionProvider"])
+                       if (folder / "stage1.onnx").is_file() and "stage1" in card else None)
+
+    @classmethod
+    def open(cls, cfg: Config, chain: Chain, folder: Path | None = None) -> OnnxModels:
+        """The export of ``chain``'s split; refused when it was made from other artifacts than the chain holds."""
+        folder = Path(folder or artifacts.Layout(cfg.output_dir).split(chain.split) / "export")
+        card = artifacts.read_json(folder / CARD)
+        rebuild = f"osd export --split {chain.split}"
+        if not card:
+            raise ArtifactError(f"{folder}: no ONNX export; make it with `{rebuild}`")
+        made_from = card.get("provenance", {}).get("inputs", {})
+        for name, current in chain.ids.items():
+            if name in made_from and made_from[name] != current:
+                raise LineageError(f"{folder}: the export was made from another {name} ({made_from[name]}) than the "
+                                   f"one cached now ({current}); make it again with `{rebuild}`")
+        if chain.detector is not None and "stage1" not in card:
+            raise ArtifactError(f"{folder}: the export has no stage-1 graph; make it with `{rebuild} --approach both`")
+        return cls(folder, card, cfg.project.threads)
+
+    def one_stage(self, imgs: list[Any], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(closed-set class names, distances, max softmax) of decoded images."""
+        x = _batch(imgs, size)
+        idx, dist, msp = self.one.run(None, {"image": x})
+        return np.array([self.classes[int(i)] for i in idx], dtype=object), dist.astype(np.float64), msp
+
+    def stage1_scores(self, imgs: list[Any], pc_cfg: Config) -> np.ndarray:
+        """Stage-1 scores of decoded images, by the same unit rule as the study (crops of long images)."""
+        from osd.pipeline.detector import image_units
+
+        size = int(self.card["stage1"]["image_size"])
+        crops, owner = [], []
+        for j, img in enumerate(imgs):
+            for box in image_units(pc_cfg, img):
+                crops.append(img.crop(box) if box else img)
+                owner.append(j)
+        scores = np.full(len(imgs), -np.inf)
+        bs = max(1, pc_cfg.patchcore.batch_size)
+        for s in range(0, len(crops), bs):
+            (part,) = self.stage1.run(None, {"image": _batch(crops[s : s + bs], size)})
+            np.maximum.at(scores, np.asarray(owner[s : s + bs]), part.astype(np.float64))
+        return scores
+
+
+def _batch(imgs: list[Any], size: int) -> np.ndarray:
+    """Decoded PIL images -> float32 (N, 3, size, size) in [0, 1], resized as the study resizes them."""
+    from osd.data.tensors import pil_to_uint8
+
+    return np.stack([pil_to_uint8(i, size).numpy() for i in imgs]).astype(np.float32) / 255.0
+
+
