@@ -12,6 +12,7 @@ A different key, or an unreadable file, means "recompute" (the latter with a war
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
@@ -332,10 +333,36 @@ def save(path: Path, key: str, payload: Any, provenance: dict[str, Any] | None =
     return artifact_id
 
 
+_RECENT: collections.OrderedDict[tuple[str, int, int], dict[str, Any]] = collections.OrderedDict()
+_RECENT_SIZE = 8  # a run's steps read the same few artifacts again and again; a few, so memory stays small
+
+
 def load_record(path: Path, key: str | None) -> dict[str, Any] | None:
     """``{"key", "id", "provenance", "payload"}`` when ``path`` holds an entry with this key (any key
-    when None), else None. An unreadable entry is reported with a warning and treated as missing."""
+    when None), else None. An unreadable entry is reported with a warning and treated as missing.
+
+    The last few records read are remembered by file version (path, size, modification time): an
+    artifact is never changed in place (atomic replace gives it a new version), so a step that reads
+    its upstream again within one process does not unpack the file again. Callers only read payloads."""
     path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    version = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if version in _RECENT:
+        _RECENT.move_to_end(version)
+        record = _RECENT[version]
+        return record if key is None or record.get("key") == key else None
+    record = _read_record(path)
+    if record is not None:
+        _RECENT[version] = record
+        while len(_RECENT) > _RECENT_SIZE:
+            _RECENT.popitem(last=False)
+    return record if record is not None and (key is None or record.get("key") == key) else None
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
@@ -343,8 +370,6 @@ def load_record(path: Path, key: str | None) -> dict[str, Any] | None:
             record = json.loads(bytes(npz["__record__"]).decode("utf-8"))
             if not isinstance(record, dict) or record.get("format") != FORMAT:
                 raise ValueError("not an osd artifact")
-            if key is not None and record.get("key") != key:
-                return None
             record["payload"] = _unpack(record["payload"], npz)
     except Exception as exc:  # noqa: BLE001 - any unreadable entry is recomputed
         warnings.warn(f"{path}: unreadable cache entry ({type(exc).__name__}: {str(exc)[:120]}); recomputing",

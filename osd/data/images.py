@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -56,7 +57,17 @@ def inspect(path: str | Path) -> tuple[str, tuple[int, int]] | str:
 
 
 def probe(path: str | Path) -> tuple[str, tuple[int, int]] | None:
-    """(format/mode, size) of a fully decodable image, or None."""
+    """(format/mode, size) of a fully decodable image, or None; remembered per file version (path,
+    size, modification time) within a process, so repeated steps do not decode every image again."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return _probe(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _probe(path: str, size: int, mtime_ns: int) -> tuple[str, tuple[int, int]] | None:
     info = inspect(path)
     return None if isinstance(info, str) else info
 

@@ -4,6 +4,7 @@ state dict, or none (random init)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -160,6 +161,13 @@ def build(arch: str, weights: str) -> nn.Module:
 
 
 def check_patch_backbone(arch: str, layers: list[str]) -> None:
+    """Fail at once, naming ``patchcore.backbone``, when ``arch`` cannot give the chosen patch layers
+    (checked once per process and setting)."""
+    _check_patch_backbone(arch, tuple(layers))
+
+
+@functools.lru_cache(maxsize=32)
+def _check_patch_backbone(arch: str, layers: tuple[str, ...]) -> None:
     """Fail at once, naming ``patchcore.backbone``, when ``arch`` cannot give the chosen patch layers:
     a torchvision ResNet (``conv1`` ... ``layerN``) or a timm CNN with feature stages."""
     hint = "use a torchvision ResNet (resnet18, wide_resnet50_2) or a timm CNN (tf_efficientnet_lite0)"

@@ -4,6 +4,8 @@ next to the logits."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -70,6 +72,7 @@ class EmbeddingClassifier(nn.Module):
         return self.head(self.features(x))
 
 
+@functools.lru_cache(maxsize=32)  # a pure check (raises, or returns None): once per process and setting
 def check_classifier(arch: str, image_size: int) -> None:
     """Fail in a second, with the setting's name, when ``arch`` cannot be the classifier at ``image_size``.
 
