@@ -198,3 +198,18 @@ def metric_intervals(true: Sequence[str], pred: Sequence[str], closed_pred: Sequ
     enc = EncodedResults(true, pred, closed_pred, score, is_unknown, classes)
     keys = DECISION + (RANKING if score is not None else ())
     return bootstrap(lambda idx: enc.metrics(idx, keys), enc.unk, n_boot, seed)
+
+
+def paired_difference(a: EncodedResults, b: EncodedResults, keys: Sequence[str], is_unknown: np.ndarray,
+                      n_boot: int, seed: int) -> dict[str, dict[str, object]]:
+    """``a`` minus ``b`` on the same test images, per metric: the difference, its paired stratified
+    bootstrap 95% interval (both resampled with the same indices) and whether that excludes zero."""
+    def diff(idx: np.ndarray) -> dict[str, float]:
+        ma, mb = a.metrics(idx, keys), b.metrics(idx, keys)
+        return {k: ma[k] - mb[k] for k in keys}
+
+    unk = np.asarray(is_unknown, dtype=bool)
+    point = diff(np.arange(len(unk)))
+    ci = bootstrap(diff, unk, n_boot, seed) if n_boot else {}
+    return {k: {"difference": point[k], "ci95": ci.get(k), "excludes_zero": bool(ci and (ci[k][0] > 0 or ci[k][1] < 0))}
+            for k in keys}

@@ -117,3 +117,14 @@ def run_json(*args: str) -> dict:
     r = CliRunner().invoke(app, [*args, "--json"])
     assert r.exit_code == 0, r.output
     return json.loads(r.stdout)
+
+
+def ok(*args: str) -> str:
+    """Run an osd command through the CLI; assert it succeeded; its stdout."""
+    from typer.testing import CliRunner
+
+    from osd.cli.app import app
+
+    r = CliRunner().invoke(app, list(args))
+    assert r.exit_code == 0, r.output
+    return r.stdout

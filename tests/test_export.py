@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import ok
 from osd.cli.app import app
 
 pytest.importorskip("onnx")
@@ -15,17 +16,11 @@ pytest.importorskip("onnxruntime")
 runner = CliRunner()
 
 
-def _ok(*args: str) -> str:
-    r = runner.invoke(app, list(args))
-    assert r.exit_code == 0, r.output
-    return r.stdout
-
-
 def test_export_writes_graphs_and_a_card_that_agree_with_torch(tiny_project: Path):
     p = str(tiny_project)
-    _ok("calibrate", "-p", p, "--split", "a")
-    _ok("patchcore", "fit", "-p", p)
-    res = json.loads(_ok("export", "-p", p, "--split", "a", "--json"))
+    ok("calibrate", "-p", p, "--split", "a")
+    ok("patchcore", "fit", "-p", p)
+    res = json.loads(ok("export", "-p", p, "--split", "a", "--json"))
     out = Path(res["out_dir"])
     assert {"one_stage.onnx", "stage1.onnx", "model_card.json"} <= set(res["files"])
     card = json.loads((out / "model_card.json").read_text())
@@ -34,7 +29,7 @@ def test_export_writes_graphs_and_a_card_that_agree_with_torch(tiny_project: Pat
     parity = res["parity"]
     assert parity["ok"] and parity["images"] > 10 and parity["n_decisions_differing"] == 0
     assert max(parity["max_relative_difference"].values()) <= 1e-4
-    again = json.loads(_ok("export", "-p", p, "--split", "a", "--json"))
+    again = json.loads(ok("export", "-p", p, "--split", "a", "--json"))
     assert again["cached"]
 
     # predict on ONNX Runtime: the same rows as on torch, on test images (a threshold image, whose score
@@ -45,8 +40,8 @@ def test_export_writes_graphs_and_a_card_that_agree_with_torch(tiny_project: Pat
     listing = tiny_project / "some.txt"
     imgs = [e.path for e in split_manifest(config.load(tiny_project), "a").test()][::3]
     listing.write_text("\n".join(map(str, imgs)) + "\n")
-    rows_t = json.loads(_ok("predict", str(listing), "-p", p, "--split", "a", "--json"))["rows"]
-    rows_o = json.loads(_ok("predict", str(listing), "-p", p, "--split", "a", "--engine", "onnx", "--json"))["rows"]
+    rows_t = json.loads(ok("predict", str(listing), "-p", p, "--split", "a", "--json"))["rows"]
+    rows_o = json.loads(ok("predict", str(listing), "-p", p, "--split", "a", "--engine", "onnx", "--json"))["rows"]
     assert [r["path"] for r in rows_t] == [r["path"] for r in rows_o]
     for a, b in zip(rows_t, rows_o):
         assert (a["one_stage"], a["cascade"], a["closed_class"]) == (b["one_stage"], b["cascade"], b["closed_class"])
@@ -56,14 +51,14 @@ def test_export_writes_graphs_and_a_card_that_agree_with_torch(tiny_project: Pat
 
 def test_export_and_onnx_predict_refuse_a_broken_lineage(tiny_project: Path):
     p = str(tiny_project)
-    _ok("calibrate", "-p", p, "--split", "a")
-    _ok("export", "-p", p, "--split", "a", "--approach", "one-stage")
+    ok("calibrate", "-p", p, "--split", "a")
+    ok("export", "-p", p, "--split", "a", "--approach", "one-stage")
     img = str(next((tiny_project / "neu" / "IMAGES").glob("*.jpg")))
-    _ok("train", "-p", p, "--split", "a", "--force")
+    ok("train", "-p", p, "--split", "a", "--force")
     for args in (["export", "--split", "a", "--approach", "one-stage"],
                  ["predict", img, "--split", "a", "--approach", "one-stage", "--engine", "onnx"]):
         r = runner.invoke(app, [*args, "-p", p])
         assert r.exit_code == 1 and "osd calibrate --split a" in r.output and "Traceback" not in r.output, r.output
-    _ok("calibrate", "-p", p, "--split", "a")  # the chain is whole again; the export is now stale
+    ok("calibrate", "-p", p, "--split", "a")  # the chain is whole again; the export is now stale
     r = runner.invoke(app, ["predict", img, "-p", p, "--split", "a", "--approach", "one-stage", "--engine", "onnx"])
     assert r.exit_code == 1 and "osd export --split a" in r.output and "Traceback" not in r.output

@@ -13,17 +13,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import ok
 from osd import artifacts, config, decide
 from osd.cli.app import app
 from osd.errors import OsdWarning
 
 runner = CliRunner()
-
-
-def _ok(*args: str) -> str:
-    r = runner.invoke(app, list(args))
-    assert r.exit_code == 0, r.output
-    return r.output
 
 
 # 1. predict refuses a broken chain -----------------------------------------------------------
@@ -32,21 +27,21 @@ def _ok(*args: str) -> str:
 def test_predict_after_retraining_refuses_the_old_calibration(tiny_project: Path):
     p = str(tiny_project)
     img = str(tiny_project / "neu" / "IMAGES" / "crazing_1.jpg")
-    _ok("osr", "-p", p, "--split", "a")
-    _ok("predict", img, "-p", p, "--split", "a", "--approach", "one-stage")
-    _ok("train", "-p", p, "--split", "a", "--force")  # a new classifier; calibration still from the old one
+    ok("osr", "-p", p, "--split", "a")
+    ok("predict", img, "-p", p, "--split", "a", "--approach", "one-stage")
+    ok("train", "-p", p, "--split", "a", "--force")  # a new classifier; calibration still from the old one
     r = runner.invoke(app, ["predict", img, "-p", p, "--split", "a", "--approach", "one-stage"])
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert "do not belong together" in r.output and "osd calibrate --split a" in r.output
-    _ok("calibrate", "-p", p, "--split", "a")  # rebuilding the chain makes predict work again
-    _ok("predict", img, "-p", p, "--split", "a", "--approach", "one-stage")
+    ok("calibrate", "-p", p, "--split", "a")  # rebuilding the chain makes predict work again
+    ok("predict", img, "-p", p, "--split", "a", "--approach", "one-stage")
 
 
 def test_predict_refuses_a_classifier_copied_from_another_split(tiny_project: Path):
     p = str(tiny_project)
     img = str(tiny_project / "neu" / "IMAGES" / "pitted_surface_1.jpg")
-    _ok("calibrate", "-p", p, "--split", "a")
-    _ok("calibrate", "-p", p, "--split", "b")
+    ok("calibrate", "-p", p, "--split", "a")
+    ok("calibrate", "-p", p, "--split", "b")
     out = tiny_project / "outputs"
     shutil.copy(out / "split_b" / "classifier" / "model.npz", out / "split_a" / "classifier" / "model.npz")
     r = runner.invoke(app, ["predict", img, "-p", p, "--split", "a", "--approach", "one-stage"])
@@ -112,8 +107,8 @@ def assert_predict_equals_study(cfg_dir: Path, split: str, rel: float = 1e-5, ex
 
 def test_predict_gives_the_study_decisions_for_every_test_image(tiny_project: Path):
     p = str(tiny_project)
-    _ok("osr", "-p", p, "--split", "a")
-    _ok("cascade", "-p", p, "--split", "a")
+    ok("osr", "-p", p, "--split", "a")
+    ok("cascade", "-p", p, "--split", "a")
     assert assert_predict_equals_study(tiny_project, "a") > 10
 
 
@@ -191,7 +186,7 @@ def test_cuda_on_a_cached_osr_is_one_line(tiny_project: Path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     p = str(tiny_project)
-    _ok("osr", "-p", p, "--split", "a")
+    ok("osr", "-p", p, "--split", "a")
     r = runner.invoke(app, ["osr", "-p", p, "--split", "a", "--device", "cuda"])
     assert r.exit_code == 1 and "CUDA is not available" in r.output and "Traceback" not in r.output
 
@@ -210,7 +205,7 @@ def test_all_dark_normal_images_are_one_line_naming_the_settings(tiny_project: P
 @pytest.mark.parametrize("content", ['{"osr": null}', '{"osr": "broken", "cascade": 3}', "[]"])
 def test_report_survives_odd_metrics_sections(tiny_project: Path, content: str):
     p = str(tiny_project)
-    _ok("osr", "-p", p, "--split", "a")
+    ok("osr", "-p", p, "--split", "a")
     (tiny_project / "outputs" / "split_a" / "metrics.json").write_text(content)
     r = runner.invoke(app, ["report", "-p", p])
     assert "Traceback" not in r.output and r.exit_code in (0, 1), r.output
@@ -264,16 +259,17 @@ def test_every_artifact_is_written_under_its_lock_and_a_repeated_study_only_read
     monkeypatch.setattr(artifacts, "exclusive", spy_exclusive)
     monkeypatch.setattr(artifacts, "save", spy_save)
     p = str(tiny_project)
-    _ok("run-all", "-p", p, "--splits", "a")
+    ok("run-all", "-p", p, "--splits", "a")
     assert unlocked == []
 
     # the second run only reads: no metric, interval or artifact is computed again
+    from osd import metrics
     from osd.pipeline import cascade, osr
 
     def no(*a, **k):
         raise AssertionError("recomputed")
 
-    for module, name in ((osr, "metric_intervals"), (cascade, "metric_intervals"), (cascade, "bootstrap"),
+    for module, name in ((osr, "metric_intervals"), (cascade, "metric_intervals"), (metrics, "bootstrap"),
                          (artifacts, "save")):
         monkeypatch.setattr(module, name, no)
     r = runner.invoke(app, ["run-all", "-p", p, "--splits", "a", "--json"])

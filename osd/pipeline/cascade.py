@@ -27,7 +27,7 @@ from osd import artifacts, decide, runtime
 from osd.config import Config
 from osd.decide import MODES, NO_DEFECT
 from osd.errors import OsdWarning
-from osd.metrics import RANKING, bootstrap, metric_intervals, open_set_metrics
+from osd.metrics import RANKING, metric_intervals, open_set_metrics
 from osd.osr.model import data_counts, test_arrays
 from osd.pipeline.data import split_manifest
 from osd.pipeline.detector import SECTIONS as DETECTOR_SECTIONS
@@ -97,23 +97,12 @@ def stage1_step(cfg: Config, split: str, force: bool = False, reporter: Reporter
 
 def _paired_verdict(t: dict[str, Any], one: np.ndarray, modes: dict[str, np.ndarray], closed: np.ndarray,
                     classes: list[str], n_boot: int, seed: int) -> dict[str, Any]:
-    from osd.metrics import EncodedResults
+    from osd.metrics import EncodedResults, paired_difference
 
     unk = np.asarray(t["is_unknown"], dtype=bool)
     a = EncodedResults(t["labels"], one, closed, None, unk, classes)
-    out: dict[str, Any] = {}
-    for mode, pred in modes.items():
-        b = EncodedResults(t["labels"], pred, closed, None, unk, classes)
-
-        def diff(idx: np.ndarray, b=b) -> dict[str, float]:
-            ma, mb = a.metrics(idx, MODE_METRICS), b.metrics(idx, MODE_METRICS)
-            return {k: ma[k] - mb[k] for k in MODE_METRICS}
-
-        point = diff(np.arange(len(unk)))
-        ci = bootstrap(diff, unk, n_boot, seed) if n_boot else {}
-        out[mode] = {k: {"difference": point[k], "ci95": ci.get(k),
-                         "excludes_zero": bool(ci and (ci[k][0] > 0 or ci[k][1] < 0))} for k in MODE_METRICS}
-    return out
+    return {mode: paired_difference(a, EncodedResults(t["labels"], pred, closed, None, unk, classes), MODE_METRICS,
+                                    unk, n_boot, seed) for mode, pred in modes.items()}
 
 
 def _join(t: dict[str, Any], scores: dict[str, float], skipped: dict[str, str], split: str) -> dict[str, Any]:

@@ -166,7 +166,7 @@ def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndar
     (the same order statistic as tau), its test metrics and intervals, and the paired difference of
     the locked method minus it (AUROC and open-set accuracy)."""
     from osd.errors import ConfigError
-    from osd.metrics import EncodedResults, bootstrap
+    from osd.metrics import EncodedResults, paired_difference
     from osd.osr.baselines import BASELINES, fit_baseline
     from osd.osr.thresholds import AcceptanceThreshold
 
@@ -189,18 +189,9 @@ def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndar
         metrics = open_set_metrics(t["labels"], pred, closed, score, unk, classes)
         ci = metric_intervals(t["labels"], pred, closed, score, unk, classes, n_boot, seed) if n_boot else {}
         other = EncodedResults(t["labels"], pred, closed, score, unk, classes)
-
-        def diff(idx: np.ndarray, other=other) -> dict[str, float]:
-            a, b = lock.metrics(idx, keys), other.metrics(idx, keys)
-            return {k: a[k] - b[k] for k in keys}
-
-        point = diff(np.arange(len(unk)))
-        dci = bootstrap(diff, unk, n_boot, seed) if n_boot else {}
         out[name] = {**metrics, "intervals95": ci, "threshold": thr.summary(), "score": BASELINE_SCORES[name],
                      "reads": reads, "role": "baseline: reported beside the locked method, never used to choose it",
-                     "locked_minus_baseline": {k: {"difference": point[k], "ci95": dci.get(k),
-                                                   "excludes_zero": bool(dci and (dci[k][0] > 0 or dci[k][1] < 0))}
-                                               for k in keys}}
+                     "locked_minus_baseline": paired_difference(lock, other, keys, unk, n_boot, seed)}
     return out
 
 
