@@ -354,7 +354,7 @@ def load_record(path: Path, key: str | None) -> dict[str, Any] | None:
         _RECENT.move_to_end(version)
         record = _RECENT[version]
         return record if key is None or record.get("key") == key else None
-    record = _read_record(path)
+    record = _read_record(path, key)
     if record is not None:
         _RECENT[version] = record
         while len(_RECENT) > _RECENT_SIZE:
@@ -362,7 +362,9 @@ def load_record(path: Path, key: str | None) -> dict[str, Any] | None:
     return record if record is not None and (key is None or record.get("key") == key) else None
 
 
-def _read_record(path: Path) -> dict[str, Any] | None:
+def _read_record(path: Path, key: str | None) -> dict[str, Any] | None:
+    """The record, its arrays unpacked; None when missing, unreadable, or (with ``key``) stale, in
+    which case nothing is unpacked: the step recomputes it anyway."""
     if not path.is_file():
         return None
     try:
@@ -370,6 +372,8 @@ def _read_record(path: Path) -> dict[str, Any] | None:
             record = json.loads(bytes(npz["__record__"]).decode("utf-8"))
             if not isinstance(record, dict) or record.get("format") != FORMAT:
                 raise ValueError("not an osd artifact")
+            if key is not None and record.get("key") != key:
+                return None
             record["payload"] = _unpack(record["payload"], npz)
     except Exception as exc:  # noqa: BLE001 - any unreadable entry is recomputed
         warnings.warn(f"{path}: unreadable cache entry ({type(exc).__name__}: {str(exc)[:120]}); recomputing",
