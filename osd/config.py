@@ -26,6 +26,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 PROJECT_FILE = "osd.toml"
 NEU_CLASSES = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
+# "a+normal": split a's variant with the normal images as one more known class (normal.in_domain only)
+NORMAL_CLASS_SUFFIX = "+normal"
 SPLIT_NAMES = ("a", "b", "c")  # NEU's splits; a project may name others ([splits.<name>])
 
 
@@ -66,6 +68,10 @@ class NormalSection:
         "at least this share of it, normal when they cover none; crops in between are left out", gt=0.0, le=1.0)
     bank_fraction: float = opt(0.7, "share of normal images (by image id) for the memory bank", gt=0.0, lt=1.0)
     calibration_fraction: float = opt(0.15, "share for the threshold; the rest is test", gt=0.0, lt=1.0)
+    in_domain: bool = opt(
+        False, "the normal images come from the same line as the defect classes: the held-out normal images join "
+        "every split's test set and the study reports three outcomes (no_defect, a known class, unknown); false "
+        "for the NEU + Severstal study, where they come from another source")
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,12 @@ class PatchcoreSection:
     layers: list[str] = opt(["layer2", "layer3"], "backbone layers whose features are concatenated")
     coreset_ratio: float = opt(0.02, "share of patch features kept in the memory bank", gt=0.0, le=1.0)
     projection_dim: int = opt(128, "random projection size used for coreset selection", gt=0)
+    coreset: str = opt("chunked", "coreset selection: chunked (greedy k-center per chunk of patches as they stream: "
+                                  "time linear in the patches, memory one chunk) | greedy (exact greedy over every "
+                                  "patch: the reference, time grows with the square of the data)",
+                       choices=("chunked", "greedy"))
+    coreset_chunk: int = opt(50_000, "patches per chunk of the chunked coreset (fewer than this: the exact greedy)",
+                             gt=0)
     reduce_dim: int = opt(0, "random projection of the stored features (0 = keep full dimension)", ge=0)
     max_bank_images: int = opt(200, "cap on memory-bank images (seeded sample)", gt=0)
     num_neighbors: int = opt(1, "1 = max patch distance; >1 = the paper's re-weighting over that many", gt=0)
@@ -236,6 +248,8 @@ class Config:
     def split_name(self, name: str) -> str:
         """A split's name as osd.toml spells it (``A`` -> ``a``): the one place a split name is normalised;
         an unknown one is a ConfigError listing the choices."""
+        if name.endswith(NORMAL_CLASS_SUFFIX) and len(name) > len(NORMAL_CLASS_SUFFIX):
+            return self.split_name(name[: -len(NORMAL_CLASS_SUFFIX)]) + NORMAL_CLASS_SUFFIX
         if name not in self.splits.named and name.lower() in self.splits.named:
             name = name.lower()
         if name not in self.splits.named:
@@ -243,7 +257,8 @@ class Config:
         return name
 
     def split(self, name: str) -> SplitDef:
-        return self.splits.named[self.split_name(name)]
+        """The split's class lists (a normal-class variant's are its base split's)."""
+        return self.splits.named[self.split_name(name).removesuffix(NORMAL_CLASS_SUFFIX)]
 
     def section(self, name: str) -> dict[str, Any]:
         return dataclasses.asdict(getattr(self, name))

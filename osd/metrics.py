@@ -8,6 +8,7 @@ rejection labels (e.g. ``"no_defect"``); an unknown image's true label is ``"unk
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, auc, average_precision_score, f1_score, roc_auc_score, roc_curve
@@ -83,21 +84,21 @@ RANKING = ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr", "oscr")
 DECISION = ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
 
 
-def bootstrap(metric_fn: Callable[[np.ndarray], dict[str, float]], is_unknown: np.ndarray, n_boot: int = 1000,
+def bootstrap(metric_fn: Callable[[np.ndarray], dict[str, float]], strata: np.ndarray, n_boot: int = 1000,
               seed: int = 0, level: float = 0.95) -> dict[str, list[float]]:
     """Percentile bootstrap intervals of every value ``metric_fn(indices)`` returns.
 
-    Resampling is stratified: known and unknown images are drawn with replacement within their own
-    group, so every replicate has the test set's known/unknown mix. ``metric_fn`` receives the
-    drawn indices; for a paired comparison it computes both approaches on the same indices.
+    Resampling is stratified: each group of ``strata`` (known / unknown as a boolean ``is_unknown``,
+    or known / unknown / normal as integer kinds) is drawn with replacement within itself, so every
+    replicate has the test set's mix. ``metric_fn`` receives the drawn indices; for a paired
+    comparison it computes both approaches on the same indices.
     """
-    is_unknown = np.asarray(is_unknown, dtype=bool)
-    known, unknown = np.flatnonzero(~is_unknown), np.flatnonzero(is_unknown)
+    strata = np.asarray(strata)
+    groups = [np.flatnonzero(strata == g) for g in np.unique(strata)]  # False (known) before True (unknown)
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {}
     for _ in range(n_boot):
-        idx = np.concatenate([rng.choice(known, len(known)) if len(known) else known,
-                              rng.choice(unknown, len(unknown)) if len(unknown) else unknown])
+        idx = np.concatenate([rng.choice(g, len(g)) for g in groups]) if groups else np.zeros(0, np.int64)
         for k, v in metric_fn(idx).items():
             draws.setdefault(k, []).append(v)
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
@@ -200,15 +201,17 @@ def metric_intervals(true: Sequence[str], pred: Sequence[str], closed_pred: Sequ
     return bootstrap(lambda idx: enc.metrics(idx, keys), enc.unk, n_boot, seed)
 
 
-def paired_difference(a: EncodedResults, b: EncodedResults, keys: Sequence[str], is_unknown: np.ndarray,
+def paired_difference(a: Any, b: Any, keys: Sequence[str], strata: np.ndarray,
                       n_boot: int, seed: int) -> dict[str, dict[str, object]]:
     """``a`` minus ``b`` on the same test images, per metric: the difference, its paired stratified
-    bootstrap 95% interval (both resampled with the same indices) and whether that excludes zero."""
+    bootstrap 95% interval (both resampled with the same indices) and whether that excludes zero.
+    ``a`` and ``b``: anything with ``metrics(indices, keys)`` (:class:`EncodedResults`, or
+    :class:`osd.three_outcome.ThreeOutcome`); ``strata``: see :func:`bootstrap`."""
     def diff(idx: np.ndarray) -> dict[str, float]:
         ma, mb = a.metrics(idx, keys), b.metrics(idx, keys)
         return {k: ma[k] - mb[k] for k in keys}
 
-    unk = np.asarray(is_unknown, dtype=bool)
+    unk = np.asarray(strata)
     point = diff(np.arange(len(unk)))
     ci = bootstrap(diff, unk, n_boot, seed) if n_boot else {}
     return {k: {"difference": point[k], "ci95": ci.get(k), "excludes_zero": bool(ci and (ci[k][0] > 0 or ci[k][1] < 0))}

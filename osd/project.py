@@ -121,8 +121,14 @@ def make_splits(classes: list[str], unknown_per_split: int, seed: int = 0) -> di
 
 
 def init_project(path: Path, neu: Path | None = None, severstal: Path | None = None, normal: Path | None = None,
-                 demo: bool = False, force: bool = False, unknown_per_split: int = 2) -> InitResult:
-    """Write ``osd.toml`` (and the data README; with ``demo``, synthetic data) under ``path``."""
+                 demo: bool = False, force: bool = False, unknown_per_split: int = 2,
+                 in_domain: bool | None = None) -> InitResult:
+    """Write ``osd.toml`` (and the data README; with ``demo``, synthetic data) under ``path``.
+
+    ``in_domain`` (``normal.in_domain``): whether the normal images come from the same line as the
+    defect classes. ``None`` decides from the data: true for a plain ``--normal`` folder beside the
+    user's own classes, false for the NEU + Severstal study. The demo with ``in_domain`` also writes
+    defect-free images of its own line (``data/normal``) and uses them instead of its strips."""
     if severstal and normal:
         raise ConfigError("--severstal and --normal: give one source of normal images, not both")
     target = path / config.PROJECT_FILE
@@ -143,6 +149,12 @@ def init_project(path: Path, neu: Path | None = None, severstal: Path | None = N
         settings["neu.root"] = _rel(made["neu"], path)
         settings["normal.severstal_root"] = _rel(made["severstal"], path)
         header = DEMO_HEADER
+        if in_domain and not (severstal or normal):
+            from osd.data.demo import write_normals
+
+            settings["normal.severstal_root"] = ""
+            settings["normal.folder"] = _rel(write_normals(path / "data"), path)
+            settings["normal.crop_size"] = settings["normal.crop_stride"] = 200  # one crop: the whole image
     if offline:
         settings.update(OFFLINE_SETTINGS)
         if demo:
@@ -167,8 +179,15 @@ def init_project(path: Path, neu: Path | None = None, severstal: Path | None = N
         if set(classes) != set(config.NEU_CLASSES):  # the user's own classes: splits of their own
             splits = make_splits(classes, unknown_per_split, cfg.project.seed)
             cfg = dataclasses.replace(cfg, splits=dataclasses.replace(cfg.splits, named=splits))
+            if in_domain is None and normal:
+                in_domain = True  # the user's own classes and their own normal images: the same line
             header += (f"\n# Splits: {len(classes)} classes found in {neu}; each is unknown in exactly one split "
                        f"({unknown_per_split} unknown per split), chosen by osd init with seed {cfg.project.seed}.")
+    if in_domain:
+        cfg = cfg.replace(**{"normal.in_domain": True})
+        settings["normal.in_domain"] = True
+        header += ("\n# normal.in_domain = true: the normal images are of the same line as the defect classes; the"
+                   "\n# held-out ones join every split's test set (three outcomes: no_defect, a known class, unknown).")
     artifacts.write_text(target, config.render_toml(cfg, header))
     readme = path / "data" / "README.md"
     if not readme.exists() or force:

@@ -12,7 +12,8 @@ from osd.config import Config
 from osd.errors import ConfigError
 from osd.progress import Reporter, ensure
 
-REPORT_ALGORITHM = "report/2"  # 2: keyed on the steps' outputs by content; epoch-selection and variant notes
+# 3: three-outcome table and verdict; 2: keyed on the steps' outputs by content; epoch-selection and variant notes
+REPORT_ALGORITHM = "report/3"
 
 
 def _without_times(value: Any) -> Any:

@@ -69,6 +69,37 @@ def test_memory_bank_gathers_the_selected_full_rows():
     assert all(bool((rows == r).all(dim=1).any()) for r in half)  # every bank row is a real patch row, exactly
 
 
+def test_chunked_coreset_is_the_greedy_per_chunk_and_exact_below_one_chunk():
+    """Issue 24: the chunked selection keeps the share of every chunk, as the greedy would on that chunk;
+    a stream shorter than one chunk gives exactly the greedy bank (same rows, same order)."""
+    from osd.patchcore.coreset import random_projection
+    from osd.patchcore.model import build_memory_bank
+
+    g = torch.Generator().manual_seed(5)
+    maps = [torch.randn(4, 16, 5, 5, generator=g) + 3 * (i % 3) for i in range(12)]  # 100 patches a map
+    rows = torch.cat([to_patches(m) for m in maps])
+    exact, s_exact = build_memory_bank(iter(maps), 0.1, 4, torch.Generator().manual_seed(0), coreset="greedy")
+    one, s_one = build_memory_bank(iter(maps), 0.1, 4, torch.Generator().manual_seed(0), chunk_patches=5000)
+    assert torch.equal(one, exact) and s_one["chunks"] == 1 and s_exact["coreset"] == "greedy"
+    bank, stats = build_memory_bank(iter(maps), 0.1, 4, torch.Generator().manual_seed(0), chunk_patches=300)
+    assert stats["chunks"] == 4 and stats["patches_before"] == 1200 and bank.shape == (120, 16)
+    # the same selection by hand: chunk by chunk (3 maps = 300 patches), the greedy on each chunk's projection
+    gen = torch.Generator().manual_seed(0)
+    proj = random_projection(16, 4, gen)
+    expected = []
+    for c in range(4):
+        chunk = rows[c * 300 : (c + 1) * 300]
+        expected.append(chunk[greedy_kcenter(chunk @ proj, 30, gen).sort().values])
+    assert torch.equal(bank, torch.cat(expected))
+    # every patch is covered by its own chunk's centres: the bank's radius is the largest chunk's
+    radius = float(torch.cdist(rows, bank).min(dim=1).values.max())
+    per_chunk = max(float(torch.cdist(rows[c * 300 : (c + 1) * 300], expected[c]).min(dim=1).values.max())
+                    for c in range(4))
+    assert radius <= per_chunk + 1e-5
+    with pytest.raises(Exception, match="chunked or greedy"):
+        build_memory_bank(iter(maps), 0.1, 4, torch.Generator().manual_seed(0), coreset="random")
+
+
 def _clustered(n: int, d: int, g: torch.Generator) -> torch.Tensor:
     centres = torch.randn(8, d, generator=g) * 4
     return centres[torch.randint(8, (n,), generator=g)] + torch.randn(n, d, generator=g)

@@ -23,6 +23,16 @@ def test_run_all_then_cached_rerun(tiny_project: Path):
             assert (out / f"split_{s}" / rel).is_file(), rel
     assert (out / "patchcore" / "patchcore.npz").is_file()
     assert (out / "report.html").is_file()
+    # the NEU + Severstal study (normal.in_domain = false) is unchanged: no normal test images, no
+    # normal-class variant, no three-outcome section or table, the cross-domain caveat
+    for s in ("a", "c"):
+        assert "normal" not in {row["role"] for row in csv.DictReader((out / f"split_{s}/split_manifest.csv").open())}
+        assert "three_outcome" not in json.loads((out / f"split_{s}" / "metrics.json").read_text())
+    assert not (out / "split_a+normal").exists() and not (out / "summary_three_outcome.csv").exists()
+    assert {s["step"] for s in first["steps"]} == {"patchcore fit", "train", "embed", "calibrate", "osr", "cascade",
+                                                   "bench", "report"}
+    assert any(c.startswith("Cross-domain: stage 1") for c in first["report"]["caveats"])
+    assert not any(r["mode"].startswith("three outcomes") for r in first["report"]["verdict"]["summary"])
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert {(r["split"], r["approach"]) for r in rows} >= {
         (s, a) for s in ("a", "c", "mean", "std")

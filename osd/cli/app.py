@@ -115,13 +115,17 @@ def init_cmd(
     unknown_per_split: Annotated[int, typer.Option(
         "--unknown-per-split", help="For classes other than NEU's: unknown classes per split (each class is "
         "unknown in exactly one split)")] = 2,
+    in_domain: Annotated[Optional[bool], typer.Option(
+        "--in-domain/--cross-domain", help="The normal images are of the same line as the defects (three-outcome "
+        "study); default: in-domain for --normal beside your own classes, cross-domain otherwise. With --demo: "
+        "also write the demo line's own defect-free images")] = None,
     debug: o.Debug = False,
 ) -> None:
     """Create a project folder with a commented osd.toml and a data README."""
     from osd.project import init_project
 
     with render.err.status("writing the project" + (" and synthetic demo data" if demo else "") + " ..."):
-        result = init_project(path, neu, severstal, normal, demo, force, unknown_per_split)
+        result = init_project(path, neu, severstal, normal, demo, force, unknown_per_split, in_domain)
     render.out.print(f"[green]created[/] {result.project_file}" + (" with synthetic demo data in data/" if demo else ""))
     if result.splits:
         render.show(render.table(f"Splits written to osd.toml ({len(result.classes)} classes, each unknown once)",
@@ -230,6 +234,21 @@ def cascade_cmd(
     cfg = _config(project, extra, device)
     result = run_cascade(cfg, split, force=force, reporter=_reporter(json_out))
     render.emit_json(result.to_dict()) if json_out else render.show_cascade(result, cfg.cascade.mode)
+
+
+@app.command("outcomes")
+@command
+def outcomes_cmd(
+    split: o.Split = "a",
+    force: o.Force = False, device: o.Device = None, project: o.Project = None,
+    set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
+) -> None:
+    """Three outcomes (no_defect, known class, unknown) on defect and normal test images (normal.in_domain)."""
+    from osd.pipeline.outcomes import three_outcomes
+
+    cfg = _config(project, set_, device)
+    result = three_outcomes(cfg, split, force=force, reporter=_reporter(json_out))
+    render.emit_json(result.to_dict()) if json_out else render.show_outcomes(result)
 
 
 @app.command("predict")

@@ -280,9 +280,13 @@ def show_patchcore(r: Any) -> None:
     s = r.stats
     rows = [
         ["backbone", f"{s['backbone']} ({s['weights']} weights), {s['image_size']} px"],
-        ["bank images (cap)", f"{s['bank_images']} of {s['bank_images_available']} (cap {s['max_bank_images']})"],
+        ["bank images", f"{s['bank_images']} of {s['bank_images_available']} bank-share normal images" + (
+            f" (a seeded sample: patchcore.max_bank_images = {s['max_bank_images']})"
+            if s['bank_images'] < s['bank_images_available'] else " (all of them)")],
         ["bank crops", s["bank_crops"]],
         ["patches before / after coreset", f"{s['patches_before']} / {s['patches_after']} (ratio {s['coreset_ratio']})"],
+        ["coreset", "exact greedy k-center" if s.get("coreset", "greedy") == "greedy" else
+         f"greedy k-center per chunk of {s['chunk_patches']:,} patches ({s['chunks']} chunk(s); time linear in patches)"],
         ["feature dim (projection for selection)", f"{s['dim']} ({s['projection_dim']})"],
         ["bank size (MB)", s["bank_mb"]],
         ["feature extraction (s)", s["extract_seconds"]],
@@ -328,6 +332,34 @@ def show_cascade(r: Any, first: str = "ignore_no_defect") -> None:
         note(f"{len(r.skipped)} image(s) left out: " + "; ".join(f"{k}: {v}" for k, v in list(r.skipped.items())[:3]))
     note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")
     out.print(f"{cached_tag(r.cached_stage1)} (stage-1 scores of the split's test images)")
+
+
+def show_outcomes(r: Any) -> None:
+    from osd.three_outcome import METRICS
+
+    names = {"normal_pass_rate": "normal pass rate", "defect_detection_rate": "defect detection rate",
+             "known_accuracy_detected": "known accuracy (detected known defects)", "unknown_rejection":
+             "unknown rejection", "three_outcome_accuracy": "three-outcome accuracy",
+             "three_outcome_macro_f1": "three-outcome macro-F1"}
+    approaches = list(r.approaches)
+    rows = [[names[k], *(_with_ci(r.approaches[a][k], (r.approaches[a].get("intervals95") or {}).get(k))
+                         for a in approaches)] for k in METRICS]
+    c = r.counts
+    s1 = r.stage1_auroc
+    show(table(f"Three outcomes, split {r.split.upper()} ({c['known']} known, {c['unknown']} unknown, "
+               f"{c['normal']} normal test images)", ["metric", *(a.replace("_", " ") for a in approaches)], rows,
+               caption=f"stage 1 image-level AUROC, defect vs normal test images: "
+                       f"{_with_ci(s1['auroc'], s1.get('ci95'))}. one stage normal class: a variant beside the "
+                       "locked method, never replacing it"))
+    rows = [[f"{metric} ({name.replace('_minus_', ' - ').replace('_', ' ')})", _with_ci(v["difference"], v.get("ci95")),
+             "yes" if v.get("excludes_zero") else "no"] for name, per in r.versus.items() for metric, v in per.items()
+            if metric in ("normal_pass_rate", "defect_detection_rate", "three_outcome_accuracy")]
+    show(table("Paired differences (same test images, bootstrap stratified by known / unknown / normal)",
+               ["metric", "difference [95% CI]", "excludes 0"], rows))
+    if r.skipped:
+        note(f"{len(r.skipped)} image(s) left out: " + "; ".join(f"{k}: {v}" for k, v in list(r.skipped.items())[:3]))
+    note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")
+    out.print(cached_tag(r.cached))
 
 
 def show_bench(r: dict[str, Any]) -> None:

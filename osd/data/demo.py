@@ -89,6 +89,25 @@ def neu_like_image(cls: str, rng: np.random.Generator, size: int = 200) -> Image
     return Image.fromarray(np.clip(np.asarray(img, dtype=np.float64) + noise, 0, 255).astype(np.uint8), mode="L")
 
 
+def clean_image(rng: np.random.Generator, size: int = 200) -> Image.Image:
+    """A defect-free NEU-like image: the same texture, blur and noise as :func:`neu_like_image`, no defect."""
+    img = Image.fromarray(np.clip(_texture(rng, size, size), 0, 255).astype(np.uint8), mode="L")
+    img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.4, 1.2))))
+    noise = rng.normal(0, 4, size=(size, size))
+    return Image.fromarray(np.clip(np.asarray(img, dtype=np.float64) + noise, 0, 255).astype(np.uint8), mode="L")
+
+
+def write_normals(root: str | Path, n: int = 120, seed: int = 1) -> Path:
+    """Defect-free images of the demo's own line (``root/normal``): what a user with normal images of
+    the same parts brings; the demo's in-domain study (``osd init --demo --in-domain``) uses them."""
+    out = Path(root) / "normal"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(1, n + 1):
+        clean_image(rng).save(out / f"good_{i}.jpg", quality=92)
+    return out
+
+
 def strip_image(rng: np.random.Generator, defect_at: int | None = None, w: int = 1600, h: int = 256
                 ) -> Image.Image:
     """A steel strip; with ``defect_at``, a defect drawn in the square of columns ``defect_at .. +h``."""

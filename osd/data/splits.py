@@ -39,7 +39,7 @@ def duplicate_groups(paths: list[Path], digests: list[str]) -> list[list[Path]]:
 class SplitEntry:
     path: Path
     label: str
-    role: str  # known | unknown
+    role: str  # known | unknown | normal (a held-out normal image of the defects' line: test only)
     partition: str  # train | epoch_select (chooses the epoch) | threshold (sets tau, kappa) | test
     digest: str
     rel: str = ""  # the path relative to the data root (what manifests and artifacts store)
@@ -56,8 +56,8 @@ class SplitManifest:
         return [e for e in self.entries if e.partition == partition and e.role == role]
 
     def test(self) -> list[SplitEntry]:
-        """Known test images first, then unknown ones."""
-        return self.part("test", "known") + self.part("test", "unknown")
+        """Known test images first, then unknown ones, then normal ones (``normal.in_domain`` only)."""
+        return self.part("test", "known") + self.part("test", "unknown") + self.part("test", "normal")
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

@@ -23,6 +23,7 @@ SCORE_SIGNS = {
 }
 # the embeddings' partitions: tau and kappa are set on "threshold" images (see SplitManifest)
 PARTS = ("train", "threshold", "test_known", "test_unknown")
+NORMAL_PART = "test_normal"  # held-out normal images of the defects' line (normal.in_domain only)
 
 
 def score_sign(features: str) -> str:
@@ -95,7 +96,8 @@ def test_arrays(emb: dict[str, Any], blocks: list[str] | None = None) -> dict[st
 
 def data_counts(emb: dict[str, Any]) -> dict[str, Any]:
     """Images per partition that entered the result, and the ones skipped (with the reason)."""
-    return {"images": {p: len(emb[p]["labels"]) for p in PARTS}, "skipped": dict(emb.get("skipped", {}))}
+    return {"images": {p: len(emb[p]["labels"]) for p in (*PARTS, NORMAL_PART) if p in emb},
+            "skipped": dict(emb.get("skipped", {}))}
 
 
 def osr_settings(osr_section: dict[str, Any]) -> dict[str, Any]:

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from osd import artifacts
-from osd.config import Config
+from osd.config import NORMAL_CLASS_SUFFIX, Config
 from osd.data import images
 from osd.data.neu import NeuIndex, index_neu
 from osd.data.severstal import crop_boxes, index_folder, index_severstal
 from osd.data.splits import (
+    PARTITIONS,
     NormalSplit,
+    SplitEntry,
     SplitManifest,
     file_digest,
     make_split,
+    rng_for,
     split_normals,
 )
-from osd.errors import DataError
+from osd.errors import ConfigError, DataError
 
 
 def _listing(root: Path) -> tuple[tuple[str, int, int], ...]:
@@ -58,9 +62,21 @@ def neu_index(cfg: Config) -> tuple[NeuIndex, list[str]]:
 
 
 def split_manifest(cfg: Config, name: str) -> SplitManifest:
-    """The split's manifest, written to ``outputs/split_x/split_manifest.csv``."""
+    """The split's manifest, written to ``outputs/split_x/split_manifest.csv``.
+
+    With ``normal.in_domain`` the held-out normal images join the test set (role ``normal``); the
+    split ``x+normal`` is the variant whose classifier learns the normal images as one more known
+    class, ``no_defect`` (see :func:`with_normals`)."""
     index, digests = neu_index(cfg)
-    manifest = make_split(cfg, name, index, digests)
+    name = cfg.split_name(name)
+    base = name.removesuffix(NORMAL_CLASS_SUFFIX)
+    manifest = make_split(cfg, base, index, digests)
+    if name != base and not cfg.normal.in_domain:
+        raise ConfigError(f"split {name}: the normal-class variant needs normal images of the defects' line "
+                          "(normal.in_domain = true and normal.folder or normal.severstal_root)")
+    if cfg.normal.in_domain:
+        manifest = with_normals(cfg, manifest, normal_data(cfg), normal_class=name != base)
+        manifest = dataclasses.replace(manifest, name=name)
     check_manifest(manifest)
     path = artifacts.Layout(cfg.output_dir).manifest(name)
     text = manifest.to_csv()
@@ -97,6 +113,43 @@ def check_manifest(manifest: SplitManifest) -> list[str]:
                         f"{', '.join(sorted(labels_of[clash]))}); one image cannot be two classes: remove or move one")
     return [f"split {name}: known class {c!r} has no {part} images (it has {sum(counts.get(c, {}).values())} in all)"
             for c in manifest.known for part in ("threshold", "test") if counts.get(c, {}).get(part, 0) == 0]
+
+
+def with_normals(cfg: Config, manifest: SplitManifest, data: NormalData, normal_class: bool = False) -> SplitManifest:
+    """The manifest with the held-out normal images as test images of role ``normal`` (true label
+    ``no_defect``): every approach meets them under the same unit rule as ``predict``.
+
+    ``normal_class``: also the variant's training data, the normal images as one more known class
+    ``no_defect``: bank images for training and calibration images for epoch selection and tau, each
+    drawn (seeded) to the mean size of a known class in that partition, so the class is not dominant.
+    The test normals are the same in both, and no test image is used by any choice."""
+    from osd.decide import NO_DEFECT
+
+    def entries(paths, role: str, partition: str) -> list[SplitEntry]:
+        return [SplitEntry(p, NO_DEFECT, role, partition, file_digest(p), str(p)) for p in paths]
+
+    extra = entries(data.split.test, "normal", "test")
+    known = manifest.known
+    if normal_class:
+        counts = manifest.counts()
+
+        def drawn(paths: list[Path], part: str) -> list[Path]:
+            n = round(sum(counts.get(c, {}).get(part, 0) for c in manifest.known) / len(manifest.known))
+            if len(paths) <= n:
+                return sorted(paths)
+            return sorted(paths[i] for i in rng_for(cfg.project.seed, "normal-class", part).choice(len(paths), n,
+                                                                                                   replace=False))
+
+        cal = [data.split.calibration[i] for i in rng_for(cfg.project.seed, "normal-class", "calibration")
+               .permutation(len(data.split.calibration))]
+        n_sel = round(len(cal) * cfg.splits.selection_fraction)
+        extra += (entries(drawn(list(data.split.bank), "train"), "known", "train")
+                  + entries(drawn(cal[:n_sel], "epoch_select"), "known", "epoch_select")
+                  + entries(drawn(cal[n_sel:], "threshold"), "known", "threshold"))
+        known = (*known, NO_DEFECT)
+    rows = sorted([*manifest.entries, *extra], key=lambda e: (PARTITIONS.index(e.partition), e.role, e.label,
+                                                               str(e.path)))
+    return SplitManifest(manifest.name, known, manifest.unknown, tuple(rows))
 
 
 @dataclass(frozen=True)

@@ -189,9 +189,10 @@ class FitResult:
 
 
 def patchcore_key(cfg: Config, data: NormalData) -> str:
-    # the defective images and their masks feed the in-domain test stored with the fit
-    return artifacts.cache_key("patchcore", ALGORITHM, settings_key(cfg, SECTIONS), data.fingerprint(),
-                               data.defect_fingerprint())
+    # the defective images and their masks feed the in-domain test stored with the fit; whether the
+    # normal images are of the defects' line changes what the splits test, never the fit
+    settings = {k: v for k, v in settings_key(cfg, SECTIONS).items() if k != "normal.in_domain"}
+    return artifacts.cache_key("patchcore", ALGORITHM, settings, data.fingerprint(), data.defect_fingerprint())
 
 
 def _bank_paths(cfg: Config, data: NormalData) -> list[Path]:
@@ -210,7 +211,8 @@ def fit_detector(cfg: Config, samples: Sequence[Sample], device, reporter: Repor
     pc = cfg.patchcore
     extractor = build_extractor(cfg, device)
     maps = (feats for _, feats in feature_batches(extractor, samples, cfg, device))
-    detector = PatchCore(pc.coreset_ratio, pc.projection_dim, pc.num_neighbors, pc.search, cfg.project.seed)
+    detector = PatchCore(pc.coreset_ratio, pc.projection_dim, pc.num_neighbors, pc.search, cfg.project.seed,
+                         pc.coreset, pc.coreset_chunk)
     return detector.fit(maps, reporter, total=len(samples)), extractor
 
 

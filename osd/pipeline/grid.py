@@ -51,6 +51,15 @@ def split_steps(cfg: Config, split: str, two_stage: bool, force: bool = False,
     if two_stage:
         plan += [("cascade", lambda: run_cascade(cfg, split, force=force, reporter=reporter)),
                  ("bench", lambda: cached_bench(cfg, split, force=force, reporter=reporter))]
+    if two_stage and cfg.normal.in_domain:  # the line's own normal images: the normal-class variant, 3 outcomes
+        from osd.config import NORMAL_CLASS_SUFFIX
+        from osd.pipeline.outcomes import three_outcomes
+
+        variant = split + NORMAL_CLASS_SUFFIX
+        plan += [("train (normal class)", lambda: train(cfg, variant, force=force, reporter=reporter)),
+                 ("embed (normal class)", lambda: embed(cfg, variant, force=force, reporter=reporter)),
+                 ("calibrate (normal class)", lambda: calibrate(cfg, variant, force=force, reporter=reporter)),
+                 ("outcomes", lambda: three_outcomes(cfg, split, force=force, reporter=reporter))]
     steps = []
     for step, fn in plan:
         t = time.perf_counter()

@@ -17,7 +17,7 @@ import numpy as np
 from osd import artifacts, runtime
 from osd.config import Config
 from osd.errors import OsdWarning
-from osd.osr.model import PARTS
+from osd.osr.model import NORMAL_PART, PARTS
 from osd.pipeline.data import settings_key, split_manifest, weights_identity
 from osd.progress import Reporter, ensure
 
@@ -33,6 +33,8 @@ def _entries(manifest, part: str):
         return manifest.part("test", "known")
     if part == "test_unknown":
         return manifest.part("test", "unknown")
+    if part == NORMAL_PART:
+        return manifest.part("test", "normal")
     return manifest.part(part, "known")
 
 
@@ -181,10 +183,11 @@ def _embed(cfg: Config, split: str, model: artifacts.Step, key: str, reporter: R
     net = load_model(cfg, model.payload).to(device)
     manifest = split_manifest(cfg, split)
     payload: dict[str, Any] = {"classes": model.payload["classes"], "skipped": {}}
-    total = sum(len(_entries(manifest, p)) for p in PARTS)
+    parts = (*PARTS, NORMAL_PART) if manifest.part("test", "normal") else PARTS
+    total = sum(len(_entries(manifest, p)) for p in parts)
     start, n_done = time.perf_counter(), 0
     with reporter.task("embedding", total) as task, torch.no_grad():
-        for part in PARTS:
+        for part in parts:
             entries = _entries(manifest, part)
             stats: dict[str, list[np.ndarray]] = {}
             logits, kept = [], []

@@ -33,6 +33,11 @@ APPROACHES = {
                                  "cascade decisions, ignore_no_defect mode (decision metrics only)"),
 }
 LOWER_IS_BETTER = {"fpr_at_95_tpr"}
+THREE_HUMAN = {
+    "normal_pass_rate": "normal pass rate", "defect_detection_rate": "defect detection rate",
+    "known_accuracy_detected": "known acc. (detected)", "unknown_rejection": "unknown rejection",
+    "three_outcome_accuracy": "3-outcome accuracy", "three_outcome_macro_f1": "3-outcome macro-F1",
+}
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -160,16 +165,24 @@ def verdict(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """
     from osd.decide import MODES
     from osd.pipeline.cascade import MODE_METRICS
+    from osd.three_outcome import METRICS as THREE
 
+    # (mode, section, comparison, metrics): the known/unknown comparison on defect images, and with the
+    # line's own normal images (normal.in_domain) the three-outcome one on defect and normal images
+    plan = [(m, "cascade", ("versus_one_stage", m), MODE_METRICS) for m in MODES] + [
+        (f"three outcomes, {m}", "three_outcome", ("versus", f"one_stage_minus_cascade_{m}"), THREE) for m in MODES]
     rows, words = [], []
-    for mode in MODES:
-        for metric in MODE_METRICS:
+    for mode, section, (group, comparison), metrics in plan:
+        for metric in metrics:
             per = []
             for name, info in per_split.items():
-                v = (info["metrics"].get("cascade", {}).get("versus_one_stage", {}).get(mode, {}) or {}).get(metric)
-                if v and v.get("difference") is not None:
+                block = info["metrics"].get(section)
+                block = block if isinstance(block, dict) else {}
+                v = ((block.get(group) or {}).get(comparison) or {}).get(metric)
+                if isinstance(v, dict) and v.get("difference") is not None and np.isfinite(v["difference"]):
                     per.append((name, v))
-                    rows.append({"mode": mode, "metric": HUMAN[metric], "split": name.upper(), **v})
+                    rows.append({"mode": mode, "metric": HUMAN.get(metric) or THREE_HUMAN[metric],
+                                 "split": name.upper(), **v})
             if not per:
                 continue
             better = [n for n, v in per if v.get("excludes_zero") and v["difference"] > 0]
@@ -178,7 +191,7 @@ def verdict(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
             overall = _over_runs(per)
             lo, hi = overall["mean_ci95"]
             word = "one-stage better" if lo > 0 else "cascade better" if hi < 0 else "no clear difference overall"
-            words.append({"mode": mode, "metric": HUMAN[metric], "mean_difference": mean,
+            words.append({"mode": mode, "metric": HUMAN.get(metric) or THREE_HUMAN[metric], "mean_difference": mean,
                           "averaged_over": f"{len(per)} run(s) (split x seed)", **overall, "verdict": word,
                           "splits_one_stage_better": [n.upper() for n in better],
                           "splits_cascade_better": [n.upper() for n in worse], "splits": len(per),
@@ -189,11 +202,15 @@ def verdict(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def _verdict_sentence(v: dict[str, Any]) -> str:
     if not v["summary"]:
         return "No cascade results yet: run `osd cascade` or `osd run-all` for the comparison."
-    key = [w for w in v["summary"] if w["metric"] == HUMAN["open_set_accuracy"]]
+    key = [w for w in v["summary"] if w["metric"] in (HUMAN["open_set_accuracy"], THREE_HUMAN["three_outcome_accuracy"])]
     parts = []
     for w in key:
         lo, hi = w["mean_ci95"]
-        parts.append(f"against the cascade in {w['mode']} mode, one-stage minus cascade open-set accuracy averaged "
+        three = w["mode"].startswith("three outcomes, ")
+        mode = w["mode"].removeprefix("three outcomes, ")
+        what = ("with the line's normal images in the test set, three-outcome accuracy (no_defect, known class, "
+                "unknown)" if three else "open-set accuracy")
+        parts.append(f"against the cascade in {mode} mode, one-stage minus cascade {what} averaged "
                      f"over {w['averaged_over']} is {w['mean_difference']:+.3f} (95% interval {lo:+.3f} to {hi:+.3f}, "
                      f"resampling runs and images): {w['verdict']}; per run, the 95% paired interval excludes zero in "
                      f"favour of one-stage on {len(w['splits_one_stage_better'])} and of the cascade on "
@@ -277,6 +294,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
         plot_files = _split_plots(lay, name, m, artifacts.read_json(lay.patchcore / "scores.json"))
         run_name = name if len(seeds) == 1 else f"{name} (seed {seed})"
         per_split[run_name] = {"metrics": m, "plots": plot_files, "provenance_notes": notes}
+    three = [r for name, info in per_split.items() for r in _three_rows(name, info["metrics"])]
     per_run = list(rows)
     if len(seeds) > 1:
         for name in names:
@@ -289,12 +307,15 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
         verdict_plot = str(plots.verdict_chart(sel, layout.root / "verdict.png",
                                                "One-stage minus cascade, per split"))
     summary = _write_summary(layout, rows)
+    if three:
+        _write_three_summary(layout, three)
     caveats = _caveats(cfg, weights, selection, chosen, per_split)
     stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
-    html = render_html(cfg, rows, per_split, pc_stats, caveats, v, _verdict_sentence(v), verdict_plot)
+    html = render_html(cfg, rows, per_split, pc_stats, caveats, v, _verdict_sentence(v), verdict_plot, three)
     report = artifacts.write_text(layout.root / "report.html", html)
     return {"summary_csv": str(summary), "report_html": str(report), "rows": rows, "splits": names, "seeds": seeds,
-            "caveats": caveats, "verdict": v, "verdict_sentence": _verdict_sentence(v), "stale": stale,
+            "three_outcome_rows": three, "caveats": caveats, "verdict": v, "verdict_sentence": _verdict_sentence(v),
+            "stale": stale,
             "plots": {k: val["plots"] for k, val in per_split.items()}}
 
 
@@ -309,6 +330,34 @@ def _write_summary(layout: artifacts.Layout, rows: list[dict[str, Any]]) -> Path
     return artifacts.write_text(layout.root / "summary.csv", buf.getvalue())
 
 
+def _three_rows(run: str, m: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per approach of a run's three-outcome section (normal.in_domain), with intervals."""
+    block = m.get("three_outcome")
+    if not isinstance(block, dict):
+        return []
+    rows = []
+    for approach, a in (block.get("approaches") or {}).items():
+        ci = a.get("intervals95") or {}
+        rows.append({"split": run, "approach": approach, **{k: a.get(k) for k in THREE_HUMAN},
+                     **{f"{k}_ci95": ci.get(k) for k in THREE_HUMAN}, "role": a.get("role")})
+    s1 = block.get("stage1_auroc") or {}
+    if rows and s1.get("auroc") is not None:
+        rows[0]["stage1_image_auroc"] = s1.get("auroc")
+        rows[0]["stage1_image_auroc_ci95"] = s1.get("ci95")
+    return rows
+
+
+def _write_three_summary(layout: artifacts.Layout, rows: list[dict[str, Any]]) -> Path:
+    buf = io.StringIO()
+    cols = ["split", "approach", *[c for k in THREE_HUMAN for c in (k, f"{k}_ci95")], "stage1_image_auroc",
+            "stage1_image_auroc_ci95", "role"]
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _csv_cell(r.get(k)) for k in cols})
+    return artifacts.write_text(layout.root / "summary_three_outcome.csv", buf.getvalue())
+
+
 def _data_caveat(cfg: Config) -> str:
     """What stage 1 was fitted on and applied to, from the configured data (never a fixed sentence)."""
     known = f"the known and unknown classes from {cfg.neu.root}"
@@ -318,8 +367,14 @@ def _data_caveat(cfg: Config) -> str:
         normal = f"the normal images in {cfg.normal.folder}"
     else:
         return f"No normal images are configured: only the one-stage approach ran, on {known}."
-    return (f"Stage 1 (PatchCore) is fitted on {normal} and applied to {known}. The test images are all defect "
-            "images, so 'strict' mode counts every stage-1 'normal' call on them as an error.")
+    if cfg.normal.in_domain:
+        return (f"In-domain (normal.in_domain = true): stage 1 (PatchCore) is fitted on {normal}, of the same line as "
+                f"{known}. The held-out normal images join every split's test set, so each approach is also judged "
+                "on good parts (three outcomes: no_defect, a known class, unknown). The locked one-stage method has "
+                "no no_defect answer: every normal test image counts against it there; the variant with normal as "
+                "a known class is reported beside it. The known/unknown tables are over the defect images only.")
+    return (f"Cross-domain: stage 1 (PatchCore) is fitted on {normal} and applied to {known}. The test images are "
+            "all defect images, so 'strict' mode counts every stage-1 'normal' call on them as an error.")
 
 
 def _caveats(cfg: Config, weights: dict[str, set[str]], selection: set[Any], chosen: list[str],

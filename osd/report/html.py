@@ -28,6 +28,13 @@ HUMAN_COLS = {"split": "split", "approach": "approach", "closed_set_accuracy": "
               "fpr_at_95_tpr": "FPR@95", "known_acceptance": "known acc.", "unknown_rejection": "unknown rej.",
               "open_set_accuracy": "open-set acc.", "open_set_macro_f1": "macro-F1", "oscr": "OSCR"}
 
+THREE_COLS = ["split", "approach", "normal_pass_rate", "defect_detection_rate", "known_accuracy_detected",
+              "unknown_rejection", "three_outcome_accuracy", "three_outcome_macro_f1", "stage1_image_auroc"]
+THREE_HUMAN_COLS = {"split": "split", "approach": "approach", "normal_pass_rate": "normal pass",
+                    "defect_detection_rate": "defects detected", "known_accuracy_detected": "known acc. (detected)",
+                    "unknown_rejection": "unknown rej.", "three_outcome_accuracy": "3-outcome acc.",
+                    "three_outcome_macro_f1": "3-outcome macro-F1", "stage1_image_auroc": "stage-1 AUROC (images)"}
+
 
 def _cell(v: Any, ci: Any = None) -> str:
     if v is None:
@@ -71,7 +78,7 @@ def _img(path: str) -> str:
 
 def render_html(cfg: Config, rows: list[dict[str, Any]], per_split: dict[str, Any], pc_stats: dict[str, Any],
                 caveats: list[str], verdict: dict[str, Any] | None = None, sentence: str = "",
-                verdict_plot: str | None = None) -> str:
+                verdict_plot: str | None = None, three: list[dict[str, Any]] | None = None) -> str:
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>osd report</title>"
              f"<style>{STYLE}</style></head><body>",
              "<h1>Open-set defect detection: one-stage vs two-stage</h1>",
@@ -91,6 +98,9 @@ def render_html(cfg: Config, rows: list[dict[str, Any]], per_split: dict[str, An
     parts += [f'<div class="caveat">{html.escape(c)}</div>' for c in caveats]
     parts.append("<h2>Summary (95% bootstrap intervals in brackets)</h2>")
     parts.append(_table(rows, COLS, HUMAN_COLS))
+    if three:
+        parts.append("<h2>Three outcomes: defect and normal test images of the line (95% intervals)</h2>")
+        parts.append(_table(three, THREE_COLS, THREE_HUMAN_COLS))
     if pc_stats:
         parts.append("<h2>Stage 1: PatchCore fit</h2>")
         d = pc_stats.get("indomain") or {}
@@ -109,7 +119,7 @@ def render_html(cfg: Config, rows: list[dict[str, Any]], per_split: dict[str, An
         d = m.get("osr", {}).get("data", {})
         parts.append(f"<p>known: {html.escape(', '.join(d.get('known', [])))}; "
                      f"unknown: {html.escape(', '.join(d.get('unknown', [])))}</p>")
-        for section in ("osr", "cascade"):
+        for section in ("osr", "cascade", "three_outcome"):
             if section in m:
                 parts.append(f"<h3>{section}</h3>")
                 parts += _section(m[section])

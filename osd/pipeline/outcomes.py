@@ -1,0 +1,207 @@
+"""Step ``outcomes``: the three-outcome study of a line with its own normal images (``normal.in_domain``).
+
+Every test image of the split (known classes, unknown classes, and the held-out normal images) gets
+an answer from each approach, by the rules of :mod:`osd.decide` and on the arrays the other steps
+cached (one unit and preprocessing with ``predict``):
+
+- ``one_stage``: the locked method as it is. It has no ``no_defect`` answer: a normal image is
+  either accepted as a known class or flagged unknown, and both are errors for a good part.
+- ``cascade_strict`` / ``cascade_ignore_no_defect``: stage 1 (PatchCore) then stage 2.
+- ``one_stage_normal_class``: the variant a practitioner would build, the classifier of the split
+  ``x+normal`` that learned the normal images as one more known class (``no_defect``), with its own
+  tau on its validation images. Reported beside the locked method, never replacing it.
+
+Thresholds stay on non-test data: tau and kappa on known validation images, the PatchCore threshold
+on calibration normals. Metrics: :mod:`osd.three_outcome`, each with stratified bootstrap intervals
+(known / unknown / normal drawn within themselves), the paired differences one-stage minus cascade,
+and stage 1's image-level AUROC (defect test images against normal test images).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from osd import artifacts, decide
+from osd.config import NORMAL_CLASS_SUFFIX, Config
+from osd.errors import ConfigError, OsdWarning
+from osd.metrics import bootstrap, paired_difference
+from osd.osr.model import NORMAL_PART, part_matrix
+from osd.progress import Reporter, ensure
+from osd.three_outcome import METRICS, NORMAL, ThreeOutcome, image_auroc, kinds, true_outcomes
+
+OUTCOMES_ALGORITHM = "three-outcome/1"
+APPROACHES = {
+    "one_stage": "locked one-stage (penultimate Mahalanobis): no no_defect answer",
+    "cascade_strict": "cascade, strict: stage 1's no_defect kept",
+    "cascade_ignore_no_defect": "cascade, ignore_no_defect: stage 2 answers every image",
+    "one_stage_normal_class": "variant: one-stage with normal images as one more known class (split x+normal); "
+                              "reported beside the locked method, never used to choose it",
+}
+VERSUS = (("one_stage", "cascade_strict"), ("one_stage", "cascade_ignore_no_defect"),
+          ("one_stage_normal_class", "cascade_strict"))
+
+
+@dataclass
+class OutcomesResult:
+    split: str
+    approaches: dict[str, dict[str, Any]]
+    stage1_auroc: dict[str, Any]
+    versus: dict[str, dict[str, Any]]
+    counts: dict[str, int]
+    predictions: str
+    metrics_path: str
+    cached: bool
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _arrays(emb: dict[str, Any], blocks: list[str]) -> dict[str, Any]:
+    """Known, unknown and normal test images of one embeddings artifact, keyed by path."""
+    out: dict[str, Any] = {}
+    for part, role in (("test_known", "known"), ("test_unknown", "unknown"), (NORMAL_PART, "normal")):
+        p = emb.get(part)
+        if not p or not len(p["labels"]):
+            continue
+        x = part_matrix(p, blocks)
+        for i, path in enumerate(p["paths"]):
+            out[path] = (role, p["labels"][i], p["logits"][i], x[i])
+    return out
+
+
+def _decisions(cal: artifacts.Step, emb: artifacts.Step, paths: list[str], by_path: dict[str, Any]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(one-stage answers, closed-set answers, max softmax, distance, classes) of ``paths``."""
+    classes = [str(c) for c in emb.payload["classes"]]
+    logits = np.stack([by_path[p][2] for p in paths])
+    x = np.stack([by_path[p][3] for p in paths])
+    closed, msp = decide.closed_set(logits, classes)
+    dist = cal.payload["scorer"].score_samples(x)
+    return decide.one_stage(dist, cal.payload["tau"].threshold_, closed), closed, msp, dist, classes
+
+
+def _common(tables: list[dict[str, Any]], stage1: dict[str, float], split: str) -> tuple[list[str], dict[str, str]]:
+    """The test images every source has, in the locked arrays' order; the others named, with a warning."""
+    first = tables[0]
+    keep, missing = [], {}
+    for p in first:
+        if all(p in t for t in tables[1:]) and p in stage1:
+            keep.append(p)
+        else:
+            missing[p] = "missing from an upstream step (unreadable there)"
+    if missing:
+        warnings.warn(f"outcomes, split {split}: {len(missing)} test image(s) left out (no answer from every "
+                      "approach): " + ", ".join(list(missing)[:3]), OsdWarning, stacklevel=3)
+    return keep, missing
+
+
+def _predictions_csv(cfg: Config, paths: list[str], roles: list[str], labels: list[str], stage1: np.ndarray,
+                     dist: np.ndarray, msp: np.ndarray, preds: dict[str, np.ndarray]) -> str:
+    root = cfg.path(cfg.neu.root)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "true_label", "role", "stage1_score", "distance", "msp", *APPROACHES])
+    for i, p in enumerate(paths):
+        w.writerow([str(root / p), labels[i], roles[i], f"{stage1[i]:.6g}", f"{dist[i]:.6g}", f"{msp[i]:.6g}",
+                    *(preds[a][i] for a in APPROACHES)])
+    return buf.getvalue()
+
+
+def _evaluate(cfg: Config, split: str, steps: dict[str, Any], key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    fit, cal, emb, vcal, vemb, s1 = (steps[k] for k in ("fit", "cal", "emb", "vcal", "vemb", "s1"))
+    base = _arrays(emb.payload, list(cal.payload["blocks"]))
+    variant = _arrays(vemb.payload, list(vcal.payload["blocks"]))
+    scores = dict(s1.payload["scores"])
+    paths, missing = _common([base, variant], scores, split)
+    roles = [base[p][0] for p in paths]
+    kind = kinds(roles)
+    if not (kind == NORMAL).any():
+        raise ConfigError(f"split {split}: no normal test images reached the study (normal.in_domain = true, but "
+                          "every held-out normal image was unreadable or none was held out: see osd data check)")
+    labels = [str(base[p][1]) for p in paths]
+    true = true_outcomes(labels, kind)
+    one, closed, msp, dist, classes = _decisions(cal, emb, paths, base)
+    v_one, *_ = _decisions(vcal, vemb, paths, variant)
+    stage1 = np.array([scores[p] for p in paths], dtype=np.float64)
+    kappa = -cal.payload["neg_kappa"].threshold_ if cfg.cascade.use_kappa else None
+    casc = decide.cascade(stage1, fit.threshold, closed, msp, kappa)
+    preds = {"one_stage": one, "cascade_strict": casc["strict"], "cascade_ignore_no_defect": casc["ignore_no_defect"],
+             "one_stage_normal_class": v_one}
+    enc = {a: ThreeOutcome(true, preds[a], kind, classes) for a in APPROACHES}
+    n_boot, seed = cfg.stats.bootstrap, cfg.project.seed
+    everyone = np.arange(len(paths))
+    approaches = {}
+    for a, role in APPROACHES.items():
+        ci = bootstrap(lambda idx, e=enc[a]: e.metrics(idx), kind, n_boot, seed) if n_boot else {}
+        approaches[a] = {**enc[a].metrics(everyone), "intervals95": ci, "normal_images_answered": enc[a].normal_calls(),
+                         "role": role}
+    defect = kind != NORMAL
+    auroc_ci = bootstrap(lambda idx: {"auroc": image_auroc(defect[idx], stage1[idx])}, kind, n_boot, seed) \
+        if n_boot else {}
+    stage1_auroc = {"auroc": image_auroc(defect, stage1), "ci95": auroc_ci.get("auroc"),
+                    "unit": "image (an about-square image is one crop; a long one its crops' largest score)",
+                    "positive": "defect test images (known and unknown classes)", "negative": "normal test images",
+                    "score": "PatchCore: largest nearest-neighbour patch distance (higher = more anomalous)"}
+    versus = {f"{a}_minus_{b}": paired_difference(enc[a], enc[b], METRICS, kind, n_boot, seed) for a, b in VERSUS}
+    counts = {r: int(np.sum(kind == i)) for i, r in enumerate(("known", "unknown", "normal"))}
+    prov = artifacts.provenance(cfg, "outcomes", OUTCOMES_ALGORITHM, key,
+                                ("classifier", "splits", "osr", "normal", "patchcore", "cascade", "stats",
+                                 "project.seed"),
+                                {k: steps[k].id if k != "fit" else fit.artifact_id for k in steps}, split=split)
+    section = {
+        "approaches": approaches, "stage1_auroc": stage1_auroc,
+        "versus": {"difference": "first minus second approach, same test images, paired bootstrap stratified by "
+                                 "known / unknown / normal", **versus},
+        "thresholds": {"tau": cal.payload["tau"].threshold_, "kappa": kappa, "patchcore": fit.threshold,
+                       "tau_normal_class": vcal.payload["tau"].threshold_},
+        "definitions": "see osd.three_outcome: normal pass rate = normal images answered no_defect; defect detection "
+                       "rate = defect images answered otherwise; known accuracy among detected known defects; unknown "
+                       "rejection; accuracy and macro-F1 over the K known classes, unknown and no_defect",
+        "data": {"images": counts, "normal_source": cfg.normal.folder or cfg.normal.severstal_root,
+                 "skipped": missing},
+        "provenance": prov,
+    }
+    csv_text = _predictions_csv(cfg, paths, roles, labels, stage1, dist, msp, preds)
+    result = {"approaches": approaches, "stage1_auroc": stage1_auroc, "versus": versus, "counts": counts,
+              "skipped": missing}
+    return {"section": section, "result": result, "csv": csv_text}, prov
+
+
+def three_outcomes(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> OutcomesResult:
+    """Every approach's answer (no_defect, a class, unknown) on the split's known, unknown and normal
+    test images, the three-outcome metrics with intervals, and the paired verdict; a cached step."""
+    from osd.pipeline.cascade import stage1_step
+    from osd.pipeline.detector import fit_patchcore
+    from osd.pipeline.osr import calibrated
+    from osd.pipeline.train import embedded
+
+    reporter = ensure(reporter)
+    split = cfg.split_name(split).removesuffix(NORMAL_CLASS_SUFFIX)
+    if not cfg.normal.in_domain:
+        raise ConfigError("the three-outcome study needs normal images of the defects' line: set normal.in_domain = "
+                          "true (and normal.folder), e.g. osd init --neu DEFECTS --normal GOOD_PARTS")
+    steps: dict[str, Any] = {"fit": fit_patchcore(cfg, reporter=reporter),
+                             "cal": calibrated(cfg, split, reporter=reporter),
+                             "emb": embedded(cfg, split, reporter=reporter),
+                             "vcal": calibrated(cfg, split + NORMAL_CLASS_SUFFIX, reporter=reporter),
+                             "vemb": embedded(cfg, split + NORMAL_CLASS_SUFFIX, reporter=reporter),
+                             "s1": stage1_step(cfg, split, reporter=reporter)}
+    key = artifacts.cache_key("three-outcome", OUTCOMES_ALGORITHM, steps["fit"].artifact_id,
+                              *(steps[k].id for k in ("cal", "emb", "vcal", "vemb", "s1")), cfg.section("cascade"),
+                              cfg.section("stats"), cfg.project.seed, str(cfg.path(cfg.neu.root)))
+    layout = artifacts.Layout(cfg.output_dir)
+    folder = layout.split(split) / "outcomes"
+    step = artifacts.cached_step(folder / "evaluation.npz", key, lambda: _evaluate(cfg, split, steps, key),
+                                 force=force, on_wait=reporter.note)
+    pred_path, metrics_path = folder / "predictions.csv", layout.metrics(split)
+    artifacts.write_outputs(pred_path, step.payload["csv"], metrics_path, "three_outcome", step.payload["section"])
+    r = step.payload["result"]
+    return OutcomesResult(split, r["approaches"], r["stage1_auroc"], r["versus"], r["counts"], str(pred_path),
+                          str(metrics_path), step.cached, r["skipped"])
