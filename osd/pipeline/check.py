@@ -123,6 +123,14 @@ def _check_normal(cfg: Config, report: DataReport) -> dict[str, Any]:
             paths = getattr(data.split, part)
             parts[part] = {"images": len(paths), "crops": sum(len(crops_of(cfg, p)) for p in paths)}
         out["partitions"] = parts
+        cap = cfg.patchcore.max_bank_images
+        out["bank_images_used"] = min(cap, parts["bank"]["images"])
+        if parts["bank"]["images"] > cap:
+            report.notes.append(f"PatchCore's bank uses {cap} of the {parts['bank']['images']} bank-share normal "
+                                f"images (a seeded sample: patchcore.max_bank_images = {cap})")
+        if n.in_domain:
+            report.notes.append(f"normal.in_domain: the {parts['test']['images']} held-out normal image(s) join every "
+                                "split's test set (three outcomes; see osd outcomes)")
         if any(v["crops"] == 0 for v in parts.values()):
             report.problems.append("a normal partition has no usable crops (too dark? see normal.max_dark_fraction)")
     except OsdError as exc:

@@ -341,9 +341,9 @@ def _three_rows(run: str, m: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"split": run, "approach": approach, **{k: a.get(k) for k in THREE_HUMAN},
                      **{f"{k}_ci95": ci.get(k) for k in THREE_HUMAN}, "role": a.get("role")})
     s1 = block.get("stage1_auroc") or {}
-    if rows and s1.get("auroc") is not None:
-        rows[0]["stage1_image_auroc"] = s1.get("auroc")
-        rows[0]["stage1_image_auroc_ci95"] = s1.get("ci95")
+    for r in rows:  # stage 1 is the cascade's: its rows carry its image-level AUROC
+        if r["approach"].startswith("cascade") and s1.get("auroc") is not None:
+            r["stage1_image_auroc"], r["stage1_image_auroc_ci95"] = s1.get("auroc"), s1.get("ci95")
     return rows
 
 
