@@ -1,7 +1,7 @@
 """PatchCore's fit against the number of normal images: the chunked coreset beside the exact greedy.
 
     python examples/bench_patchcore_scale.py [--sizes 200,800,3200] [--greedy-up-to 200]
-        [--image-size 128] [--chunk 50000] [--threads 2] [--real ../shared/data/severstal] [--keep DIR]
+        [--image-size 128] [--chunk 20000] [--threads 2] [--real ../shared/data/severstal] [--keep DIR]
 
 Synthetic Severstal-like strips (1600 x 256, the demo generator: normal ones, and defective ones with
 a train.csv mask) are written once in the Severstal layout: a pool whose bank share holds the
@@ -78,23 +78,12 @@ def write_pool(root: Path, normals: int, defective: int) -> Path:
     """Severstal layout: train_images/ and train.csv; a defective strip's mask covers its defect square."""
     import numpy as np
 
-    from osd.data.demo import strip_image
+    from osd.data.demo import write_strips
 
     sev = root / "severstal"
-    done = sev / "train.csv"
-    if done.is_file():
+    if (sev / "train.csv").is_file():  # written once, reused by later runs with --keep
         return sev
-    (sev / "train_images").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(7)
-    rows = ["ImageId,ClassId,EncodedPixels"]
-    for i in range(normals + defective):
-        at = int(rng.integers(300, 1600 - 256)) if i >= normals else None
-        name = f"s{i:05d}.jpg"
-        strip_image(rng, at).save(sev / "train_images" / name, quality=92)
-        if at is not None:
-            rows.append(f"{name},{int(rng.integers(1, 5))},{at * 256 + 1} {256 * 256}")
-    done.write_text("\n".join(rows) + "\n")
-    return sev
+    return write_strips(sev, normals, defective, np.random.default_rng(7), prefix="s")
 
 
 def run(root: Path, sets: dict, threads: int, coverage: bool) -> dict:
@@ -116,7 +105,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="200,800,3200")
     ap.add_argument("--greedy-up-to", type=int, default=200, help="largest N the exact greedy runs at")
     ap.add_argument("--image-size", type=int, default=128)
-    ap.add_argument("--chunk", type=int, default=50_000)
+    ap.add_argument("--chunk", type=int, default=20_000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--real", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "severstal"))
     ap.add_argument("--keep", default="")

@@ -165,10 +165,11 @@ class PatchcoreSection:
                                   "time linear in the patches, memory one chunk) | greedy (exact greedy over every "
                                   "patch: the reference, time grows with the square of the data)",
                        choices=("chunked", "greedy"))
-    coreset_chunk: int = opt(50_000, "patches per chunk of the chunked coreset (fewer than this: the exact greedy)",
+    coreset_chunk: int = opt(20_000, "patches per chunk of the chunked coreset (fewer than this: the exact greedy)",
                              gt=0)
     reduce_dim: int = opt(0, "random projection of the stored features (0 = keep full dimension)", ge=0)
-    max_bank_images: int = opt(200, "cap on memory-bank images (seeded sample)", gt=0)
+    max_bank_images: int = opt(1000, "cap on memory-bank images (a seeded sample of the bank share); the chunked "
+                                     "coreset's fit grows linearly with it", gt=0)
     num_neighbors: int = opt(1, "1 = max patch distance; >1 = the paper's re-weighting over that many", gt=0)
     search: str = opt("torch", "nearest-neighbour search: torch | faiss (if installed)", choices=("torch", "faiss"))
     batch_size: int = opt(8, "images per feature-extraction batch", gt=0)

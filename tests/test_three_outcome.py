@@ -122,6 +122,11 @@ def test_manifests_and_keys(tmp_path: Path):
     cross = cfg.replace(**{"normal.in_domain": False})
     # whether the normals are in-domain never changes the PatchCore fit's key
     assert patchcore_key(cfg, normal_data(cfg)) == patchcore_key(cross, normal_data(cross))
+    # (issue 24) the chunk size keys the chunked coreset, not the exact greedy
+    greedy = cfg.replace(**{"patchcore.coreset": "greedy"})
+    key = lambda c, **kw: patchcore_key(c.replace(**kw), normal_data(c))  # noqa: E731
+    assert key(greedy, **{"patchcore.coreset_chunk": 7}) == key(greedy) != key(cfg)
+    assert key(cfg, **{"patchcore.coreset_chunk": 7}) != key(cfg)
     with pytest.raises(ConfigError, match="normal.in_domain"):
         split_manifest(cross, "a+normal")
     plain = split_manifest(cross, "a")

@@ -133,17 +133,23 @@ def write_demo(
     for cls in NEU_CLASSES:
         for i in range(1, per_class + 1):
             neu_like_image(cls, rng).save(neu / f"{cls}_{i}.jpg", quality=92)
-    sev = root / "severstal"
+    sev = write_strips(root / "severstal", normal_strips, defective_strips, rng)
+    return {"neu": root / "NEU-DET", "severstal": sev}
+
+
+def write_strips(sev: Path, normal: int, defective: int, rng: np.random.Generator, prefix: str = "demo") -> Path:
+    """Severstal-like strips in Severstal's layout (``train_images/``, ``train.csv``): ``normal``
+    defect-free ones, then ``defective`` ones, each with one defect and its mask in train.csv."""
     (sev / "train_images").mkdir(parents=True, exist_ok=True)
     rows = ["ImageId,ClassId,EncodedPixels"]
-    for i in range(normal_strips + defective_strips):
+    for i in range(normal + defective):
         # the defect sits in one 256-column square and train.csv's mask covers exactly that square
         # (column-major run-length code: the square is one run), so stage 1's in-domain test labels
         # crops by what is really drawn on them
-        at = int(rng.integers(300, 1600 - 256)) if i >= normal_strips else None
-        name = f"demo{i:05d}.jpg"
+        at = int(rng.integers(300, 1600 - 256)) if i >= normal else None
+        name = f"{prefix}{i:05d}.jpg"
         strip_image(rng, at).save(sev / "train_images" / name, quality=92)
         if at is not None:
             rows.append(f"{name},{int(rng.integers(1, 5))},{at * 256 + 1} {256 * 256}")
     (sev / "train.csv").write_text("\n".join(rows) + "\n")
-    return {"neu": root / "NEU-DET", "severstal": sev}
+    return sev

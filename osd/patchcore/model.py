@@ -30,7 +30,7 @@ def build_memory_bank(
     reporter: Reporter | None = None,
     total: int | None = None,
     coreset: str = "chunked",
-    chunk_patches: int = 50_000,
+    chunk_patches: int = 20_000,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Coreset memory bank from a stream of (B,D,h,w) feature maps, with bounded memory.
 
@@ -228,7 +228,7 @@ class PatchCore:
     """
 
     def __init__(self, coreset_ratio: float = 0.1, projection_dim: int = 128, num_neighbors: int = 1,
-                 search: str = "torch", seed: int = 0, coreset: str = "chunked", chunk_patches: int = 50_000):
+                 search: str = "torch", seed: int = 0, coreset: str = "chunked", chunk_patches: int = 20_000):
         self.coreset_ratio = coreset_ratio
         self.projection_dim = projection_dim
         self.num_neighbors = num_neighbors

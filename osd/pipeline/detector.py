@@ -190,8 +190,10 @@ class FitResult:
 
 def patchcore_key(cfg: Config, data: NormalData) -> str:
     # the defective images and their masks feed the in-domain test stored with the fit; whether the
-    # normal images are of the defects' line changes what the splits test, never the fit
-    settings = {k: v for k, v in settings_key(cfg, SECTIONS).items() if k != "normal.in_domain"}
+    # normal images are of the defects' line changes what the splits test, never the fit; the chunk
+    # size means nothing to the exact greedy
+    unused = {"normal.in_domain"} | ({"patchcore.coreset_chunk"} if cfg.patchcore.coreset == "greedy" else set())
+    settings = {k: v for k, v in settings_key(cfg, SECTIONS).items() if k not in unused}
     return artifacts.cache_key("patchcore", ALGORITHM, settings, data.fingerprint(), data.defect_fingerprint())
 
 

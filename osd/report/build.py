@@ -319,15 +319,19 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
             "plots": {k: val["plots"] for k, val in per_split.items()}}
 
 
-def _write_summary(layout: artifacts.Layout, rows: list[dict[str, Any]]) -> Path:
+def _write_csv(path: Path, cols: list[str], rows: list[dict[str, Any]]) -> Path:
     buf = io.StringIO()
-    cols = ["split", "seed", "approach", *[c for k in SUMMARY_METRICS for c in (k, f"{k}_ci95")], "statistic",
-            "computed_from", "settings_differ_from_osd_toml"]
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in rows:
         w.writerow({k: _csv_cell(r.get(k)) for k in cols})
-    return artifacts.write_text(layout.root / "summary.csv", buf.getvalue())
+    return artifacts.write_text(path, buf.getvalue())
+
+
+def _write_summary(layout: artifacts.Layout, rows: list[dict[str, Any]]) -> Path:
+    return _write_csv(layout.root / "summary.csv",
+                      ["split", "seed", "approach", *[c for k in SUMMARY_METRICS for c in (k, f"{k}_ci95")],
+                       "statistic", "computed_from", "settings_differ_from_osd_toml"], rows)
 
 
 def _three_rows(run: str, m: dict[str, Any]) -> list[dict[str, Any]]:
@@ -348,14 +352,9 @@ def _three_rows(run: str, m: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _write_three_summary(layout: artifacts.Layout, rows: list[dict[str, Any]]) -> Path:
-    buf = io.StringIO()
-    cols = ["split", "approach", *[c for k in THREE_HUMAN for c in (k, f"{k}_ci95")], "stage1_image_auroc",
-            "stage1_image_auroc_ci95", "role"]
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: _csv_cell(r.get(k)) for k in cols})
-    return artifacts.write_text(layout.root / "summary_three_outcome.csv", buf.getvalue())
+    return _write_csv(layout.root / "summary_three_outcome.csv",
+                      ["split", "approach", *[c for k in THREE_HUMAN for c in (k, f"{k}_ci95")], "stage1_image_auroc",
+                       "stage1_image_auroc_ci95", "role"], rows)
 
 
 def _data_caveat(cfg: Config) -> str:
