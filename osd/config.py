@@ -150,7 +150,8 @@ class OsrSection:
     )
     baselines: list[str] = opt(["energy", "maxlogit", "vim", "knn"],
                                "out-of-distribution baselines reported beside the locked method, from the same cached "
-                               "embeddings and logits, each with its own threshold: energy | maxlogit | vim | knn")
+                               "embeddings and logits, each with its own threshold: energy | maxlogit | vim | knn; and odin "
+                               "(opt-in: a second pass over the threshold and test images, ~6x a forward pass)")
 
 
 @dataclass(frozen=True)

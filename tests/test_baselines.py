@@ -95,3 +95,66 @@ def test_the_study_notebook_is_committed_without_outputs():
     text = "".join("".join(c["source"]) for c in code)
     for needed in ("init_project", "run_all", "summary_csv", "verdict.png", "predict("):
         assert needed in text, needed
+
+
+def test_odin_is_the_tempered_softmax_of_the_perturbed_image():
+    """On a linear classifier the input gradient has a closed form: (W^T (softmax(Wx/T) - onehot(y))) / T."""
+    import torch
+
+    from osd.models.odin import odin_scores
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).double()
+    x = torch.rand(5, 3, 2, 2, dtype=torch.float64)
+    W, b = net[1].weight.detach(), net[1].bias.detach()
+    norm = lambda p: (p - 0.5) / 0.25  # noqa: E731  (a normalisation, as the step passes one)
+    T, eps = 10.0, 0.01
+    z = norm(x).flatten(1)
+    logits = z @ W.T + b
+    p = torch.softmax(logits / T, 1)
+    onehot = torch.nn.functional.one_hot(logits.argmax(1), 3).double()
+    grad = ((p - onehot) @ W / T / len(x) / 0.25).view_as(x)  # mean cross-entropy, chain rule through norm
+    perturbed = x - eps * grad.sign()
+    expected = -torch.softmax((norm(perturbed).flatten(1) @ W.T + b) / T, 1).max(1).values
+    torch.testing.assert_close(odin_scores(net, x, norm, T, eps), expected)
+    # eps = 0: the tempered max softmax itself; the perturbation raises the predicted class's softmax
+    plain = -p.max(1).values
+    torch.testing.assert_close(odin_scores(net, x, norm, T, 0.0), plain)
+    assert (expected <= plain + 1e-12).all()
+    assert all(q.grad is None for q in net.parameters())  # no parameter gradients left behind
+
+
+def test_odin_is_opt_in_and_joined_row_for_row(tiny_project: Path):
+    """Adding ODIN to a cached study runs its own step and the evaluation only; its scores are the
+    classifier's ODIN scores of the very images the embeddings hold, in their order."""
+    import torch
+
+    from osd.data.images import load_rgb
+    from osd.data.tensors import IMAGENET_MEAN, IMAGENET_STD, pil_to_uint8
+    from osd.models.odin import odin_scores
+    from osd.pipeline.odin import odin_scored
+    from osd.pipeline.osr import calibrated, evaluate
+    from osd.pipeline.train import embedded, load_model, trained
+
+    cfg = config.load(tiny_project)
+    first = evaluate(cfg, "a")
+    assert "odin" not in first.baselines  # not in the default list: it costs a second pass
+    with_odin = cfg.replace(**{"osr.baselines": ["energy", "odin"]})
+    r = evaluate(with_odin, "a")
+    assert trained(with_odin, "a").cached and embedded(with_odin, "a").cached and calibrated(with_odin, "a").cached
+    assert not r.cached and list(r.baselines) == ["energy", "odin"]
+    b = r.baselines["odin"]
+    assert 0.0 <= b["auroc"] <= 1.0 and b["threshold"]["n"] == len(embedded(cfg, "a").payload["threshold"]["labels"])
+    assert b["locked_minus_baseline"]["auroc"]["difference"] == pytest.approx(r.osr["auroc"] - b["auroc"])
+    assert r.baselines["energy"]["auroc"] == first.baselines["energy"]["auroc"]
+    step = odin_scored(with_odin, "a")
+    assert step.cached and evaluate(with_odin, "a").cached
+    emb = embedded(cfg, "a").payload
+    for part in ("threshold", "test_known", "test_unknown"):
+        assert len(step.payload[part]) == len(emb[part]["labels"]) and np.isfinite(step.payload[part]).all()
+    # the first unknown test image, scored directly, is the step's first test_unknown row
+    net = load_model(cfg, trained(cfg, "a").payload)
+    img = pil_to_uint8(load_rgb(cfg.path(cfg.neu.root) / emb["test_unknown"]["paths"][0]), cfg.classifier.image_size)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    direct = odin_scores(net, img[None].float() / 255, lambda p: (p - mean) / std)
+    assert float(direct[0]) == pytest.approx(float(step.payload["test_unknown"][0]), abs=1e-6)

@@ -14,9 +14,11 @@ returns ``self``; ``score_samples`` is **higher = more unknown**, the convention
 
 Hand-written (a few lines each, checked against direct numpy computations in the tests) because
 ``pytorch-ood``, which has these detectors, is not installable on this project's offline machines;
-the formulas follow the papers and pytorch-ood's implementations. ODIN is left out: it needs a
-gradient with respect to every test image (a second backward pass per image through the backbone),
-which the cached arrays cannot give.
+the formulas follow the papers and pytorch-ood's implementations.
+
+- ``odin`` (Liang et al. 2018), opt-in: it needs the gradient with respect to every image, which the
+  cached arrays cannot give, so :mod:`osd.pipeline.odin` runs the classifier again
+  (:func:`osd.models.odin.odin_scores`) and :class:`ODINScore` reads those scores as they are.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from sklearn.base import BaseEstimator
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.validation import check_is_fitted
 
-BASELINES = ("energy", "maxlogit", "vim", "knn")
+BASELINES = ("energy", "maxlogit", "vim", "knn", "odin")
+NEEDS_IMAGES = ("odin",)  # baselines that run the classifier over the images again
 
 
 class EnergyScore(BaseEstimator):
@@ -122,6 +125,19 @@ class KNNScore(BaseEstimator):
         return dist[:, -1]
 
 
+class ODINScore(BaseEstimator):
+    """ODIN's scores, computed by the classifier's second pass over the images
+    (:mod:`osd.pipeline.odin`), read as they are: ``score_samples(scores) = scores``; nothing to fit."""
+
+    def fit(self, X: np.ndarray | None = None, y: None = None) -> ODINScore:
+        self.fitted_ = True
+        return self
+
+    def score_samples(self, scores: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "fitted_")
+        return np.asarray(scores, dtype=np.float64)
+
+
 def fit_baseline(name: str, train: dict, head: tuple[np.ndarray, np.ndarray]):
     """(fitted scorer, which input it reads: "logits" or "embeddings") of one baseline on the training partition."""
     if name == "energy":
@@ -132,4 +148,6 @@ def fit_baseline(name: str, train: dict, head: tuple[np.ndarray, np.ndarray]):
         return ViM(head[0], head[1]).fit(train["embeddings"]), "embeddings"
     if name == "knn":
         return KNNScore(knn_k(len(train["embeddings"]))).fit(train["embeddings"]), "embeddings"
+    if name == "odin":
+        return ODINScore().fit(), "odin"
     raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")

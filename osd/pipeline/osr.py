@@ -156,23 +156,41 @@ BASELINE_SCORES = {
     "maxlogit": "negative largest logit (higher = more unknown)",
     "vim": "ViM: alpha x residual norm outside the training embeddings' principal subspace - logsumexp(logits)",
     "knn": "distance to the k-th nearest training embedding, both l2-normalised (k = training images / 100, 1-50)",
+    "odin": "ODIN: -max softmax(logits / T) of the image perturbed by eps against the predicted class's gradient "
+            "(T = 1000, eps = 0.0014 in pixel units, the paper's defaults; a second pass over the images)",
 }
 
 
-def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndarray], t: dict[str, Any],
-               closed: np.ndarray, classes: list[str], locked: tuple[np.ndarray, np.ndarray]
-               ) -> dict[str, dict[str, Any]]:
-    """Each configured baseline: fitted on training images, its own threshold on the threshold images
-    (the same order statistic as tau), its test metrics and intervals, and the paired difference of
-    the locked method minus it (AUROC and open-set accuracy)."""
+def check_baselines(cfg: Config) -> None:
     from osd.errors import ConfigError
-    from osd.metrics import EncodedResults, paired_difference
-    from osd.osr.baselines import BASELINES, fit_baseline
-    from osd.osr.thresholds import AcceptanceThreshold
+    from osd.osr.baselines import BASELINES
 
     unknown = [b for b in cfg.osr.baselines if b not in BASELINES]
     if unknown:
         raise ConfigError(f"osr.baselines: unknown {unknown[0]!r}; choose from {', '.join(BASELINES)}")
+
+
+def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndarray], t: dict[str, Any],
+               closed: np.ndarray, classes: list[str], locked: tuple[np.ndarray, np.ndarray],
+               odin: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Each configured baseline: fitted on training images, its own threshold on the threshold images
+    (the same order statistic as tau), its test metrics and intervals, and the paired difference of
+    the locked method minus it (AUROC and open-set accuracy). ``odin``: the ODIN step's scores per
+    part, in the embeddings' row order (when ``odin`` is among the baselines)."""
+    from osd.errors import ArtifactError
+    from osd.metrics import EncodedResults, paired_difference
+    from osd.osr.baselines import fit_baseline
+    from osd.osr.thresholds import AcceptanceThreshold
+
+    check_baselines(cfg)
+    if odin is not None:  # joined row for row (the ODIN step scored the embeddings' own images, in order)
+        emb = dict(emb)
+        for part in ("threshold", "test_known", "test_unknown"):
+            scores = np.asarray(odin[part], dtype=np.float64)
+            if len(scores) != len(emb[part]["labels"]) or not np.isfinite(scores).all():
+                raise ArtifactError(f"the ODIN scores of {part} do not match its embeddings (an image unreadable "
+                                    "since it was embedded?); rerun with --force")
+            emb[part] = {**emb[part], "odin": scores}
     tk, tu = emb["test_known"], emb["test_unknown"]
     n_boot, seed = cfg.stats.bootstrap, cfg.project.seed
     unk = np.asarray(t["is_unknown"], dtype=bool)
@@ -207,8 +225,8 @@ def _predictions_csv(cfg: Config, t: dict[str, Any], pred, dist, msp, closed, pr
     return buf.getvalue()
 
 
-def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step, key: str
-              ) -> tuple[dict[str, Any], dict[str, Any]]:
+def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step, key: str,
+              odin: artifacts.Step | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Collect the test arrays, decide, compute metrics and intervals; the section and the CSV to write."""
     res = calibration_result(cfg, split, cal)
     scorer, blocks = cal.payload["scorer"], list(cal.payload["blocks"])
@@ -229,11 +247,12 @@ def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step,
     variants = _variants(cfg, emb.payload, blocks, closed, t, classes)
     state = trained(cfg, split).payload["state_dict"]
     head = (np.asarray(state["head.weight"], dtype=np.float64), np.asarray(state["head.bias"], dtype=np.float64))
-    baselines = _baselines(cfg, emb.payload, head, t, closed, classes, (dist, pred))
+    baselines = _baselines(cfg, emb.payload, head, t, closed, classes, (dist, pred), odin and odin.payload)
     selection = select_variant(emb.payload, cfg.osr.covariance, cfg.osr.normalize).to_dict()
     prov = artifacts.provenance(cfg, "osr", EVALUATE_ALGORITHM, key, (*SECTIONS, "stats"),
                                 {"calibration": cal.id, "embeddings": emb.id,
-                                 "classifier": emb.provenance.get("inputs", {}).get("classifier")}, split=split)
+                                 "classifier": emb.provenance.get("inputs", {}).get("classifier"),
+                                 **({"odin": odin.id} if odin else {})}, split=split)
     prov["weights"] = trained(cfg, split).provenance.get("inputs", {}).get("weights")
     section = {
         **m_osr, "intervals95": intervals.get("osr", {}), "tau": res.tau,
@@ -263,13 +282,21 @@ def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | 
     """
     reporter = ensure(reporter)
     split = cfg.split_name(split)
+    check_baselines(cfg)  # a misspelt baseline fails before any training
     cal = calibrated(cfg, split, force=force, reporter=reporter)
     emb = embedded(cfg, split, reporter=reporter)
+    odin = None
+    if "odin" in cfg.osr.baselines:
+        from osd.pipeline.odin import odin_scored
+
+        odin = odin_scored(cfg, split, reporter=reporter)
     key = artifacts.cache_key("osr", EVALUATE_ALGORITHM, cal.id, emb.id, cfg.section("osr"), cfg.section("stats"),
-                              cfg.project.seed, str(cfg.path(cfg.neu.root)))
+                              cfg.project.seed, str(cfg.path(cfg.neu.root)),
+                              *([odin.id] if odin else []))
     layout = artifacts.Layout(cfg.output_dir)
     step = artifacts.cached_step(layout.osr(split) / "evaluation.npz", key,
-                                 lambda: _evaluate(cfg, split, cal, emb, key), force=force, on_wait=reporter.note)
+                                 lambda: _evaluate(cfg, split, cal, emb, key, odin), force=force,
+                                 on_wait=reporter.note)
     pred_path, metrics_path = layout.osr(split) / "predictions.csv", layout.metrics(split)
     artifacts.write_outputs(pred_path, step.payload["csv"], metrics_path, "osr", step.payload["section"])
     r = step.payload["result"]
