@@ -172,7 +172,13 @@ class PatchcoreSection:
     max_bank_images: int = opt(1000, "cap on memory-bank images (a seeded sample of the bank share); the chunked "
                                      "coreset's fit grows linearly with it", gt=0)
     num_neighbors: int = opt(1, "1 = max patch distance; >1 = the paper's re-weighting over that many", gt=0)
-    search: str = opt("torch", "nearest-neighbour search: torch | faiss (if installed)", choices=("torch", "faiss"))
+    search: str = opt("auto", "nearest-neighbour search: auto (exact up to exact_up_to bank rows, the approximate "
+                              "inverted file above, when faiss is installed) | torch (exact) | faiss (exact, flat index) "
+                              "| ivf (approximate: faiss inverted file, ivf_probe lists per query)",
+                      choices=("auto", "torch", "faiss", "ivf"))
+    exact_up_to: int = opt(50_000, "largest bank (rows) that search = auto searches exactly", gt=0)
+    ivf_probe: int = opt(16, "inverted-file lists compared per query (of about 4 sqrt(bank rows)); more = closer "
+                             "to exact, slower", gt=0)
     batch_size: int = opt(8, "images per feature-extraction batch", gt=0)
     acceptance: float = opt(0.95, "share of calibration normals accepted by the threshold", gt=0.0, lt=1.0)
 

@@ -62,3 +62,20 @@ def test_export_and_onnx_predict_refuse_a_broken_lineage(tiny_project: Path):
     ok("calibrate", "-p", p, "--split", "a")  # the chain is whole again; the export is now stale
     r = runner.invoke(app, ["predict", img, "-p", p, "--split", "a", "--approach", "one-stage", "--engine", "onnx"])
     assert r.exit_code == 1 and "osd export --split a" in r.output and "Traceback" not in r.output
+
+
+def test_an_approximate_stage1_search_serves_predict_and_export_refuses_it(tiny_project: Path):
+    """The inverted file's centroids travel with the fit, so predict scores as the study did; the ONNX
+    graph searches exactly, so export refuses in one line instead of writing a graph that disagrees."""
+    pytest.importorskip("faiss")
+    p, s = str(tiny_project), ["--set", "patchcore.search=ivf", "--set", "patchcore.ivf_probe=1"]
+    fit = json.loads(ok("patchcore", "fit", "-p", p, *s, "--json"))
+    assert fit["stats"]["search"]["search"] == "ivf" and not fit["stats"]["search"]["exact"]
+    assert fit["stats"]["search"]["probe"] == 1
+    ok("calibrate", "-p", p, "--split", "a", *s)
+    img = str(next((tiny_project / "neu" / "IMAGES").glob("*.jpg")))
+    first = json.loads(ok("predict", img, "-p", p, "--split", "a", *s, "--json"))["rows"][0]
+    again = json.loads(ok("predict", img, "-p", p, "--split", "a", *s, "--json"))["rows"][0]
+    assert first["stage1_score"] > 0 and first["stage1_score"] == again["stage1_score"]
+    r = runner.invoke(app, ["export", "-p", p, "--split", "a", *s])
+    assert r.exit_code == 1 and "patchcore.search=torch" in r.output and "Traceback" not in r.output, r.output

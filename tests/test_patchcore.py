@@ -206,3 +206,59 @@ def test_bounded_heap_returns_freed_large_blocks_to_the_system():
     print("without the bound: grown, released MB", probe("relaxed"))
     grown, released = probe("bounded")
     assert grown > 150 and released > 0.9 * grown
+
+
+def _blobs(n: int, dim: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(40, dim, generator=g) * 4
+    return centres[torch.randint(0, 40, (n,), generator=g)] + torch.randn(n, dim, generator=g)
+
+
+def test_inverted_file_is_exact_when_every_list_is_probed_and_never_below_exact():
+    pytest.importorskip("faiss")
+    from osd.patchcore.search import ivf_lists
+
+    bank, patches = _blobs(4000, 16, 0), _blobs(640, 16, 1)
+    exact = MemoryBank(bank, search="torch").score_patches(patches, 16)
+    lists = ivf_lists(len(bank))
+    assert lists == min(round(4 * 4000**0.5), 4000 // 39) == 102
+    every = MemoryBank(bank, search="ivf", probe=lists)
+    torch.testing.assert_close(every.score_patches(patches, 16), exact, rtol=1e-4, atol=1e-4)
+    one = MemoryBank(bank, search="ivf", probe=1)
+    approx = one.score_patches(patches, 16)
+    # a missed nearest row gives a true distance to another row: image scores only go up
+    assert torch.all(approx >= exact - 1e-4)
+    assert one.search_ == {"search": "ivf", "exact": False, "why": "as configured", "bank_rows": 4000,
+                           "lists": 102, "probe": 1}
+    # the stored centroids rebuild the same index: the same scores on every load
+    again = MemoryBank(bank, search="ivf", probe=1, centroids=one.centroids)
+    assert torch.equal(again.score_patches(patches, 16), approx)
+
+
+def test_auto_search_is_exact_up_to_the_limit_and_an_inverted_file_above():
+    pytest.importorskip("faiss")
+    import faiss
+
+    bank = _blobs(2000, 8, 2)
+    small = MemoryBank(bank, search="auto", exact_up_to=2000)
+    assert small.search_["search"] == "torch" and small.search_["exact"] and small.centroids is None
+    assert "2,000 bank rows <= patchcore.exact_up_to" in small.search_["why"]
+    before = faiss.omp_get_max_threads()
+    big = MemoryBank(bank, search="auto", exact_up_to=1999, probe=4)
+    assert big.search_["search"] == "ivf" and not big.search_["exact"] and big.centroids.shape == (51, 8)
+    big.score_patches(bank[:10] + 0.1, 5)
+    assert faiss.omp_get_max_threads() == before  # faiss's thread count is the caller's again
+
+
+def test_patchcore_fit_records_its_search_and_from_bank_reproduces_it():
+    pytest.importorskip("faiss")
+    from osd.patchcore.model import PatchCore
+
+    maps = [_blobs(4 * 64, 8, s).T.reshape(8, 4, 8, 8).permute(1, 0, 2, 3).contiguous() for s in range(3)]
+    det = PatchCore(coreset_ratio=0.5, projection_dim=8, search="auto", exact_up_to=100, probe=2).fit(iter(maps))
+    assert det.fit_stats_["search"]["search"] == "ivf" and det.centroids_ is not None
+    probe = _blobs(2 * 64, 8, 9).T.reshape(8, 2, 8, 8).permute(1, 0, 2, 3).contiguous()
+    loaded = PatchCore.from_bank(det.bank_, 1, "auto", det.centroids_, exact_up_to=100, probe=2)
+    assert torch.equal(loaded.score_samples(probe), det.score_samples(probe))
+    exact = PatchCore(coreset_ratio=0.5, projection_dim=8, search="auto").fit(iter(maps))
+    assert exact.fit_stats_["search"]["exact"] and exact.centroids_ is None

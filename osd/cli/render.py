@@ -276,6 +276,15 @@ def show_osr(r: Any) -> None:
     out.print(f"{cached_tag(r.cached)} (classifier, embeddings, calibration and the test evaluation)")
 
 
+def _search_text(search: dict[str, Any] | None) -> str:
+    if not search:
+        return "exact"
+    if search["exact"]:
+        return f"exact ({search['search']}; {search['why']})"
+    return (f"approximate: inverted file, {search['probe']} of {search['lists']} lists per query "
+            f"({search['why']}; scores never below exact)")
+
+
 def show_patchcore(r: Any) -> None:
     s = r.stats
     rows = [
@@ -287,6 +296,7 @@ def show_patchcore(r: Any) -> None:
         ["patches before / after coreset", f"{s['patches_before']} / {s['patches_after']} (ratio {s['coreset_ratio']})"],
         ["coreset", "exact greedy k-center" if s.get("coreset", "greedy") == "greedy" else
          f"greedy k-center per chunk of {s['chunk_patches']:,} patches ({s['chunks']} chunk(s); time linear in patches)"],
+        ["nearest-neighbour search", _search_text(s.get("search"))],
         ["feature dim (projection for selection)", f"{s['dim']} ({s['projection_dim']})"],
         ["bank size (MB)", s["bank_mb"]],
         ["feature extraction (s)", s["extract_seconds"]],

@@ -18,7 +18,7 @@ from osd.errors import ConfigError
 from osd.patchcore.coreset import greedy_kcenter, random_projection
 from osd.patchcore.features import to_patches
 from osd.patchcore.heap import bounded_heap
-from osd.patchcore.search import ProjectedIndex, max_nearest, nearest
+from osd.patchcore.search import IVFIndex, ProjectedIndex, ivf_lists, max_nearest, nearest, train_ivf
 from osd.progress import Reporter, ensure
 
 
@@ -156,23 +156,58 @@ def _greedy_bank(feature_maps: Iterable[torch.Tensor], ratio: float, projection_
     return bank, project.stats(n_rows, bank, t_extract, t_select, coreset="greedy")
 
 
-class MemoryBank:
-    """Normal patch features and nearest-neighbour image scores (``score_samples``: higher = more anomalous)."""
+SEARCHES = ("auto", "torch", "faiss", "ivf")
 
-    def __init__(self, bank: torch.Tensor, num_neighbors: int = 1, search: str = "torch", index_dim: int = 64):
+
+def _faiss_installed() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class MemoryBank:
+    """Normal patch features and nearest-neighbour image scores (``score_samples``: higher = more anomalous).
+
+    ``search``: ``"torch"`` exact (pruned, :func:`osd.patchcore.search.max_nearest`); ``"faiss"`` exact
+    (faiss's flat index); ``"ivf"`` approximate (:class:`osd.patchcore.search.IVFIndex`, ``probe`` of
+    its lists); ``"auto"``: exact up to ``exact_up_to`` bank rows, the inverted file above (exact when
+    faiss is not installed). ``search_`` says what was used and why.
+    """
+
+    def __init__(self, bank: torch.Tensor, num_neighbors: int = 1, search: str = "torch", index_dim: int = 64, *,
+                 centroids: torch.Tensor | None = None, probe: int = 16, exact_up_to: int = 50_000, seed: int = 0):
+        if search not in SEARCHES:
+            raise ConfigError(f"patchcore.search = {search!r}: choose {' | '.join(SEARCHES)}")
         self.bank = bank.float().contiguous()
         self.bank_sq = (self.bank * self.bank).sum(1)
         self.num_neighbors = num_neighbors
-        self.search = search
+        n = int(self.bank.shape[0])
+        method, why = search, "as configured"
+        if search == "auto":
+            if n <= exact_up_to:
+                method, why = "torch", f"exact: {n:,} bank rows <= patchcore.exact_up_to ({exact_up_to:,})"
+            elif _faiss_installed():
+                method, why = "ivf", f"approximate: {n:,} bank rows > patchcore.exact_up_to ({exact_up_to:,})"
+            else:
+                method, why = "torch", (f"exact: {n:,} bank rows > patchcore.exact_up_to, but faiss is not installed "
+                                        "(pip install faiss-cpu for the approximate index)")
+        if method in ("faiss", "ivf") and not _faiss_installed():
+            raise ConfigError(f"patchcore.search = {search!r}: faiss is not installed; pip install faiss-cpu, "
+                              "or use torch (exact)")
+        self.search = method
         self._faiss = None
         self.index = None
-        if search == "torch" and index_dim * 4 <= self.bank.shape[1]:  # pruning pays only for a much smaller projection
+        self.ivf = None
+        self.centroids: torch.Tensor | None = None
+        if method == "torch" and index_dim * 4 <= self.bank.shape[1]:  # pruning pays only for a much smaller projection
             self.index = ProjectedIndex.build(self.bank, index_dim)
-        if search == "faiss":
-            try:
-                import faiss  # noqa: F401
-            except ImportError:
-                raise ConfigError("patchcore.search: faiss is not installed; pip install faiss-cpu or use torch") from None
+        if method == "ivf":
+            self.centroids = centroids if centroids is not None else train_ivf(self.bank, ivf_lists(n), seed)
+            self.ivf = IVFIndex(self.bank, self.centroids, probe)
+        self.search_ = {"search": method, "exact": method != "ivf", "why": why, "bank_rows": n,
+                        **({"lists": self.ivf.lists, "probe": self.ivf.probe} if self.ivf else {})}
 
     def _nearest(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.search == "faiss":
@@ -183,6 +218,12 @@ class MemoryBank:
                 self._faiss.add(self.bank.numpy())
             d, i = self._faiss.search(q.contiguous().numpy(), k)
             return torch.from_numpy(d).clamp_min_(0).sqrt_(), torch.from_numpy(i)
+        if self.ivf is not None:
+            d, i = self.ivf.search(q, k)
+            missed = (i < 0).any(dim=1)  # the probed lists held fewer than k rows: those queries exactly
+            if bool(missed.any()):
+                d[missed], i[missed] = nearest(q[missed], self.bank, self.bank_sq, k)
+            return d.to(q.device), i.to(q.device)
         return nearest(q, self.bank, self.bank_sq, k)
 
     def score_patches(self, patches: torch.Tensor, patches_per_image: int) -> torch.Tensor:
@@ -228,7 +269,8 @@ class PatchCore:
     """
 
     def __init__(self, coreset_ratio: float = 0.1, projection_dim: int = 128, num_neighbors: int = 1,
-                 search: str = "torch", seed: int = 0, coreset: str = "chunked", chunk_patches: int = 20_000):
+                 search: str = "torch", seed: int = 0, coreset: str = "chunked", chunk_patches: int = 20_000,
+                 probe: int = 16, exact_up_to: int = 50_000):
         self.coreset_ratio = coreset_ratio
         self.projection_dim = projection_dim
         self.num_neighbors = num_neighbors
@@ -236,21 +278,31 @@ class PatchCore:
         self.seed = seed
         self.coreset = coreset
         self.chunk_patches = chunk_patches
+        self.probe = probe
+        self.exact_up_to = exact_up_to
+
+    def _memory_for(self, bank: torch.Tensor, centroids: torch.Tensor | None = None) -> MemoryBank:
+        return MemoryBank(bank, self.num_neighbors, self.search, centroids=centroids, probe=self.probe,
+                          exact_up_to=self.exact_up_to, seed=self.seed)
 
     def fit(self, feature_maps: Iterable[torch.Tensor], reporter: Reporter | None = None,
             total: int | None = None) -> PatchCore:
         gen = torch.Generator().manual_seed(self.seed)
         self.bank_, self.fit_stats_ = build_memory_bank(feature_maps, self.coreset_ratio, self.projection_dim, gen,
                                                         reporter, total, self.coreset, self.chunk_patches)
-        self._memory = MemoryBank(self.bank_, self.num_neighbors, self.search)
+        self._memory = self._memory_for(self.bank_)
+        self.centroids_ = self._memory.centroids  # the inverted file's lists (None for an exact search)
+        self.fit_stats_["search"] = self._memory.search_
         return self
 
     @classmethod
-    def from_bank(cls, bank: torch.Tensor, num_neighbors: int = 1, search: str = "torch", **params: Any) -> PatchCore:
-        """A fitted detector from a stored bank."""
+    def from_bank(cls, bank: torch.Tensor, num_neighbors: int = 1, search: str = "torch",
+                  centroids: torch.Tensor | None = None, **params: Any) -> PatchCore:
+        """A fitted detector from a stored bank (and the inverted file's stored centroids, if any)."""
         est = cls(num_neighbors=num_neighbors, search=search, **params)
         est.bank_, est.fit_stats_ = bank, {}
-        est._memory = MemoryBank(bank, num_neighbors, search)
+        est._memory = est._memory_for(bank, None if centroids is None else torch.as_tensor(centroids))
+        est.centroids_ = est._memory.centroids
         return est
 
     def score_samples(self, feature_maps: torch.Tensor) -> torch.Tensor:

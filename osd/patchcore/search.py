@@ -1,4 +1,5 @@
-"""Exact nearest-neighbour search for image scores, pruned with a low-dimensional index.
+"""Nearest-neighbour search for image scores: exact (pruned with a low-dimensional index), and an
+approximate inverted file for banks too large to search exactly (:class:`IVFIndex`, at the end).
 
 An image score needs only the largest nearest-neighbour distance over its patches, not every
 patch's. Candidates from a PCA projection of the bank give each patch an upper bound (its exact
@@ -10,8 +11,11 @@ when the projection ranks neighbours well.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -104,3 +108,68 @@ def max_nearest(patches: torch.Tensor, patches_per_image: int, bank: torch.Tenso
             if d[j] > best[m]:
                 best[m], where[m], nn_idx[m] = d[j], patch[j], i[j]
     return best, where, nn_idx
+
+
+# ---------------------------------------------------------------- approximate: inverted file (faiss)
+
+def ivf_lists(n_rows: int) -> int:
+    """Number of k-means lists for a bank of ``n_rows``: faiss's guideline of about 4 sqrt(N) lists,
+    with at least 39 rows per list (below that k-means has too few points per centroid to train)."""
+    return max(1, min(round(4 * n_rows**0.5), n_rows // 39))
+
+
+@contextlib.contextmanager
+def _faiss_threads(threads: int) -> Iterator[None]:
+    """faiss's OpenMP thread count for one search, the caller's given back afterwards."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(max(1, threads))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def train_ivf(bank: torch.Tensor, lists: int, seed: int = 0) -> torch.Tensor:
+    """(lists, D) k-means centroids of the bank's rows (faiss k-means, seeded): the inverted file's lists."""
+    import faiss
+
+    x = np.ascontiguousarray(bank.float().cpu().numpy())
+    with _faiss_threads(torch.get_num_threads()):
+        km = faiss.Kmeans(x.shape[1], lists, niter=20, seed=seed, max_points_per_centroid=256)
+        km.train(x)
+    return torch.from_numpy(np.asarray(km.centroids, dtype=np.float32).copy())
+
+
+class IVFIndex:
+    """Approximate nearest-neighbour search over the bank: faiss's ``IndexIVFFlat``.
+
+    Every bank row sits in the list of its nearest centroid; a query is compared exactly with the
+    rows of its ``probe`` nearest lists only, so the cost per query is about ``probe / lists`` of the
+    exact search. The distance returned is a true distance to a bank row, so it is never below the
+    exact nearest-neighbour distance: a miss can only raise a patch's (and an image's) score.
+    The centroids are stored with the detector, so the index is the same every time it is loaded.
+    """
+
+    def __init__(self, bank: torch.Tensor, centroids: torch.Tensor, probe: int):
+        import faiss
+
+        x = np.ascontiguousarray(bank.float().cpu().numpy())
+        c = np.ascontiguousarray(centroids.float().cpu().numpy())
+        self.lists, self.probe = int(c.shape[0]), int(min(probe, c.shape[0]))
+        quantizer = faiss.IndexFlatL2(x.shape[1])
+        quantizer.add(c)
+        self.index = faiss.IndexIVFFlat(quantizer, x.shape[1], self.lists)
+        self.index.is_trained = True  # the lists are the stored centroids: no second k-means
+        with _faiss_threads(torch.get_num_threads()):
+            self.index.add(x)
+        self.index.nprobe = self.probe
+        self._quantizer = quantizer  # faiss holds a raw pointer to it: keep it alive with the index
+
+    def search(self, queries: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(distances, indices) of the k nearest rows found, as :func:`nearest` gives them."""
+        q = np.ascontiguousarray(queries.float().cpu().numpy())
+        with _faiss_threads(torch.get_num_threads()):
+            d2, idx = self.index.search(q, k)
+        return torch.from_numpy(d2).clamp_min_(0).sqrt_(), torch.from_numpy(idx)

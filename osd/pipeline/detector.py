@@ -30,7 +30,9 @@ from osd.pipeline.data import NormalData, crops_of, normal_data, settings_key, w
 from osd.progress import Reporter, ensure
 
 # Bump when the meaning of a fitted detector or its scores changes.
-ALGORITHM = "patchcore/5"  # 5: one cached-step mechanism; key covers defective images and masks; 4: in-domain test
+# 6: search auto (inverted file above exact_up_to rows); 5: one cached-step mechanism; key covers defective
+# images and masks; 4: in-domain test
+ALGORITHM = "patchcore/6"
 SECTIONS = ("patchcore", "normal", "project.seed")
 
 Sample = tuple[Path, tuple[int, int, int, int] | None]  # a file and a crop box (None = whole image)
@@ -193,6 +195,8 @@ def patchcore_key(cfg: Config, data: NormalData) -> str:
     # normal images are of the defects' line changes what the splits test, never the fit; the chunk
     # size means nothing to the exact greedy
     unused = {"normal.in_domain"} | ({"patchcore.coreset_chunk"} if cfg.patchcore.coreset == "greedy" else set())
+    if cfg.patchcore.search in ("torch", "faiss"):  # an exact search: the inverted file's settings mean nothing
+        unused |= {"patchcore.ivf_probe", "patchcore.exact_up_to"}
     settings = {k: v for k, v in settings_key(cfg, SECTIONS).items() if k not in unused}
     return artifacts.cache_key("patchcore", ALGORITHM, settings, data.fingerprint(), data.defect_fingerprint())
 
@@ -214,7 +218,7 @@ def fit_detector(cfg: Config, samples: Sequence[Sample], device, reporter: Repor
     extractor = build_extractor(cfg, device)
     maps = (feats for _, feats in feature_batches(extractor, samples, cfg, device))
     detector = PatchCore(pc.coreset_ratio, pc.projection_dim, pc.num_neighbors, pc.search, cfg.project.seed,
-                         pc.coreset, pc.coreset_chunk)
+                         pc.coreset, pc.coreset_chunk, pc.ivf_probe, pc.exact_up_to)
     return detector.fit(maps, reporter, total=len(samples)), extractor
 
 
@@ -279,7 +283,8 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
                                 {"normal_images": data.fingerprint(),
                                  "weights": weights_identity(cfg, cfg.patchcore.weights, cfg.patchcore.backbone)})
     payload = {
-        "bank": detector.bank_, "threshold": thr, "calibration_scores": cal, "test_scores": test, "stats": stats,
+        "bank": detector.bank_, "ivf_centroids": detector.centroids_, "threshold": thr,
+        "calibration_scores": cal, "test_scores": test, "stats": stats,
         "calibration": [sample_id(s) for s in cal_samples], "test": [sample_id(s) for s in test_samples],
         "skipped": {**cal_skipped, **test_skipped, **indomain_skipped}, "indomain": indomain,
     }
@@ -357,9 +362,15 @@ def fit_result(step: artifacts.Step) -> FitResult:
 
 def load_detector(cfg: Config, device, reporter: Reporter | None = None):
     """(PatchCore, extractor, fit result) of the fitted detector, fitting it first if needed."""
+    step = fitted(cfg, False, reporter)
+    return detector_from(cfg, step.payload), build_extractor(cfg, device), fit_result(step)
+
+
+def detector_from(cfg: Config, payload: dict[str, Any]):
+    """The fitted PatchCore of a stored fit: its bank, searched as it was when fitted (the inverted
+    file's stored centroids when the fit used one)."""
     from osd.patchcore.model import PatchCore
 
-    step = fitted(cfg, False, reporter)
     pc = cfg.patchcore
-    detector = PatchCore.from_bank(step.payload["bank"], pc.num_neighbors, pc.search)
-    return detector, build_extractor(cfg, device), fit_result(step)
+    return PatchCore.from_bank(payload["bank"], pc.num_neighbors, pc.search, payload.get("ivf_centroids"),
+                               seed=cfg.project.seed, probe=pc.ivf_probe, exact_up_to=pc.exact_up_to)

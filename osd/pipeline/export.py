@@ -103,6 +103,10 @@ def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, An
                                 if k.startswith("patchcore.") or k == "project.seed"})
         if pc_cfg.patchcore.num_neighbors > 1:
             raise ConfigError("osd export: patchcore.num_neighbors > 1 (the re-weighted score) is not exported")
+        if det.get("ivf_centroids") is not None:  # the graph searches exactly: its scores would differ
+            raise ConfigError(f"osd export: the stage-1 bank ({int(det['bank'].shape[0]):,} rows) is searched by the "
+                              "approximate inverted file, which the ONNX graph (an exact search) cannot reproduce; "
+                              "export with --set patchcore.search=torch (exact; refits stage 1)")
         s1 = Stage1Graph(build_extractor(pc_cfg, torch.device("cpu")), torch.as_tensor(det["bank"])).eval()
         _export_graph(s1, pc_cfg.patchcore.image_size, out / "stage1.onnx", ["score"])
         n = chain.recorded("detector")

@@ -94,11 +94,9 @@ class Predictor:
             return
         self.model = load_model(self.cfg, chain.classifier.payload).to(self.device).eval()
         if chain.detector is not None:
-            from osd.patchcore.model import PatchCore
-            from osd.pipeline.detector import build_extractor
+            from osd.pipeline.detector import build_extractor, detector_from
 
-            self.detector = PatchCore.from_bank(chain.detector.payload["bank"], self.pc_cfg.patchcore.num_neighbors,
-                                                self.pc_cfg.patchcore.search).to(self.device)
+            self.detector = detector_from(self.pc_cfg, chain.detector.payload).to(self.device)
             self.extractor = build_extractor(self.pc_cfg, self.device).eval()
 
     def _check_settings(self, recorded: dict[str, Any], section: str) -> None:
