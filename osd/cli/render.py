@@ -260,8 +260,8 @@ def show_osr(r: Any) -> None:
          **{f"variant: {k}": v for k, v in r.variants.items()},
          **{f"baseline: {k}": v for k, v in (getattr(r, "baselines", None) or {}).items()}},
         caption="scores: higher = more unknown; unknown is the positive class; [95% bootstrap interval]; "
-                "variants and baselines come from the same embeddings and logits, each with its own threshold, "
-                "and are never used to choose",
+                "variants and baselines come from the same classifier (its embeddings and logits; ODIN runs it "
+                "again over the images), each with its own threshold, and are never used to choose",
     ))
     for k, v in (getattr(r, "baselines", None) or {}).items():
         d = v.get("locked_minus_baseline", {})

@@ -88,6 +88,12 @@ def _split_plots(layout: artifacts.Layout, name: str, metrics: dict[str, Any], p
     return [str(p) for p in made]
 
 
+def _baseline_source(name: str) -> str:
+    from osd.osr.baselines import NEEDS_IMAGES
+
+    return "the same classifier again over the images" if name in NEEDS_IMAGES else "same embeddings and logits"
+
+
 def _section_rows(name: str, m: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for approach, (section, sub, source) in APPROACHES.items():
@@ -111,7 +117,7 @@ def _section_rows(name: str, m: dict[str, Any]) -> list[dict[str, Any]]:
         ci = b.get("intervals95") or {}
         d = (b.get("locked_minus_baseline") or {}).get("auroc") or {}
         rows.append({"split": name, "approach": f"baseline_{bname}",
-                     "computed_from": f"baseline, same embeddings and logits: {b.get('score')}; own threshold; "
+                     "computed_from": f"baseline, {_baseline_source(bname)}: {b.get('score')}; own threshold; "
                                       f"locked minus it, AUROC {d.get('difference', float('nan')):+.3f} "
                                       f"{d.get('ci95')}",
                      **{k: b.get(k) for k in SUMMARY_METRICS}, **{f"{k}_ci95": ci.get(k) for k in SUMMARY_METRICS}})
