@@ -86,6 +86,31 @@ def write_pool(root: Path, normals: int, defective: int) -> Path:
     return write_strips(sev, normals, defective, np.random.default_rng(7), prefix="s")
 
 
+def common_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options both PatchCore-at-scale benchmarks take (the pool, the trunk's input, the machine)."""
+    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--chunk", type=int, default=20_000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--real", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "severstal"))
+    ap.add_argument("--keep", default="")
+    return ap
+
+
+def synthetic_setup(keep: str, sizes: list[int], image_size: int, chunk: int, threads: int, prefix: str
+                    ) -> tuple[Path, int, dict]:
+    """(folder, pool size, settings) of the synthetic pool shared by the PatchCore-at-scale benchmarks:
+    bank share 0.9 of the pool holds the largest N; calibration and test 5% each, the same for every N."""
+    root = Path(keep or tempfile.mkdtemp(prefix=prefix))
+    root.mkdir(parents=True, exist_ok=True)
+    pool = round(max(sizes) / 0.9) + 1
+    write_pool(root, pool, 40)
+    base = {"patchcore.backbone": "tf_efficientnet_lite0", "patchcore.weights": "imagenet",
+            "patchcore.image_size": image_size, "normal.severstal_root": "severstal", "normal.bank_fraction": 0.9,
+            "normal.calibration_fraction": 0.05, "project.threads": threads, "project.workers": 0,
+            "patchcore.coreset_chunk": chunk}
+    return root, pool, base
+
+
 def run(root: Path, sets: dict, threads: int, coverage: bool) -> dict:
     r = subprocess.run([sys.executable, "-c", CHILD, str(root), json.dumps(sets), str(threads), "1" if coverage else "0"],
                        capture_output=True, text=True)
@@ -104,22 +129,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="200,800,3200")
     ap.add_argument("--greedy-up-to", type=int, default=200, help="largest N the exact greedy runs at")
-    ap.add_argument("--image-size", type=int, default=128)
-    ap.add_argument("--chunk", type=int, default=20_000)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--real", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "severstal"))
-    ap.add_argument("--keep", default="")
-    a = ap.parse_args()
+    a = common_arguments(ap).parse_args()
     sizes = [int(x) for x in a.sizes.split(",")]
-    root = Path(a.keep or tempfile.mkdtemp(prefix="osd-pcscale-"))
-    root.mkdir(parents=True, exist_ok=True)
-    # bank share 0.9 of the pool holds the largest N; calibration and test 5% each, the same for every N
-    pool = round(max(sizes) / 0.9) + 1
-    write_pool(root, pool, 40)
-    base = {"patchcore.backbone": "tf_efficientnet_lite0", "patchcore.weights": "imagenet",
-            "patchcore.image_size": a.image_size, "normal.severstal_root": "severstal", "normal.bank_fraction": 0.9,
-            "normal.calibration_fraction": 0.05, "project.threads": a.threads, "project.workers": 0,
-            "patchcore.coreset_chunk": a.chunk}
+    root, pool, base = synthetic_setup(a.keep, sizes, a.image_size, a.chunk, a.threads, "osd-pcscale-")
     print(f"synthetic pool: {pool} normal strips + 40 defective, in {root}; Lite0 (offline ImageNet weights), "
           f"{a.image_size} px, coreset ratio 0.02, chunk {a.chunk} patches, {a.threads} threads")
     rows = []

@@ -23,7 +23,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 CHILD = r"""
@@ -92,24 +91,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="200,800,3200")
     ap.add_argument("--probes", default="1,4,16,64")
-    ap.add_argument("--image-size", type=int, default=128)
-    ap.add_argument("--chunk", type=int, default=20_000)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--real", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "severstal"))
-    ap.add_argument("--keep", default="")
-    a = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_patchcore_scale import write_pool  # the same synthetic pool as the scale benchmark
+    from bench_patchcore_scale import common_arguments, synthetic_setup  # the scale benchmark's pool
+
+    a = common_arguments(ap).parse_args()
 
     sizes, probes = [int(x) for x in a.sizes.split(",")], [int(x) for x in a.probes.split(",")]
-    root = Path(a.keep or tempfile.mkdtemp(prefix="osd-pcsearch-"))
-    root.mkdir(parents=True, exist_ok=True)
-    pool = round(max(sizes) / 0.9) + 1
-    write_pool(root, pool, 40)
-    base = {"patchcore.backbone": "tf_efficientnet_lite0", "patchcore.weights": "imagenet",
-            "patchcore.image_size": a.image_size, "normal.severstal_root": "severstal", "normal.bank_fraction": 0.9,
-            "normal.calibration_fraction": 0.05, "project.threads": a.threads, "project.workers": 0,
-            "patchcore.coreset_chunk": a.chunk, "patchcore.search": "torch"}
+    root, pool, base = synthetic_setup(a.keep, sizes, a.image_size, a.chunk, a.threads, "osd-pcsearch-")
+    base["patchcore.search"] = "torch"
     print(f"synthetic pool: {pool} normal strips + 40 defective, in {root}; Lite0 (offline ImageNet weights), "
           f"{a.image_size} px, chunked coreset 0.02, {a.threads} threads; banks fitted with the exact search")
     rows = []
