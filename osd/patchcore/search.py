@@ -119,7 +119,7 @@ def ivf_lists(n_rows: int) -> int:
 
 
 @contextlib.contextmanager
-def _faiss_threads(threads: int) -> Iterator[None]:
+def faiss_threads(threads: int) -> Iterator[None]:
     """faiss's OpenMP thread count for one search, the caller's given back afterwards."""
     import faiss
 
@@ -136,7 +136,7 @@ def train_ivf(bank: torch.Tensor, lists: int, seed: int = 0) -> torch.Tensor:
     import faiss
 
     x = np.ascontiguousarray(bank.float().cpu().numpy())
-    with _faiss_threads(torch.get_num_threads()):
+    with faiss_threads(torch.get_num_threads()):
         km = faiss.Kmeans(x.shape[1], lists, niter=20, seed=seed, max_points_per_centroid=256)
         km.train(x)
     return torch.from_numpy(np.asarray(km.centroids, dtype=np.float32).copy())
@@ -162,7 +162,7 @@ class IVFIndex:
         quantizer.add(c)
         self.index = faiss.IndexIVFFlat(quantizer, x.shape[1], self.lists)
         self.index.is_trained = True  # the lists are the stored centroids: no second k-means
-        with _faiss_threads(torch.get_num_threads()):
+        with faiss_threads(torch.get_num_threads()):
             self.index.add(x)
         self.index.nprobe = self.probe
         self._quantizer = quantizer  # faiss holds a raw pointer to it: keep it alive with the index
@@ -170,6 +170,6 @@ class IVFIndex:
     def search(self, queries: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """(distances, indices) of the k nearest rows found, as :func:`nearest` gives them."""
         q = np.ascontiguousarray(queries.float().cpu().numpy())
-        with _faiss_threads(torch.get_num_threads()):
+        with faiss_threads(torch.get_num_threads()):
             d2, idx = self.index.search(q, k)
         return torch.from_numpy(d2).clamp_min_(0).sqrt_(), torch.from_numpy(idx)
