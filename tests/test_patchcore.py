@@ -244,7 +244,8 @@ def test_auto_search_is_exact_up_to_the_limit_and_an_inverted_file_above():
     # exact, by faiss's flat index when faiss is there (the same scores as torch's, measured faster)
     assert small.search_["search"] == "faiss" and small.search_["exact"] and small.centroids is None
     probe = bank[:40] + 0.3
-    torch.testing.assert_close(small.score_patches(probe, 8), MemoryBank(bank, search="torch").score_patches(probe, 8))
+    torch.testing.assert_close(small.score_patches(probe, 8), MemoryBank(bank, search="torch").score_patches(probe, 8),
+                               rtol=1e-3, atol=1e-4)  # float32 arithmetic of two libraries
     assert "2,000 bank rows <= patchcore.exact_up_to" in small.search_["why"]
     before = faiss.omp_get_max_threads()
     big = MemoryBank(bank, search="auto", exact_up_to=1999, probe=4)
