@@ -266,3 +266,18 @@ def test_patchcore_fit_records_its_search_and_from_bank_reproduces_it():
     assert torch.equal(loaded.score_samples(probe), det.score_samples(probe))
     exact = PatchCore(coreset_ratio=0.5, projection_dim=8, search="auto").fit(iter(maps))
     assert exact.fit_stats_["search"]["exact"] and exact.centroids_ is None
+
+
+def test_a_fit_scored_by_the_inverted_file_says_so_when_loaded_without_faiss(monkeypatch):
+    pytest.importorskip("faiss")
+    import osd.patchcore.model as pm
+    from osd.errors import OsdWarning
+
+    bank = _blobs(2000, 8, 3)
+    fitted = MemoryBank(bank, search="auto", exact_up_to=100, probe=2)
+    monkeypatch.setattr(pm, "_faiss_installed", lambda: False)
+    with pytest.warns(OsdWarning, match="inverted file.*searched exactly.*faiss is not installed"):
+        loaded = MemoryBank(bank, search="auto", exact_up_to=100, probe=2, centroids=fitted.centroids)
+    assert loaded.search_["search"] == "torch" and loaded.search_["exact"]
+    with pytest.raises(Exception, match="faiss is not installed"):
+        MemoryBank(bank, search="ivf")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from osd.errors import ConfigError
+from osd.errors import ConfigError, OsdWarning
 from osd.patchcore.coreset import greedy_kcenter, random_projection
 from osd.patchcore.features import to_patches
 from osd.patchcore.heap import bounded_heap
@@ -197,6 +198,11 @@ class MemoryBank:
             else:
                 method, why = "torch", (f"exact: {n:,} bank rows > patchcore.exact_up_to, but faiss is not installed "
                                         "(pip install faiss-cpu for the approximate index)")
+        if centroids is not None and method != "ivf":
+            # a fit searched with the inverted file, loaded where that search is not chosen or possible
+            warnings.warn(f"the stored PatchCore fit was scored with faiss's inverted file; here its bank is searched "
+                          f"exactly ({why}), so stage-1 scores can be slightly lower than the study's", OsdWarning,
+                          stacklevel=2)
         if method in ("faiss", "ivf") and not _faiss_installed():
             raise ConfigError(f"patchcore.search = {search!r}: faiss is not installed; pip install faiss-cpu, "
                               "or use torch (exact)")
