@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from osd import artifacts
+from osd import artifacts, config
 from osd.cli.app import app
 
 runner = CliRunner()
@@ -237,3 +237,27 @@ def test_library_calls_give_back_threads_and_global_generators(tiny_project):
     assert len(rows) == 1
     assert torch.get_num_threads() == before_threads
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+
+
+def test_a_retrain_says_why_the_cached_classifier_does_not_serve(tiny_project: Path):
+    """Minutes of training never start unexplained: another thread count or another setting is named."""
+    from osd.pipeline.train import train
+
+    notes: list[str] = []
+
+    class Rep:
+        def task(self, *a, **k):
+            from osd.progress import NullReporter
+            return NullReporter().task(*a, **k)
+
+        def note(self, m):
+            notes.append(m)
+
+    cfg = config.load(tiny_project).replace(**{"project.threads": 1, "classifier.epochs": 1})
+    train(cfg, "a", reporter=Rep())
+    assert not any("training anew" in n for n in notes)  # nothing on disk: nothing to explain
+    train(cfg.replace(**{"project.threads": 2}), "a", reporter=Rep())
+    assert any("training anew" in n and "threads 1 (now 2)" in n for n in notes), notes
+    notes.clear()
+    train(cfg.replace(**{"project.threads": 2, "classifier.epochs": 2}), "a", reporter=Rep())
+    assert any("classifier.epochs = 1" in n for n in notes), notes

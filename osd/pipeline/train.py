@@ -76,6 +76,22 @@ def load_model(cfg: Config, payload: dict[str, Any]):
     return model.eval()
 
 
+def retrain_reason(cfg: Config, path: Path, key: str, force: bool) -> str:
+    """Why a classifier on disk is not the one asked for (the settings, the compute or the images
+    differ), so that a retrain over minutes never starts unexplained; "" when none is on disk."""
+    if force:
+        return "--force"
+    old = artifacts.peek(path)
+    if not old or old.get("key") == key:
+        return ""
+    prov = old.get("provenance") or {}
+    now = runtime.compute_identity(cfg)
+    changed = [f"{k} {v} (now {now.get(k)})" for k, v in (prov.get("compute") or {}).items() if now.get(k) != v]
+    changed += cfg.differences(prov.get("config") or {})
+    return ("the cached classifier was made with " + "; ".join(changed[:3]) if changed
+            else "the training or epoch-selection images changed since the cached classifier was made")
+
+
 @runtime.scoped
 def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool, reporter: Reporter
            ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -139,6 +155,9 @@ def trained(cfg: Config, split: str, force: bool = False, reporter: Reporter | N
     path = artifacts.Layout(cfg.output_dir).model(split)
 
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+        why = retrain_reason(cfg, path, key, force)
+        if why:
+            reporter.note(f"split {split}: training anew: {why}")
         return _train(cfg, split, manifest, key, path, force, reporter)
 
     return artifacts.cached_step(path, key, compute, force=force, on_wait=reporter.note)
