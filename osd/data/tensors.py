@@ -44,7 +44,11 @@ def load_images(paths: Sequence[Path], size: int, skipped: dict[str, str] | None
 
 def normalize(batch: torch.Tensor) -> torch.Tensor:
     """uint8 (N,3,H,W) to float, ImageNet-normalised (also used with random init, for scale)."""
-    x = batch.float().div_(255.0)
+    return standardize(batch.float().div_(255.0))
+
+
+def standardize(x: torch.Tensor) -> torch.Tensor:
+    """Float pixels in [0, 1] (N,3,H,W), ImageNet-normalised: differentiable in ``x`` (ODIN's step)."""
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std

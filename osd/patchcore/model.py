@@ -187,13 +187,14 @@ class MemoryBank:
         n = int(self.bank.shape[0])
         method, why = search, "as configured"
         self._auto = search == "auto"
+        have_faiss = search != "torch" and _faiss_installed()
         if search == "auto":
             # faiss's flat index is the exact search when installed: 1.9-2.4x faster than the pruned torch
             # search on these banks (examples/bench_patchcore_search.py), the same scores
             if n <= exact_up_to:
-                method = "faiss" if _faiss_installed() else "torch"
+                method = "faiss" if have_faiss else "torch"
                 why = f"exact: {n:,} bank rows <= patchcore.exact_up_to ({exact_up_to:,})"
-            elif _faiss_installed():
+            elif have_faiss:
                 method, why = "ivf", f"approximate: {n:,} bank rows > patchcore.exact_up_to ({exact_up_to:,})"
             else:
                 method, why = "torch", (f"exact: {n:,} bank rows > patchcore.exact_up_to, but faiss is not installed "
@@ -203,7 +204,7 @@ class MemoryBank:
             warnings.warn(f"the stored PatchCore fit was scored with faiss's inverted file; here its bank is searched "
                           f"exactly ({why}), so stage-1 scores can be slightly lower than the study's", OsdWarning,
                           stacklevel=2)
-        if method in ("faiss", "ivf") and not _faiss_installed():
+        if method in ("faiss", "ivf") and not have_faiss:
             raise ConfigError(f"patchcore.search = {search!r}: faiss is not installed; pip install faiss-cpu, "
                               "or use torch (exact)")
         self.search = method
@@ -230,11 +231,11 @@ class MemoryBank:
                 d, i = self._faiss.search(np.ascontiguousarray(q.float().cpu().numpy()), k)
             return torch.from_numpy(d).clamp_min_(0).sqrt_().to(q.device), torch.from_numpy(i).to(q.device)
         if self.ivf is not None:
-            d, i = self.ivf.search(q, k)
+            d, i = (t.to(q.device) for t in self.ivf.search(q, k))
             missed = (i < 0).any(dim=1)  # the probed lists held fewer than k rows: those queries exactly
             if bool(missed.any()):
                 d[missed], i[missed] = nearest(q[missed], self.bank, self.bank_sq, k)
-            return d.to(q.device), i.to(q.device)
+            return d, i
         return nearest(q, self.bank, self.bank_sq, k)
 
     def score_patches(self, patches: torch.Tensor, patches_per_image: int) -> torch.Tensor:

@@ -29,16 +29,13 @@ BATCH = 32
 @runtime.scoped
 def _odin(cfg: Config, split: str, model: artifacts.Step, emb: artifacts.Step, key: str, reporter: Reporter
           ) -> tuple[dict[str, Any], dict[str, Any]]:
-    import torch
 
     from osd.data.stream import batches, in_order
-    from osd.data.tensors import IMAGENET_MEAN, IMAGENET_STD
+    from osd.data.tensors import standardize
     from osd.models.odin import EPSILON, TEMPERATURE, odin_scores
 
     device = runtime.setup(cfg)
     net = load_model(cfg, model.payload).to(device).requires_grad_(False)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     where = {e.rel: e.path for e in split_manifest(cfg, split).entries if e.rel}
     rels = {part: list(emb.payload[part]["paths"]) for part in ODIN_PARTS}
     payload: dict[str, Any] = {"temperature": TEMPERATURE, "epsilon": EPSILON}
@@ -56,7 +53,7 @@ def _odin(cfg: Config, split: str, model: artifacts.Step, emb: artifacts.Step, k
                     warnings.warn(f"skipping {r}", OsdWarning, stacklevel=2)
                 if ok:
                     pixels = x[ok].to(device).float().div_(255.0)
-                    s = odin_scores(net, pixels, lambda p: (p - mean) / std, TEMPERATURE, EPSILON)
+                    s = odin_scores(net, pixels, standardize, TEMPERATURE, EPSILON)
                     scores[idx[ok].numpy()] = s.cpu().numpy()
                 task.advance(len(reasons))
             payload[part] = scores

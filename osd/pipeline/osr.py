@@ -182,10 +182,11 @@ def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndar
     from osd.osr.baselines import fit_baseline
     from osd.osr.thresholds import AcceptanceThreshold
 
-    check_baselines(cfg)
     if odin is not None:  # joined row for row (the ODIN step scored the embeddings' own images, in order)
+        from osd.pipeline.odin import ODIN_PARTS
+
         emb = dict(emb)
-        for part in ("threshold", "test_known", "test_unknown"):
+        for part in ODIN_PARTS:
             scores = np.asarray(odin[part], dtype=np.float64)
             if len(scores) != len(emb[part]["labels"]) or not np.isfinite(scores).all():
                 raise ArtifactError(f"the ODIN scores of {part} do not match its embeddings (an image unreadable "
@@ -289,7 +290,7 @@ def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | 
     if "odin" in cfg.osr.baselines:
         from osd.pipeline.odin import odin_scored
 
-        odin = odin_scored(cfg, split, reporter=reporter)
+        odin = odin_scored(cfg, split, force=force, reporter=reporter)
     key = artifacts.cache_key("osr", EVALUATE_ALGORITHM, cal.id, emb.id, cfg.section("osr"), cfg.section("stats"),
                               cfg.project.seed, str(cfg.path(cfg.neu.root)),
                               *([odin.id] if odin else []))
