@@ -84,14 +84,15 @@ RANKING = ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr", "oscr")
 DECISION = ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
 
 
-def bootstrap(metric_fn: Callable[[np.ndarray], dict[str, float]], strata: np.ndarray, n_boot: int = 1000,
-              seed: int = 0, level: float = 0.95) -> dict[str, list[float]]:
-    """Percentile bootstrap intervals of every value ``metric_fn(indices)`` returns.
+def bootstrap_replicates(metric_fn: Callable[[np.ndarray], dict[str, float]], strata: np.ndarray, n_boot: int = 1000,
+                         seed: int = 0) -> dict[str, np.ndarray]:
+    """Every value ``metric_fn(indices)`` returns, once per stratified bootstrap replicate.
 
     Resampling is stratified: each group of ``strata`` (known / unknown as a boolean ``is_unknown``,
     or known / unknown / normal as integer kinds) is drawn with replacement within itself, so every
     replicate has the test set's mix. ``metric_fn`` receives the drawn indices; for a paired
-    comparison it computes both approaches on the same indices.
+    comparison it computes both approaches on the same indices. A replicate may be NaN (a metric
+    undefined on that draw); it is kept here, and counted by the callers that use it.
     """
     strata = np.asarray(strata)
     groups = [np.flatnonzero(strata == g) for g in np.unique(strata)]  # False (known) before True (unknown)
@@ -101,13 +102,38 @@ def bootstrap(metric_fn: Callable[[np.ndarray], dict[str, float]], strata: np.nd
         idx = np.concatenate([rng.choice(g, len(g)) for g in groups]) if groups else np.zeros(0, np.int64)
         for k, v in metric_fn(idx).items():
             draws.setdefault(k, []).append(v)
+    return {k: np.asarray(v, dtype=float) for k, v in draws.items()}
+
+
+def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> list[float]:
+    """The percentile interval of the finite replicates (NaN, NaN when there is none)."""
+    a = np.asarray(replicates, dtype=float)
+    a = a[np.isfinite(a)]
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    out = {}
-    for k, v in draws.items():
-        a = np.asarray(v, dtype=float)
-        a = a[np.isfinite(a)]
-        out[k] = [float(np.percentile(a, lo)), float(np.percentile(a, hi))] if a.size else [float("nan")] * 2
-    return out
+    return [float(np.percentile(a, lo)), float(np.percentile(a, hi))] if a.size else [float("nan")] * 2
+
+
+def bootstrap(metric_fn: Callable[[np.ndarray], dict[str, float]], strata: np.ndarray, n_boot: int = 1000,
+              seed: int = 0, level: float = 0.95) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals of every value ``metric_fn(indices)`` returns (see
+    :func:`bootstrap_replicates` for the resampling)."""
+    return {k: percentile_interval(v, level) for k, v in bootstrap_replicates(metric_fn, strata, n_boot, seed).items()}
+
+
+def bootstrap_p_value(replicates: np.ndarray) -> float | None:
+    """Two-sided p-value of "the difference is zero" from paired bootstrap replicates of a difference.
+
+    p = 2 * min(share of replicates <= 0, share >= 0), each share counted as (count + 1) / (B + 1) so
+    that a finite number of replicates never claims p = 0; capped at 1. It is the test the percentile
+    interval inverts: an interval that excludes zero has at most 2.5% of its replicates on the other
+    side. ``None`` without finite replicates (``stats.bootstrap = 0``: not tested).
+    """
+    a = np.asarray(replicates, dtype=float)
+    a = a[np.isfinite(a)]
+    if not a.size:
+        return None
+    below, above = (int(np.sum(a <= 0)) + 1) / (a.size + 1), (int(np.sum(a >= 0)) + 1) / (a.size + 1)
+    return float(min(1.0, 2 * min(below, above)))
 
 
 class EncodedResults:
@@ -204,7 +230,10 @@ def metric_intervals(true: Sequence[str], pred: Sequence[str], closed_pred: Sequ
 def paired_difference(a: Any, b: Any, keys: Sequence[str], strata: np.ndarray,
                       n_boot: int, seed: int) -> dict[str, dict[str, object]]:
     """``a`` minus ``b`` on the same test images, per metric: the difference, its paired stratified
-    bootstrap 95% interval (both resampled with the same indices) and whether that excludes zero.
+    bootstrap 95% interval (both resampled with the same indices), whether that excludes zero, the
+    two-sided p-value from the same replicates (:func:`bootstrap_p_value`) and how many replicates
+    were NaN (left out of both, and reported). With ``n_boot = 0`` nothing is tested: ``ci95``,
+    ``excludes_zero`` and ``p_value`` are ``None``.
     ``a`` and ``b``: anything with ``metrics(indices, keys)`` (:class:`EncodedResults`, or
     :class:`osd.three_outcome.ThreeOutcome`); ``strata``: see :func:`bootstrap`."""
     def diff(idx: np.ndarray) -> dict[str, float]:
@@ -213,6 +242,14 @@ def paired_difference(a: Any, b: Any, keys: Sequence[str], strata: np.ndarray,
 
     unk = np.asarray(strata)
     point = diff(np.arange(len(unk)))
-    ci = bootstrap(diff, unk, n_boot, seed) if n_boot else {}
-    return {k: {"difference": point[k], "ci95": ci.get(k), "excludes_zero": bool(ci and (ci[k][0] > 0 or ci[k][1] < 0))}
-            for k in keys}
+    reps = bootstrap_replicates(diff, unk, n_boot, seed) if n_boot else {}
+    out: dict[str, dict[str, object]] = {}
+    for k in keys:
+        r = reps.get(k)
+        ci = percentile_interval(r) if r is not None else None
+        tested = ci is not None and all(np.isfinite(ci))
+        out[k] = {"difference": point[k], "ci95": ci,
+                  "excludes_zero": bool(ci[0] > 0 or ci[1] < 0) if tested else None,
+                  "p_value": bootstrap_p_value(r) if r is not None else None,
+                  "replicates": int(n_boot), "nan_replicates": int(np.sum(~np.isfinite(r))) if r is not None else 0}
+    return out

@@ -29,13 +29,16 @@ def fmt(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
+    if isinstance(value, float):  # never more than four significant decimals (rates to three)
+        a = abs(value)
+        return (f"{value:.3f}" if a <= 1 else f"{value:.2f}" if a < 10 else f"{value:.1f}" if a < 1000
+                else f"{value:,.0f}")
     return str(value)
 
 
 def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], caption: str | None = None) -> Table:
-    t = Table(title=title, caption=caption, title_justify="left")
+    # a narrow table must not wrap its title letter by letter
+    t = Table(title=title, caption=caption, title_justify="left", min_width=min(len(title), out.width))
     for i, c in enumerate(columns):
         t.add_column(c, justify="left" if i == 0 else "right")
     for r in rows:
@@ -386,35 +389,44 @@ def show_bench(r: dict[str, Any]) -> None:
                        f"classifier {r['classifier']}; PatchCore {r['patchcore']}"))
 
 
-SHORT = {"one_stage_mahalanobis": "1st Mahalanobis", "max_softmax": "max-softmax (= 2nd stage 2)",
-         "cascade_strict": "2nd strict", "cascade_ignore_no_defect": "2nd ignore-nd"}
+APPROACH_SHORT = {"one_stage_mahalanobis": "one-stage (locked)", "one_stage": "one-stage (locked)",
+                  "max_softmax": "max softmax", "cascade_ignore_no_defect": "cascade, ignore_no_defect",
+                  "cascade_strict": "cascade, strict", "one_stage_normal_class": "one-stage + normal class"}
+SHORT = {"closed_set_accuracy": "closed-set acc.", "auroc": "AUROC", "fpr_at_95_tpr": "FPR@95",
+         "unknown_rejection": "unknown rej.", "open_set_accuracy": "open-set acc.", "open_set_macro_f1": "macro-F1",
+         "normal_pass_rate": "normal pass", "defect_detection_rate": "defects found",
+         "known_accuracy_detected": "known acc. (det.)", "three_outcome_accuracy": "3-outcome acc.",
+         "three_outcome_macro_f1": "3-outcome F1", "stage1_image_auroc": "stage-1 AUROC"}
 
 
 def show_summary(r: dict[str, Any]) -> None:
-    cols = ["closed_set_accuracy", "auroc", "fpr_at_95_tpr", "unknown_rejection", "open_set_accuracy",
-            "open_set_macro_f1", "oscr"]
-    t = Table(title="Summary (unknown = positive; thresholds from validation / calibration data)",
-              title_justify="left", caption="1st = one-stage; 2nd = two-stage cascade (ignore-nd = ignore_no_defect)",
-              padding=(0, 1), collapse_padding=True, pad_edge=False)
-    t.add_column("split", no_wrap=True)
-    t.add_column("seed", no_wrap=True)
-    t.add_column("approach", no_wrap=True)
-    for c in ("acc", "AUROC", "FPR95", "unkrej", "openacc", "F1", "OSCR"):
-        t.add_column(c, justify="right", no_wrap=True, min_width=5)
-    for row in r["rows"]:
-        t.add_row(row["split"], str(row.get("seed", "")), SHORT.get(row["approach"], row["approach"]),
-                  *(f"{row[c]:.3f}" if isinstance(row.get(c), float) else "-" for c in cols))
-    show(t)
-    out.print(f"[bold]{r.get('verdict_sentence', '')}[/]", highlight=False)
+    """The report's headline tables and its answer, as the page shows them (same cells)."""
+    from osd.report.answer import HUMAN
+    from osd.report.tables import TITLES
+
+    for key in ("three", "headline"):
+        rows = (r.get("headline") or {}).get(key) or []
+        if not rows:
+            continue
+        # metrics as rows, approaches as columns: a value and its interval fit a terminal this way
+        cols = [k.removesuffix("_cell") for k in rows[0] if k.endswith("_cell")]
+        t = table(TITLES[key], ["", *(APPROACH_SHORT.get(row["approach"], row["name"]) for row in rows)],
+                  [[SHORT.get(c) or HUMAN.get(c, c), *(row[f"{c}_cell"] for row in rows)] for c in cols],
+                  caption=f"mean over {rows[0]['runs']} run(s); 95% interval: {rows[0].get('interval') or '-'}")
+        show(t)
+    for sentence in r.get("answer") or [r.get("verdict_sentence", "")]:
+        out.print(f"[bold]{sentence}[/]", highlight=False)
     for c in r["caveats"]:
         note("caveat: " + c)
-    out.print(f"summary: {r['summary_csv']}\nreport:  {r['report_html']}")
+    out.print(f"summary: {r['summary_csv']} (also .md, .tex)\nreport:  {r['report_html']}")
 
 
 def show_run_all(r: dict[str, Any]) -> None:
-    show(table("Steps", ["split", "seed", "step", "seconds", "cached"],
-               [[s["split"], s.get("seed", "-"), s["step"], s["seconds"], s["cached"]] for s in r["steps"]],
-               caption=f"total {r['seconds']:.1f} s"))
+    from osd.report.format import fmt_seconds
+
+    show(table("Steps", ["split", "seed", "step", "time", "cached"],
+               [[s["split"], s.get("seed", "-"), s["step"], fmt_seconds(s["seconds"]), s["cached"]] for s in r["steps"]],
+               caption=f"total {fmt_seconds(r['seconds'])}"))
     show_summary(r["report"])
     for msg in r.get("notes", []):
         warning(msg)

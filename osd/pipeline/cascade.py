@@ -38,7 +38,8 @@ from osd.pipeline.train import embedded
 from osd.progress import Reporter, ensure
 
 STAGE1_ALGORITHM = "stage1-scores/4"  # 4: a long image is scored per crop, as predict does; 3: relative paths
-CASCADE_ALGORITHM = "cascade/3"  # 3: a cached step (float64 softmax); 2: stage-2 metrics apart from the modes
+# 4: per-run p-values from the paired bootstrap replicates; 3: a cached step (float64 softmax); 2: stage-2 metrics
+CASCADE_ALGORITHM = "cascade/4"
 MODE_METRICS = ("known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
 
 

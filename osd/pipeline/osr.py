@@ -26,7 +26,8 @@ from osd.pipeline.train import TRAIN_SECTIONS, embedded, trained
 from osd.progress import Reporter, ensure
 
 CALIBRATE_ALGORITHM = "calibrate/5"  # 5: kappa stored as neg_kappa; 4: features scored; 3: order statistic
-EVALUATE_ALGORITHM = "osr/6"  # 6: kNN k and ViM subspace follow the training size; 5: baselines; 4: cached step
+# 7: p-values of the paired baseline comparisons; 6: kNN k and ViM subspace follow the training size; 5: baselines; 4: cached step
+EVALUATE_ALGORITHM = "osr/7"
 SECTIONS = (*TRAIN_SECTIONS, "osr")
 
 

@@ -35,7 +35,7 @@ from osd.osr.model import NORMAL_PART, part_matrix
 from osd.progress import Reporter, ensure
 from osd.three_outcome import METRICS, NORMAL, ThreeOutcome, image_auroc, kinds, true_outcomes
 
-OUTCOMES_ALGORITHM = "three-outcome/1"
+OUTCOMES_ALGORITHM = "three-outcome/2"  # 2: per-run p-values from the paired bootstrap replicates
 APPROACHES = {
     "one_stage": "locked one-stage (penultimate Mahalanobis): no no_defect answer",
     "cascade_strict": "cascade, strict: stage 1's no_defect kept",

@@ -14,16 +14,11 @@ from osd import artifacts
 from osd.config import Config
 from osd.errors import ArtifactError
 from osd.report import plots
+from osd.report.answer import HUMAN, Run, answer, cell, interval_over_runs, lead_of, verdicts
 from osd.report.html import render_html
 
 SUMMARY_METRICS = ("closed_set_accuracy", "auroc", "aupr_out", "fpr_at_95_tpr", "known_acceptance",
                    "unknown_rejection", "open_set_accuracy", "open_set_macro_f1", "oscr")
-HUMAN = {
-    "closed_set_accuracy": "closed-set accuracy", "auroc": "AUROC (unknown vs known)", "aupr_out": "AUPR-out",
-    "aupr_in": "AUPR-in", "fpr_at_95_tpr": "FPR@95 (unknowns accepted)", "known_acceptance": "known acceptance",
-    "unknown_rejection": "unknown rejection", "open_set_accuracy": "open-set accuracy",
-    "open_set_macro_f1": "open-set macro-F1", "oscr": "OSCR",
-}
 # approach -> (section, subsection, what its numbers are computed from)
 APPROACHES = {
     "one_stage_mahalanobis": ("osr", None, "configured one-stage score (Mahalanobis) and tau"),
@@ -32,12 +27,22 @@ APPROACHES = {
     "cascade_ignore_no_defect": ("cascade", "ignore_no_defect",
                                  "cascade decisions, ignore_no_defect mode (decision metrics only)"),
 }
-LOWER_IS_BETTER = {"fpr_at_95_tpr"}
-THREE_HUMAN = {
-    "normal_pass_rate": "normal pass rate", "defect_detection_rate": "defect detection rate",
-    "known_accuracy_detected": "known acc. (detected)", "unknown_rejection": "unknown rejection",
-    "three_outcome_accuracy": "3-outcome accuracy", "three_outcome_macro_f1": "3-outcome macro-F1",
+APPROACH_HUMAN = {
+    "one_stage_mahalanobis": "one-stage, Mahalanobis (locked method)",
+    "max_softmax": "max softmax (baseline; the cascade's stage 2)",
+    "cascade_ignore_no_defect": "cascade, ignore_no_defect",
+    "cascade_strict": "cascade, strict",
+    "one_stage": "one-stage, Mahalanobis (locked method)",
+    "one_stage_normal_class": "one-stage, normal as a known class (variant)",
 }
+# the headline table: the known/unknown metrics a reader compares, and the three-outcome ones
+HEADLINE = ("closed_set_accuracy", "auroc", "fpr_at_95_tpr", "unknown_rejection", "open_set_accuracy",
+            "open_set_macro_f1")
+THREE_HEADLINE = ("normal_pass_rate", "defect_detection_rate", "known_accuracy_detected", "unknown_rejection",
+                  "three_outcome_accuracy", "three_outcome_macro_f1", "stage1_image_auroc")
+LOWER_IS_BETTER = {"fpr_at_95_tpr"}
+THREE_HUMAN = {k: HUMAN[k] for k in ("normal_pass_rate", "defect_detection_rate", "known_accuracy_detected",
+                                    "unknown_rejection", "three_outcome_accuracy", "three_outcome_macro_f1")}
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -138,91 +143,15 @@ def provenance_notes(cfg: Config, m: dict[str, Any]) -> dict[str, list[str]]:
     return notes
 
 
-def _over_runs(per: list[tuple[str, dict[str, Any]]], seed: int = 0, n_boot: int = 4000) -> dict[str, Any]:
-    """The mean difference over runs (split x seed) with a 95% interval that resamples runs and, within
-    each, its images (through the run's own paired interval, read as a normal with that spread), and a
-    Holm correction of the per-run tests for the number of runs compared."""
-    from scipy.stats import norm
-
-    d = np.array([v["difference"] for _, v in per], dtype=float)
-    se = np.array([(v["ci95"][1] - v["ci95"][0]) / (2 * 1.96) if v.get("ci95") else 0.0 for _, v in per])
-    rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(d), (n_boot, len(d)))
-    means = (d[pick] + rng.normal(size=pick.shape) * se[pick]).mean(axis=1)
-    lo, hi = (float(x) for x in np.quantile(means, [0.025, 0.975]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.where(se > 0, 2 * norm.sf(np.abs(d) / np.where(se > 0, se, 1)), np.where(d != 0, 0.0, 1.0))
-    order, m, holm = np.argsort(p), len(p), np.zeros(len(p), bool)
-    for rank, i in enumerate(order):  # step-down: stop at the first run that is not significant
-        if p[i] > 0.05 / (m - rank):
-            break
-        holm[i] = True
-    names = [n for n, _ in per]
-    return {"mean_ci95": [lo, hi], "holm_one_stage_better": [names[i].upper() for i in range(m) if holm[i] and d[i] > 0],
-            "holm_cascade_better": [names[i].upper() for i in range(m) if holm[i] and d[i] < 0]}
-
-
-def verdict(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The answer to the research question from each run's paired comparison, in rows and words.
-
-    Per run (split x seed): does its 95% paired interval exclude zero (and, Holm-corrected for the
-    number of runs, is it still significant). Over runs: the mean difference with an interval that
-    resamples runs and images; one approach is called better overall only when it excludes zero.
-    """
-    from osd.decide import MODES
-    from osd.pipeline.cascade import MODE_METRICS
-    from osd.three_outcome import METRICS as THREE
-
-    # (mode, section, comparison, metrics): the known/unknown comparison on defect images, and with the
-    # line's own normal images (normal.in_domain) the three-outcome one on defect and normal images
-    plan = [(m, "cascade", ("versus_one_stage", m), MODE_METRICS) for m in MODES] + [
-        (f"three outcomes, {m}", "three_outcome", ("versus", f"one_stage_minus_cascade_{m}"), THREE) for m in MODES]
-    rows, words = [], []
-    for mode, section, (group, comparison), metrics in plan:
-        for metric in metrics:
-            per = []
-            for name, info in per_split.items():
-                block = info["metrics"].get(section)
-                block = block if isinstance(block, dict) else {}
-                v = ((block.get(group) or {}).get(comparison) or {}).get(metric)
-                if isinstance(v, dict) and v.get("difference") is not None and np.isfinite(v["difference"]):
-                    per.append((name, v))
-                    rows.append({"mode": mode, "metric": HUMAN.get(metric) or THREE_HUMAN[metric],
-                                 "split": name.upper(), **v})
-            if not per:
-                continue
-            better = [n for n, v in per if v.get("excludes_zero") and v["difference"] > 0]
-            worse = [n for n, v in per if v.get("excludes_zero") and v["difference"] < 0]
-            mean = float(np.mean([v["difference"] for _, v in per]))
-            overall = _over_runs(per)
-            lo, hi = overall["mean_ci95"]
-            word = "one-stage better" if lo > 0 else "cascade better" if hi < 0 else "no clear difference overall"
-            words.append({"mode": mode, "metric": HUMAN.get(metric) or THREE_HUMAN[metric], "mean_difference": mean,
-                          "averaged_over": f"{len(per)} run(s) (split x seed)", **overall, "verdict": word,
-                          "splits_one_stage_better": [n.upper() for n in better],
-                          "splits_cascade_better": [n.upper() for n in worse], "splits": len(per),
-                          "comparisons": len(per)})
-    return {"rows": rows, "summary": words}
-
-
-def _verdict_sentence(v: dict[str, Any]) -> str:
-    if not v["summary"]:
-        return "No cascade results yet: run `osd cascade` or `osd run-all` for the comparison."
-    key = [w for w in v["summary"] if w["metric"] in (HUMAN["open_set_accuracy"], THREE_HUMAN["three_outcome_accuracy"])]
-    parts = []
-    for w in key:
-        lo, hi = w["mean_ci95"]
-        three = w["mode"].startswith("three outcomes, ")
-        mode = w["mode"].removeprefix("three outcomes, ")
-        what = ("with the line's normal images in the test set, three-outcome accuracy (no_defect, known class, "
-                "unknown)" if three else "open-set accuracy")
-        parts.append(f"against the cascade in {mode} mode, one-stage minus cascade {what} averaged "
-                     f"over {w['averaged_over']} is {w['mean_difference']:+.3f} (95% interval {lo:+.3f} to {hi:+.3f}, "
-                     f"resampling runs and images): {w['verdict']}; per run, the 95% paired interval excludes zero in "
-                     f"favour of one-stage on {len(w['splits_one_stage_better'])} and of the cascade on "
-                     f"{len(w['splits_cascade_better'])} of {w['comparisons']} comparisons "
-                     f"({len(w['holm_one_stage_better'])} and {len(w['holm_cascade_better'])} after Holm's correction)")
-    return "; ".join(parts) + "."
+def verdict(runs: list[Run], in_domain: bool) -> dict[str, Any]:
+    """The per-run comparison rows (for the chart and the CLI) and the overall reading of each
+    comparison x metric (:func:`osd.report.answer.verdicts`)."""
+    found = verdicts(runs, in_domain)
+    rows = [{"mode": v.comparison, "metric": HUMAN[v.metric], "key": v.metric, "split": r.split.upper(), "seed": r.seed,
+             "difference": r.difference, "ci95": list(r.ci95) if r.ci95 else None, "p_value": r.p_value,
+             "excludes_zero": r.excludes_zero, "holm_significant": r.holm_significant,
+             "nan_replicates": r.nan_replicates} for v in found for r in v.runs]
+    return {"rows": rows, "summary": [v.to_dict() for v in found], "found": found}
 
 
 def _stats_rows(rows: list[dict[str, Any]], group: str, split: str | None = None) -> list[dict[str, Any]]:
@@ -243,32 +172,35 @@ def _stats_rows(rows: list[dict[str, Any]], group: str, split: str | None = None
     return out
 
 
-def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] | None = None) -> dict[str, Any]:
-    """Rebuild summary.csv, plots and report.html from what is on disk; it writes no metrics.json.
-
-    Every number is shown with the settings that produced it; where the current osd.toml differs
-    from those, the report says so next to the numbers (it does not recompute). With several
-    seeds, each run is a row, with the mean and sample standard deviation over seeds per split and
-    over all runs. ``seeds``: default ``project.seeds``, else every seed that has results on disk.
-    """
-    layout = artifacts.Layout(cfg.output_dir)
-    # without seeds: project.seeds, else every seed with results on disk (a report after
-    # `run-all --seeds 0,1` must not shrink to project.seed's runs)
-    seeds = list(seeds or cfg.project.seeds or cfg.seeds_on_disk())
+def _runs_on_disk(cfg: Config, splits: list[str] | None, seeds: list[int]) -> list[tuple[str, int, Config, Any]]:
     runs = []  # (split, seed, config of that run, its layout)
     for seed in seeds:
         c = cfg.for_seed(seed)
         lay = artifacts.Layout(c.output_dir)
         runs += [(s, seed, c, lay) for s in (splits or c.split_names) if lay.metrics(s).is_file()]
     if not runs:
-        raise ArtifactError(f"{layout.root}: no results yet; run `osd osr --split a` or `osd run-all` first")
-    names = list(dict.fromkeys(r[0] for r in runs))
-    pc_stats = artifacts.read_json(layout.patchcore / "fit_stats.json")
-    rows: list[dict[str, Any]] = []
-    per_split: dict[str, Any] = {}
-    weights: dict[str, set[str]] = {"classifier": set(), "patchcore": set()}
-    selection: set[Any] = set()  # splits.selection_fraction as recorded by each run's osr section
-    chosen: list[str] = []  # the variant each run selects without test data
+        raise ArtifactError(f"{artifacts.Layout(cfg.output_dir).root}: no results yet (no split's metrics.json); "
+                            "run the study first")
+    return runs
+
+
+def _chosen_variant(m: dict[str, Any], run: str) -> tuple[str, str] | None:
+    """(run, the feature variant it selects without test data, in words); None when it selects none."""
+    pick = (m.get("osr") or {}).get("selection") or {}
+    if not pick.get("selected"):
+        return None
+    scores = {k: v for k, v in (pick.get("validation_auroc") or {}).items() if v is not None}
+    if len(scores) > 1 and len({round(v, 3) for v in scores.values()}) == 1:
+        return (run, f"cannot separate the variants (all {next(iter(scores.values())):.3f}); a tie is not a choice, "
+                "the locked method stays by rule")
+    return (run, f"{pick['selected']} ({scores.get(pick['selected'], float('nan')):.3f}; locked penultimate "
+            f"{scores.get('penultimate', float('nan')):.3f})")
+
+
+def _collect(runs: list[tuple[str, int, Config, Any]], seeds: list[int]) -> dict[str, Any]:
+    """Every run's metrics, rows, plots and provenance notes; the weights and settings they record."""
+    got: dict[str, Any] = {"rows": [], "per_split": {}, "runs": [], "weights": {"classifier": set(), "patchcore": set()},
+                           "selection": set(), "chosen": []}
     for name, seed, c, lay in runs:
         m = read_metrics(lay.metrics(name), name)
         notes = provenance_notes(c, m)
@@ -276,53 +208,108 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
             prov = (m.get(section) or {}).get("provenance") or {}
             w = prov.get("weights")
             if section == "osr" and w:
-                weights["classifier"].add(_weights_name(w))
+                got["weights"]["classifier"].add(_weights_name(w))
             if section == "osr" and prov:
-                selection.add(prov.get("config", {}).get("splits.selection_fraction"))
+                got["selection"].add(prov.get("config", {}).get("splits.selection_fraction"))
             if section == "cascade" and isinstance(w, dict) and w.get("patchcore"):
-                weights["patchcore"].add(_weights_name(w["patchcore"]))
-        pick = (m.get("osr") or {}).get("selection") or {}
-        if pick.get("selected"):
-            scores = {k: v for k, v in (pick.get("validation_auroc") or {}).items() if v is not None}
-            run = name if len(seeds) == 1 else f"{name} seed {seed}"
-            if len(scores) > 1 and len({round(v, 3) for v in scores.values()}) == 1:
-                chosen.append(f"{run}: cannot separate the variants (all {next(iter(scores.values())):.3f}); a tie is "
-                              "not a choice, the locked method stays by rule")
-            else:
-                chosen.append(f"{run}: {pick['selected']} ({scores.get(pick['selected'], float('nan')):.3f}; locked "
-                              f"penultimate {scores.get('penultimate', float('nan')):.3f})")
-        split_rows = _section_rows(name, m)
-        for r in split_rows:
-            r["seed"] = seed
-            section = "osr" if r["approach"].startswith(("one_stage", "max_softmax", "variant")) else "cascade"
-            r["settings_differ_from_osd_toml"] = "; ".join(notes.get(section, []))
-        rows += split_rows
-        plot_files = _split_plots(lay, name, m, artifacts.read_json(lay.patchcore / "scores.json"))
+                got["weights"]["patchcore"].add(_weights_name(w["patchcore"]))
         run_name = name if len(seeds) == 1 else f"{name} (seed {seed})"
-        per_split[run_name] = {"metrics": m, "plots": plot_files, "provenance_notes": notes}
-    three = [r for name, info in per_split.items() for r in _three_rows(name, info["metrics"])]
-    per_run = list(rows)
+        chosen = _chosen_variant(m, name if len(seeds) == 1 else f"{name} seed {seed}")
+        if chosen:
+            got["chosen"].append(chosen)
+        for r in _section_rows(name, m):
+            section = "osr" if r["approach"].startswith(("one_stage", "max_softmax", "variant")) else "cascade"
+            got["rows"].append({**r, "seed": seed, "settings_differ_from_osd_toml": "; ".join(notes.get(section, []))})
+        plot_files = _split_plots(lay, name, m, artifacts.read_json(lay.patchcore / "scores.json"))
+        got["per_split"][run_name] = {"metrics": m, "plots": plot_files, "provenance_notes": notes, "split": name,
+                                      "seed": seed}
+        got["runs"].append(Run(name, seed, m))
+    return got
+
+
+def headline(rows: list[dict[str, Any]], metrics: tuple[str, ...], approaches: list[str] | None = None
+             ) -> list[dict[str, Any]]:
+    """One row per approach: each metric's mean over runs and the interval that fits the runs
+    (:func:`osd.report.answer.interval_over_runs`), as numbers and as a ``0.976 [0.961, 0.989]`` cell."""
+    approaches = approaches or list(dict.fromkeys(r["approach"] for r in rows))
+    out = []
+    for a in approaches:
+        sel = [r for r in rows if r["approach"] == a]
+        if not sel:
+            continue
+        row: dict[str, Any] = {"approach": a, "name": APPROACH_HUMAN.get(a, a.replace("_", " ")), "runs": len(sel)}
+        for k in metrics:
+            mean, ci, how = interval_over_runs([(r["split"], int(r.get("seed") or 0), r.get(k), r.get(f"{k}_ci95"))
+                                                for r in sel])
+            row[k], row[f"{k}_ci95"], row[f"{k}_cell"] = mean, list(ci) if ci else None, cell(mean, ci)
+            row["interval"] = how or row.get("interval", "")
+        out.append(row)
+    return out
+
+
+def _normal_pass(three: list[dict[str, Any]]) -> str | None:
+    """The cascade's (strict) normal pass rate over runs, as the answer quotes it."""
+    h = headline(three, ("normal_pass_rate",), ["cascade_strict"])
+    return h[0]["normal_pass_rate_cell"] if h and h[0]["normal_pass_rate"] is not None else None
+
+
+def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] | None = None) -> dict[str, Any]:
+    """Rebuild summary.csv (and .md, .tex), plots and report.html from what is on disk; it writes no
+    metrics.json and recomputes no step.
+
+    Every number is shown with the settings that produced it; where the current osd.toml differs
+    from those, the report says so next to the numbers. ``seeds``: default ``project.seeds``, else
+    every seed that has results on disk (a report after ``run-all --seeds 0,1`` must not shrink).
+    """
+    from osd.report.tables import write_tables
+
+    layout = artifacts.Layout(cfg.output_dir)
+    seeds = list(seeds or cfg.project.seeds or cfg.seeds_on_disk())
+    got = _collect(_runs_on_disk(cfg, splits, seeds), seeds)
+    per_run, per_split = got["rows"], got["per_split"]
+    names = list(dict.fromkeys(r.split for r in got["runs"]))
+    three = [r for info in per_split.values() for r in _three_rows(info["split"], info["metrics"], info["seed"])]
+    rows = list(per_run)
     if len(seeds) > 1:
         for name in names:
             rows += _stats_rows([r for r in per_run if r["split"] == name], "seeds", name)
     rows += _stats_rows(per_run, "splits" if len(seeds) == 1 else "splits and seeds")
-    v = verdict(per_split)
-    verdict_plot = None
-    if v["rows"]:
-        sel = [r for r in v["rows"] if r["metric"] in (HUMAN["open_set_accuracy"], HUMAN["open_set_macro_f1"])]
-        verdict_plot = str(plots.verdict_chart(sel, layout.root / "verdict.png",
-                                               "One-stage minus cascade, per split"))
+    in_domain = bool(cfg.normal.in_domain and three)
+    v = verdict(got["runs"], in_domain)
+    words = answer(v["found"], in_domain, _normal_pass(three) if in_domain else None)
+    order = ["one_stage_mahalanobis", "cascade_ignore_no_defect", "cascade_strict", "max_softmax"]
+    tables = {"headline": headline(per_run, HEADLINE, order),
+              "beside": headline(per_run, ("auroc", "fpr_at_95_tpr", "open_set_accuracy"),
+                                 [a for a in dict.fromkeys(r["approach"] for r in per_run) if a not in APPROACHES]),
+              "three": headline(three, THREE_HEADLINE, ["one_stage", "cascade_strict", "cascade_ignore_no_defect",
+                                                          "one_stage_normal_class"]) if three else []}
+    chart = _verdict_chart(v, in_domain, layout)
     summary = _write_summary(layout, rows)
     if three:
         _write_three_summary(layout, three)
-    caveats = _caveats(cfg, weights, selection, chosen, per_split)
+    md, tex = write_tables(layout.root, tables, HUMAN)
+    caveats = _caveats(cfg, got["weights"], got["selection"], got["chosen"], per_split)
     stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
-    html = render_html(cfg, rows, per_split, pc_stats, caveats, v, _verdict_sentence(v), verdict_plot, three)
+    pc_stats = artifacts.read_json(layout.patchcore / "fit_stats.json")
+    html = render_html(cfg, tables, per_split, pc_stats, caveats, v, words, chart)
     report = artifacts.write_text(layout.root / "report.html", html)
-    return {"summary_csv": str(summary), "report_html": str(report), "rows": rows, "splits": names, "seeds": seeds,
-            "three_outcome_rows": three, "caveats": caveats, "verdict": v, "verdict_sentence": _verdict_sentence(v),
-            "stale": stale,
+    v.pop("found")
+    return {"summary_csv": str(summary), "summary_md": str(md), "summary_tex": str(tex), "report_html": str(report),
+            "rows": rows, "headline": tables, "splits": names, "seeds": seeds, "three_outcome_rows": three,
+            "caveats": caveats, "verdict": v, "answer": words, "verdict_sentence": " ".join(words), "stale": stale,
             "plots": {k: val["plots"] for k, val in per_split.items()}}
+
+
+def _verdict_chart(v: dict[str, Any], in_domain: bool, layout: artifacts.Layout) -> str | None:
+    """The leading comparison's per-run differences, one panel per metric (None without a comparison)."""
+    comparison, _ = lead_of(in_domain)
+    found = [x for x in v["found"] if x.comparison == comparison] or v["found"][:2]
+    if not found:
+        return None
+    keep = ("three_outcome_accuracy", "three_outcome_macro_f1", "normal_pass_rate") if in_domain else (
+        "open_set_accuracy", "open_set_macro_f1", "unknown_rejection")
+    found = sorted((x for x in found if x.metric in keep), key=lambda x: keep.index(x.metric)) or found[:2]
+    return str(plots.verdict_chart(found, layout.root / "verdict.png", HUMAN))
 
 
 def _write_csv(path: Path, cols: list[str], rows: list[dict[str, Any]]) -> Path:
@@ -340,7 +327,7 @@ def _write_summary(layout: artifacts.Layout, rows: list[dict[str, Any]]) -> Path
                        "statistic", "computed_from", "settings_differ_from_osd_toml"], rows)
 
 
-def _three_rows(run: str, m: dict[str, Any]) -> list[dict[str, Any]]:
+def _three_rows(run: str, m: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]:
     """One row per approach of a run's three-outcome section (normal.in_domain), with intervals."""
     block = m.get("three_outcome")
     if not isinstance(block, dict):
@@ -348,7 +335,7 @@ def _three_rows(run: str, m: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for approach, a in (block.get("approaches") or {}).items():
         ci = a.get("intervals95") or {}
-        rows.append({"split": run, "approach": approach, **{k: a.get(k) for k in THREE_HUMAN},
+        rows.append({"split": run, "seed": seed, "approach": approach, **{k: a.get(k) for k in THREE_HUMAN},
                      **{f"{k}_ci95": ci.get(k) for k in THREE_HUMAN}, "role": a.get("role")})
     s1 = block.get("stage1_auroc") or {}
     for r in rows:  # stage 1 is the cascade's: its rows carry its image-level AUROC
@@ -359,7 +346,7 @@ def _three_rows(run: str, m: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _write_three_summary(layout: artifacts.Layout, rows: list[dict[str, Any]]) -> Path:
     return _write_csv(layout.root / "summary_three_outcome.csv",
-                      ["split", "approach", *[c for k in THREE_HUMAN for c in (k, f"{k}_ci95")], "stage1_image_auroc",
+                      ["split", "seed", "approach", *[c for k in THREE_HUMAN for c in (k, f"{k}_ci95")], "stage1_image_auroc",
                        "stage1_image_auroc_ci95", "role"], rows)
 
 
@@ -382,7 +369,7 @@ def _data_caveat(cfg: Config) -> str:
             "all defect images, so 'strict' mode counts every stage-1 'normal' call on them as an error.")
 
 
-def _caveats(cfg: Config, weights: dict[str, set[str]], selection: set[Any], chosen: list[str],
+def _caveats(cfg: Config, weights: dict[str, set[str]], selection: set[Any], chosen: list[tuple[str, str]],
              per_split: dict[str, Any]) -> list[str]:
     wdesc = {k: ", ".join(sorted(v_)) or "unknown" for k, v_ in weights.items()}
     caveats = [
@@ -390,13 +377,18 @@ def _caveats(cfg: Config, weights: dict[str, set[str]], selection: set[Any], cho
         f"PatchCore {wdesc['patchcore']}. With 'none' (random init) PatchCore features carry little anomaly signal.",
         _data_caveat(cfg),
         "Thresholds were set on known validation images (tau, kappa) and calibration normals (PatchCore), "
-        "never on test data. Intervals are 95% stratified bootstrap intervals over the test images.",
+        "never on test data. A run's intervals are 95% stratified bootstrap intervals over its test images; over "
+        "several splits, t intervals over the split means (seeds averaged within their split first).",
         _selection_caveat(selection),
     ]
     if chosen:
+        grouped: dict[str, list[str]] = {}
+        for run, what in chosen:
+            grouped.setdefault(what, []).append(run)
         caveats.append("Feature variant chosen without test data (pseudo-open-set on the known classes' training and "
                        "validation images, mean AUROC; reported only, the headline stays the locked method): "
-                       + "; ".join(chosen) + ". Caveat: only the Mahalanobis head is refitted without the held-out "
+                       + "; ".join(f"{', '.join(r)}: {w}" for w, r in grouped.items())
+                       + ". Caveat: only the Mahalanobis head is refitted without the held-out "
                        "class; the backbone was trained on it, so its pseudo-unknowns are not unseen by the features "
                        "and the scores are optimistic (they saturate near 1 when the features separate the classes).")
     for n, info in per_split.items():

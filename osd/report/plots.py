@@ -102,19 +102,35 @@ def latency_bars(bench: dict[str, Any], path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
-def verdict_chart(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
-    """One bar per (comparison, metric): the difference one-stage minus cascade, with its 95% interval."""
+def verdict_chart(found: Sequence[Any], path: Path, human: dict[str, str]) -> Path:
+    """One panel per metric: splits as rows, each seed a point with its 95% paired bootstrap interval,
+    and the split means' t interval (the overall verdict's) as a band at the top; zero marked."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
-    labels = [f"{r['metric']} vs {r['mode']}" + (f" (split {r['split']})" if r.get("split") else "") for r in rows]
-    diffs = np.array([r["difference"] for r in rows], dtype=float)
-    lo = np.array([r["ci95"][0] if r.get("ci95") else np.nan for r in rows], dtype=float)
-    hi = np.array([r["ci95"][1] if r.get("ci95") else np.nan for r in rows], dtype=float)
-    err = np.vstack([np.nan_to_num(diffs - lo), np.nan_to_num(hi - diffs)])
-    colors = ["tab:green" if (a > 0) else "tab:red" if (b < 0) else "tab:gray" for a, b in zip(lo, hi)]
-    ax.barh(range(len(rows)), diffs, xerr=err, color=colors, capsize=3)
-    ax.axvline(0, color="k", lw=0.8)
-    ax.set_yticks(range(len(rows)), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set(xlabel="one-stage minus cascade (95% paired bootstrap interval)", title=title)
+    n = len(found)
+    splits = sorted({r.split for v in found for r in v.runs})
+    fig, axes = plt.subplots(1, n, figsize=(3.8 * n + 1.0, 1.3 + 0.55 * (len(splits) + 1)), squeeze=False, sharey=True)
+    for j, (ax, v) in enumerate(zip(axes[0], found)):
+        seeds = sorted({r.seed for r in v.runs})
+        for r in v.runs:
+            y = splits.index(r.split) + 1 + (seeds.index(r.seed) - (len(seeds) - 1) / 2) * 0.18
+            sig = r.holm_significant
+            color = "tab:green" if sig and r.difference > 0 else "tab:red" if sig else "tab:gray"
+            if r.ci95:
+                ax.plot(r.ci95, [y, y], color=color, lw=1.5)
+            ax.plot([r.difference], [y], "o", color=color, ms=5)
+        if v.ci95:
+            ax.axvspan(*v.ci95, ymin=0, ymax=1, color="tab:blue", alpha=0.08)
+            ax.plot(v.ci95, [0, 0], color="tab:blue", lw=3)
+        ax.plot([v.mean_difference], [0], "D", color="tab:blue", ms=6)
+        ax.axvline(0, color="k", lw=0.8)
+        if j == 0:
+            ax.set_yticks(range(len(splits) + 1), ["mean of splits", *(f"split {s.upper()}" for s in splits)],
+                          fontsize=9)
+            ax.invert_yaxis()
+        ax.set_title(f"{human.get(v.metric, v.metric)}\n{v.claim}", fontsize=10)
+        ax.set_xlabel("one-stage minus cascade", fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+    fig.suptitle("Points: runs (seeds) with their paired 95% intervals; green / red: significant after Holm. "
+                 "Band: t interval over split means.", fontsize=8, y=0.02, va="bottom")
+    fig.subplots_adjust(bottom=0.3, wspace=0.08)
     return _save(fig, path)

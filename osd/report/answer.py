@@ -1,0 +1,162 @@
+"""The answer to the research question, from each run's paired comparisons, and the headline table.
+
+Which comparison leads depends on the configured data:
+- NEU + Severstal (normal images from another source): the cascade in ``ignore_no_defect`` mode on
+  open-set accuracy. ``strict`` cannot win there: NEU has no defect-free images, so every stage-1
+  "no defect" call on a NEU image is an error by construction.
+- The line's own normal images (``normal.in_domain``): the three-outcome comparison (``no_defect``,
+  a known class, ``unknown``) against the cascade in ``strict`` mode, which is how a cascade runs on
+  a line; three-outcome accuracy leads.
+
+The statistics (split as the unit of replication, Holm over per-run bootstrap tests) live in
+:mod:`osd.verdict`; this module only chooses, aggregates and words them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from osd import verdict as stats
+from osd.report.format import fmt, fmt_ci, fmt_signed
+
+HUMAN = {
+    "closed_set_accuracy": "closed-set accuracy", "auroc": "AUROC (unknown vs known)", "aupr_out": "AUPR-out",
+    "aupr_in": "AUPR-in", "fpr_at_95_tpr": "FPR@95 (unknowns accepted)", "known_acceptance": "known acceptance",
+    "unknown_rejection": "unknown rejection", "open_set_accuracy": "open-set accuracy",
+    "open_set_macro_f1": "open-set macro-F1", "oscr": "OSCR",
+    "normal_pass_rate": "normal pass rate", "defect_detection_rate": "defect detection rate",
+    "known_accuracy_detected": "known accuracy (detected)", "three_outcome_accuracy": "three-outcome accuracy",
+    "three_outcome_macro_f1": "three-outcome macro-F1", "stage1_image_auroc": "stage-1 AUROC (images)",
+}
+COMPARISON_HUMAN = {
+    "ignore_no_defect": "cascade, ignore_no_defect (stage 2 decides every image)",
+    "strict": "cascade, strict (stage 1's no_defect stands)",
+    "three outcomes, strict": "cascade, strict, with the line's good parts in the test set",
+    "three outcomes, ignore_no_defect": "cascade, ignore_no_defect, with the line's good parts in the test set",
+}
+# known accuracy among *detected* known images divides by a different set of images for each approach
+# (a cascade that calls hard known defects no_defect improves it), so it never enters the paired verdict
+NOT_PAIRED = {"known_accuracy_detected"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (split, seed) run's metrics.json, read once."""
+
+    split: str
+    seed: int
+    metrics: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return f"split {self.split.upper()}, seed {self.seed}"
+
+
+def _plan(in_domain: bool) -> list[tuple[str, str, tuple[str, str], tuple[str, ...]]]:
+    from osd.decide import MODES
+    from osd.pipeline.cascade import MODE_METRICS
+    from osd.three_outcome import METRICS as THREE
+
+    three = tuple(m for m in THREE if m not in NOT_PAIRED)
+    known_unknown = [(m, "cascade", ("versus_one_stage", m), MODE_METRICS) for m in MODES]
+    outcomes = [(f"three outcomes, {m}", "three_outcome", ("versus", f"one_stage_minus_cascade_{m}"), three)
+                for m in MODES]
+    return outcomes + known_unknown if in_domain else known_unknown + outcomes
+
+
+def lead_of(in_domain: bool) -> tuple[str, str]:
+    """(comparison, metric) the answer leads with on this data."""
+    return ("three outcomes, strict", "three_outcome_accuracy") if in_domain else ("ignore_no_defect",
+                                                                                  "open_set_accuracy")
+
+
+def verdicts(runs: list[Run], in_domain: bool) -> list[stats.MetricVerdict]:
+    """Every comparison x metric that the runs hold, each read over runs by :func:`osd.verdict.overall`."""
+    out = []
+    for comparison, section, (group, key), metrics in _plan(in_domain):
+        for metric in metrics:
+            per = []
+            for run in runs:
+                block = run.metrics.get(section)
+                v = (((block if isinstance(block, dict) else {}).get(group) or {}).get(key) or {}).get(metric)
+                if isinstance(v, dict) and v.get("difference") is not None:
+                    per.append(stats.run_comparison(run.split, run.seed, v))
+            if per:
+                out.append(stats.overall(comparison, metric, per))
+    return out
+
+
+def _claim_words(v: stats.MetricVerdict) -> str:
+    against = COMPARISON_HUMAN.get(v.comparison, v.comparison)
+    base = f"{v.n_splits} split(s), {v.n_seeds} seed(s) each"
+    if v.claim == stats.NO_OVERALL_CLAIM:
+        per = "; ".join(f"split {r.split.upper()} seed {r.seed}: {fmt_signed(r.difference)}"
+                        + (f" {fmt_ci(r.ci95)}" if r.ci95 else "") for r in v.runs[:6])
+        return (f"No overall claim is possible from {v.n_splits} split(s) (at least {stats.MIN_SPLITS} are needed). "
+                f"One-stage minus the {against}, {HUMAN[v.metric]}, per run: {per}{' ...' if len(v.runs) > 6 else ''}.")
+    lo, hi = v.ci95
+    head = {stats.ONE_STAGE_BETTER: "The one-stage method is better", stats.CASCADE_BETTER: "The cascade is better",
+            stats.NO_CLEAR_DIFFERENCE: "Neither approach is clearly better"}[v.claim]
+    return (f"{head} on {HUMAN[v.metric]} against the {against}: one-stage minus cascade is "
+            f"{fmt_signed(v.mean_difference)} on average, 95% interval {fmt_signed(lo)} to {fmt_signed(hi)} over the "
+            f"means of {base}.")
+
+
+def _runs_words(v: stats.MetricVerdict) -> str:
+    if not v.tested_runs:
+        return "Per run: not tested (stats.bootstrap = 0 gives no bootstrap replicates)."
+    nan = sum(r.nan_replicates for r in v.runs)
+    extra = f" ({nan} bootstrap replicate(s) undefined and left out)" if nan else ""
+    return (f"Per run, the paired bootstrap test favours one-stage in {v.count(stats.ONE_STAGE_BETTER)} and the "
+            f"cascade in {v.count(stats.CASCADE_BETTER)} of {v.tested_runs} runs after Holm's correction{extra}.")
+
+
+def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str | None = None) -> list[str]:
+    """Two or three short sentences: the leading comparison, the per-run tests, and why the other mode
+    is not the answer (or, on a line's own data, how many good parts the cascade passes)."""
+    if not found:
+        return ["No comparison yet: the cascade has not run (it needs normal images; see the caveats below)."]
+    comparison, metric = lead_of(in_domain)
+    lead = next((v for v in found if (v.comparison, v.metric) == (comparison, metric)), found[0])
+    out = [_claim_words(lead), _runs_words(lead)]
+    if in_domain:
+        if normal_pass:
+            out.append(f"The cascade passes {normal_pass} of the held-out good parts; the one-stage method has no "
+                       "'no defect' answer, so it passes none.")
+    elif any(v.comparison == "strict" for v in found):
+        out.append("Strict mode is not the comparison: NEU has no defect-free images, so every stage-1 'no defect' "
+                   "call on a NEU image is wrong by construction; its numbers are in the table.")
+    return out
+
+
+def interval_over_runs(values: list[tuple[str, int, float | None, list[float] | None]]
+                       ) -> tuple[float | None, tuple[float, float] | None, str]:
+    """Mean over runs and the interval that fits the runs at hand, with its name:
+    one run: its bootstrap interval over test images; one split, several seeds: the range over seeds;
+    several splits: the t interval over split means (seeds averaged first), as the verdict."""
+    vals = [(s, seed, v, ci) for s, seed, v, ci in values if v is not None and np.isfinite(v)]
+    if not vals:
+        return None, None, ""
+    if len(vals) == 1:
+        ci = vals[0][3]
+        ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(np.isfinite(ci))
+        return vals[0][2], (ci[0], ci[1]) if ok else None, "bootstrap over test images"
+    by_split: dict[str, list[float]] = {}
+    for s, _, v, _ in vals:
+        by_split.setdefault(s, []).append(v)
+    means = [float(np.mean(v)) for v in by_split.values()]
+    if len(means) == 1:
+        return means[0], (min(by_split[vals[0][0]]), max(by_split[vals[0][0]])), "range over seeds"
+    lo, hi = stats.t_interval(means)
+    # every metric here is a rate in [0, 1]: the t interval is cut to that range, and says so
+    return float(np.mean(means)), (max(lo, 0.0), min(hi, 1.0)), "t interval over split means, cut to [0, 1]"
+
+
+def cell(mean: float | None, ci: tuple[float, float] | None) -> str:
+    """``0.976 [0.961, 0.989]``, or the mean alone, or ``-``."""
+    if mean is None:
+        return "-"
+    return fmt(mean) + (f" {fmt_ci(ci)}" if ci else "")
