@@ -280,24 +280,27 @@ def test_every_artifact_is_written_under_its_lock_and_a_repeated_study_only_read
 # 9. the verdict says what it averages, with an interval ----------------------------------------
 
 
-def _per_split(diffs: list[tuple[float, float]]) -> dict:
-    out = {}
+def _runs(diffs: list[tuple[float, float]], seeds: int = 1) -> list:
+    from osd.report.answer import Run
+
+    out = []
     for i, (d, half) in enumerate(diffs):
-        v = {"difference": d, "ci95": [d - half, d + half], "excludes_zero": abs(d) > half}
-        out[f"r{i}"] = {"metrics": {"cascade": {"versus_one_stage": {"strict": {"open_set_accuracy": v}}}}}
+        v = {"difference": d, "ci95": [d - half, d + half], "excludes_zero": abs(d) > half,
+             "p_value": 0.001 if abs(d) > half else 0.5}
+        for seed in range(seeds):
+            out.append(Run(f"r{i}", seed, {"cascade": {"versus_one_stage": {"ignore_no_defect": {"open_set_accuracy": v}}}}))
     return out
 
 
-def test_verdict_over_runs_has_an_interval_and_calls_a_winner_only_when_it_excludes_zero():
+def test_verdict_over_splits_calls_a_winner_only_when_the_split_interval_excludes_zero():
     from osd.report.build import verdict
 
-    clear = verdict(_per_split([(0.10, 0.03), (0.12, 0.03), (0.11, 0.03)]))["summary"][0]
-    assert clear["verdict"] == "one-stage better" and clear["mean_ci95"][0] > 0
-    assert clear["averaged_over"].startswith("3 run(s)") and clear["comparisons"] == 3
-    assert clear["holm_one_stage_better"] == ["R0", "R1", "R2"]
-    split = verdict(_per_split([(0.10, 0.03), (-0.10, 0.03)]))["summary"][0]
-    assert split["verdict"] == "no clear difference overall" and split["mean_ci95"][0] < 0 < split["mean_ci95"][1]
-    assert split["splits_one_stage_better"] == ["R0"] and split["splits_cascade_better"] == ["R1"]
-    # Holm: a run that is significant alone (p ~ 0.04) is not once two runs are compared
-    weak = verdict(_per_split([(0.0205, 0.02), (0.0, 0.02)]))["summary"][0]
-    assert weak["splits_one_stage_better"] == ["R0"] and weak["holm_one_stage_better"] == []
+    clear = verdict(_runs([(0.10, 0.03), (0.12, 0.03), (0.11, 0.03)]), False)["summary"][0]
+    assert clear["claim"] == "one-stage better" and clear["ci95"][0] > 0
+    assert clear["n_splits"] == 3 and clear["runs_one_stage_better"] == 3
+    mixed = verdict(_runs([(0.10, 0.03), (-0.10, 0.03), (0.0, 0.03)]), False)["summary"][0]
+    assert mixed["claim"] == "no clear difference" and mixed["ci95"][0] < 0 < mixed["ci95"][1]
+    assert mixed["runs_one_stage_better"] == 1 and mixed["runs_cascade_better"] == 1
+    # two splits, however many seeds: no overall claim
+    two = verdict(_runs([(0.10, 0.01), (0.12, 0.01)], seeds=3), False)["summary"][0]
+    assert two["claim"] == "no overall claim" and two["n_seeds"] == 3

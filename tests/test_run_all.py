@@ -32,7 +32,7 @@ def test_run_all_then_cached_rerun(tiny_project: Path):
     assert {s["step"] for s in first["steps"]} == {"patchcore fit", "train", "embed", "calibrate", "osr", "cascade",
                                                    "bench", "report"}
     assert any(c.startswith("Cross-domain: stage 1") for c in first["report"]["caveats"])
-    assert not any(r["mode"].startswith("three outcomes") for r in first["report"]["verdict"]["summary"])
+    assert not any(r["comparison"].startswith("three outcomes") for r in first["report"]["verdict"]["summary"])
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert {(r["split"], r["approach"]) for r in rows} >= {
         (s, a) for s in ("a", "c", "mean", "std")

@@ -190,7 +190,7 @@ def test_own_line_three_outcome_study_end_to_end(tmp_path: Path):
     # the report: a three-outcome table, the verdict over it, the in-domain caveat
     rep = first["report"]
     assert (out / "summary_three_outcome.csv").is_file()
-    assert {r["mode"] for r in rep["verdict"]["summary"]} >= {"three outcomes, strict", "three outcomes, ignore_no_defect"}
+    assert {r["comparison"] for r in rep["verdict"]["summary"]} >= {"three outcomes, strict", "three outcomes, ignore_no_defect"}
     assert "three-outcome accuracy" in rep["verdict_sentence"]
     assert any(c.startswith("In-domain (normal.in_domain = true)") for c in rep["caveats"])
     assert "Three outcomes" in (out / "report.html").read_text()

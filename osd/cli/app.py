@@ -138,7 +138,9 @@ def init_cmd(
 
 @data_app.command("check")
 @command
-def data_check_cmd(project: o.Project = None, set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
+def data_check_cmd(project: o.Project = None, set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
+                   verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every image a note counts")] = False
+                   ) -> None:
     """Report images per class and split, sizes, unreadable files, duplicates and normal images."""
     from osd.pipeline.check import check_data
 
@@ -148,6 +150,10 @@ def data_check_cmd(project: o.Project = None, set_: o.Set = None, debug: o.Debug
         render.emit_json(report.to_dict())
     else:
         render.show_data_report(report)
+        small = (report.normal or {}).get("smaller_than_crop_size") or []
+        if verbose and small:
+            render.show(render.table(f"Normal images smaller than normal.crop_size ({len(small)})", ["image, size"],
+                                     [[x] for x in small]))
     if not report.ok:
         render.error("data not usable: " + "; ".join(report.problems))
         raise typer.Exit(1)

@@ -289,7 +289,10 @@ def _search_text(search: dict[str, Any] | None) -> str:
 
 
 def show_patchcore(r: Any) -> None:
+    from osd.report.format import fmt_ci
+
     s = r.stats
+    unit = s.get("unit", "crop")
     rows = [
         ["backbone", f"{s['backbone']} ({s['weights']} weights), {s['image_size']} px"],
         ["bank images", f"{s['bank_images']} of {s['bank_images_available']} bank-share normal images" + (
@@ -304,9 +307,11 @@ def show_patchcore(r: Any) -> None:
         ["bank size (MB)", s["bank_mb"]],
         ["feature extraction (s)", s["extract_seconds"]],
         ["coreset selection (s)", s["select_seconds"]],
-        ["calibration crops / test crops", f"{s['calibration_crops']} / {s['test_crops']}"],
-        [f"threshold (accepts {r.acceptance:.0%} of calibration crops)", r.threshold],
-        ["false-alarm rate on test normals", r.false_alarm_rate],
+        [f"calibration {unit}s / test {unit}s", f"{s.get('calibration_units', s['calibration_crops'])} / "
+                                                f"{s.get('test_units', s['test_crops'])}"],
+        [f"threshold (accepts {r.acceptance:.0%} of calibration {unit}s)", r.threshold],
+        [f"acceptance interval (95%, Clopper-Pearson over {unit}s)", fmt_ci(r.threshold_summary.get("acceptance_ci95"))],
+        [f"false-alarm rate on test normal {unit}s", r.false_alarm_rate],
     ]
     d = r.indomain or {}
     if d.get("available"):
@@ -316,7 +321,8 @@ def show_patchcore(r: Any) -> None:
             ["in-domain AUROC (defect crops vs normal)", d["auroc"]],
             ["in-domain detection / false-alarm rate", f"{fmt(d['detection_rate'])} / {fmt(d['false_alarm_rate'])}"],
         ]
-    show(table("PatchCore (stage 1)", ["", ""], rows, caption="score: higher = more anomalous; unit: one crop"))
+    show(table("PatchCore (stage 1)", ["", ""], rows,
+               caption=f"score: higher = more anomalous; unit: {s.get('unit_description') or unit}"))
     out.print(cached_tag(r.cached))
 
 
@@ -331,7 +337,7 @@ def show_cascade(r: Any, first: str = "ignore_no_defect") -> None:
                                "are the classifier's max softmax, the same as the one-stage max-softmax baseline"))
     show(table("Stage 1", ["", ""], [
         ["detection rate (NEU test flagged as defect)", r.stage1_detection_rate],
-        ["false-alarm rate (test normal crops)", r.stage1_false_alarm_rate],
+        ["false-alarm rate (test normals, in the threshold's unit)", r.stage1_false_alarm_rate],
     ]))
     rows = []
     for mode, per in r.versus_one_stage.items():

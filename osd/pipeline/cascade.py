@@ -180,6 +180,8 @@ def _evaluate(cfg: Config, split: str, fit, cal: artifacts.Step, emb: artifacts.
                    "threshold": fit.threshold_summary,
                    "unit": "crop (an about-square image is one crop; a long one is cut into crops, its score is "
                            "their largest)",
+                   "threshold_unit": fit.stats.get("unit_description") or fit.stats.get("unit", "crop"),
+                   "false_alarm_unit": fit.stats.get("unit", "crop"),
                    "indomain_severstal": fit.indomain,
                    "score": "PatchCore: largest nearest-neighbour patch distance (higher = more anomalous)"},
         "versus_one_stage": {"difference": "one-stage minus cascade, same test images, paired stratified bootstrap",

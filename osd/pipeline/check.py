@@ -100,6 +100,27 @@ def check_data(cfg: Config) -> DataReport:
     return report
 
 
+def _partition_crops(cfg: Config, data: Any) -> tuple[dict[str, Any], list[str]]:
+    """Images and crops per normal partition, and the images smaller than a crop (said once, not per image)."""
+    import warnings
+
+    parts, small = {}, []
+    for part in ("bank", "calibration", "test"):
+        paths = getattr(data.split, part)
+        crops = 0
+        for p in paths:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                crops += len(crops_of(cfg, p))
+            for w in caught:
+                if "smaller than normal.crop_size" in str(w.message):
+                    small.append(str(w.message).split(" is smaller")[0])
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        parts[part] = {"images": len(paths), "crops": crops}
+    return parts, small
+
+
 def _check_normal(cfg: Config, report: DataReport) -> dict[str, Any]:
     n = cfg.normal
     if not (n.severstal_root or n.folder):
@@ -118,11 +139,13 @@ def _check_normal(cfg: Config, report: DataReport) -> dict[str, Any]:
         else:
             out.update(source="folder", root=str(cfg.path(n.folder)), normal_images=len(index_folder(cfg.path(n.folder))))
         data = normal_data(cfg)
-        parts = {}
-        for part in ("bank", "calibration", "test"):
-            paths = getattr(data.split, part)
-            parts[part] = {"images": len(paths), "crops": sum(len(crops_of(cfg, p)) for p in paths)}
+        parts, small = _partition_crops(cfg, data)
         out["partitions"] = parts
+        if small:
+            out["smaller_than_crop_size"] = small
+            report.notes.append(f"{len(small)} normal image(s) are smaller than normal.crop_size = {n.crop_size}: each "
+                                "is cropped at its own short side and resized like the others (e.g. "
+                                + ", ".join(small[:3]) + ")" + ("; --verbose lists all" if len(small) > 3 else ""))
         cap = cfg.patchcore.max_bank_images
         out["bank_images_used"] = min(cap, parts["bank"]["images"])
         if parts["bank"]["images"] > cap:

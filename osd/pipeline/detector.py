@@ -1,10 +1,14 @@
 """Step ``patchcore fit`` and stage-1 scoring: the PatchCore detector on normal crops, its threshold
-on calibration crops, and scores of any list of crops keyed by what they are.
+on calibration normals, and scores of any list of crops keyed by what they are.
 
-The unit of a stage-1 decision is one square crop of steel (Severstal crop or one whole NEU
-image, each resized to ``patchcore.image_size``): a NEU image (200x200) is about the size of one
-256-pixel Severstal crop. A normal image is therefore scored per crop, and the threshold and the
-false-alarm rate are per crop.
+The threshold is set in the unit it is applied in (:func:`stage1_unit`):
+- NEU + Severstal (normal images from another source): one square crop of steel. A NEU image
+  (200x200) is about the size of one 256-pixel Severstal crop, so Severstal normals are scored per
+  crop and NEU images whole; threshold and false-alarm rate are per crop.
+- The line's own normal images (``normal.in_domain``): one image, by the rule the test images and
+  ``predict`` use (:func:`image_units`: an about-square image whole, a long one as the largest of its
+  crop scores). The calibration set is then counted in images, the independent units, so its
+  Clopper-Pearson interval is the acceptance a new good part gets.
 
 Scores are never paired with images by position: every scored crop carries its sample id
 (``path`` or ``path#x0,y0,x1,y1``), and a crop that cannot be read is reported by id, not dropped.
@@ -33,6 +37,9 @@ from osd.progress import Reporter, ensure
 # 6: search auto (inverted file above exact_up_to rows); 5: one cached-step mechanism; key covers defective
 # images and masks; 4: in-domain test
 ALGORITHM = "patchcore/6"
+CROP, IMAGE = "crop", "image"
+UNIT_WORDS = {CROP: "crop (an about-square image is one crop; a Severstal strip is cut into square crops)",
+              IMAGE: "image (an about-square image whole; a long one as the largest of its crop scores, as predict)"}
 SECTIONS = ("patchcore", "normal", "project.seed")
 
 Sample = tuple[Path, tuple[int, int, int, int] | None]  # a file and a crop box (None = whole image)
@@ -190,6 +197,11 @@ class FitResult:
         return {**asdict(self), "score_sign": "higher = more anomalous (nearest-neighbour patch distance)"}
 
 
+def stage1_unit(in_domain: bool) -> str:
+    """The unit stage 1 is calibrated and tested in: an image for the line's own normals, else a crop."""
+    return IMAGE if in_domain else CROP
+
+
 def patchcore_key(cfg: Config, data: NormalData) -> str:
     # the defective images and their masks feed the in-domain test stored with the fit; whether the
     # normal images are of the defects' line changes what the splits test, never the fit; the chunk
@@ -198,7 +210,9 @@ def patchcore_key(cfg: Config, data: NormalData) -> str:
     if cfg.patchcore.search in ("torch", "faiss"):  # an exact search: the inverted file's settings mean nothing
         unused |= {"patchcore.ivf_probe", "patchcore.exact_up_to"}
     settings = {k: v for k, v in settings_key(cfg, SECTIONS).items() if k not in unused}
-    return artifacts.cache_key("patchcore", ALGORITHM, settings, data.fingerprint(), data.defect_fingerprint())
+    # the unit joins the key only where it is an image, so the crop-unit fits made before it stay valid
+    unit = [] if stage1_unit(cfg.normal.in_domain) == CROP else ["unit: image"]
+    return artifacts.cache_key("patchcore", ALGORITHM, settings, data.fingerprint(), data.defect_fingerprint(), *unit)
 
 
 def _bank_paths(cfg: Config, data: NormalData) -> list[Path]:
@@ -250,8 +264,10 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
     runtime.seed_everything(cfg.project.seed)
     bank_paths = _bank_paths(cfg, data)
     bank_samples = crop_samples(cfg, bank_paths)
-    cal_samples = crop_samples(cfg, data.split.calibration)
-    _require_crops(cfg, {"bank": (bank_paths, bank_samples), "calibration": (data.split.calibration, cal_samples)})
+    unit = stage1_unit(cfg.normal.in_domain)
+    cal_samples = crop_samples(cfg, data.split.calibration) if unit == CROP else []
+    _require_crops(cfg, {"bank": (bank_paths, bank_samples)} | (
+        {"calibration": (data.split.calibration, cal_samples)} if unit == CROP else {}))
     reporter.note(f"PatchCore: {cfg.patchcore.backbone} ({describe_weights(cfg.patchcore.weights)} weights), "
                   f"{len(bank_paths)} bank images ({len(bank_samples)} crops), device {device}")
     start = time.perf_counter()
@@ -264,10 +280,12 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
     if not tracing:
         tracemalloc.stop()
     stats = dict(detector.fit_stats_)
-    test_samples = crop_samples(cfg, data.split.test)
-    cal, cal_skipped = score_crops(detector, extractor, cal_samples, cfg, device, reporter, "calibration normals")
-    test, test_skipped = score_crops(detector, extractor, test_samples, cfg, device, reporter, "test normals")
-    thr = AcceptanceThreshold(cfg.patchcore.acceptance, "PatchCore threshold (calibration crops)").fit(cal)
+    cal, cal_ids, cal_skipped = _score_normals(cfg, unit, detector, extractor, data.split.calibration, cal_samples,
+                                               device, reporter, "calibration normals")
+    test_samples = crop_samples(cfg, data.split.test) if unit == CROP else []
+    test, test_ids, test_skipped = _score_normals(cfg, unit, detector, extractor, data.split.test, test_samples,
+                                                  device, reporter, "test normals")
+    thr = AcceptanceThreshold(cfg.patchcore.acceptance, f"PatchCore threshold (calibration {unit}s)").fit(cal)
     indomain, indomain_skipped = _indomain(cfg, data, detector, extractor, device, reporter, test, thr.threshold_)
     stats.update(
         source=data.source, bank_images=len(bank_paths), bank_images_available=len(data.split.bank),
@@ -277,7 +295,8 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
         coreset_ratio=cfg.patchcore.coreset_ratio, fit_seconds=stats["extract_seconds"] + stats["select_seconds"],
         total_seconds=time.perf_counter() - start, python_peak_mb=peak_py / 2**20,
         weights=describe_weights(cfg.patchcore.weights), backbone=cfg.patchcore.backbone,
-        image_size=cfg.patchcore.image_size, unit="crop",
+        image_size=cfg.patchcore.image_size, unit=unit, unit_description=UNIT_WORDS[unit],
+        calibration_units=len(cal_ids), test_units=len(test_ids),
     )
     prov = artifacts.provenance(cfg, "patchcore fit", ALGORITHM, key, SECTIONS,
                                 {"normal_images": data.fingerprint(),
@@ -285,19 +304,29 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
     payload = {
         "bank": detector.bank_, "ivf_centroids": detector.centroids_, "threshold": thr,
         "calibration_scores": cal, "test_scores": test, "stats": stats,
-        "calibration": [sample_id(s) for s in cal_samples], "test": [sample_id(s) for s in test_samples],
+        "calibration": cal_ids, "test": test_ids,
         "skipped": {**cal_skipped, **test_skipped, **indomain_skipped}, "indomain": indomain,
     }
     out = layout.patchcore
     artifacts.write_json(out / "fit_stats.json", {**stats, "indomain": payload["indomain"], "provenance": prov})
     artifacts.write_json(out / "threshold.json", {**thr.summary(), "rule": "defect when score > threshold",
-                                                  "unit": "crop", "provenance": prov})
+                                                  "unit": unit, "provenance": prov})
     artifacts.write_json(out / "config.json", cfg.to_dict())
     artifacts.write_json(out / "scores.json", {
         "calibration": dict(zip(payload["calibration"], cal)), "test": dict(zip(payload["test"], test)),
-        "threshold": thr.threshold_, "unit": "crop", "skipped": payload["skipped"], "provenance": prov},
-        {"calibration": "unreadable crop", "test": "unreadable crop"})
+        "threshold": thr.threshold_, "unit": unit, "skipped": payload["skipped"], "provenance": prov},
+        {"calibration": f"unreadable {unit}", "test": f"unreadable {unit}"})
     return payload, prov
+
+
+def _score_normals(cfg: Config, unit: str, detector, extractor, paths: Sequence[Path], samples: list[Sample], device,
+                   reporter: Reporter, label: str) -> tuple[np.ndarray, list[str], dict[str, str]]:
+    """Scores of normal images in the stage-1 unit, with their ids (crop ids, or image paths)."""
+    if unit == CROP:
+        scores, skipped = score_crops(detector, extractor, samples, cfg, device, reporter, label)
+        return scores, [sample_id(s) for s in samples], skipped
+    scores, skipped = score_images(detector, extractor, paths, cfg, device, reporter, label)
+    return scores, [str(p) for p in paths], skipped
 
 
 def _require_crops(cfg: Config, parts: dict[str, tuple[Sequence[Path], list[Sample]]]) -> None:
