@@ -137,7 +137,20 @@ def init_project(path: Path, neu: Path | None = None, severstal: Path | None = N
     for flag, value in (("--neu", neu), ("--severstal", severstal), ("--normal", normal)):
         if value is not None and not value.is_dir():
             raise ConfigError(f"{flag} {value}: folder not found")
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_project(path, target, neu, severstal, normal, demo, force, unknown_per_split, in_domain)
+    except BaseException:
+        if created:  # a failed init leaves nothing behind
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path | None, normal: Path | None,
+                   demo: bool, force: bool, unknown_per_split: int, in_domain: bool | None) -> InitResult:
     settings: dict[str, Any] = {}
     header = HEADER
     offline = offline_weights_installed()

@@ -34,9 +34,9 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("--device cuda: CUDA is not available on this machine; use --device cpu or auto")
+        raise DeviceError("project.device = cuda: CUDA is not available on this machine; use cpu or auto")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceError("--device mps: MPS is not available on this machine; use --device cpu or auto")
+        raise DeviceError("project.device = mps: MPS is not available on this machine; use cpu or auto")
     return torch.device(name)
 
 

@@ -17,7 +17,8 @@ Set = Annotated[
 ]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else")]
-Split = Annotated[str, typer.Option("--split", "-s", help="Split to run: a, b, c, or the NAME of any splits.NAME section in osd.toml")]
+Split = Annotated[str, typer.Option("--split", "-s",
+                                    help="Split to run: a, b, c, or the NAME of any splits.NAME section in osd.toml")]
 Force = Annotated[bool, typer.Option("--force", help="Recompute even when a cached result exists")]
 Device = Annotated[
     Optional[str], typer.Option("--device", help="auto | cpu | cuda | mps (overrides project.device)")

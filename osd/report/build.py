@@ -452,15 +452,16 @@ def read_metrics(path: Path, split: str) -> dict[str, dict[str, Any]]:
 
     data = artifacts.read_json(path)
     if not isinstance(data, dict):
-        warnings.warn(f"{path}: holds a JSON {type(data).__name__}, not an object of sections; its results are left "
-                      f"out (rerun `osd osr --split {split}`)", OsdWarning, stacklevel=2)
+        words = {list: "a list", str: "a string", type(None): "null", int: "a number", float: "a number",
+                 bool: "true or false"}.get(type(data), "something else")
+        warnings.warn(f"{path}: expected an object of result sections (osr, cascade, ...), found {words}; its results "
+                      f"are left out (the steps of split {split} write it again)", OsdWarning, stacklevel=2)
         return {}
     out = {}
     for section, value in data.items():
         if isinstance(value, dict) or section == "null_reasons":
             out[section] = value
         else:
-            warnings.warn(f"{path}: section {section!r} is {json.dumps(value)[:40]}, not an object; left out "
-                          f"(rerun `osd {section if section in ('osr', 'cascade', 'bench') else 'run-all'} "
-                          f"--split {split}`)", OsdWarning, stacklevel=2)
+            warnings.warn(f"{path}: section {section!r} is {json.dumps(value)[:40]}, not an object of results; left "
+                          f"out (the {section} step of split {split} writes it again)", OsdWarning, stacklevel=2)
     return out
