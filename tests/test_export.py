@@ -79,3 +79,22 @@ def test_an_approximate_stage1_search_serves_predict_and_export_refuses_it(tiny_
     assert first["stage1_score"] > 0 and first["stage1_score"] == again["stage1_score"]
     r = runner.invoke(app, ["export", "-p", p, "--split", "a", *s])
     assert r.exit_code == 1 and "patchcore.search=torch" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_a_corrupted_or_truncated_graph_is_refused_in_one_line(tiny_project: Path):
+    p = str(tiny_project)
+    ok("calibrate", "-p", p, "--split", "a")
+    res = json.loads(ok("export", "-p", p, "--split", "a", "--approach", "one-stage", "--json"))
+    graph = Path(res["out_dir"]) / "one_stage.onnx"
+    img = str(next((tiny_project / "neu" / "IMAGES").glob("*.jpg")))
+    good = graph.read_bytes()
+    args = ["predict", img, "-p", p, "--split", "a", "--approach", "one-stage", "--engine", "onnx", "--json"]
+    # the same size, 4,000 bytes overwritten in the middle: it would load and give NaN scores
+    mid = len(good) // 2
+    graph.write_bytes(good[:mid] + b"\x7f" * 4000 + good[mid + 4000:])
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1 and "sha256 mismatch" in r.output and "osd export --split a" in r.output, r.output
+    assert "Traceback" not in r.output
+    graph.write_bytes(good[: len(good) // 3])  # cut short: onnxruntime's InvalidProtobuf, never a traceback
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1 and str(graph) in r.output and "Traceback" not in r.output, r.output

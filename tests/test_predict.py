@@ -61,3 +61,31 @@ def test_predict_api_takes_arrays_and_pil_images(tiny_project: Path):
     rows = predict(cfg, "b", [img, np.asarray(img), "missing.png"], approach="one-stage")
     assert [r["status"] for r in rows] == ["ok", "ok", "unreadable"]
     assert rows[0]["one_stage_score"] == rows[1]["one_stage_score"] and "cascade" not in rows[0]
+
+
+def test_a_nan_score_never_becomes_a_decision():
+    from osd.pipeline.predict import invalid_scores
+
+    row = {"path": "x.png", "status": "ok", "reason": "", "closed_class": "a", "msp": float("nan"), "kappa": 0.5,
+           "one_stage": "a", "one_stage_score": float("nan"), "tau": 3.0, "cascade": "a", "stage1_score": 1.0,
+           "stage1_threshold": 2.0}
+    out = invalid_scores(row)
+    assert out["status"] == "invalid_score" and "not a number" not in out["reason"] and "nan" in out["reason"]
+    assert out["one_stage"] is None and out["cascade"] is None and out["closed_class"] is None
+    assert out["msp"] is None and out["one_stage_score"] is None and out["stage1_score"] == 1.0
+    import json
+
+    json.loads(json.dumps(out, allow_nan=False))  # valid JSON
+    inf = invalid_scores({**row, "msp": 0.9, "one_stage_score": 2.0, "stage1_score": float("inf")})
+    assert inf["status"] == "invalid_score" and inf["cascade"] is None
+    assert invalid_scores({**row, "msp": 0.9, "one_stage_score": 2.0}) == {**row, "msp": 0.9, "one_stage_score": 2.0}
+
+
+def test_predict_on_an_empty_folder_is_an_error(tiny_project: Path, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from osd.cli.app import app
+
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(app, ["predict", str(tmp_path / "empty"), "-p", str(tiny_project)])
+    assert r.exit_code == 1 and "no images found" in r.output

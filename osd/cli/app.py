@@ -278,8 +278,11 @@ def predict_cmd(
     from osd.pipeline.predict import COLUMNS, Predictor, expand_inputs
 
     cfg = _config(project, set_, device)
-    predictor = Predictor(cfg, split, approach, engine=engine, export_dir=export_dir)
     inputs = list(expand_inputs(paths))
+    if not inputs:
+        render.error("no images found in " + ", ".join(map(str, paths)) + " (nothing to predict)")
+        raise typer.Exit(1)
+    predictor = Predictor(cfg, split, approach, engine=engine, export_dir=export_dir)
     rows: list[dict] = []
     counts = {"unreadable": 0}
     keep = json_out or len(inputs) <= render.PREDICT_TABLE_ROWS
@@ -313,7 +316,8 @@ def predict_cmd(
     else:
         render.show_predictions(rows, len(inputs), unreadable, out, predictor.provenance)
     if unreadable:
-        render.error(f"{unreadable} of {len(inputs)} input(s) could not be read (rows with status 'unreadable')")
+        render.error(f"{unreadable} of {len(inputs)} input(s) got no decision (rows whose status is not 'ok': "
+                     "'unreadable' or 'invalid_score', each with its reason)")
         raise typer.Exit(1)
 
 

@@ -27,6 +27,33 @@ def need_onnx():
     return onnxruntime
 
 
+def verify(folder: Path, rebuild: str) -> None:
+    """Every file of the export against the sha256 that ``osd export`` recorded (``export.npz``): a graph
+    that was changed, cut short or removed since is refused in one line, before any session is built."""
+    record = artifacts.load(folder / "export.npz", None)
+    files = (record or {}).get("files") if isinstance(record, dict) else None
+    if not files:
+        raise ArtifactError(f"{folder / 'export.npz'}: missing or unreadable, so the graphs cannot be verified; make "
+                            f"the export again with `{rebuild}`")
+    for name, digest in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing from the export; make it again with `{rebuild}`")
+        if artifacts.file_sha256(path) != digest:
+            raise ArtifactError(f"{path}: its content differs from what osd export wrote (sha256 mismatch: changed or "
+                                f"cut short); make it again with `{rebuild}`")
+
+
+def _session(ort: Any, path: Path, opts: Any) -> Any:
+    """An ONNX Runtime session, or one line naming the graph that cannot be loaded."""
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own (InvalidProtobuf, Fail, ...)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ArtifactError(f"{path}: ONNX Runtime cannot load this graph ({first}); make it again with "
+                            "`osd export`") from None
+
+
 class OnnxModels:
     """ONNX Runtime sessions of an export, with the model card that describes them."""
 
@@ -38,8 +65,8 @@ class OnnxModels:
             opts.intra_op_num_threads = threads
         self.card = card
         self.classes = list(card["classes"])
-        self.one = ort.InferenceSession(str(folder / "one_stage.onnx"), opts, providers=["CPUExecutionProvider"])
-        self.stage1 = (ort.InferenceSession(str(folder / "stage1.onnx"), opts, providers=["CPUExecutionProvider"])
+        self.one = _session(ort, folder / "one_stage.onnx", opts)
+        self.stage1 = (_session(ort, folder / "stage1.onnx", opts)
                        if (folder / "stage1.onnx").is_file() and "stage1" in card else None)
 
     @classmethod
@@ -57,6 +84,7 @@ class OnnxModels:
                                    f"one cached now ({current}); make it again with `{rebuild}`")
         if chain.detector is not None and "stage1" not in card:
             raise ArtifactError(f"{folder}: the export has no stage-1 graph; make it with `{rebuild} --approach both`")
+        verify(folder, rebuild)
         return cls(folder, card, cfg.project.threads)
 
     def one_stage(self, imgs: list[Any], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -44,6 +44,23 @@ def expand_inputs(items: Sequence[str | Path]) -> Iterator[Path]:
             yield p
 
 
+SCORES = {"one_stage_score": "one-stage distance", "msp": "max softmax", "stage1_score": "stage-1 score"}
+DECISIONS = ("one_stage", "cascade", "closed_class")
+
+
+def invalid_scores(row: dict[str, Any]) -> dict[str, Any]:
+    """A row whose score is NaN or infinite gets no decision: status ``invalid_score``, the reason,
+    and ``None`` for the scores (so ``--json`` stays valid JSON). A decision is never made from a
+    number that is not one."""
+    bad = [k for k in SCORES if isinstance(row.get(k), float) and not np.isfinite(row[k])]
+    if not bad:
+        return row
+    out = {k: (None if k in bad or k in DECISIONS else v) for k, v in row.items()}
+    out.update(status="invalid_score", reason=", ".join(f"{SCORES[k]} is {row[k]}" for k in bad)
+               + ": no decision (a corrupted model or export?)")
+    return out
+
+
 @dataclass
 class Predictor:
     """The split's fitted models, loaded once; ``predict`` turns images into decision rows."""
@@ -143,7 +160,7 @@ class Predictor:
                 row.update(one_stage=str(one[j]), one_stage_score=float(dist[j]), tau=self.tau)
             if s1 is not None:
                 row.update(cascade=str(casc[j]), stage1_score=float(s1[j]), stage1_threshold=self.stage1_threshold)
-            rows.append(row)
+            rows.append(invalid_scores(row))
         return rows
 
     def predict(self, images: Iterable[Any], batch_size: int = 16) -> Iterator[dict[str, Any]]:
