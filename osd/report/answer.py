@@ -114,7 +114,8 @@ def _runs_words(v: stats.MetricVerdict) -> str:
             f"cascade in {v.count(stats.CASCADE_BETTER)} of {v.tested_runs} runs after Holm's correction{extra}.")
 
 
-def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str | None = None) -> list[str]:
+def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str | None = None,
+           target: float | None = None) -> list[str]:
     """Two or three short sentences: the leading comparison, the per-run tests, and why the other mode
     is not the answer (or, on a line's own data, how many good parts the cascade passes)."""
     if not found:
@@ -124,8 +125,9 @@ def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str |
     out = [_claim_words(lead), _runs_words(lead)]
     if in_domain:
         if normal_pass:
-            out.append(f"The cascade passes {normal_pass} of the held-out good parts; the one-stage method has no "
-                       "'no defect' answer, so it passes none.")
+            aim = f" (its threshold is set to accept {target:.0%} of calibration good parts)" if target else ""
+            out.append(f"The cascade passes {normal_pass} of the held-out good parts{aim}; the one-stage method has "
+                       "no 'no defect' answer, so it passes none.")
     elif any(v.comparison == "strict" for v in found):
         out.append("Strict mode is not the comparison: NEU has no defect-free images, so every stage-1 'no defect' "
                    "call on a NEU image is wrong by construction; its numbers are in the table.")

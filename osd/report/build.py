@@ -276,7 +276,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     rows += _stats_rows(per_run, "splits" if len(seeds) == 1 else "splits and seeds")
     in_domain = bool(cfg.normal.in_domain and three)
     v = verdict(got["runs"], in_domain)
-    words = answer(v["found"], in_domain, _normal_pass(three) if in_domain else None)
+    words = answer(v["found"], in_domain, _normal_pass(three) if in_domain else None, cfg.patchcore.acceptance)
     order = ["one_stage_mahalanobis", "cascade_ignore_no_defect", "cascade_strict", "max_softmax"]
     tables = {"headline": headline(per_run, HEADLINE, order),
               "beside": headline(per_run, ("auroc", "fpr_at_95_tpr", "open_set_accuracy"),
