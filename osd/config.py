@@ -384,8 +384,8 @@ def _build_splits(data: dict[str, Any], base: SplitsSection | None, replace: boo
     """``[splits]``: its settings, and one ``[splits.<name>]`` table per split.
 
     A project file whose tables are all named like NEU's splits (a, b, c) and name only NEU's classes
-    changes those and keeps the others; a file with any other split name or class has exactly its
-    own tables as its splits. A
+    changes those and keeps the others; a file with any other split name or class, or whose complete
+    tables together name only a subset of NEU's classes, has exactly its own tables as its splits. A
     ``--set splits.<name>.…`` override changes or adds that one split.
     """
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
@@ -399,7 +399,13 @@ def _build_splits(data: dict[str, Any], base: SplitsSection | None, replace: boo
         classes = [*(table.get("known") or []), *(table.get("unknown") or [])] if isinstance(table, dict) else []
         return name not in NEU_SPLITS or any(c not in NEU_CLASSES for c in classes)
 
-    own = replace and any(foreign(name, t) for name, t in tables.items())
+    named_classes = {c for t in tables.values() if isinstance(t, dict)
+                     for c in [*(t.get("known") or []), *(t.get("unknown") or [])]}
+    # a subset of NEU's classes (four NEU class folders, say) is own data too: its splits are exactly
+    # the file's, never NEU's built-in ones merged back in (a phantom split naming absent classes)
+    subset = bool(named_classes) and named_classes < set(NEU_CLASSES) and any(
+        isinstance(t, dict) and t.get("known") and t.get("unknown") for t in tables.values())
+    own = replace and (subset or any(foreign(name, t) for name, t in tables.items()))
     named = {} if own else dict(base.named)
     for name, table in tables.items():
         if not SPLIT_NAME.match(name):

@@ -50,3 +50,52 @@ def test_an_absent_device_names_the_setting():
         pytest.skip("CUDA present")
     with pytest.raises(DeviceError, match=r"^project.device = cuda"):
         resolve_device("cuda")
+
+
+def _neu_named_folders(root: Path, folders: dict[str, str], per_class: int = 8) -> Path:
+    """Class folders whose files carry NEU names: folder -> the NEU class in the file names."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, (folder, neu) in enumerate(folders.items()):
+        d = root / folder
+        d.mkdir(parents=True)
+        for i in range(1, per_class + 1):
+            a = rng.normal(120, 10, (32, 32)).clip(0, 255).astype(np.uint8)
+            a[:, k * 5 : k * 5 + 3] = 20
+            Image.fromarray(a).save(d / f"{neu}_{i}.jpg")
+    return root
+
+
+def test_four_neu_class_folders_get_their_own_splits_and_a_clean_data_check(tmp_path: Path):
+    from conftest import write_severstal
+    from osd import config
+
+    four = {c: c for c in ("crazing", "inclusion", "patches", "scratches")}
+    neu = _neu_named_folders(tmp_path / "neu", four, per_class=20)
+    sev = write_severstal(tmp_path / "sev")
+    p = tmp_path / "p"
+    r = runner.invoke(app, ["init", str(p), "--neu", str(neu), "--severstal", str(sev)])
+    assert r.exit_code == 0, r.output
+    cfg = config.load(p)
+    assert cfg.split_names == ["a", "b"]
+    assert {c for s in cfg.split_names for c in cfg.split(s).known + cfg.split(s).unknown} == set(four)
+    check = runner.invoke(app, ["data", "check", "-p", str(p)])
+    assert check.exit_code == 0, check.output
+    assert "class folder" in check.output  # says which labelling rule it applied
+
+
+def test_the_folder_a_user_made_is_the_label_not_the_file_name(tmp_path: Path):
+    from osd.data.neu import index_neu
+
+    root = _neu_named_folders(tmp_path / "neu", {"alpha": "crazing", "beta": "inclusion", "gamma": "patches"})
+    idx = index_neu(root)
+    assert idx.classes == ["alpha", "beta", "gamma"] and idx.layout == "class-folders"
+    assert "folder" in idx.label_rule
+    # NEU's own flat layout still reads the file names
+    flat = tmp_path / "flat" / "IMAGES"
+    flat.mkdir(parents=True)
+    for f in (root / "alpha").iterdir():
+        (flat / f.name).write_bytes(f.read_bytes())
+    assert index_neu(tmp_path / "flat").classes == ["crazing"]

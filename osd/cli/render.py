@@ -133,7 +133,8 @@ def show_data_report(r: Any) -> None:
     folders = getattr(r, "class_folders", {}) or {}
     show(table(f"Images ({r.neu_layout or 'not found'}) in {r.neu_root}", ["class", "images", "from folders"],
                [*((c, n, ", ".join(folders.get(c, [])[:4]) + (" ..." if len(folders.get(c, [])) > 4 else ""))
-                  for c, n in r.neu_counts.items()), ("total", sum(r.neu_counts.values()), "")]))
+                  for c, n in r.neu_counts.items()), ("total", sum(r.neu_counts.values()), "")],
+               caption=f"labels: {r.label_rule}" if getattr(r, "label_rule", "") else None))
     if r.image_sizes and len(r.image_sizes) <= 8:
         show(table("Image sizes and formats", ["size / format", "images"],
                    [*r.image_sizes.items(), *r.image_formats.items()]))

@@ -56,6 +56,13 @@ class NeuIndex:
     class_folders: tuple[tuple[str, tuple[str, ...]], ...] = ()  # class -> the folders that fed it
 
     @property
+    def label_rule(self) -> str:
+        """Which rule named the classes, in words (osd data check says it)."""
+        if self.layout == "class-folders":
+            return "each image's class is the name of its class folder"
+        return "each image's class is read from its file name (NEU's own flat layout)"
+
+    @property
     def classes(self) -> list[str]:
         return sorted(set(self.labels))
 
@@ -82,7 +89,12 @@ def index_neu(root: str | Path) -> NeuIndex:
     files, masks = _drop_masks(root, files)
 
     flat = [(p, _flat_class(p)) for p in files]
-    if all(cls is not None for _, cls in flat):
+    # NEU's file names name the class only in NEU's own flat layout (files directly under the root, or
+    # under IMAGES/ or train/valid/test); in folders a user made, the folder is the label, whatever the
+    # files are called (alpha/crazing_1.jpg is class "alpha")
+    in_flat_folders = all(all(d.lower() in PARTITION_DIRS | CONTAINER_DIRS for d in p.relative_to(root).parts[:-1])
+                          for p in files)
+    if in_flat_folders and all(cls is not None for _, cls in flat):
         layout = "neu-cls" if any(re.match(r"^[A-Z][a-zA-Z]_", p.name) for p in files) else "neu-det"
         return NeuIndex(root, layout, tuple(p for p, _ in flat), tuple(c for _, c in flat))
 

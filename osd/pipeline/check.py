@@ -19,6 +19,7 @@ from osd.pipeline.data import check_manifest, crops_of, neu_index, normal_data, 
 class DataReport:
     neu_root: str
     neu_layout: str = ""
+    label_rule: str = ""
     neu_counts: dict[str, int] = field(default_factory=dict)
     image_formats: dict[str, int] = field(default_factory=dict)
     image_sizes: dict[str, int] = field(default_factory=dict)
@@ -64,6 +65,7 @@ def check_data(cfg: Config) -> DataReport:
         raw = None
     if raw is not None:
         report.neu_layout = raw.layout
+        report.label_rule = raw.label_rule
         report.class_folders = {c: list(f) for c, f in raw.class_folders}
         formats: dict[str, int] = {}
         sizes: dict[str, int] = {}
