@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import functools
 import hashlib
 import importlib
@@ -456,6 +457,31 @@ class Step:
         return {**self.provenance, "artifact_id": self.id}
 
 
+_STEP_LOG: contextvars.ContextVar[list[tuple[str, bool]] | None] = contextvars.ContextVar("osd_step_log", default=None)
+
+
+@contextlib.contextmanager
+def step_log() -> Iterator[list[tuple[str, bool]]]:
+    """Within the block, each cached step this context runs is listed once, in the order it finished:
+    (its name, whether it was read from the cache). A command reports every step as it happened
+    (two processes on one split: the one that waited finds some steps made by the other)."""
+    log: list[tuple[str, bool]] = []
+    token = _STEP_LOG.set(log)
+    try:
+        yield log
+    finally:
+        _STEP_LOG.reset(token)
+
+
+def _logged(step: Step) -> Step:
+    log = _STEP_LOG.get()
+    if log is not None:
+        name = str((step.provenance or {}).get("step") or step.path.stem)
+        if name not in {n for n, _ in log}:
+            log.append((name, step.cached))
+    return step
+
+
 def cached_step(path: Path, key: str, compute: Callable[[], tuple[Any, dict[str, Any]]], *, force: bool = False,
                 on_wait: Callable[[str], None] | None = None) -> Step:
     """The one cached-step mechanism: ``inputs by identity -> key -> (cached | lock, compute, save)``.
@@ -468,13 +494,13 @@ def cached_step(path: Path, key: str, compute: Callable[[], tuple[Any, dict[str,
     """
     path = Path(path)
     if not force and (record := load_record(path, key)) is not None:
-        return Step(path, key, record["id"], record["provenance"], record["payload"], True)
+        return _logged(Step(path, key, record["id"], record["provenance"], record["payload"], True))
     with exclusive(path, on_wait):
         if not force and (record := load_record(path, key)) is not None:  # computed while this one waited
-            return Step(path, key, record["id"], record["provenance"], record["payload"], True)
+            return _logged(Step(path, key, record["id"], record["provenance"], record["payload"], True))
         payload, prov = compute()
         artifact_id = save(path, key, payload, prov)
-        return Step(path, key, artifact_id, plain(prov), payload, False)
+        return _logged(Step(path, key, artifact_id, plain(prov), payload, False))
 
 
 def require(path: Path, rebuild: str, what: str, inputs: dict[str, str] | None = None, payload: bool = True) -> Step:

@@ -111,9 +111,13 @@ def make_splits(classes: list[str], unknown_per_split: int, seed: int = 0) -> di
     u = unknown_per_split
     if u < 1:
         raise ConfigError(f"--unknown-per-split {u}: must be at least 1")
+    if len(classes) < 3:
+        found = f"{len(classes)} defect class{'es' if len(classes) != 1 else ''} ({', '.join(classes) or 'none'})"
+        raise ConfigError(f"{found} found: an open-set split needs at least 3 (2 known to classify, 1 unknown to "
+                          "flag); add defect classes, one folder each")
     if len(classes) - u < 2:
-        raise ConfigError(f"--unknown-per-split {u}: {len(classes)} classes leave fewer than 2 known classes per split "
-                          f"({', '.join(classes)})")
+        raise ConfigError(f"unknown per split {u}: {len(classes)} classes leave fewer than 2 known classes per split "
+                          f"({', '.join(classes)}); use at most {len(classes) - 2}")
     order = [classes[i] for i in np.random.default_rng(seed).permutation(len(classes))]
     groups = [order[i : i + u] for i in range(0, len(order), u)]
     names = [chr(ord("a") + i) if i < 26 else f"s{i + 1}" for i in range(len(groups))]

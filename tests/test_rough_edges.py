@@ -38,6 +38,9 @@ def test_a_failed_init_leaves_no_folder_behind(tmp_path: Path):
     r = runner.invoke(app, ["init", str(target), "--neu", str(tmp_path / "defects")])
     assert r.exit_code != 0
     assert not target.exists()
+    # and the message says what is missing, not which option failed
+    assert "1 defect class (crack) found" in r.output and "at least 3" in r.output
+    assert "--unknown-per-split" not in r.output and "1 classes" not in r.output
 
 
 def test_an_absent_device_names_the_setting():
@@ -99,3 +102,20 @@ def test_the_folder_a_user_made_is_the_label_not_the_file_name(tmp_path: Path):
     for f in (root / "alpha").iterdir():
         (flat / f.name).write_bytes(f.read_bytes())
     assert index_neu(tmp_path / "flat").classes == ["crazing"]
+
+
+def test_each_step_is_reported_as_it_happened(tmp_path: Path):
+    from osd import artifacts
+
+    def compute():
+        return {"x": 1}, {"step": "made here"}
+
+    artifacts.cached_step(tmp_path / "first.npz", "k1", lambda: ({"x": 0}, {"step": "made elsewhere"}))
+    with artifacts.step_log() as log:  # another process made the first step; this one makes the second
+        artifacts.cached_step(tmp_path / "first.npz", "k1", compute)
+        artifacts.cached_step(tmp_path / "second.npz", "k2", compute)
+        artifacts.cached_step(tmp_path / "second.npz", "k2", compute)  # read again: listed once
+    assert log == [("made elsewhere", True), ("made here", False)]
+    with artifacts.step_log() as outer:
+        pass
+    assert outer == []

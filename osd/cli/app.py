@@ -203,11 +203,14 @@ def calibrate_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device
 def osr_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = None, project: o.Project = None,
             set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
     """Evaluate one-stage open-set recognition on a split's test images."""
+    from osd import artifacts
     from osd.pipeline.osr import evaluate
 
     cfg = _config(project, set_, device)
-    result = evaluate(cfg, split, force=force, reporter=_reporter(json_out))
-    render.emit_json(result.to_dict()) if json_out else render.show_osr(result)
+    with artifacts.step_log() as steps:
+        result = evaluate(cfg, split, force=force, reporter=_reporter(json_out))
+    render.emit_json({**result.to_dict(), "steps": [{"step": n, "cached": c} for n, c in steps]}) if json_out \
+        else render.show_osr(result, steps)
 
 
 # ---------------------------------------------------------------- two-stage

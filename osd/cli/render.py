@@ -254,7 +254,7 @@ def _ci(ci: Any) -> str:
     return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
 
 
-def show_osr(r: Any) -> None:
+def show_osr(r: Any, steps: list[tuple[str, bool]] | None = None) -> None:
     first = next(iter([r.osr]))
     show(metrics_table(
         f"One-stage open-set recognition, split {r.split.upper()} "
@@ -277,7 +277,10 @@ def show_osr(r: Any) -> None:
         note(f"chosen without test data (pseudo-open-set AUROC on validation, reported only): {sel['selected']} "
              f"({scores})")
     note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")
-    out.print(f"{cached_tag(r.cached)} (classifier, embeddings, calibration and the test evaluation)")
+    if steps:  # each step as it happened in this process (another process may have made some of them)
+        out.print("; ".join(f"{name}: {cached_tag(c)}" for name, c in steps))
+    else:
+        out.print(f"{cached_tag(r.cached)} (classifier, embeddings, calibration and the test evaluation)")
 
 
 def _search_text(search: dict[str, Any] | None) -> str:
