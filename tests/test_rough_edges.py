@@ -119,3 +119,28 @@ def test_each_step_is_reported_as_it_happened(tmp_path: Path):
     with artifacts.step_log() as outer:
         pass
     assert outer == []
+
+
+def test_a_byte_identical_image_in_two_classes_is_named_as_a_label_conflict(tmp_path: Path):
+    from conftest import write_severstal
+
+    neu = _neu_named_folders(tmp_path / "neu", {c: c for c in ("dent", "pit", "rust", "scale")}, per_class=20)
+    (neu / "pit" / "copy.jpg").write_bytes((neu / "dent" / "dent_1.jpg").read_bytes())
+    p = tmp_path / "p"
+    assert runner.invoke(app, ["init", str(p), "--neu", str(neu), "--severstal",
+                               str(write_severstal(tmp_path / "sev"))]).exit_code == 0
+    r = runner.invoke(app, ["data", "check", "-p", str(p), "--json"])
+    rep = json.loads(r.stdout)
+    assert len(rep["duplicates"]) == 1
+    assert [sorted(c.values()) for c in rep["label_conflicts"]] == [["dent", "pit"]]
+    assert any(n.startswith("label conflict") and "dent" in n and "pit" in n for n in rep["notes"])
+
+
+def test_faiss_prints_no_raw_warning_for_a_small_bank(capfd):
+    pytest.importorskip("faiss")
+    import torch
+
+    from osd.patchcore.search import train_ivf
+
+    assert train_ivf(torch.randn(32, 8), 1).shape == (1, 8)
+    assert "WARNING clustering" not in capfd.readouterr().err

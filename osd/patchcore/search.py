@@ -137,7 +137,11 @@ def train_ivf(bank: torch.Tensor, lists: int, seed: int = 0) -> torch.Tensor:
 
     x = np.ascontiguousarray(bank.float().cpu().numpy())
     with faiss_threads(torch.get_num_threads()):
-        km = faiss.Kmeans(x.shape[1], lists, niter=20, seed=seed, max_points_per_centroid=256)
+        # min_points_per_centroid = 1: faiss prints a raw "WARNING clustering N points to K centroids" on
+        # stderr below 39 points a centroid; the list count (~4 sqrt(N)) is osd's own choice and a small
+        # bank is expected, so that line would tell the user nothing they can act on
+        km = faiss.Kmeans(x.shape[1], lists, niter=20, seed=seed, max_points_per_centroid=256,
+                          min_points_per_centroid=1)
         km.train(x)
     return torch.from_numpy(np.asarray(km.centroids, dtype=np.float32).copy())
 
@@ -148,7 +152,8 @@ class IVFIndex:
     Every bank row sits in the list of its nearest centroid; a query is compared exactly with the
     rows of its ``probe`` nearest lists only, so the cost per query is about ``probe / lists`` of the
     exact search. The distance returned is a true distance to a bank row, so it is never below the
-    exact nearest-neighbour distance: a miss can only raise a patch's (and an image's) score.
+    exact nearest-neighbour distance: with one neighbour (``num_neighbors = 1``) a miss can only raise a
+    patch's (and an image's) score.
     The centroids are stored with the detector, so the index is the same every time it is loaded.
     """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from osd import artifacts
@@ -26,6 +27,7 @@ class DataReport:
     unreadable: list[dict[str, str]] = field(default_factory=list)  # path, reason
     image_size_summary: dict[str, Any] = field(default_factory=dict)
     duplicates: list[list[str]] = field(default_factory=list)
+    label_conflicts: list[dict[str, str]] = field(default_factory=list)  # byte-identical files, different classes
     class_folders: dict[str, list[str]] = field(default_factory=dict)  # class -> folders that fed it
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)
     normal: dict[str, Any] = field(default_factory=dict)
@@ -85,6 +87,13 @@ def check_data(cfg: Config) -> DataReport:
         index, digests = neu_index(cfg)
         report.neu_counts = index.counts()
         report.duplicates = [sorted(str(p) for p in g) for g in duplicate_groups(list(index.paths), digests)]
+        label_of = {str(p): lab for p, lab in zip(index.paths, index.labels)}
+        report.label_conflicts = [{p: label_of.get(p, "?") for p in g} for g in report.duplicates
+                                  if len({label_of.get(p) for p in g}) > 1]
+        for c in report.label_conflicts:
+            report.notes.append("label conflict: the same image (byte-identical) is labelled "
+                                + " and ".join(f"{lab} ({Path(p).name})" for p, lab in c.items())
+                                + "; keep it in one class folder")
         if report.unreadable:
             report.notes.append(f"{len(report.unreadable)} unreadable NEU file(s) will be skipped")
         for name in cfg.split_names:
