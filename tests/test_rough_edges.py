@@ -144,3 +144,48 @@ def test_faiss_prints_no_raw_warning_for_a_small_bank(capfd):
 
     assert train_ivf(torch.randn(32, 8), 1).shape == (1, 8)
     assert "WARNING clustering" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_a_nan_score_gives_no_decision_in_either_engine(tiny_project: Path, engine: str, monkeypatch):
+    import numpy as np
+
+    from conftest import ok
+    from osd import config
+    from osd.pipeline.predict import Predictor
+
+    p = str(tiny_project)
+    ok("calibrate", "-p", p, "--split", "a")
+    if engine == "onnx":
+        pytest.importorskip("onnxruntime")
+        ok("export", "-p", p, "--split", "a", "--approach", "one-stage")
+    pred = Predictor(config.load(tiny_project), "a", "one-stage", engine=engine)
+    if engine == "onnx":
+        real = pred.onnx.one_stage
+        monkeypatch.setattr(pred.onnx, "one_stage", lambda imgs, size: (lambda c, d, m: (c, d * np.nan, m))(
+            *real(imgs, size)))
+    else:
+        monkeypatch.setattr(pred.scorer, "score_samples", lambda x: np.full(len(x), np.nan))
+    imgs = sorted((tiny_project / "neu" / "IMAGES").glob("*.jpg"))[:3]
+    rows = list(pred.predict(imgs))
+    assert [r["status"] for r in rows] == ["invalid_score"] * 3
+    assert all(r["one_stage"] is None and r["one_stage_score"] is None for r in rows)
+    json.dumps(rows, allow_nan=False)
+
+
+def test_four_neu_class_folders_run_the_whole_study(tmp_path: Path):
+    from conftest import write_severstal
+
+    four = {c: c for c in ("crazing", "inclusion", "patches", "scratches")}
+    neu = _neu_named_folders(tmp_path / "neu", four, per_class=20)
+    p = tmp_path / "p"
+    assert runner.invoke(app, ["init", str(p), "--neu", str(neu), "--severstal",
+                               str(write_severstal(tmp_path / "sev"))]).exit_code == 0
+    tiny = ["classifier.arch=resnet18", "classifier.weights=none", "classifier.image_size=32", "classifier.epochs=1",
+            "stats.bootstrap=20", "patchcore.backbone=resnet18", "patchcore.weights=none", "patchcore.image_size=32",
+            "bench.runs=1", "bench.warmup=0"]
+    r = runner.invoke(app, ["run-all", "-p", str(p), "--json", *[x for t in tiny for x in ("--set", t)]])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert {s["split"] for s in out["steps"]} >= {"a", "b"} and "c" not in {s["split"] for s in out["steps"]}
+    assert (p / "outputs" / "report.html").is_file()
