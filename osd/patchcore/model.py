@@ -323,8 +323,9 @@ class PatchCore:
 
     def score_samples(self, feature_maps: torch.Tensor) -> torch.Tensor:
         """(B,) image scores of (B,D,h,w) feature maps."""
-        if not hasattr(self, "_memory"):
-            raise ValueError("PatchCore is not fitted: call fit() first")
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "bank_")  # scikit-learn's NotFittedError (a ValueError) before fit / from_bank
         patches_per_image = feature_maps.shape[2] * feature_maps.shape[3]
         return self._memory.score_patches(to_patches(feature_maps), patches_per_image)
 
