@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 
 from osd.errors import ConfigError, OsdWarning
 from osd.patchcore.coreset import greedy_kcenter, random_projection
@@ -274,7 +275,7 @@ class MemoryBank:
         return self.bank.numel() * self.bank.element_size()
 
 
-class PatchCore:
+class PatchCore(BaseEstimator):
     """PatchCore with scikit-learn's estimator contract, over patch feature maps.
 
     ``fit(feature_maps)`` streams (B,D,h,w) maps of normal images into a coreset memory bank and
