@@ -89,3 +89,42 @@ class AcceptanceThreshold(BaseEstimator):
                 "rank": self.rank_, "rule": "k-th smallest fitting score, k = ceil((n + 1) * target)",
                 "fitted_acceptance": self.accepted_fraction_, "acceptance_ci95": self.acceptance_ci_,
                 "small_sample": self.small_sample_}
+
+
+# Operating points a line can choose from: the same order-statistic rule at other acceptance targets.
+TARGETS = (0.90, 0.95, 0.99, 0.999)
+
+
+def scores_needed(acceptance: float) -> int:
+    """The fewest fitting scores for which the k-th order statistic exists (k = ceil((n + 1) a) <= n)."""
+    n = max(1, int(acceptance / (1 - acceptance)) - 1)
+    while math.ceil((n + 1) * acceptance - 1e-12) > n:
+        n += 1
+    return n
+
+
+def operating_points(fit_scores: np.ndarray, accept: np.ndarray, reject: np.ndarray | None,
+                     targets: tuple[float, ...] = TARGETS) -> list[dict[str, object]]:
+    """The threshold at each acceptance target, set on ``fit_scores`` (never test data), with its
+    Clopper-Pearson interval; and what it does on test data: the share of ``accept`` (images that
+    should pass: test knowns, test normals) at or below it, and of ``reject`` (unknowns, defects)
+    above it. A target the fitting set is too small for says how many scores it needs."""
+    s = np.asarray(fit_scores, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    acc = np.asarray(accept, dtype=np.float64)
+    rej = None if reject is None else np.asarray(reject, dtype=np.float64)
+    out: list[dict[str, object]] = []
+    for a in targets:
+        need = scores_needed(a)
+        if s.size < need:
+            out.append({"target": a, "threshold": None, "n": int(s.size), "needed": need,
+                        "note": f"too few images for this target: {need} needed, {s.size} here"})
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OsdWarning)  # the interval says how wide it is
+            thr = AcceptanceThreshold(a, f"operating point {a}").fit(s)
+        out.append({"target": a, "threshold": thr.threshold_, "n": int(s.size), "needed": need,
+                    "acceptance_ci95": thr.acceptance_ci_,
+                    "test_accepted": float(np.mean(acc <= thr.threshold_)) if acc.size else None,
+                    "test_rejected": float(np.mean(rej > thr.threshold_)) if rej is not None and rej.size else None})
+    return out

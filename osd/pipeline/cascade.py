@@ -38,7 +38,7 @@ from osd.pipeline.train import embedded
 from osd.progress import Reporter, ensure
 
 STAGE1_ALGORITHM = "stage1-scores/4"  # 4: a long image is scored per crop, as predict does; 3: relative paths
-# 4: per-run p-values from the paired bootstrap replicates; 3: a cached step (float64 softmax); 2: stage-2 metrics
+# 4: per-run p-values from the paired bootstrap replicates, stage-1 operating points; 3: a cached step; 2: stage 2
 CASCADE_ALGORITHM = "cascade/4"
 MODE_METRICS = ("known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
 
@@ -162,6 +162,11 @@ def _evaluate(cfg: Config, split: str, fit, cal: artifacts.Step, emb: artifacts.
     one = decide.one_stage(cal.payload["scorer"].score_samples(t["x"]), res.tau, closed)
     verdict = _paired_verdict(t, one, preds, closed, classes, n_boot, seed)
     detection = float(np.mean(defect)) if len(defect) else float("nan")
+    from osd.osr.thresholds import operating_points
+
+    points = {"fitted_on": f"calibration normals (per {fit.stats.get('unit', 'crop')})",
+              "accepted": f"held-out normal test {fit.stats.get('unit', 'crop')}s", "rejected": "the split's defect test images",
+              "patchcore": operating_points(np.asarray(fit.calibration_scores), np.asarray(fit.test_scores), t["stage1"])}
     prov = artifacts.provenance(cfg, "cascade", CASCADE_ALGORITHM, key,
                                 (*OSR_SECTIONS, *DETECTOR_SECTIONS, "cascade", "stats"),
                                 {"detector": fit.artifact_id, "calibration": cal.id, "embeddings": emb.id,
@@ -182,7 +187,7 @@ def _evaluate(cfg: Config, split: str, fit, cal: artifacts.Step, emb: artifacts.
                            "their largest)",
                    "threshold_unit": fit.stats.get("unit_description") or fit.stats.get("unit", "crop"),
                    "false_alarm_unit": fit.stats.get("unit", "crop"),
-                   "indomain_severstal": fit.indomain,
+                   "indomain_severstal": fit.indomain, "operating_points": points,
                    "score": "PatchCore: largest nearest-neighbour patch distance (higher = more anomalous)"},
         "versus_one_stage": {"difference": "one-stage minus cascade, same test images, paired stratified bootstrap",
                              **verdict},

@@ -26,7 +26,8 @@ from osd.pipeline.train import TRAIN_SECTIONS, embedded, trained
 from osd.progress import Reporter, ensure
 
 CALIBRATE_ALGORITHM = "calibrate/5"  # 5: kappa stored as neg_kappa; 4: features scored; 3: order statistic
-# 7: p-values of the paired baseline comparisons; 6: kNN k and ViM subspace follow the training size; 5: baselines; 4: cached step
+# 7: p-values of the paired baseline comparisons, operating points of tau and kappa; 6: kNN k and ViM subspace
+# follow the training size; 5: baselines; 4: cached step
 EVALUATE_ALGORITHM = "osr/7"
 SECTIONS = (*TRAIN_SECTIONS, "osr")
 
@@ -215,6 +216,22 @@ def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndar
     return out
 
 
+def _operating_points(emb: dict[str, Any], scorer, blocks: list[str], classes: list[str], dist: np.ndarray,
+                      msp: np.ndarray, unk: np.ndarray) -> dict[str, Any]:
+    """tau and kappa at each acceptance target, set on the threshold images (known validation), and
+    what each does on the test images: knowns accepted, unknowns rejected."""
+    from osd.osr.model import part_matrix
+    from osd.osr.thresholds import operating_points
+
+    val = emb["threshold"]
+    val_dist = scorer.score_samples(part_matrix(val, blocks)) if len(val["labels"]) else np.zeros(0)
+    val_msp = decide.closed_set(val["logits"], classes)[1] if len(val["labels"]) else np.zeros(0)
+    return {"fitted_on": "known validation images (the threshold share)", "accepted": "test knowns",
+            "rejected": "test unknowns",
+            "tau": operating_points(val_dist, dist[~unk], dist[unk]),
+            "kappa": operating_points(-val_msp, -msp[~unk], -msp[unk])}
+
+
 def _predictions_csv(cfg: Config, t: dict[str, Any], pred, dist, msp, closed, pred_msp) -> str:
     root = cfg.path(cfg.neu.root)  # artifacts hold paths relative to it; the CSV shows where they are now
     buf = io.StringIO()
@@ -251,6 +268,7 @@ def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step,
     head = (np.asarray(state["head.weight"], dtype=np.float64), np.asarray(state["head.bias"], dtype=np.float64))
     baselines = _baselines(cfg, emb.payload, head, t, closed, classes, (dist, pred), odin and odin.payload)
     selection = select_variant(emb.payload, cfg.osr.covariance, cfg.osr.normalize).to_dict()
+    points = _operating_points(emb.payload, scorer, blocks, classes, dist, msp, np.asarray(t["is_unknown"], bool))
     prov = artifacts.provenance(cfg, "osr", EVALUATE_ALGORITHM, key, (*SECTIONS, "stats"),
                                 {"calibration": cal.id, "embeddings": emb.id,
                                  "classifier": emb.provenance.get("inputs", {}).get("classifier"),
@@ -264,7 +282,7 @@ def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step,
         else f"configured variant ({res.features}); the locked method is under variants",
         "msp": {**m_msp, "intervals95": intervals.get("msp", {}), "kappa": res.kappa,
                 "score": "negative max softmax of the classifier (higher = more unknown)"},
-        "variants": variants, "baselines": baselines, "selection": selection,
+        "variants": variants, "baselines": baselines, "selection": selection, "operating_points": points,
         "data": {**data_counts(emb.payload), "known": list(classes),
                  "unknown": sorted({str(x) for x in emb.payload["test_unknown"]["labels"]})},
         "provenance": prov,

@@ -291,12 +291,16 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     caveats = _caveats(cfg, got["weights"], got["selection"], got["chosen"], per_split)
     stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
     pc_stats = artifacts.read_json(layout.patchcore / "fit_stats.json")
-    html = render_html(cfg, tables, per_split, pc_stats, caveats, v, words, chart)
+    from osd.report.points import operating_tables
+
+    points = operating_tables(got["runs"])
+    html = render_html(cfg, tables, per_split, pc_stats, caveats, v, words, chart, points)
     report = artifacts.write_text(layout.root / "report.html", html)
     v.pop("found")
     return {"summary_csv": str(summary), "summary_md": str(md), "summary_tex": str(tex), "report_html": str(report),
             "rows": rows, "headline": tables, "splits": names, "seeds": seeds, "three_outcome_rows": three,
-            "caveats": caveats, "verdict": v, "answer": words, "verdict_sentence": " ".join(words), "stale": stale,
+            "caveats": caveats, "verdict": v, "answer": words, "operating_points": points,
+            "verdict_sentence": " ".join(words), "stale": stale,
             "plots": {k: val["plots"] for k, val in per_split.items()}}
 
 

@@ -89,7 +89,20 @@ def _stage1(pc: dict[str, Any]) -> str:
         rows.append(["in-domain AUROC (defective Severstal crops vs normal crops)", fmt(d.get("auroc"))])
         rows.append(["in-domain detection / false-alarm rate at the threshold",
                      f"{fmt(d.get('detection_rate'))} / {fmt(d.get('false_alarm_rate'))}"])
-    return "<h2>Stage 1 (PatchCore)</h2>" + _table(["", ""], rows)
+    return "<h2>Stage 1 (PatchCore)</h2>" + _table(["stage 1", "as fitted"], rows)
+
+
+def _operating(points: dict[str, Any]) -> str:
+    """Each threshold at other acceptance targets: chosen on non-test data, its effect on test data."""
+    if not points:
+        return ""
+    out = ["<h2>Operating points</h2><p class=meta>Each threshold set by the same rule at other acceptance targets, "
+           "on validation or calibration images only; the last columns are what it does on the test images "
+           "(mean over runs). To use another target for tau and kappa without retraining: osd calibrate --set "
+           "osr.acceptance=A (the classifier and embeddings stay cached).</p>"]
+    for p in points.values():
+        out.append(f"<h3>{_esc(p['title'])}</h3>" + _table(p["head"], p["rows"], f"{p['runs']} run(s)"))
+    return "".join(out)
 
 
 def _conventions(pc: dict[str, Any]) -> str:
@@ -164,7 +177,7 @@ def _header(cfg: Config) -> str:
 
 def render_html(cfg: Config, tables: dict[str, list[dict[str, Any]]], per_split: dict[str, Any],
                 pc_stats: dict[str, Any], caveats: list[str], verdict: dict[str, Any], answer: list[str],
-                verdict_plot: str | None = None) -> str:
+                verdict_plot: str | None = None, points: dict[str, Any] | None = None) -> str:
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>osd report</title>"
              f"<style>{STYLE}</style></head><body>", _header(cfg)]
     demo = [c for c in caveats if c.startswith("DEMO")]
@@ -183,6 +196,7 @@ def render_html(cfg: Config, tables: dict[str, list[dict[str, Any]]], per_split:
     if tables.get("beside"):
         parts.append(_summary_table("beside", tables["beside"]))
     parts.append(_stage1(pc_stats))
+    parts.append(_operating(points or {}))
     parts.append(_conventions(pc_stats))
     parts.append("<h2>Read these numbers with</h2>"
                  + "".join(f'<div class="caveat">{_esc(c)}</div>' for c in caveats if c not in demo))
