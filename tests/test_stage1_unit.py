@@ -55,6 +55,14 @@ def test_long_own_normal_images_are_calibrated_per_image_and_pass_at_the_target(
     lo, hi = summary["acceptance_ci95"]
     passed = 1 - fit.false_alarm_rate
     assert s["test_units"] == s["test_images"] and lo <= passed <= hi, (lo, passed, hi)
+    # every operating point that 90 calibration images allow: the held-out pass rate inside its interval
+    from osd.osr.thresholds import operating_points
+
+    pts = operating_points(np.asarray(fit.calibration_scores), np.asarray(fit.test_scores), None)
+    usable = [p for p in pts if p["threshold"] is not None]
+    assert [p["target"] for p in usable] == [0.90, 0.95]
+    for p in usable:
+        assert p["acceptance_ci95"][0] <= p["test_accepted"] <= p["acceptance_ci95"][1], p
 
 
 def test_the_neu_severstal_study_keeps_its_crop_unit(tmp_path: Path):
@@ -91,3 +99,18 @@ def test_data_check_says_small_normal_images_once_with_a_count(tmp_path: Path):
 def test_split_help_names_the_splits_section():
     r = runner.invoke(app, ["osr", "--help"])
     assert "splits.NAME" in r.output
+
+
+def test_operating_points_are_set_on_fitting_scores_and_say_when_there_are_too_few():
+    from osd.osr.thresholds import AcceptanceThreshold, operating_points, scores_needed
+
+    assert [scores_needed(a) for a in (0.90, 0.95, 0.99, 0.999)] == [9, 19, 99, 999]
+    rng = np.random.default_rng(0)
+    fit, normal, defect = rng.normal(0, 1, 200), rng.normal(0, 1, 2000), rng.normal(3, 1, 500)
+    pts = operating_points(fit, normal, defect)
+    assert [p["target"] for p in pts] == [0.90, 0.95, 0.99, 0.999]
+    p95 = pts[1]
+    assert p95["threshold"] == AcceptanceThreshold(0.95).fit(fit).threshold_  # the same rule as the study's
+    assert p95["acceptance_ci95"][0] <= p95["test_accepted"] <= p95["acceptance_ci95"][1]
+    assert pts[0]["test_rejected"] > pts[1]["test_rejected"] > pts[2]["test_rejected"]  # stricter: fewer flagged
+    assert pts[3]["threshold"] is None and "999 needed, 200 here" in pts[3]["note"]
