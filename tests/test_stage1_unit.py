@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from osd import config
@@ -18,19 +17,9 @@ TINY = {"patchcore.backbone": "resnet18", "patchcore.weights": "none", "patchcor
 
 
 def _line(root: Path, normals: int, shape: tuple[int, int]) -> tuple[Path, Path]:
-    rng = np.random.default_rng(0)
-    for ci, c in enumerate(["dent", "pit", "rust", "scale"]):
-        d = root / "defects" / c
-        d.mkdir(parents=True)
-        for i in range(4):
-            a = rng.normal(120, 10, (40, 40)).clip(0, 255).astype(np.uint8)
-            a[:, ci * 6 : ci * 6 + 3] = 30
-            Image.fromarray(a).save(d / f"{i}.png")
-    good = root / "good"
-    good.mkdir()
-    for i in range(normals):
-        Image.fromarray(rng.normal(120, 10, shape).clip(0, 255).astype(np.uint8)).save(good / f"g{i}.png")
-    return root / "defects", good
+    from test_three_outcome import line
+
+    return line(root, per_class=4, normals=normals, normal_shape=shape)
 
 
 def _fit(tmp_path: Path, normals: int, shape: tuple[int, int], in_domain: bool):

@@ -28,8 +28,10 @@ TINY = ["--set", "classifier.arch=resnet18", "--set", "classifier.weights=none",
         "--set", "normal.crop_stride=40", "--set", "bench.runs=1", "--set", "bench.warmup=0"]
 
 
-def line(root: Path, per_class: int = 12, normals: int = 30) -> tuple[Path, Path]:
-    """Four own defect classes (a class-dependent stripe) and defect-free images of the same texture."""
+def line(root: Path, per_class: int = 12, normals: int = 30, normal_shape: tuple[int, int] = (40, 40)
+         ) -> tuple[Path, Path]:
+    """Four own defect classes (a class-dependent stripe) and defect-free images of the same texture
+    (``normal_shape``: (40, 160) gives long good parts of four crops)."""
     rng = np.random.default_rng(0)
     for ci, c in enumerate(OWN):
         d = root / "defects" / c
@@ -41,7 +43,7 @@ def line(root: Path, per_class: int = 12, normals: int = 30) -> tuple[Path, Path
     good = root / "good"
     good.mkdir()
     for i in range(normals):
-        Image.fromarray(rng.normal(120, 10, (40, 40)).clip(0, 255).astype(np.uint8)).save(good / f"g{i}.png")
+        Image.fromarray(rng.normal(120, 10, normal_shape).clip(0, 255).astype(np.uint8)).save(good / f"g{i}.png")
     return root / "defects", good
 
 
