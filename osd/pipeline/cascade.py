@@ -106,6 +106,17 @@ def _paired_verdict(t: dict[str, Any], one: np.ndarray, modes: dict[str, np.ndar
                                     unk, n_boot, seed) for mode, pred in modes.items()}
 
 
+def _stage1_points(fit, defect_scores: np.ndarray) -> dict[str, Any]:
+    """The stage-1 threshold at each acceptance target, set on the calibration normals in its unit."""
+    from osd.osr.thresholds import operating_points
+
+    unit = fit.stats.get("unit", "crop")
+    return {"fitted_on": f"calibration normals (per {unit})", "accepted": f"held-out normal test {unit}s",
+            "rejected": "the split's defect test images",
+            "patchcore": operating_points(np.asarray(fit.calibration_scores), np.asarray(fit.test_scores),
+                                          defect_scores)}
+
+
 def _join(t: dict[str, Any], scores: dict[str, float], skipped: dict[str, str], split: str) -> dict[str, Any]:
     """The test arrays of the images with a stage-1 score, joined by path, never by position; an image
     without one (unreadable at stage 1) is left out, named in ``skipped``, with a warning."""
@@ -162,11 +173,7 @@ def _evaluate(cfg: Config, split: str, fit, cal: artifacts.Step, emb: artifacts.
     one = decide.one_stage(cal.payload["scorer"].score_samples(t["x"]), res.tau, closed)
     verdict = _paired_verdict(t, one, preds, closed, classes, n_boot, seed)
     detection = float(np.mean(defect)) if len(defect) else float("nan")
-    from osd.osr.thresholds import operating_points
-
-    points = {"fitted_on": f"calibration normals (per {fit.stats.get('unit', 'crop')})",
-              "accepted": f"held-out normal test {fit.stats.get('unit', 'crop')}s", "rejected": "the split's defect test images",
-              "patchcore": operating_points(np.asarray(fit.calibration_scores), np.asarray(fit.test_scores), t["stage1"])}
+    points = _stage1_points(fit, t["stage1"])
     prov = artifacts.provenance(cfg, "cascade", CASCADE_ALGORITHM, key,
                                 (*OSR_SECTIONS, *DETECTOR_SECTIONS, "cascade", "stats"),
                                 {"detector": fit.artifact_id, "calibration": cal.id, "embeddings": emb.id,

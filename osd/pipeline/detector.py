@@ -307,16 +307,22 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
         "calibration": cal_ids, "test": test_ids,
         "skipped": {**cal_skipped, **test_skipped, **indomain_skipped}, "indomain": indomain,
     }
-    out = layout.patchcore
+    _write_fit_files(layout.patchcore, cfg, stats, payload, thr, prov, unit)
+    return payload, prov
+
+
+def _write_fit_files(out: Path, cfg: Config, stats: dict[str, Any], payload: dict[str, Any], thr, prov: dict[str, Any],
+                     unit: str) -> None:
+    """The fit's readable files beside its artifact: statistics, threshold, config and scores by id."""
     artifacts.write_json(out / "fit_stats.json", {**stats, "indomain": payload["indomain"], "provenance": prov})
     artifacts.write_json(out / "threshold.json", {**thr.summary(), "rule": "defect when score > threshold",
                                                   "unit": unit, "provenance": prov})
     artifacts.write_json(out / "config.json", cfg.to_dict())
     artifacts.write_json(out / "scores.json", {
-        "calibration": dict(zip(payload["calibration"], cal)), "test": dict(zip(payload["test"], test)),
+        "calibration": dict(zip(payload["calibration"], payload["calibration_scores"])),
+        "test": dict(zip(payload["test"], payload["test_scores"])),
         "threshold": thr.threshold_, "unit": unit, "skipped": payload["skipped"], "provenance": prov},
         {"calibration": f"unreadable {unit}", "test": f"unreadable {unit}"})
-    return payload, prov
 
 
 def _score_normals(cfg: Config, unit: str, detector, extractor, paths: Sequence[Path], samples: list[Sample], device,
