@@ -347,10 +347,13 @@ def show_cascade(r: Any, first: str = "ignore_no_defect") -> None:
     for mode, per in r.versus_one_stage.items():
         for metric, v in per.items():
             rows.append([f"{metric} vs {mode}", _with_ci(v["difference"], v.get("ci95")),
-                         "yes" if v.get("excludes_zero") else "no"])
+                         "not tested" if v.get("excludes_zero") is None else "yes" if v["excludes_zero"] else "no",
+                         "-" if v.get("p_value") is None else fmt(v["p_value"])])
     if rows:
-        show(table("One-stage minus cascade (same test images, paired bootstrap)", ["metric", "difference [95% CI]",
-                                                                                   "excludes 0"], rows))
+        show(table("One-stage minus cascade (same test images, paired bootstrap)",
+                   ["metric", "difference [95% CI]", "excludes 0", "p"], rows,
+                   caption="this run alone: the report's answer corrects for the runs compared (Holm) and reads "
+                           "over splits"))
     if r.skipped:
         note(f"{len(r.skipped)} image(s) left out: " + "; ".join(f"{k}: {v}" for k, v in list(r.skipped.items())[:3]))
     note(f"predictions: {r.predictions}\nmetrics: {r.metrics_path}")
