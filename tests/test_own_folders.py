@@ -88,7 +88,7 @@ def test_a_project_with_a_single_split(tmp_path: Path):
 
 def test_two_classes_cannot_make_an_open_set_split_and_say_so(tmp_path: Path):
     code, out = _init(tmp_path, folders(tmp_path / "d", ["dent", "rust"]), 1)
-    assert code == 1 and "fewer than 2 known classes" in out and "Traceback" not in out
+    assert code == 1 and "2 defect classes (dent, rust) found" in out and "at least 3" in out and "Traceback" not in out
 
 
 def test_folder_names_are_kept_verbatim(tmp_path: Path):
