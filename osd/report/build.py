@@ -294,7 +294,8 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     from osd.report.points import operating_tables
 
     points = operating_tables(got["runs"])
-    html = render_html(cfg, tables, per_split, pc_stats, caveats, v, words, chart, points)
+    weights = "; ".join(f"{k} {', '.join(sorted(w)) or 'unknown'}" for k, w in got["weights"].items() if w)
+    html = render_html(cfg, tables, per_split, pc_stats, caveats, v, words, chart, points, weights)
     report = artifacts.write_text(layout.root / "report.html", html)
     v.pop("found")
     return {"summary_csv": str(summary), "summary_md": str(md), "summary_tex": str(tex), "report_html": str(report),

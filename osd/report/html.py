@@ -168,18 +168,19 @@ def _run_details(name: str, info: dict[str, Any], verdict: dict[str, Any]) -> st
     return "\n".join(parts)
 
 
-def _header(cfg: Config) -> str:
+def _header(cfg: Config, weights: str = "") -> str:
     normal = cfg.normal.severstal_root or cfg.normal.folder or "none"
     return (f"<h1>Open-set defect detection: one-stage vs two-stage</h1><p class=meta>osd {__version__}; project "
             f"{_esc(cfg.base_dir)}; defect images {_esc(cfg.neu.root)}; normal images {_esc(normal)}"
-            f"{' (the same line)' if cfg.normal.in_domain else ''}</p>")
+            f"{' (the same line)' if cfg.normal.in_domain else ''}"
+            + (f"<br>weights that produced these numbers: {_esc(weights)}" if weights else "") + "</p>")
 
 
 def render_html(cfg: Config, tables: dict[str, list[dict[str, Any]]], per_split: dict[str, Any],
                 pc_stats: dict[str, Any], caveats: list[str], verdict: dict[str, Any], answer: list[str],
-                verdict_plot: str | None = None, points: dict[str, Any] | None = None) -> str:
+                verdict_plot: str | None = None, points: dict[str, Any] | None = None, weights: str = "") -> str:
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>osd report</title>"
-             f"<style>{STYLE}</style></head><body>", _header(cfg)]
+             f"<style>{STYLE}</style></head><body>", _header(cfg, weights)]
     demo = [c for c in caveats if c.startswith("DEMO")]
     parts += [f'<div class="caveat">{_esc(c)}</div>' for c in demo]
     parts.append('<h2>The answer</h2><div class="answer">' + "".join(f"<p>{_esc(s)}</p>" for s in answer) + "</div>")
