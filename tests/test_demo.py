@@ -54,3 +54,25 @@ def test_demo_study_shows_the_methods_working(demo: Path):
 
     again = run_json("run-all", "-p", str(demo))  # the README: a second run is served from the cache
     assert all(step["cached"] for step in again["steps"])
+
+
+def test_the_report_answers_first_and_reads_like_a_report(demo: Path):
+    """After the study above: short answer on top, no raw floats, no internal keys as labels, md/tex tables."""
+    import re
+
+    run_json("run-all", "-p", str(demo))  # cached by the test above
+    page = (demo / "outputs" / "report.html").read_text(encoding="utf-8")
+    text = re.sub(r'src="data:image/png;base64,[^"]+"', "", page)
+    text = text.split("<details><summary>The current osd.toml")[0]  # the resolved config is data, not numbers
+    answer = text.split('<div class="answer">')[1].split("</div>")[0]
+    sentences = re.findall(r"<p>(.*?)</p>", answer)
+    assert 2 <= len(sentences) <= 3 and sum(len(s.split()) for s in sentences) < 110
+    assert "ignore_no_defect" in sentences[0] and "Strict mode is not the comparison" in sentences[-1]
+    assert not re.search(r"\d\.\d{5,}", text), re.search(r".{40}\d\.\d{5,}.{20}", text)
+    for key in ("patches_before", "python_peak_mb", "small_sample", "A (SEED"):
+        assert key not in text
+    assert text.index("The answer") < text.index("Summary") < text.index("Details per run")
+    md = (demo / "outputs" / "summary.md").read_text()
+    tex = (demo / "outputs" / "summary.tex").read_text()
+    cell = re.search(r"\| one-stage, Mahalanobis \(locked method\) \| [^|]+ \| ([0-9.]+ \[[0-9., ]+\])", md).group(1)
+    assert cell in tex  # the same cells in both
