@@ -297,7 +297,8 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     pc_stats = artifacts.read_json(layout.patchcore / "fit_stats.json")
     from osd.report.points import operating_tables
 
-    points = operating_tables(got["runs"])
+    points = operating_tables(got["runs"], {"tau": cfg.osr.acceptance, "kappa": cfg.osr.acceptance,
+                                            "patchcore": cfg.patchcore.acceptance})
     weights = "; ".join(f"{k} {', '.join(sorted(w)) or 'unknown'}" for k, w in got["weights"].items() if w)
     html = render_html(cfg, tables, per_split, pc_stats, caveats, v, words, chart, points, weights)
     report = artifacts.write_text(layout.root / "report.html", html)

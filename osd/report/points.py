@@ -29,9 +29,11 @@ def _points(m: dict[str, Any], path: tuple[str, ...]) -> list[dict[str, Any]] | 
     return v if isinstance(v, list) else None
 
 
-def operating_tables(runs: list[Any]) -> dict[str, dict[str, Any]]:
+def operating_tables(runs: list[Any], configured: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
     """Per threshold: one row per target, over the runs that hold it (means of the test shares; the
-    threshold and its interval as the single run gives them, or their range over runs)."""
+    threshold and its interval as the single run gives them, or their range over runs).
+    ``configured``: each threshold's target in osd.toml, to say what the study did where a target
+    has too few images for its order statistic."""
     out = {}
     for name, (path, accepted, rejected) in THRESHOLDS.items():
         per_run = [p for p in (_points(r.metrics, path) for r in runs) if p]
@@ -42,7 +44,10 @@ def operating_tables(runs: list[Any]) -> dict[str, dict[str, Any]]:
             got = [p[i] for p in per_run if i < len(p) and p[i].get("target") == first["target"]]
             ok = [g for g in got if g.get("threshold") is not None]
             if not ok:
-                rows.append([f"{first['target']:.3g}", "-", "-", "-", "-", str(first.get("note", ""))])
+                note = str(first.get("note", ""))
+                if abs((configured or {}).get(name, -1) - first["target"]) < 1e-9:
+                    note += "; the study's own threshold at this target accepts every calibration image"
+                rows.append([f"{first['target']:.3g}", "-", "-", "-", "-", note])
                 continue
             thr = [SIGN.get(name, 1.0) * g["threshold"] for g in ok]
             row_thr = fmt(thr[0]) if len(thr) == 1 else f"{fmt(min(thr))} to {fmt(max(thr))}"
