@@ -12,8 +12,9 @@ from osd.config import Config
 from osd.errors import ConfigError
 from osd.progress import Reporter, ensure
 
-# 3: three-outcome table and verdict; 2: keyed on the steps' outputs by content; epoch-selection and variant notes
-REPORT_ALGORITHM = "report/3"
+# 4: the answer as the data allow (split-level interval, Holm), summary.md/.tex, operating points; 3: three-outcome
+# table and verdict; 2: keyed on the steps' outputs by content; epoch-selection and variant notes
+REPORT_ALGORITHM = "report/4"
 
 
 def _without_times(value: Any) -> Any:
