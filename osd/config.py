@@ -47,7 +47,11 @@ class ProjectSection:
     device: str = opt("auto", "compute device: auto | cpu | cuda | mps", choices=("auto", "cpu", "cuda", "mps"))
     threads: int = opt(0, "CPU threads for torch (0 = torch's default)", ge=0)
     workers: int = opt(2, "processes that decode images while the model computes (0 = decode in this process); "
-                          "the results do not depend on it", ge=0)
+                          "the results do not depend on it; fewer are started where they would take cores the model "
+                          "computes on (see docs/reference.md, Speed)", ge=0)
+    precision: str = opt("auto", "arithmetic of the networks: auto (bf16 on a CPU with bf16 hardware, fp32 elsewhere) | "
+                                 "fp32 | bf16 | fp16 (accelerators); thresholds and statistics stay float64",
+                         choices=("auto", "fp32", "bf16", "fp16"))
 
 
 @dataclass(frozen=True)
@@ -121,8 +125,10 @@ class ClassifierSection:
     arch: str = opt("resnet50", "torchvision classification model (resnet18, resnet50, wide_resnet50_2 ...)")
     weights: str = opt("imagenet", WEIGHTS_HELP)
     image_size: int = opt(224, "input size in pixels (NEU images are 200x200)", ge=32)
-    epochs: int = opt(30, "training epochs; the best one on the selection images (splits.selection_fraction) "
+    epochs: int = opt(30, "most training epochs; the best one on the selection images (splits.selection_fraction) "
                       "is kept", gt=0)
+    patience: int = opt(3, "stop after this many epochs without a better result on the selection images "
+                           "(0 = train every epoch)", ge=0)
     batch_size: int = opt(32, "training batch size", gt=0)
     lr: float = opt(0.001, "peak learning rate (one-cycle schedule)", gt=0.0)
     weight_decay: float = opt(0.0005, "weight decay", ge=0.0)

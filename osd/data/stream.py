@@ -2,7 +2,8 @@
 
 Nothing holds a partition in memory: a torch ``DataLoader`` decodes the images of each batch
 (``project.workers`` processes; 0 decodes in the caller's process) and yields them in the order
-asked for, so the results do not depend on the number of workers. Randomness (the order of an
+asked for, so the results do not depend on the number of workers. An :class:`Images` partition
+keeps its worker processes for every pass (a training run's epochs) until it is closed. Randomness (the order of an
 epoch, augmentation) stays with the caller's seeded generator, never in the workers.
 """
 
@@ -18,8 +19,8 @@ from osd.data.images import load_rgb
 from osd.data.tensors import pil_to_uint8
 from osd.errors import DataError
 
-# Worker processes start anew for every pass (about 0.1-0.5 s each here); below this many batches
-# decoding in the calling process is faster. The images and their order are the same either way.
+# Worker processes of a one-off pass (:func:`batches`) start anew (about 0.1-0.5 s each here); below
+# this many batches decoding in the calling process is faster. The images and order are the same.
 MIN_BATCHES_FOR_WORKERS = 8
 
 
@@ -64,19 +65,68 @@ def batches(paths: Sequence[Path], size: int, index_batches: Sequence[Sequence[i
     return iter(loader)
 
 
+class _Plan:
+    """A batch sampler whose batches are set before each pass: one persistent ``DataLoader`` (workers
+    started once) serves passes in different orders."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 class Images:
-    """A partition on disk: image files, their class indices, the square size they are decoded at."""
+    """A partition on disk: image files, their class indices, the square size they are decoded at.
+
+    With ``workers``, the decoding processes start at the first pass of at least
+    ``MIN_BATCHES_FOR_WORKERS`` batches and serve every later pass until :meth:`close` (or the end of
+    a ``with`` block): an epoch no longer pays for starting them."""
 
     def __init__(self, paths: Sequence[Path], labels: Sequence[int] | torch.Tensor, size: int, workers: int = 0):
         self.paths, self.size, self.workers = list(paths), size, workers
         self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self._plan: _Plan | None = None
+        self._loader: DataLoader | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    def __enter__(self) -> Images:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the decoding processes (they also stop when the partition is garbage-collected)."""
+        loader, self._loader, self._plan = self._loader, None, None
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+
+    def _passes(self, index_batches: Sequence[Sequence[int]]
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+        import multiprocessing
+
+        if (not self.workers or len(index_batches) < MIN_BATCHES_FOR_WORKERS
+                or multiprocessing.current_process().daemon):
+            return batches(self.paths, self.size, index_batches, 0)
+        if self._loader is None:
+            self._plan = _Plan()
+            self._loader = DataLoader(ImageFiles(self.paths, self.size), batch_sampler=self._plan,
+                                      num_workers=self.workers, collate_fn=_collate, worker_init_fn=_one_thread,
+                                      prefetch_factor=2, persistent_workers=True)
+        assert self._plan is not None
+        self._plan.batches = [list(map(int, b)) for b in index_batches]
+        return iter(self._loader)
+
     def batches(self, index_batches: Sequence[Sequence[int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(images, labels)`` per batch, images that became unreadable left out."""
-        for idx, x, reasons in batches(self.paths, self.size, index_batches, self.workers):
+        for idx, x, reasons in self._passes(index_batches):
             ok = torch.tensor([not r for r in reasons], dtype=torch.bool)
             yield (x, self.labels[idx]) if bool(ok.all()) else (x[ok], self.labels[idx[ok]])
 

@@ -63,7 +63,7 @@ class EmbeddingClassifier(nn.Module):
                 h.remove()
         stats = {"penultimate": z}
         for n in self.stage_names:
-            f = maps[n].flatten(2)
+            f = maps[n].flatten(2).float()  # statistics in float32 whatever the autocast precision
             stats[f"{n}_mean"] = f.mean(2)
             stats[f"{n}_std"] = f.std(2, correction=0)
         return stats, self.head(z)

@@ -83,8 +83,15 @@ class PatchFeatureExtractor(nn.Module):
                 maps.append(self.pool(x))
         return maps
 
+    # autocast dtype of the backbone's convolutions (None: float32); the features leave as float32
+    compute_dtype: torch.dtype | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        maps = self._layer_maps(x)
+        if self.compute_dtype is None:
+            maps = self._layer_maps(x)
+        else:
+            with torch.autocast(x.device.type, dtype=self.compute_dtype):
+                maps = [m.float() for m in self._layer_maps(x)]
         size = maps[0].shape[-2:]
         # written in place, layer by layer, instead of concatenating upsampled copies
         feats = torch.empty((maps[0].shape[0], self.full_dim, *size), dtype=maps[0].dtype, device=maps[0].device,

@@ -54,7 +54,8 @@ class _Timed:
         self.cal = calibrated(cfg, split, reporter=reporter)
         self.scorer, self.blocks = self.cal.payload["scorer"], list(self.cal.payload["blocks"])
         self.tpayload = trained(cfg, split, reporter=reporter).payload
-        self.model = load_model(cfg, self.tpayload).to(device)
+        self.compute = runtime.compute(cfg)
+        self.model = self.compute.model(load_model(cfg, self.tpayload))
         detector, self.extractor, self.fit = load_detector(cfg, device, reporter)
         self.bank = detector.memory.to(device)
         self.extractor.eval()
@@ -69,19 +70,24 @@ class _Timed:
     def prep(self, img, size):
         from osd.data.tensors import normalize, pil_to_uint8
 
-        return normalize(pil_to_uint8(img, size).unsqueeze(0).to(self.device))
+        return normalize(self.compute.inputs(pil_to_uint8(img, size).unsqueeze(0)))
 
     def prep_batch(self, imgs, size):
         import torch
 
         from osd.data.tensors import normalize, pil_to_uint8
 
-        return normalize(torch.stack([pil_to_uint8(i, size) for i in imgs]).to(self.device))
+        return normalize(self.compute.inputs(torch.stack([pil_to_uint8(i, size) for i in imgs])))
+
+    def embed(self, x):
+        """The classifier's statistics and logits, at the project's precision."""
+        with self.compute.autocast():
+            return self.model.embed_stages(x)
 
     def osr_score(self, st):
         from osd.osr.features import stack
 
-        return self.scorer.score_samples(stack({k: st[k].cpu().numpy() for k in self.blocks}, self.blocks)[0])
+        return self.scorer.score_samples(stack({k: st[k].float().cpu().numpy() for k in self.blocks}, self.blocks)[0])
 
     def nn_score(self, feats):
         from osd.patchcore.features import to_patches
@@ -100,7 +106,7 @@ class _Timed:
             for i, p in enumerate(paths):
                 img, t_dec = self.timed(load_rgb, p)
                 x, t_cp = self.timed(self.prep, img, cs)
-                (st, _), t_cf = self.timed(self.model.embed_stages, x)
+                (st, _), t_cf = self.timed(self.embed, x)
                 _, t_m = self.timed(self.osr_score, st)
                 xp, t_pp = self.timed(self.prep, img, ps)
                 feats, t_pf = self.timed(self.extractor, xp)
@@ -120,11 +126,11 @@ class _Timed:
         cs, ps = self.cfg.classifier.image_size, self.cfg.patchcore.image_size
 
         def one_stage(imgs):
-            st, _ = self.model.embed_stages(self.prep_batch(imgs, cs))
+            st, _ = self.embed(self.prep_batch(imgs, cs))
             return self.osr_score(st)
 
         def two_stage(imgs):
-            return self.nn_score(self.extractor(self.prep_batch(imgs, ps))), self.model(self.prep_batch(imgs, cs))
+            return self.nn_score(self.extractor(self.prep_batch(imgs, ps))), self.embed(self.prep_batch(imgs, cs))
 
         def rate(fn, imgs) -> float:
             fn(imgs)  # warm-up

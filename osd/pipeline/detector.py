@@ -50,19 +50,24 @@ def sample_id(sample: Sample) -> str:
     return str(path) if box is None else f"{path}#{','.join(map(str, box))}"
 
 
-def build_extractor(cfg: Config, device):
-    """The patch feature extractor; seeded, so random-init weights are the same at fit and at test time."""
+def build_extractor(cfg: Config, device, precision: str | None = None):
+    """The patch feature extractor; seeded, so random-init weights are the same at fit and at test time.
+    ``precision``: its backbone's autocast precision (``None``: ``project.precision`` resolved; the
+    ONNX export asks for ``fp32``)."""
     import torch
 
     from osd.models.backbones import build
     from osd.patchcore.features import PatchFeatureExtractor
     from osd.pipeline.data import weights_path
+    from osd.precision import DTYPES
 
     pc = cfg.patchcore
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.project.seed)
         backbone = build(pc.backbone, weights_path(cfg, pc.weights))
-    return PatchFeatureExtractor(backbone, pc.layers, pc.reduce_dim, cfg.project.seed, pc.backbone).to(device)
+    extractor = PatchFeatureExtractor(backbone, pc.layers, pc.reduce_dim, cfg.project.seed, pc.backbone).to(device)
+    extractor.compute_dtype = runtime.compute(cfg).dtype if precision is None else DTYPES[precision]
+    return extractor
 
 
 def crop_samples(cfg: Config, paths: Sequence[Path]) -> list[Sample]:
@@ -212,6 +217,9 @@ def patchcore_key(cfg: Config, data: NormalData) -> str:
     settings = {k: v for k, v in settings_key(cfg, SECTIONS).items() if k not in unused}
     # the unit joins the key only where it is an image, so the crop-unit fits made before it stay valid
     unit = [] if stage1_unit(cfg.normal.in_domain) == CROP else ["unit: image"]
+    # likewise the precision: only a reduced one joins the key (the extractor was channels-last already)
+    precision = runtime.compute(cfg).precision
+    unit += [] if precision == "fp32" else [f"precision: {precision}"]
     return artifacts.cache_key("patchcore", ALGORITHM, settings, data.fingerprint(), data.defect_fingerprint(), *unit)
 
 
@@ -296,11 +304,12 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
         total_seconds=time.perf_counter() - start, python_peak_mb=peak_py / 2**20,
         weights=describe_weights(cfg.patchcore.weights), backbone=cfg.patchcore.backbone,
         image_size=cfg.patchcore.image_size, unit=unit, unit_description=UNIT_WORDS[unit],
-        calibration_units=len(cal_ids), test_units=len(test_ids),
+        calibration_units=len(cal_ids), test_units=len(test_ids), precision=runtime.compute(cfg).precision,
     )
     prov = artifacts.provenance(cfg, "patchcore fit", ALGORITHM, key, SECTIONS,
                                 {"normal_images": data.fingerprint(),
-                                 "weights": weights_identity(cfg, cfg.patchcore.weights, cfg.patchcore.backbone)})
+                                 "weights": weights_identity(cfg, cfg.patchcore.weights, cfg.patchcore.backbone)},
+                                compute=runtime.precision_identity(cfg))
     payload = {
         "bank": detector.bank_, "ivf_centroids": detector.centroids_, "threshold": thr,
         "calibration_scores": cal, "test_scores": test, "stats": stats,

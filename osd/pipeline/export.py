@@ -113,7 +113,7 @@ def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, An
             raise ConfigError(f"osd export: the stage-1 bank ({int(det['bank'].shape[0]):,} rows) is searched by the "
                               "approximate inverted file, which the ONNX graph (an exact search) cannot reproduce; "
                               "export with --set patchcore.search=torch (exact; refits stage 1)")
-        s1 = Stage1Graph(build_extractor(pc_cfg, torch.device("cpu")), torch.as_tensor(det["bank"])).eval()
+        s1 = Stage1Graph(build_extractor(pc_cfg, torch.device("cpu"), precision="fp32"), torch.as_tensor(det["bank"])).eval()
         _export_graph(s1, pc_cfg.patchcore.image_size, out / "stage1.onnx", ["score"])
         n = chain.recorded("detector")
         card["stage1"] = {"file": "stage1.onnx", "image_size": pc_cfg.patchcore.image_size,

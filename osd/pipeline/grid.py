@@ -2,7 +2,7 @@
 
 Every job is idempotent: it runs the cached steps of one split for one seed, so a grid that is
 submitted again only computes what is missing (a killed worker's job, say). The shared
-dependency of a seed's jobs, its PatchCore fit, runs first as a job of its own. Artifacts live
+dependency of a seed's jobs, its PatchCore fit, is a job of its own, first in the queue. Artifacts live
 under the project's ``outputs/``: on a cluster that folder must be on a filesystem every worker
 sees. Results do not depend on where a job ran: each job's randomness comes from its seed.
 """
@@ -79,11 +79,14 @@ def _own_gpu(cfg: Config, slot: int) -> None:
 
 
 def run_job(cfg: Config, job: Job, two_stage: bool, force: bool = False, threads: int = 0,
-            reporter: Reporter | None = None, slot: int | None = None) -> dict[str, Any]:
+            reporter: Reporter | None = None, slot: int | None = None, workers: int | None = None) -> dict[str, Any]:
     """One job, in whatever process runs it; an error comes back as one line, never raised.
 
-    ``slot`` (worker processes only) spreads jobs over the GPUs of a machine that has several.
+    ``slot`` (worker processes only) spreads jobs over the GPUs of a machine that has several;
+    ``threads`` and ``workers`` (when given) are the job's share of the machine.
     """
+    if workers is not None:
+        cfg = cfg.replace(**{"project.workers": workers})
     if slot is None:
         return _run_job(cfg, job, two_stage, force, threads, reporter, slot)
     # a worker process: its warnings travel back as lines, shown once by the caller like its own
@@ -131,9 +134,11 @@ def plan_jobs(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool)
 
 
 def _threads_per_job(cfg: Config, jobs: int) -> int:
+    from osd import runtime
+
     if cfg.project.threads:
         return cfg.project.threads
-    return max(1, (os.cpu_count() or 1) // max(jobs, 1))  # the machine is divided, not oversubscribed
+    return max(1, runtime.cores() // max(jobs, 1))  # the machine is divided, not oversubscribed
 
 
 def _dask_job(cfg: Config, job: Job, two_stage: bool, force: bool, slot: int = 0) -> dict[str, Any]:
@@ -203,7 +208,10 @@ def _run_pool(cfg: Config, deps: list[Job], grid: list[Job], two_stage: bool, fo
               reporter: Reporter) -> list[dict[str, Any]]:
     import multiprocessing
 
+    from osd import runtime
+
     threads = _threads_per_job(cfg, jobs)
+    workers = runtime.decode_workers(cfg, threads, jobs)  # jobs x (threads + workers) <= cores
     if not cfg.project.threads:
         warnings.warn(f"--jobs {jobs}: each job trains with {threads} torch thread(s), a sequential run with "
                       "torch's default; training arithmetic depends on the thread count, so set project.threads "
@@ -213,7 +221,7 @@ def _run_pool(cfg: Config, deps: list[Job], grid: list[Job], two_stage: bool, fo
         slots = iter(range(10**9))
 
         def submit(job: Job) -> Future:
-            return pool.submit(run_job, cfg, job, two_stage, force, threads, None, next(slots))
+            return pool.submit(run_job, cfg, job, two_stage, force, threads, None, next(slots), workers)
 
         def result_of(fut: Future) -> dict[str, Any]:
             try:
@@ -238,13 +246,16 @@ def _dask_wait(futures: set) -> tuple[set, set]:
 
 def _run_waves(deps: list[Job], grid: list[Job], submit: Callable[[Job], Any], result_of: Callable[[Any], dict],
                wait_some: Callable[[set], tuple[set, set]], reporter: Reporter) -> list[dict[str, Any]]:
-    """Dependencies first (a seed's jobs wait for that seed's PatchCore fit), then the grid; progress
-    of the whole grid: done / running / failed, with the elapsed time and an estimate of what is left."""
+    """Every job at once, the dependencies first in the queue: a split's training needs no PatchCore
+    fit, so no worker idles while a seed's fit runs; a job that reaches its cascade while the fit is
+    running elsewhere waits on the fit's lock (and one whose fit has not started computes it, the
+    queued fit then finds it cached). Progress of the whole grid: done / running / failed, with the
+    elapsed time and an estimate of what is left."""
     records: list[dict[str, Any]] = []
     total = len(deps) + len(grid)
     start = time.perf_counter()
     with reporter.task("grid", total) as task:
-        for wave in (deps, grid):
+        for wave in ([*deps, *grid],):
             futures = {submit(job): job for job in wave}
             pending = set(futures)
             while pending:

@@ -109,7 +109,8 @@ class Predictor:
                          else OnnxModels.open(self.cfg, chain, self.export_dir))
             self.detector = self.onnx.stage1 if chain.detector is not None else None
             return
-        self.model = load_model(self.cfg, chain.classifier.payload).to(self.device).eval()
+        self.compute = runtime.compute(self.cfg)
+        self.model = self.compute.model(load_model(self.cfg, chain.classifier.payload)).eval()
         if chain.detector is not None:
             from osd.pipeline.detector import build_extractor, detector_from
 
@@ -139,12 +140,13 @@ class Predictor:
         if self.engine == "onnx":
             closed, dist, msp = self.onnx.one_stage(imgs, self.classifier_size)
         else:
-            with torch.inference_mode():
-                x = normalize(torch.stack([pil_to_uint8(i, self.classifier_size) for i in imgs]).to(self.device))
+            c = self.compute
+            with torch.inference_mode(), c.autocast():
+                x = normalize(c.inputs(torch.stack([pil_to_uint8(i, self.classifier_size) for i in imgs])))
                 stats, logits = self.model.embed_stages(x)
-                feats = stack({k: v.cpu().numpy() for k, v in stats.items()}, self.blocks)[0]
+            feats = stack({k: c.output(v).cpu().numpy() for k, v in stats.items()}, self.blocks)[0]
             dist = self.scorer.score_samples(feats)
-            closed, msp = decide.closed_set(logits.cpu().numpy(), self.classes)
+            closed, msp = decide.closed_set(c.output(logits).cpu().numpy(), self.classes)
         kappa = self.kappa if self.use_kappa else None
         one = decide.one_stage(dist, self.tau, closed)
         s1 = casc = None

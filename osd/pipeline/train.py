@@ -22,8 +22,8 @@ from osd.pipeline.data import settings_key, split_manifest, weights_identity
 from osd.progress import Reporter, ensure
 
 # Bump when the meaning of the trained model or of the stored embeddings changes.
-TRAIN_ALGORITHM = "train/4"  # 4: key holds device + threads; 3: epoch chosen on epoch_select images
-EMBED_ALGORITHM = "embed/5"  # 5: partition "threshold" (was "val"); 4: paths relative to neu.root
+TRAIN_ALGORITHM = "train/5"  # 5: early stopping, precision + memory layout; 4: key holds device + threads
+EMBED_ALGORITHM = "embed/6"  # 6: key holds precision + memory layout; 5: partition "threshold" (was "val")
 TRAIN_SECTIONS = ("classifier", "splits", "neu.root", "project.seed")
 
 
@@ -57,6 +57,9 @@ class TrainResult:
     seconds: float
     cached: bool
     history: list[dict[str, float]] = field(default_factory=list)
+    epochs_run: int = 0
+    stopped_early: bool = False
+    precision: str = "fp32"
     path: str = ""
     artifact_id: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -106,30 +109,36 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
 
     ckpt_path = path.with_name("checkpoint.npz")
     resume = None if force else artifacts.load(ckpt_path, key)
-    device = runtime.setup(cfg)
+    runtime.setup(cfg)
+    compute = runtime.compute(cfg)
+    device = compute.device
     gen = runtime.seed_everything(cfg.project.seed)
     classes = list(manifest.known)
     data = {}
+    workers = runtime.decode_workers(cfg)
     for part in ("train", "epoch_select"):  # streamed from disk batch by batch: memory flat in their number
         entries = _entries(manifest, part)
         data[part] = Images([e.path for e in entries], [classes.index(e.label) for e in entries],
-                            cfg.classifier.image_size, cfg.project.workers)
+                            cfg.classifier.image_size, workers)
     reporter.note(f"split {split}: training {cfg.classifier.arch} ({describe_weights(cfg.classifier.weights)} "
-                  f"weights) on {len(data['train'])} images, {len(classes)} classes, device {device}"
-                  + (f"; resuming after epoch {resume['epoch']}" if resume else ""))
+                  f"weights) on {len(data['train'])} images, {len(classes)} classes, device {device}, "
+                  f"{compute.precision}" + (f"; resuming after epoch {resume['epoch']}" if resume else ""))
     model = EmbeddingClassifier(build(cfg.classifier.arch, weights_path(cfg, cfg.classifier.weights)), len(classes))
     # deterministic kernels on CPU for this run only; the caller's setting is restored afterwards
     was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
     try:
-        outcome = fit(model, data["train"], data["epoch_select"], cfg.classifier, device, gen, reporter,
+        outcome = fit(model, data["train"], data["epoch_select"], cfg.classifier, compute, gen, reporter,
                       checkpoint=lambda state: artifacts.save(ckpt_path, key, state), resume=resume)
     finally:
         torch.use_deterministic_algorithms(was, warn_only=warn_only)
+        for images in data.values():
+            images.close()
     payload = {
         "classes": classes, "state_dict": outcome.state_dict, "best_epoch": outcome.best_epoch,
         "selection_accuracy": outcome.selection_accuracy, "n_select": len(data["epoch_select"]),
-        "history": outcome.history, "seconds": outcome.seconds,
+        "history": outcome.history, "seconds": outcome.seconds, "epochs_run": outcome.epochs_run,
+        "stopped_early": outcome.stopped_early, "precision": compute.precision,
         "weights": describe_weights(cfg.classifier.weights), "arch": cfg.classifier.arch,
     }
     prov = artifacts.provenance(cfg, "train", TRAIN_ALGORITHM, key, TRAIN_SECTIONS,
@@ -168,7 +177,9 @@ def train(cfg: Config, split: str, force: bool = False, reporter: Reporter | Non
     step = trained(cfg, split, force, reporter)
     p = step.payload
     return TrainResult(split, p["arch"], p["weights"], list(p["classes"]), p["best_epoch"], p["selection_accuracy"],
-                       p["seconds"], step.cached, p["history"], str(step.path), step.id, step.lineage)
+                       p["seconds"], step.cached, p["history"], int(p.get("epochs_run", len(p["history"]))),
+                       bool(p.get("stopped_early", False)), str(p.get("precision", "fp32")), str(step.path), step.id,
+                       step.lineage)
 
 
 @dataclass
@@ -187,7 +198,8 @@ class EmbedResult:
 
 
 def embed_key(cfg: Config, split: str, model_id: str) -> str:
-    return artifacts.cache_key("embed", EMBED_ALGORITHM, model_id, split_manifest(cfg, split).fingerprint())
+    return artifacts.cache_key("embed", EMBED_ALGORITHM, model_id, split_manifest(cfg, split).fingerprint(),
+                               runtime.precision_identity(cfg))
 
 
 @runtime.scoped
@@ -198,9 +210,11 @@ def _embed(cfg: Config, split: str, model: artifacts.Step, key: str, reporter: R
     from osd.data.stream import batches, in_order
     from osd.data.tensors import normalize
 
-    device = runtime.setup(cfg)
-    net = load_model(cfg, model.payload).to(device)
+    runtime.setup(cfg)
+    compute = runtime.compute(cfg)
+    net = compute.model(load_model(cfg, model.payload))
     manifest = split_manifest(cfg, split)
+    workers = runtime.decode_workers(cfg)
     payload: dict[str, Any] = {"classes": model.payload["classes"], "skipped": {}}
     parts = (*PARTS, NORMAL_PART) if manifest.part("test", "normal") else PARTS
     total = sum(len(_entries(manifest, p)) for p in parts)
@@ -211,17 +225,18 @@ def _embed(cfg: Config, split: str, model: artifacts.Step, key: str, reporter: R
             stats: dict[str, list[np.ndarray]] = {}
             logits, kept = [], []
             for idx, x, reasons in batches([e.path for e in entries], cfg.classifier.image_size,
-                                           in_order(len(entries), 64), cfg.project.workers):
+                                           in_order(len(entries), 64), workers):
                 ok = [i for i, r in enumerate(reasons) if not r]
                 for i, r in zip(idx.tolist(), reasons):
                     if r:  # unreadable since it was indexed: named, left out
                         payload["skipped"][str(entries[i].path)] = r
                         warnings.warn(f"skipping {r}", OsdWarning, stacklevel=2)
                 if ok:
-                    st, lg = net.embed_stages(normalize(x[ok].to(device)))
+                    with compute.autocast():
+                        st, lg = net.embed_stages(normalize(compute.inputs(x[ok])))
                     for name, v in st.items():
-                        stats.setdefault(name, []).append(v.cpu().numpy())
-                    logits.append(lg.cpu().numpy())
+                        stats.setdefault(name, []).append(compute.output(v).cpu().numpy())
+                    logits.append(compute.output(lg).cpu().numpy())
                     kept += [int(idx[i]) for i in ok]
                 task.advance(len(reasons))
                 n_done += len(ok)
@@ -234,8 +249,10 @@ def _embed(cfg: Config, split: str, model: artifacts.Step, key: str, reporter: R
                 "paths": [entries[i].rel for i in kept],  # relative to neu.root: the data may move
             }
     payload["images_per_second"] = n_done / max(time.perf_counter() - start, 1e-9)
+    payload["precision"] = compute.precision
     prov = artifacts.provenance(cfg, "embed", EMBED_ALGORITHM, key, TRAIN_SECTIONS,
-                                {"classifier": model.id, "manifest": manifest.fingerprint()}, split=split)
+                                {"classifier": model.id, "manifest": manifest.fingerprint()}, split=split,
+                                compute=compute.identity())
     return payload, prov
 
 
