@@ -599,5 +599,10 @@ class Layout:
         return self.root / "patchcore"
 
     @property
+    def detection(self) -> Path:
+        """The detection study's folder (``project.study = detection``)."""
+        return self.root / "detection"
+
+    @property
     def detector(self) -> Path:
         return self.patchcore / "patchcore.npz"

@@ -49,6 +49,9 @@ class ProjectSection:
     workers: int = opt(2, "processes that decode images while the model computes (0 = decode in this process); "
                           "the results do not depend on it; fewer are started where they would take cores the model "
                           "computes on (see docs/reference.md, Speed)", ge=0)
+    study: str = opt("open_set", "open_set (known classes, unknown ones, the two approaches) | detection (good and "
+                                 "bad parts: stage 1 alone, no_defect / defect; for zero or one defect class)",
+                     choices=("open_set", "detection"))
     precision: str = opt("auto", "arithmetic of the networks: auto (bf16 on a CPU with bf16 hardware, fp32 elsewhere) | "
                                  "fp32 | bf16 | fp16 (accelerators); thresholds and statistics stay float64",
                          choices=("auto", "fp32", "bf16", "fp16"))
@@ -580,3 +583,29 @@ def render_toml(cfg: Config, header: str = "") -> str:
     for f in public_fields(Config):
         section(f.name, getattr(cfg, f.name), getattr(defaults, f.name))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def write_setting(path: str | Path | None, key: str, value: Any) -> Path:
+    """Set ``key`` (``section.name``) to ``value`` in the project file, every comment kept; the value is
+    checked as ``--set`` checks it before the file is touched. Returns the file."""
+    import os
+
+    file = project_file(path)
+    load(file, {key: value})  # a bad key or value raises here, with its key path
+    section, name = key.rsplit(".", 1)
+    lines = file.read_text(encoding="utf-8").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == f"[{section}]"), None)
+    literal = f"{name} = {_toml_value(value)}"
+    if start is None:
+        lines += ["", f"[{section}]", literal]
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+        at = next((i for i in range(start + 1, end) if re.match(rf"\s*{re.escape(name)}\s*=", lines[i])), None)
+        if at is None:
+            lines.insert(start + 1, literal)
+        else:
+            lines[at] = literal
+    tmp = file.with_name(file.name + ".tmp")  # written whole, then moved: never a half-written project file
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, file)
+    return file

@@ -19,6 +19,7 @@ import numpy as np
 UNKNOWN = "unknown"
 NO_DEFECT = "no_defect"
 DECISION_LABELS = (UNKNOWN, NO_DEFECT)  # no class may carry these names
+DEFECT = "defect"  # the detection study's answer for an image above the stage-1 threshold (not a class)
 MODES = ("strict", "ignore_no_defect")
 
 

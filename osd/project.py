@@ -97,6 +97,7 @@ class InitResult:
     settings: dict[str, Any] = field(default_factory=dict)
     splits: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # written when the classes are not NEU's
     classes: list[str] = field(default_factory=list)
+    study: str = "open_set"
 
 
 def make_splits(classes: list[str], unknown_per_split: int, seed: int = 0) -> dict[str, config.SplitDef]:
@@ -126,13 +127,16 @@ def make_splits(classes: list[str], unknown_per_split: int, seed: int = 0) -> di
 
 def init_project(path: Path, neu: Path | None = None, severstal: Path | None = None, normal: Path | None = None,
                  demo: bool = False, force: bool = False, unknown_per_split: int = 2,
-                 in_domain: bool | None = None) -> InitResult:
+                 in_domain: bool | None = None, detect_only: bool = False) -> InitResult:
     """Write ``osd.toml`` (and the data README; with ``demo``, synthetic data) under ``path``.
 
     ``in_domain`` (``normal.in_domain``): whether the normal images come from the same line as the
     defect classes. ``None`` decides from the data: true for a plain ``--normal`` folder beside the
     user's own classes, false for the NEU + Severstal study. The demo with ``in_domain`` also writes
-    defect-free images of its own line (``data/normal``) and uses them instead of its strips."""
+    defect-free images of its own line (``data/normal``) and uses them instead of its strips.
+
+    Normal images with zero or one defect class (or ``detect_only``) make a detection project
+    (``project.study = detection``): stage 1 alone on good and bad parts, no classifier."""
     if severstal and normal:
         raise ConfigError("--severstal and --normal: give one source of normal images, not both")
     target = path / config.PROJECT_FILE
@@ -144,7 +148,8 @@ def init_project(path: Path, neu: Path | None = None, severstal: Path | None = N
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     try:
-        return _write_project(path, target, neu, severstal, normal, demo, force, unknown_per_split, in_domain)
+        return _write_project(path, target, neu, severstal, normal, demo, force, unknown_per_split, in_domain,
+                              detect_only)
     except BaseException:
         if created:  # a failed init leaves nothing behind
             import shutil
@@ -154,10 +159,13 @@ def init_project(path: Path, neu: Path | None = None, severstal: Path | None = N
 
 
 def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path | None, normal: Path | None,
-                   demo: bool, force: bool, unknown_per_split: int, in_domain: bool | None) -> InitResult:
+                   demo: bool, force: bool, unknown_per_split: int, in_domain: bool | None,
+                   detect_only: bool = False) -> InitResult:
     settings: dict[str, Any] = {}
     header = HEADER
     offline = offline_weights_installed()
+    if demo and detect_only and not (severstal or normal):
+        in_domain = True  # the demo line's own good parts, not Severstal-like strips
     if demo:
         from osd.data.demo import write_demo
 
@@ -184,17 +192,28 @@ def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path |
         settings["normal.severstal_root"] = _rel(severstal, path)
     if normal:
         settings["normal.folder"] = _rel(normal, path)
-    elif not demo and not severstal and not neu:
+    elif not demo and not severstal and not neu and not detect_only:
         settings.setdefault("normal.severstal_root", "data/severstal")
     cfg = config.Config(base_dir=path.resolve()).replace(**settings)
     splits: dict[str, config.SplitDef] = {}
     classes: list[str] = []
+    has_normals = bool(severstal or normal)
     if neu:
         from osd.data.neu import index_neu
 
         classes = index_neu(neu).classes
+    if detect_only or (has_normals and len(classes) <= 1 and not demo):
+        # good parts and bad parts (zero or one defect class, or asked): stage 1 alone
+        return _detection_project(path, target, cfg, settings, header, neu, classes, has_normals, force, offline,
+                                  demo)
+    if neu:
         if set(classes) != set(config.NEU_CLASSES):  # the user's own classes: splits of their own
-            splits = make_splits(classes, unknown_per_split, cfg.project.seed)
+            try:
+                splits = make_splits(classes, unknown_per_split, cfg.project.seed)
+            except ConfigError as exc:
+                if not has_normals:
+                    raise
+                raise ConfigError(f"{exc}; or study good and bad parts: osd init --detect-only") from None
             cfg = dataclasses.replace(cfg, splits=dataclasses.replace(cfg.splits, named=splits))
             if in_domain is None and normal:
                 in_domain = True  # the user's own classes and their own normal images: the same line
@@ -211,3 +230,34 @@ def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path |
         artifacts.write_text(readme, DATA_README)
     return InitResult(target, demo, offline, settings,
                       {k: {"known": v.known, "unknown": v.unknown} for k, v in splits.items()}, classes)
+
+
+DETECTION_HEADER = """
+# project.study = detection: good parts and bad parts. Stage 1 (PatchCore) alone, fitted on the bank
+# share of the normal images, its threshold set on the calibration share; the held-out normals and every
+# defect image are the test set, each image answered no_defect / defect. No classifier is trained."""
+
+
+def _detection_project(path: Path, target: Path, cfg: config.Config, settings: dict[str, Any], header: str,
+                       neu: Path | None, classes: list[str], has_normals: bool, force: bool, offline: bool,
+                       demo: bool) -> InitResult:
+    if not has_normals and not demo:
+        raise ConfigError("--detect-only: the detection study needs normal (defect-free) images: --normal DIR or "
+                          "--severstal DIR")
+    study = {"project.study": "detection", "normal.in_domain": True}
+    if not neu and not demo:
+        study["neu.root"] = ""  # no defect folder: Severstal's defective strips, or none
+    if demo and not neu:
+        from osd.data.neu import index_neu
+
+        classes = index_neu(cfg.path(settings["neu.root"])).classes  # the demo's drawn defects are the bad parts
+    settings.update(study)
+    cfg = cfg.replace(**study)
+    found = (f"{len(classes)} defect class{'es' if len(classes) != 1 else ''} ({', '.join(classes)}) in {neu}"
+             if neu else "no defect folder")
+    header += DETECTION_HEADER + f"\n# Defect images: {found}."
+    artifacts.write_text(target, config.render_toml(cfg, header))
+    readme = path / "data" / "README.md"
+    if not readme.exists() or force:
+        artifacts.write_text(readme, DATA_README)
+    return InitResult(target, demo, offline, settings, {}, classes, study="detection")

@@ -30,7 +30,8 @@ def _report_inputs(cfg: Config, splits: list[str], seeds: list[int]) -> list[Any
     out = []
     for seed in seeds:
         layout = artifacts.Layout(cfg.for_seed(seed).output_dir)
-        for path in [*(layout.metrics(s) for s in splits), layout.patchcore / "fit_stats.json"]:
+        for path in [*(layout.metrics(s) for s in splits), layout.patchcore / "fit_stats.json",
+                     layout.detection / "metrics.json"]:
             out.append([str(path), artifacts.cache_key(_without_times(artifacts.read_json(path)))])
     return out
 
@@ -52,6 +53,11 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
         raise ConfigError(f"--jobs {jobs}: must be at least 1")
     seeds = cfg.study_seeds(seeds)
     two_stage = bool(cfg.normal.severstal_root or cfg.normal.folder)
+    if cfg.project.study == "detection":
+        if not two_stage:
+            raise ConfigError("project.study = detection needs normal images: set normal.folder or "
+                              "normal.severstal_root")
+        splits = []
     start = time.perf_counter()
     records = run_grid(cfg, splits, seeds, two_stage, jobs, scheduler, force, reporter)
     steps = [step for r in records for step in r.get("steps", [])]
@@ -74,6 +80,10 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
     notes = [] if two_stage else [
         "no normal images configured (normal.severstal_root or normal.folder): only the one-stage study ran; "
         "the two-stage cascade needs defect-free images (osd init --normal DIR, or set normal.folder)"]
+    if cfg.project.study == "detection":
+        notes = ["detection study (project.study = detection): stage 1 alone on good and bad parts; skipped: "
+                 "training, embeddings, tau and kappa, the one-stage study and the cascade (they need at least "
+                 "3 defect classes: 2 known to name, 1 unknown to flag)"]
     return {"steps": steps, "seconds": time.perf_counter() - start, "report": report, "two_stage": two_stage,
             "notes": notes,
             "seeds": seeds, "jobs": jobs, "scheduler": str(scheduler) if scheduler else None, "failed": failed}

@@ -96,6 +96,16 @@ def _config(project: Path | None, overrides: list[str] | None, device: str | Non
     return config.load(project, extra)
 
 
+def _choose_acceptance(project: Path | None, key: str, acceptance: float | None) -> None:
+    """An operating point chosen on the command line is the project's from now on: written to osd.toml
+    (predict, export and run-all then use it); the models are not refitted, only thresholded anew."""
+    from osd import config
+
+    if acceptance is not None:
+        path = config.write_setting(project, key, acceptance)
+        render.note(f"{key} = {acceptance:g} written to {path}")
+
+
 def _reporter(json_out: bool):
     return render.RichReporter(quiet=json_out)
 
@@ -119,14 +129,22 @@ def init_cmd(
         "--in-domain/--cross-domain", help="The normal images are of the same line as the defects (three-outcome "
         "study); default: in-domain for --normal beside your own classes, cross-domain otherwise. With --demo: "
         "also write the demo line's own defect-free images")] = None,
+    detect_only: Annotated[bool, typer.Option(
+        "--detect-only", help="Good parts and bad parts: stage 1 alone, no_defect / defect (chosen by itself for "
+        "normal images with zero or one defect class)")] = False,
     debug: o.Debug = False,
 ) -> None:
     """Create a project folder with a commented osd.toml and a data README."""
     from osd.project import init_project
 
     with render.err.status("writing the project" + (" and synthetic demo data" if demo else "") + " ..."):
-        result = init_project(path, neu, severstal, normal, demo, force, unknown_per_split, in_domain)
+        result = init_project(path, neu, severstal, normal, demo, force, unknown_per_split, in_domain, detect_only)
     render.out.print(f"[green]created[/] {result.project_file}" + (" with synthetic demo data in data/" if demo else ""))
+    if result.study == "detection":
+        found = (f"{len(result.classes)} defect class(es): {', '.join(result.classes)}" if result.classes
+                 else "no defect folder")
+        render.note(f"detection study (good and bad parts, {found}): stage 1 alone answers no_defect / defect; "
+                    "no classifier is trained")
     if result.splits:
         render.show(render.table(f"Splits written to osd.toml ({len(result.classes)} classes, each unknown once)",
                                  ["split", "known", "unknown"],
@@ -189,10 +207,12 @@ def embed_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = N
 @app.command("calibrate")
 @command
 def calibrate_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = None, project: o.Project = None,
-                  set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
+                  set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
+                  acceptance: o.Acceptance = None) -> None:
     """Fit the Mahalanobis scorer and set tau and kappa on known validation images."""
     from osd.pipeline.osr import calibrate
 
+    _choose_acceptance(project, "osr.acceptance", acceptance)
     cfg = _config(project, set_, device)
     result = calibrate(cfg, split, force=force, reporter=_reporter(json_out))
     render.emit_json(result.to_dict()) if json_out else render.show_calibration(result)
@@ -219,10 +239,12 @@ def osr_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = Non
 @patchcore_app.command("fit")
 @command
 def patchcore_fit_cmd(force: o.Force = False, device: o.Device = None, project: o.Project = None,
-                      set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
+                      set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
+                      acceptance: o.Acceptance = None) -> None:
     """Fit PatchCore on normal images and set its threshold on calibration normals."""
     from osd.pipeline.detector import fit_patchcore
 
+    _choose_acceptance(project, "patchcore.acceptance", acceptance)
     cfg = _config(project, set_, device)
     result = fit_patchcore(cfg, force=force, reporter=_reporter(json_out))
     render.emit_json(result.to_dict()) if json_out else render.show_patchcore(result)
@@ -286,6 +308,8 @@ def predict_cmd(
         render.error("no images found in " + ", ".join(map(str, paths)) + " (nothing to predict)")
         raise typer.Exit(1)
     predictor = Predictor(cfg, split, approach, engine=engine, export_dir=export_dir)
+    if predictor.detect_only:
+        from osd.pipeline.predict import DETECTION_COLUMNS as COLUMNS
     rows: list[dict] = []
     counts = {"unreadable": 0}
     keep = json_out or len(inputs) <= render.PREDICT_TABLE_ROWS

@@ -457,7 +457,12 @@ def csv_cell(value: Any) -> str:
 
 
 def show_predictions(rows: list[dict[str, Any]], n: int, unreadable: int, out: Any, models: dict[str, str]) -> None:
-    if rows:
+    if rows and "one_stage" not in rows[0] and "cascade" not in rows[0] and "closed_class" not in rows[0]:
+        show(table(f"Predictions ({n} inputs): detection study", ["path", "decision", "stage 1 score (threshold)"],
+                   [[r["path"], r.get("decision") or r.get("reason", ""),
+                     f"{r['stage1_score']:.4g} ({r['stage1_threshold']:.4g})" if r.get("stage1_score") is not None
+                     else "-"] for r in rows]))
+    elif rows:
         show(table(f"Predictions ({n} inputs)", ["path", "one-stage", "distance (tau)", "cascade",
                                                   "stage 1 (threshold)", "max softmax"],
                    [[r["path"], r.get("one_stage") or r.get("reason", ""),

@@ -60,6 +60,8 @@ class NeuIndex:
         """Which rule named the classes, in words (osd data check says it)."""
         if self.layout == "class-folders":
             return "each image's class is the name of its class folder"
+        if self.layout == "one-folder":
+            return "one flat folder: every image is of one class, the folder's name"
         return "each image's class is read from its file name (NEU's own flat layout)"
 
     @property
@@ -115,6 +117,11 @@ def index_neu(root: str | Path) -> NeuIndex:
         paths.append(p)
         labels.append(cls)
         fed.setdefault(cls, set()).add(str(p.parent.relative_to(root)))
+    if not paths and all(p.parent == root for p in files):
+        # one flat folder of images (a line's bad parts of one defect type): one class, the folder's name
+        name = root.resolve().name or "defect"
+        _refuse_reserved(root, {name})
+        return NeuIndex(root, "one-folder", tuple(files), tuple(name for _ in files), tuple(masks))
     if not paths:
         raise DataError(f"{root}: found images but could not tell their classes (no class folders or NEU names)")
     # NEU's aliases rename folders only when every class folder is one of NEU's classes (NEU in class

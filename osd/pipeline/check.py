@@ -59,12 +59,14 @@ def summarise_sizes(sizes: dict[str, int], top: int = 5) -> dict[str, Any]:
 def check_data(cfg: Config) -> DataReport:
     """Everything a user needs to know about their data; problems are collected, not raised."""
     root = cfg.path(cfg.neu.root)
-    report = DataReport(neu_root=str(root))
-    try:
-        raw = index_neu(root)
-    except OsdError as exc:
-        report.problems.append(str(exc))
-        raw = None
+    report = DataReport(neu_root=str(root) if cfg.neu.root.strip() else "")
+    detection = cfg.project.study == "detection"
+    raw = None
+    if cfg.neu.root.strip() or not detection:
+        try:
+            raw = index_neu(root)
+        except OsdError as exc:
+            report.problems.append(str(exc))
     if raw is not None:
         report.neu_layout = raw.layout
         report.label_rule = raw.label_rule
@@ -96,7 +98,7 @@ def check_data(cfg: Config) -> DataReport:
                                 + "; keep it in one class folder")
         if report.unreadable:
             report.notes.append(f"{len(report.unreadable)} unreadable NEU file(s) will be skipped")
-        for name in cfg.split_names:
+        for name in ([] if detection else cfg.split_names):
             try:
                 m = split_manifest(cfg, name)
             except OsdError as exc:
@@ -108,7 +110,25 @@ def check_data(cfg: Config) -> DataReport:
                 "manifest": str(artifacts.Layout(cfg.output_dir).manifest(name)),
             }
     report.normal = _check_normal(cfg, report)
+    if detection:
+        report.notes.append(_detection_note(cfg, report))
     return report
+
+
+def _detection_note(cfg: Config, report: DataReport) -> str:
+    """What the detection study will test, in one line."""
+    from osd.pipeline.detection import defect_images
+
+    try:
+        paths, classes, source = defect_images(cfg)
+    except OsdError as exc:
+        report.problems.append(str(exc))
+        return "detection study: the defect images cannot be read"
+    held_out = (report.normal.get("partitions") or {}).get("test", {}).get("images", 0)
+    counts = ", ".join(f"{c} {classes.count(c)}" for c in sorted(set(classes))) or "none"
+    return (f"detection study (project.study = detection): test = {held_out} held-out normal image(s) and "
+            f"{len(paths)} defect image(s) ({counts}) from {source}; each image is answered no_defect / defect"
+            + ("" if paths else "; without defect images only the normal pass rate can be measured"))
 
 
 def _partition_crops(cfg: Config, data: Any) -> tuple[dict[str, Any], list[str]]:
@@ -162,7 +182,7 @@ def _check_normal(cfg: Config, report: DataReport) -> dict[str, Any]:
         if parts["bank"]["images"] > cap:
             report.notes.append(f"PatchCore's bank uses {cap} of the {parts['bank']['images']} bank-share normal "
                                 f"images (a seeded sample: patchcore.max_bank_images = {cap})")
-        if n.in_domain:
+        if n.in_domain and cfg.project.study != "detection":
             report.notes.append(f"normal.in_domain: the {parts['test']['images']} held-out normal image(s) join every "
                                 "split's test set (three outcomes; see osd outcomes)")
         if any(v["crops"] == 0 for v in parts.values()):

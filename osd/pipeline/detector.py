@@ -74,6 +74,13 @@ def crop_samples(cfg: Config, paths: Sequence[Path]) -> list[Sample]:
     return [(p, box) for p in paths for box in crops_of(cfg, p)]
 
 
+def unit_samples(cfg: Config, paths: Sequence[Path]) -> list[Sample]:
+    """Each image cut by :func:`image_units` (the rule of the test images and ``predict``)."""
+    from osd.data.images import load_rgb
+
+    return [(p, box) for p in paths for box in image_units(cfg, load_rgb(p))]
+
+
 def feature_batches(extractor, samples: Sequence[Sample], cfg: Config, device,
                     skipped: dict[str, str] | None = None) -> Iterator[tuple[list[int], Any]]:
     """Yield (indices into ``samples``, (B,D,h,w) features) batch by batch.
@@ -207,6 +214,12 @@ def stage1_unit(in_domain: bool) -> str:
     return IMAGE if in_domain else CROP
 
 
+def unit_of(cfg: Config) -> str:
+    """The project's stage-1 unit: an image for a line's own normals and for the detection study
+    (an engineer accepts or rejects a part, not a crop), else a crop."""
+    return stage1_unit(cfg.normal.in_domain or cfg.project.study == "detection")
+
+
 def patchcore_key(cfg: Config, data: NormalData) -> str:
     # the defective images and their masks feed the in-domain test stored with the fit; whether the
     # normal images are of the defects' line changes what the splits test, never the fit; the chunk
@@ -216,7 +229,8 @@ def patchcore_key(cfg: Config, data: NormalData) -> str:
         unused |= {"patchcore.ivf_probe", "patchcore.exact_up_to"}
     settings = {k: v for k, v in settings_key(cfg, SECTIONS).items() if k not in unused}
     # the unit joins the key only where it is an image, so the crop-unit fits made before it stay valid
-    unit = [] if stage1_unit(cfg.normal.in_domain) == CROP else ["unit: image"]
+    unit = [] if unit_of(cfg) == CROP else ["unit: image"]
+    unit += ["bank: image units"] if cfg.project.study == "detection" else []
     # likewise the precision: only a reduced one joins the key (the extractor was channels-last already)
     precision = runtime.compute(cfg).precision
     unit += [] if precision == "fp32" else [f"precision: {precision}"]
@@ -257,9 +271,50 @@ def fitted(cfg: Config, force: bool = False, reporter: Reporter | None = None) -
     check_patch_backbone(cfg.patchcore.backbone, list(cfg.patchcore.layers))  # before any data is read
     data = normal_data(cfg)
     key = patchcore_key(cfg, data)
+    # everything but the acceptance target: a fit that differs from the one asked for only there is
+    # thresholded anew from its stored calibration scores (osd patchcore fit --acceptance), never refitted
+    bank_key = patchcore_key(cfg.replace(**{"patchcore.acceptance": 0.5}), data)
     layout = artifacts.Layout(cfg.output_dir)
-    return artifacts.cached_step(layout.detector, key, lambda: _fit(cfg, data, key, layout, reporter), force=force,
-                                 on_wait=reporter.note)
+
+    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+        old = None if force else artifacts.load(layout.detector, None)
+        if isinstance(old, dict) and old.get("bank_key") == bank_key:
+            return _rethreshold(cfg, old, key, layout, reporter)
+        payload, prov = _fit(cfg, data, key, layout, reporter)
+        return {**payload, "bank_key": bank_key}, prov
+
+    return artifacts.cached_step(layout.detector, key, compute, force=force, on_wait=reporter.note)
+
+
+def _rethreshold(cfg: Config, old: dict[str, Any], key: str, layout: artifacts.Layout, reporter: Reporter
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A stored fit with its threshold set anew at ``patchcore.acceptance`` on its calibration scores."""
+    from osd.osr.thresholds import AcceptanceThreshold
+
+    unit = old["stats"].get("unit", CROP)
+    thr = AcceptanceThreshold(cfg.patchcore.acceptance, f"PatchCore threshold (calibration {unit}s)").fit(
+        np.asarray(old["calibration_scores"], dtype=float))
+    reporter.note(f"PatchCore: threshold set anew for a {cfg.patchcore.acceptance:g} pass rate on the "
+                  f"{len(old['calibration_scores'])} stored calibration scores (no refit)")
+    indomain = dict(old.get("indomain") or {})
+    if indomain.get("available") and old.get("indomain_scores"):
+        indomain.update(_indomain_rates(old["indomain_scores"], thr.threshold_))
+    stats = {**old["stats"], "thresholded_anew_from_acceptance": float(old["threshold"].acceptance)}
+    prov = artifacts.provenance(cfg, "patchcore fit", ALGORITHM, key, SECTIONS,
+                                {"normal_images": normal_data(cfg).fingerprint(),
+                                 "weights": weights_identity(cfg, cfg.patchcore.weights, cfg.patchcore.backbone)},
+                                compute=runtime.precision_identity(cfg), thresholded_anew=True)
+    payload = {**old, "threshold": thr, "indomain": indomain, "stats": stats}
+    _write_fit_files(layout.patchcore, cfg, stats, payload, thr, prov, unit)
+    return payload, prov
+
+
+def _indomain_rates(scores: dict[str, Any], threshold: float) -> dict[str, float | None]:
+    """The in-domain test's rates at ``threshold`` from its stored crop scores."""
+    pos, neg, clean = (np.asarray(scores[k], dtype=float) for k in ("defect", "negative", "clean"))
+    return {"detection_rate": float(np.mean(pos > threshold)) if len(pos) else None,
+            "false_alarm_rate": float(np.mean(neg > threshold)) if len(neg) else None,
+            "false_alarm_rate_clean_crops_of_defective_images": float(np.mean(clean > threshold)) if len(clean) else None}
 
 
 @runtime.scoped
@@ -271,8 +326,10 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
     device = runtime.setup(cfg)
     runtime.seed_everything(cfg.project.seed)
     bank_paths = _bank_paths(cfg, data)
-    bank_samples = crop_samples(cfg, bank_paths)
-    unit = stage1_unit(cfg.normal.in_domain)
+    unit = unit_of(cfg)
+    # the detection study's bank is cut like its test images (image_units: a square image whole, a
+    # strip into crops), so a large square part is never banked in crops and tested whole
+    bank_samples = unit_samples(cfg, bank_paths) if cfg.project.study == "detection" else crop_samples(cfg, bank_paths)
     cal_samples = crop_samples(cfg, data.split.calibration) if unit == CROP else []
     _require_crops(cfg, {"bank": (bank_paths, bank_samples)} | (
         {"calibration": (data.split.calibration, cal_samples)} if unit == CROP else {}))
@@ -294,7 +351,8 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
     test, test_ids, test_skipped = _score_normals(cfg, unit, detector, extractor, data.split.test, test_samples,
                                                   device, reporter, "test normals")
     thr = AcceptanceThreshold(cfg.patchcore.acceptance, f"PatchCore threshold (calibration {unit}s)").fit(cal)
-    indomain, indomain_skipped = _indomain(cfg, data, detector, extractor, device, reporter, test, thr.threshold_)
+    indomain, indomain_skipped, indomain_scores = _indomain(cfg, data, detector, extractor, device, reporter, test,
+                                                            thr.threshold_)
     stats.update(
         source=data.source, bank_images=len(bank_paths), bank_images_available=len(data.split.bank),
         max_bank_images=cfg.patchcore.max_bank_images, bank_crops=len(bank_samples),
@@ -315,6 +373,7 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
         "calibration_scores": cal, "test_scores": test, "stats": stats,
         "calibration": cal_ids, "test": test_ids,
         "skipped": {**cal_skipped, **test_skipped, **indomain_skipped}, "indomain": indomain,
+        "indomain_scores": indomain_scores,
     }
     _write_fit_files(layout.patchcore, cfg, stats, payload, thr, prov, unit)
     return payload, prov
@@ -364,7 +423,8 @@ def _indomain(cfg: Config, data: NormalData, detector, extractor, device, report
     from osd.pipeline.data import labelled_defect_crops
 
     if not data.defective:
-        return {"available": False, "reason": "no defective images with masks (normal.folder or none in train.csv)"}, {}
+        return ({"available": False, "reason": "no defective images with masks (normal.folder or none in train.csv)"},
+                {}, {})
     samples, labels, ambiguous = labelled_defect_crops(cfg, data)
     scores, skipped = score_crops(detector, extractor, samples, cfg, device, reporter, "defective Severstal crops")
     ok = np.isfinite(scores)
@@ -381,12 +441,10 @@ def _indomain(cfg: Config, data: NormalData, detector, extractor, device, report
         "normal_test_crops": int(len(normal_test)), "ambiguous_crops_left_out": ambiguous,
         "min_defect_fraction": cfg.normal.min_defect_fraction,
         "auroc": auroc,
-        "detection_rate": float(np.mean(pos > threshold)) if len(pos) else None,
-        "false_alarm_rate": float(np.mean(neg > threshold)) if len(neg) else None,
-        "false_alarm_rate_clean_crops_of_defective_images": float(np.mean(s[~y] > threshold)) if (~y).any() else None,
+        **_indomain_rates({"defect": pos, "negative": neg, "clean": s[~y]}, threshold),
         "definition": "defect = crop whose train.csv masks cover >= min_defect_fraction of it; normal = held-out "
                       "normal-image crops and mask-free crops of the defective images; AUROC with defect positive",
-    }, skipped
+    }, skipped, {"defect": pos, "negative": neg, "clean": s[~y]}
 
 
 def fit_patchcore(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> FitResult:

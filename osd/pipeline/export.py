@@ -69,7 +69,7 @@ def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, An
     """Write the graphs; return the model card (less its parity and provenance)."""
     import torch
 
-    from osd.models.graphs import OneStageGraph, Stage1Graph
+    from osd.models.graphs import OneStageGraph
     from osd.pipeline.train import load_model
 
     cal = chain.calibration.payload
@@ -102,29 +102,37 @@ def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, An
                     "rule": "no_defect when the stage-1 score <= its threshold, else stage 2's answer"},
     }
     if approach in ("cascade", "both"):
-        from osd.pipeline.detector import build_extractor
-
-        det = chain.detector.payload
-        pc_cfg = cfg.replace(**{k: v for k, v in chain.recorded("detector").items()
-                                if k.startswith("patchcore.") or k == "project.seed"})
-        if pc_cfg.patchcore.num_neighbors > 1:
-            raise ConfigError("osd export: patchcore.num_neighbors > 1 (the re-weighted score) is not exported")
-        if det.get("ivf_centroids") is not None:  # the graph searches exactly: its scores would differ
-            raise ConfigError(f"osd export: the stage-1 bank ({int(det['bank'].shape[0]):,} rows) is searched by the "
-                              "approximate inverted file, which the ONNX graph (an exact search) cannot reproduce; "
-                              "export with --set patchcore.search=torch (exact; refits stage 1)")
-        s1 = Stage1Graph(build_extractor(pc_cfg, torch.device("cpu"), precision="fp32"), torch.as_tensor(det["bank"])).eval()
-        _export_graph(s1, pc_cfg.patchcore.image_size, out / "stage1.onnx", ["score"])
-        n = chain.recorded("detector")
-        card["stage1"] = {"file": "stage1.onnx", "image_size": pc_cfg.patchcore.image_size,
-                          "threshold": float(det["threshold"].threshold_),
-                          "threshold_acceptance": det["threshold"].acceptance,
-                          "unit": "one square crop; an image whose long side is over 1.5x its short side is cut into "
-                                  f"{n.get('normal.crop_size')}-px crops (stride {n.get('normal.crop_stride')}) and "
-                                  "scored by the largest crop score",
-                          "bank_patches": int(det["bank"].shape[0]),
-                          "score_sign": "higher = more anomalous (nearest-neighbour patch distance)"}
+        card["stage1"] = _stage1_graph(cfg, chain.detector, out)
     return card
+
+
+def _stage1_graph(cfg: Config, detector: artifacts.Step, out: Path) -> dict[str, Any]:
+    """``stage1.onnx`` of a PatchCore fit, and its part of the model card."""
+    import torch
+
+    from osd.models.graphs import Stage1Graph
+    from osd.pipeline.detector import build_extractor
+
+    det = detector.payload
+    recorded = dict(detector.provenance.get("config", {}))
+    pc_cfg = cfg.replace(**{k: v for k, v in recorded.items() if k.startswith("patchcore.") or k == "project.seed"})
+    if pc_cfg.patchcore.num_neighbors > 1:
+        raise ConfigError("osd export: patchcore.num_neighbors > 1 (the re-weighted score) is not exported")
+    if det.get("ivf_centroids") is not None:  # the graph searches exactly: its scores would differ
+        raise ConfigError(f"osd export: the stage-1 bank ({int(det['bank'].shape[0]):,} rows) is searched by the "
+                          "approximate inverted file, which the ONNX graph (an exact search) cannot reproduce; "
+                          "export with --set patchcore.search=torch (exact; refits stage 1)")
+    s1 = Stage1Graph(build_extractor(pc_cfg, torch.device("cpu"), precision="fp32"),
+                     torch.as_tensor(det["bank"])).eval()
+    _export_graph(s1, pc_cfg.patchcore.image_size, out / "stage1.onnx", ["score"])
+    return {"file": "stage1.onnx", "image_size": pc_cfg.patchcore.image_size,
+            "threshold": float(det["threshold"].threshold_),
+            "threshold_acceptance": det["threshold"].acceptance,
+            "unit": "one square crop; an image whose long side is over 1.5x its short side is cut into "
+                    f"{recorded.get('normal.crop_size')}-px crops (stride {recorded.get('normal.crop_stride')}) and "
+                    "scored by the largest crop score",
+            "bank_patches": int(det["bank"].shape[0]),
+            "score_sign": "higher = more anomalous (nearest-neighbour patch distance)"}
 
 
 def _parity(cfg: Config, chain: Chain, out: Path, card: dict[str, Any], approach: str) -> dict[str, Any]:
@@ -161,6 +169,8 @@ def export(cfg: Config, split: str, approach: str = "both", out: Path | None = N
 
     need_onnx()
     reporter = ensure(reporter)
+    if cfg.project.study == "detection":
+        return _export_detection(cfg, out, force, reporter)
     if approach not in ("one-stage", "cascade", "both"):
         raise ConfigError(f"--approach {approach!r}: choose one of one-stage, cascade, both")
     chain = load_chain(cfg, split, approach in ("cascade", "both"))
@@ -195,6 +205,63 @@ def export(cfg: Config, split: str, approach: str = "both", out: Path | None = N
         step = artifacts.cached_step(out / "export.npz", key, compute, force=True, on_wait=reporter.note)
     card = step.payload["card"]
     return ExportResult(chain.split, str(out), sorted(step.payload["files"]), card["parity"], step.cached, card)
+
+
+def _detection_parity(cfg: Config, detector: artifacts.Step, out: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """torch and ONNX Runtime on (up to 64 of) the detection study's test images."""
+    from osd.pipeline.detection import defect_images
+    from osd.pipeline.predict import Predictor
+
+    paths = [*map(Path, detector.payload["test"]), *defect_images(cfg)[0]][:64]
+    a = list(Predictor(cfg, "-").predict(paths))
+    b = list(Predictor(cfg, "-", engine="onnx", export_dir=out, onnx_card=card).predict(paths))
+    ok = [(x, y) for x, y in zip(a, b) if x["status"] == "ok"]
+    worst = max((abs(x["stage1_score"] - y["stage1_score"]) / max(abs(x["stage1_score"]), 1e-12) for x, y in ok),
+                default=0.0)
+    differ = [f"{x['path']}: {x['decision']} (torch) vs {y['decision']} (onnx)" for x, y in ok
+              if x["decision"] != y["decision"]]
+    return {"images": len(ok), "max_relative_difference": {"stage1_score": worst}, "tolerance": TOLERANCE,
+            "decisions_differing": differ[:5], "n_decisions_differing": len(differ),
+            "ok": not differ and worst <= TOLERANCE}
+
+
+def _export_detection(cfg: Config, out: Path | None, force: bool, reporter: Reporter) -> ExportResult:
+    """A detection project's export: ``stage1.onnx`` and its model card (no classifier)."""
+    import onnx
+    import onnxruntime
+
+    layout = artifacts.Layout(cfg.output_dir)
+    det = artifacts.require(layout.detector, "osd run-all", "PatchCore detector")
+    out = Path(out or layout.detection / "export")
+    key = artifacts.cache_key("export", EXPORT_ALGORITHM, {"detector": det.id}, "detection", onnx.__version__,
+                              onnxruntime.__version__, str(out))
+
+    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+        t = time.perf_counter()
+        reporter.note(f"exporting the detection study's stage 1 to {out}")
+        card: dict[str, Any] = {"study": "detection", "stage1": _stage1_graph(cfg, det, out),
+                                "input": {"name": "image", "layout": "NCHW float32 RGB in [0, 1]",
+                                          "normalisation": "inside the graph (ImageNet mean and std)"},
+                                "rule": "defect when the stage-1 score > its threshold, else no_defect"}
+        prov = artifacts.provenance(cfg, "export", EXPORT_ALGORITHM, key, ("patchcore",), {"detector": det.id})
+        card["provenance"] = prov
+        parity = _detection_parity(cfg, det, out, card)
+        if not parity["ok"]:
+            raise ArtifactError(f"osd export: ONNX Runtime disagrees with torch on the detection study's test images "
+                                f"(largest relative difference {parity['max_relative_difference']['stage1_score']:.2g}, "
+                                f"{parity['n_decisions_differing']} decision(s) differ); nothing was exported")
+        card["parity"] = parity
+        card["seconds"] = time.perf_counter() - t
+        artifacts.write_text(out / CARD, json.dumps(artifacts.plain(card), indent=2) + "\n")
+        files = {f: artifacts.file_sha256(out / f) for f in ("stage1.onnx", CARD)}
+        return {"card": card, "files": files}, prov
+
+    step = artifacts.cached_step(out / "export.npz", key, compute, force=force, on_wait=reporter.note)
+    files = step.payload["files"]
+    if any(not (out / f).is_file() or artifacts.file_sha256(out / f) != d for f, d in files.items()):
+        step = artifacts.cached_step(out / "export.npz", key, compute, force=True, on_wait=reporter.note)
+    card = step.payload["card"]
+    return ExportResult("-", str(out), sorted(step.payload["files"]), card["parity"], step.cached, card)
 
 
 def model_card(folder: Path) -> dict[str, Any]:

@@ -25,12 +25,14 @@ from osd.progress import Reporter, ensure
 
 @dataclass(frozen=True)
 class Job:
-    kind: str  # "patchcore" | "split"
+    kind: str  # "patchcore" | "split" | "detection"
     seed: int
     split: str = "-"
 
     @property
     def name(self) -> str:
+        if self.kind == "detection":
+            return f"detection study (seed {self.seed})"
         return f"patchcore fit (seed {self.seed})" if self.kind == "patchcore" else f"split {self.split}, seed {self.seed}"
 
 
@@ -110,7 +112,9 @@ def _run_job(cfg: Config, job: Job, two_stage: bool, force: bool, threads: int, 
         c = cfg.for_seed(job.seed)
         if threads:
             c = c.replace(**{"project.threads": threads})
-        if job.kind == "patchcore":
+        if job.kind == "detection":
+            steps = detection_steps(c, force, reporter)
+        elif job.kind == "patchcore":
             t = time.perf_counter()
             result = fit_patchcore(c, force=force, reporter=reporter)
             steps = [{"split": "-", "seed": job.seed, "step": "patchcore fit", "seconds": time.perf_counter() - t,
@@ -127,8 +131,25 @@ def _run_job(cfg: Config, job: Job, two_stage: bool, force: bool, threads: int, 
                 "seconds": time.perf_counter() - t0, "pid": os.getpid()}
 
 
+def detection_steps(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> list[dict[str, Any]]:
+    """The detection study of ``cfg``'s seed: its PatchCore fit, then the study; each cached."""
+    from osd.pipeline.detection import detection
+    from osd.pipeline.detector import fit_patchcore
+
+    steps = []
+    for name, fn in (("patchcore fit", lambda: fit_patchcore(cfg, force=force, reporter=reporter)),
+                     ("detection", lambda: detection(cfg, force=force, reporter=reporter))):
+        t = time.perf_counter()
+        result = fn()
+        steps.append({"split": "-", "seed": cfg.project.seed, "step": name, "seconds": time.perf_counter() - t,
+                      "cached": result.cached})
+    return steps
+
+
 def plan_jobs(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool) -> tuple[list[Job], list[Job]]:
-    """(shared dependencies, the (split, seed) jobs)."""
+    """(shared dependencies, the (split, seed) jobs); a detection project: one job per seed."""
+    if cfg.project.study == "detection":
+        return [], [Job("detection", s) for s in seeds]
     deps = [Job("patchcore", s) for s in seeds] if two_stage else []
     return deps, [Job("split", s, sp) for s in seeds for sp in splits]
 

@@ -64,8 +64,8 @@ class OnnxModels:
         if threads:
             opts.intra_op_num_threads = threads
         self.card = card
-        self.classes = list(card["classes"])
-        self.one = _session(ort, folder / "one_stage.onnx", opts)
+        self.classes = list(card.get("classes", []))  # none in a detection study's export
+        self.one = _session(ort, folder / "one_stage.onnx", opts) if card.get("study") != "detection" else None
         self.stage1 = (_session(ort, folder / "stage1.onnx", opts)
                        if (folder / "stage1.onnx").is_file() and "stage1" in card else None)
 
@@ -85,6 +85,20 @@ class OnnxModels:
         if chain.detector is not None and "stage1" not in card:
             raise ArtifactError(f"{folder}: the export has no stage-1 graph; make it with `{rebuild} --approach both`")
         verify(folder, rebuild)
+        return cls(folder, card, cfg.project.threads)
+
+    @classmethod
+    def open_stage1(cls, cfg: Config, detector: artifacts.Step, folder: Path | None = None) -> OnnxModels:
+        """A detection study's export (stage 1 alone); refused when made from another PatchCore fit."""
+        folder = Path(folder or artifacts.Layout(cfg.output_dir).detection / "export")
+        card = artifacts.read_json(folder / CARD)
+        if not card or "stage1" not in card:
+            raise ArtifactError(f"{folder}: no ONNX export of the detection study; make it with `osd export`")
+        made = card.get("provenance", {}).get("inputs", {}).get("detector")
+        if made != detector.id:
+            raise LineageError(f"{folder}: the export was made from another PatchCore fit ({made}) than the one "
+                               f"cached now ({detector.id}); make it again with `osd export`")
+        verify(folder, "osd export")
         return cls(folder, card, cfg.project.threads)
 
     def one_stage(self, imgs: list[Any], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

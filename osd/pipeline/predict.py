@@ -45,7 +45,8 @@ def expand_inputs(items: Sequence[str | Path]) -> Iterator[Path]:
 
 
 SCORES = {"one_stage_score": "one-stage distance", "msp": "max softmax", "stage1_score": "stage-1 score"}
-DECISIONS = ("one_stage", "cascade", "closed_class")
+DECISIONS = ("one_stage", "cascade", "closed_class", "decision")
+DETECTION_COLUMNS = ("path", "status", "reason", "decision", "stage1_score", "stage1_threshold")
 
 
 def invalid_scores(row: dict[str, Any]) -> dict[str, Any]:
@@ -82,9 +83,13 @@ class Predictor:
             raise DataError(f"--approach {self.approach!r}: choose one of {', '.join(APPROACHES)}")
         if self.engine not in ENGINES:
             raise DataError(f"--engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
-        self.split = self.cfg.split_name(self.split)
         # threads are set per batch, inside runtime.scope (see _rows): none are set here
         self.device = self.device or runtime.resolve_device(self.cfg.project.device)
+        self.detect_only = self.cfg.project.study == "detection"
+        if self.detect_only:
+            self._load_detection()
+            return
+        self.split = self.cfg.split_name(self.split)
         chain = load_chain(self.cfg, self.split, self.approach in ("cascade", "both"))
         self.chain, self.provenance = chain, chain.ids
         recorded = chain.recorded("classifier")
@@ -117,6 +122,39 @@ class Predictor:
             self.detector = detector_from(self.pc_cfg, chain.detector.payload).to(self.device)
             self.extractor = build_extractor(self.pc_cfg, self.device).eval()
 
+    def _load_detection(self) -> None:
+        """A detection project: the PatchCore fit alone, applied as it was made."""
+        from osd import artifacts
+        from osd.pipeline.detector import build_extractor, detector_from
+
+        det = artifacts.require(artifacts.Layout(self.cfg.output_dir).detector, "osd run-all", "PatchCore detector")
+        self.chain, self.provenance, self.split = None, {"detector": det.id}, "-"
+        recorded = dict(det.provenance.get("config", {}))
+        self._check_settings(recorded, "patchcore")
+        self.pc_cfg = self.cfg.replace(**{k: v for k, v in recorded.items()
+                                          if k.startswith(("patchcore.", "normal.crop", "normal.dark", "normal.max_dark"))
+                                          or k == "project.seed"})
+        self.stage1_threshold = float(det.payload["threshold"].threshold_)
+        if self.engine == "onnx":
+            from osd.pipeline.onnx_engine import OnnxModels
+
+            self.onnx = (OnnxModels(Path(self.export_dir), self.onnx_card, self.cfg.project.threads) if self.onnx_card
+                         else OnnxModels.open_stage1(self.cfg, det, self.export_dir))
+            self.detector = self.onnx.stage1
+            return
+        self.detector = detector_from(self.pc_cfg, det.payload).to(self.device)
+        self.extractor = build_extractor(self.pc_cfg, self.device).eval()
+
+    def _detection_rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:
+        from osd.pipeline.detector import score_pil
+
+        s1 = (self.onnx.stage1_scores(imgs, self.pc_cfg) if self.engine == "onnx"
+              else score_pil(self.detector, self.extractor, imgs, self.pc_cfg, self.device))
+        return [invalid_scores({"path": name, "status": "ok", "reason": "",
+                                "decision": decide.DEFECT if s1[j] > self.stage1_threshold else decide.NO_DEFECT,
+                                "stage1_score": float(s1[j]), "stage1_threshold": self.stage1_threshold})
+                for j, name in enumerate(names)]
+
     def _check_settings(self, recorded: dict[str, Any], section: str) -> None:
         diffs = [d for d in self.cfg.differences({k: v for k, v in recorded.items() if k.startswith(section + ".")})]
         if diffs:
@@ -137,6 +175,8 @@ class Predictor:
         from osd.osr.features import stack
         from osd.pipeline.detector import score_pil
 
+        if self.detect_only:
+            return self._detection_rows(names, imgs)
         if self.engine == "onnx":
             closed, dist, msp = self.onnx.one_stage(imgs, self.classifier_size)
         else:

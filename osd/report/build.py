@@ -269,6 +269,10 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
 
     layout = artifacts.Layout(cfg.output_dir)
     seeds = list(seeds or cfg.project.seeds or cfg.seeds_on_disk())
+    if cfg.project.study == "detection":
+        from osd.report.detection import build_detection_report
+
+        return build_detection_report(cfg, seeds or [cfg.project.seed])
     got = _collect(_runs_on_disk(cfg, splits, seeds), seeds)
     per_run, per_split = got["rows"], got["per_split"]
     names = list(dict.fromkeys(r.split for r in got["runs"]))

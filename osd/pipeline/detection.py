@@ -1,0 +1,145 @@
+"""Step ``detection``: the detection study of a line's good and bad parts (``project.study = detection``).
+
+Stage 1 alone: the PatchCore fit on the normal images' bank share, its threshold on the
+calibration share, and on test data the held-out normal images (the fit scored them) and every
+defect image, each scored as one image (:func:`osd.pipeline.detector.image_units`). The answer
+is ``no_defect`` / ``defect``. The defect images are those under ``neu.root`` (any number of
+classes, each a folder, or one flat folder); without ``neu.root``, Severstal's defective strips
+(the rows of ``train.csv``). Without any defect image only the normal pass rate is measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from osd import artifacts, runtime
+from osd.config import Config
+from osd.decide import DEFECT, NO_DEFECT
+from osd.detection import KEYS, DetectionMetrics, evaluate
+from osd.pipeline.detector import fitted, load_detector, score_images
+from osd.progress import Reporter, ensure
+
+DETECTION_ALGORITHM = "detection/1"
+SECTION = "detection"
+
+
+def defect_images(cfg: Config) -> tuple[list[Path], list[str], str]:
+    """(paths, classes, where they came from): ``neu.root``'s images, else Severstal's defective strips."""
+    from osd.data.neu import index_neu
+    from osd.pipeline.data import normal_data
+
+    root = cfg.neu.root.strip()
+    if root and cfg.path(root).is_dir():
+        index = index_neu(cfg.path(root))
+        return list(index.paths), list(index.labels), f"neu.root ({root}): {index.label_rule}"
+    if cfg.normal.severstal_root:
+        data = normal_data(cfg)
+        return list(data.defective), [DEFECT] * len(data.defective), "Severstal's defective strips (train.csv)"
+    return [], [], "none: neu.root is not set and the normal images have no defective ones"
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    """One run of the detection study: the cached payload, its metrics.json section and its rows."""
+
+    metrics: DetectionMetrics
+    acceptance: float
+    threshold_summary: dict[str, Any]
+    per_class: dict[str, float]  # detection rate per defect class
+    operating_points: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+    defect_source: str
+    unit: str
+    cached: bool = False
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["metrics"] = self.metrics.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], cached: bool = False) -> DetectionResult:
+        m = dict(d["metrics"])
+        metrics = DetectionMetrics({k: float(m[k]) for k in KEYS if k in m}, m["intervals95"],
+                                   int(m["n_normal"]), int(m["n_defect"]), float(m["threshold"]))
+        rest = {k: v for k, v in d.items() if k not in ("metrics", "cached")}
+        return cls(metrics=metrics, cached=cached, **rest)
+
+    def section(self) -> dict[str, Any]:
+        """The ``detection`` section of ``metrics.json``."""
+        return {**self.metrics.to_dict(), "acceptance": self.acceptance, "threshold_summary": self.threshold_summary,
+                "detection_rate_per_class": self.per_class, "operating_points": self.operating_points,
+                "defect_images": self.defect_source, "unit": self.unit,
+                "score": "PatchCore: largest nearest-neighbour patch distance (higher = more anomalous)",
+                "decision": f"{DEFECT} when the score is above the threshold, else {NO_DEFECT}",
+                "provenance": self.provenance}
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, ["path", "truth", "class", "score", "threshold", "decision"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(self.rows)
+        return buf.getvalue()
+
+
+def _rows(paths: list[str], truth: str, classes: list[str], scores: np.ndarray, thr: float) -> list[dict[str, Any]]:
+    return [{"path": p, "truth": truth, "class": c, "score": None if not np.isfinite(s) else round(float(s), 6),
+             "threshold": round(thr, 6), "decision": "" if not np.isfinite(s) else (DEFECT if s > thr else NO_DEFECT)}
+            for p, c, s in zip(paths, classes, scores)]
+
+
+@runtime.scoped
+def _evaluate(cfg: Config, fit: artifacts.Step, key: str, reporter: Reporter) -> tuple[dict[str, Any], dict[str, Any]]:
+    from osd.osr.thresholds import operating_points
+
+    paths, classes, source = defect_images(cfg)
+    device = runtime.setup(cfg)
+    detector, extractor, result = load_detector(cfg, device, reporter)
+    scores, _ = (score_images(detector, extractor, paths, cfg, device, reporter, "defect images") if paths
+                 else (np.zeros(0), {}))
+    thr = result.threshold
+    normal = np.asarray(result.test_scores, dtype=float)
+    metrics = evaluate(normal, scores, thr, cfg.stats.bootstrap, cfg.project.seed)
+    per_class = {c: float(np.mean(scores[[k == c for k in classes]] > thr)) for c in sorted(set(classes))}
+    points = operating_points(np.asarray(result.calibration_scores), normal, scores if paths else None)
+    rows = (_rows(list(fit.payload["test"]), NO_DEFECT, [NO_DEFECT] * len(normal), normal, thr)
+            + _rows([str(p) for p in paths], DEFECT, classes, scores, thr))
+    prov = artifacts.provenance(cfg, "detection", DETECTION_ALGORITHM, key, ("stats", "neu.root"),
+                                {"detector": fit.id}, compute=runtime.precision_identity(cfg))
+    out = DetectionResult(metrics, result.acceptance, result.threshold_summary, per_class, points, rows, source,
+                          result.stats.get("unit", "image"), provenance=prov)
+    return out.to_dict(), prov
+
+
+def _defects_key(cfg: Config) -> list[list[str]]:
+    paths, classes, _ = defect_images(cfg)
+    return [[p.name, c, artifacts.file_sha256(p)] for p, c in zip(paths, classes)]
+
+
+def detection(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> DetectionResult:
+    """The detection study for ``cfg``'s seed: cached; writes ``detection/predictions.csv`` and the
+    ``detection`` section of ``detection/metrics.json``."""
+    reporter = ensure(reporter)
+    fit = fitted(cfg, reporter=reporter)
+    key = artifacts.cache_key(SECTION, DETECTION_ALGORITHM, fit.id, _defects_key(cfg), cfg.section("stats"),
+                              cfg.project.seed)
+    layout = artifacts.Layout(cfg.output_dir)
+    step = artifacts.cached_step(layout.detection / "evaluation.npz", key, lambda: _evaluate(cfg, fit, key, reporter),
+                                 force=force, on_wait=reporter.note)
+    result = DetectionResult.from_dict(step.payload, step.cached)
+    artifacts.write_outputs(layout.detection / "predictions.csv", result.csv(), layout.detection / "metrics.json",
+                            SECTION, result.section())
+    return result
+
+
+def stored(cfg: Config) -> DetectionResult | None:
+    """The detection study on disk for ``cfg``'s seed, as it was computed (None when there is none)."""
+    payload = artifacts.load(artifacts.Layout(cfg.output_dir).detection / "evaluation.npz", None)
+    return None if payload is None else DetectionResult.from_dict(payload, cached=True)

@@ -1,0 +1,143 @@
+"""The detection study's report: good parts and bad parts, answered first, read in a minute.
+
+Reads each seed's :class:`osd.pipeline.detection.DetectionResult` (never ``metrics.json`` by key)
+and writes ``summary.csv`` / ``summary.md`` and ``report.html``: the answer in two or three
+sentences, one table per seed, the operating points an engineer chooses from, the detection rate
+per defect class, and what could not be measured and why.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from osd import __version__, artifacts
+from osd.config import Config
+from osd.detection import KEYS, PASS_RATES
+from osd.report.format import fmt, fmt_ci
+from osd.report.html import STYLE, _esc, _table
+
+HUMAN = {"normal_pass_rate": "normal pass rate (held-out good parts passed)",
+         "detection_rate": "detection rate (bad parts flagged)",
+         "auroc": "AUROC (defect positive)", "aupr": "AUPR (defect positive)",
+         **{f"detection_at_pass_{p:g}": f"detection rate at a {p:.0%} normal pass rate (test ranking)"
+            for p in PASS_RATES}}
+
+
+def _cell(result: Any, key: str) -> str:
+    v = result.metrics.values.get(key)
+    if v is None:
+        return "not measured"
+    return f"{fmt(v)} {fmt_ci(result.metrics.intervals95.get(key))}".strip()
+
+
+def answer(results: dict[int, Any], acceptance: float) -> list[str]:
+    """Two or three sentences: what the threshold does to good parts and to bad parts, as measured."""
+    seed, r = next(iter(results.items()))
+    m = r.metrics
+    runs = f"seed {seed}" if len(results) == 1 else f"seed {seed} of {len(results)} (every seed in the table)"
+    out = [f"On {m.n_normal} held-out good part(s) and {m.n_defect} bad part(s) ({runs}), the threshold set on "
+           f"{r.threshold_summary.get('n', '?')} calibration image(s) for a {acceptance:.0%} pass rate passes "
+           f"{_cell(r, 'normal_pass_rate')} of the good parts"
+           + (f" and flags {_cell(r, 'detection_rate')} of the bad ones; AUROC {_cell(r, 'auroc')}."
+              if "detection_rate" in m.values else ".")]
+    if m.n_defect == 0:
+        out.append("No defect images: the detection rate, AUROC and AUPR cannot be measured; add a folder of bad "
+                   "parts (osd init --neu BAD --normal GOOD).")
+    ci = r.threshold_summary.get("acceptance_ci95")
+    if ci:
+        out.append(f"With {r.threshold_summary.get('n', '?')} calibration images the threshold's own pass "
+                   f"rate is known only to {fmt_ci(ci)} (Clopper-Pearson 95%); more good parts narrow it.")
+    return out
+
+
+def _rows(results: dict[int, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for seed, r in results.items():
+        for k in KEYS:
+            v = r.metrics.values.get(k)
+            ci = r.metrics.intervals95.get(k) or [None, None]
+            rows.append({"seed": seed, "metric": k, "value": v, "ci95_low": ci[0], "ci95_high": ci[1],
+                         "n_normal": r.metrics.n_normal, "n_defect": r.metrics.n_defect,
+                         "threshold": r.metrics.threshold})
+    return rows
+
+
+def _write_summary(layout: artifacts.Layout, results: dict[int, Any]) -> tuple[Any, Any]:
+    rows = _rows(results)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    csv_path = artifacts.write_text(layout.root / "summary.csv", buf.getvalue())
+    seeds = list(results)
+    md = ["| metric | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    md += [f"| {HUMAN[k]} | " + " | ".join(_cell(results[s], k) for s in seeds) + " |" for k in KEYS]
+    md_path = artifacts.write_text(layout.root / "summary.md", "\n".join(md) + "\n")
+    return csv_path, md_path
+
+
+def _points(r: Any) -> str:
+    body = []
+    for p in r.operating_points:
+        if p.get("threshold") is None:
+            body.append([f"{p['target']:.1%}", "-", p.get("note", ""), "-", "-"])
+            continue
+        body.append([f"{p['target']:.1%}", fmt(p["threshold"]), fmt_ci(p.get("acceptance_ci95")),
+                     fmt(p.get("test_accepted")), fmt(p.get("test_rejected"))])
+    return _table(["target pass rate", "threshold", "pass rate interval (calibration)", "test: good parts passed",
+                   "test: bad parts flagged"], body,
+                  "Each threshold is set on the calibration images only; the last two columns are what it does on "
+                  "the test images. Choose one with osd patchcore fit --acceptance A (no refit).")
+
+
+def render(cfg: Config, results: dict[int, Any], words: list[str], weights: str) -> str:
+    seeds = list(results)
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>osd detection report</title>"
+             f"<style>{STYLE}</style></head><body>",
+             f"<h1>Defect detection: good parts and bad parts</h1><p class=meta>osd {__version__}; project "
+             f"{_esc(cfg.base_dir)}; normal images {_esc(cfg.normal.folder or cfg.normal.severstal_root)}; "
+             f"defect images {_esc(next(iter(results.values())).defect_source)}<br>weights that produced these "
+             f"numbers: {_esc(weights)}</p>",
+             '<h2>The answer</h2><div class="answer">' + "".join(f"<p>{_esc(s)}</p>" for s in words) + "</div>",
+             "<h2>Summary</h2>",
+             _table(["metric", *(f"seed {s}" for s in seeds)],
+                    [[HUMAN[k], *(_cell(results[s], k) for s in seeds)] for k in KEYS],
+                    "95% stratified bootstrap intervals over the test images (good and bad parts resampled within "
+                    "themselves). The threshold never saw a test image. The 'test ranking' rows read the rate off the "
+                    "test scores: they rank the detector, they are not decisions.")]
+    first = results[seeds[0]]
+    parts.append(f"<h2>Operating points (seed {seeds[0]})</h2>" + _points(first))
+    if first.per_class:
+        parts.append("<h2>Detection rate per defect class</h2>" + _table(
+            ["class", *(f"seed {s}" for s in seeds)],
+            [[c, *(fmt(results[s].per_class.get(c)) for s in seeds)] for c in first.per_class]))
+    missing = first.metrics.not_measured
+    notes = [f"Unit: one {first.unit} per decision (an about-square image whole; a long strip cut into crops, "
+             "scored by its largest).",
+             f"Decision: defect when the PatchCore score is above the threshold ({fmt(first.metrics.threshold)}), "
+             "else no_defect."]
+    if missing:
+        notes.append("Not measured (no defect images): " + ", ".join(HUMAN.get(k, k) for k in missing) + ".")
+    parts.append("<h2>Read these numbers with</h2>" + "".join(f'<div class="caveat">{_esc(c)}</div>' for c in notes))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def build_detection_report(cfg: Config, seeds: list[int]) -> dict[str, Any]:
+    """summary.csv / .md and report.html of the detection study's seeds on disk (recomputes nothing)."""
+    from osd.errors import ArtifactError
+    from osd.pipeline.detection import stored
+
+    layout = artifacts.Layout(cfg.output_dir)
+    results = {s: r for s in seeds if (r := stored(cfg.for_seed(s))) is not None}
+    if not results:
+        raise ArtifactError(f"{layout.detection}: no detection study on disk; run `osd run-all`")
+    words = answer(results, cfg.patchcore.acceptance)
+    weights = f"PatchCore {cfg.patchcore.backbone} ({cfg.patchcore.weights})"
+    csv_path, md_path = _write_summary(layout, results)
+    html_path = artifacts.write_text(layout.root / "report.html", render(cfg, results, words, weights))
+    return {"summary_csv": str(csv_path), "summary_md": str(md_path), "report_html": str(html_path),
+            "answer": words, "verdict_sentence": " ".join(words), "rows": _rows(results), "seeds": list(results),
+            "study": "detection", "caveats": [], "operating_points": {}, "headline": {}, "splits": []}
