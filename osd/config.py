@@ -52,7 +52,8 @@ class ProjectSection:
     study: str = opt("open_set", "open_set (known classes, unknown ones, the two approaches) | detection (good and "
                                  "bad parts: stage 1 alone, no_defect / defect; for zero or one defect class)",
                      choices=("open_set", "detection"))
-    precision: str = opt("auto", "arithmetic of the networks: auto (bf16 on a CPU with bf16 hardware, fp32 elsewhere) | "
+    precision: str = opt("auto", "arithmetic of the networks: auto (the classifier in bf16 on a CPU with bf16 hardware; "
+                                 "PatchCore and accelerators fp32, as measured) | "
                                  "fp32 | bf16 | fp16 (accelerators); thresholds and statistics stay float64",
                          choices=("auto", "fp32", "bf16", "fp16"))
 

@@ -254,7 +254,8 @@ def _detection_project(path: Path, target: Path, cfg: config.Config, settings: d
     settings.update(study)
     cfg = cfg.replace(**study)
     found = (f"{len(classes)} defect class{'es' if len(classes) != 1 else ''} ({', '.join(classes)}) in {neu}"
-             if neu else "no defect folder")
+             if neu else "Severstal's defective strips (train.csv), if it has any"
+             if settings.get("normal.severstal_root") else "no defect folder")
     header += DETECTION_HEADER + f"\n# Defect images: {found}."
     artifacts.write_text(target, config.render_toml(cfg, header))
     readme = path / "data" / "README.md"

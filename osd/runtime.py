@@ -51,21 +51,22 @@ def setup(cfg: Config) -> torch.device:
     return resolve_device(cfg.project.device)
 
 
-def compute(cfg: Config) -> Compute:
-    """The device, the resolved precision and the memory layout the networks run with."""
+def compute(cfg: Config, network: str = "classifier") -> Compute:
+    """The device, the resolved precision and the memory layout ``network`` (``classifier`` or
+    ``patchcore``) runs with."""
     from osd.precision import Compute
 
     device = resolve_device(cfg.project.device)
     try:
-        return Compute.on(device, cfg.project.precision)
+        return Compute.on(device, cfg.project.precision, network)
     except ValueError as exc:
         raise DeviceError(f"project.precision = {cfg.project.precision}: {exc}") from None
 
 
-def precision_identity(cfg: Config) -> dict[str, str]:
+def precision_identity(cfg: Config, network: str = "classifier") -> dict[str, str]:
     """What changes a forward pass's arithmetic (device kind, precision, memory layout): part of the
     cache key of every artifact a network computes (embeddings, PatchCore features)."""
-    return compute(cfg).identity()
+    return compute(cfg, network).identity()
 
 
 def compute_identity(cfg: Config) -> dict[str, Any]:

@@ -32,15 +32,20 @@ def test_export_writes_graphs_and_a_card_that_agree_with_torch(tiny_project: Pat
     again = json.loads(ok("export", "-p", p, "--split", "a", "--json"))
     assert again["cached"]
 
-    # predict on ONNX Runtime: the same rows as on torch, on test images (a threshold image, whose score
-    # defines tau or kappa exactly, can flip on a difference in the 7th digit: no engine promises ties)
+    # the graphs compute in fp32 whatever precision set the thresholds, and the card says so
+    assert card["precision"]["graphs"] == "fp32" and card["precision"]["classifier_thresholds_set_at"] in ("fp32", "bf16")
+
+    # predict on ONNX Runtime: the same rows as on torch at the graphs' precision, on test images (a
+    # threshold image, whose score defines tau or kappa exactly, can flip on a difference in the 7th
+    # digit: no engine promises ties)
     from osd import config
     from osd.pipeline.data import split_manifest
 
     listing = tiny_project / "some.txt"
     imgs = [e.path for e in split_manifest(config.load(tiny_project), "a").test()][::3]
     listing.write_text("\n".join(map(str, imgs)) + "\n")
-    rows_t = json.loads(ok("predict", str(listing), "-p", p, "--split", "a", "--json"))["rows"]
+    rows_t = json.loads(ok("predict", str(listing), "-p", p, "--split", "a", "--set", "project.precision=fp32",
+                           "--json"))["rows"]
     rows_o = json.loads(ok("predict", str(listing), "-p", p, "--split", "a", "--engine", "onnx", "--json"))["rows"]
     assert [r["path"] for r in rows_t] == [r["path"] for r in rows_o]
     for a, b in zip(rows_t, rows_o):

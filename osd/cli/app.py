@@ -14,7 +14,7 @@ import typer
 from osd import __version__
 from osd.cli import options as o
 from osd.cli import render
-from osd.errors import OsdError, OsdWarning
+from osd.errors import ConfigError, OsdError, OsdWarning
 
 app = typer.Typer(
     name="osd",
@@ -142,6 +142,7 @@ def init_cmd(
     render.out.print(f"[green]created[/] {result.project_file}" + (" with synthetic demo data in data/" if demo else ""))
     if result.study == "detection":
         found = (f"{len(result.classes)} defect class(es): {', '.join(result.classes)}" if result.classes
+                 else "bad parts: Severstal's defective strips" if result.settings.get("normal.severstal_root")
                  else "no defect folder")
         render.note(f"detection study (good and bad parts, {found}): stage 1 alone answers no_defect / defect; "
                     "no classifier is trained")
@@ -212,6 +213,9 @@ def calibrate_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device
     """Fit the Mahalanobis scorer and set tau and kappa on known validation images."""
     from osd.pipeline.osr import calibrate
 
+    if acceptance is not None and _config(project, set_, device).project.study == "detection":
+        raise ConfigError("--acceptance: a detection study has no tau or kappa; its threshold is PatchCore's: "
+                          "osd patchcore fit --acceptance")
     _choose_acceptance(project, "osr.acceptance", acceptance)
     cfg = _config(project, set_, device)
     result = calibrate(cfg, split, force=force, reporter=_reporter(json_out))

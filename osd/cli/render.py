@@ -327,7 +327,8 @@ def show_patchcore(r: Any) -> None:
         ]
     show(table("PatchCore (stage 1)", ["", ""], rows,
                caption=f"score: higher = more anomalous; unit: {s.get('unit_description') or unit}"))
-    out.print(cached_tag(r.cached))
+    anew = not r.cached and "thresholded_anew_from_acceptance" in r.stats
+    out.print("[green]thresholded anew (the fit itself was not repeated)[/]" if anew else cached_tag(r.cached))
 
 
 def show_cascade(r: Any, first: str = "ignore_no_defect") -> None:
@@ -431,7 +432,8 @@ def show_summary(r: dict[str, Any]) -> None:
         out.print(f"[bold]{sentence}[/]", highlight=False)
     for c in r["caveats"]:
         note("caveat: " + c)
-    out.print(f"summary: {r['summary_csv']} (also .md, .tex)\nreport:  {r['report_html']}")
+    also = ", ".join(k.removeprefix("summary_") for k in ("summary_md", "summary_tex") if r.get(k))
+    out.print(f"summary: {r['summary_csv']} (also .{also.replace(', ', ', .')})\nreport:  {r['report_html']}")
 
 
 def show_run_all(r: dict[str, Any]) -> None:

@@ -67,6 +67,10 @@ def split_manifest(cfg: Config, name: str) -> SplitManifest:
     With ``normal.in_domain`` the held-out normal images join the test set (role ``normal``); the
     split ``x+normal`` is the variant whose classifier learns the normal images as one more known
     class, ``no_defect`` (see :func:`with_normals`)."""
+    if cfg.project.study == "detection":
+        raise ConfigError(f"split {name}: a detection study (project.study = detection) has no splits and no "
+                          "classifier: stage 1 alone answers no_defect / defect; its threshold is "
+                          "patchcore.acceptance")
     index, digests = neu_index(cfg)
     name = cfg.split_name(name)
     base = name.removesuffix(NORMAL_CLASS_SUFFIX)

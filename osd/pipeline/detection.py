@@ -112,7 +112,7 @@ def _evaluate(cfg: Config, fit: artifacts.Step, key: str, reporter: Reporter) ->
     rows = (_rows(list(fit.payload["test"]), NO_DEFECT, [NO_DEFECT] * len(normal), normal, thr)
             + _rows([str(p) for p in paths], DEFECT, classes, scores, thr))
     prov = artifacts.provenance(cfg, "detection", DETECTION_ALGORITHM, key, ("stats", "neu.root"),
-                                {"detector": fit.id}, compute=runtime.precision_identity(cfg))
+                                {"detector": fit.id}, compute=runtime.precision_identity(cfg, "patchcore"))
     out = DetectionResult(metrics, result.acceptance, result.threshold_summary, per_class, points, rows, source,
                           result.stats.get("unit", "image"), provenance=prov)
     return out.to_dict(), prov

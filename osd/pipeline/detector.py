@@ -66,7 +66,7 @@ def build_extractor(cfg: Config, device, precision: str | None = None):
         torch.manual_seed(cfg.project.seed)
         backbone = build(pc.backbone, weights_path(cfg, pc.weights))
     extractor = PatchFeatureExtractor(backbone, pc.layers, pc.reduce_dim, cfg.project.seed, pc.backbone).to(device)
-    extractor.compute_dtype = runtime.compute(cfg).dtype if precision is None else DTYPES[precision]
+    extractor.compute_dtype = runtime.compute(cfg, "patchcore").dtype if precision is None else DTYPES[precision]
     return extractor
 
 
@@ -232,7 +232,7 @@ def patchcore_key(cfg: Config, data: NormalData) -> str:
     unit = [] if unit_of(cfg) == CROP else ["unit: image"]
     unit += ["bank: image units"] if cfg.project.study == "detection" else []
     # likewise the precision: only a reduced one joins the key (the extractor was channels-last already)
-    precision = runtime.compute(cfg).precision
+    precision = runtime.compute(cfg, "patchcore").precision
     unit += [] if precision == "fp32" else [f"precision: {precision}"]
     return artifacts.cache_key("patchcore", ALGORITHM, settings, data.fingerprint(), data.defect_fingerprint(), *unit)
 
@@ -303,7 +303,7 @@ def _rethreshold(cfg: Config, old: dict[str, Any], key: str, layout: artifacts.L
     prov = artifacts.provenance(cfg, "patchcore fit", ALGORITHM, key, SECTIONS,
                                 {"normal_images": normal_data(cfg).fingerprint(),
                                  "weights": weights_identity(cfg, cfg.patchcore.weights, cfg.patchcore.backbone)},
-                                compute=runtime.precision_identity(cfg), thresholded_anew=True)
+                                compute=runtime.precision_identity(cfg, "patchcore"), thresholded_anew=True)
     payload = {**old, "threshold": thr, "indomain": indomain, "stats": stats}
     _write_fit_files(layout.patchcore, cfg, stats, payload, thr, prov, unit)
     return payload, prov
@@ -362,12 +362,12 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
         total_seconds=time.perf_counter() - start, python_peak_mb=peak_py / 2**20,
         weights=describe_weights(cfg.patchcore.weights), backbone=cfg.patchcore.backbone,
         image_size=cfg.patchcore.image_size, unit=unit, unit_description=UNIT_WORDS[unit],
-        calibration_units=len(cal_ids), test_units=len(test_ids), precision=runtime.compute(cfg).precision,
+        calibration_units=len(cal_ids), test_units=len(test_ids), precision=runtime.compute(cfg, "patchcore").precision,
     )
     prov = artifacts.provenance(cfg, "patchcore fit", ALGORITHM, key, SECTIONS,
                                 {"normal_images": data.fingerprint(),
                                  "weights": weights_identity(cfg, cfg.patchcore.weights, cfg.patchcore.backbone)},
-                                compute=runtime.precision_identity(cfg))
+                                compute=runtime.precision_identity(cfg, "patchcore"))
     payload = {
         "bank": detector.bank_, "ivf_centroids": detector.centroids_, "threshold": thr,
         "calibration_scores": cal, "test_scores": test, "stats": stats,

@@ -29,7 +29,7 @@ from osd.pipeline.chain import Chain, load_chain
 from osd.pipeline.onnx_engine import CARD, need_onnx
 from osd.progress import Reporter, ensure
 
-EXPORT_ALGORITHM = "export/1"
+EXPORT_ALGORITHM = "export/2"  # 2: the card says the graphs' precision and the thresholds'
 TOLERANCE = 1e-4  # relative, on distances and stage-1 scores
 
 
@@ -85,6 +85,7 @@ def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, An
     _export_graph(graph, size, out / "one_stage.onnx", ["class_index", "distance", "max_softmax"])
     card: dict[str, Any] = {
         "format": "osd-onnx/1", "split": chain.split, "classes": chain.classes,
+        "precision": _precision_note(cfg),
         "input": {"name": "image", "layout": "NCHW float32, RGB in [0, 1]: the decoded image resized (bilinear) to "
                                              "a square of image_size, divided by 255; the graphs normalise it "
                                              "(ImageNet mean and std) themselves",
@@ -104,6 +105,16 @@ def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, An
     if approach in ("cascade", "both"):
         card["stage1"] = _stage1_graph(cfg, chain.detector, out)
     return card
+
+
+def _precision_note(cfg: Config) -> dict[str, str]:
+    """The graphs compute in fp32; the thresholds were set on scores of the project's precision."""
+    from osd import runtime
+
+    return {"graphs": "fp32", "classifier_thresholds_set_at": runtime.compute(cfg).precision,
+            "stage1_threshold_set_at": runtime.compute(cfg, "patchcore").precision,
+            "note": "a threshold set on bf16 scores is applied to fp32 ones: an image within that rounding of "
+                    "a threshold may be decided otherwise than by osd predict --engine torch"}
 
 
 def _stage1_graph(cfg: Config, detector: artifacts.Step, out: Path) -> dict[str, Any]:
@@ -141,7 +152,8 @@ def _parity(cfg: Config, chain: Chain, out: Path, card: dict[str, Any], approach
     from osd.pipeline.predict import Predictor
 
     paths = [e.path for e in split_manifest(cfg, chain.split).test()]
-    torch_rows = list(Predictor(cfg, chain.split, approach).predict(paths))
+    # torch at fp32, the graphs' precision: a bf16 model differs from any fp32 graph by more than the tolerance
+    torch_rows = list(Predictor(cfg, chain.split, approach, precision="fp32").predict(paths))
     onnx_pred = Predictor(cfg, chain.split, approach, engine="onnx", export_dir=out, onnx_card=card)
     onnx_rows = list(onnx_pred.predict(paths))
     worst: dict[str, float] = {}
@@ -213,7 +225,7 @@ def _detection_parity(cfg: Config, detector: artifacts.Step, out: Path, card: di
     from osd.pipeline.predict import Predictor
 
     paths = [*map(Path, detector.payload["test"]), *defect_images(cfg)[0]][:64]
-    a = list(Predictor(cfg, "-").predict(paths))
+    a = list(Predictor(cfg, "-", precision="fp32").predict(paths))
     b = list(Predictor(cfg, "-", engine="onnx", export_dir=out, onnx_card=card).predict(paths))
     ok = [(x, y) for x, y in zip(a, b) if x["status"] == "ok"]
     worst = max((abs(x["stage1_score"] - y["stage1_score"]) / max(abs(x["stage1_score"]), 1e-12) for x, y in ok),
@@ -240,6 +252,7 @@ def _export_detection(cfg: Config, out: Path | None, force: bool, reporter: Repo
         t = time.perf_counter()
         reporter.note(f"exporting the detection study's stage 1 to {out}")
         card: dict[str, Any] = {"study": "detection", "stage1": _stage1_graph(cfg, det, out),
+                                "precision": _precision_note(cfg),
                                 "input": {"name": "image", "layout": "NCHW float32 RGB in [0, 1]",
                                           "normalisation": "inside the graph (ImageNet mean and std)"},
                                 "rule": "defect when the stage-1 score > its threshold, else no_defect"}

@@ -74,6 +74,9 @@ class Predictor:
     engine: str = "torch"  # torch | onnx (the graphs of `osd export`)
     export_dir: Path | None = None  # where `osd export` wrote them (default outputs/split_<x>/export)
     onnx_card: dict[str, Any] | None = None  # export's own parity check: the card it has just made
+    # the networks' precision (None: project.precision, per network); export's parity check runs the
+    # torch models at fp32, the precision of the graphs it compares them with
+    precision: str | None = None
 
     @runtime.scoped  # building the models draws on torch's global generator: the caller's comes back
     def __post_init__(self) -> None:
@@ -114,13 +117,18 @@ class Predictor:
                          else OnnxModels.open(self.cfg, chain, self.export_dir))
             self.detector = self.onnx.stage1 if chain.detector is not None else None
             return
-        self.compute = runtime.compute(self.cfg)
+        self.compute = self._compute("classifier")
         self.model = self.compute.model(load_model(self.cfg, chain.classifier.payload)).eval()
         if chain.detector is not None:
             from osd.pipeline.detector import build_extractor, detector_from
 
             self.detector = detector_from(self.pc_cfg, chain.detector.payload).to(self.device)
-            self.extractor = build_extractor(self.pc_cfg, self.device).eval()
+            self.extractor = build_extractor(self.pc_cfg, self.device, self.precision).eval()
+
+    def _compute(self, network: str):
+        from osd.precision import Compute
+
+        return runtime.compute(self.cfg, network) if self.precision is None else Compute.on(self.device, self.precision)
 
     def _load_detection(self) -> None:
         """A detection project: the PatchCore fit alone, applied as it was made."""
@@ -143,7 +151,7 @@ class Predictor:
             self.detector = self.onnx.stage1
             return
         self.detector = detector_from(self.pc_cfg, det.payload).to(self.device)
-        self.extractor = build_extractor(self.pc_cfg, self.device).eval()
+        self.extractor = build_extractor(self.pc_cfg, self.device, self.precision).eval()
 
     def _detection_rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:
         from osd.pipeline.detector import score_pil
