@@ -411,7 +411,8 @@ def export_cmd(
         return
     p = result.parity
     worst = ", ".join(f"{k} {v:.1e}" for k, v in p["max_relative_difference"].items())
-    render.note(f"split {result.split}: {', '.join(result.files)} in {result.out_dir}\n"
+    what = "detection study" if result.split == "-" else f"split {result.split}"
+    render.note(f"{what}: {', '.join(result.files)} in {result.out_dir}\n"
                 f"parity on {p['images']} test images: largest relative difference {worst} (tolerance "
                 f"{p['tolerance']:g}), every decision identical")
     render.out.print(render.cached_tag(result.cached))

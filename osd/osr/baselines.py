@@ -12,9 +12,10 @@ returns ``self``; ``score_samples`` is **higher = more unknown**, the convention
 - ``knn`` (Sun et al. 2022): the distance from the l2-normalised embedding to its k-th nearest
   l2-normalised training embedding (k: :func:`knn_k`).
 
-Hand-written (a few lines each, checked against direct numpy computations in the tests) because
-``pytorch-ood``, which has these detectors, is not installable on this project's offline machines;
-the formulas follow the papers and pytorch-ood's implementations.
+Hand-written, a few lines each: they score cached float64 arrays under scikit-learn's contract,
+where ``pytorch-ood`` (0.4.0) scores torch tensors in float32 through its own detector API. Each is
+tested against pytorch-ood's implementation on the same features (``tests/test_baselines_library.py``:
+energy and MaxLogit to 1e-6, kNN to 1e-6, ViM to 1e-3, the float32 of theirs).
 
 - ``odin`` (Liang et al. 2018), opt-in: it needs the gradient with respect to every image, which the
   cached arrays cannot give, so :mod:`osd.pipeline.odin` runs the classifier again

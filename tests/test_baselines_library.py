@@ -1,0 +1,54 @@
+"""The hand-written baselines against pytorch-ood's own implementations, on the same features.
+
+osd keeps its numpy baselines (float64, scikit-learn's estimator contract, no torch in the scoring
+of cached arrays); these tests hold them to the maintained library's numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pood = pytest.importorskip("pytorch_ood.detector", reason="pytorch-ood is not installed (pip install pytorch-ood)")
+
+from osd.osr.baselines import EnergyScore, KNNScore, MaxLogit, ViM  # noqa: E402
+
+
+@pytest.fixture
+def features():
+    rng = np.random.default_rng(0)
+    means = rng.normal(0, 3, (4, 32))
+    y = rng.integers(0, 4, 200)
+    train = means[y] + rng.normal(0, 1, (200, 32))
+    test = np.r_[means[rng.integers(0, 4, 40)] + rng.normal(0, 1, (40, 32)), rng.normal(0, 4, (20, 32))]
+    W, b = rng.normal(0, 0.3, (4, 32)), rng.normal(0, 0.1, 4)
+    return train, y, test, W, b
+
+
+def test_energy_and_maxlogit_match_pytorch_ood(features):
+    _, _, test, W, b = features
+    logits = test @ W.T + b
+    t = torch.as_tensor(logits)
+    np.testing.assert_allclose(EnergyScore().fit(logits).score_samples(logits),
+                               pood.EnergyBased.score(t).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(MaxLogit().fit(logits).score_samples(logits), pood.MaxLogit.score(t).numpy(), rtol=1e-6)
+
+
+def test_vim_matches_pytorch_ood(features):
+    train, y, test, W, b = features
+    ours = ViM(W, b, dim=8).fit(train)
+    theirs = pood.ViM(None, d=ours.dim_, w=torch.as_tensor(W, dtype=torch.float32),
+                      b=torch.as_tensor(b, dtype=torch.float32))
+    theirs.fit_features(torch.as_tensor(train, dtype=torch.float32), torch.as_tensor(y))
+    assert ours.alpha_ == pytest.approx(theirs.alpha, rel=1e-4)
+    np.testing.assert_allclose(ours.score_samples(test),
+                               theirs.predict_features(torch.as_tensor(test, dtype=torch.float32)).numpy(),
+                               rtol=1e-3, atol=1e-3)  # theirs computes in float32
+
+
+def test_knn_matches_pytorch_ood(features):
+    train, y, test, _, _ = features
+    ours = KNNScore(k=5).fit(train)
+    theirs = pood.KNN(None, k=5, normalize=True).fit_features(torch.as_tensor(train), torch.as_tensor(y))
+    np.testing.assert_allclose(ours.score_samples(test), theirs.predict_features(torch.as_tensor(test)).numpy(),
+                               rtol=1e-6)
