@@ -158,6 +158,21 @@ def init_project(path: Path, neu: Path | None = None, severstal: Path | None = N
         raise
 
 
+def _demo_settings(path: Path, own_normals: bool) -> tuple[dict[str, Any], str]:
+    """Write the demo data under ``path/data``; its settings and header. ``own_normals``: the demo
+    line's own defect-free images instead of the Severstal-like strips."""
+    from osd.data.demo import write_demo, write_normals
+
+    made = write_demo(path / "data")
+    settings: dict[str, Any] = {**DEMO_SETTINGS, "neu.root": _rel(made["neu"], path),
+                                "normal.severstal_root": _rel(made["severstal"], path)}
+    if own_normals:
+        settings["normal.severstal_root"] = ""
+        settings["normal.folder"] = _rel(write_normals(path / "data"), path)
+        settings["normal.crop_size"] = settings["normal.crop_stride"] = 200  # one crop: the whole image
+    return settings, DEMO_HEADER
+
+
 def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path | None, normal: Path | None,
                    demo: bool, force: bool, unknown_per_split: int, in_domain: bool | None,
                    detect_only: bool = False) -> InitResult:
@@ -167,19 +182,7 @@ def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path |
     if demo and detect_only and not (severstal or normal):
         in_domain = True  # the demo line's own good parts, not Severstal-like strips
     if demo:
-        from osd.data.demo import write_demo
-
-        made = write_demo(path / "data")
-        settings.update(DEMO_SETTINGS)
-        settings["neu.root"] = _rel(made["neu"], path)
-        settings["normal.severstal_root"] = _rel(made["severstal"], path)
-        header = DEMO_HEADER
-        if in_domain and not (severstal or normal):
-            from osd.data.demo import write_normals
-
-            settings["normal.severstal_root"] = ""
-            settings["normal.folder"] = _rel(write_normals(path / "data"), path)
-            settings["normal.crop_size"] = settings["normal.crop_stride"] = 200  # one crop: the whole image
+        settings, header = _demo_settings(path, bool(in_domain and not (severstal or normal)))
     if offline:
         settings.update(OFFLINE_SETTINGS)
         if demo:

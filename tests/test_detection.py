@@ -126,3 +126,17 @@ def test_two_defect_classes_keep_the_open_set_refusal_and_point_at_detect_only(t
     r = runner.invoke(app, ["init", str(tmp_path / "q"), "--neu", str(bad), "--normal", str(good), "--detect-only"])
     assert r.exit_code == 0 and "2 defect class(es): crack, dent" in r.output, r.output
     assert 'study = "detection"' in (tmp_path / "q" / "osd.toml").read_text()
+
+
+def test_calibrate_acceptance_is_written_and_used_without_retraining(tiny_project: Path):
+    p = str(tiny_project)
+    first = cli("calibrate", "-p", p, "--split", "a")
+    model = tiny_project / "outputs" / "split_a" / "classifier" / "model.npz"
+    stamp = model.stat().st_mtime_ns
+    second = cli("calibrate", "-p", p, "--split", "a", "--acceptance", "0.5")
+    assert "acceptance = 0.5" in (tiny_project / "osd.toml").read_text().splitlines()
+    assert second["acceptance"] == 0.5 and second["tau"] < first["tau"] and not second["cached"]
+    assert model.stat().st_mtime_ns == stamp  # the classifier was not trained again
+    img = str(next((tiny_project / "neu" / "IMAGES").glob("*.jpg")))
+    rows = cli("predict", img, "-p", p, "--split", "a", "--approach", "one-stage")["rows"]
+    assert rows[0]["tau"] == pytest.approx(second["tau"])

@@ -301,10 +301,7 @@ def predict_cmd(
     json_out: o.Json = False,
 ) -> None:
     """Apply a split's fitted models to new images (never trains); one row per input."""
-    import csv
-
-    from osd import artifacts
-    from osd.pipeline.predict import COLUMNS, Predictor, expand_inputs
+    from osd.pipeline.predict import Predictor, expand_inputs
 
     cfg = _config(project, set_, device)
     inputs = list(expand_inputs(paths))
@@ -312,22 +309,42 @@ def predict_cmd(
         render.error("no images found in " + ", ".join(map(str, paths)) + " (nothing to predict)")
         raise typer.Exit(1)
     predictor = Predictor(cfg, split, approach, engine=engine, export_dir=export_dir)
-    if predictor.detect_only:
-        from osd.pipeline.predict import DETECTION_COLUMNS as COLUMNS
+    keep = json_out or len(inputs) <= render.PREDICT_TABLE_ROWS
+    rows, unreadable = _predict_rows(predictor, inputs, batch_size, out, keep, json_out)
+    if json_out:
+        render.emit_json({"split": split, "approach": approach, "models": predictor.provenance, "rows": rows,
+                          "unreadable": unreadable, "notes": predictor.notes})
+    else:
+        render.show_predictions(rows, len(inputs), unreadable, out, predictor.provenance)
+    if unreadable:
+        render.error(f"{unreadable} of {len(inputs)} input(s) got no decision (rows whose status is not 'ok': "
+                     "'unreadable' or 'invalid_score', each with its reason)")
+        raise typer.Exit(1)
+
+
+def _predict_rows(predictor, inputs: list, batch_size: int, out: Optional[Path], keep: bool, quiet: bool
+                  ) -> tuple[list[dict], int]:
+    """Stream the predictor's rows (to ``out`` as CSV, written atomically); the rows kept and the
+    count of inputs that got no decision."""
+    import csv
+
+    from osd import artifacts
+    from osd.pipeline.predict import COLUMNS, DETECTION_COLUMNS
+
+    columns = DETECTION_COLUMNS if predictor.detect_only else COLUMNS
     rows: list[dict] = []
     counts = {"unreadable": 0}
-    keep = json_out or len(inputs) <= render.PREDICT_TABLE_ROWS
 
     def run(sink) -> None:  # noqa: ANN001 - a text file or None; rows stream through, memory stays bounded
-        writer = csv.DictWriter(sink, fieldnames=list(COLUMNS), lineterminator="\n", extrasaction="ignore") \
+        writer = csv.DictWriter(sink, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore") \
             if sink is not None else None
         if writer is not None:
             writer.writeheader()
-        with render.RichReporter(quiet=json_out).task("predicting", len(inputs)) as task:
+        with render.RichReporter(quiet=quiet).task("predicting", len(inputs)) as task:
             for row in predictor.predict(inputs, batch_size):
                 counts["unreadable"] += row["status"] != "ok"
                 if writer is not None:
-                    writer.writerow({k: render.csv_cell(row.get(k)) for k in COLUMNS})
+                    writer.writerow({k: render.csv_cell(row.get(k)) for k in columns})
                 if keep:
                     rows.append(row)
                 task.advance(1)
@@ -340,16 +357,7 @@ def predict_cmd(
         artifacts.atomic_write(out, write)
     else:
         run(None)
-    unreadable = counts["unreadable"]
-    if json_out:
-        render.emit_json({"split": split, "approach": approach, "models": predictor.provenance, "rows": rows,
-                          "unreadable": unreadable, "notes": predictor.notes})
-    else:
-        render.show_predictions(rows, len(inputs), unreadable, out, predictor.provenance)
-    if unreadable:
-        render.error(f"{unreadable} of {len(inputs)} input(s) got no decision (rows whose status is not 'ok': "
-                     "'unreadable' or 'invalid_score', each with its reason)")
-        raise typer.Exit(1)
+    return rows, counts["unreadable"]
 
 
 # ---------------------------------------------------------------- study
