@@ -161,7 +161,8 @@ class OsrSection:
     baselines: list[str] = opt(["energy", "maxlogit", "vim", "knn"],
                                "out-of-distribution baselines reported beside the locked method, from the same cached "
                                "embeddings and logits, each with its own threshold: energy | maxlogit | vim | knn; and odin "
-                               "(opt-in: a second pass over the threshold and test images, ~6x a forward pass)")
+                               "(opt-in: a second pass over the threshold and test images, ~6x a forward pass)",
+                               choices=("energy", "maxlogit", "vim", "knn", "odin"))
 
 
 @dataclass(frozen=True)
@@ -360,7 +361,11 @@ def _check_value(key: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key}: must be a list of strings, got {value!r}")
-        return [v.strip() for v in value]
+        value = [v.strip() for v in value]
+        bad = [v for v in value if meta.get("choices") and v not in meta["choices"]]
+        if bad:  # checked when the config loads, not when a step first reads it
+            raise ConfigError(f"{key}: unknown {bad[0]!r}; choose from {', '.join(meta['choices'])}")
+        return value
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: must be true or false, got {value!r}")

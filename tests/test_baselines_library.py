@@ -52,3 +52,4 @@ def test_knn_matches_pytorch_ood(features):
     theirs = pood.KNN(None, k=5, normalize=True).fit_features(torch.as_tensor(train), torch.as_tensor(y))
     np.testing.assert_allclose(ours.score_samples(test), theirs.predict_features(torch.as_tensor(test)).numpy(),
                                rtol=1e-6)
+

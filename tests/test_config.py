@@ -72,3 +72,16 @@ def test_a_project_names_its_own_splits(tmp_path: Path):
     (tmp_path / "osd.toml").write_text("[splits.Bad]\nknown = ['p', 'q']\nunknown = ['r']\n")
     with pytest.raises(ConfigError, match="splits.Bad"):
         config.load(tmp_path)
+
+
+def test_an_unknown_baseline_is_refused_when_the_config_loads():
+    import dataclasses
+
+    from osd.config import Config, OsrSection
+    from osd.errors import ConfigError
+    from osd.osr.baselines import BASELINES
+
+    field = {f.name: f for f in dataclasses.fields(OsrSection)}["baselines"]
+    assert tuple(field.metadata["choices"]) == BASELINES  # the config's names are the scorers'
+    with pytest.raises(ConfigError, match=r"osr.baselines: unknown 'react'"):
+        Config().replace(**{"osr.baselines": ["energy", "react"]})
