@@ -53,3 +53,29 @@ def test_knn_matches_pytorch_ood(features):
     np.testing.assert_allclose(ours.score_samples(test), theirs.predict_features(torch.as_tensor(test)).numpy(),
                                rtol=1e-6)
 
+
+
+def test_gen_is_pytorch_oods_and_ranks_a_flat_softmax_as_more_unknown(features):
+    from osd.osr.baselines import GENScore, fit_baseline
+
+    train, _, test, W, b = features
+    logits = test @ W.T + b
+    scorer, reads = fit_baseline("gen", {"logits": train @ W.T + b, "embeddings": train}, (W, b))
+    assert reads == "logits" and isinstance(scorer, GENScore)
+    np.testing.assert_allclose(scorer.score_samples(logits), pood.GEN.score(torch.as_tensor(logits)).numpy())
+    confident, flat = np.array([[12.0, 0.0, 0.0, 0.0]]), np.zeros((1, 4))
+    assert scorer.score_samples(flat)[0] > scorer.score_samples(confident)[0]  # higher = more unknown
+
+
+def test_gen_runs_as_an_opt_in_baseline_of_the_study(tiny_project):
+    import json
+
+    from conftest import ok
+
+    p = str(tiny_project)
+    ok("osr", "-p", p, "--split", "a", "--set", "osr.baselines=['energy', 'gen']")
+    m = json.loads((tiny_project / "outputs" / "split_a" / "metrics.json").read_text())
+    found = json.dumps(m)
+    assert '"gen"' in found and "GEN: generalized entropy" in found
+    ok("report", "-p", p)
+    assert "baseline: GEN (pytorch-ood)" in (tiny_project / "outputs" / "report.html").read_text()

@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.validation import check_is_fitted
 
-BASELINES = ("energy", "maxlogit", "vim", "knn", "odin")
+BASELINES = ("energy", "maxlogit", "vim", "knn", "odin", "gen")
 NEEDS_IMAGES = ("odin",)  # baselines that run the classifier over the images again
 
 
@@ -140,6 +140,37 @@ class ODINScore(BaseEstimator):
         return np.asarray(scores, dtype=np.float64)
 
 
+class GENScore(BaseEstimator):
+    """GEN (Liu et al. 2023, generalized entropy of the softmax, gamma = 0.1 over every class), scored
+    by pytorch-ood's own implementation (opt-in: ``pip install "osd[ood]"``); higher = more unknown."""
+
+    def __init__(self, gamma: float = 0.1):
+        self.gamma = gamma
+
+    def fit(self, logits: np.ndarray, y: None = None) -> GENScore:
+        _pytorch_ood()
+        self.n_classes_ = int(np.asarray(logits).shape[1])
+        return self
+
+    def score_samples(self, logits: np.ndarray) -> np.ndarray:
+        import torch
+
+        check_is_fitted(self, "n_classes_")
+        t = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+        return _pytorch_ood().GEN.score(t, gamma=self.gamma).numpy().astype(np.float64)
+
+
+def _pytorch_ood():
+    try:
+        import pytorch_ood.detector as detectors
+    except ImportError:
+        from osd.errors import ConfigError
+
+        raise ConfigError('osr.baselines = gen is scored by pytorch-ood, which is not installed: '
+                          'pip install "osd[ood]"') from None
+    return detectors
+
+
 def fit_baseline(name: str, train: dict, head: tuple[np.ndarray, np.ndarray]):
     """(fitted scorer, which input it reads: "logits" or "embeddings") of one baseline on the training partition."""
     if name == "energy":
@@ -152,4 +183,6 @@ def fit_baseline(name: str, train: dict, head: tuple[np.ndarray, np.ndarray]):
         return KNNScore(knn_k(len(train["embeddings"]))).fit(train["embeddings"]), "embeddings"
     if name == "odin":
         return ODINScore().fit(), "odin"
+    if name == "gen":
+        return GENScore().fit(train["logits"]), "logits"
     raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")

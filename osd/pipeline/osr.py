@@ -160,6 +160,7 @@ BASELINE_SCORES = {
     "knn": "distance to the k-th nearest training embedding, both l2-normalised (k = training images / 100, 1-50)",
     "odin": "ODIN: -max softmax(logits / T) of the image perturbed by eps against the predicted class's gradient "
             "(T = 1000, eps = 0.0014 in pixel units, the paper's defaults; a second pass over the images)",
+    "gen": "GEN: generalized entropy of the softmax, gamma = 0.1 over every class (pytorch-ood's implementation)",
 }
 
 
