@@ -606,3 +606,21 @@ class Layout:
     @property
     def detector(self) -> Path:
         return self.patchcore / "patchcore.npz"
+
+    @property
+    def patchcore_stats(self) -> Path:
+        """The PatchCore fit's statistics (sizes, timings, in-domain rates), read by the report."""
+        return self.patchcore / "fit_stats.json"
+
+    @property
+    def patchcore_threshold(self) -> Path:
+        return self.patchcore / "threshold.json"
+
+    @property
+    def patchcore_config(self) -> Path:
+        return self.patchcore / "config.json"
+
+    @property
+    def patchcore_scores(self) -> Path:
+        """Stage-1 scores of the calibration and test normals, by crop or image id."""
+        return self.patchcore / "scores.json"

@@ -30,7 +30,7 @@ def _report_inputs(cfg: Config, splits: list[str], seeds: list[int]) -> list[Any
     out = []
     for seed in seeds:
         layout = artifacts.Layout(cfg.for_seed(seed).output_dir)
-        for path in [*(layout.metrics(s) for s in splits), layout.patchcore / "fit_stats.json",
+        for path in [*(layout.metrics(s) for s in splits), layout.patchcore_stats,
                      layout.detection / "metrics.json"]:
             out.append([str(path), artifacts.cache_key(_without_times(artifacts.read_json(path)))])
     return out

@@ -305,7 +305,7 @@ def _rethreshold(cfg: Config, old: dict[str, Any], key: str, layout: artifacts.L
                                  "weights": weights_identity(cfg, cfg.patchcore.weights, cfg.patchcore.backbone)},
                                 compute=runtime.precision_identity(cfg, "patchcore"), thresholded_anew=True)
     payload = {**old, "threshold": thr, "indomain": indomain, "stats": stats}
-    _write_fit_files(layout.patchcore, cfg, stats, payload, thr, prov, unit)
+    _write_fit_files(layout, cfg, stats, payload, thr, prov, unit)
     return payload, prov
 
 
@@ -375,18 +375,18 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
         "skipped": {**cal_skipped, **test_skipped, **indomain_skipped}, "indomain": indomain,
         "indomain_scores": indomain_scores,
     }
-    _write_fit_files(layout.patchcore, cfg, stats, payload, thr, prov, unit)
+    _write_fit_files(layout, cfg, stats, payload, thr, prov, unit)
     return payload, prov
 
 
-def _write_fit_files(out: Path, cfg: Config, stats: dict[str, Any], payload: dict[str, Any], thr, prov: dict[str, Any],
-                     unit: str) -> None:
+def _write_fit_files(layout: artifacts.Layout, cfg: Config, stats: dict[str, Any], payload: dict[str, Any], thr,
+                     prov: dict[str, Any], unit: str) -> None:
     """The fit's readable files beside its artifact: statistics, threshold, config and scores by id."""
-    artifacts.write_json(out / "fit_stats.json", {**stats, "indomain": payload["indomain"], "provenance": prov})
-    artifacts.write_json(out / "threshold.json", {**thr.summary(), "rule": "defect when score > threshold",
+    artifacts.write_json(layout.patchcore_stats, {**stats, "indomain": payload["indomain"], "provenance": prov})
+    artifacts.write_json(layout.patchcore_threshold, {**thr.summary(), "rule": "defect when score > threshold",
                                                   "unit": unit, "provenance": prov})
-    artifacts.write_json(out / "config.json", cfg.to_dict())
-    artifacts.write_json(out / "scores.json", {
+    artifacts.write_json(layout.patchcore_config, cfg.to_dict())
+    artifacts.write_json(layout.patchcore_scores, {
         "calibration": dict(zip(payload["calibration"], payload["calibration_scores"])),
         "test": dict(zip(payload["test"], payload["test_scores"])),
         "threshold": thr.threshold_, "unit": unit, "skipped": payload["skipped"], "provenance": prov},

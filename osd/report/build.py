@@ -225,7 +225,7 @@ def _collect(runs: list[tuple[str, int, Config, Any]], seeds: list[int]) -> dict
         for r in _section_rows(name, m):
             section = "osr" if r["approach"].startswith(("one_stage", "max_softmax", "variant")) else "cascade"
             got["rows"].append({**r, "seed": seed, "settings_differ_from_osd_toml": "; ".join(notes.get(section, []))})
-        plot_files = _split_plots(lay, name, m, artifacts.read_json(lay.patchcore / "scores.json"))
+        plot_files = _split_plots(lay, name, m, artifacts.read_json(lay.patchcore_scores))
         got["per_split"][run_name] = {"metrics": m, "plots": plot_files, "provenance_notes": notes, "split": name,
                                       "seed": seed}
         got["runs"].append(Run(name, seed, m))
@@ -299,7 +299,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     md, tex = write_tables(layout.root, tables, HUMAN)
     caveats = _caveats(cfg, got["weights"], got["selection"], got["chosen"], per_split)
     stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
-    pc_stats = artifacts.read_json(layout.patchcore / "fit_stats.json")
+    pc_stats = artifacts.read_json(layout.patchcore_stats)
     from osd.report.points import operating_tables
 
     points = operating_tables(got["runs"], {"tau": cfg.osr.acceptance, "kappa": cfg.osr.acceptance,
