@@ -199,24 +199,36 @@ def export(cfg: Config, split: str, approach: str = "both", out: Path | None = N
                                     onnxruntime=onnxruntime.__version__)
         card["provenance"] = prov
         parity = _parity(cfg, chain, out, card, approach)
-        if not parity["ok"]:
-            worst = ", ".join(f"{k} {v:.2g}" for k, v in parity["max_relative_difference"].items())
-            raise ArtifactError(f"osd export: ONNX Runtime disagrees with torch on the test images of split "
-                                f"{chain.split} (largest relative difference {worst}, tolerance {TOLERANCE}; "
-                                f"{parity['n_decisions_differing']} decision(s) differ); nothing was exported")
-        card["parity"] = parity
-        card["seconds"] = time.perf_counter() - t
-        artifacts.write_text(out / CARD, json.dumps(artifacts.plain(card), indent=2) + "\n")
-        files = {f: artifacts.file_sha256(out / f) for f in ("one_stage.onnx", "stage1.onnx", CARD) if (out / f).is_file()}
-        return {"card": card, "files": files}, prov
+        return _seal(out, card, parity, t, f"the test images of split {chain.split}"), prov
 
-    step = artifacts.cached_step(out / "export.npz", key, compute, force=force, on_wait=reporter.note)
-    files = step.payload["files"]
-    stale = [f for f, digest in files.items() if not (out / f).is_file() or artifacts.file_sha256(out / f) != digest]
-    if stale:  # a graph was changed or removed after the export: make it again
-        step = artifacts.cached_step(out / "export.npz", key, compute, force=True, on_wait=reporter.note)
+    step = _cached_export(out, key, compute, force, reporter)
     card = step.payload["card"]
     return ExportResult(chain.split, str(out), sorted(step.payload["files"]), card["parity"], step.cached, card)
+
+
+def _seal(out: Path, card: dict[str, Any], parity: dict[str, Any], started: float, images: str) -> dict[str, Any]:
+    """Refuse the export unless the parity check passed; else write the model card and return the
+    payload: the card and every written file's sha256."""
+    if not parity["ok"]:
+        worst = ", ".join(f"{k} {v:.2g}" for k, v in parity["max_relative_difference"].items())
+        raise ArtifactError(f"osd export: ONNX Runtime disagrees with torch on {images} (largest relative "
+                            f"difference {worst}, tolerance {TOLERANCE}; {parity['n_decisions_differing']} "
+                            "decision(s) differ); nothing was exported")
+    card["parity"] = parity
+    card["seconds"] = time.perf_counter() - started
+    artifacts.write_text(out / CARD, json.dumps(artifacts.plain(card), indent=2) + "\n")
+    files = {f: artifacts.file_sha256(out / f) for f in ("one_stage.onnx", "stage1.onnx", CARD) if (out / f).is_file()}
+    return {"card": card, "files": files}
+
+
+def _cached_export(out: Path, key: str, compute, force: bool, reporter: Reporter) -> artifacts.Step:
+    """The export step; made again when a graph was changed or removed after it was written."""
+    step = artifacts.cached_step(out / "export.npz", key, compute, force=force, on_wait=reporter.note)
+    stale = [f for f, digest in step.payload["files"].items()
+             if not (out / f).is_file() or artifacts.file_sha256(out / f) != digest]
+    if stale:
+        step = artifacts.cached_step(out / "export.npz", key, compute, force=True, on_wait=reporter.note)
+    return step
 
 
 def _detection_parity(cfg: Config, detector: artifacts.Step, out: Path, card: dict[str, Any]) -> dict[str, Any]:
@@ -259,20 +271,9 @@ def _export_detection(cfg: Config, out: Path | None, force: bool, reporter: Repo
         prov = artifacts.provenance(cfg, "export", EXPORT_ALGORITHM, key, ("patchcore",), {"detector": det.id})
         card["provenance"] = prov
         parity = _detection_parity(cfg, det, out, card)
-        if not parity["ok"]:
-            raise ArtifactError(f"osd export: ONNX Runtime disagrees with torch on the detection study's test images "
-                                f"(largest relative difference {parity['max_relative_difference']['stage1_score']:.2g}, "
-                                f"{parity['n_decisions_differing']} decision(s) differ); nothing was exported")
-        card["parity"] = parity
-        card["seconds"] = time.perf_counter() - t
-        artifacts.write_text(out / CARD, json.dumps(artifacts.plain(card), indent=2) + "\n")
-        files = {f: artifacts.file_sha256(out / f) for f in ("stage1.onnx", CARD)}
-        return {"card": card, "files": files}, prov
+        return _seal(out, card, parity, t, "the detection study's test images"), prov
 
-    step = artifacts.cached_step(out / "export.npz", key, compute, force=force, on_wait=reporter.note)
-    files = step.payload["files"]
-    if any(not (out / f).is_file() or artifacts.file_sha256(out / f) != d for f, d in files.items()):
-        step = artifacts.cached_step(out / "export.npz", key, compute, force=True, on_wait=reporter.note)
+    step = _cached_export(out, key, compute, force, reporter)
     card = step.payload["card"]
     return ExportResult("-", str(out), sorted(step.payload["files"]), card["parity"], step.cached, card)
 
