@@ -12,27 +12,24 @@ from osd.config import Config
 from osd.errors import ConfigError
 from osd.progress import Reporter, ensure
 
+# 5: read from the steps' records, not metrics.json
 # 4: the answer as the data allow (split-level interval, Holm), summary.md/.tex, operating points; 3: three-outcome
 # table and verdict; 2: keyed on the steps' outputs by content; epoch-selection and variant notes
-REPORT_ALGORITHM = "report/4"
-
-
-def _without_times(value: Any) -> Any:
-    """A metrics document less its ``created`` stamps (osr rewrites the same numbers at a new time)."""
-    if isinstance(value, dict):
-        return {k: _without_times(v) for k, v in value.items() if k != "created"}
-    if isinstance(value, list):
-        return [_without_times(v) for v in value]
-    return value
+REPORT_ALGORITHM = "report/5"
 
 
 def _report_inputs(cfg: Config, splits: list[str], seeds: list[int]) -> list[Any]:
-    out = []
+    """The identities of what the report reads: each step record's artifact id (a step that
+    recomputed has a new one) and the PatchCore fit's readable statistics and scores by content."""
+    out: list[Any] = []
     for seed in seeds:
         layout = artifacts.Layout(cfg.for_seed(seed).output_dir)
-        for path in [*(layout.metrics(s) for s in splits), layout.patchcore_stats,
-                     layout.detection / "metrics.json"]:
-            out.append([str(path), artifacts.cache_key(_without_times(artifacts.read_json(path)))])
+        records = [p for s in splits for p in (layout.osr_evaluation(s), layout.cascade_evaluation(s),
+                                                layout.outcomes_evaluation(s), layout.bench_record(s))]
+        for path in [*records, layout.detection_evaluation]:
+            out.append([str(path), (artifacts.peek(path) or {}).get("id")])
+        for path in (layout.patchcore_stats, layout.patchcore_scores):
+            out.append([str(path), artifacts.cache_key(artifacts.read_json(path))])
     return out
 
 
@@ -65,17 +62,17 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
               for r in records if r.get("error")]
     t = time.perf_counter()
     layout = artifacts.Layout(cfg.output_dir)
-    # the report is a function of what the steps wrote (every run's metrics.json and the PatchCore
-    # statistics, by content), the config and the report code's version: a step that rewrote its
-    # metrics (osr recomputes them on every call) or a newer report builder rebuilds it
+    # the report is a function of the steps' records (by artifact id), the PatchCore fit's statistics
+    # (by content), the config and the report code's version: a step that recomputed or a newer
+    # report builder rebuilds it
     key = artifacts.cache_key("report", REPORT_ALGORITHM, splits, seeds, cfg.to_dict(), _report_inputs(cfg, splits, seeds))
-    previous = artifacts.read_json(layout.root / "report.json")
+    previous = artifacts.read_json(layout.report_record)
     # Nothing upstream changed and the report exists: keep it (``osd report`` rebuilds it on demand).
     reuse = (not force and not failed and all(s["cached"] for s in steps) and previous.get("cache_key") == key
-             and (layout.root / "report.html").is_file())
+             and layout.report_html.is_file())
     report = previous["report"] if reuse else build_report(cfg, splits, seeds)
     if not reuse:
-        artifacts.write_json(layout.root / "report.json", {"cache_key": key, "report": report})
+        artifacts.write_json(layout.report_record, {"cache_key": key, "report": report})
     steps.append({"split": "-", "seed": "-", "step": "report", "seconds": time.perf_counter() - t, "cached": reuse})
     notes = [] if two_stage else [
         "no normal images configured (normal.severstal_root or normal.folder): only the one-stage study ran; "

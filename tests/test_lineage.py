@@ -203,13 +203,23 @@ def test_all_dark_normal_images_are_one_line_naming_the_settings(tiny_project: P
 
 
 @pytest.mark.parametrize("content", ['{"osr": null}', '{"osr": "broken", "cascade": 3}', "[]"])
-def test_report_survives_odd_metrics_sections(tiny_project: Path, content: str):
+def test_report_reads_the_records_not_an_odd_metrics_json(tiny_project: Path, content: str):
     p = str(tiny_project)
     ok("osr", "-p", p, "--split", "a")
+    ok("report", "-p", p)
+    summary = (tiny_project / "outputs" / "summary.csv").read_text()
     (tiny_project / "outputs" / "split_a" / "metrics.json").write_text(content)
+    ok("report", "-p", p)
+    assert (tiny_project / "outputs" / "summary.csv").read_text() == summary
+
+
+def test_report_names_an_unreadable_record(tiny_project: Path):
+    p = str(tiny_project)
+    ok("osr", "-p", p, "--split", "a")
+    (tiny_project / "outputs" / "split_a" / "osr" / "evaluation.npz").write_bytes(b"not an artifact")
     r = runner.invoke(app, ["report", "-p", p])
-    assert "Traceback" not in r.output and r.exit_code in (0, 1), r.output
-    assert "metrics.json" in r.output  # never dropped without a word
+    assert "Traceback" not in r.output and r.exit_code == 1, r.output
+    assert "evaluation.npz" in r.output and "no results yet" in r.output
 
 
 def test_train_csv_with_a_byte_order_mark_is_read(tiny_project: Path):

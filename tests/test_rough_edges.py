@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import pytest
@@ -12,19 +11,6 @@ from typer.testing import CliRunner
 from osd.cli.app import app
 
 runner = CliRunner()
-
-
-@pytest.mark.parametrize("doc,words", [([], "a list"), ("x", "a string"), (None, "null")])
-def test_a_metrics_file_that_is_not_an_object_is_named_in_words(tmp_path: Path, doc, words: str):
-    from osd.report.build import read_metrics
-
-    p = tmp_path / "metrics.json"
-    p.write_text(json.dumps(doc))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert read_metrics(p, "a") == {}
-    text = " ".join(str(w.message) for w in caught)
-    assert f"found {words}" in text and "NoneType" not in text and "JSON str" not in text
 
 
 def test_a_failed_init_leaves_no_folder_behind(tmp_path: Path):

@@ -372,7 +372,7 @@ def bench_cmd(split: o.Split = "a", device: o.Device = None, project: o.Project 
 
     cfg = _config(project, set_, device)
     result = bench(cfg, split, reporter=_reporter(json_out))
-    render.emit_json(result) if json_out else render.show_bench(result)
+    render.emit_json(result.to_dict()) if json_out else render.show_bench(result)
 
 
 @app.command("report")

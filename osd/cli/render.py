@@ -389,18 +389,17 @@ def show_outcomes(r: Any) -> None:
     out.print(cached_tag(r.cached))
 
 
-def show_bench(r: dict[str, Any]) -> None:
+def show_bench(r: Any) -> None:
     rows = []
-    for approach in ("one_stage", "two_stage"):
-        a = r[approach]
+    for approach, a in (("one_stage", r.one_stage), ("two_stage", r.two_stage)):
         for stage, s in a["stages"].items():
             rows.append([f"{approach.replace('_', '-')}: {stage}", s["median_ms"], s["p95_ms"], ""])
         rows.append([f"[bold]{approach.replace('_', '-')} total[/]", a["latency"]["median_ms"], a["latency"]["p95_ms"],
                      a["throughput_images_per_s"]])
-    show(table(f"Latency and throughput, split {r['split'].upper()} ({r['device']}, {r['threads']} threads)",
-               ["stage", "median ms (batch 1)", "p95 ms", f"images/s (batch {r['batch_size']})"], rows,
-               caption=f"{r['median_note']}; peak RSS {r['peak_rss_mb']:.0f} MB\n"
-                       f"classifier {r['classifier']}; PatchCore {r['patchcore']}"))
+    show(table(f"Latency and throughput, split {r.split.upper()} ({r.device}, {r.threads} threads)",
+               ["stage", "median ms (batch 1)", "p95 ms", f"images/s (batch {r.batch_size})"], rows,
+               caption=f"{r.median_note}; peak RSS {r.peak_rss_mb:.0f} MB\n"
+                       f"classifier {r.classifier}; PatchCore {r.patchcore}"))
 
 
 APPROACH_SHORT = {"one_stage_mahalanobis": "one-stage (locked)", "one_stage": "one-stage (locked)",

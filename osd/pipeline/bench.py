@@ -18,6 +18,7 @@ from osd.pipeline.detector import load_detector
 from osd.pipeline.osr import calibrated
 from osd.pipeline.train import load_model, trained
 from osd.progress import Reporter, ensure
+from osd.records import BenchResult
 
 
 def _peak_rss_mb() -> float:
@@ -143,7 +144,7 @@ class _Timed:
 
 
 @runtime.scoped
-def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str, Any]:
+def bench(cfg: Config, split: str, reporter: Reporter | None = None, key: str = "") -> BenchResult:
     """Per-image latency at batch size 1 (median, p95) and throughput at ``bench.batch_size``."""
     import torch
 
@@ -159,29 +160,23 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None) -> dict[str
     one = [sum(v) for v in zip(*(stages[k] for k in ONE_STAGE))]
     two = [sum(v) for v in zip(*(stages[k] for k in TWO_STAGE))]
     tp_one, tp_two = m.throughput(paths[:b])
-    return {
-        "split": split,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-        "osd": __version__,
-        "runs": runs, "warmup": warm, "batch_size": b,
-        "classifier": f"{cfg.classifier.arch} @ {cfg.classifier.image_size}px ({m.tpayload['weights']} weights)",
-        "patchcore": f"{cfg.patchcore.backbone} @ {cfg.patchcore.image_size}px, bank {tuple(m.bank.bank.shape)}",
-        "one_stage": {"latency": _summary(one), "throughput_images_per_s": tp_one,
-                      "stages": {k: _summary(stages[k]) for k in ONE_STAGE}},
-        "two_stage": {"latency": _summary(two), "throughput_images_per_s": tp_two,
-                      "stages": {k: _summary(stages[k]) for k in TWO_STAGE}},
-        "peak_rss_mb": _peak_rss_mb(),
-        "median_note": f"median of {runs} single-image runs after {warm} warm-up runs",
-        "provenance": artifacts.provenance(cfg, "bench", BENCH_ALGORITHM, "", ("classifier", "osr", "patchcore", "bench",
-                                                                               "project.device", "project.threads"),
-                                           {"calibration": m.cal.id, "detector": m.fit.artifact_id}, split=split),
-    }
+    return BenchResult(
+        split, str(device), torch.get_num_threads(), platform.processor() or platform.machine(), torch.__version__,
+        __version__, runs, warm, b,
+        f"{cfg.classifier.arch} @ {cfg.classifier.image_size}px ({m.tpayload['weights']} weights)",
+        f"{cfg.patchcore.backbone} @ {cfg.patchcore.image_size}px, bank {tuple(m.bank.bank.shape)}",
+        {"latency": _summary(one), "throughput_images_per_s": tp_one,
+         "stages": {k: _summary(stages[k]) for k in ONE_STAGE}},
+        {"latency": _summary(two), "throughput_images_per_s": tp_two,
+         "stages": {k: _summary(stages[k]) for k in TWO_STAGE}},
+        _peak_rss_mb(), f"median of {runs} single-image runs after {warm} warm-up runs",
+        artifacts.provenance(cfg, "bench", BENCH_ALGORITHM, key, ("classifier", "osr", "patchcore", "bench",
+                                                                  "project.device", "project.threads"),
+                             {"calibration": m.cal.id, "detector": m.fit.artifact_id}, split=split),
+        key)
 
 
-BENCH_ALGORITHM = "bench/3"  # 3: a cached step like the others
+BENCH_ALGORITHM = "bench/4"  # 4: the payload is the BenchResult record; 3: a cached step like the others
 
 
 def bench_key(cfg: Config, split: str, reporter: Reporter | None = None) -> str:
@@ -193,7 +188,7 @@ def bench_key(cfg: Config, split: str, reporter: Reporter | None = None) -> str:
                                runtime.compute_identity(cfg))
 
 
-def cached_bench(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> tuple[dict, bool]:
+def cached_bench(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> BenchResult:
     """The bench of a split: cached on what is timed (the calibrated scorer and the classifier under it,
     the detector), on this device with this many threads; ``bench.json`` and metrics.json show it."""
     reporter = ensure(reporter)
@@ -202,12 +197,13 @@ def cached_bench(cfg: Config, split: str, force: bool = False, reporter: Reporte
     key = bench_key(cfg, split, reporter)
 
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
-        result = bench(cfg, split, reporter)
-        return {"result": result}, result["provenance"]
+        result = bench(cfg, split, reporter, key)
+        return result.payload(), result.provenance
 
-    step = artifacts.cached_step(layout.split(split) / "bench.npz", key, compute, force=force, on_wait=reporter.note)
-    result = {**step.payload["result"], "cache_key": key}
-    if artifacts.read_json(layout.bench(split)) != artifacts.plain(result):
-        artifacts.write_json(layout.bench(split), result)
-    artifacts.write_outputs(None, "", layout.metrics(split), "bench", step.payload["result"])
-    return result, step.cached
+    step = artifacts.cached_step(layout.bench_record(split), key, compute, force=force, on_wait=reporter.note)
+    result = BenchResult.from_payload(step.payload, cached=step.cached)
+    readable = {**result.section(), "cache_key": key}
+    if artifacts.read_json(layout.bench(split)) != artifacts.plain(readable):
+        artifacts.write_json(layout.bench(split), readable)
+    artifacts.write_outputs(None, "", layout.metrics(split), "bench", result.section())
+    return result

@@ -15,10 +15,7 @@ What each cascade number is computed from:
 
 from __future__ import annotations
 
-import csv
-import io
 import warnings
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,32 +33,13 @@ from osd.pipeline.osr import SECTIONS as OSR_SECTIONS
 from osd.pipeline.osr import calibrated, calibration_result
 from osd.pipeline.train import embedded
 from osd.progress import Reporter, ensure
+from osd.records import STAGE1_UNIT, CascadeResult, Rows
 
 STAGE1_ALGORITHM = "stage1-scores/4"  # 4: a long image is scored per crop, as predict does; 3: relative paths
+# 5: the payload is the CascadeResult record
 # 4: per-run p-values from the paired bootstrap replicates, stage-1 operating points; 3: a cached step; 2: stage 2
-CASCADE_ALGORITHM = "cascade/4"
+CASCADE_ALGORITHM = "cascade/5"
 MODE_METRICS = ("known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
-
-
-@dataclass
-class CascadeResult:
-    split: str
-    classes: list[str]
-    threshold: float
-    kappa: float | None
-    modes: dict[str, dict[str, float]]
-    stage2: dict[str, Any]
-    stage1_detection_rate: float
-    stage1_false_alarm_rate: float | None
-    predictions: str
-    metrics_path: str
-    cached_stage1: bool
-    cached: bool = False
-    versus_one_stage: dict[str, Any] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def stage1_scores(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None
@@ -78,7 +56,7 @@ def stage1_step(cfg: Config, split: str, force: bool = False, reporter: Reporter
     manifest = split_manifest(cfg, split)
     fit = fit_patchcore(cfg, reporter=reporter)
     key = artifacts.cache_key("stage1-scores", STAGE1_ALGORITHM, fit.artifact_id, manifest.fingerprint())
-    path = artifacts.Layout(cfg.output_dir).cascade(split) / "stage1_scores.npz"
+    path = artifacts.Layout(cfg.output_dir).stage1_scores(split)
 
     @runtime.scoped
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -132,18 +110,16 @@ def _join(t: dict[str, Any], scores: dict[str, float], skipped: dict[str, str], 
     return t
 
 
-def _predictions_csv(cfg: Config, t: dict[str, Any], defect: np.ndarray, preds: dict[str, np.ndarray],
-                     msp: np.ndarray) -> str:
+PREDICTION_HEADER = ("path", "true_label", "role", "stage1_score", "stage1_decision", "pred_strict",
+                     "pred_ignore_no_defect", "msp")
+
+
+def _rows(cfg: Config, t: dict[str, Any], defect: np.ndarray, preds: dict[str, np.ndarray], msp: np.ndarray) -> Rows:
     root = cfg.path(cfg.neu.root)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "true_label", "role", "stage1_score", "stage1_decision", "pred_strict",
-                "pred_ignore_no_defect", "msp"])
-    for i in range(len(t["stage1"])):
-        w.writerow([str(root / t["paths"][i]), t["labels"][i], "unknown" if t["is_unknown"][i] else "known",
-                    f"{t['stage1'][i]:.6g}", "defect" if defect[i] else NO_DEFECT, preds["strict"][i],
-                    preds["ignore_no_defect"][i], f"{msp[i]:.6g}"])
-    return buf.getvalue()
+    return Rows.of(PREDICTION_HEADER, ([str(root / t["paths"][i]), t["labels"][i],
+                                        "unknown" if t["is_unknown"][i] else "known", float(t["stage1"][i]),
+                                        "defect" if defect[i] else NO_DEFECT, preds["strict"][i],
+                                        preds["ignore_no_defect"][i], float(msp[i])] for i in range(len(t["stage1"]))))
 
 
 def _evaluate(cfg: Config, split: str, fit, cal: artifacts.Step, emb: artifacts.Step, s1: artifacts.Step,
@@ -181,30 +157,14 @@ def _evaluate(cfg: Config, split: str, fit, cal: artifacts.Step, emb: artifacts.
                                 weights={"patchcore": fit.provenance.get("inputs", {}).get("weights")})
     counts = data_counts(emb.payload)
     counts["skipped"] = {**counts["skipped"], **skipped}
-    section = {
-        "stage2": {**stage2, "intervals95": intervals.get("stage2", {}),
-                   "score": "negative max softmax of the split's classifier (higher = more unknown); the same "
-                            "score and values as the one-stage max-softmax baseline"},
-        "strict": {**modes["strict"], "intervals95": intervals.get("strict", {})},
-        "ignore_no_defect": {**modes["ignore_no_defect"], "intervals95": intervals.get("ignore_no_defect", {})},
-        "kappa": kappa, "kappa_rule": "stage 2 says unknown when max softmax < kappa",
-        "stage1": {"detection_rate_neu_test": detection, "false_alarm_rate_normal_test_crops": fit.false_alarm_rate,
-                   "threshold": fit.threshold_summary,
-                   "unit": "crop (an about-square image is one crop; a long one is cut into crops, its score is "
-                           "their largest)",
-                   "threshold_unit": fit.stats.get("unit_description") or fit.stats.get("unit", "crop"),
-                   "false_alarm_unit": fit.stats.get("unit", "crop"),
-                   "indomain_severstal": fit.indomain, "operating_points": points,
-                   "score": "PatchCore: largest nearest-neighbour patch distance (higher = more anomalous)"},
-        "versus_one_stage": {"difference": "one-stage minus cascade, same test images, paired stratified bootstrap",
-                             **verdict},
-        "data": counts,
-        "provenance": prov,
-    }
-    result = {"classes": classes, "threshold": fit.threshold, "kappa": kappa, "modes": modes, "stage2": stage2,
-              "detection": detection, "false_alarm": fit.false_alarm_rate, "verdict": verdict,
-              "skipped": counts["skipped"]}
-    return {"section": section, "result": result, "csv": _predictions_csv(cfg, t, defect, preds, msp)}, prov
+    stage1 = {"threshold": fit.threshold_summary, "unit": STAGE1_UNIT,
+              "threshold_unit": fit.stats.get("unit_description") or fit.stats.get("unit", "crop"),
+              "false_alarm_unit": fit.stats.get("unit", "crop"), "indomain_severstal": fit.indomain,
+              "operating_points": points}
+    record = CascadeResult(split, classes, fit.threshold, kappa, modes, stage2, detection, fit.false_alarm_rate,
+                           intervals, verdict, counts["skipped"], stage1, counts, prov,
+                           _rows(cfg, t, defect, preds, msp))
+    return record.payload(), prov
 
 
 def run_cascade(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> CascadeResult:
@@ -219,13 +179,12 @@ def run_cascade(cfg: Config, split: str, force: bool = False, reporter: Reporter
                               cfg.section("cascade"), cfg.section("stats"), cfg.project.seed,
                               str(cfg.path(cfg.neu.root)))
     layout = artifacts.Layout(cfg.output_dir)
-    step = artifacts.cached_step(layout.cascade(split) / "evaluation.npz", key,
+    step = artifacts.cached_step(layout.cascade_evaluation(split), key,
                                  lambda: _evaluate(cfg, split, fit, cal, emb, s1, key), force=force,
                                  on_wait=reporter.note)
-    pred_path, metrics_path = layout.cascade(split) / "predictions.csv", layout.metrics(split)
-    artifacts.write_outputs(pred_path, step.payload["csv"], metrics_path, "cascade", step.payload["section"],
+    pred_path, metrics_path = layout.cascade_predictions(split), layout.metrics(split)
+    record = CascadeResult.from_payload(step.payload, cached=step.cached, cached_stage1=s1.cached,
+                                        predictions=str(pred_path), metrics_path=str(metrics_path))
+    artifacts.write_outputs(pred_path, record.rows.csv(), metrics_path, "cascade", record.section(),
                             {"false_alarm_rate_normal_test_crops": "no usable normal test crops"})
-    r = step.payload["result"]
-    return CascadeResult(split, list(r["classes"]), r["threshold"], r["kappa"], r["modes"], r["stage2"],
-                         r["detection"], r["false_alarm"], str(pred_path), str(metrics_path), s1.cached,
-                         step.cached, r["verdict"], r["skipped"])
+    return record

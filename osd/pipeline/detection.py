@@ -131,15 +131,15 @@ def detection(cfg: Config, force: bool = False, reporter: Reporter | None = None
     key = artifacts.cache_key(SECTION, DETECTION_ALGORITHM, fit.id, _defects_key(cfg), cfg.section("stats"),
                               cfg.project.seed)
     layout = artifacts.Layout(cfg.output_dir)
-    step = artifacts.cached_step(layout.detection / "evaluation.npz", key, lambda: _evaluate(cfg, fit, key, reporter),
+    step = artifacts.cached_step(layout.detection_evaluation, key, lambda: _evaluate(cfg, fit, key, reporter),
                                  force=force, on_wait=reporter.note)
     result = DetectionResult.from_dict(step.payload, step.cached)
-    artifacts.write_outputs(layout.detection / "predictions.csv", result.csv(), layout.detection / "metrics.json",
+    artifacts.write_outputs(layout.detection_predictions, result.csv(), layout.detection_metrics,
                             SECTION, result.section())
     return result
 
 
 def stored(cfg: Config) -> DetectionResult | None:
     """The detection study on disk for ``cfg``'s seed, as it was computed (None when there is none)."""
-    payload = artifacts.load(artifacts.Layout(cfg.output_dir).detection / "evaluation.npz", None)
+    payload = artifacts.load(artifacts.Layout(cfg.output_dir).detection_evaluation, None)
     return None if payload is None else DetectionResult.from_dict(payload, cached=True)

@@ -82,7 +82,7 @@ def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, An
         model = load_model(cfg, chain.classifier.payload).eval()
     graph = OneStageGraph(model, torch.as_tensor(scorer.means_), torch.as_tensor(scorer.precision_),
                           scorer.normalize == "l2").eval()
-    _export_graph(graph, size, out / "one_stage.onnx", ["class_index", "distance", "max_softmax"])
+    _export_graph(graph, size, artifacts.Layout.export_graph(out, "one_stage"), ["class_index", "distance", "max_softmax"])
     card: dict[str, Any] = {
         "format": "osd-onnx/1", "split": chain.split, "classes": chain.classes,
         "precision": _precision_note(cfg),
@@ -135,7 +135,7 @@ def _stage1_graph(cfg: Config, detector: artifacts.Step, out: Path) -> dict[str,
                           "export with --set patchcore.search=torch (exact; refits stage 1)")
     s1 = Stage1Graph(build_extractor(pc_cfg, torch.device("cpu"), precision="fp32"),
                      torch.as_tensor(det["bank"])).eval()
-    _export_graph(s1, pc_cfg.patchcore.image_size, out / "stage1.onnx", ["score"])
+    _export_graph(s1, pc_cfg.patchcore.image_size, artifacts.Layout.export_graph(out, "stage1"), ["score"])
     return {"file": "stage1.onnx", "image_size": pc_cfg.patchcore.image_size,
             "threshold": float(det["threshold"].threshold_),
             "threshold_acceptance": det["threshold"].acceptance,
@@ -186,7 +186,7 @@ def export(cfg: Config, split: str, approach: str = "both", out: Path | None = N
     if approach not in ("one-stage", "cascade", "both"):
         raise ConfigError(f"--approach {approach!r}: choose one of one-stage, cascade, both")
     chain = load_chain(cfg, split, approach in ("cascade", "both"))
-    out = Path(out or artifacts.Layout(cfg.output_dir).split(chain.split) / "export")
+    out = Path(out or artifacts.Layout(cfg.output_dir).export(chain.split))
     key = artifacts.cache_key("export", EXPORT_ALGORITHM, chain.ids, approach, cfg.cascade.use_kappa,
                               onnx.__version__, onnxruntime.__version__, str(out))
 
@@ -223,11 +223,11 @@ def _seal(out: Path, card: dict[str, Any], parity: dict[str, Any], started: floa
 
 def _cached_export(out: Path, key: str, compute, force: bool, reporter: Reporter) -> artifacts.Step:
     """The export step; made again when a graph was changed or removed after it was written."""
-    step = artifacts.cached_step(out / "export.npz", key, compute, force=force, on_wait=reporter.note)
+    step = artifacts.cached_step(artifacts.Layout.export_record(out), key, compute, force=force, on_wait=reporter.note)
     stale = [f for f, digest in step.payload["files"].items()
              if not (out / f).is_file() or artifacts.file_sha256(out / f) != digest]
     if stale:
-        step = artifacts.cached_step(out / "export.npz", key, compute, force=True, on_wait=reporter.note)
+        step = artifacts.cached_step(artifacts.Layout.export_record(out), key, compute, force=True, on_wait=reporter.note)
     return step
 
 
@@ -256,7 +256,7 @@ def _export_detection(cfg: Config, out: Path | None, force: bool, reporter: Repo
 
     layout = artifacts.Layout(cfg.output_dir)
     det = artifacts.require(layout.detector, "osd run-all", "PatchCore detector")
-    out = Path(out or layout.detection / "export")
+    out = Path(out or layout.detection_export)
     key = artifacts.cache_key("export", EXPORT_ALGORITHM, {"detector": det.id}, "detection", onnx.__version__,
                               onnxruntime.__version__, str(out))
 

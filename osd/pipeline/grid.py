@@ -66,9 +66,8 @@ def split_steps(cfg: Config, split: str, two_stage: bool, force: bool = False,
     for step, fn in plan:
         t = time.perf_counter()
         result = fn()
-        cached = result[1] if isinstance(result, tuple) else getattr(result, "cached", None)
         steps.append({"split": split, "seed": cfg.project.seed, "step": step, "seconds": time.perf_counter() - t,
-                      "cached": cached})
+                      "cached": result.cached})
     return steps
 
 

@@ -73,6 +73,6 @@ def odin_scored(cfg: Config, split: str, force: bool = False, reporter: Reporter
     model = trained(cfg, split, reporter=reporter)
     emb = embedded(cfg, split, reporter=reporter)
     key = artifacts.cache_key("odin", ODIN_ALGORITHM, model.id, emb.id, TEMPERATURE, EPSILON, cfg.classifier.image_size)
-    path = artifacts.Layout(cfg.output_dir).osr(split) / "odin.npz"
+    path = artifacts.Layout(cfg.output_dir).odin(split)
     return artifacts.cached_step(path, key, lambda: _odin(cfg, split, model, emb, key, reporter), force=force,
                                  on_wait=reporter.note)

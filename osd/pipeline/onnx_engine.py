@@ -30,7 +30,7 @@ def need_onnx():
 def verify(folder: Path, rebuild: str) -> None:
     """Every file of the export against the sha256 that ``osd export`` recorded (``export.npz``): a graph
     that was changed, cut short or removed since is refused in one line, before any session is built."""
-    record = artifacts.load(folder / "export.npz", None)
+    record = artifacts.load(artifacts.Layout.export_record(folder), None)
     files = (record or {}).get("files") if isinstance(record, dict) else None
     if not files:
         raise ArtifactError(f"{folder / 'export.npz'}: missing or unreadable, so the graphs cannot be verified; make "
@@ -65,14 +65,15 @@ class OnnxModels:
             opts.intra_op_num_threads = threads
         self.card = card
         self.classes = list(card.get("classes", []))  # none in a detection study's export
-        self.one = _session(ort, folder / "one_stage.onnx", opts) if card.get("study") != "detection" else None
-        self.stage1 = (_session(ort, folder / "stage1.onnx", opts)
-                       if (folder / "stage1.onnx").is_file() and "stage1" in card else None)
+        graph = artifacts.Layout.export_graph
+        self.one = _session(ort, graph(folder, "one_stage"), opts) if card.get("study") != "detection" else None
+        self.stage1 = (_session(ort, graph(folder, "stage1"), opts)
+                       if graph(folder, "stage1").is_file() and "stage1" in card else None)
 
     @classmethod
     def open(cls, cfg: Config, chain: Chain, folder: Path | None = None) -> OnnxModels:
         """The export of ``chain``'s split; refused when it was made from other artifacts than the chain holds."""
-        folder = Path(folder or artifacts.Layout(cfg.output_dir).split(chain.split) / "export")
+        folder = Path(folder or artifacts.Layout(cfg.output_dir).export(chain.split))
         card = artifacts.read_json(folder / CARD)
         rebuild = f"osd export --split {chain.split}"
         if not card:
@@ -90,7 +91,7 @@ class OnnxModels:
     @classmethod
     def open_stage1(cls, cfg: Config, detector: artifacts.Step, folder: Path | None = None) -> OnnxModels:
         """A detection study's export (stage 1 alone); refused when made from another PatchCore fit."""
-        folder = Path(folder or artifacts.Layout(cfg.output_dir).detection / "export")
+        folder = Path(folder or artifacts.Layout(cfg.output_dir).detection_export)
         card = artifacts.read_json(folder / CARD)
         if not card or "stage1" not in card:
             raise ArtifactError(f"{folder}: no ONNX export of the detection study; make it with `osd export`")

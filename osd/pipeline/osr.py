@@ -9,8 +9,6 @@ never replace the headline. The model lives in :mod:`osd.osr.model`, the decisio
 
 from __future__ import annotations
 
-import csv
-import io
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,11 +22,13 @@ from osd.metrics import metric_intervals, open_set_metrics
 from osd.osr.model import VARIANTS, data_counts, fit_scorer, osr_settings, score_sign, select_variant, test_arrays
 from osd.pipeline.train import TRAIN_SECTIONS, embedded, trained
 from osd.progress import Reporter, ensure
+from osd.records import OsrResult, Rows
 
 CALIBRATE_ALGORITHM = "calibrate/5"  # 5: kappa stored as neg_kappa; 4: features scored; 3: order statistic
+# 8: the payload is the OsrResult record
 # 7: p-values of the paired baseline comparisons, operating points of tau and kappa; 6: kNN k and ViM subspace
 # follow the training size; 5: baselines; 4: cached step
-EVALUATE_ALGORITHM = "osr/7"
+EVALUATE_ALGORITHM = "osr/8"
 SECTIONS = (*TRAIN_SECTIONS, "osr")
 
 
@@ -87,7 +87,7 @@ def calibrated(cfg: Config, split: str, force: bool = False, reporter: Reporter 
     if not step.cached:
         p = step.payload
         kappa = -p["neg_kappa"].threshold_
-        artifacts.write_json(layout.osr(split) / "thresholds.json", {
+        artifacts.write_json(layout.thresholds(split), {
             "tau": p["tau"].summary(), "kappa": {**p["neg_kappa"].summary(), "threshold": kappa,
                                                  "note": "fitted on -max softmax; kappa = -threshold"},
             "score_sign": score_sign(p["features"]), "features": p["features"], "features_requested": cfg.osr.features,
@@ -110,27 +110,6 @@ def calibrate(cfg: Config, split: str, force: bool = False, reporter: Reporter |
     """Fit the scorer on train embeddings; tau and kappa accept ``osr.acceptance`` of known validation images."""
     split = cfg.split_name(split)
     return calibration_result(cfg, split, calibrated(cfg, split, force, reporter))
-
-
-@dataclass
-class OsrResult:
-    split: str
-    classes: list[str]
-    tau: float
-    kappa: float
-    osr: dict[str, float]
-    msp: dict[str, float]
-    predictions: str
-    metrics_path: str
-    cached: bool
-    features: str = "penultimate"
-    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
-    intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    selection: dict[str, Any] = field(default_factory=dict)  # variant chosen without test data (reported only)
-    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)  # OOD baselines beside the locked method
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "score_sign": score_sign(self.features), "positive_class": "unknown"}
 
 
 def _variants(cfg: Config, emb: dict[str, Any], headline_blocks: list[str], closed: np.ndarray,
@@ -224,16 +203,14 @@ def _operating_points(emb: dict[str, Any], scorer, blocks: list[str], classes: l
             "kappa": operating_points(-val_msp, -msp[~unk], -msp[unk])}
 
 
-def _predictions_csv(cfg: Config, t: dict[str, Any], pred, dist, msp, closed, pred_msp) -> str:
-    root = cfg.path(cfg.neu.root)  # artifacts hold paths relative to it; the CSV shows where they are now
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "true_label", "role", "pred_label", "distance", "msp", "closed_label", "pred_label_msp"])
-    for i in range(len(dist)):
-        role = "unknown" if t["is_unknown"][i] else "known"
-        w.writerow([str(root / t["paths"][i]), t["labels"][i], role, pred[i], f"{dist[i]:.6g}", f"{msp[i]:.6g}",
-                    closed[i], pred_msp[i]])
-    return buf.getvalue()
+PREDICTION_HEADER = ("path", "true_label", "role", "pred_label", "distance", "msp", "closed_label", "pred_label_msp")
+
+
+def _rows(cfg: Config, t: dict[str, Any], pred, dist, msp, closed, pred_msp) -> Rows:
+    root = cfg.path(cfg.neu.root)  # artifacts hold paths relative to it; the rows show where they are now
+    return Rows.of(PREDICTION_HEADER, ([str(root / t["paths"][i]), t["labels"][i],
+                                        "unknown" if t["is_unknown"][i] else "known", pred[i], float(dist[i]),
+                                        float(msp[i]), closed[i], pred_msp[i]] for i in range(len(dist))))
 
 
 def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step, key: str,
@@ -266,24 +243,12 @@ def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step,
                                  "classifier": emb.provenance.get("inputs", {}).get("classifier"),
                                  **({"odin": odin.id} if odin else {})}, split=split)
     prov["weights"] = trained(cfg, split).provenance.get("inputs", {}).get("weights")
-    section = {
-        **m_osr, "intervals95": intervals.get("osr", {}), "tau": res.tau,
-        "thresholds": {"tau": res.tau_summary, "kappa": res.kappa_summary},
-        "score": score_sign(res.features), "positive_class": "unknown", "features": res.features,
-        "blocks": res.blocks, "method": "locked (penultimate Mahalanobis)" if res.features == "penultimate"
-        else f"configured variant ({res.features}); the locked method is under variants",
-        "msp": {**m_msp, "intervals95": intervals.get("msp", {}), "kappa": res.kappa,
-                "score": "negative max softmax of the classifier (higher = more unknown)"},
-        "variants": variants, "baselines": baselines, "selection": selection, "operating_points": points,
-        "data": {**data_counts(emb.payload), "known": list(classes),
-                 "unknown": sorted({str(x) for x in emb.payload["test_unknown"]["labels"]})},
-        "provenance": prov,
-    }
-    result = {"classes": classes, "tau": res.tau, "kappa": res.kappa, "osr": m_osr, "msp": m_msp,
-              "features": res.features, "variants": variants, "intervals": intervals, "selection": selection,
-              "baselines": baselines}
-    csv_text = _predictions_csv(cfg, t, pred, dist, msp, closed, pred_msp)
-    return {"section": section, "result": result, "csv": csv_text}, prov
+    data = {**data_counts(emb.payload), "known": list(classes),
+            "unknown": sorted({str(x) for x in emb.payload["test_unknown"]["labels"]})}
+    record = OsrResult(split, classes, res.tau, res.kappa, m_osr, m_msp, res.features, res.blocks, variants, intervals,
+                       selection, baselines, {"tau": res.tau_summary, "kappa": res.kappa_summary}, points, data, prov,
+                       _rows(cfg, t, pred, dist, msp, closed, pred_msp))
+    return record.payload(), prov
 
 
 def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> OsrResult:
@@ -305,12 +270,11 @@ def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | 
                               cfg.project.seed, str(cfg.path(cfg.neu.root)),
                               *([odin.id] if odin else []))
     layout = artifacts.Layout(cfg.output_dir)
-    step = artifacts.cached_step(layout.osr(split) / "evaluation.npz", key,
+    step = artifacts.cached_step(layout.osr_evaluation(split), key,
                                  lambda: _evaluate(cfg, split, cal, emb, key, odin), force=force,
                                  on_wait=reporter.note)
-    pred_path, metrics_path = layout.osr(split) / "predictions.csv", layout.metrics(split)
-    artifacts.write_outputs(pred_path, step.payload["csv"], metrics_path, "osr", step.payload["section"])
-    r = step.payload["result"]
-    return OsrResult(split, list(r["classes"]), r["tau"], r["kappa"], r["osr"], r["msp"], str(pred_path),
-                     str(metrics_path), step.cached, r["features"], r["variants"], r["intervals"], r["selection"],
-                     r.get("baselines", {}))
+    pred_path, metrics_path = layout.osr_predictions(split), layout.metrics(split)
+    record = OsrResult.from_payload(step.payload, cached=step.cached, predictions=str(pred_path),
+                                    metrics_path=str(metrics_path))
+    artifacts.write_outputs(pred_path, record.rows.csv(), metrics_path, "osr", record.section())
+    return record

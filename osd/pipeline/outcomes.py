@@ -19,10 +19,7 @@ and stage 1's image-level AUROC (defect test images against normal test images).
 
 from __future__ import annotations
 
-import csv
-import io
 import warnings
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,9 +30,11 @@ from osd.errors import ConfigError, OsdWarning
 from osd.metrics import bootstrap, paired_difference
 from osd.osr.model import NORMAL_PART, part_matrix
 from osd.progress import Reporter, ensure
+from osd.records import OutcomesResult, Rows
 from osd.three_outcome import METRICS, NORMAL, ThreeOutcome, image_auroc, kinds, true_outcomes
 
-OUTCOMES_ALGORITHM = "three-outcome/2"  # 2: per-run p-values from the paired bootstrap replicates
+# 3: the payload is the OutcomesResult record; 2: per-run p-values from the paired bootstrap replicates
+OUTCOMES_ALGORITHM = "three-outcome/3"
 APPROACHES = {
     "one_stage": "locked one-stage (penultimate Mahalanobis): no no_defect answer",
     "cascade_strict": "cascade, strict: stage 1's no_defect kept",
@@ -45,22 +44,6 @@ APPROACHES = {
 }
 VERSUS = (("one_stage", "cascade_strict"), ("one_stage", "cascade_ignore_no_defect"),
           ("one_stage_normal_class", "cascade_strict"))
-
-
-@dataclass
-class OutcomesResult:
-    split: str
-    approaches: dict[str, dict[str, Any]]
-    stage1_auroc: dict[str, Any]
-    versus: dict[str, dict[str, Any]]
-    counts: dict[str, int]
-    predictions: str
-    metrics_path: str
-    cached: bool
-    skipped: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _arrays(emb: dict[str, Any], blocks: list[str]) -> dict[str, Any]:
@@ -102,16 +85,12 @@ def _common(tables: list[dict[str, Any]], stage1: dict[str, float], split: str) 
     return keep, missing
 
 
-def _predictions_csv(cfg: Config, paths: list[str], roles: list[str], labels: list[str], stage1: np.ndarray,
-                     dist: np.ndarray, msp: np.ndarray, preds: dict[str, np.ndarray]) -> str:
+def _rows(cfg: Config, paths: list[str], roles: list[str], labels: list[str], stage1: np.ndarray,
+          dist: np.ndarray, msp: np.ndarray, preds: dict[str, np.ndarray]) -> Rows:
     root = cfg.path(cfg.neu.root)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "true_label", "role", "stage1_score", "distance", "msp", *APPROACHES])
-    for i, p in enumerate(paths):
-        w.writerow([str(root / p), labels[i], roles[i], f"{stage1[i]:.6g}", f"{dist[i]:.6g}", f"{msp[i]:.6g}",
-                    *(preds[a][i] for a in APPROACHES)])
-    return buf.getvalue()
+    return Rows.of(("path", "true_label", "role", "stage1_score", "distance", "msp", *APPROACHES),
+                   ([str(root / p), labels[i], roles[i], float(stage1[i]), float(dist[i]), float(msp[i]),
+                     *(preds[a][i] for a in APPROACHES)] for i, p in enumerate(paths)))
 
 
 def _evaluate(cfg: Config, split: str, steps: dict[str, Any], key: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -155,23 +134,12 @@ def _evaluate(cfg: Config, split: str, steps: dict[str, Any], key: str) -> tuple
                                 ("classifier", "splits", "osr", "normal", "patchcore", "cascade", "stats",
                                  "project.seed"),
                                 {k: steps[k].id if k != "fit" else fit.artifact_id for k in steps}, split=split)
-    section = {
-        "approaches": approaches, "stage1_auroc": stage1_auroc,
-        "versus": {"difference": "first minus second approach, same test images, paired bootstrap stratified by "
-                                 "known / unknown / normal", **versus},
-        "thresholds": {"tau": cal.payload["tau"].threshold_, "kappa": kappa, "patchcore": fit.threshold,
-                       "tau_normal_class": vcal.payload["tau"].threshold_},
-        "definitions": "see osd.three_outcome: normal pass rate = normal images answered no_defect; defect detection "
-                       "rate = defect images answered otherwise; known accuracy among detected known defects; unknown "
-                       "rejection; accuracy and macro-F1 over the K known classes, unknown and no_defect",
-        "data": {"images": counts, "normal_source": cfg.normal.folder or cfg.normal.severstal_root,
-                 "skipped": missing},
-        "provenance": prov,
-    }
-    csv_text = _predictions_csv(cfg, paths, roles, labels, stage1, dist, msp, preds)
-    result = {"approaches": approaches, "stage1_auroc": stage1_auroc, "versus": versus, "counts": counts,
-              "skipped": missing}
-    return {"section": section, "result": result, "csv": csv_text}, prov
+    thresholds = {"tau": cal.payload["tau"].threshold_, "kappa": kappa, "patchcore": fit.threshold,
+                  "tau_normal_class": vcal.payload["tau"].threshold_}
+    record = OutcomesResult(split, approaches, stage1_auroc, versus, counts, missing, thresholds,
+                            cfg.normal.folder or cfg.normal.severstal_root, prov,
+                            _rows(cfg, paths, roles, labels, stage1, dist, msp, preds))
+    return record.payload(), prov
 
 
 def three_outcomes(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> OutcomesResult:
@@ -197,11 +165,10 @@ def three_outcomes(cfg: Config, split: str, force: bool = False, reporter: Repor
                               *(steps[k].id for k in ("cal", "emb", "vcal", "vemb", "s1")), cfg.section("cascade"),
                               cfg.section("stats"), cfg.project.seed, str(cfg.path(cfg.neu.root)))
     layout = artifacts.Layout(cfg.output_dir)
-    folder = layout.split(split) / "outcomes"
-    step = artifacts.cached_step(folder / "evaluation.npz", key, lambda: _evaluate(cfg, split, steps, key),
+    step = artifacts.cached_step(layout.outcomes_evaluation(split), key, lambda: _evaluate(cfg, split, steps, key),
                                  force=force, on_wait=reporter.note)
-    pred_path, metrics_path = folder / "predictions.csv", layout.metrics(split)
-    artifacts.write_outputs(pred_path, step.payload["csv"], metrics_path, "three_outcome", step.payload["section"])
-    r = step.payload["result"]
-    return OutcomesResult(split, r["approaches"], r["stage1_auroc"], r["versus"], r["counts"], str(pred_path),
-                          str(metrics_path), step.cached, r["skipped"])
+    pred_path, metrics_path = layout.outcomes_predictions(split), layout.metrics(split)
+    record = OutcomesResult.from_payload(step.payload, cached=step.cached, predictions=str(pred_path),
+                                         metrics_path=str(metrics_path))
+    artifacts.write_outputs(pred_path, record.rows.csv(), metrics_path, "three_outcome", record.section())
+    return record

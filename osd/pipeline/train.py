@@ -107,7 +107,7 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
     from osd.models.training import fit
     from osd.pipeline.data import weights_path
 
-    ckpt_path = path.with_name("checkpoint.npz")
+    ckpt_path = artifacts.Layout(cfg.output_dir).checkpoint(split)
     resume = None if force else artifacts.load(ckpt_path, key)
     runtime.setup(cfg)
     compute = runtime.compute(cfg)
@@ -146,9 +146,9 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
                                  "weights": weights_identity(cfg, cfg.classifier.weights, cfg.classifier.arch)},
                                 split=split, compute=runtime.compute_identity(cfg))
     ckpt_path.unlink(missing_ok=True)
-    out = path.parent
-    artifacts.write_json(out / "history.json", outcome.history)
-    artifacts.write_json(out / "config.json", cfg.to_dict())
+    layout = artifacts.Layout(cfg.output_dir)
+    artifacts.write_json(layout.history(split), outcome.history)
+    artifacts.write_json(layout.classifier_config(split), cfg.to_dict())
     return payload, prov
 
 

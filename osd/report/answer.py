@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from osd import verdict as stats
+from osd.records import BenchResult, CascadeResult, OsrResult, OutcomesResult
 from osd.report.format import fmt, fmt_ci, fmt_signed
 
 HUMAN = {
@@ -44,26 +45,35 @@ NOT_PAIRED = {"known_accuracy_detected"}
 
 @dataclass(frozen=True)
 class Run:
-    """One (split, seed) run's metrics.json, read once."""
+    """One (split, seed) run: the records its steps cached (values as metrics.json shows them), read once."""
 
     split: str
     seed: int
-    metrics: dict[str, Any]
+    osr: OsrResult | None = None
+    cascade: CascadeResult | None = None
+    outcomes: OutcomesResult | None = None
+    bench: BenchResult | None = None
 
     @property
     def name(self) -> str:
         return f"split {self.split.upper()}, seed {self.seed}"
 
+    def comparisons(self, source: str) -> dict[str, Any]:
+        """The paired differences a run recorded: ``cascade`` (one-stage minus each mode) or
+        ``three_outcome`` (first minus second approach)."""
+        if source == "cascade":
+            return self.cascade.versus_one_stage if self.cascade else {}
+        return self.outcomes.versus if self.outcomes else {}
 
-def _plan(in_domain: bool) -> list[tuple[str, str, tuple[str, str], tuple[str, ...]]]:
+
+def _plan(in_domain: bool) -> list[tuple[str, str, str, tuple[str, ...]]]:
     from osd.decide import MODES
     from osd.pipeline.cascade import MODE_METRICS
     from osd.three_outcome import METRICS as THREE
 
     three = tuple(m for m in THREE if m not in NOT_PAIRED)
-    known_unknown = [(m, "cascade", ("versus_one_stage", m), MODE_METRICS) for m in MODES]
-    outcomes = [(f"three outcomes, {m}", "three_outcome", ("versus", f"one_stage_minus_cascade_{m}"), three)
-                for m in MODES]
+    known_unknown = [(m, "cascade", m, MODE_METRICS) for m in MODES]
+    outcomes = [(f"three outcomes, {m}", "three_outcome", f"one_stage_minus_cascade_{m}", three) for m in MODES]
     return outcomes + known_unknown if in_domain else known_unknown + outcomes
 
 
@@ -76,12 +86,11 @@ def lead_of(in_domain: bool) -> tuple[str, str]:
 def verdicts(runs: list[Run], in_domain: bool) -> list[stats.MetricVerdict]:
     """Every comparison x metric that the runs hold, each read over runs by :func:`osd.verdict.overall`."""
     out = []
-    for comparison, section, (group, key), metrics in _plan(in_domain):
+    for comparison, source, key, metrics in _plan(in_domain):
         for metric in metrics:
             per = []
             for run in runs:
-                block = run.metrics.get(section)
-                v = (((block if isinstance(block, dict) else {}).get(group) or {}).get(key) or {}).get(metric)
+                v = (run.comparisons(source).get(key) or {}).get(metric)
                 if isinstance(v, dict) and v.get("difference") is not None:
                     per.append(stats.run_comparison(run.split, run.seed, v))
             if per:

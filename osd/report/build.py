@@ -1,10 +1,7 @@
-"""``osd report``: metrics.json, summary.csv, plots and report.html from cached artifacts only."""
+"""``osd report``: summary.csv, plots and report.html from the steps' cached records; it never recomputes."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +10,19 @@ import numpy as np
 from osd import artifacts
 from osd.config import Config
 from osd.errors import ArtifactError
+from osd.records import csv_text, summary_cell
 from osd.report import plots
 from osd.report.answer import HUMAN, Run, answer, cell, interval_over_runs, lead_of, verdicts
 from osd.report.html import render_html
 
 SUMMARY_METRICS = ("closed_set_accuracy", "auroc", "aupr_out", "fpr_at_95_tpr", "known_acceptance",
                    "unknown_rejection", "open_set_accuracy", "open_set_macro_f1", "oscr")
-# approach -> (section, subsection, what its numbers are computed from)
+# approach -> what its numbers are computed from
 APPROACHES = {
-    "one_stage_mahalanobis": ("osr", None, "configured one-stage score (Mahalanobis) and tau"),
-    "max_softmax": ("osr", "msp", "negative max softmax and kappa; also the cascade's stage-2 ranking"),
-    "cascade_strict": ("cascade", "strict", "cascade decisions, strict mode (decision metrics only)"),
-    "cascade_ignore_no_defect": ("cascade", "ignore_no_defect",
-                                 "cascade decisions, ignore_no_defect mode (decision metrics only)"),
+    "one_stage_mahalanobis": "configured one-stage score (Mahalanobis) and tau",
+    "max_softmax": "negative max softmax and kappa; also the cascade's stage-2 ranking",
+    "cascade_strict": "cascade decisions, strict mode (decision metrics only)",
+    "cascade_ignore_no_defect": "cascade decisions, ignore_no_defect mode (decision metrics only)",
 }
 APPROACH_HUMAN = {
     "one_stage_mahalanobis": "one-stage, Mahalanobis (locked method)",
@@ -50,18 +47,11 @@ THREE_HUMAN = {k: HUMAN[k] for k in ("normal_pass_rate", "defect_detection_rate"
                                     "unknown_rejection", "three_outcome_accuracy", "three_outcome_macro_f1")}
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _split_plots(layout: artifacts.Layout, name: str, metrics: dict[str, Any], pc_scores: dict[str, Any]) -> list[str]:
-    out = layout.plots(name)
+def _split_plots(layout: artifacts.Layout, run: Run, pc_scores: dict[str, Any]) -> list[str]:
+    name = run.split
     made: list[Path] = []
-    osr_rows = _read_csv(layout.osr(name) / "predictions.csv")
-    cas_rows = _read_csv(layout.cascade(name) / "predictions.csv")
+    osr_rows = run.osr.rows.dicts() if run.osr else []
+    cas_rows = run.cascade.rows.dicts() if run.cascade else []
     if osr_rows:
         y = np.array([r["role"] == "unknown" for r in osr_rows])
         dist = np.array([float(r["distance"]) for r in osr_rows])
@@ -70,31 +60,31 @@ def _split_plots(layout: artifacts.Layout, name: str, metrics: dict[str, Any], p
         if cas_rows:
             yc = np.array([r["role"] == "unknown" for r in cas_rows])
             curves["cascade stage 2 (max-softmax)"] = (yc, -np.array([float(r["msp"]) for r in cas_rows]))
-        made.append(plots.roc_curves(curves, out / "roc.png", f"Split {name.upper()}: known vs unknown"))
-        tau = metrics.get("osr", {}).get("tau")
-        made.append(plots.histogram({"known": dist[~y], "unknown": dist[y]}, tau, out / "distance_hist.png",
+        made.append(plots.roc_curves(curves, layout.plot(name, "roc"), f"Split {name.upper()}: known vs unknown"))
+        made.append(plots.histogram({"known": dist[~y], "unknown": dist[y]}, run.osr.tau, layout.plot(name, "distance_hist"),
                                     f"Split {name.upper()}: Mahalanobis distance", "squared distance (higher = unknown)"))
         labels = sorted({r["true_label"] for r in osr_rows if r["role"] == "known"}) + ["unknown"]
         true = [r["true_label"] if r["role"] == "known" else "unknown" for r in osr_rows]
-        made.append(plots.confusion(true, [r["pred_label"] for r in osr_rows], labels, out / "confusion_one_stage.png",
-                                    f"Split {name.upper()}: one-stage (K+1)"))
+        made.append(plots.confusion(true, [r["pred_label"] for r in osr_rows], labels,
+                                    layout.plot(name, "confusion_one_stage"), f"Split {name.upper()}: one-stage (K+1)"))
     if cas_rows:
         labels = sorted({r["true_label"] for r in cas_rows if r["role"] == "known"}) + ["unknown", "no_defect"]
         true = [r["true_label"] if r["role"] == "known" else "unknown" for r in cas_rows]
         for mode in ("strict", "ignore_no_defect"):
             made.append(plots.confusion(true, [r[f"pred_{mode}"] for r in cas_rows], labels,
-                                        out / f"confusion_cascade_{mode}.png", f"Split {name.upper()}: cascade {mode}"))
+                                        layout.plot(name, f"confusion_cascade_{mode}"),
+                                        f"Split {name.upper()}: cascade {mode}"))
         s1 = np.array([float(r["stage1_score"]) for r in cas_rows])
         test_normals = pc_scores.get("test", {})
         test_normals = list(test_normals.values()) if isinstance(test_normals, dict) else test_normals
         groups = {"Severstal test normals (crops)": np.asarray([v for v in test_normals if v is not None], dtype=float),
                   "NEU known test": s1[[r["role"] == "known" for r in cas_rows]],
                   "NEU unknown test": s1[[r["role"] == "unknown" for r in cas_rows]]}
-        made.append(plots.histogram(groups, pc_scores.get("threshold"), out / "patchcore_scores.png",
+        made.append(plots.histogram(groups, pc_scores.get("threshold"), layout.plot(name, "patchcore_scores"),
                                     f"Split {name.upper()}: PatchCore scores", "patch distance (higher = anomalous)"))
-    bench = artifacts.read_json(layout.bench(name))
-    if bench.get("one_stage"):
-        made.append(plots.latency_bars(bench, out / "latency.png", f"Split {name.upper()}: latency by stage"))
+    if run.bench:
+        made.append(plots.latency_bars(run.bench.section(), layout.plot(name, "latency"),
+                                       f"Split {name.upper()}: latency by stage"))
     return [str(p) for p in made]
 
 
@@ -104,26 +94,35 @@ def _baseline_source(name: str) -> str:
     return "the same classifier again over the images" if name in NEEDS_IMAGES else "same embeddings and logits"
 
 
-def _section_rows(name: str, m: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = []
-    for approach, (section, sub, source) in APPROACHES.items():
-        block = m.get(section, {})
-        if not isinstance(block, dict):
+def _blocks(run: Run) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Each headline approach of a run: (its metrics, their 95% intervals), from the records."""
+    out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    if run.osr:
+        out["one_stage_mahalanobis"] = (run.osr.osr, run.osr.intervals.get("osr") or {})
+        out["max_softmax"] = (run.osr.msp, run.osr.intervals.get("msp") or {})
+    if run.cascade:
+        for mode in ("strict", "ignore_no_defect"):
+            if run.cascade.modes.get(mode):
+                out[f"cascade_{mode}"] = (run.cascade.modes[mode], run.cascade.intervals.get(mode) or {})
+    return out
+
+
+def _section_rows(run: Run) -> list[dict[str, Any]]:
+    name, rows, blocks = run.split, [], _blocks(run)
+    for approach, source in APPROACHES.items():
+        if approach not in blocks:
             continue
-        block = block.get(sub, {}) if sub else block
-        if not block:
-            continue
-        ci = block.get("intervals95", {})
+        block, ci = blocks[approach]
         row: dict[str, Any] = {"split": name, "approach": approach, "computed_from": source}
         for k in SUMMARY_METRICS:
             row[k] = block.get(k)
             row[f"{k}_ci95"] = ci.get(k)
         rows.append(row)
-    for vname, v in (m.get("osr", {}).get("variants") or {}).items():
+    for vname, v in (run.osr.variants if run.osr else {}).items():
         rows.append({"split": name, "approach": f"variant_{vname}",
                      "computed_from": f"variant, same embeddings: {v.get('features')} ({v.get('pooling')}), own tau",
                      **{k: v.get(k) for k in SUMMARY_METRICS}})
-    for bname, b in (m.get("osr", {}).get("baselines") or {}).items():
+    for bname, b in (run.osr.baselines if run.osr else {}).items():
         ci = b.get("intervals95") or {}
         d = (b.get("locked_minus_baseline") or {}).get("auroc") or {}
         rows.append({"split": name, "approach": f"baseline_{bname}",
@@ -134,17 +133,13 @@ def _section_rows(name: str, m: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def provenance_notes(cfg: Config, m: dict[str, Any]) -> dict[str, list[str]]:
-    """Per result section, the settings that produced it and differ from the current osd.toml."""
+def provenance_notes(cfg: Config, run: Run) -> dict[str, list[str]]:
+    """Per result, the settings that produced it and differ from the current osd.toml."""
     notes = {}
-    for section in ("osr", "cascade", "bench"):
-        prov = m.get(section, {}).get("provenance") if isinstance(m.get(section), dict) else None
-        if prov is None and section in m:
-            notes[section] = ["no provenance recorded (made by an older osd): run the step again"]
-        elif prov:
-            diffs = cfg.differences(prov.get("config", {}))
-            if diffs:
-                notes[section] = diffs
+    for section, record in (("osr", run.osr), ("cascade", run.cascade), ("bench", run.bench)):
+        diffs = cfg.differences(record.provenance.get("config", {})) if record else []
+        if diffs:
+            notes[section] = diffs
     return notes
 
 
@@ -177,21 +172,28 @@ def _stats_rows(rows: list[dict[str, Any]], group: str, split: str | None = None
     return out
 
 
-def _runs_on_disk(cfg: Config, splits: list[str] | None, seeds: list[int]) -> list[tuple[str, int, Config, Any]]:
-    runs = []  # (split, seed, config of that run, its layout)
+def _runs_on_disk(cfg: Config, splits: list[str] | None, seeds: list[int]) -> list[tuple[Config, Run]]:
+    """(config of that run, its records) of every (split, seed) whose one-stage step has a record."""
+    from osd.records import BenchResult, CascadeResult, OsrResult, OutcomesResult, stored
+
+    runs = []
     for seed in seeds:
         c = cfg.for_seed(seed)
         lay = artifacts.Layout(c.output_dir)
-        runs += [(s, seed, c, lay) for s in (splits or c.split_names) if lay.metrics(s).is_file()]
+        for s in splits or c.split_names:
+            osr = stored(OsrResult, lay.osr_evaluation(s), artifacts.plain)
+            if osr is not None:
+                runs.append((c, Run(s, seed, osr, stored(CascadeResult, lay.cascade_evaluation(s), artifacts.plain),
+                                    stored(OutcomesResult, lay.outcomes_evaluation(s), artifacts.plain),
+                                    stored(BenchResult, lay.bench_record(s), artifacts.plain))))
     if not runs:
-        raise ArtifactError(f"{artifacts.Layout(cfg.output_dir).root}: no results yet (no split's metrics.json); "
-                            "run the study first")
+        raise ArtifactError(f"{artifacts.Layout(cfg.output_dir).root}: no results yet (no split's one-stage "
+                            "evaluation); run the study first")
     return runs
 
 
-def _chosen_variant(m: dict[str, Any], run: str) -> tuple[str, str] | None:
+def _chosen_variant(pick: dict[str, Any], run: str) -> tuple[str, str] | None:
     """(run, the feature variant it selects without test data, in words); None when it selects none."""
-    pick = (m.get("osr") or {}).get("selection") or {}
     if not pick.get("selected"):
         return None
     scores = {k: v for k, v in (pick.get("validation_auroc") or {}).items() if v is not None}
@@ -202,33 +204,32 @@ def _chosen_variant(m: dict[str, Any], run: str) -> tuple[str, str] | None:
             f"{scores.get('penultimate', float('nan')):.3f})")
 
 
-def _collect(runs: list[tuple[str, int, Config, Any]], seeds: list[int]) -> dict[str, Any]:
-    """Every run's metrics, rows, plots and provenance notes; the weights and settings they record."""
+def _collect(runs: list[tuple[Config, Run]], seeds: list[int]) -> dict[str, Any]:
+    """Every run's rows, plots and provenance notes; the weights and settings they record."""
     got: dict[str, Any] = {"rows": [], "per_split": {}, "runs": [], "weights": {"classifier": set(), "patchcore": set()},
                            "selection": set(), "chosen": []}
-    for name, seed, c, lay in runs:
-        m = read_metrics(lay.metrics(name), name)
-        notes = provenance_notes(c, m)
-        for section in ("osr", "cascade"):
-            prov = (m.get(section) or {}).get("provenance") or {}
-            w = prov.get("weights")
-            if section == "osr" and w:
-                got["weights"]["classifier"].add(_weights_name(w))
-            if section == "osr" and prov:
-                got["selection"].add(prov.get("config", {}).get("splits.selection_fraction"))
-            if section == "cascade" and isinstance(w, dict) and w.get("patchcore"):
-                got["weights"]["patchcore"].add(_weights_name(w["patchcore"]))
+    for c, run in runs:
+        name, seed, lay = run.split, run.seed, artifacts.Layout(c.output_dir)
+        notes = provenance_notes(c, run)
+        prov = run.osr.provenance if run.osr else {}
+        if prov.get("weights"):
+            got["weights"]["classifier"].add(_weights_name(prov["weights"]))
+        if prov:
+            got["selection"].add(prov.get("config", {}).get("splits.selection_fraction"))
+        w = (run.cascade.provenance if run.cascade else {}).get("weights")
+        if isinstance(w, dict) and w.get("patchcore"):
+            got["weights"]["patchcore"].add(_weights_name(w["patchcore"]))
         run_name = name if len(seeds) == 1 else f"{name} (seed {seed})"
-        chosen = _chosen_variant(m, name if len(seeds) == 1 else f"{name} seed {seed}")
+        chosen = _chosen_variant(run.osr.selection if run.osr else {}, name if len(seeds) == 1 else f"{name} seed {seed}")
         if chosen:
             got["chosen"].append(chosen)
-        for r in _section_rows(name, m):
+        for r in _section_rows(run):
             section = "osr" if r["approach"].startswith(("one_stage", "max_softmax", "variant")) else "cascade"
             got["rows"].append({**r, "seed": seed, "settings_differ_from_osd_toml": "; ".join(notes.get(section, []))})
-        plot_files = _split_plots(lay, name, m, artifacts.read_json(lay.patchcore_scores))
-        got["per_split"][run_name] = {"metrics": m, "plots": plot_files, "provenance_notes": notes, "split": name,
+        plot_files = _split_plots(lay, run, artifacts.read_json(lay.patchcore_scores))
+        got["per_split"][run_name] = {"run": run, "plots": plot_files, "provenance_notes": notes, "split": name,
                                       "seed": seed}
-        got["runs"].append(Run(name, seed, m))
+        got["runs"].append(run)
     return got
 
 
@@ -277,7 +278,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     got = _collect(_runs_on_disk(cfg, splits, seeds), seeds)
     per_run, per_split = got["rows"], got["per_split"]
     names = list(dict.fromkeys(r.split for r in got["runs"]))
-    three = [r for info in per_split.values() for r in _three_rows(info["split"], info["metrics"], info["seed"])]
+    three = [r for info in per_split.values() for r in _three_rows(info["run"])]
     rows = list(per_run)
     if len(seeds) > 1:
         for name in names:
@@ -296,7 +297,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     summary = _write_summary(layout, rows)
     if three:
         _write_three_summary(layout, three)
-    md, tex = write_tables(layout.root, tables, HUMAN)
+    md, tex = write_tables(layout, tables, HUMAN)
     caveats = _caveats(cfg, got["weights"], got["selection"], got["chosen"], per_split)
     stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
     pc_stats = artifacts.read_json(layout.patchcore_stats)
@@ -306,7 +307,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
                                             "patchcore": cfg.patchcore.acceptance})
     weights = "; ".join(f"{k} {', '.join(sorted(w)) or 'unknown'}" for k, w in got["weights"].items() if w)
     html = render_html(cfg, tables, per_split, pc_stats, caveats, v, words, chart, points, weights)
-    report = artifacts.write_text(layout.root / "report.html", html)
+    report = artifacts.write_text(layout.report_html, html)
     v.pop("found")
     return {"summary_csv": str(summary), "summary_md": str(md), "summary_tex": str(tex), "report_html": str(report),
             "rows": rows, "headline": tables, "splits": names, "seeds": seeds, "three_outcome_rows": three,
@@ -324,35 +325,30 @@ def _verdict_chart(v: dict[str, Any], in_domain: bool, layout: artifacts.Layout)
     keep = ("three_outcome_accuracy", "three_outcome_macro_f1", "normal_pass_rate") if in_domain else (
         "open_set_accuracy", "open_set_macro_f1", "unknown_rejection")
     found = sorted((x for x in found if x.metric in keep), key=lambda x: keep.index(x.metric)) or found[:2]
-    return str(plots.verdict_chart(found, layout.root / "verdict.png", HUMAN))
+    return str(plots.verdict_chart(found, layout.verdict_chart, HUMAN))
 
 
 def _write_csv(path: Path, cols: list[str], rows: list[dict[str, Any]]) -> Path:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: _csv_cell(r.get(k)) for k in cols})
-    return artifacts.write_text(path, buf.getvalue())
+    return artifacts.write_text(path, csv_text(cols, rows, summary_cell))
 
 
 def _write_summary(layout: artifacts.Layout, rows: list[dict[str, Any]]) -> Path:
-    return _write_csv(layout.root / "summary.csv",
+    return _write_csv(layout.summary,
                       ["split", "seed", "approach", *[c for k in SUMMARY_METRICS for c in (k, f"{k}_ci95")],
                        "statistic", "computed_from", "settings_differ_from_osd_toml"], rows)
 
 
-def _three_rows(run: str, m: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]:
-    """One row per approach of a run's three-outcome section (normal.in_domain), with intervals."""
-    block = m.get("three_outcome")
-    if not isinstance(block, dict):
+def _three_rows(run: Run) -> list[dict[str, Any]]:
+    """One row per approach of a run's three-outcome record (normal.in_domain), with intervals."""
+    block = run.outcomes
+    if block is None:
         return []
     rows = []
-    for approach, a in (block.get("approaches") or {}).items():
+    for approach, a in block.approaches.items():
         ci = a.get("intervals95") or {}
-        rows.append({"split": run, "seed": seed, "approach": approach, **{k: a.get(k) for k in THREE_HUMAN},
+        rows.append({"split": run.split, "seed": run.seed, "approach": approach, **{k: a.get(k) for k in THREE_HUMAN},
                      **{f"{k}_ci95": ci.get(k) for k in THREE_HUMAN}, "role": a.get("role")})
-    s1 = block.get("stage1_auroc") or {}
+    s1 = block.stage1_auroc or {}
     for r in rows:  # stage 1 is the cascade's: its rows carry its image-level AUROC
         if r["approach"].startswith("cascade") and s1.get("auroc") is not None:
             r["stage1_image_auroc"], r["stage1_image_auroc_ci95"] = s1.get("auroc"), s1.get("ci95")
@@ -360,7 +356,7 @@ def _three_rows(run: str, m: dict[str, Any], seed: int = 0) -> list[dict[str, An
 
 
 def _write_three_summary(layout: artifacts.Layout, rows: list[dict[str, Any]]) -> Path:
-    return _write_csv(layout.root / "summary_three_outcome.csv",
+    return _write_csv(layout.summary_three_outcome,
                       ["split", "seed", "approach", *[c for k in THREE_HUMAN for c in (k, f"{k}_ci95")], "stage1_image_auroc",
                        "stage1_image_auroc_ci95", "role"], rows)
 
@@ -440,43 +436,9 @@ def _weights_name(w: Any) -> str:
     return str(w.get("kind")) + (f" ({w['source']})" if w.get("source") else "")
 
 
-def _csv_cell(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    if isinstance(v, list):
-        return "-".join(f"{x:.4f}" if isinstance(x, float) else str(x) for x in v)
-    return str(v)
-
-
 def _project_header(cfg: Config) -> str:
     p = cfg.base_dir / "osd.toml"
     try:
         return p.read_text(encoding="utf-8")[:400]
     except OSError:
         return ""
-
-
-def read_metrics(path: Path, split: str) -> dict[str, dict[str, Any]]:
-    """A split's metrics.json as sections that are JSON objects; anything else is left out with a
-    warning that names the file, the section and the command that writes it again."""
-    import warnings
-
-    from osd.errors import OsdWarning
-
-    data = artifacts.read_json(path)
-    if not isinstance(data, dict):
-        words = {list: "a list", str: "a string", type(None): "null", int: "a number", float: "a number",
-                 bool: "true or false"}.get(type(data), "something else")
-        warnings.warn(f"{path}: expected an object of result sections (osr, cascade, ...), found {words}; its results "
-                      f"are left out (the steps of split {split} write it again)", OsdWarning, stacklevel=2)
-        return {}
-    out = {}
-    for section, value in data.items():
-        if isinstance(value, dict) or section == "null_reasons":
-            out[section] = value
-        else:
-            warnings.warn(f"{path}: section {section!r} is {json.dumps(value)[:40]}, not an object of results; left "
-                          f"out (the {section} step of split {split} writes it again)", OsdWarning, stacklevel=2)
-    return out

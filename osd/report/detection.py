@@ -70,11 +70,11 @@ def _write_summary(layout: artifacts.Layout, results: dict[int, Any]) -> tuple[A
     w = csv.DictWriter(buf, list(rows[0]), lineterminator="\n")
     w.writeheader()
     w.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
-    csv_path = artifacts.write_text(layout.root / "summary.csv", buf.getvalue())
+    csv_path = artifacts.write_text(layout.summary, buf.getvalue())
     seeds = list(results)
     md = ["| metric | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
     md += [f"| {HUMAN[k]} | " + " | ".join(_cell(results[s], k) for s in seeds) + " |" for k in KEYS]
-    md_path = artifacts.write_text(layout.root / "summary.md", "\n".join(md) + "\n")
+    md_path = artifacts.write_text(layout.summary_md, "\n".join(md) + "\n")
     return csv_path, md_path
 
 
@@ -137,7 +137,7 @@ def build_detection_report(cfg: Config, seeds: list[int]) -> dict[str, Any]:
     words = answer(results, cfg.patchcore.acceptance)
     weights = f"PatchCore {cfg.patchcore.backbone} ({cfg.patchcore.weights})"
     csv_path, md_path = _write_summary(layout, results)
-    html_path = artifacts.write_text(layout.root / "report.html", render(cfg, results, words, weights))
+    html_path = artifacts.write_text(layout.report_html, render(cfg, results, words, weights))
     return {"summary_csv": str(csv_path), "summary_md": str(md_path), "report_html": str(html_path),
             "answer": words, "verdict_sentence": " ".join(words), "rows": _rows(results), "seeds": list(results),
             "study": "detection", "caveats": [], "operating_points": {}, "headline": {}, "splits": []}

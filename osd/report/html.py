@@ -142,28 +142,28 @@ def _run_comparisons(verdict: dict[str, Any], split: str, seed: int) -> str:
 
 
 def _run_details(name: str, info: dict[str, Any], verdict: dict[str, Any]) -> str:
-    m = info["metrics"]
-    osr = m.get("osr") or {}
-    d = osr.get("data") or {}
+    run = info["run"]
+    d = run.osr.data if run.osr else {}
     parts = [f"<details><summary>Split {_esc(info['split'].upper())}, seed {info['seed']}</summary>",
              f"<p>known: {_esc(', '.join(d.get('known', [])))}; unknown: {_esc(', '.join(d.get('unknown', [])))}</p>"]
     for section, diffs in (info.get("provenance_notes") or {}).items():
         parts.append(f'<div class="caveat">{_esc(section)}: produced with settings that differ from the current '
                      f'osd.toml: {_esc("; ".join(diffs))}</div>')
-    thr = [["tau (one-stage squared distance)", fmt(osr.get("tau"))],
-           ["kappa (max softmax)", fmt((osr.get("msp") or {}).get("kappa"))]]
-    stage1 = (m.get("cascade") or {}).get("stage1") or {}
-    if stage1:
-        thr += [["stage-1 threshold", fmt((stage1.get("threshold") or {}).get("threshold"))],
-                ["stage 1: share of the split's defect test images called defect", fmt(stage1.get("detection_rate_neu_test"))]]
+    thr = [["tau (one-stage squared distance)", fmt(run.osr.tau if run.osr else None)],
+           ["kappa (max softmax)", fmt(run.osr.kappa if run.osr else None)]]
+    if run.cascade:
+        thr += [["stage-1 threshold", fmt((run.cascade.stage1.get("threshold") or {}).get("threshold"))],
+                ["stage 1: share of the split's defect test images called defect",
+                 fmt(run.cascade.stage1_detection_rate)]]
     parts.append(_table(["threshold", "value"], thr))
     parts.append(_run_comparisons(verdict, info["split"], info["seed"]))
-    if "bench" in m:
-        b = m["bench"]
+    if run.bench:
+        b = run.bench
         parts.append(_table(["approach", "median ms per image", "p95 ms", "images/s"],
-                            [[a.replace("_", "-"), fmt(b[a]["latency"]["median_ms"], 1), fmt(b[a]["latency"]["p95_ms"], 1),
-                              fmt(b[a]["throughput_images_per_s"], 1)] for a in ("one_stage", "two_stage") if a in b],
-                            f"latency on {b.get('device')}, {b.get('threads')} threads, batch 1"))
+                            [[a.replace("_", "-"), fmt(t["latency"]["median_ms"], 1), fmt(t["latency"]["p95_ms"], 1),
+                              fmt(t["throughput_images_per_s"], 1)] for a, t in (("one_stage", b.one_stage),
+                                                                                  ("two_stage", b.two_stage))],
+                            f"latency on {b.device}, {b.threads} threads, batch 1"))
     parts.append('<div class="plots">' + "".join(_img(p) for p in info["plots"]) + "</div></details>")
     return "\n".join(parts)
 

@@ -3,30 +3,25 @@ recorded them (set on validation or calibration data; their effect measured on t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from osd.report.format import fmt, fmt_ci
 
-# (threshold, section path in metrics.json, what passes, what is rejected)
-THRESHOLDS = {
-    "tau": (("osr", "operating_points", "tau"), "test knowns accepted", "test unknowns rejected"),
-    "kappa": (("osr", "operating_points", "kappa"), "test knowns accepted", "test unknowns rejected"),
-    "patchcore": (("cascade", "stage1", "operating_points", "patchcore"), "test normals passed",
-                  "defect test images flagged"),
+# (threshold, where a run recorded its operating points, what passes, what is rejected)
+THRESHOLDS: dict[str, tuple[Callable[[Any], Any], str, str]] = {
+    "tau": (lambda r: r.osr and r.osr.operating_points.get("tau"), "test knowns accepted", "test unknowns rejected"),
+    "kappa": (lambda r: r.osr and r.osr.operating_points.get("kappa"), "test knowns accepted",
+              "test unknowns rejected"),
+    "patchcore": (lambda r: r.cascade and (r.cascade.stage1.get("operating_points") or {}).get("patchcore"),
+                  "test normals passed", "defect test images flagged"),
 }
 NAMES = {"tau": "tau (one-stage squared distance; above it: unknown)",
          "kappa": "kappa (max softmax; below it: unknown)",
          "patchcore": "stage-1 threshold (PatchCore score; above it: defect)"}
 SIGN = {"kappa": -1.0}  # kappa is fitted on -msp (one score sign); shown as the max softmax it stands for
-
-
-def _points(m: dict[str, Any], path: tuple[str, ...]) -> list[dict[str, Any]] | None:
-    v: Any = m
-    for k in path:
-        v = v.get(k) if isinstance(v, dict) else None
-    return v if isinstance(v, list) else None
 
 
 def operating_tables(runs: list[Any], configured: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
@@ -35,8 +30,8 @@ def operating_tables(runs: list[Any], configured: dict[str, float] | None = None
     ``configured``: each threshold's target in osd.toml, to say what the study did where a target
     has too few images for its order statistic."""
     out = {}
-    for name, (path, accepted, rejected) in THRESHOLDS.items():
-        per_run = [p for p in (_points(r.metrics, path) for r in runs) if p]
+    for name, (points_of, accepted, rejected) in THRESHOLDS.items():
+        per_run = [p for p in (points_of(r) for r in runs) if isinstance(p, list) and p]
         if not per_run:
             continue
         rows = []

@@ -52,7 +52,8 @@ def latex(tables: dict[str, list[dict[str, Any]]], human: dict[str, str]) -> str
     return "\n".join(out)
 
 
-def write_tables(root: Path, tables: dict[str, list[dict[str, Any]]], human: dict[str, str]) -> tuple[Path, Path]:
+def write_tables(layout: artifacts.Layout, tables: dict[str, list[dict[str, Any]]], human: dict[str, str]
+                 ) -> tuple[Path, Path]:
     """``summary.md`` and ``summary.tex`` beside ``summary.csv``."""
-    return (artifacts.write_text(root / "summary.md", markdown(tables, human)),
-            artifacts.write_text(root / "summary.tex", latex(tables, human)))
+    return (artifacts.write_text(layout.summary_md, markdown(tables, human)),
+            artifacts.write_text(layout.summary_tex, latex(tables, human)))

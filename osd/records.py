@@ -1,0 +1,279 @@
+"""One typed record per evaluation step: the cached payload, its ``metrics.json`` section, its rows.
+
+Each step (``osr``, ``cascade``, ``outcomes``, ``bench``) computes one frozen record. The same
+object is what the step caches (:meth:`Record.payload` / :meth:`Record.from_payload`), the only
+source of its ``metrics.json`` section (:meth:`section`) and of its ``predictions.csv``
+(:attr:`rows`, written by the one CSV writer :func:`csv_text`), what the public function returns
+and what ``osd report`` reads back from the step's artifact (:func:`stored`). ``metrics.json`` is
+an export for people and other tools; nothing in osd reads it to compute or report a number.
+
+The run fields (``cached``, ``predictions``, ``metrics_path``) say where this call found or wrote
+the record; they are not part of the cached payload.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+RUN_FIELDS = ("cached", "cached_stage1", "predictions", "metrics_path")
+R = TypeVar("R", bound="Record")
+
+
+def summary_cell(v: Any) -> str:
+    """A summary table's cell: four decimals, an interval as ``low-high``, empty for a missing value."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, list):
+        return "-".join(f"{x:.4f}" if isinstance(x, float) else str(x) for x in v)
+    return str(v)
+
+
+def row_cell(v: Any) -> str:
+    """A prediction row's cell: six significant digits, empty for a missing value."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any] | dict[str, Any]],
+             cell: Callable[[Any], str] = str) -> str:
+    """The one CSV writer: ``header``, then each row (a sequence, or a mapping read by the header's
+    names, missing keys empty) with every value through ``cell``."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for r in rows:
+        values = [r.get(k) for k in header] if isinstance(r, dict) else list(r)
+        w.writerow([cell(v) for v in values])
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Prediction rows as they are written: a header and each row's cells, already formatted."""
+
+    header: tuple[str, ...]
+    cells: tuple[tuple[str, ...], ...] = ()
+
+    @classmethod
+    def of(cls, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Rows:
+        return cls(tuple(header), tuple(tuple(row_cell(v) for v in r) for r in rows))
+
+    def csv(self) -> str:
+        return csv_text(self.header, self.cells)
+
+    def dicts(self) -> list[dict[str, str]]:
+        """Each row keyed by the header, as :class:`csv.DictReader` reads the file."""
+        return [dict(zip(self.header, r)) for r in self.cells]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"header": list(self.header), "cells": [list(r) for r in self.cells]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Rows:
+        return cls(tuple(d["header"]), tuple(tuple(str(c) for c in r) for r in d["cells"]))
+
+
+@dataclass(frozen=True)
+class Record:
+    """A step's result: ``payload()`` is what its artifact caches, ``section()`` its metrics.json section."""
+
+    def payload(self) -> dict[str, Any]:
+        return {f.name: (v.to_dict() if isinstance(v, Rows) else v)
+                for f in fields(self) if f.name not in RUN_FIELDS for v in (getattr(self, f.name),)}
+
+    @classmethod
+    def from_payload(cls: type[R], d: dict[str, Any], **run: Any) -> R:
+        names = {f.name: f for f in fields(cls)}
+        kw = {k: (Rows.from_dict(v) if "Rows" in str(names[k].type) else v) for k, v in d.items() if k in names}
+        return cls(**kw, **run)
+
+    def section(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the rows (they are in the predictions file), for ``--json``."""
+        return {k: v for k, v in asdict(self).items() if k != "rows"}
+
+    def with_run(self: R, **run: Any) -> R:
+        return replace(self, **run)
+
+
+def stored(cls: type[R], path: Path, plain: Callable[[Any], Any] | None = None) -> R | None:
+    """The record a step cached at ``path``, as it was computed (None when there is none). ``plain``
+    (e.g. :func:`osd.artifacts.plain`) turns its values into what metrics.json shows (NaN as None)."""
+    from osd import artifacts
+
+    payload = artifacts.load(path, None)
+    if not isinstance(payload, dict):
+        return None
+    return cls.from_payload(plain(payload) if plain else payload, cached=True)
+
+
+# ---------------------------------------------------------------- the steps' records
+
+
+OSR_METHOD = "locked (penultimate Mahalanobis)"
+MSP_SCORE = "negative max softmax of the classifier (higher = more unknown)"
+
+
+@dataclass(frozen=True)
+class OsrResult(Record):
+    """The one-stage evaluation of a split: the configured method, max softmax, variants, baselines."""
+
+    split: str
+    classes: list[str]
+    tau: float
+    kappa: float
+    osr: dict[str, float]
+    msp: dict[str, float]
+    features: str = "penultimate"
+    blocks: list[str] = field(default_factory=list)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)  # variant chosen without test data (reported only)
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)  # OOD baselines beside the locked method
+    thresholds: dict[str, Any] = field(default_factory=dict)  # tau's and kappa's summaries
+    operating_points: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    rows: Rows = Rows(())
+    predictions: str = ""
+    metrics_path: str = ""
+    cached: bool = False
+
+    @property
+    def score_sign(self) -> str:
+        from osd.osr.model import score_sign
+
+        return score_sign(self.features)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "score_sign": self.score_sign, "positive_class": "unknown"}
+
+    def section(self) -> dict[str, Any]:
+        return {
+            **self.osr, "intervals95": self.intervals.get("osr", {}), "tau": self.tau, "thresholds": self.thresholds,
+            "score": self.score_sign, "positive_class": "unknown", "features": self.features, "blocks": self.blocks,
+            "method": OSR_METHOD if self.features == "penultimate"
+            else f"configured variant ({self.features}); the locked method is under variants",
+            "msp": {**self.msp, "intervals95": self.intervals.get("msp", {}), "kappa": self.kappa, "score": MSP_SCORE},
+            "variants": self.variants, "baselines": self.baselines, "selection": self.selection,
+            "operating_points": self.operating_points, "data": self.data, "provenance": self.provenance,
+        }
+
+
+STAGE2_SCORE = ("negative max softmax of the split's classifier (higher = more unknown); the same score and values "
+                "as the one-stage max-softmax baseline")
+STAGE1_UNIT = "crop (an about-square image is one crop; a long one is cut into crops, its score is their largest)"
+PATCHCORE_SCORE = "PatchCore: largest nearest-neighbour patch distance (higher = more anomalous)"
+
+
+@dataclass(frozen=True)
+class CascadeResult(Record):
+    """The cascade on a split's test images: each mode's decisions, stage 2's ranking, stage 1, the
+    paired verdict one-stage minus each mode."""
+
+    split: str
+    classes: list[str]
+    threshold: float
+    kappa: float | None
+    modes: dict[str, dict[str, float]]
+    stage2: dict[str, Any]
+    stage1_detection_rate: float
+    stage1_false_alarm_rate: float | None
+    intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    versus_one_stage: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    stage1: dict[str, Any] = field(default_factory=dict)  # threshold summary, units, in-domain AUROC, points
+    data: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    rows: Rows = Rows(())
+    cached_stage1: bool = False
+    predictions: str = ""
+    metrics_path: str = ""
+    cached: bool = False
+
+    def section(self) -> dict[str, Any]:
+        return {
+            "stage2": {**self.stage2, "intervals95": self.intervals.get("stage2", {}), "score": STAGE2_SCORE},
+            **{m: {**v, "intervals95": self.intervals.get(m, {})} for m, v in self.modes.items()},
+            "kappa": self.kappa, "kappa_rule": "stage 2 says unknown when max softmax < kappa",
+            "stage1": {"detection_rate_neu_test": self.stage1_detection_rate,
+                       "false_alarm_rate_normal_test_crops": self.stage1_false_alarm_rate,
+                       **self.stage1, "score": PATCHCORE_SCORE},
+            "versus_one_stage": {"difference": "one-stage minus cascade, same test images, paired stratified bootstrap",
+                                 **self.versus_one_stage},
+            "data": self.data,
+            "provenance": self.provenance,
+        }
+
+
+OUTCOMES_DEFINITIONS = ("see osd.three_outcome: normal pass rate = normal images answered no_defect; defect detection "
+                        "rate = defect images answered otherwise; known accuracy among detected known defects; unknown "
+                        "rejection; accuracy and macro-F1 over the K known classes, unknown and no_defect")
+
+
+@dataclass(frozen=True)
+class OutcomesResult(Record):
+    """The three-outcome study of a split (no_defect, a known class, unknown) on a line's own good parts."""
+
+    split: str
+    approaches: dict[str, dict[str, Any]]
+    stage1_auroc: dict[str, Any]
+    versus: dict[str, dict[str, Any]]
+    counts: dict[str, int]
+    skipped: dict[str, str] = field(default_factory=dict)
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    normal_source: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    rows: Rows = Rows(())
+    predictions: str = ""
+    metrics_path: str = ""
+    cached: bool = False
+
+    def section(self) -> dict[str, Any]:
+        return {
+            "approaches": self.approaches, "stage1_auroc": self.stage1_auroc,
+            "versus": {"difference": "first minus second approach, same test images, paired bootstrap stratified by "
+                                     "known / unknown / normal", **self.versus},
+            "thresholds": self.thresholds, "definitions": OUTCOMES_DEFINITIONS,
+            "data": {"images": self.counts, "normal_source": self.normal_source, "skipped": self.skipped},
+            "provenance": self.provenance,
+        }
+
+
+@dataclass(frozen=True)
+class BenchResult(Record):
+    """Latency (batch 1, per stage) and throughput of both approaches on one split's models."""
+
+    split: str
+    device: str
+    threads: int
+    cpu: str
+    torch: str
+    osd: str
+    runs: int
+    warmup: int
+    batch_size: int
+    classifier: str
+    patchcore: str
+    one_stage: dict[str, Any]
+    two_stage: dict[str, Any]
+    peak_rss_mb: float
+    median_note: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+    cache_key: str = ""
+    cached: bool = False
+
+    def section(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in (*RUN_FIELDS, "cache_key")}

@@ -1,0 +1,60 @@
+"""The step records: one object is the cached payload, the metrics.json section and the rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+from osd import artifacts
+from osd.records import BenchResult, CascadeResult, OsrResult, Rows, csv_text, stored, summary_cell
+
+
+def _osr() -> OsrResult:
+    rows = Rows.of(("path", "distance"), [("/d/a.jpg", 1.23456789), ("/d/b, c.jpg", float("nan"))])
+    return OsrResult("a", ["x", "y"], 2.5, 0.7, {"auroc": 0.9, "oscr": float("nan")}, {"auroc": 0.8},
+                     intervals={"osr": {"auroc": [0.8, 0.95]}}, provenance={"step": "osr"}, rows=rows,
+                     cached=True, predictions="p.csv")
+
+
+def test_the_payload_round_trips_through_an_artifact_without_the_run_fields(tmp_path):
+    r = _osr()
+    payload = r.payload()
+    assert "cached" not in payload and "predictions" not in payload and payload["rows"]["header"] == ["path", "distance"]
+    artifacts.save(tmp_path / "evaluation.npz", "k", payload, {"step": "osr"})
+    back = stored(OsrResult, tmp_path / "evaluation.npz")
+    assert back is not None and back.cached and back.predictions == ""
+    assert back.rows == r.rows and back.tau == 2.5 and math.isnan(back.osr["oscr"])
+    shown = stored(OsrResult, tmp_path / "evaluation.npz", artifacts.plain)
+    assert shown.osr["oscr"] is None  # as metrics.json shows it
+    assert stored(OsrResult, tmp_path / "missing.npz") is None
+
+
+def test_the_section_is_what_metrics_json_held_before_records():
+    s = _osr().section()
+    assert s["auroc"] == 0.9 and s["intervals95"] == {"auroc": [0.8, 0.95]} and s["tau"] == 2.5
+    assert s["msp"]["kappa"] == 0.7 and s["msp"]["auroc"] == 0.8 and s["method"].startswith("locked")
+    assert s["score"].startswith("squared Mahalanobis") or "Mahalanobis" in s["score"]
+    c = CascadeResult("a", ["x"], 1.0, None, {"strict": {"open_set_accuracy": 0.5}}, {"auroc": 0.7}, 0.9, None,
+                      intervals={"strict": {"open_set_accuracy": [0.4, 0.6]}}, versus_one_stage={"strict": {}},
+                      stage1={"unit": "crop"})
+    cs = c.section()
+    assert cs["strict"] == {"open_set_accuracy": 0.5, "intervals95": {"open_set_accuracy": [0.4, 0.6]}}
+    assert cs["stage1"]["detection_rate_neu_test"] == 0.9 and cs["stage1"]["unit"] == "crop"
+    assert set(cs["versus_one_stage"]) == {"difference", "strict"}
+
+
+def test_rows_are_written_as_the_csv_module_writes_them():
+    r = _osr().rows
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([["path", "distance"], ["/d/a.jpg", "1.23457"], ["/d/b, c.jpg", "nan"]])
+    assert r.csv() == buf.getvalue()
+    assert r.dicts()[1] == {"path": "/d/b, c.jpg", "distance": "nan"}
+    assert csv_text(["a", "b"], [{"a": 0.5, "c": 1}], summary_cell) == "a,b\n0.5000,\n"
+
+
+def test_to_dict_leaves_the_rows_to_the_predictions_file():
+    d = _osr().to_dict()
+    assert "rows" not in d and d["positive_class"] == "unknown" and d["cached"] is True
+    b = BenchResult("a", "cpu", 2, "x86", "2", "0", 5, 1, 8, "c", "p", {}, {}, 1.0, "n", cache_key="k")
+    assert "cache_key" not in b.section() and "cached" not in b.section() and b.section()["threads"] == 2
