@@ -291,6 +291,7 @@ def test_every_artifact_is_written_under_its_lock_and_a_repeated_study_only_read
 
 
 def _runs(diffs: list[tuple[float, float]], seeds: int = 1) -> list:
+    from osd.records import CascadeResult
     from osd.report.answer import Run
 
     out = []
@@ -298,7 +299,9 @@ def _runs(diffs: list[tuple[float, float]], seeds: int = 1) -> list:
         v = {"difference": d, "ci95": [d - half, d + half], "excludes_zero": abs(d) > half,
              "p_value": 0.001 if abs(d) > half else 0.5}
         for seed in range(seeds):
-            out.append(Run(f"r{i}", seed, {"cascade": {"versus_one_stage": {"ignore_no_defect": {"open_set_accuracy": v}}}}))
+            cascade = CascadeResult(f"r{i}", [], 0.0, None, {}, {}, 0.0, None,
+                                    versus_one_stage={"ignore_no_defect": {"open_set_accuracy": v}})
+            out.append(Run(f"r{i}", seed, cascade=cascade))
     return out
 
 

@@ -115,13 +115,25 @@ def test_nan_replicates_are_counted_not_dropped_without_a_word():
     assert v["nan_replicates"] == 20
 
 
+def _cascade(split: str, versus: dict):
+    from osd.records import CascadeResult
+
+    return CascadeResult(split, [], 0.0, None, {}, {}, 0.0, None, versus_one_stage=versus)
+
+
+def _outcomes(split: str, versus: dict):
+    from osd.records import OutcomesResult
+
+    return OutcomesResult(split, {}, {}, versus, {})
+
+
 def test_known_accuracy_among_detected_never_enters_the_paired_verdict():
     from osd.report.answer import Run, verdicts
 
     block = {"versus": {"one_stage_minus_cascade_strict": {
         "known_accuracy_detected": {"difference": 0.3, "ci95": [0.2, 0.4], "excludes_zero": True, "p_value": 0.001},
         "three_outcome_accuracy": {"difference": -0.3, "ci95": [-0.4, -0.2], "excludes_zero": True, "p_value": 0.001}}}}
-    found = verdicts([Run(s, 0, {"three_outcome": block}) for s in "abc"], True)
+    found = verdicts([Run(s, 0, outcomes=_outcomes(s, block["versus"])) for s in "abc"], True)
     assert {v.metric for v in found} == {"three_outcome_accuracy"}
 
 
@@ -131,10 +143,10 @@ def test_the_answer_leads_with_the_comparison_that_means_something_on_the_data()
     def entry(d):
         return {"difference": d, "ci95": [d - 0.02, d + 0.02], "excludes_zero": True, "p_value": 0.001}
 
-    runs = [Run(s, 0, {"cascade": {"versus_one_stage": {"strict": {"open_set_accuracy": entry(0.7)},
-                                                        "ignore_no_defect": {"open_set_accuracy": entry(-0.05)}}},
-                       "three_outcome": {"versus": {"one_stage_minus_cascade_strict": {
-                           "three_outcome_accuracy": entry(-0.4)}}}}) for s in "abc"]
+    runs = [Run(s, 0, cascade=_cascade(s, {"strict": {"open_set_accuracy": entry(0.7)},
+                                           "ignore_no_defect": {"open_set_accuracy": entry(-0.05)}}),
+                outcomes=_outcomes(s, {"one_stage_minus_cascade_strict": {"three_outcome_accuracy": entry(-0.4)}}))
+            for s in "abc"]
     cross = answer(verdicts(runs, False), False)
     assert cross[0].startswith("The cascade is better on open-set accuracy against the cascade, ignore_no_defect")
     assert "Strict mode is not the comparison" in cross[-1]
