@@ -266,8 +266,10 @@ def test_every_artifact_is_written_under_its_lock_and_a_repeated_study_only_read
             unlocked.append(str(path))
         return real_save(path, *a, **k)
 
-    monkeypatch.setattr(artifacts, "exclusive", spy_exclusive)
-    monkeypatch.setattr(artifacts, "save", spy_save)
+    from osd.artifacts import cache
+
+    monkeypatch.setattr(cache, "exclusive", spy_exclusive)
+    monkeypatch.setattr(cache, "save", spy_save)
     p = str(tiny_project)
     ok("run-all", "-p", p, "--splits", "a")
     assert unlocked == []
@@ -280,7 +282,7 @@ def test_every_artifact_is_written_under_its_lock_and_a_repeated_study_only_read
         raise AssertionError("recomputed")
 
     for module, name in ((osr, "metric_intervals"), (cascade, "metric_intervals"), (metrics, "bootstrap"),
-                         (artifacts, "save")):
+                         (cache, "save")):
         monkeypatch.setattr(module, name, no)
     r = runner.invoke(app, ["run-all", "-p", p, "--splits", "a", "--json"])
     assert r.exit_code == 0, r.output

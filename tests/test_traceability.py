@@ -127,7 +127,9 @@ def test_cache_keys_hold_library_versions_and_bench_keys_threads(tiny_project: P
     from osd.pipeline.bench import bench_key as _bench_key
 
     k = artifacts.cache_key("x")
-    monkeypatch.setattr(artifacts, "environment", lambda: {"torch": "0.0"})
+    from osd import identity
+
+    monkeypatch.setattr(identity, "environment", lambda: {"torch": "0.0"})
     assert artifacts.cache_key("x") != k
     monkeypatch.undo()
     cfg = config.load(tiny_project)
