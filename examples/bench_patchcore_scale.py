@@ -33,7 +33,9 @@ import json, resource, sys, time
 from pathlib import Path
 import numpy as np, torch
 from osd import config
-from osd.pipeline.detector import fitted, build_extractor, crop_samples, feature_batches, _bank_paths
+from osd.pipeline.data import stage1_sizes
+from osd.pipeline.detector import fitted, build_extractor, _bank_paths
+from osd.stage1 import crop_samples, feature_batches
 from osd.pipeline.data import normal_data
 from osd.patchcore.search import nearest
 
@@ -54,8 +56,8 @@ out = {"wall_s": wall, "extract_s": s["extract_seconds"], "select_s": s["select_
 from osd.patchcore.model import PatchCore
 det = PatchCore.from_bank(p["bank"], cfg.patchcore.num_neighbors, cfg.patchcore.search)
 ext = build_extractor(cfg, torch.device("cpu"))
-crops = crop_samples(cfg, list(normal_data(cfg).split.test))[:192]
-maps = [f for _, f in feature_batches(ext, crops, cfg, torch.device("cpu"))]
+crops = crop_samples(list(normal_data(cfg).split.test), stage1_sizes(cfg))[:192]
+maps = [f for _, f in feature_batches(ext, crops, stage1_sizes(cfg), torch.device("cpu"))]
 t = time.perf_counter()
 for f in maps:
     det.score_samples(f)
@@ -65,8 +67,8 @@ if coverage:  # the bank images' patches again: each one's distance to its neare
     sq = (bank * bank).sum(1)
     radius = 0.0
     from osd.patchcore.features import to_patches
-    samples = crop_samples(cfg, _bank_paths(cfg, normal_data(cfg)))
-    for _, feats in feature_batches(ext, samples, cfg, torch.device("cpu")):
+    samples = crop_samples(_bank_paths(cfg, normal_data(cfg)), stage1_sizes(cfg))
+    for _, feats in feature_batches(ext, samples, stage1_sizes(cfg), torch.device("cpu")):
         d, _ = nearest(to_patches(feats).float(), bank, sq, 1)
         radius = max(radius, float(d.max()))
     out["radius"] = radius

@@ -35,7 +35,9 @@ from osd import config
 from osd.patchcore.model import MemoryBank
 from osd.patchcore.features import to_patches
 from osd.pipeline.data import labelled_defect_crops, normal_data
-from osd.pipeline.detector import build_extractor, crop_samples, feature_batches, fitted
+from osd.pipeline.data import stage1_sizes
+from osd.pipeline.detector import build_extractor, fitted
+from osd.stage1 import crop_samples, feature_batches
 
 root, sets, threads, probes = Path(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
 torch.set_num_threads(threads)
@@ -44,12 +46,12 @@ step = fitted(cfg)
 bank = torch.as_tensor(step.payload["bank"]).float()
 data = normal_data(cfg)
 defect, labels, _ = labelled_defect_crops(cfg, data)
-normals = crop_samples(cfg, list(data.split.test))
+normals = crop_samples(list(data.split.test), stage1_sizes(cfg))
 samples = normals + defect
 y = np.r_[np.zeros(len(normals)), np.asarray(labels, dtype=float)]
 ext = build_extractor(cfg, torch.device("cpu"))
 maps = [None] * len(samples)
-for idx, f in feature_batches(ext, samples, cfg, torch.device("cpu")):
+for idx, f in feature_batches(ext, samples, stage1_sizes(cfg), torch.device("cpu")):
     for j, i in enumerate(idx):
         maps[i] = f[j : j + 1]
 keep = [i for i, m in enumerate(maps) if m is not None]

@@ -233,13 +233,14 @@ def test_train_csv_with_a_byte_order_mark_is_read(tiny_project: Path):
 
 
 def test_a_normal_image_smaller_than_a_crop_is_said(tiny_project: Path):
-    from osd.pipeline.data import crops_of
+    from osd.pipeline.data import stage1_sizes
+    from osd.stage1 import crop_boxes_of
 
     cfg = config.load(tiny_project)
     small = tiny_project / "small.png"
     Image.fromarray(np.full((40, 50), 120, np.uint8)).save(small)
     with pytest.warns(OsdWarning, match="smaller than normal.crop_size"):
-        assert crops_of(cfg, small) == [(0, 0, 40, 40), (10, 0, 50, 40)]  # 40-px squares, edge-aligned
+        assert crop_boxes_of(small, stage1_sizes(cfg)) == [(0, 0, 40, 40), (10, 0, 50, 40)]  # 40-px squares, edge-aligned
 
 
 # 7. every step that writes an artifact holds its lock; a cached run is a cached run ------------

@@ -27,7 +27,8 @@ run = run_json
 
 def test_truncated_jpeg_is_listed_by_check_and_scores_stay_on_their_images(tiny_project: Path):
     from osd.pipeline.cascade import stage1_scores
-    from osd.pipeline.detector import score_images
+    from osd.pipeline.data import stage1_sizes
+    from osd.stage1 import score_images
 
     p = str(tiny_project)
     cfg = config.load(tiny_project)
@@ -55,7 +56,7 @@ def test_truncated_jpeg_is_listed_by_check_and_scores_stay_on_their_images(tiny_
     root = tiny_project / "neu"
     paths = [root / rel, bad, root / rel2]
     with pytest.warns(OsdWarning, match="stage 1 skips"):
-        scores, skipped = score_images(detector, extractor, paths, cfg, "cpu", None, "t")
+        scores, skipped = score_images(detector, extractor, paths, stage1_sizes(cfg), "cpu", None, "t")
     assert np.isnan(scores[1]) and list(skipped) == [str(bad)]
     assert scores[0] == pytest.approx(clean[rel], rel=1e-5)  # its own score, looked up by its own path
     assert scores[2] == pytest.approx(clean[rel2], rel=1e-5)

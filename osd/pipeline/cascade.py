@@ -26,14 +26,15 @@ from osd.decide import MODES, NO_DEFECT
 from osd.errors import OsdWarning
 from osd.metrics import RANKING, metric_intervals, open_set_metrics
 from osd.osr.model import data_counts, test_arrays
-from osd.pipeline.data import split_manifest
+from osd.pipeline.data import split_manifest, stage1_sizes
 from osd.pipeline.detector import SECTIONS as DETECTOR_SECTIONS
-from osd.pipeline.detector import fit_patchcore, load_detector, score_images
+from osd.pipeline.detector import fit_patchcore, load_detector
 from osd.pipeline.osr import SECTIONS as OSR_SECTIONS
 from osd.pipeline.osr import calibrated, calibration_result
 from osd.pipeline.train import embedded
 from osd.progress import Reporter, ensure
 from osd.records import STAGE1_UNIT, CascadeResult, Rows
+from osd.stage1 import score_images
 
 STAGE1_ALGORITHM = "stage1-scores/4"  # 4: a long image is scored per crop, as predict does; 3: relative paths
 # 5: the payload is the CascadeResult record
@@ -63,7 +64,7 @@ def stage1_step(cfg: Config, split: str, force: bool = False, reporter: Reporter
         device = runtime.setup(cfg)
         detector, extractor, _ = load_detector(cfg, device, reporter)
         entries = manifest.test()
-        scores, skipped = score_images(detector, extractor, [e.path for e in entries], cfg, device, reporter,
+        scores, skipped = score_images(detector, extractor, [e.path for e in entries], stage1_sizes(cfg), device, reporter,
                                        f"stage 1, split {split}")
         by_path = {e.rel: float(v) for e, v in zip(entries, scores) if np.isfinite(v)}  # relative to neu.root
         skipped = {next((e.rel for e in entries if str(e.path) == k), k): v for k, v in skipped.items()}

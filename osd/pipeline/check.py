@@ -13,7 +13,7 @@ from osd.data.neu import index_neu
 from osd.data.severstal import index_folder, index_severstal
 from osd.data.splits import duplicate_groups
 from osd.errors import OsdError
-from osd.pipeline.data import check_manifest, crops_of, neu_index, normal_data, split_manifest
+from osd.pipeline.data import check_manifest, neu_index, normal_data, split_manifest, stage1_sizes
 
 
 @dataclass
@@ -135,14 +135,16 @@ def _partition_crops(cfg: Config, data: Any) -> tuple[dict[str, Any], list[str]]
     """Images and crops per normal partition, and the images smaller than a crop (said once, not per image)."""
     import warnings
 
-    parts, small = {}, []
+    from osd.stage1 import crop_boxes_of
+
+    parts, small, sizes = {}, [], stage1_sizes(cfg)
     for part in ("bank", "calibration", "test"):
         paths = getattr(data.split, part)
         crops = 0
         for p in paths:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                crops += len(crops_of(cfg, p))
+                crops += len(crop_boxes_of(p, sizes))
             for w in caught:
                 if "smaller than normal.crop_size" in str(w.message):
                     small.append(str(w.message).split(" is smaller")[0])

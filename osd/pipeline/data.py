@@ -12,7 +12,7 @@ from osd import artifacts
 from osd.config import NORMAL_CLASS_SUFFIX, Config
 from osd.data import images
 from osd.data.neu import NeuIndex, index_neu
-from osd.data.severstal import crop_boxes, index_folder, index_severstal
+from osd.data.severstal import index_folder, index_severstal
 from osd.data.splits import (
     PARTITIONS,
     NormalSplit,
@@ -224,14 +224,15 @@ def labelled_defect_crops(cfg: Config, data: NormalData) -> tuple[list[tuple[Pat
     import numpy as np
 
     from osd.data.severstal import decode_rle
+    from osd.stage1 import crop_boxes_of
 
-    samples, labels, ambiguous = [], [], 0
+    samples, labels, ambiguous, sizes = [], [], 0, stage1_sizes(cfg)
     for path in data.defective:
         grey = np.asarray(images.load_rgb(path).convert("L"))
         mask = np.zeros(grey.shape, dtype=bool)
         for rle in data.masks.get(path.name, ()):
             mask |= decode_rle(rle, grey.shape, f"train.csv ({path.name})")
-        for box in crops_of(cfg, path):
+        for box in crop_boxes_of(path, sizes):
             left, top, right, bottom = box
             cover = float(mask[top:bottom, left:right].mean())
             if cover >= cfg.normal.min_defect_fraction or cover == 0.0:
@@ -242,16 +243,8 @@ def labelled_defect_crops(cfg: Config, data: NormalData) -> tuple[list[tuple[Pat
     return samples, labels, ambiguous
 
 
-def crops_of(cfg: Config, path: Path) -> list[tuple[int, int, int, int]]:
-    import warnings
+def stage1_sizes(cfg: Config):
+    """The sizes stage-1 scoring reads (:class:`osd.stage1.Stage1Sizes`) from the project's settings."""
+    from osd.stage1 import SETTINGS, Stage1Sizes
 
-    import numpy as np
-
-    from osd.errors import OsdWarning
-
-    grey = np.asarray(images.load_rgb(path).convert("L"))
-    n = cfg.normal
-    if min(grey.shape) < n.crop_size:
-        warnings.warn(f"{path.name}: {grey.shape[1]}x{grey.shape[0]} is smaller than normal.crop_size = {n.crop_size}; "
-                      f"its crops are {min(grey.shape)} px squares, resized like the others", OsdWarning, stacklevel=2)
-    return crop_boxes(grey, n.crop_size, n.crop_stride, n.dark_threshold, n.max_dark_fraction)
+    return Stage1Sizes.from_settings(cfg.flat(SETTINGS))

@@ -2,7 +2,7 @@
 
 Stage 1 alone: the PatchCore fit on the normal images' bank share, its threshold on the
 calibration share, and on test data the held-out normal images (the fit scored them) and every
-defect image, each scored as one image (:func:`osd.pipeline.detector.image_units`). The answer
+defect image, each scored as one image (:func:`osd.stage1.image_units`). The answer
 is ``no_defect`` / ``defect``. The defect images are those under ``neu.root`` (any number of
 classes, each a folder, or one flat folder); without ``neu.root``, Severstal's defective strips
 (the rows of ``train.csv``). Without any defect image only the normal pass rate is measured.
@@ -22,8 +22,10 @@ from osd import artifacts, runtime
 from osd.config import Config
 from osd.decide import DEFECT, NO_DEFECT
 from osd.detection import KEYS, DetectionMetrics, evaluate
-from osd.pipeline.detector import fitted, load_detector, score_images
+from osd.pipeline.data import stage1_sizes
+from osd.pipeline.detector import fitted, load_detector
 from osd.progress import Reporter, ensure
+from osd.stage1 import score_images
 
 DETECTION_ALGORITHM = "detection/1"
 SECTION = "detection"
@@ -102,7 +104,7 @@ def _evaluate(cfg: Config, fit: artifacts.Step, key: str, reporter: Reporter) ->
     paths, classes, source = defect_images(cfg)
     device = runtime.setup(cfg)
     detector, extractor, result = load_detector(cfg, device, reporter)
-    scores, _ = (score_images(detector, extractor, paths, cfg, device, reporter, "defect images") if paths
+    scores, _ = (score_images(detector, extractor, paths, stage1_sizes(cfg), device, reporter, "defect images") if paths
                  else (np.zeros(0), {}))
     thr = result.threshold
     normal = np.asarray(result.test_scores, dtype=float)

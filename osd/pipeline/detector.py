@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,19 @@ import numpy as np
 from osd import artifacts, runtime
 from osd.config import Config
 from osd.data.splits import rng_for
-from osd.errors import DataError, OsdWarning
-from osd.pipeline.data import NormalData, crops_of, normal_data, settings_key, weights_identity
+from osd.errors import DataError
+from osd.pipeline.data import NormalData, normal_data, settings_key, stage1_sizes, weights_identity
 from osd.progress import Reporter, ensure
+from osd.stage1 import (
+    Sample,
+    Stage1Sizes,
+    crop_samples,
+    feature_batches,
+    sample_id,
+    score_crops,
+    score_images,
+    unit_samples,
+)
 
 # Bump when the meaning of a fitted detector or its scores changes.
 # 6: search auto (inverted file above exact_up_to rows); 5: one cached-step mechanism; key covers defective
@@ -41,14 +50,6 @@ CROP, IMAGE = "crop", "image"
 UNIT_WORDS = {CROP: "crop (an about-square image is one crop; a Severstal strip is cut into square crops)",
               IMAGE: "image (an about-square image whole; a long one as the largest of its crop scores, as predict)"}
 SECTIONS = ("patchcore", "normal", "project.seed")
-
-Sample = tuple[Path, tuple[int, int, int, int] | None]  # a file and a crop box (None = whole image)
-
-
-def sample_id(sample: Sample) -> str:
-    path, box = sample
-    return str(path) if box is None else f"{path}#{','.join(map(str, box))}"
-
 
 def build_extractor(cfg: Config, device, precision: str | None = None):
     """The patch feature extractor; seeded, so random-init weights are the same at fit and at test time.
@@ -68,126 +69,6 @@ def build_extractor(cfg: Config, device, precision: str | None = None):
     extractor = PatchFeatureExtractor(backbone, pc.layers, pc.reduce_dim, cfg.project.seed, pc.backbone).to(device)
     extractor.compute_dtype = runtime.compute(cfg, "patchcore").dtype if precision is None else DTYPES[precision]
     return extractor
-
-
-def crop_samples(cfg: Config, paths: Sequence[Path]) -> list[Sample]:
-    return [(p, box) for p in paths for box in crops_of(cfg, p)]
-
-
-def unit_samples(cfg: Config, paths: Sequence[Path]) -> list[Sample]:
-    """Each image cut by :func:`image_units` (the rule of the test images and ``predict``)."""
-    from osd.data.images import load_rgb
-
-    return [(p, box) for p in paths for box in image_units(cfg, load_rgb(p))]
-
-
-def feature_batches(extractor, samples: Sequence[Sample], cfg: Config, device,
-                    skipped: dict[str, str] | None = None) -> Iterator[tuple[list[int], Any]]:
-    """Yield (indices into ``samples``, (B,D,h,w) features) batch by batch.
-
-    An unreadable file is skipped with one warning naming it and recorded in ``skipped``
-    (sample id -> reason); the indices say which samples each batch holds.
-    """
-    import torch
-
-    from osd.data.images import load_rgb
-    from osd.data.tensors import normalize, pil_to_uint8
-    from osd.errors import DataError
-
-    size, bs = cfg.patchcore.image_size, cfg.patchcore.batch_size
-    for s in range(0, len(samples), bs):
-        batch, idx = [], []
-        for i in range(s, min(s + bs, len(samples))):
-            path, box = samples[i]
-            try:
-                img = load_rgb(path)
-            except DataError as exc:
-                reason = str(exc)
-                if skipped is not None:
-                    skipped[sample_id(samples[i])] = reason
-                warnings.warn(f"stage 1 skips {reason}", OsdWarning, stacklevel=2)
-                continue
-            batch.append(pil_to_uint8(img.crop(box) if box else img, size))
-            idx.append(i)
-        if not batch:
-            continue
-        with torch.inference_mode():
-            yield idx, extractor(normalize(torch.stack(batch).to(device))).cpu()
-
-
-def score_crops(detector, extractor, samples: Sequence[Sample], cfg: Config, device, reporter: Reporter | None,
-                label: str) -> tuple[np.ndarray, dict[str, str]]:
-    """Scores aligned with ``samples`` (NaN where unreadable) and the unreadable ones with reasons."""
-    scores = np.full(len(samples), np.nan)
-    skipped: dict[str, str] = {}
-    with ensure(reporter).task(label, len(samples)) as task:
-        for idx, feats in feature_batches(extractor, samples, cfg, device, skipped):
-            scores[idx] = detector.score_samples(feats).numpy()
-            task.advance(len(idx))
-    return scores, skipped
-
-
-def image_units(cfg: Config, img) -> list[tuple[int, int, int, int] | None]:
-    """Stage 1's unit for one image, the one rule of the study and ``predict``: an about-square image
-    (a NEU image) is one crop; a long one (a Severstal strip) is cut into the crops PatchCore was
-    fitted on, and scored by the largest of their scores."""
-    w, h = img.size
-    if max(w, h) <= 1.5 * min(w, h):
-        return [None]
-    from osd.data.severstal import crop_boxes
-
-    n = cfg.normal
-    grey = np.asarray(img.convert("L"))
-    boxes = crop_boxes(grey, n.crop_size, n.crop_stride, n.dark_threshold, n.max_dark_fraction)
-    # an all-dark strip still gets a score (its crops regardless of darkness): never a silent gap
-    return boxes or crop_boxes(grey, n.crop_size, n.crop_stride, n.dark_threshold, 1.0)
-
-
-def score_pil(detector, extractor, imgs: Sequence[Any], cfg: Config, device) -> np.ndarray:
-    """Stage-1 scores of decoded images (PIL), one per image, by :func:`image_units`."""
-    import torch
-
-    from osd.data.tensors import normalize, pil_to_uint8
-
-    size, bs = cfg.patchcore.image_size, max(1, cfg.patchcore.batch_size)
-    crops, owner = [], []
-    for j, img in enumerate(imgs):
-        for box in image_units(cfg, img):
-            crops.append(pil_to_uint8(img.crop(box) if box else img, size))
-            owner.append(j)
-    scores = np.full(len(imgs), -np.inf)
-    with torch.inference_mode():
-        for start in range(0, len(crops), bs):
-            x = normalize(torch.stack(crops[start : start + bs]).to(device))
-            part = detector.score_samples(extractor(x)).cpu().numpy()
-            np.maximum.at(scores, np.asarray(owner[start : start + bs]), part)
-    return scores
-
-
-def score_images(detector, extractor, paths: Sequence[Path], cfg: Config, device, reporter: Reporter | None,
-                 label: str) -> tuple[np.ndarray, dict[str, str]]:
-    """Stage-1 scores of image files aligned with ``paths`` (NaN where unreadable), and the unreadable
-    ones with reasons (by path)."""
-    from osd.data.images import load_rgb
-    from osd.errors import DataError
-
-    scores = np.full(len(paths), np.nan)
-    skipped: dict[str, str] = {}
-    bs = max(1, cfg.patchcore.batch_size)
-    with ensure(reporter).task(label, len(paths)) as task:
-        for s in range(0, len(paths), bs):
-            imgs, idx = [], []
-            for i in range(s, min(s + bs, len(paths))):
-                try:
-                    imgs.append(load_rgb(paths[i]))
-                    idx.append(i)
-                except DataError as exc:
-                    skipped[str(paths[i])] = str(exc)
-                    warnings.warn(f"stage 1 skips {exc}", OsdWarning, stacklevel=2)
-            if imgs:
-                scores[idx] = score_pil(detector, extractor, imgs, cfg, device)
-            task.advance(min(s + bs, len(paths)) - s)
-    return scores, skipped
 
 
 @dataclass
@@ -246,13 +127,14 @@ def _bank_paths(cfg: Config, data: NormalData) -> list[Path]:
     return paths
 
 
-def fit_detector(cfg: Config, samples: Sequence[Sample], device, reporter: Reporter | None = None):
+def fit_detector(cfg: Config, samples: Sequence[Sample], device, reporter: Reporter | None = None,
+                 sizes: Stage1Sizes | None = None):
     """(fitted PatchCore, extractor) on the given crops: features streamed batch by batch."""
     from osd.patchcore.model import PatchCore
 
     pc = cfg.patchcore
     extractor = build_extractor(cfg, device)
-    maps = (feats for _, feats in feature_batches(extractor, samples, cfg, device))
+    maps = (feats for _, feats in feature_batches(extractor, samples, sizes or stage1_sizes(cfg), device))
     detector = PatchCore(pc.coreset_ratio, pc.projection_dim, pc.num_neighbors, pc.search, cfg.project.seed,
                          pc.coreset, pc.coreset_chunk, pc.ivf_probe, pc.exact_up_to)
     return detector.fit(maps, reporter, total=len(samples)), extractor
@@ -325,13 +207,13 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
 
     device = runtime.setup(cfg)
     runtime.seed_everything(cfg.project.seed)
-    bank_paths = _bank_paths(cfg, data)
+    bank_paths, sizes = _bank_paths(cfg, data), stage1_sizes(cfg)
     unit = unit_of(cfg)
     # the detection study's bank is cut like its test images (image_units: a square image whole, a
     # strip into crops), so a large square part is never banked in crops and tested whole
-    bank_samples = unit_samples(cfg, bank_paths) if cfg.project.study == "detection" else crop_samples(cfg, bank_paths)
-    cal_samples = crop_samples(cfg, data.split.calibration) if unit == CROP else []
-    _require_crops(cfg, {"bank": (bank_paths, bank_samples)} | (
+    bank_samples = unit_samples(bank_paths, sizes) if cfg.project.study == "detection" else crop_samples(bank_paths, sizes)
+    cal_samples = crop_samples(data.split.calibration, sizes) if unit == CROP else []
+    _require_crops(sizes, {"bank": (bank_paths, bank_samples)} | (
         {"calibration": (data.split.calibration, cal_samples)} if unit == CROP else {}))
     reporter.note(f"PatchCore: {cfg.patchcore.backbone} ({describe_weights(cfg.patchcore.weights)} weights), "
                   f"{len(bank_paths)} bank images ({len(bank_samples)} crops), device {device}")
@@ -340,15 +222,15 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
     if not tracing:
         tracemalloc.start()
     tracemalloc.reset_peak()
-    detector, extractor = fit_detector(cfg, bank_samples, device, reporter)
+    detector, extractor = fit_detector(cfg, bank_samples, device, reporter, sizes)
     peak_py = tracemalloc.get_traced_memory()[1]
     if not tracing:
         tracemalloc.stop()
     stats = dict(detector.fit_stats_)
-    cal, cal_ids, cal_skipped = _score_normals(cfg, unit, detector, extractor, data.split.calibration, cal_samples,
+    cal, cal_ids, cal_skipped = _score_normals(sizes, unit, detector, extractor, data.split.calibration, cal_samples,
                                                device, reporter, "calibration normals")
-    test_samples = crop_samples(cfg, data.split.test) if unit == CROP else []
-    test, test_ids, test_skipped = _score_normals(cfg, unit, detector, extractor, data.split.test, test_samples,
+    test_samples = crop_samples(data.split.test, sizes) if unit == CROP else []
+    test, test_ids, test_skipped = _score_normals(sizes, unit, detector, extractor, data.split.test, test_samples,
                                                   device, reporter, "test normals")
     thr = AcceptanceThreshold(cfg.patchcore.acceptance, f"PatchCore threshold (calibration {unit}s)").fit(cal)
     indomain, indomain_skipped, indomain_scores = _indomain(cfg, data, detector, extractor, device, reporter, test,
@@ -393,19 +275,18 @@ def _write_fit_files(layout: artifacts.Layout, cfg: Config, stats: dict[str, Any
         {"calibration": f"unreadable {unit}", "test": f"unreadable {unit}"})
 
 
-def _score_normals(cfg: Config, unit: str, detector, extractor, paths: Sequence[Path], samples: list[Sample], device,
+def _score_normals(sizes: Stage1Sizes, unit: str, detector, extractor, paths: Sequence[Path], samples: list[Sample], device,
                    reporter: Reporter, label: str) -> tuple[np.ndarray, list[str], dict[str, str]]:
     """Scores of normal images in the stage-1 unit, with their ids (crop ids, or image paths)."""
     if unit == CROP:
-        scores, skipped = score_crops(detector, extractor, samples, cfg, device, reporter, label)
+        scores, skipped = score_crops(detector, extractor, samples, sizes, device, reporter, label)
         return scores, [sample_id(s) for s in samples], skipped
-    scores, skipped = score_images(detector, extractor, paths, cfg, device, reporter, label)
+    scores, skipped = score_images(detector, extractor, paths, sizes, device, reporter, label)
     return scores, [str(p) for p in paths], skipped
 
 
-def _require_crops(cfg: Config, parts: dict[str, tuple[Sequence[Path], list[Sample]]]) -> None:
+def _require_crops(n: Stage1Sizes, parts: dict[str, tuple[Sequence[Path], list[Sample]]]) -> None:
     """One line, before any feature is computed, when a part of the normal images gives no crop at all."""
-    n = cfg.normal
     for name, (paths, samples) in parts.items():
         if paths and not samples:
             raise DataError(
@@ -426,7 +307,7 @@ def _indomain(cfg: Config, data: NormalData, detector, extractor, device, report
         return ({"available": False, "reason": "no defective images with masks (normal.folder or none in train.csv)"},
                 {}, {})
     samples, labels, ambiguous = labelled_defect_crops(cfg, data)
-    scores, skipped = score_crops(detector, extractor, samples, cfg, device, reporter, "defective Severstal crops")
+    scores, skipped = score_crops(detector, extractor, samples, stage1_sizes(cfg), device, reporter, "defective Severstal crops")
     ok = np.isfinite(scores)
     y = np.asarray(labels, dtype=bool)[ok]
     s = scores[ok]

@@ -14,6 +14,7 @@ from osd import artifacts
 from osd.config import Config
 from osd.errors import ArtifactError, ConfigError, LineageError
 from osd.pipeline.chain import Chain
+from osd.stage1 import Stage1Sizes
 
 CARD = "model_card.json"
 
@@ -108,18 +109,18 @@ class OnnxModels:
         idx, dist, msp = self.one.run(None, {"image": x})
         return np.array([self.classes[int(i)] for i in idx], dtype=object), dist.astype(np.float64), msp
 
-    def stage1_scores(self, imgs: list[Any], pc_cfg: Config) -> np.ndarray:
+    def stage1_scores(self, imgs: list[Any], sizes: Stage1Sizes) -> np.ndarray:
         """Stage-1 scores of decoded images, by the same unit rule as the study (crops of long images)."""
-        from osd.pipeline.detector import image_units
+        from osd.stage1 import image_units
 
         size = int(self.card["stage1"]["image_size"])
         crops, owner = [], []
         for j, img in enumerate(imgs):
-            for box in image_units(pc_cfg, img):
+            for box in image_units(img, sizes):
                 crops.append(img.crop(box) if box else img)
                 owner.append(j)
         scores = np.full(len(imgs), -np.inf)
-        bs = max(1, pc_cfg.patchcore.batch_size)
+        bs = sizes.batch_size
         for s in range(0, len(crops), bs):
             (part,) = self.stage1.run(None, {"image": _batch(crops[s : s + bs], size)})
             np.maximum.at(scores, np.asarray(owner[s : s + bs]), part.astype(np.float64))

@@ -104,12 +104,7 @@ class Predictor:
         self.use_kappa = self.cfg.cascade.use_kappa
         self.detector = None
         if chain.detector is not None:
-            recorded_pc = chain.recorded("detector")
-            self._check_settings(recorded_pc, "patchcore")
-            self.pc_cfg = self.cfg.replace(**{k: v for k, v in recorded_pc.items()
-                                              if k.startswith(("patchcore.", "normal.crop", "normal.dark",
-                                                               "normal.max_dark")) or k == "project.seed"})
-            self.stage1_threshold = float(chain.detector.payload["threshold"].threshold_)
+            self._stage1_as_fitted(chain.recorded("detector"), chain.detector.payload)
         if self.engine == "onnx":
             from osd.pipeline.onnx_engine import OnnxModels
 
@@ -137,12 +132,7 @@ class Predictor:
 
         det = artifacts.require(artifacts.Layout(self.cfg.output_dir).detector, "osd run-all", "PatchCore detector")
         self.chain, self.provenance, self.split = None, {"detector": det.id}, "-"
-        recorded = dict(det.provenance.get("config", {}))
-        self._check_settings(recorded, "patchcore")
-        self.pc_cfg = self.cfg.replace(**{k: v for k, v in recorded.items()
-                                          if k.startswith(("patchcore.", "normal.crop", "normal.dark", "normal.max_dark"))
-                                          or k == "project.seed"})
-        self.stage1_threshold = float(det.payload["threshold"].threshold_)
+        self._stage1_as_fitted(dict(det.provenance.get("config", {})), det.payload)
         if self.engine == "onnx":
             from osd.pipeline.onnx_engine import OnnxModels
 
@@ -154,14 +144,26 @@ class Predictor:
         self.extractor = build_extractor(self.pc_cfg, self.device, self.precision).eval()
 
     def _detection_rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:
-        from osd.pipeline.detector import score_pil
+        from osd.stage1 import score_pil
 
-        s1 = (self.onnx.stage1_scores(imgs, self.pc_cfg) if self.engine == "onnx"
-              else score_pil(self.detector, self.extractor, imgs, self.pc_cfg, self.device))
+        s1 = (self.onnx.stage1_scores(imgs, self.stage1_sizes) if self.engine == "onnx"
+              else score_pil(self.detector, self.extractor, imgs, self.stage1_sizes, self.device))
         return [invalid_scores({"path": name, "status": "ok", "reason": "",
                                 "decision": decide.DEFECT if s1[j] > self.stage1_threshold else decide.NO_DEFECT,
                                 "stage1_score": float(s1[j]), "stage1_threshold": self.stage1_threshold})
                 for j, name in enumerate(names)]
+
+    def _stage1_as_fitted(self, recorded: dict[str, Any], payload: dict[str, Any]) -> None:
+        """Stage 1 with the settings its fit recorded (a later osd.toml edit does not change how it
+        cuts or sizes an image): the sizes it scores by, the settings that rebuild its extractor."""
+        from osd.stage1 import SETTINGS, Stage1Sizes
+
+        self._check_settings(recorded, "patchcore")
+        self.stage1_sizes = Stage1Sizes.from_settings({**self.cfg.flat(SETTINGS), **recorded})
+        self.pc_cfg = self.cfg.replace(**{k: v for k, v in recorded.items() if k.startswith("patchcore.")
+                                          or k.startswith(("normal.crop", "normal.dark", "normal.max_dark"))
+                                          or k == "project.seed"})
+        self.stage1_threshold = float(payload["threshold"].threshold_)
 
     def _check_settings(self, recorded: dict[str, Any], section: str) -> None:
         diffs = [d for d in self.cfg.differences({k: v for k, v in recorded.items() if k.startswith(section + ".")})]
@@ -181,7 +183,7 @@ class Predictor:
 
         from osd.data.tensors import normalize, pil_to_uint8
         from osd.osr.features import stack
-        from osd.pipeline.detector import score_pil
+        from osd.stage1 import score_pil
 
         if self.detect_only:
             return self._detection_rows(names, imgs)
@@ -199,8 +201,8 @@ class Predictor:
         one = decide.one_stage(dist, self.tau, closed)
         s1 = casc = None
         if self.detector is not None:
-            s1 = (self.onnx.stage1_scores(imgs, self.pc_cfg) if self.engine == "onnx"
-                  else score_pil(self.detector, self.extractor, imgs, self.pc_cfg, self.device))
+            s1 = (self.onnx.stage1_scores(imgs, self.stage1_sizes) if self.engine == "onnx"
+                  else score_pil(self.detector, self.extractor, imgs, self.stage1_sizes, self.device))
             casc = decide.cascade(s1, self.stage1_threshold, closed, msp, kappa)["strict"]
         rows = []
         for j, name in enumerate(names):
