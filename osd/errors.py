@@ -4,7 +4,16 @@ from __future__ import annotations
 
 
 class OsdError(Exception):
-    """Base class of every error osd raises on purpose."""
+    """Base class of every error osd raises on purpose.
+
+    The message says what is wrong in the library's terms (settings, files, steps). ``rebuild``
+    names the step that makes what is missing (e.g. ``"train --split a"``); the command line turns
+    it into the command to run, a notebook reads it as the step to call.
+    """
+
+    def __init__(self, message: str = "", rebuild: str | None = None):
+        super().__init__(message)
+        self.rebuild = rebuild
 
 
 class ConfigError(OsdError):

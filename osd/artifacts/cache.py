@@ -121,17 +121,18 @@ def require(path: Path, rebuild: str, what: str, inputs: dict[str, str] | None =
     """An artifact loaded without a key (``predict``, ``export``), checked against its lineage.
 
     ``inputs`` maps an input name of its provenance to the artifact id it must have been built
-    from; a missing artifact or a broken link raises one line naming ``rebuild``. ``payload=False``
+    from; a missing artifact or a broken link raises one line, ``rebuild`` (the step that makes it,
+    e.g. ``"train --split a"``) on the error. ``payload=False``
     reads the record only (its id and provenance), not the arrays.
     """
     record = load_record(path, None) if payload else peek(path)
     if record is None:
-        raise ArtifactError(f"{path}: no {what}; build it with `{rebuild}` (or `osd run-all`)")
+        raise ArtifactError(f"{path}: no {what}", rebuild=rebuild)
     recorded = (record.get("provenance") or {}).get("inputs") or {}
     for name, expected in (inputs or {}).items():
         if recorded.get(name) != expected:
             raise LineageError(
                 f"{path}: the {what} was built from another {name} ({recorded.get(name) or 'none recorded'}) than "
-                f"the one cached now ({expected}); the artifacts do not belong together (one was rebuilt or copied); "
-                f"rebuild with `{rebuild}`")
+                f"the one cached now ({expected}); the artifacts do not belong together (one was rebuilt or copied)",
+                rebuild=rebuild)
     return Step(Path(path), record.get("key", ""), record["id"], record["provenance"], record.get("payload"), True)

@@ -76,7 +76,9 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             except OsdError as exc:
                 if debug:
                     raise
-                render.error(str(exc))
+                rebuild = getattr(exc, "rebuild", None)
+                render.error(str(exc) + (f"; run `osd {rebuild}`" + ("" if rebuild.startswith("run-all") else
+                                                                     " (or `osd run-all`)") if rebuild else ""))
                 raise typer.Exit(1) from None
             except KeyboardInterrupt:
                 if debug:

@@ -51,10 +51,10 @@ def load_chain(cfg: Config, split: str, detector: bool) -> Chain:
     """The split's classifier, embeddings record and calibration (and the detector), link by link."""
     s = cfg.split_name(split)
     layout = artifacts.Layout(cfg.output_dir)
-    model = artifacts.require(layout.model(s), f"osd train --split {s}", f"classifier of split {s}")
-    emb = artifacts.require(layout.embeddings_file(s), f"osd calibrate --split {s}", f"embeddings of split {s}",
+    model = artifacts.require(layout.model(s), f"train --split {s}", f"classifier of split {s}")
+    emb = artifacts.require(layout.embeddings_file(s), f"calibrate --split {s}", f"embeddings of split {s}",
                             {"classifier": model.id}, payload=False)
-    cal = artifacts.require(layout.calibration(s), f"osd calibrate --split {s}", f"calibration of split {s}",
+    cal = artifacts.require(layout.calibration(s), f"calibrate --split {s}", f"calibration of split {s}",
                             {"embeddings": emb.id})
-    det = artifacts.require(layout.detector, "osd patchcore fit", "PatchCore detector") if detector else None
+    det = artifacts.require(layout.detector, "patchcore fit", "PatchCore detector") if detector else None
     return Chain(s, model, emb, cal, det)

@@ -255,7 +255,7 @@ def _export_detection(cfg: Config, out: Path | None, force: bool, reporter: Repo
     import onnxruntime
 
     layout = artifacts.Layout(cfg.output_dir)
-    det = artifacts.require(layout.detector, "osd run-all", "PatchCore detector")
+    det = artifacts.require(layout.detector, "run-all", "PatchCore detector")
     out = Path(out or layout.detection_export)
     key = artifacts.cache_key("export", EXPORT_ALGORITHM, {"detector": det.id}, "detection", onnx.__version__,
                               onnxruntime.__version__, str(out))

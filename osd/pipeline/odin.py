@@ -44,7 +44,7 @@ def _odin(cfg: Config, split: str, model: artifacts.Step, emb: artifacts.Step, k
             missing = [r for r in names if r not in where]
             if missing:
                 raise ArtifactError(f"split {split}: the embeddings name {missing[0]!r}, which the split's manifest "
-                                    f"no longer holds; run osd embed --split {split} --force")
+                                    "no longer holds", rebuild=f"embed --split {split} --force")
             scores = np.full(len(names), np.nan)
             for idx, x, reasons in batches([where[r] for r in names], cfg.classifier.image_size,
                                            in_order(len(names), BATCH), cfg.project.workers):

@@ -34,15 +34,15 @@ def verify(folder: Path, rebuild: str) -> None:
     record = artifacts.load(artifacts.Layout.export_record(folder), None)
     files = (record or {}).get("files") if isinstance(record, dict) else None
     if not files:
-        raise ArtifactError(f"{folder / 'export.npz'}: missing or unreadable, so the graphs cannot be verified; make "
-                            f"the export again with `{rebuild}`")
+        raise ArtifactError(f"{artifacts.Layout.export_record(folder)}: missing or unreadable, so the graphs cannot be "
+                            "verified; the export is to be made again", rebuild=rebuild)
     for name, digest in files.items():
         path = folder / name
         if not path.is_file():
-            raise ArtifactError(f"{path}: missing from the export; make it again with `{rebuild}`")
+            raise ArtifactError(f"{path}: missing from the export", rebuild=rebuild)
         if artifacts.file_sha256(path) != digest:
-            raise ArtifactError(f"{path}: its content differs from what osd export wrote (sha256 mismatch: changed or "
-                                f"cut short); make it again with `{rebuild}`")
+            raise ArtifactError(f"{path}: its content differs from what the export wrote (sha256 mismatch: changed or "
+                                "cut short)", rebuild=rebuild)
 
 
 def _session(ort: Any, path: Path, opts: Any) -> Any:
@@ -51,8 +51,7 @@ def _session(ort: Any, path: Path, opts: Any) -> Any:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own (InvalidProtobuf, Fail, ...)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise ArtifactError(f"{path}: ONNX Runtime cannot load this graph ({first}); make it again with "
-                            "`osd export`") from None
+        raise ArtifactError(f"{path}: ONNX Runtime cannot load this graph ({first})", rebuild="export") from None
 
 
 class OnnxModels:
@@ -76,16 +75,16 @@ class OnnxModels:
         """The export of ``chain``'s split; refused when it was made from other artifacts than the chain holds."""
         folder = Path(folder or artifacts.Layout(cfg.output_dir).export(chain.split))
         card = artifacts.read_json(folder / CARD)
-        rebuild = f"osd export --split {chain.split}"
+        rebuild = f"export --split {chain.split}"
         if not card:
-            raise ArtifactError(f"{folder}: no ONNX export; make it with `{rebuild}`")
+            raise ArtifactError(f"{folder}: no ONNX export", rebuild=rebuild)
         made_from = card.get("provenance", {}).get("inputs", {})
         for name, current in chain.ids.items():
             if name in made_from and made_from[name] != current:
                 raise LineageError(f"{folder}: the export was made from another {name} ({made_from[name]}) than the "
-                                   f"one cached now ({current}); make it again with `{rebuild}`")
+                                   f"one cached now ({current})", rebuild=rebuild)
         if chain.detector is not None and "stage1" not in card:
-            raise ArtifactError(f"{folder}: the export has no stage-1 graph; make it with `{rebuild} --approach both`")
+            raise ArtifactError(f"{folder}: the export has no stage-1 graph", rebuild=f"{rebuild} --approach both")
         verify(folder, rebuild)
         return cls(folder, card, cfg.project.threads)
 
@@ -95,12 +94,12 @@ class OnnxModels:
         folder = Path(folder or artifacts.Layout(cfg.output_dir).detection_export)
         card = artifacts.read_json(folder / CARD)
         if not card or "stage1" not in card:
-            raise ArtifactError(f"{folder}: no ONNX export of the detection study; make it with `osd export`")
+            raise ArtifactError(f"{folder}: no ONNX export of the detection study", rebuild="export")
         made = card.get("provenance", {}).get("inputs", {}).get("detector")
         if made != detector.id:
             raise LineageError(f"{folder}: the export was made from another PatchCore fit ({made}) than the one "
-                               f"cached now ({detector.id}); make it again with `osd export`")
-        verify(folder, "osd export")
+                               f"cached now ({detector.id})", rebuild="export")
+        verify(folder, "export")
         return cls(folder, card, cfg.project.threads)
 
     def one_stage(self, imgs: list[Any], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

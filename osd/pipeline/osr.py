@@ -163,7 +163,7 @@ def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndar
             scores = np.asarray(odin[part], dtype=np.float64)
             if len(scores) != len(emb[part]["labels"]) or not np.isfinite(scores).all():
                 raise ArtifactError(f"the ODIN scores of {part} do not match its embeddings (an image unreadable "
-                                    "since it was embedded?); rerun with --force")
+                                    "since it was embedded?)", rebuild="osr --force")
             emb[part] = {**emb[part], "odin": scores}
     tk, tu = emb["test_known"], emb["test_unknown"]
     n_boot, seed = cfg.stats.bootstrap, cfg.project.seed

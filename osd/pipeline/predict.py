@@ -130,7 +130,7 @@ class Predictor:
         from osd import artifacts
         from osd.pipeline.detector import build_extractor, detector_from
 
-        det = artifacts.require(artifacts.Layout(self.cfg.output_dir).detector, "osd run-all", "PatchCore detector")
+        det = artifacts.require(artifacts.Layout(self.cfg.output_dir).detector, "run-all", "PatchCore detector")
         self.chain, self.provenance, self.split = None, {"detector": det.id}, "-"
         self._stage1_as_fitted(dict(det.provenance.get("config", {})), det.payload)
         if self.engine == "onnx":

@@ -133,7 +133,7 @@ def build_detection_report(cfg: Config, seeds: list[int]) -> dict[str, Any]:
     layout = artifacts.Layout(cfg.output_dir)
     results = {s: r for s in seeds if (r := stored(cfg.for_seed(s))) is not None}
     if not results:
-        raise ArtifactError(f"{layout.detection}: no detection study on disk; run `osd run-all`")
+        raise ArtifactError(f"{layout.detection}: no detection study on disk", rebuild="run-all")
     words = answer(results, cfg.patchcore.acceptance)
     weights = f"PatchCore {cfg.patchcore.backbone} ({cfg.patchcore.weights})"
     csv_path, md_path = _write_summary(layout, results)
