@@ -281,3 +281,13 @@ def test_a_fit_scored_by_the_inverted_file_says_so_when_loaded_without_faiss(mon
     assert loaded.search_["search"] == "torch" and loaded.search_["exact"]
     with pytest.raises(Exception, match="faiss is not installed"):
         MemoryBank(bank, search="ivf")
+
+
+def test_the_search_policy_stands_beside_the_search():
+    from osd.patchcore.search import choose_search
+
+    assert choose_search("auto", 10, 100, True)[0] == "faiss" and choose_search("auto", 10, 100, False)[0] == "torch"
+    assert choose_search("auto", 1000, 100, True) == ("ivf", "approximate: 1,000 bank rows > patchcore.exact_up_to (100)")
+    method, why = choose_search("auto", 1000, 100, False)
+    assert method == "torch" and "faiss is not installed" in why
+    assert choose_search("ivf", 10, 100, True) == ("ivf", "as configured")

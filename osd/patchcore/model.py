@@ -20,7 +20,16 @@ from osd.errors import ConfigError, OsdWarning
 from osd.patchcore.coreset import greedy_kcenter, random_projection
 from osd.patchcore.features import to_patches
 from osd.patchcore.heap import bounded_heap
-from osd.patchcore.search import IVFIndex, ProjectedIndex, faiss_threads, ivf_lists, max_nearest, nearest, train_ivf
+from osd.patchcore.search import (
+    IVFIndex,
+    ProjectedIndex,
+    choose_search,
+    faiss_threads,
+    ivf_lists,
+    max_nearest,
+    nearest,
+    train_ivf,
+)
 from osd.progress import Reporter, ensure
 
 
@@ -186,20 +195,9 @@ class MemoryBank:
         self.bank_sq = (self.bank * self.bank).sum(1)
         self.num_neighbors = num_neighbors
         n = int(self.bank.shape[0])
-        method, why = search, "as configured"
         self._auto = search == "auto"
         have_faiss = search != "torch" and _faiss_installed()
-        if search == "auto":
-            # faiss's flat index is the exact search when installed: 1.9-2.4x faster than the pruned torch
-            # search on these banks (examples/bench_patchcore_search.py), the same scores
-            if n <= exact_up_to:
-                method = "faiss" if have_faiss else "torch"
-                why = f"exact: {n:,} bank rows <= patchcore.exact_up_to ({exact_up_to:,})"
-            elif have_faiss:
-                method, why = "ivf", f"approximate: {n:,} bank rows > patchcore.exact_up_to ({exact_up_to:,})"
-            else:
-                method, why = "torch", (f"exact: {n:,} bank rows > patchcore.exact_up_to, but faiss is not installed "
-                                        "(pip install faiss-cpu for the approximate index)")
+        method, why = choose_search(search, n, exact_up_to, have_faiss)
         if centroids is not None and method != "ivf":
             # a fit searched with the inverted file, loaded where that search is not chosen or possible
             warnings.warn(f"the stored PatchCore fit was scored with faiss's inverted file; here its bank is searched "
