@@ -19,17 +19,15 @@ REPORT_ALGORITHM = "report/5"
 
 
 def _report_inputs(cfg: Config, splits: list[str], seeds: list[int]) -> list[Any]:
-    """The identities of what the report reads: each step record's artifact id (a step that
-    recomputed has a new one) and the PatchCore fit's readable statistics and scores by content."""
+    """The identities of what the report reads: each step record's and the PatchCore fit's artifact
+    id (a step that recomputed has a new one)."""
     out: list[Any] = []
     for seed in seeds:
         layout = artifacts.Layout(cfg.for_seed(seed).output_dir)
         records = [p for s in splits for p in (layout.osr_evaluation(s), layout.cascade_evaluation(s),
                                                 layout.outcomes_evaluation(s), layout.bench_record(s))]
-        for path in [*records, layout.detection_evaluation]:
+        for path in [*records, layout.detection_evaluation, layout.detector]:
             out.append([str(path), (artifacts.peek(path) or {}).get("id")])
-        for path in (layout.patchcore_stats, layout.patchcore_scores):
-            out.append([str(path), artifacts.cache_key(artifacts.read_json(path))])
     return out
 
 
@@ -62,9 +60,8 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
               for r in records if r.get("error")]
     t = time.perf_counter()
     layout = artifacts.Layout(cfg.output_dir)
-    # the report is a function of the steps' records (by artifact id), the PatchCore fit's statistics
-    # (by content), the config and the report code's version: a step that recomputed or a newer
-    # report builder rebuilds it
+    # the report is a function of the steps' records and the PatchCore fit (by artifact id), the
+    # config and the report code's version: a step that recomputed or a newer report builder rebuilds it
     key = artifacts.cache_key("report", REPORT_ALGORITHM, splits, seeds, cfg.to_dict(), _report_inputs(cfg, splits, seeds))
     previous = artifacts.read_json(layout.report_record)
     # Nothing upstream changed and the report exists: keep it (``osd report`` rebuilds it on demand).

@@ -28,7 +28,7 @@ import numpy as np
 from osd import artifacts, runtime
 from osd.config import Config
 from osd.data.splits import rng_for
-from osd.errors import DataError
+from osd.errors import ArtifactError, DataError
 from osd.pipeline.data import NormalData, normal_data, settings_key, stage1_sizes, weights_identity
 from osd.progress import Reporter, ensure
 from osd.stage1 import (
@@ -71,8 +71,11 @@ def build_extractor(cfg: Config, device, precision: str | None = None):
     return extractor
 
 
-@dataclass
+@dataclass(frozen=True)
 class FitResult:
+    """The PatchCore fit as the study reads it: sizes and timings, the threshold and the scores it was
+    set on, the in-domain test; a view of the fit's artifact (``patchcore.npz``), never recomputed."""
+
     stats: dict[str, Any]
     threshold: float
     acceptance: float
@@ -88,6 +91,10 @@ class FitResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "score_sign": "higher = more anomalous (nearest-neighbour patch distance)"}
+
+    def shown(self) -> dict[str, Any]:
+        """The statistics with the in-domain test, as ``fit_stats.json`` shows them (NaN as None)."""
+        return artifacts.plain({**self.stats, "indomain": self.indomain})
 
 
 def stage1_unit(in_domain: bool) -> str:
@@ -341,6 +348,14 @@ def fit_result(step: artifacts.Step) -> FitResult:
                      [float(v) for v in payload["calibration_scores"]], [float(v) for v in test],
                      _false_alarm(test, thr.threshold_), dict(payload.get("indomain") or {}), step.cached,
                      str(step.path), step.id, step.lineage)
+
+
+def stored_fit(layout: artifacts.Layout) -> FitResult | None:
+    """The PatchCore fit on disk as it was computed (None when there is none); fits nothing."""
+    try:
+        return fit_result(artifacts.require(layout.detector, "patchcore fit", "PatchCore detector"))
+    except ArtifactError:
+        return None
 
 
 def load_detector(cfg: Config, device, reporter: Reporter | None = None):

@@ -10,6 +10,7 @@ import numpy as np
 from osd import artifacts
 from osd.config import Config
 from osd.errors import ArtifactError
+from osd.pipeline.detector import FitResult, stored_fit
 from osd.records import csv_text, summary_cell
 from osd.report import plots
 from osd.report.answer import HUMAN, Run, answer, cell, interval_over_runs, lead_of, verdicts
@@ -47,7 +48,7 @@ THREE_HUMAN = {k: HUMAN[k] for k in ("normal_pass_rate", "defect_detection_rate"
                                     "unknown_rejection", "three_outcome_accuracy", "three_outcome_macro_f1")}
 
 
-def _split_plots(layout: artifacts.Layout, run: Run, pc_scores: dict[str, Any]) -> list[str]:
+def _split_plots(layout: artifacts.Layout, run: Run, fit: FitResult | None) -> list[str]:
     name = run.split
     made: list[Path] = []
     osr_rows = run.osr.rows.dicts() if run.osr else []
@@ -75,12 +76,11 @@ def _split_plots(layout: artifacts.Layout, run: Run, pc_scores: dict[str, Any]) 
                                         layout.plot(name, f"confusion_cascade_{mode}"),
                                         f"Split {name.upper()}: cascade {mode}"))
         s1 = np.array([float(r["stage1_score"]) for r in cas_rows])
-        test_normals = pc_scores.get("test", {})
-        test_normals = list(test_normals.values()) if isinstance(test_normals, dict) else test_normals
-        groups = {"Severstal test normals (crops)": np.asarray([v for v in test_normals if v is not None], dtype=float),
+        test_normals = np.asarray(fit.test_scores if fit else [], dtype=float)
+        groups = {"Severstal test normals (crops)": test_normals[np.isfinite(test_normals)],
                   "NEU known test": s1[[r["role"] == "known" for r in cas_rows]],
                   "NEU unknown test": s1[[r["role"] == "unknown" for r in cas_rows]]}
-        made.append(plots.histogram(groups, pc_scores.get("threshold"), layout.plot(name, "patchcore_scores"),
+        made.append(plots.histogram(groups, fit.threshold if fit else None, layout.plot(name, "patchcore_scores"),
                                     f"Split {name.upper()}: PatchCore scores", "patch distance (higher = anomalous)"))
     if run.bench:
         made.append(plots.latency_bars(run.bench.section(), layout.plot(name, "latency"),
@@ -226,7 +226,7 @@ def _collect(runs: list[tuple[Config, Run]], seeds: list[int]) -> dict[str, Any]
         for r in _section_rows(run):
             section = "osr" if r["approach"].startswith(("one_stage", "max_softmax", "variant")) else "cascade"
             got["rows"].append({**r, "seed": seed, "settings_differ_from_osd_toml": "; ".join(notes.get(section, []))})
-        plot_files = _split_plots(lay, run, artifacts.read_json(lay.patchcore_scores))
+        plot_files = _split_plots(lay, run, stored_fit(lay))
         got["per_split"][run_name] = {"run": run, "plots": plot_files, "provenance_notes": notes, "split": name,
                                       "seed": seed}
         got["runs"].append(run)
@@ -300,7 +300,8 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     md, tex = write_tables(layout, tables, HUMAN)
     caveats = _caveats(cfg, got["weights"], got["selection"], got["chosen"], per_split)
     stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
-    pc_stats = artifacts.read_json(layout.patchcore_stats)
+    fit = stored_fit(layout)
+    pc_stats = fit.shown() if fit else {}
     from osd.report.points import operating_tables
 
     points = operating_tables(got["runs"], {"tau": cfg.osr.acceptance, "kappa": cfg.osr.acceptance,
