@@ -67,15 +67,50 @@ def test_gen_is_pytorch_oods_and_ranks_a_flat_softmax_as_more_unknown(features):
     assert scorer.score_samples(flat)[0] > scorer.score_samples(confident)[0]  # higher = more unknown
 
 
+def test_react_is_pytorch_oods_on_the_stored_embeddings(features):
+    from scipy.special import logsumexp
+
+    from osd.osr.baselines import ReActScore, fit_baseline
+
+    train, _, test, W, b = features
+    train, test = np.abs(train), np.abs(test)  # post-activation embeddings are non-negative
+    scorer, reads = fit_baseline("react", {"logits": train @ W.T + b, "embeddings": train}, (W, b))
+    assert reads == "embeddings" and isinstance(scorer, ReActScore)
+    assert scorer.threshold_ == pytest.approx(np.percentile(train, 90))
+    clipped = np.minimum(test, scorer.threshold_)
+    np.testing.assert_allclose(scorer.score_samples(test), -logsumexp(clipped @ W.T + b, axis=1), rtol=1e-10)
+    # pytorch-ood's ReAct as its users call it (float32 feature maps, a linear head), the same numbers
+    head = torch.nn.Linear(32, 4)
+    head.weight.data, head.bias.data = torch.as_tensor(W, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32)
+    theirs = pood.ReAct(torch.nn.Identity(), head).fit_feature_maps(torch.as_tensor(train, dtype=torch.float32),
+                                                                 torch.zeros(len(train), dtype=torch.long))
+    np.testing.assert_allclose(scorer.score_samples(test),
+                               theirs.predict_feature_maps(torch.as_tensor(test, dtype=torch.float32)).numpy(), rtol=1e-4)
+
+
+def test_the_baseline_names_agree_where_they_are_listed():
+    from osd.config import Config
+    from osd.osr.baselines import BASELINES
+    from osd.pipeline.osr import BASELINE_SCORES
+    from osd.report.build import APPROACH_HUMAN
+
+    assert set(BASELINE_SCORES) == set(BASELINES)
+    assert {f"baseline_{n}" for n in BASELINES} <= set(APPROACH_HUMAN)
+    for name in BASELINES:  # the config accepts every scorer's name when it loads
+        assert Config().replace(**{"osr.baselines": [name]}).osr.baselines == [name]
+
+
 def test_gen_runs_as_an_opt_in_baseline_of_the_study(tiny_project):
     import json
 
     from conftest import ok
 
     p = str(tiny_project)
-    ok("osr", "-p", p, "--split", "a", "--set", "osr.baselines=['energy', 'gen']")
+    ok("osr", "-p", p, "--split", "a", "--set", "osr.baselines=['energy', 'gen', 'react']")
     m = json.loads((tiny_project / "outputs" / "split_a" / "metrics.json").read_text())
     found = json.dumps(m)
-    assert '"gen"' in found and "GEN: generalized entropy" in found
+    assert '"gen"' in found and "GEN: generalized entropy" in found and "ReAct: energy" in found
+    assert m["osr"]["baselines"]["react"]["auroc"] is not None
     ok("report", "-p", p)
-    assert "baseline: GEN (pytorch-ood)" in (tiny_project / "outputs" / "report.html").read_text()
+    html = (tiny_project / "outputs" / "report.html").read_text()
+    assert "baseline: GEN (pytorch-ood)" in html and "baseline: ReAct (pytorch-ood)" in html

@@ -20,6 +20,8 @@ energy and MaxLogit to 1e-6, kNN to 1e-6, ViM to 1e-3, the float32 of theirs).
 - ``odin`` (Liang et al. 2018), opt-in: it needs the gradient with respect to every image, which the
   cached arrays cannot give, so :mod:`osd.pipeline.odin` runs the classifier again
   (:func:`osd.models.odin.odin_scores`) and :class:`ODINScore` reads those scores as they are.
+- ``gen`` (Liu et al. 2023) and ``react`` (Sun et al. 2021), opt-in: scored by pytorch-ood itself
+  (``pip install "osd[ood]"``), so there is no hand-written copy of them to keep.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.validation import check_is_fitted
 
-BASELINES = ("energy", "maxlogit", "vim", "knn", "odin", "gen")
+BASELINES = ("energy", "maxlogit", "vim", "knn", "odin", "gen", "react")
 NEEDS_IMAGES = ("odin",)  # baselines that run the classifier over the images again
 
 
@@ -160,13 +162,45 @@ class GENScore(BaseEstimator):
         return _pytorch_ood().GEN.score(t, gamma=self.gamma).numpy().astype(np.float64)
 
 
+class ReActScore(BaseEstimator):
+    """ReAct (Sun et al. 2021): the penultimate embedding clipped at the ``percentile`` of the training
+    activations, then the energy of the classifier's head on it; scored by pytorch-ood's own ReAct
+    (opt-in: ``pip install "osd[ood]"``) with the stored embedding as its feature map and the head's
+    weights as its head, in float64. Higher = more unknown."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, percentile: float = 0.9):
+        self.weight, self.bias, self.percentile = weight, bias, percentile
+
+    def _detector(self, threshold: float | None = None):
+        import torch
+
+        w = torch.as_tensor(np.asarray(self.weight, dtype=np.float64))
+        b = torch.as_tensor(np.asarray(self.bias, dtype=np.float64))
+        return _pytorch_ood().ReAct(torch.nn.Identity(), lambda f: f @ w.T + b, threshold=threshold,
+                                    percentile=self.percentile)
+
+    def fit(self, x: np.ndarray, y: None = None) -> ReActScore:
+        import torch
+
+        t = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        self.threshold_ = float(self._detector().fit_feature_maps(t, torch.zeros(len(t), dtype=torch.long)).threshold)
+        return self
+
+    def score_samples(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        check_is_fitted(self, "threshold_")
+        t = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        return self._detector(self.threshold_).predict_feature_maps(t).numpy().astype(np.float64)
+
+
 def _pytorch_ood():
     try:
         import pytorch_ood.detector as detectors
     except ImportError:
         from osd.errors import ConfigError
 
-        raise ConfigError('osr.baselines = gen is scored by pytorch-ood, which is not installed: '
+        raise ConfigError('osr.baselines gen and react are scored by pytorch-ood, which is not installed: '
                           'pip install "osd[ood]"') from None
     return detectors
 
@@ -185,4 +219,6 @@ def fit_baseline(name: str, train: dict, head: tuple[np.ndarray, np.ndarray]):
         return ODINScore().fit(), "odin"
     if name == "gen":
         return GENScore().fit(train["logits"]), "logits"
+    if name == "react":
+        return ReActScore(head[0], head[1]).fit(train["embeddings"]), "embeddings"
     raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")

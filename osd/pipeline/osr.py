@@ -140,6 +140,8 @@ BASELINE_SCORES = {
     "odin": "ODIN: -max softmax(logits / T) of the image perturbed by eps against the predicted class's gradient "
             "(T = 1000, eps = 0.0014 in pixel units, the paper's defaults; a second pass over the images)",
     "gen": "GEN: generalized entropy of the softmax, gamma = 0.1 over every class (pytorch-ood's implementation)",
+    "react": "ReAct: energy of the head on the penultimate embedding clipped at the 90th percentile of the training "
+             "activations (pytorch-ood's implementation)",
 }
 
 

@@ -37,6 +37,7 @@ APPROACH_HUMAN = {
     "baseline_energy": "baseline: energy", "baseline_maxlogit": "baseline: MaxLogit", "baseline_vim": "baseline: ViM",
     "baseline_knn": "baseline: kNN (osd's k rule)", "baseline_odin": "baseline: ODIN (paper's T and eps)",
     "baseline_gen": "baseline: GEN (pytorch-ood)",
+    "baseline_react": "baseline: ReAct (pytorch-ood)",
 }
 # the headline table: the known/unknown metrics a reader compares, and the three-outcome ones
 HEADLINE = ("closed_set_accuracy", "auroc", "fpr_at_95_tpr", "unknown_rejection", "open_set_accuracy",
