@@ -161,8 +161,8 @@ class OsrSection:
     baselines: list[str] = opt(["energy", "maxlogit", "vim", "knn"],
                                "out-of-distribution baselines reported beside the locked method, from the same cached "
                                "embeddings and logits, each with its own threshold: energy | maxlogit | vim | knn; and odin "
-                               "(opt-in: a second pass over the threshold and test images, ~6x a forward pass); and gen, react (opt-in: "
-                               "pytorch-ood's generalized entropy and ReAct, pip install osd[ood])",
+                               "(opt-in: a second pass over the threshold and test images, ~6x a forward pass); and gen, react "
+                               "(opt-in: pytorch-ood's generalized entropy and ReAct, pip install osd[ood])",
                                choices=("energy", "maxlogit", "vim", "knn", "odin", "gen", "react"))
 
 
