@@ -60,19 +60,23 @@ def test_crops_skip_dark_background_and_cover_the_edge():
     assert len(boxes) == 6
 
 
+def _split(cfg, name, index):
+    return make_split(name, cfg.split(name), cfg.splits, cfg.project.seed, index)
+
+
 def test_split_is_stratified_seeded_and_keeps_duplicates_together(tmp_path: Path):
     root = write_neu(tmp_path / "neu", "neu-det", per_class=10)
     shutil.copy(root / "IMAGES" / "patches_1.jpg", root / "IMAGES" / "patches_11.jpg")
     cfg = config.Config(base_dir=tmp_path)
     index = index_neu(root)
-    m1, m2 = make_split(cfg, "a", index), make_split(cfg, "a", index)
+    m1, m2 = _split(cfg, "a", index), _split(cfg, "a", index)
     assert m1.to_csv() == m2.to_csv()
     counts = m1.counts()
     assert counts["inclusion"] == {"train": 6, "epoch_select": 1, "threshold": 1, "test": 2}
     assert counts["crazing"] == {"train": 0, "epoch_select": 0, "threshold": 0, "test": 2}  # balanced with a known test count
     parts = {e.partition for e in m1.entries if e.path.name in ("patches_1.jpg", "patches_11.jpg")}
     assert len(parts) == 1
-    other = make_split(config.Config(base_dir=tmp_path).replace(**{"project.seed": 1}), "a", index)
+    other = _split(config.Config(base_dir=tmp_path).replace(**{"project.seed": 1}), "a", index)
     assert other.to_csv() != m1.to_csv()
 
 
@@ -81,8 +85,8 @@ def test_selection_images_are_carved_from_validation_and_leave_test_alone(tmp_pa
     root = write_neu(tmp_path / "neu", "neu-det", per_class=20)
     index = index_neu(root)
     base = config.Config(base_dir=tmp_path)
-    half = make_split(base, "a", index)
-    none = make_split(base.replace(**{"splits.selection_fraction": 0.0}), "a", index)
+    half = _split(base, "a", index)
+    none = _split(base.replace(**{"splits.selection_fraction": 0.0}), "a", index)
     assert half.counts()["inclusion"] == {"train": 12, "epoch_select": 2, "threshold": 2, "test": 4}
     assert none.counts()["inclusion"] == {"train": 12, "epoch_select": 0, "threshold": 4, "test": 4}
     by_path = {e.rel: e.partition for e in none.entries}
@@ -94,7 +98,7 @@ def test_selection_images_are_carved_from_validation_and_leave_test_alone(tmp_pa
 def test_split_class_absent_from_data_is_named(tmp_path: Path):
     root = write_neu(tmp_path / "neu", "folders", per_class=3, classes=("dent", "rust"))
     with pytest.raises(ConfigError, match="splits.a.known: inclusion, patches"):
-        make_split(config.Config(base_dir=tmp_path), "a", index_neu(root))
+        _split(config.Config(base_dir=tmp_path), "a", index_neu(root))
 
 
 def test_normal_split_by_image():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from osd.config import Config
+from osd.config import SplitDef, SplitsSection
 from osd.data.neu import NeuIndex
 from osd.errors import ConfigError
 
@@ -91,8 +91,8 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def check_split_classes(cfg: Config, name: str, available: list[str]) -> None:
-    sd = cfg.split(name)
+def check_split_classes(name: str, sd: SplitDef, available: list[str]) -> None:
+    """Every class the split ``name`` (its definition ``sd``: known, unknown) names is in the data."""
     for part in ("known", "unknown"):
         missing = [c for c in getattr(sd, part) if c not in available]
         if missing:
@@ -101,17 +101,18 @@ def check_split_classes(cfg: Config, name: str, available: list[str]) -> None:
             )
 
 
-def make_split(cfg: Config, name: str, index: NeuIndex, digests: list[str] | None = None) -> SplitManifest:
+def make_split(name: str, sd: SplitDef, s: SplitsSection, seed: int, index: NeuIndex, digests: list[str] | None = None
+               ) -> SplitManifest:
     """Known classes: stratified train/select/val/test by image group; unknown classes: test only.
 
     ``select`` and ``val`` share ``splits.val_fraction``: the first choose the best epoch, the second
     set the thresholds, so no threshold rests on images that a choice has already looked at.
 
-    Byte-identical images form one group, so they always land in the same partition.
+    Byte-identical images form one group, so they always land in the same partition. ``sd``: the
+    split's definition (``known``, ``unknown``); ``s``: the ``splits`` settings (fractions,
+    ``unknown_test``); ``seed``: ``project.seed``.
     """
-    check_split_classes(cfg, name, index.classes)
-    sd = cfg.split(name)
-    s = cfg.splits
+    check_split_classes(name, sd, index.classes)
     paths = list(index.paths)
     if digests is None:
         digests = [file_digest(p) for p in paths]
@@ -124,7 +125,7 @@ def make_split(cfg: Config, name: str, index: NeuIndex, digests: list[str] | Non
     for cls in sd.known:
         # groups in path order: a changed file (another digest) must not reshuffle the other images
         groups = sorted(by_class[cls].values(), key=lambda g: min(str(paths[i]) for i in g))
-        order = rng_for(cfg.project.seed, "split", cls).permutation(len(groups))
+        order = rng_for(seed, "split", cls).permutation(len(groups))
         n = sum(len(g) for g in groups)
         cuts = [round(f * n) for f in (s.train_fraction, s.train_fraction + s.val_fraction * s.selection_fraction,
                                        s.train_fraction + s.val_fraction)]
@@ -139,7 +140,7 @@ def make_split(cfg: Config, name: str, index: NeuIndex, digests: list[str] | Non
     per_unknown = round(float(np.mean(test_counts))) if s.unknown_test == "balanced" else None
     for cls in sd.unknown:
         idx = sorted((i for g in by_class[cls].values() for i in g), key=lambda i: str(paths[i]))
-        order = rng_for(cfg.project.seed, "unknown", cls).permutation(len(idx))
+        order = rng_for(seed, "unknown", cls).permutation(len(idx))
         chosen = sorted(order[:per_unknown] if per_unknown is not None else order)
         for j in chosen:
             i = idx[j]

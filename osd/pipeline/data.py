@@ -74,7 +74,7 @@ def split_manifest(cfg: Config, name: str) -> SplitManifest:
     index, digests = neu_index(cfg)
     name = cfg.split_name(name)
     base = name.removesuffix(NORMAL_CLASS_SUFFIX)
-    manifest = make_split(cfg, base, index, digests)
+    manifest = make_split(base, cfg.split(base), cfg.splits, cfg.project.seed, index, digests)
     if name != base and not cfg.normal.in_domain:
         raise ConfigError(f"split {name}: the normal-class variant needs normal images of the defects' line "
                           "(normal.in_domain = true and normal.folder or normal.severstal_root)")
