@@ -92,6 +92,17 @@ class FitResult:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "score_sign": "higher = more anomalous (nearest-neighbour patch distance)"}
 
+    @classmethod
+    def from_step(cls, step: artifacts.Step) -> FitResult:
+        """The view of a fit's artifact (its step as read or computed)."""
+        payload = step.payload
+        thr = payload["threshold"]
+        test = np.asarray(payload["test_scores"], dtype=float)
+        return cls(payload["stats"], thr.threshold_, thr.acceptance, thr.summary(),
+                   [float(v) for v in payload["calibration_scores"]], [float(v) for v in test],
+                   _false_alarm(test, thr.threshold_), dict(payload.get("indomain") or {}), step.cached,
+                   str(step.path), step.id, step.lineage)
+
     def shown(self) -> dict[str, Any]:
         """The statistics with the in-domain test, as ``fit_stats.json`` shows them (NaN as None)."""
         return artifacts.plain({**self.stats, "indomain": self.indomain})
@@ -134,7 +145,7 @@ def _bank_paths(cfg: Config, data: NormalData) -> list[Path]:
     return paths
 
 
-def fit_detector(cfg: Config, samples: Sequence[Sample], device, reporter: Reporter | None = None,
+def _fit_estimator(cfg: Config, samples: Sequence[Sample], device, reporter: Reporter | None = None,
                  sizes: Stage1Sizes | None = None):
     """(fitted PatchCore, extractor) on the given crops: features streamed batch by batch."""
     from osd.patchcore.model import PatchCore
@@ -229,7 +240,7 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
     if not tracing:
         tracemalloc.start()
     tracemalloc.reset_peak()
-    detector, extractor = fit_detector(cfg, bank_samples, device, reporter, sizes)
+    detector, extractor = _fit_estimator(cfg, bank_samples, device, reporter, sizes)
     peak_py = tracemalloc.get_traced_memory()[1]
     if not tracing:
         tracemalloc.stop()
@@ -337,23 +348,13 @@ def _indomain(cfg: Config, data: NormalData, detector, extractor, device, report
 
 def fit_patchcore(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> FitResult:
     """Fit (or load) the stage-1 detector and its threshold on calibration normals."""
-    return fit_result(fitted(cfg, force, reporter))
-
-
-def fit_result(step: artifacts.Step) -> FitResult:
-    payload = step.payload
-    thr = payload["threshold"]
-    test = np.asarray(payload["test_scores"], dtype=float)
-    return FitResult(payload["stats"], thr.threshold_, thr.acceptance, thr.summary(),
-                     [float(v) for v in payload["calibration_scores"]], [float(v) for v in test],
-                     _false_alarm(test, thr.threshold_), dict(payload.get("indomain") or {}), step.cached,
-                     str(step.path), step.id, step.lineage)
+    return FitResult.from_step(fitted(cfg, force, reporter))
 
 
 def stored_fit(layout: artifacts.Layout) -> FitResult | None:
     """The PatchCore fit on disk as it was computed (None when there is none); fits nothing."""
     try:
-        return fit_result(artifacts.require(layout.detector, "patchcore fit", "PatchCore detector"))
+        return FitResult.from_step(artifacts.require(layout.detector, "patchcore fit", "PatchCore detector"))
     except ArtifactError:
         return None
 
@@ -361,7 +362,7 @@ def stored_fit(layout: artifacts.Layout) -> FitResult | None:
 def load_detector(cfg: Config, device, reporter: Reporter | None = None):
     """(PatchCore, extractor, fit result) of the fitted detector, fitting it first if needed."""
     step = fitted(cfg, False, reporter)
-    return detector_from(cfg, step.payload), build_extractor(cfg, device), fit_result(step)
+    return detector_from(cfg, step.payload), build_extractor(cfg, device), FitResult.from_step(step)
 
 
 def detector_from(cfg: Config, payload: dict[str, Any]):
