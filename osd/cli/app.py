@@ -332,6 +332,7 @@ def _predict_rows(predictor, inputs: list, batch_size: int, out: Optional[Path],
 
     from osd import artifacts
     from osd.pipeline.predict import COLUMNS, DETECTION_COLUMNS
+    from osd.records import row_cell  # the cells of every predictions file osd writes
 
     columns = DETECTION_COLUMNS if predictor.detect_only else COLUMNS
     rows: list[dict] = []
@@ -346,7 +347,7 @@ def _predict_rows(predictor, inputs: list, batch_size: int, out: Optional[Path],
             for row in predictor.predict(inputs, batch_size):
                 counts["unreadable"] += row["status"] != "ok"
                 if writer is not None:
-                    writer.writerow({k: render.csv_cell(row.get(k)) for k in columns})
+                    writer.writerow({k: row_cell(row.get(k)) for k in columns})
                 if keep:
                     rows.append(row)
                 task.advance(1)

@@ -449,14 +449,6 @@ def show_run_all(r: dict[str, Any]) -> None:
 PREDICT_TABLE_ROWS = 30
 
 
-def csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
 def show_predictions(rows: list[dict[str, Any]], n: int, unreadable: int, out: Any, models: dict[str, str]) -> None:
     if rows and "one_stage" not in rows[0] and "cascade" not in rows[0] and "closed_class" not in rows[0]:
         show(table(f"Predictions ({n} inputs): detection study", ["path", "decision", "stage 1 score (threshold)"],

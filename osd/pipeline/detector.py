@@ -103,6 +103,11 @@ class FitResult:
                    _false_alarm(test, thr.threshold_), dict(payload.get("indomain") or {}), step.cached,
                    str(step.path), step.id, step.lineage)
 
+    @property
+    def id(self) -> str:
+        """The fit's artifact id, as a :class:`osd.artifacts.Step` names its own."""
+        return self.artifact_id
+
     def shown(self) -> dict[str, Any]:
         """The statistics with the in-domain test, as ``fit_stats.json`` shows them (NaN as None)."""
         return artifacts.plain({**self.stats, "indomain": self.indomain})

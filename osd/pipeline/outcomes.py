@@ -133,7 +133,7 @@ def _evaluate(cfg: Config, split: str, steps: dict[str, Any], key: str) -> tuple
     prov = artifacts.provenance(cfg, "outcomes", OUTCOMES_ALGORITHM, key,
                                 ("classifier", "splits", "osr", "normal", "patchcore", "cascade", "stats",
                                  "project.seed"),
-                                {k: steps[k].id if k != "fit" else fit.artifact_id for k in steps}, split=split)
+                                {k: steps[k].id for k in steps}, split=split)
     thresholds = {"tau": cal.payload["tau"].threshold_, "kappa": kappa, "patchcore": fit.threshold,
                   "tau_normal_class": vcal.payload["tau"].threshold_}
     record = OutcomesResult(split, approaches, stage1_auroc, versus, counts, missing, thresholds,
