@@ -161,8 +161,8 @@ def three_outcomes(cfg: Config, split: str, force: bool = False, reporter: Repor
                              "vcal": calibrated(cfg, split + NORMAL_CLASS_SUFFIX, reporter=reporter),
                              "vemb": embedded(cfg, split + NORMAL_CLASS_SUFFIX, reporter=reporter),
                              "s1": stage1_step(cfg, split, reporter=reporter)}
-    key = artifacts.cache_key("three-outcome", OUTCOMES_ALGORITHM, steps["fit"].artifact_id,
-                              *(steps[k].id for k in ("cal", "emb", "vcal", "vemb", "s1")), cfg.section("cascade"),
+    key = artifacts.cache_key("three-outcome", OUTCOMES_ALGORITHM,
+                              *(steps[k].id for k in ("fit", "cal", "emb", "vcal", "vemb", "s1")), cfg.section("cascade"),
                               cfg.section("stats"), cfg.project.seed, str(cfg.path(cfg.neu.root)))
     layout = artifacts.Layout(cfg.output_dir)
     step = artifacts.cached_step(layout.outcomes_evaluation(split), key, lambda: _evaluate(cfg, split, steps, key),
