@@ -103,10 +103,11 @@ def check_split_classes(name: str, sd: SplitDef, available: list[str]) -> None:
 
 def make_split(name: str, sd: SplitDef, s: SplitsSection, seed: int, index: NeuIndex, digests: list[str] | None = None
                ) -> SplitManifest:
-    """Known classes: stratified train/select/val/test by image group; unknown classes: test only.
+    """Known classes: stratified train / epoch_select / threshold / test by image group; unknown
+    classes: test only.
 
-    ``select`` and ``val`` share ``splits.val_fraction``: the first choose the best epoch, the second
-    set the thresholds, so no threshold rests on images that a choice has already looked at.
+    ``epoch_select`` and ``threshold`` share ``splits.val_fraction``: the first choose the best epoch,
+    the second set the thresholds, so no threshold rests on images that a choice has already looked at.
 
     Byte-identical images form one group, so they always land in the same partition. ``sd``: the
     split's definition (``known``, ``unknown``); ``s``: the ``splits`` settings (fractions,
