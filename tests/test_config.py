@@ -83,5 +83,5 @@ def test_an_unknown_baseline_is_refused_when_the_config_loads():
 
     field = {f.name: f for f in dataclasses.fields(OsrSection)}["baselines"]
     assert tuple(field.metadata["choices"]) == BASELINES  # the config's names are the scorers'
-    with pytest.raises(ConfigError, match=r"osr.baselines: unknown 'react'"):
-        Config().replace(**{"osr.baselines": ["energy", "react"]})
+    with pytest.raises(ConfigError, match=r"osr.baselines: unknown 'nosuch'"):
+        Config().replace(**{"osr.baselines": ["energy", "nosuch"]})
