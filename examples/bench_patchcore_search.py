@@ -34,10 +34,11 @@ from sklearn.metrics import roc_auc_score
 from osd import config
 from osd.patchcore.model import MemoryBank
 from osd.patchcore.features import to_patches
-from osd.pipeline.data import labelled_defect_crops, normal_data
+from osd.pipeline.data import normal_data
 from osd.pipeline.data import stage1_sizes
-from osd.pipeline.detector import build_extractor, fitted
-from osd.stage1 import crop_samples, feature_batches
+from osd.pipeline.detector import build_extractor, fitted, stage1_spec
+from osd.patchcore.fit import DefectParts, labelled_crops
+from osd.patchcore.stage1 import crop_samples, feature_batches
 
 root, sets, threads, probes = Path(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
 torch.set_num_threads(threads)
@@ -45,11 +46,12 @@ cfg = config.Config(base_dir=root).replace(**sets)
 step = fitted(cfg)
 bank = torch.as_tensor(step.payload["bank"]).float()
 data = normal_data(cfg)
-defect, labels, _ = labelled_defect_crops(cfg, data)
+defect, labels, _ = labelled_crops(DefectParts(data.defective, data.masks, cfg.normal.min_defect_fraction),
+                                   stage1_sizes(cfg))
 normals = crop_samples(list(data.split.test), stage1_sizes(cfg))
 samples = normals + defect
 y = np.r_[np.zeros(len(normals)), np.asarray(labels, dtype=float)]
-ext = build_extractor(cfg, torch.device("cpu"))
+ext = build_extractor(stage1_spec(cfg), torch.device("cpu"), None)
 maps = [None] * len(samples)
 for idx, f in feature_batches(ext, samples, stage1_sizes(cfg), torch.device("cpu")):
     for j, i in enumerate(idx):

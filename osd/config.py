@@ -161,9 +161,11 @@ class OsrSection:
     baselines: list[str] = opt(["energy", "maxlogit", "vim", "knn"],
                                "out-of-distribution baselines reported beside the locked method, from the same cached "
                                "embeddings and logits, each with its own threshold: energy | maxlogit | vim | knn; and odin "
-                               "(opt-in: a second pass over the threshold and test images, ~6x a forward pass); and gen, react "
-                               "(opt-in: pytorch-ood's generalized entropy and ReAct, pip install osd[ood])",
-                               choices=("energy", "maxlogit", "vim", "knn", "odin", "gen", "react"))
+                               "(opt-in: a second pass over the threshold and test images, ~6x a forward pass); and gen, react, "
+                               "ash, mahalanobis_norm (opt-in: pytorch-ood's generalized entropy, ReAct, ASH-S and "
+                               "Mahalanobis++, pip install osd[ood])",
+                               choices=("energy", "maxlogit", "vim", "knn", "odin", "gen", "react", "ash",
+                                        "mahalanobis_norm"))
 
 
 @dataclass(frozen=True)

@@ -88,10 +88,50 @@ def test_react_is_pytorch_oods_on_the_stored_embeddings(features):
                                theirs.predict_feature_maps(torch.as_tensor(test, dtype=torch.float32)).numpy(), rtol=1e-4)
 
 
+def test_ash_is_pytorch_oods_on_the_pooled_embedding_as_a_1x1_map(features):
+    from scipy.special import logsumexp
+
+    from osd.osr.baselines import ASHScore, fit_baseline
+
+    train, _, test, W, b = features
+    train, test = np.abs(train), np.abs(test)
+    scorer, reads = fit_baseline("ash", {"logits": train @ W.T + b, "embeddings": train}, (W, b))
+    assert reads == "embeddings" and isinstance(scorer, ASHScore)
+    # ASH-S by hand: keep the largest 35% of each row (11 of 32), scale by exp(sum before / sum after)
+    k = 32 - int(np.round(32 * 0.65))
+    kept = np.where(test >= np.sort(test, axis=1)[:, [-k]], test, 0.0)
+    shaped = kept * np.exp(test.sum(1) / kept.sum(1))[:, None]
+    np.testing.assert_allclose(scorer.score_samples(test), -logsumexp(shaped @ W.T + b, axis=1), rtol=1e-10)
+    # pytorch-ood's ASH as OpenOOD calls it on pooled features (B x C x 1 x 1, a linear head), float32
+    head = torch.nn.Linear(32, 4).double()
+    head.weight.data, head.bias.data = torch.as_tensor(W), torch.as_tensor(b)
+    theirs = pood.ASH(torch.nn.Identity(), lambda f: head(f.flatten(1)), variant="ash-s")
+    np.testing.assert_allclose(scorer.score_samples(test),
+                               theirs.predict_feature_maps(torch.as_tensor(test)[:, :, None, None]).numpy(), rtol=1e-10)
+
+
+def test_mahalanobis_norm_is_pytorch_oods_and_ranks_as_the_locked_scorer_with_an_empirical_covariance(features):
+    from osd.osr.baselines import NormalizedMahalanobis, fit_baseline
+    from osd.osr.mahalanobis import MahalanobisScorer
+
+    train, y, test, W, b = features
+    names = np.array(["crazing", "inclusion", "patches", "scratches"])[y]  # labels as the embeddings hold them
+    scorer, reads = fit_baseline("mahalanobis_norm", {"embeddings": train, "labels": list(names)}, (W, b))
+    assert reads == "embeddings" and isinstance(scorer, NormalizedMahalanobis)
+    unit = lambda x: torch.as_tensor(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=torch.float32)  # noqa: E731
+    theirs = pood.Mahalanobis(None).fit_features(unit(train), torch.as_tensor(y))
+    np.testing.assert_allclose(scorer.score_samples(test), theirs.predict_features(unit(test)).numpy(), rtol=1e-6)
+    # osd's locked scorer with the empirical covariance instead of shrinkage: the library's scatter is
+    # the covariance times n (plus a 1e-6 ridge) and its score half the squared distance, so ours = 2 n theirs
+    ours = MahalanobisScorer(covariance="empirical", normalize="l2").fit(train, names)
+    np.testing.assert_allclose(ours.score_samples(test), 2 * len(train) * scorer.score_samples(test), rtol=1e-3)
+    assert scorer.score_samples(test[-20:]).mean() > scorer.score_samples(test[:40]).mean()  # far points score higher
+
+
 def test_the_baseline_names_agree_where_they_are_listed():
     from osd.config import Config
     from osd.osr.baselines import BASELINES
-    from osd.pipeline.osr import BASELINE_SCORES
+    from osd.osr.baselines import SCORES as BASELINE_SCORES
     from osd.report.build import APPROACH_HUMAN
 
     assert set(BASELINE_SCORES) == set(BASELINES)
@@ -106,11 +146,13 @@ def test_gen_runs_as_an_opt_in_baseline_of_the_study(tiny_project):
     from conftest import ok
 
     p = str(tiny_project)
-    ok("osr", "-p", p, "--split", "a", "--set", "osr.baselines=['energy', 'gen', 'react']")
+    ok("osr", "-p", p, "--split", "a", "--set", "osr.baselines=['energy', 'gen', 'react', 'ash', 'mahalanobis_norm']")
     m = json.loads((tiny_project / "outputs" / "split_a" / "metrics.json").read_text())
     found = json.dumps(m)
     assert '"gen"' in found and "GEN: generalized entropy" in found and "ReAct: energy" in found
-    assert m["osr"]["baselines"]["react"]["auroc"] is not None
+    assert "ASH-S: energy" in found and "Mahalanobis++" in found
+    assert all(m["osr"]["baselines"][n]["auroc"] is not None for n in ("react", "ash", "mahalanobis_norm"))
     ok("report", "-p", p)
     html = (tiny_project / "outputs" / "report.html").read_text()
     assert "baseline: GEN (pytorch-ood)" in html and "baseline: ReAct (pytorch-ood)" in html
+    assert "baseline: ASH-S (pytorch-ood)" in html and "baseline: Mahalanobis++, l2-normalised (pytorch-ood)" in html

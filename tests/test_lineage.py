@@ -233,8 +233,8 @@ def test_train_csv_with_a_byte_order_mark_is_read(tiny_project: Path):
 
 
 def test_a_normal_image_smaller_than_a_crop_is_said(tiny_project: Path):
+    from osd.patchcore.stage1 import crop_boxes_of
     from osd.pipeline.data import stage1_sizes
-    from osd.stage1 import crop_boxes_of
 
     cfg = config.load(tiny_project)
     small = tiny_project / "small.png"

@@ -26,9 +26,9 @@ run = run_json
 
 
 def test_truncated_jpeg_is_listed_by_check_and_scores_stay_on_their_images(tiny_project: Path):
+    from osd.patchcore.stage1 import score_images
     from osd.pipeline.cascade import stage1_scores
     from osd.pipeline.data import stage1_sizes
-    from osd.stage1 import score_images
 
     p = str(tiny_project)
     cfg = config.load(tiny_project)

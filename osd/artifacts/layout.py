@@ -76,6 +76,22 @@ class Layout:
         """``one_stage`` / ``stage1`` / ``stage2`` graph of an export folder."""
         return Path(folder) / f"{which}.onnx"
 
+    @staticmethod
+    def export_card(folder: Path) -> Path:
+        """The bundle's model card (readable JSON: thresholds, sizes, precision, parity) in an export folder."""
+        return Path(folder) / "model_card.json"
+
+    @staticmethod
+    def export_file(folder: Path, name: str) -> Path:
+        """A file an export record names (by its name in the bundle)."""
+        return Path(folder) / name
+
+    @staticmethod
+    def export_files(folder: Path) -> list[Path]:
+        """Every file of an export bundle that its record seals (graphs and card), present or not."""
+        return [Layout.export_graph(folder, "one_stage"), Layout.export_graph(folder, "stage1"),
+                Layout.export_card(folder)]
+
     def plot(self, name: str, kind: str) -> Path:
         """One of the report's figures of a split (``roc``, ``distance_hist``, ``latency``, ...)."""
         return self.plots(name) / f"{kind}.png"

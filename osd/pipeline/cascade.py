@@ -26,6 +26,7 @@ from osd.decide import MODES, NO_DEFECT
 from osd.errors import OsdWarning
 from osd.metrics import RANKING, metric_intervals, open_set_metrics
 from osd.osr.model import data_counts, test_arrays
+from osd.patchcore.stage1 import score_images
 from osd.pipeline.data import split_manifest, stage1_sizes
 from osd.pipeline.detector import SECTIONS as DETECTOR_SECTIONS
 from osd.pipeline.detector import fit_patchcore, load_detector
@@ -34,7 +35,6 @@ from osd.pipeline.osr import calibrated, calibration_result
 from osd.pipeline.train import embedded
 from osd.progress import Reporter, ensure
 from osd.records import STAGE1_UNIT, CascadeResult, Rows
-from osd.stage1 import score_images
 
 STAGE1_ALGORITHM = "stage1-scores/4"  # 4: a long image is scored per crop, as predict does; 3: relative paths
 # 5: the payload is the CascadeResult record

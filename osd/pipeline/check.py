@@ -135,7 +135,7 @@ def _partition_crops(cfg: Config, data: Any) -> tuple[dict[str, Any], list[str]]
     """Images and crops per normal partition, and the images smaller than a crop (said once, not per image)."""
     import warnings
 
-    from osd.stage1 import crop_boxes_of
+    from osd.patchcore.stage1 import crop_boxes_of
 
     parts, small, sizes = {}, [], stage1_sizes(cfg)
     for part in ("bank", "calibration", "test"):

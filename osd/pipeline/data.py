@@ -217,34 +217,8 @@ def settings_key(cfg: Config, sections: tuple[str, ...]) -> dict[str, Any]:
     return flat
 
 
-def labelled_defect_crops(cfg: Config, data: NormalData) -> tuple[list[tuple[Path, tuple[int, int, int, int]]],
-                                                                   list[bool], int]:
-    """Crops of the defective Severstal images with their label (True = defective) from the masks,
-    and how many ambiguous crops (some mask, under ``normal.min_defect_fraction``) were left out."""
-    import numpy as np
-
-    from osd.data.severstal import decode_rle
-    from osd.stage1 import crop_boxes_of
-
-    samples, labels, ambiguous, sizes = [], [], 0, stage1_sizes(cfg)
-    for path in data.defective:
-        grey = np.asarray(images.load_rgb(path).convert("L"))
-        mask = np.zeros(grey.shape, dtype=bool)
-        for rle in data.masks.get(path.name, ()):
-            mask |= decode_rle(rle, grey.shape, f"train.csv ({path.name})")
-        for box in crop_boxes_of(path, sizes):
-            left, top, right, bottom = box
-            cover = float(mask[top:bottom, left:right].mean())
-            if cover >= cfg.normal.min_defect_fraction or cover == 0.0:
-                samples.append((path, box))
-                labels.append(cover > 0.0)
-            else:
-                ambiguous += 1
-    return samples, labels, ambiguous
-
-
 def stage1_sizes(cfg: Config):
-    """The sizes stage-1 scoring reads (:class:`osd.stage1.Stage1Sizes`) from the project's settings."""
-    from osd.stage1 import SETTINGS, Stage1Sizes
+    """The sizes stage-1 scoring reads (:class:`osd.patchcore.stage1.Stage1Sizes`) from the project's settings."""
+    from osd.patchcore.stage1 import SETTINGS, Stage1Sizes
 
     return Stage1Sizes.from_settings(cfg.flat(SETTINGS))

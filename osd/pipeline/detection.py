@@ -2,7 +2,7 @@
 
 Stage 1 alone: the PatchCore fit on the normal images' bank share, its threshold on the
 calibration share, and on test data the held-out normal images (the fit scored them) and every
-defect image, each scored as one image (:func:`osd.stage1.image_units`). The answer
+defect image, each scored as one image (:func:`osd.patchcore.stage1.image_units`). The answer
 is ``no_defect`` / ``defect``. The defect images are those under ``neu.root`` (any number of
 classes, each a folder, or one flat folder); without ``neu.root``, Severstal's defective strips
 (the rows of ``train.csv``). Without any defect image only the normal pass rate is measured.
@@ -22,10 +22,10 @@ from osd import artifacts, runtime
 from osd.config import Config
 from osd.decide import DEFECT, NO_DEFECT
 from osd.detection import KEYS, DetectionMetrics, evaluate
+from osd.patchcore.stage1 import score_images
 from osd.pipeline.data import stage1_sizes
 from osd.pipeline.detector import fitted, load_detector
 from osd.progress import Reporter, ensure
-from osd.stage1 import score_images
 
 DETECTION_ALGORITHM = "detection/1"
 SECTION = "detection"

@@ -1,24 +1,15 @@
-"""Step ``patchcore fit`` and stage-1 scoring: the PatchCore detector on normal crops, its threshold
-on calibration normals, and scores of any list of crops keyed by what they are.
+"""Step ``patchcore fit``: the project's settings resolved into the library's inputs
+(:mod:`osd.patchcore.fit`), the fit cached under its key, its readable files written beside it.
 
-The threshold is set in the unit it is applied in (:func:`stage1_unit`):
-- NEU + Severstal (normal images from another source): one square crop of steel. A NEU image
-  (200x200) is about the size of one 256-pixel Severstal crop, so Severstal normals are scored per
-  crop and NEU images whole; threshold and false-alarm rate are per crop.
-- The line's own normal images (``normal.in_domain``): one image, by the rule the test images and
-  ``predict`` use (:func:`image_units`: an about-square image whole, a long one as the largest of its
-  crop scores). The calibration set is then counted in images, the independent units, so its
-  Clopper-Pearson interval is the acceptance a new good part gets.
-
-Scores are never paired with images by position: every scored crop carries its sample id
-(``path`` or ``path#x0,y0,x1,y1``), and a crop that cannot be read is reported by id, not dropped.
+The threshold is set in the unit it is applied in (:func:`stage1_unit`; the reasons are in
+:mod:`osd.patchcore.fit`): a crop for normal images from another source (NEU + Severstal), an
+image for the line's own normal images and for the detection study. Scores are never paired with
+images by position: every scored crop carries its sample id (``path`` or ``path#x0,y0,x1,y1``), and
+a crop that cannot be read is reported by id, not dropped.
 """
 
 from __future__ import annotations
 
-import time
-import tracemalloc
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,46 +19,40 @@ import numpy as np
 from osd import artifacts, runtime
 from osd.config import Config
 from osd.data.splits import rng_for
-from osd.errors import ArtifactError, DataError
-from osd.pipeline.data import NormalData, normal_data, settings_key, stage1_sizes, weights_identity
+from osd.errors import ArtifactError
+from osd.patchcore.fit import CROP, IMAGE, DefectParts, NormalParts, Stage1Plan, indomain_rates
+from osd.patchcore.stage1 import SPEC_SETTINGS, Stage1Spec
+from osd.pipeline.data import NormalData, normal_data, settings_key, stage1_sizes, weights_identity, weights_path
 from osd.progress import Reporter, ensure
-from osd.stage1 import (
-    Sample,
-    Stage1Sizes,
-    crop_samples,
-    feature_batches,
-    sample_id,
-    score_crops,
-    score_images,
-    unit_samples,
-)
 
 # Bump when the meaning of a fitted detector or its scores changes.
 # 6: search auto (inverted file above exact_up_to rows); 5: one cached-step mechanism; key covers defective
 # images and masks; 4: in-domain test
 ALGORITHM = "patchcore/6"
-CROP, IMAGE = "crop", "image"
 UNIT_WORDS = {CROP: "crop (an about-square image is one crop; a Severstal strip is cut into square crops)",
               IMAGE: "image (an about-square image whole; a long one as the largest of its crop scores, as predict)"}
 SECTIONS = ("patchcore", "normal", "project.seed")
 
-def build_extractor(cfg: Config, device, precision: str | None = None):
+def stage1_spec(cfg: Config, recorded: dict[str, Any] | None = None) -> Stage1Spec:
+    """What rebuilds stage 1: the project's settings, or those a fit recorded (``recorded``) over them."""
+    flat = {**cfg.flat(SPEC_SETTINGS), **{k: v for k, v in (recorded or {}).items() if k in SPEC_SETTINGS}}
+    return Stage1Spec.from_settings(flat, weights_path(cfg, str(flat["patchcore.weights"])))
+
+
+def build_extractor(spec: Stage1Spec, device, compute_dtype):
     """The patch feature extractor; seeded, so random-init weights are the same at fit and at test time.
-    ``precision``: its backbone's autocast precision (``None``: ``project.precision`` resolved; the
-    ONNX export asks for ``fp32``)."""
+    ``compute_dtype``: its backbone's autocast dtype (the project's resolved precision; the ONNX export
+    asks for float32)."""
     import torch
 
     from osd.models.backbones import build
     from osd.patchcore.features import PatchFeatureExtractor
-    from osd.pipeline.data import weights_path
-    from osd.precision import DTYPES
 
-    pc = cfg.patchcore
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.project.seed)
-        backbone = build(pc.backbone, weights_path(cfg, pc.weights))
-    extractor = PatchFeatureExtractor(backbone, pc.layers, pc.reduce_dim, cfg.project.seed, pc.backbone).to(device)
-    extractor.compute_dtype = runtime.compute(cfg, "patchcore").dtype if precision is None else DTYPES[precision]
+        torch.manual_seed(spec.seed)
+        backbone = build(spec.backbone, spec.weights)
+    extractor = PatchFeatureExtractor(backbone, list(spec.layers), spec.reduce_dim, spec.seed, spec.backbone).to(device)
+    extractor.compute_dtype = compute_dtype
     return extractor
 
 
@@ -150,19 +135,6 @@ def _bank_paths(cfg: Config, data: NormalData) -> list[Path]:
     return paths
 
 
-def _fit_estimator(cfg: Config, samples: Sequence[Sample], device, reporter: Reporter | None = None,
-                 sizes: Stage1Sizes | None = None):
-    """(fitted PatchCore, extractor) on the given crops: features streamed batch by batch."""
-    from osd.patchcore.model import PatchCore
-
-    pc = cfg.patchcore
-    extractor = build_extractor(cfg, device)
-    maps = (feats for _, feats in feature_batches(extractor, samples, sizes or stage1_sizes(cfg), device))
-    detector = PatchCore(pc.coreset_ratio, pc.projection_dim, pc.num_neighbors, pc.search, cfg.project.seed,
-                         pc.coreset, pc.coreset_chunk, pc.ivf_probe, pc.exact_up_to)
-    return detector.fit(maps, reporter, total=len(samples)), extractor
-
-
 def _false_alarm(scores: np.ndarray, threshold: float) -> float | None:
     s = scores[np.isfinite(scores)]
     return float(np.mean(s > threshold)) if s.size else None
@@ -203,7 +175,7 @@ def _rethreshold(cfg: Config, old: dict[str, Any], key: str, layout: artifacts.L
                   f"{len(old['calibration_scores'])} stored calibration scores (no refit)")
     indomain = dict(old.get("indomain") or {})
     if indomain.get("available") and old.get("indomain_scores"):
-        indomain.update(_indomain_rates(old["indomain_scores"], thr.threshold_))
+        indomain.update(indomain_rates(old["indomain_scores"], thr.threshold_))
     stats = {**old["stats"], "thresholded_anew_from_acceptance": float(old["threshold"].acceptance)}
     prov = artifacts.provenance(cfg, "patchcore fit", ALGORITHM, key, SECTIONS,
                                 {"normal_images": normal_data(cfg).fingerprint(),
@@ -214,73 +186,49 @@ def _rethreshold(cfg: Config, old: dict[str, Any], key: str, layout: artifacts.L
     return payload, prov
 
 
-def _indomain_rates(scores: dict[str, Any], threshold: float) -> dict[str, float | None]:
-    """The in-domain test's rates at ``threshold`` from its stored crop scores."""
-    pos, neg, clean = (np.asarray(scores[k], dtype=float) for k in ("defect", "negative", "clean"))
-    return {"detection_rate": float(np.mean(pos > threshold)) if len(pos) else None,
-            "false_alarm_rate": float(np.mean(neg > threshold)) if len(neg) else None,
-            "false_alarm_rate_clean_crops_of_defective_images": float(np.mean(clean > threshold)) if len(clean) else None}
-
-
 @runtime.scoped
 def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, reporter: Reporter
          ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The library's fit (:func:`osd.patchcore.fit.fit_stage1`) on the project's normal images."""
     from osd.models.backbones import describe_weights
-    from osd.osr.thresholds import AcceptanceThreshold
+    from osd.patchcore.fit import fit_stage1
+    from osd.patchcore.model import PatchCore
 
     device = runtime.setup(cfg)
     runtime.seed_everything(cfg.project.seed)
-    bank_paths, sizes = _bank_paths(cfg, data), stage1_sizes(cfg)
-    unit = unit_of(cfg)
-    # the detection study's bank is cut like its test images (image_units: a square image whole, a
-    # strip into crops), so a large square part is never banked in crops and tested whole
-    bank_samples = unit_samples(bank_paths, sizes) if cfg.project.study == "detection" else crop_samples(bank_paths, sizes)
-    cal_samples = crop_samples(data.split.calibration, sizes) if unit == CROP else []
-    _require_crops(sizes, {"bank": (bank_paths, bank_samples)} | (
-        {"calibration": (data.split.calibration, cal_samples)} if unit == CROP else {}))
-    reporter.note(f"PatchCore: {cfg.patchcore.backbone} ({describe_weights(cfg.patchcore.weights)} weights), "
-                  f"{len(bank_paths)} bank images ({len(bank_samples)} crops), device {device}")
-    start = time.perf_counter()
-    tracing = tracemalloc.is_tracing()  # the caller's tracing is left as it was
-    if not tracing:
-        tracemalloc.start()
-    tracemalloc.reset_peak()
-    detector, extractor = _fit_estimator(cfg, bank_samples, device, reporter, sizes)
-    peak_py = tracemalloc.get_traced_memory()[1]
-    if not tracing:
-        tracemalloc.stop()
-    stats = dict(detector.fit_stats_)
-    cal, cal_ids, cal_skipped = _score_normals(sizes, unit, detector, extractor, data.split.calibration, cal_samples,
-                                               device, reporter, "calibration normals")
-    test_samples = crop_samples(data.split.test, sizes) if unit == CROP else []
-    test, test_ids, test_skipped = _score_normals(sizes, unit, detector, extractor, data.split.test, test_samples,
-                                                  device, reporter, "test normals")
-    thr = AcceptanceThreshold(cfg.patchcore.acceptance, f"PatchCore threshold (calibration {unit}s)").fit(cal)
-    indomain, indomain_skipped, indomain_scores = _indomain(cfg, data, detector, extractor, device, reporter, test,
-                                                            thr.threshold_)
+    pc, unit, compute = cfg.patchcore, unit_of(cfg), runtime.compute(cfg, "patchcore")
+    bank_paths = _bank_paths(cfg, data)
+    plan = Stage1Plan(stage1_sizes(cfg), unit, cfg.project.study == "detection", pc.acceptance)
+    estimator = PatchCore(pc.coreset_ratio, pc.projection_dim, pc.num_neighbors, pc.search, cfg.project.seed,
+                          pc.coreset, pc.coreset_chunk, pc.ivf_probe, pc.exact_up_to)
+    defects = DefectParts(data.defective, data.masks, cfg.normal.min_defect_fraction) if data.defective else None
+    fit = fit_stage1(estimator, build_extractor(stage1_spec(cfg), device, compute.dtype),
+                     NormalParts(tuple(bank_paths), tuple(data.split.calibration), tuple(data.split.test)), plan, device,
+                     label=f"PatchCore: {pc.backbone} ({describe_weights(pc.weights)} weights)", defects=defects,
+                     reporter=reporter)
+    stats, m = dict(fit.estimator_stats), fit.measured
     stats.update(
         source=data.source, bank_images=len(bank_paths), bank_images_available=len(data.split.bank),
-        max_bank_images=cfg.patchcore.max_bank_images, bank_crops=len(bank_samples),
-        calibration_images=len(data.split.calibration), calibration_crops=len(cal_samples),
-        test_images=len(data.split.test), test_crops=len(test_samples),
-        coreset_ratio=cfg.patchcore.coreset_ratio, fit_seconds=stats["extract_seconds"] + stats["select_seconds"],
-        total_seconds=time.perf_counter() - start, python_peak_mb=peak_py / 2**20,
-        weights=describe_weights(cfg.patchcore.weights), backbone=cfg.patchcore.backbone,
-        image_size=cfg.patchcore.image_size, unit=unit, unit_description=UNIT_WORDS[unit],
-        calibration_units=len(cal_ids), test_units=len(test_ids), precision=runtime.compute(cfg, "patchcore").precision,
+        max_bank_images=pc.max_bank_images, bank_crops=m["bank_crops"],
+        calibration_images=len(data.split.calibration), calibration_crops=m["calibration_crops"],
+        test_images=len(data.split.test), test_crops=m["test_crops"],
+        coreset_ratio=pc.coreset_ratio, fit_seconds=stats["extract_seconds"] + stats["select_seconds"],
+        total_seconds=m["total_seconds"], python_peak_mb=m["python_peak_mb"],
+        weights=describe_weights(pc.weights), backbone=pc.backbone,
+        image_size=pc.image_size, unit=unit, unit_description=UNIT_WORDS[unit],
+        calibration_units=m["calibration_units"], test_units=m["test_units"], precision=compute.precision,
     )
     prov = artifacts.provenance(cfg, "patchcore fit", ALGORITHM, key, SECTIONS,
                                 {"normal_images": data.fingerprint(),
-                                 "weights": weights_identity(cfg, cfg.patchcore.weights, cfg.patchcore.backbone)},
+                                 "weights": weights_identity(cfg, pc.weights, pc.backbone)},
                                 compute=runtime.precision_identity(cfg, "patchcore"))
     payload = {
-        "bank": detector.bank_, "ivf_centroids": detector.centroids_, "threshold": thr,
-        "calibration_scores": cal, "test_scores": test, "stats": stats,
-        "calibration": cal_ids, "test": test_ids,
-        "skipped": {**cal_skipped, **test_skipped, **indomain_skipped}, "indomain": indomain,
-        "indomain_scores": indomain_scores,
+        "bank": fit.detector.bank_, "ivf_centroids": fit.detector.centroids_, "threshold": fit.threshold,
+        "calibration_scores": fit.calibration_scores, "test_scores": fit.test_scores, "stats": stats,
+        "calibration": fit.calibration_ids, "test": fit.test_ids,
+        "skipped": fit.skipped, "indomain": fit.indomain, "indomain_scores": fit.indomain_scores,
     }
-    _write_fit_files(layout, cfg, stats, payload, thr, prov, unit)
+    _write_fit_files(layout, cfg, stats, payload, fit.threshold, prov, unit)
     return payload, prov
 
 
@@ -296,59 +244,6 @@ def _write_fit_files(layout: artifacts.Layout, cfg: Config, stats: dict[str, Any
         "test": dict(zip(payload["test"], payload["test_scores"])),
         "threshold": thr.threshold_, "unit": unit, "skipped": payload["skipped"], "provenance": prov},
         {"calibration": f"unreadable {unit}", "test": f"unreadable {unit}"})
-
-
-def _score_normals(sizes: Stage1Sizes, unit: str, detector, extractor, paths: Sequence[Path], samples: list[Sample], device,
-                   reporter: Reporter, label: str) -> tuple[np.ndarray, list[str], dict[str, str]]:
-    """Scores of normal images in the stage-1 unit, with their ids (crop ids, or image paths)."""
-    if unit == CROP:
-        scores, skipped = score_crops(detector, extractor, samples, sizes, device, reporter, label)
-        return scores, [sample_id(s) for s in samples], skipped
-    scores, skipped = score_images(detector, extractor, paths, sizes, device, reporter, label)
-    return scores, [str(p) for p in paths], skipped
-
-
-def _require_crops(n: Stage1Sizes, parts: dict[str, tuple[Sequence[Path], list[Sample]]]) -> None:
-    """One line, before any feature is computed, when a part of the normal images gives no crop at all."""
-    for name, (paths, samples) in parts.items():
-        if paths and not samples:
-            raise DataError(
-                f"the {len(paths)} {name} normal image(s) give 0 crops: every crop is darker than allowed "
-                f"(normal.dark_threshold = {n.dark_threshold}, normal.max_dark_fraction = {n.max_dark_fraction}); "
-                "raise max_dark_fraction, lower dark_threshold, or add normal images with visible steel")
-
-
-def _indomain(cfg: Config, data: NormalData, detector, extractor, device, reporter: Reporter,
-              normal_test: np.ndarray, threshold: float) -> tuple[dict[str, Any], dict[str, str]]:
-    """Stage 1 where it is in-domain: crops of defective Severstal images labelled by their masks,
-    against the held-out normal crops and the defect-free crops of the defective images."""
-    from sklearn.metrics import roc_auc_score
-
-    from osd.pipeline.data import labelled_defect_crops
-
-    if not data.defective:
-        return ({"available": False, "reason": "no defective images with masks (normal.folder or none in train.csv)"},
-                {}, {})
-    samples, labels, ambiguous = labelled_defect_crops(cfg, data)
-    scores, skipped = score_crops(detector, extractor, samples, stage1_sizes(cfg), device, reporter, "defective Severstal crops")
-    ok = np.isfinite(scores)
-    y = np.asarray(labels, dtype=bool)[ok]
-    s = scores[ok]
-    normal_test = normal_test[np.isfinite(normal_test)]
-    neg = np.concatenate([normal_test, s[~y]])
-    pos = s[y]
-    both = len(pos) and len(neg)
-    auroc = float(roc_auc_score(np.r_[np.zeros(len(neg)), np.ones(len(pos))], np.r_[neg, pos])) if both else None
-    return {
-        "available": True, "unit": "crop", "defective_images": len(data.defective),
-        "defect_crops": int(len(pos)), "clean_crops_of_defective_images": int((~y).sum()),
-        "normal_test_crops": int(len(normal_test)), "ambiguous_crops_left_out": ambiguous,
-        "min_defect_fraction": cfg.normal.min_defect_fraction,
-        "auroc": auroc,
-        **_indomain_rates({"defect": pos, "negative": neg, "clean": s[~y]}, threshold),
-        "definition": "defect = crop whose train.csv masks cover >= min_defect_fraction of it; normal = held-out "
-                      "normal-image crops and mask-free crops of the defective images; AUROC with defect positive",
-    }, skipped, {"defect": pos, "negative": neg, "clean": s[~y]}
 
 
 def fit_patchcore(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> FitResult:
@@ -367,14 +262,6 @@ def stored_fit(layout: artifacts.Layout) -> FitResult | None:
 def load_detector(cfg: Config, device, reporter: Reporter | None = None):
     """(PatchCore, extractor, fit result) of the fitted detector, fitting it first if needed."""
     step = fitted(cfg, False, reporter)
-    return detector_from(cfg, step.payload), build_extractor(cfg, device), FitResult.from_step(step)
-
-
-def detector_from(cfg: Config, payload: dict[str, Any]):
-    """The fitted PatchCore of a stored fit: its bank, searched as it was when fitted (the inverted
-    file's stored centroids when the fit used one)."""
-    from osd.patchcore.model import PatchCore
-
-    pc = cfg.patchcore
-    return PatchCore.from_bank(payload["bank"], pc.num_neighbors, pc.search, payload.get("ivf_centroids"),
-                               seed=cfg.project.seed, probe=pc.ivf_probe, exact_up_to=pc.exact_up_to)
+    spec = stage1_spec(cfg)
+    return (spec.detector(step.payload), build_extractor(spec, device, runtime.compute(cfg, "patchcore").dtype),
+            FitResult.from_step(step))

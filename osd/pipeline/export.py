@@ -26,7 +26,7 @@ from osd import artifacts
 from osd.config import Config
 from osd.errors import ArtifactError, ConfigError
 from osd.pipeline.chain import Chain, load_chain
-from osd.pipeline.onnx_engine import CARD, need_onnx
+from osd.pipeline.onnx_engine import need_onnx
 from osd.progress import Reporter, ensure
 
 EXPORT_ALGORITHM = "export/2"  # 2: the card says the graphs' precision and the thresholds'
@@ -90,7 +90,7 @@ def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, An
                                              "a square of image_size, divided by 255; the graphs normalise it "
                                              "(ImageNet mean and std) themselves",
                   "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-        "one_stage": {"file": "one_stage.onnx", "image_size": size,
+        "one_stage": {"file": artifacts.Layout.export_graph(out, "one_stage").name, "image_size": size,
                       "outputs": {"class_index": "arg-max class (index into classes)",
                                   "distance": "smallest squared Mahalanobis distance to a class mean (float64)",
                                   "max_softmax": "max softmax of the classifier (float64)"},
@@ -122,21 +122,21 @@ def _stage1_graph(cfg: Config, detector: artifacts.Step, out: Path) -> dict[str,
     import torch
 
     from osd.models.graphs import Stage1Graph
-    from osd.pipeline.detector import build_extractor
+    from osd.pipeline.detector import build_extractor, stage1_spec
 
     det = detector.payload
     recorded = dict(detector.provenance.get("config", {}))
-    pc_cfg = cfg.replace(**{k: v for k, v in recorded.items() if k.startswith("patchcore.") or k == "project.seed"})
-    if pc_cfg.patchcore.num_neighbors > 1:
+    spec = stage1_spec(cfg, recorded)
+    if spec.num_neighbors > 1:
         raise ConfigError("osd export: patchcore.num_neighbors > 1 (the re-weighted score) is not exported")
     if det.get("ivf_centroids") is not None:  # the graph searches exactly: its scores would differ
         raise ConfigError(f"osd export: the stage-1 bank ({int(det['bank'].shape[0]):,} rows) is searched by the "
                           "approximate inverted file, which the ONNX graph (an exact search) cannot reproduce; "
                           "export with --set patchcore.search=torch (exact; refits stage 1)")
-    s1 = Stage1Graph(build_extractor(pc_cfg, torch.device("cpu"), precision="fp32"),
+    s1 = Stage1Graph(build_extractor(spec, torch.device("cpu"), None),  # fp32: the graphs' precision
                      torch.as_tensor(det["bank"])).eval()
-    _export_graph(s1, pc_cfg.patchcore.image_size, artifacts.Layout.export_graph(out, "stage1"), ["score"])
-    return {"file": "stage1.onnx", "image_size": pc_cfg.patchcore.image_size,
+    _export_graph(s1, spec.image_size, artifacts.Layout.export_graph(out, "stage1"), ["score"])
+    return {"file": artifacts.Layout.export_graph(out, "stage1").name, "image_size": spec.image_size,
             "threshold": float(det["threshold"].threshold_),
             "threshold_acceptance": det["threshold"].acceptance,
             "unit": "one square crop; an image whose long side is over 1.5x its short side is cut into "
@@ -216,16 +216,16 @@ def _seal(out: Path, card: dict[str, Any], parity: dict[str, Any], started: floa
                             "decision(s) differ); nothing was exported")
     card["parity"] = parity
     card["seconds"] = time.perf_counter() - started
-    artifacts.write_text(out / CARD, json.dumps(artifacts.plain(card), indent=2) + "\n")
-    files = {f: artifacts.file_sha256(out / f) for f in ("one_stage.onnx", "stage1.onnx", CARD) if (out / f).is_file()}
+    artifacts.write_text(artifacts.Layout.export_card(out), json.dumps(artifacts.plain(card), indent=2) + "\n")
+    files = {f.name: artifacts.file_sha256(f) for f in artifacts.Layout.export_files(out) if f.is_file()}
     return {"card": card, "files": files}
 
 
 def _cached_export(out: Path, key: str, compute, force: bool, reporter: Reporter) -> artifacts.Step:
     """The export step; made again when a graph was changed or removed after it was written."""
     step = artifacts.cached_step(artifacts.Layout.export_record(out), key, compute, force=force, on_wait=reporter.note)
-    stale = [f for f, digest in step.payload["files"].items()
-             if not (out / f).is_file() or artifacts.file_sha256(out / f) != digest]
+    stale = [f for f, digest in step.payload["files"].items() for path in (artifacts.Layout.export_file(out, f),)
+             if not path.is_file() or artifacts.file_sha256(path) != digest]
     if stale:
         step = artifacts.cached_step(artifacts.Layout.export_record(out), key, compute, force=True, on_wait=reporter.note)
     return step
@@ -279,5 +279,5 @@ def _export_detection(cfg: Config, out: Path | None, force: bool, reporter: Repo
 
 
 def model_card(folder: Path) -> dict[str, Any]:
-    return json.loads((Path(folder) / CARD).read_text(encoding="utf-8"))
+    return json.loads(artifacts.Layout.export_card(folder).read_text(encoding="utf-8"))
 

@@ -13,10 +13,8 @@ import numpy as np
 from osd import artifacts
 from osd.config import Config
 from osd.errors import ArtifactError, ConfigError, LineageError
+from osd.patchcore.stage1 import Stage1Sizes
 from osd.pipeline.chain import Chain
-from osd.stage1 import Stage1Sizes
-
-CARD = "model_card.json"
 
 
 def need_onnx():
@@ -37,7 +35,7 @@ def verify(folder: Path, rebuild: str) -> None:
         raise ArtifactError(f"{artifacts.Layout.export_record(folder)}: missing or unreadable, so the graphs cannot be "
                             "verified; the export is to be made again", rebuild=rebuild)
     for name, digest in files.items():
-        path = folder / name
+        path = artifacts.Layout.export_file(folder, name)
         if not path.is_file():
             raise ArtifactError(f"{path}: missing from the export", rebuild=rebuild)
         if artifacts.file_sha256(path) != digest:
@@ -74,7 +72,7 @@ class OnnxModels:
     def open(cls, cfg: Config, chain: Chain, folder: Path | None = None) -> OnnxModels:
         """The export of ``chain``'s split; refused when it was made from other artifacts than the chain holds."""
         folder = Path(folder or artifacts.Layout(cfg.output_dir).export(chain.split))
-        card = artifacts.read_json(folder / CARD)
+        card = artifacts.read_json(artifacts.Layout.export_card(folder))
         rebuild = f"export --split {chain.split}"
         if not card:
             raise ArtifactError(f"{folder}: no ONNX export", rebuild=rebuild)
@@ -92,7 +90,7 @@ class OnnxModels:
     def open_stage1(cls, cfg: Config, detector: artifacts.Step, folder: Path | None = None) -> OnnxModels:
         """A detection study's export (stage 1 alone); refused when made from another PatchCore fit."""
         folder = Path(folder or artifacts.Layout(cfg.output_dir).detection_export)
-        card = artifacts.read_json(folder / CARD)
+        card = artifacts.read_json(artifacts.Layout.export_card(folder))
         if not card or "stage1" not in card:
             raise ArtifactError(f"{folder}: no ONNX export of the detection study", rebuild="export")
         made = card.get("provenance", {}).get("inputs", {}).get("detector")
@@ -110,7 +108,7 @@ class OnnxModels:
 
     def stage1_scores(self, imgs: list[Any], sizes: Stage1Sizes) -> np.ndarray:
         """Stage-1 scores of decoded images, by the same unit rule as the study (crops of long images)."""
-        from osd.stage1 import image_units
+        from osd.patchcore.stage1 import image_units
 
         size = int(self.card["stage1"]["image_size"])
         crops, owner = [], []

@@ -132,19 +132,6 @@ def _variants(cfg: Config, emb: dict[str, Any], headline_blocks: list[str], clos
     return variants
 
 
-BASELINE_SCORES = {
-    "energy": "negative energy: -logsumexp(logits) (higher = more unknown)",
-    "maxlogit": "negative largest logit (higher = more unknown)",
-    "vim": "ViM: alpha x residual norm outside the training embeddings' principal subspace - logsumexp(logits)",
-    "knn": "distance to the k-th nearest training embedding, both l2-normalised (k = training images / 100, 1-50)",
-    "odin": "ODIN: -max softmax(logits / T) of the image perturbed by eps against the predicted class's gradient "
-            "(T = 1000, eps = 0.0014 in pixel units, the paper's defaults; a second pass over the images)",
-    "gen": "GEN: generalized entropy of the softmax, gamma = 0.1 over every class (pytorch-ood's implementation)",
-    "react": "ReAct: energy of the head on the penultimate embedding clipped at the 90th percentile of the training "
-             "activations (pytorch-ood's implementation)",
-}
-
-
 def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndarray], t: dict[str, Any],
                closed: np.ndarray, classes: list[str], locked: tuple[np.ndarray, np.ndarray],
                odin: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
@@ -154,7 +141,7 @@ def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndar
     part, in the embeddings' row order (when ``odin`` is among the baselines)."""
     from osd.errors import ArtifactError
     from osd.metrics import EncodedResults, paired_difference
-    from osd.osr.baselines import fit_baseline
+    from osd.osr.baselines import SCORES, fit_baseline
     from osd.osr.thresholds import AcceptanceThreshold
 
     if odin is not None:  # joined row for row (the ODIN step scored the embeddings' own images, in order)
@@ -183,7 +170,7 @@ def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndar
         metrics = open_set_metrics(t["labels"], pred, closed, score, unk, classes)
         ci = metric_intervals(t["labels"], pred, closed, score, unk, classes, n_boot, seed) if n_boot else {}
         other = EncodedResults(t["labels"], pred, closed, score, unk, classes)
-        out[name] = {**metrics, "intervals95": ci, "threshold": thr.summary(), "score": BASELINE_SCORES[name],
+        out[name] = {**metrics, "intervals95": ci, "threshold": thr.summary(), "score": SCORES[name],
                      "reads": reads, "role": "baseline: reported beside the locked method, never used to choose it",
                      "locked_minus_baseline": paired_difference(lock, other, keys, unk, n_boot, seed)}
     return out

@@ -115,20 +115,17 @@ class Predictor:
         self.compute = self._compute("classifier")
         self.model = self.compute.model(load_model(self.cfg, chain.classifier.payload)).eval()
         if chain.detector is not None:
-            from osd.pipeline.detector import build_extractor, detector_from
-
-            self.detector = detector_from(self.pc_cfg, chain.detector.payload).to(self.device)
-            self.extractor = build_extractor(self.pc_cfg, self.device, self.precision).eval()
+            self._stage1_models(chain.detector.payload)
 
     def _compute(self, network: str):
         from osd.precision import Compute
 
-        return runtime.compute(self.cfg, network) if self.precision is None else Compute.on(self.device, self.precision)
+        return (runtime.compute(self.cfg, network) if self.precision is None
+                else Compute.on(self.device, self.precision, network))
 
     def _load_detection(self) -> None:
         """A detection project: the PatchCore fit alone, applied as it was made."""
         from osd import artifacts
-        from osd.pipeline.detector import build_extractor, detector_from
 
         det = artifacts.require(artifacts.Layout(self.cfg.output_dir).detector, "run-all", "PatchCore detector")
         self.chain, self.provenance, self.split = None, {"detector": det.id}, "-"
@@ -140,11 +137,17 @@ class Predictor:
                          else OnnxModels.open_stage1(self.cfg, det, self.export_dir))
             self.detector = self.onnx.stage1
             return
-        self.detector = detector_from(self.pc_cfg, det.payload).to(self.device)
-        self.extractor = build_extractor(self.pc_cfg, self.device, self.precision).eval()
+        self._stage1_models(det.payload)
+
+    def _stage1_models(self, payload: dict[str, Any]) -> None:
+        """The fitted detector and its extractor, rebuilt by the spec the fit recorded."""
+        from osd.pipeline.detector import build_extractor
+
+        self.detector = self.stage1_spec.detector(payload).to(self.device)
+        self.extractor = build_extractor(self.stage1_spec, self.device, self._compute("patchcore").dtype).eval()
 
     def _detection_rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:
-        from osd.stage1 import score_pil
+        from osd.patchcore.stage1 import score_pil
 
         s1 = (self.onnx.stage1_scores(imgs, self.stage1_sizes) if self.engine == "onnx"
               else score_pil(self.detector, self.extractor, imgs, self.stage1_sizes, self.device))
@@ -156,13 +159,12 @@ class Predictor:
     def _stage1_as_fitted(self, recorded: dict[str, Any], payload: dict[str, Any]) -> None:
         """Stage 1 with the settings its fit recorded (a later osd.toml edit does not change how it
         cuts or sizes an image): the sizes it scores by, the settings that rebuild its extractor."""
-        from osd.stage1 import SETTINGS, Stage1Sizes
+        from osd.patchcore.stage1 import SETTINGS, Stage1Sizes
+        from osd.pipeline.detector import stage1_spec
 
         self._check_settings(recorded, "patchcore")
         self.stage1_sizes = Stage1Sizes.from_settings({**self.cfg.flat(SETTINGS), **recorded})
-        self.pc_cfg = self.cfg.replace(**{k: v for k, v in recorded.items() if k.startswith("patchcore.")
-                                          or k.startswith(("normal.crop", "normal.dark", "normal.max_dark"))
-                                          or k == "project.seed"})
+        self.stage1_spec = stage1_spec(self.cfg, recorded)
         self.stage1_threshold = float(payload["threshold"].threshold_)
 
     def _check_settings(self, recorded: dict[str, Any], section: str) -> None:
@@ -183,7 +185,7 @@ class Predictor:
 
         from osd.data.tensors import normalize, pil_to_uint8
         from osd.osr.features import stack
-        from osd.stage1 import score_pil
+        from osd.patchcore.stage1 import score_pil
 
         if self.detect_only:
             return self._detection_rows(names, imgs)

@@ -10,6 +10,7 @@ import numpy as np
 from osd import artifacts
 from osd.config import Config
 from osd.errors import ArtifactError
+from osd.osr.baselines import HUMAN as BASELINE_HUMAN
 from osd.pipeline.detector import FitResult, stored_fit
 from osd.records import csv_text, summary_cell
 from osd.report import plots
@@ -34,10 +35,7 @@ APPROACH_HUMAN = {
     "one_stage_normal_class": "one-stage, normal as a known class (variant)",
     "variant_multilayer": "variant: several layers (Mahalanobis)",
     "variant_multilayer_mean_std": "variant: several layers, mean and std pooled",
-    "baseline_energy": "baseline: energy", "baseline_maxlogit": "baseline: MaxLogit", "baseline_vim": "baseline: ViM",
-    "baseline_knn": "baseline: kNN (osd's k rule)", "baseline_odin": "baseline: ODIN (paper's T and eps)",
-    "baseline_gen": "baseline: GEN (pytorch-ood)",
-    "baseline_react": "baseline: ReAct (pytorch-ood)",
+    **{f"baseline_{name}": f"baseline: {human}" for name, human in BASELINE_HUMAN.items()},
 }
 # the headline table: the known/unknown metrics a reader compares, and the three-outcome ones
 HEADLINE = ("closed_set_accuracy", "auroc", "fpr_at_95_tpr", "unknown_rejection", "open_set_accuracy",

@@ -1,9 +1,8 @@
 """Stage-1 scoring: a fitted PatchCore detector applied to crops, images and decoded images.
 
 A library module with explicit sizes (:class:`Stage1Sizes`), no project config: the study, the
-detection study, ``predict`` and the ONNX engine score by the same rule. It sits one floor above
-:mod:`osd.patchcore` and :mod:`osd.data` because it joins them (decoding and cutting an image, then
-the estimator), which the import-layer test forbids between rooms of one floor.
+detection study, ``predict`` and the ONNX engine score by the same rule. It decodes and cuts images
+(:mod:`osd.data`, the floor below :mod:`osd.patchcore`), then applies the estimator.
 
 The unit rule (:func:`image_units`): an about-square image (a NEU image) is one crop; a long one (a
 Severstal strip) is cut into the crops PatchCore was fitted on and scored by their largest score.
@@ -49,6 +48,45 @@ class Stage1Sizes:
 
 SETTINGS = ("patchcore.image_size", "patchcore.batch_size", "normal.crop_size", "normal.crop_stride",
             "normal.dark_threshold", "normal.max_dark_fraction")
+
+
+@dataclass(frozen=True)
+class Stage1Spec:
+    """What rebuilds a fitted stage 1 as it was made: the patch extractor (backbone, its weights, the
+    layers, the projection and the seed of random-init parts) and how its bank is searched. Built from
+    dotted settings (``Config.flat`` or a fit's recorded config), so ``predict`` and ``export`` apply a
+    fit with the settings it recorded, never with a later ``osd.toml``."""
+
+    backbone: str
+    weights: str  # "imagenet" | "none" | a resolved file path
+    layers: tuple[str, ...]
+    reduce_dim: int
+    seed: int
+    image_size: int
+    num_neighbors: int
+    search: str
+    ivf_probe: int
+    exact_up_to: int
+
+    @classmethod
+    def from_settings(cls, flat: Mapping[str, Any], weights: str) -> Stage1Spec:
+        return cls(str(flat["patchcore.backbone"]), weights, tuple(flat["patchcore.layers"]),
+                   int(flat["patchcore.reduce_dim"]), int(flat["project.seed"]), int(flat["patchcore.image_size"]),
+                   int(flat["patchcore.num_neighbors"]), str(flat["patchcore.search"]),
+                   int(flat["patchcore.ivf_probe"]), int(flat["patchcore.exact_up_to"]))
+
+    def detector(self, payload: Mapping[str, Any]):
+        """The fitted PatchCore of a stored fit: its bank, searched as it was when fitted (the inverted
+        file's stored centroids when the fit used one)."""
+        from osd.patchcore.model import PatchCore
+
+        return PatchCore.from_bank(payload["bank"], self.num_neighbors, self.search, payload.get("ivf_centroids"),
+                                   seed=self.seed, probe=self.ivf_probe, exact_up_to=self.exact_up_to)
+
+
+SPEC_SETTINGS = ("patchcore.backbone", "patchcore.weights", "patchcore.layers", "patchcore.reduce_dim", "project.seed",
+                 "patchcore.image_size", "patchcore.num_neighbors", "patchcore.search", "patchcore.ivf_probe",
+                 "patchcore.exact_up_to")
 
 
 def sample_id(sample: Sample) -> str:
