@@ -241,13 +241,14 @@ class Config:
     def output_dir(self) -> Path:
         return self.path(self.project.output_dir)
 
-    def for_seed(self, seed: int) -> Config:
+    def for_seed(self, seed: int, **settings: Any) -> Config:
         """The config of the study's run with ``seed``: the project seed's run in ``output_dir`` itself,
-        every other seed's in ``output_dir/seed_<n>`` (so each run is cached on its own)."""
-        if seed == self.project.seed:
-            return self
-        out = Path(self.project.output_dir) / f"seed_{seed}"
-        return self.replace(**{"project.seed": seed, "project.output_dir": str(out)})
+        every other seed's in ``output_dir/seed_<n>`` (so each run is cached on its own); ``settings``
+        (dotted keys) are further changes made with it, e.g. a grid job's share of the threads."""
+        if seed != self.project.seed:
+            settings = {"project.seed": seed, "project.output_dir": str(Path(self.project.output_dir) / f"seed_{seed}"),
+                        **settings}
+        return self.replace(**settings) if settings else self
 
     def study_seeds(self, seeds: list[int] | None = None) -> list[int]:
         """The seeds a study runs: the given ones, else ``project.seeds``, else ``[project.seed]``."""

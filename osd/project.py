@@ -17,6 +17,8 @@ from typing import Any
 from osd import artifacts, config
 from osd.errors import ConfigError
 
+DEMO_DATA = "data"  # where osd init --demo writes its synthetic images, and the data notes (README.md)
+
 DATA_README = """# Data for this osd project
 
 Point `neu.root` and `normal.severstal_root` (or `normal.folder`) in `../osd.toml` at your data.
@@ -163,12 +165,12 @@ def _demo_settings(path: Path, own_normals: bool) -> tuple[dict[str, Any], str]:
     line's own defect-free images instead of the Severstal-like strips."""
     from osd.data.demo import write_demo, write_normals
 
-    made = write_demo(path / "data")
+    made = write_demo(path / DEMO_DATA)
     settings: dict[str, Any] = {**DEMO_SETTINGS, "neu.root": _rel(made["neu"], path),
                                 "normal.severstal_root": _rel(made["severstal"], path)}
     if own_normals:
         settings["normal.severstal_root"] = ""
-        settings["normal.folder"] = _rel(write_normals(path / "data"), path)
+        settings["normal.folder"] = _rel(write_normals(path / DEMO_DATA), path)
         settings["normal.crop_size"] = settings["normal.crop_stride"] = 200  # one crop: the whole image
     return settings, DEMO_HEADER
 
@@ -228,7 +230,7 @@ def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path |
         header += ("\n# normal.in_domain = true: the normal images are of the same line as the defect classes; the"
                    "\n# held-out ones join every split's test set (three outcomes: no_defect, a known class, unknown).")
     artifacts.write_text(target, config.render_toml(cfg, header))
-    readme = path / "data" / "README.md"
+    readme = path / DEMO_DATA / "README.md"
     if not readme.exists() or force:
         artifacts.write_text(readme, DATA_README)
     return InitResult(target, demo, offline, settings,
@@ -261,7 +263,7 @@ def _detection_project(path: Path, target: Path, cfg: config.Config, settings: d
              if settings.get("normal.severstal_root") else "no defect folder")
     header += DETECTION_HEADER + f"\n# Defect images: {found}."
     artifacts.write_text(target, config.render_toml(cfg, header))
-    readme = path / "data" / "README.md"
+    readme = path / DEMO_DATA / "README.md"
     if not readme.exists() or force:
         artifacts.write_text(readme, DATA_README)
     return InitResult(target, demo, offline, settings, {}, classes, study="detection")

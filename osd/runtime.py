@@ -11,11 +11,12 @@ import functools
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from osd.config import Config
+from osd.config import ProjectSection
 from osd.errors import DeviceError
 
 if TYPE_CHECKING:
@@ -42,40 +43,52 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def setup(cfg: Config) -> torch.device:
-    """Threads and device for a run; returns the device. Call it inside :func:`scope`."""
-    import torch
+@dataclass(frozen=True)
+class Resources:
+    """The project's compute, resolved once for a step: the device, each network's
+    :class:`~osd.precision.Compute` (device, precision, memory layout) and the thread count."""
 
-    if cfg.project.threads:
-        torch.set_num_threads(cfg.project.threads)
-    return resolve_device(cfg.project.device)
+    device: torch.device
+    classifier: Compute
+    patchcore: Compute
+    threads: int  # 0: torch's default
+
+    def compute(self, network: str = "classifier") -> Compute:
+        """``network``'s compute: ``classifier`` or ``patchcore``."""
+        return self.patchcore if network == "patchcore" else self.classifier
+
+    def precision_identity(self, network: str = "classifier") -> dict[str, str]:
+        """What changes a forward pass's arithmetic (device kind, precision, memory layout): part of the
+        cache key of every artifact a network computes (embeddings, PatchCore features)."""
+        return self.compute(network).identity()
+
+    def compute_identity(self) -> dict[str, Any]:
+        """Where a training run computes: the device kind, precision, memory layout and thread count
+        change its arithmetic, so all belong to its cache key."""
+        import torch
+
+        return {**self.precision_identity(), "threads": self.threads or torch.get_num_threads()}
+
+    def setup(self) -> torch.device:
+        """Set the thread count for a run and return the device. Call it inside :func:`scope`."""
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        return self.device
 
 
-def compute(cfg: Config, network: str = "classifier") -> Compute:
-    """The device, the resolved precision and the memory layout ``network`` (``classifier`` or
-    ``patchcore``) runs with."""
+def resources(project: ProjectSection) -> Resources:
+    """``project.device``, ``project.precision`` and ``project.threads`` resolved: an absent device or a
+    precision the device cannot run is refused here, before any work."""
     from osd.precision import Compute
 
-    device = resolve_device(cfg.project.device)
+    device = resolve_device(project.device)
     try:
-        return Compute.on(device, cfg.project.precision, network)
+        computes = [Compute.on(device, project.precision, network) for network in ("classifier", "patchcore")]
     except ValueError as exc:
-        raise DeviceError(f"project.precision = {cfg.project.precision}: {exc}") from None
-
-
-def precision_identity(cfg: Config, network: str = "classifier") -> dict[str, str]:
-    """What changes a forward pass's arithmetic (device kind, precision, memory layout): part of the
-    cache key of every artifact a network computes (embeddings, PatchCore features)."""
-    return compute(cfg, network).identity()
-
-
-def compute_identity(cfg: Config) -> dict[str, Any]:
-    """Where a training run computes: the device kind, precision, memory layout and thread count change
-    its arithmetic, so all belong to its cache key. Resolving the device also refuses an absent one
-    before any work."""
-    import torch
-
-    return {**precision_identity(cfg), "threads": cfg.project.threads or torch.get_num_threads()}
+        raise DeviceError(f"project.precision = {project.precision}: {exc}") from None
+    return Resources(device, computes[0], computes[1], project.threads)
 
 
 def cores() -> int:
@@ -88,7 +101,7 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def decode_workers(cfg: Config, threads: int | None = None, jobs: int = 1) -> int:
+def decode_workers(project: ProjectSection, threads: int | None = None, jobs: int = 1) -> int:
     """Image-decoding processes for one job: ``project.workers``, but on a CPU device never so many
     that jobs x (torch threads + workers) exceeds the cores: a decoder then takes a core the model
     computes on (two jobs with two workers each ran the demo grid 0.78x as fast as one job). On an
@@ -97,10 +110,10 @@ def decode_workers(cfg: Config, threads: int | None = None, jobs: int = 1) -> in
     import torch
 
     share = max(1, cores() // max(jobs, 1))
-    if resolve_device(cfg.project.device).type != "cpu":
-        return min(cfg.project.workers, share)
-    used = threads or cfg.project.threads or torch.get_num_threads()
-    return max(0, min(cfg.project.workers, share - used))
+    if resolve_device(project.device).type != "cpu":
+        return min(project.workers, share)
+    used = threads or project.threads or torch.get_num_threads()
+    return max(0, min(project.workers, share - used))
 
 
 @contextmanager

@@ -12,6 +12,13 @@ import torch
 pood = pytest.importorskip("pytorch_ood.detector", reason="pytorch-ood is not installed (pip install pytorch-ood)")
 
 from osd.osr.baselines import EnergyScore, KNNScore, MaxLogit, ViM  # noqa: E402
+from osd.osr.embeddings import EmbeddedPart  # noqa: E402
+
+
+def part(x, W=None, b=None, labels=None) -> EmbeddedPart:
+    """A training partition as the embed step stores it."""
+    logits = x @ W.T + b if W is not None else np.zeros((len(x), 1))
+    return EmbeddedPart(x, logits, list(labels) if labels is not None else ["a"] * len(x), [f"{i}.jpg" for i in range(len(x))])
 
 
 @pytest.fixture
@@ -60,7 +67,7 @@ def test_gen_is_pytorch_oods_and_ranks_a_flat_softmax_as_more_unknown(features):
 
     train, _, test, W, b = features
     logits = test @ W.T + b
-    scorer, reads = fit_baseline("gen", {"logits": train @ W.T + b, "embeddings": train}, (W, b))
+    scorer, reads = fit_baseline("gen", part(train, W, b), (W, b))
     assert reads == "logits" and isinstance(scorer, GENScore)
     np.testing.assert_allclose(scorer.score_samples(logits), pood.GEN.score(torch.as_tensor(logits)).numpy())
     confident, flat = np.array([[12.0, 0.0, 0.0, 0.0]]), np.zeros((1, 4))
@@ -74,7 +81,7 @@ def test_react_is_pytorch_oods_on_the_stored_embeddings(features):
 
     train, _, test, W, b = features
     train, test = np.abs(train), np.abs(test)  # post-activation embeddings are non-negative
-    scorer, reads = fit_baseline("react", {"logits": train @ W.T + b, "embeddings": train}, (W, b))
+    scorer, reads = fit_baseline("react", part(train, W, b), (W, b))
     assert reads == "embeddings" and isinstance(scorer, ReActScore)
     assert scorer.threshold_ == pytest.approx(np.percentile(train, 90))
     clipped = np.minimum(test, scorer.threshold_)
@@ -95,7 +102,7 @@ def test_ash_is_pytorch_oods_on_the_pooled_embedding_as_a_1x1_map(features):
 
     train, _, test, W, b = features
     train, test = np.abs(train), np.abs(test)
-    scorer, reads = fit_baseline("ash", {"logits": train @ W.T + b, "embeddings": train}, (W, b))
+    scorer, reads = fit_baseline("ash", part(train, W, b), (W, b))
     assert reads == "embeddings" and isinstance(scorer, ASHScore)
     # ASH-S by hand: keep the largest 35% of each row (11 of 32), scale by exp(sum before / sum after)
     k = 32 - int(np.round(32 * 0.65))
@@ -116,7 +123,7 @@ def test_mahalanobis_norm_is_pytorch_oods_and_ranks_as_the_locked_scorer_with_an
 
     train, y, test, W, b = features
     names = np.array(["crazing", "inclusion", "patches", "scratches"])[y]  # labels as the embeddings hold them
-    scorer, reads = fit_baseline("mahalanobis_norm", {"embeddings": train, "labels": list(names)}, (W, b))
+    scorer, reads = fit_baseline("mahalanobis_norm", part(train, W, b, names), (W, b))
     assert reads == "embeddings" and isinstance(scorer, NormalizedMahalanobis)
     unit = lambda x: torch.as_tensor(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=torch.float32)  # noqa: E731
     theirs = pood.Mahalanobis(None).fit_features(unit(train), torch.as_tensor(y))

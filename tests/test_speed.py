@@ -40,7 +40,7 @@ def test_an_impossible_precision_is_one_error_naming_the_setting(monkeypatch):
 
     cfg = Config().replace(**{"project.precision": "fp16", "project.device": "cpu"})
     with pytest.raises(DeviceError, match=r"project.precision = fp16"):
-        runtime.compute(cfg)
+        runtime.resources(cfg.project)
 
 
 @pytest.mark.skipif(not prec.cpu_has_native_bf16(), reason="this CPU has no bf16 hardware")
@@ -127,5 +127,5 @@ def test_decoding_workers_never_take_a_core_the_jobs_compute_on(monkeypatch, job
     monkeypatch.setattr(runtime, "cores", lambda: 2)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     cfg = Config().replace(**{"project.device": "cpu", "project.workers": workers, "project.threads": threads})
-    assert runtime.decode_workers(cfg, jobs=jobs) == want
-    assert jobs * ((threads or 2) + runtime.decode_workers(cfg, jobs=jobs)) <= 2 or want == 0
+    assert runtime.decode_workers(cfg.project, jobs=jobs) == want
+    assert jobs * ((threads or 2) + runtime.decode_workers(cfg.project, jobs=jobs)) <= 2 or want == 0

@@ -110,7 +110,7 @@ def test_a_weights_file_counts_by_content_and_normals_by_content(tiny_project: P
     cfg = config.load(tiny_project, ["classifier.weights=w.pth"])  # relative to osd.toml, not the cwd
     k1 = train_key(cfg, "a")
     torch.save(torchvision.models.resnet18().state_dict(), w)  # same name and size, other content
-    artifacts._digest.cache_clear()
+    artifacts._digests.cache_clear()
     assert train_key(cfg, "a") != k1
     cfg = config.load(tiny_project)
     k2 = patchcore_key(cfg, normal_data(cfg))
@@ -120,7 +120,7 @@ def test_a_weights_file_counts_by_content_and_normals_by_content(tiny_project: P
     img = np.asarray(Image.open(normal)).copy()
     img[0, 0] = 255 - img[0, 0]
     Image.fromarray(img).save(normal, format="PNG") if normal.suffix == ".png" else Image.fromarray(img).save(normal)
-    artifacts._digest.cache_clear()
+    artifacts._digests.cache_clear()
     assert patchcore_key(cfg, normal_data(cfg)) != k2
 
 

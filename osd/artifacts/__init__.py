@@ -29,9 +29,9 @@ from osd.artifacts.files import (
 )
 from osd.artifacts.layout import Layout
 from osd.artifacts.provenance import provenance
-from osd.identity import LIBRARIES, _digest, cache_key, environment, file_sha256
+from osd.identity import LIBRARIES, _digests, cache_key, environment, file_sha256
 
-__all__ = ["FORMAT", "LIBRARIES", "SAFE_CLASSES", "Layout", "Step", "_digest", "_file_mode", "atomic_write", "cache_key",
+__all__ = ["FORMAT", "LIBRARIES", "SAFE_CLASSES", "Layout", "Step", "_digests", "_file_mode", "atomic_write", "cache_key",
            "cached_step", "clean_stale_temporaries", "environment", "exclusive", "file_sha256", "load", "load_record",
            "peek", "plain", "provenance", "read_json", "require", "save", "set_aside", "step_log", "update_metrics",
            "write_bytes", "write_json", "write_outputs", "write_text"]

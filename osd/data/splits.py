@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import zlib
 from dataclasses import dataclass
@@ -14,13 +13,15 @@ import numpy as np
 from osd.config import SplitDef, SplitsSection
 from osd.data.neu import NeuIndex
 from osd.errors import ConfigError
+from osd.identity import file_sha1, text_digest
 
 # select: validation images that only choose the training epoch; val: the ones that only set thresholds
 PARTITIONS = ("train", "epoch_select", "threshold", "test")  # named after their use
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()
+    """An image's digest in a split manifest (:func:`osd.identity.file_sha1`, memoised per file version)."""
+    return file_sha1(path)
 
 
 def rng_for(seed: int, *names: str) -> np.random.Generator:
@@ -77,10 +78,10 @@ class SplitManifest:
     def fingerprint(self, partitions: tuple[str, ...] | None = None) -> str:
         """Identity of the manifest (paths, labels, roles, content hashes), or of some partitions only."""
         if partitions is None:
-            return hashlib.sha256(self.to_csv().encode()).hexdigest()[:16]
+            return text_digest(self.to_csv())
         rows = [[e.rel or str(e.path), e.label, e.role, e.partition, e.digest] for e in self.entries
                 if e.partition in partitions]
-        return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+        return text_digest(repr(rows))
 
 
 def _rel(path: Path, root: Path) -> str:

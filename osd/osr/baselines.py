@@ -40,6 +40,8 @@ from sklearn.base import BaseEstimator
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.validation import check_is_fitted
 
+from osd.osr.embeddings import EmbeddedPart
+
 BASELINES = ("energy", "maxlogit", "vim", "knn", "odin", "gen", "react", "ash", "mahalanobis_norm")
 # Each baseline's score in words (the report and metrics.json show it) and its name in a table: the one
 # place they are written (the config's choices at osd.config are tested to agree with BASELINES).
@@ -285,24 +287,25 @@ def _pytorch_ood():
     return detectors
 
 
-def fit_baseline(name: str, train: dict, head: tuple[np.ndarray, np.ndarray]):
-    """(fitted scorer, which input it reads: "logits" or "embeddings") of one baseline on the training partition."""
+def fit_baseline(name: str, train: EmbeddedPart, head: tuple[np.ndarray, np.ndarray]):
+    """(fitted scorer, which input it reads: "logits", "embeddings" or "odin") of one baseline on the
+    training partition."""
     if name == "energy":
-        return EnergyScore().fit(train["logits"]), "logits"
+        return EnergyScore().fit(train.logits), "logits"
     if name == "maxlogit":
-        return MaxLogit().fit(train["logits"]), "logits"
+        return MaxLogit().fit(train.logits), "logits"
     if name == "vim":
-        return ViM(head[0], head[1]).fit(train["embeddings"]), "embeddings"
+        return ViM(head[0], head[1]).fit(train.embeddings), "embeddings"
     if name == "knn":
-        return KNNScore(knn_k(len(train["embeddings"]))).fit(train["embeddings"]), "embeddings"
+        return KNNScore(knn_k(len(train.embeddings))).fit(train.embeddings), "embeddings"
     if name == "odin":
         return ODINScore().fit(), "odin"
     if name == "gen":
-        return GENScore().fit(train["logits"]), "logits"
+        return GENScore().fit(train.logits), "logits"
     if name == "react":
-        return ReActScore(head[0], head[1]).fit(train["embeddings"]), "embeddings"
+        return ReActScore(head[0], head[1]).fit(train.embeddings), "embeddings"
     if name == "ash":
-        return ASHScore(head[0], head[1]).fit(train["embeddings"]), "embeddings"
+        return ASHScore(head[0], head[1]).fit(train.embeddings), "embeddings"
     if name == "mahalanobis_norm":
-        return NormalizedMahalanobis().fit(train["embeddings"], train["labels"]), "embeddings"
+        return NormalizedMahalanobis().fit(train.embeddings, train.labels), "embeddings"
     raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from osd.osr.embeddings import NORMAL_PART, PARTS, EmbeddedPart, Embeddings
+
 # (features, pooling) of the variants reported beside the configured method
 VARIANTS = {"penultimate": ("penultimate", "mean"), "multilayer": ("multilayer", "mean"),
             "multilayer_mean_std": ("multilayer", "mean_std")}
@@ -21,83 +23,77 @@ SCORE_SIGNS = {
     "multilayer": "higher = more unknown (smallest squared Mahalanobis distance to a known class mean, per residual "
                   "stage, standardised on known validation images, averaged over the stages)",
 }
-# the embeddings' partitions: tau and kappa are set on "threshold" images (see SplitManifest)
-PARTS = ("train", "threshold", "test_known", "test_unknown")
-NORMAL_PART = "test_normal"  # held-out normal images of the defects' line (normal.in_domain only)
+__all__ = ["NORMAL_PART", "PARTS", "VARIANTS", "data_counts", "fit_scorer", "part_matrix", "select_variant",
+           "test_arrays"]
 
 
 def score_sign(features: str) -> str:
     return SCORE_SIGNS[features]
 
 
-def _stats(part: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {"penultimate": part["embeddings"], **part.get("stages", {})}
-
-
-def part_matrix(part: dict[str, Any], blocks: list[str]) -> np.ndarray:
+def part_matrix(part: EmbeddedPart, blocks: list[str]) -> np.ndarray:
     """The scorer's input for one stored partition (the penultimate embedding or stage statistics)."""
     from osd.osr.features import stack
 
-    if len(part["labels"]) == 0:
+    if len(part) == 0:
         return np.zeros((0, 0), np.float32)
-    return stack(_stats(part), blocks)[0]
+    return stack(part.stats(), blocks)[0]
 
 
-def fit_scorer(emb: dict[str, Any], features: str, pooling: str, covariance: str, normalize: str,
+def fit_scorer(emb: Embeddings, features: str, pooling: str, covariance: str, normalize: str,
                acceptance: float):
     """(blocks, fitted scorer, tau calibrator) from train and validation partitions only."""
     from osd.osr.features import block_names, stack
     from osd.osr.mahalanobis import MultiBlockMahalanobis
     from osd.osr.thresholds import AcceptanceThreshold
 
-    train, val = emb["train"], emb["threshold"]
-    blocks = block_names(list(train.get("stages", {})), features, pooling)
-    x_train, widths = stack(_stats(train), blocks)
+    train, val = emb.train, emb.threshold
+    blocks = block_names(list(train.stages), features, pooling)
+    x_train, widths = stack(train.stats(), blocks)
     x_val = part_matrix(val, blocks)
     scorer = MultiBlockMahalanobis(tuple(widths), covariance, normalize).fit(
-        x_train, np.asarray(train["labels"]), X_ref=x_val)
+        x_train, np.asarray(train.labels), X_ref=x_val)
     tau = AcceptanceThreshold(acceptance, "tau (known validation images)").fit(scorer.score_samples(x_val))
     return blocks, scorer, tau
 
 
-def select_variant(emb: dict[str, Any], covariance: str, normalize: str):
+def select_variant(emb: Embeddings, covariance: str, normalize: str):
     """Every feature variant's pseudo-open-set AUROC on training + validation images, and the best one."""
     from osd.osr.features import block_names, stack
     from osd.osr.selection import VariantSelection, leave_one_class_out_auroc
 
-    train, val = emb["train"], emb["threshold"]
+    train, val = emb.train, emb.threshold
     sel, seen = VariantSelection(), set()
     for name, (features, pooling) in VARIANTS.items():
-        blocks = block_names(list(train.get("stages", {})), features, pooling)
+        blocks = block_names(list(train.stages), features, pooling)
         if tuple(blocks) in seen:  # a model without stages: every variant is the penultimate one
             continue
         seen.add(tuple(blocks))
-        x_train, widths = stack(_stats(train), blocks)
-        sel.add(name, leave_one_class_out_auroc(x_train, np.asarray(train["labels"]), part_matrix(val, blocks),
-                                                np.asarray(val["labels"]), tuple(widths), covariance, normalize))
+        x_train, widths = stack(train.stats(), blocks)
+        sel.add(name, leave_one_class_out_auroc(x_train, np.asarray(train.labels), part_matrix(val, blocks),
+                                                np.asarray(val.labels), tuple(widths), covariance, normalize))
     return sel.select(list(VARIANTS))
 
 
-def test_arrays(emb: dict[str, Any], blocks: list[str] | None = None) -> dict[str, Any]:
+def test_arrays(emb: Embeddings, blocks: list[str] | None = None) -> dict[str, Any]:
     """Known test then unknown test, concatenated; with ``blocks``, ``x`` is the scorer's input."""
-    tk, tu = emb["test_known"], emb["test_unknown"]
+    tk, tu = emb.test_known, emb.test_unknown
     out: dict[str, Any] = {}
     if blocks is not None:
         parts = [m for m in (part_matrix(tk, blocks), part_matrix(tu, blocks)) if len(m)]
         out["x"] = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
     return {
         **out,
-        "logits": np.concatenate([tk["logits"], tu["logits"]]),
-        "labels": list(tk["labels"]) + list(tu["labels"]),
-        "paths": list(tk["paths"]) + list(tu["paths"]),
-        "is_unknown": np.array([False] * len(tk["labels"]) + [True] * len(tu["labels"])),
+        "logits": np.concatenate([tk.logits, tu.logits]),
+        "labels": list(tk.labels) + list(tu.labels),
+        "paths": list(tk.paths) + list(tu.paths),
+        "is_unknown": np.array([False] * len(tk) + [True] * len(tu)),
     }
 
 
-def data_counts(emb: dict[str, Any]) -> dict[str, Any]:
+def data_counts(emb: Embeddings) -> dict[str, Any]:
     """Images per partition that entered the result, and the ones skipped (with the reason)."""
-    return {"images": {p: len(emb[p]["labels"]) for p in (*PARTS, NORMAL_PART) if p in emb},
-            "skipped": dict(emb.get("skipped", {}))}
+    return {"images": {p: len(emb[p]) for p in (*PARTS, NORMAL_PART) if p in emb}, "skipped": dict(emb.skipped)}
 
 
 def osr_settings(osr_section: dict[str, Any]) -> dict[str, Any]:

@@ -55,7 +55,7 @@ class _Timed:
         self.cal = calibrated(cfg, split, reporter=reporter)
         self.scorer, self.blocks = self.cal.payload["scorer"], list(self.cal.payload["blocks"])
         self.tpayload = trained(cfg, split, reporter=reporter).payload
-        self.compute = runtime.compute(cfg)
+        self.compute = runtime.resources(cfg.project).classifier
         self.model = self.compute.model(load_model(cfg, self.tpayload))
         detector, self.extractor, self.fit = load_detector(cfg, device, reporter)
         self.bank = detector.memory.to(device)
@@ -150,7 +150,7 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None, key: str = 
 
     reporter = ensure(reporter)
     split = cfg.split_name(split)
-    device = runtime.setup(cfg)
+    device = runtime.resources(cfg.project).setup()
     m = _Timed(cfg, split, device, reporter)
     paths = [e.path for e in split_manifest(cfg, split).test()]
     b, runs, warm = cfg.bench.batch_size, cfg.bench.runs, cfg.bench.warmup
@@ -185,7 +185,7 @@ def bench_key(cfg: Config, split: str, reporter: Reporter | None = None) -> str:
 
     return artifacts.cache_key("bench", BENCH_ALGORITHM, calibrated(cfg, split, reporter=reporter).id,
                                fit_patchcore(cfg, reporter=reporter).artifact_id, cfg.section("bench"),
-                               runtime.compute_identity(cfg))
+                               runtime.resources(cfg.project).compute_identity())
 
 
 def cached_bench(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> BenchResult:

@@ -25,6 +25,7 @@ from osd.config import Config
 from osd.decide import MODES, NO_DEFECT
 from osd.errors import OsdWarning
 from osd.metrics import RANKING, metric_intervals, open_set_metrics
+from osd.osr.embeddings import Embeddings
 from osd.osr.model import data_counts, test_arrays
 from osd.patchcore.stage1 import score_images
 from osd.pipeline.data import split_manifest, stage1_sizes
@@ -61,7 +62,7 @@ def stage1_step(cfg: Config, split: str, force: bool = False, reporter: Reporter
 
     @runtime.scoped
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
-        device = runtime.setup(cfg)
+        device = runtime.resources(cfg.project).setup()
         detector, extractor, _ = load_detector(cfg, device, reporter)
         entries = manifest.test()
         scores, skipped = score_images(detector, extractor, [e.path for e in entries], stage1_sizes(cfg), device, reporter,
@@ -127,8 +128,9 @@ def _evaluate(cfg: Config, split: str, fit, cal: artifacts.Step, emb: artifacts.
               key: str) -> tuple[dict[str, Any], dict[str, Any]]:
     res = calibration_result(cfg, split, cal)
     skipped = dict(s1.payload["skipped"])
-    t = _join(test_arrays(emb.payload, list(cal.payload["blocks"])), dict(s1.payload["scores"]), skipped, split)
-    classes = [str(c) for c in emb.payload["classes"]]
+    e = Embeddings.from_payload(emb.payload)
+    t = _join(test_arrays(e, list(cal.payload["blocks"])), dict(s1.payload["scores"]), skipped, split)
+    classes = e.classes
     closed, msp = decide.closed_set(t["logits"], classes)
     kappa = res.kappa if cfg.cascade.use_kappa else None
     preds = decide.cascade(t["stage1"], fit.threshold, closed, msp, kappa)
@@ -156,7 +158,7 @@ def _evaluate(cfg: Config, split: str, fit, cal: artifacts.Step, emb: artifacts.
                                 {"detector": fit.artifact_id, "calibration": cal.id, "embeddings": emb.id,
                                  "stage1_scores": s1.id}, split=split,
                                 weights={"patchcore": fit.provenance.get("inputs", {}).get("weights")})
-    counts = data_counts(emb.payload)
+    counts = data_counts(e)
     counts["skipped"] = {**counts["skipped"], **skipped}
     stage1 = {"threshold": fit.threshold_summary, "unit": STAGE1_UNIT,
               "threshold_unit": fit.stats.get("unit_description") or fit.stats.get("unit", "crop"),

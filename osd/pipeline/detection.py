@@ -102,7 +102,8 @@ def _evaluate(cfg: Config, fit: artifacts.Step, key: str, reporter: Reporter) ->
     from osd.osr.thresholds import operating_points
 
     paths, classes, source = defect_images(cfg)
-    device = runtime.setup(cfg)
+    res = runtime.resources(cfg.project)
+    device = res.setup()
     detector, extractor, result = load_detector(cfg, device, reporter)
     scores, _ = (score_images(detector, extractor, paths, stage1_sizes(cfg), device, reporter, "defect images") if paths
                  else (np.zeros(0), {}))
@@ -114,7 +115,7 @@ def _evaluate(cfg: Config, fit: artifacts.Step, key: str, reporter: Reporter) ->
     rows = (_rows(list(fit.payload["test"]), NO_DEFECT, [NO_DEFECT] * len(normal), normal, thr)
             + _rows([str(p) for p in paths], DEFECT, classes, scores, thr))
     prov = artifacts.provenance(cfg, "detection", DETECTION_ALGORITHM, key, ("stats", "neu.root"),
-                                {"detector": fit.id}, compute=runtime.precision_identity(cfg, "patchcore"))
+                                {"detector": fit.id}, compute=res.precision_identity("patchcore"))
     out = DetectionResult(metrics, result.acceptance, result.threshold_summary, per_class, points, rows, source,
                           result.stats.get("unit", "image"), provenance=prov)
     return out.to_dict(), prov

@@ -121,7 +121,7 @@ def patchcore_key(cfg: Config, data: NormalData) -> str:
     unit = [] if unit_of(cfg) == CROP else ["unit: image"]
     unit += ["bank: image units"] if cfg.project.study == "detection" else []
     # likewise the precision: only a reduced one joins the key (the extractor was channels-last already)
-    precision = runtime.compute(cfg, "patchcore").precision
+    precision = runtime.resources(cfg.project).patchcore.precision
     unit += [] if precision == "fp32" else [f"precision: {precision}"]
     return artifacts.cache_key("patchcore", ALGORITHM, settings, data.fingerprint(), data.defect_fingerprint(), *unit)
 
@@ -180,7 +180,8 @@ def _rethreshold(cfg: Config, old: dict[str, Any], key: str, layout: artifacts.L
     prov = artifacts.provenance(cfg, "patchcore fit", ALGORITHM, key, SECTIONS,
                                 {"normal_images": normal_data(cfg).fingerprint(),
                                  "weights": weights_identity(cfg, cfg.patchcore.weights, cfg.patchcore.backbone)},
-                                compute=runtime.precision_identity(cfg, "patchcore"), thresholded_anew=True)
+                                compute=runtime.resources(cfg.project).precision_identity("patchcore"),
+                                thresholded_anew=True)
     payload = {**old, "threshold": thr, "indomain": indomain, "stats": stats}
     _write_fit_files(layout, cfg, stats, payload, thr, prov, unit)
     return payload, prov
@@ -194,9 +195,10 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
     from osd.patchcore.fit import fit_stage1
     from osd.patchcore.model import PatchCore
 
-    device = runtime.setup(cfg)
+    res = runtime.resources(cfg.project)
+    device = res.setup()
     runtime.seed_everything(cfg.project.seed)
-    pc, unit, compute = cfg.patchcore, unit_of(cfg), runtime.compute(cfg, "patchcore")
+    pc, unit, compute = cfg.patchcore, unit_of(cfg), res.patchcore
     bank_paths = _bank_paths(cfg, data)
     plan = Stage1Plan(stage1_sizes(cfg), unit, cfg.project.study == "detection", pc.acceptance)
     estimator = PatchCore(pc.coreset_ratio, pc.projection_dim, pc.num_neighbors, pc.search, cfg.project.seed,
@@ -221,7 +223,7 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
     prov = artifacts.provenance(cfg, "patchcore fit", ALGORITHM, key, SECTIONS,
                                 {"normal_images": data.fingerprint(),
                                  "weights": weights_identity(cfg, pc.weights, pc.backbone)},
-                                compute=runtime.precision_identity(cfg, "patchcore"))
+                                compute=res.precision_identity("patchcore"))
     payload = {
         "bank": fit.detector.bank_, "ivf_centroids": fit.detector.centroids_, "threshold": fit.threshold,
         "calibration_scores": fit.calibration_scores, "test_scores": fit.test_scores, "stats": stats,
@@ -263,5 +265,6 @@ def load_detector(cfg: Config, device, reporter: Reporter | None = None):
     """(PatchCore, extractor, fit result) of the fitted detector, fitting it first if needed."""
     step = fitted(cfg, False, reporter)
     spec = stage1_spec(cfg)
-    return (spec.detector(step.payload), build_extractor(spec, device, runtime.compute(cfg, "patchcore").dtype),
+    dtype = runtime.resources(cfg.project).patchcore.dtype
+    return (spec.detector(step.payload), build_extractor(spec, device, dtype),
             FitResult.from_step(step))

@@ -111,8 +111,9 @@ def _precision_note(cfg: Config) -> dict[str, str]:
     """The graphs compute in fp32; the thresholds were set on scores of the project's precision."""
     from osd import runtime
 
-    return {"graphs": "fp32", "classifier_thresholds_set_at": runtime.compute(cfg).precision,
-            "stage1_threshold_set_at": runtime.compute(cfg, "patchcore").precision,
+    res = runtime.resources(cfg.project)
+    return {"graphs": "fp32", "classifier_thresholds_set_at": res.classifier.precision,
+            "stage1_threshold_set_at": res.patchcore.precision,
             "note": "a threshold set on bf16 scores is applied to fp32 ones: an image within that rounding of "
                     "a threshold may be decided otherwise than by osd predict --engine torch"}
 

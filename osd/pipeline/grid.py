@@ -81,26 +81,27 @@ def _own_gpu(cfg: Config, slot: int) -> None:
 
 def run_job(cfg: Config, job: Job, two_stage: bool, force: bool = False, threads: int = 0,
             reporter: Reporter | None = None, slot: int | None = None, workers: int | None = None) -> dict[str, Any]:
-    """One job, in whatever process runs it; an error comes back as one line, never raised.
+    """One job (``cfg`` of the study; the job runs with its seed and share), in whatever process runs it;
+    an error comes back as one line, never raised.
 
     ``slot`` (worker processes only) spreads jobs over the GPUs of a machine that has several;
     ``threads`` and ``workers`` (when given) are the job's share of the machine.
     """
-    if workers is not None:
-        cfg = cfg.replace(**{"project.workers": workers})
+    share = {"project.threads": threads} if threads else {}
+    cfg = cfg.for_seed(job.seed, **share, **({} if workers is None else {"project.workers": workers}))
     if slot is None:
-        return _run_job(cfg, job, two_stage, force, threads, reporter, slot)
+        return _run_job(cfg, job, two_stage, force, reporter, slot)
     # a worker process: its warnings travel back as lines, shown once by the caller like its own
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        record = _run_job(cfg, job, two_stage, force, threads, reporter, slot)
+        record = _run_job(cfg, job, two_stage, force, reporter, slot)
     record["warnings"] = list(dict.fromkeys(
         str(w.message) if issubclass(w.category, OsdWarning)
         else f"{w.category.__name__}: {(str(w.message).strip().splitlines() or [''])[0][:160]}" for w in caught))
     return record
 
 
-def _run_job(cfg: Config, job: Job, two_stage: bool, force: bool, threads: int, reporter: Reporter | None,
+def _run_job(cfg: Config, job: Job, two_stage: bool, force: bool, reporter: Reporter | None,
              slot: int | None) -> dict[str, Any]:
     from osd.pipeline.detector import fit_patchcore
 
@@ -108,18 +109,15 @@ def _run_job(cfg: Config, job: Job, two_stage: bool, force: bool, threads: int, 
     try:
         if slot is not None:
             _own_gpu(cfg, slot)
-        c = cfg.for_seed(job.seed)
-        if threads:
-            c = c.replace(**{"project.threads": threads})
         if job.kind == "detection":
-            steps = detection_steps(c, force, reporter)
+            steps = detection_steps(cfg, force, reporter)
         elif job.kind == "patchcore":
             t = time.perf_counter()
-            result = fit_patchcore(c, force=force, reporter=reporter)
+            result = fit_patchcore(cfg, force=force, reporter=reporter)
             steps = [{"split": "-", "seed": job.seed, "step": "patchcore fit", "seconds": time.perf_counter() - t,
                       "cached": result.cached}]
         else:
-            steps = split_steps(c, job.split, two_stage, force, reporter)
+            steps = split_steps(cfg, job.split, two_stage, force, reporter)
         return {"job": job.name, "split": job.split, "seed": job.seed, "steps": steps, "error": None,
                 "seconds": time.perf_counter() - t0, "pid": os.getpid()}
     except Exception as exc:  # noqa: BLE001 - a failed job is reported; the others go on
@@ -231,7 +229,7 @@ def _run_pool(cfg: Config, deps: list[Job], grid: list[Job], two_stage: bool, fo
     from osd import runtime
 
     threads = _threads_per_job(cfg, jobs)
-    workers = runtime.decode_workers(cfg, threads, jobs)  # jobs x (threads + workers) <= cores
+    workers = runtime.decode_workers(cfg.project, threads, jobs)  # jobs x (threads + workers) <= cores
     if not cfg.project.threads:
         warnings.warn(f"--jobs {jobs}: each job trains with {threads} torch thread(s), a sequential run with "
                       "torch's default; training arithmetic depends on the thread count, so set project.threads "

@@ -17,6 +17,7 @@ import numpy as np
 from osd import artifacts, runtime
 from osd.config import Config
 from osd.errors import ArtifactError, OsdWarning
+from osd.osr.embeddings import Embeddings
 from osd.pipeline.data import split_manifest
 from osd.pipeline.train import TRAIN_SECTIONS, embedded, load_model, trained
 from osd.progress import Reporter, ensure
@@ -34,10 +35,11 @@ def _odin(cfg: Config, split: str, model: artifacts.Step, emb: artifacts.Step, k
     from osd.data.tensors import standardize
     from osd.models.odin import EPSILON, TEMPERATURE, odin_scores
 
-    device = runtime.setup(cfg)
+    device = runtime.resources(cfg.project).setup()
     net = load_model(cfg, model.payload).to(device).requires_grad_(False)
     where = {e.rel: e.path for e in split_manifest(cfg, split).entries if e.rel}
-    rels = {part: list(emb.payload[part]["paths"]) for part in ODIN_PARTS}
+    parts = Embeddings.from_payload(emb.payload).parts
+    rels = {part: list(parts[part].paths) for part in ODIN_PARTS}
     payload: dict[str, Any] = {"temperature": TEMPERATURE, "epsilon": EPSILON}
     with reporter.task("ODIN scores", sum(map(len, rels.values()))) as task:
         for part, names in rels.items():

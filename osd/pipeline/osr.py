@@ -19,6 +19,7 @@ from osd import artifacts, decide
 from osd.config import Config
 from osd.errors import OsdWarning
 from osd.metrics import metric_intervals, open_set_metrics
+from osd.osr.embeddings import Embeddings
 from osd.osr.model import VARIANTS, data_counts, fit_scorer, osr_settings, score_sign, select_variant, test_arrays
 from osd.pipeline.train import TRAIN_SECTIONS, embedded, trained
 from osd.progress import Reporter, ensure
@@ -60,13 +61,14 @@ def _calibrate(cfg: Config, split: str, emb: artifacts.Step, key: str) -> tuple[
     from osd.osr.thresholds import AcceptanceThreshold
 
     o = cfg.osr
-    blocks, scorer, tau = fit_scorer(emb.payload, o.features, o.pooling, o.covariance, o.normalize, o.acceptance)
+    e = Embeddings.from_payload(emb.payload)
+    blocks, scorer, tau = fit_scorer(e, o.features, o.pooling, o.covariance, o.normalize, o.acceptance)
     used = "penultimate" if blocks == ["penultimate"] else o.features
     if used != o.features:
         warnings.warn(f"osr.features = {o.features!r}: the classifier exposes no stage features, so the "
                       "penultimate embedding alone was scored (recorded as features 'penultimate')", OsdWarning,
                       stacklevel=2)
-    msp_val = decide.softmax(emb.payload["threshold"]["logits"]).max(axis=1)
+    msp_val = decide.softmax(e.threshold.logits).max(axis=1)
     # AcceptanceThreshold rejects scores above its threshold: it is fitted on -msp, so kappa = -threshold
     neg_kappa = AcceptanceThreshold(o.acceptance, "kappa (known validation images)").fit(-msp_val)
     payload = {"scorer": scorer, "blocks": blocks, "tau": tau, "neg_kappa": neg_kappa, "features": used}
@@ -112,7 +114,7 @@ def calibrate(cfg: Config, split: str, force: bool = False, reporter: Reporter |
     return calibration_result(cfg, split, calibrated(cfg, split, force, reporter))
 
 
-def _variants(cfg: Config, emb: dict[str, Any], headline_blocks: list[str], closed: np.ndarray,
+def _variants(cfg: Config, emb: Embeddings, headline_blocks: list[str], closed: np.ndarray,
               t: dict[str, Any], classes: list[str]) -> dict[str, dict[str, Any]]:
     """The feature variants beside the configured method, each with its own tau on validation images."""
     o = cfg.osr
@@ -132,7 +134,7 @@ def _variants(cfg: Config, emb: dict[str, Any], headline_blocks: list[str], clos
     return variants
 
 
-def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndarray], t: dict[str, Any],
+def _baselines(cfg: Config, emb: Embeddings, head: tuple[np.ndarray, np.ndarray], t: dict[str, Any],
                closed: np.ndarray, classes: list[str], locked: tuple[np.ndarray, np.ndarray],
                odin: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Each configured baseline: fitted on training images, its own threshold on the threshold images
@@ -147,24 +149,25 @@ def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndar
     if odin is not None:  # joined row for row (the ODIN step scored the embeddings' own images, in order)
         from osd.pipeline.odin import ODIN_PARTS
 
-        emb = dict(emb)
+        joined = {}
         for part in ODIN_PARTS:
             scores = np.asarray(odin[part], dtype=np.float64)
-            if len(scores) != len(emb[part]["labels"]) or not np.isfinite(scores).all():
+            if len(scores) != len(emb[part]) or not np.isfinite(scores).all():
                 raise ArtifactError(f"the ODIN scores of {part} do not match its embeddings (an image unreadable "
                                     "since it was embedded?)", rebuild="osr --force")
-            emb[part] = {**emb[part], "odin": scores}
-    tk, tu = emb["test_known"], emb["test_unknown"]
+            joined[part] = emb[part].with_odin(scores)
+        emb = emb.with_parts(**joined)
+    tk, tu = emb.test_known, emb.test_unknown
     n_boot, seed = cfg.stats.bootstrap, cfg.project.seed
     unk = np.asarray(t["is_unknown"], dtype=bool)
     lock = EncodedResults(t["labels"], locked[1], closed, locked[0], unk, classes)
     keys = ("auroc", "open_set_accuracy")
     out: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(cfg.osr.baselines):
-        scorer, reads = fit_baseline(name, emb["train"], head)
+        scorer, reads = fit_baseline(name, emb.train, head)
         thr = AcceptanceThreshold(cfg.osr.acceptance, f"{name} threshold (known validation images)").fit(
-            scorer.score_samples(emb["threshold"][reads]))
-        parts = [p[reads] for p in (tk, tu) if len(p["labels"])]
+            scorer.score_samples(emb.threshold.reads(reads)))
+        parts = [p.reads(reads) for p in (tk, tu) if len(p)]
         score = scorer.score_samples(np.concatenate(parts))
         pred = decide.one_stage(score, thr.threshold_, closed)
         metrics = open_set_metrics(t["labels"], pred, closed, score, unk, classes)
@@ -176,16 +179,16 @@ def _baselines(cfg: Config, emb: dict[str, Any], head: tuple[np.ndarray, np.ndar
     return out
 
 
-def _operating_points(emb: dict[str, Any], scorer, blocks: list[str], classes: list[str], dist: np.ndarray,
+def _operating_points(emb: Embeddings, scorer, blocks: list[str], classes: list[str], dist: np.ndarray,
                       msp: np.ndarray, unk: np.ndarray) -> dict[str, Any]:
     """tau and kappa at each acceptance target, set on the threshold images (known validation), and
     what each does on the test images: knowns accepted, unknowns rejected."""
     from osd.osr.model import part_matrix
     from osd.osr.thresholds import operating_points
 
-    val = emb["threshold"]
-    val_dist = scorer.score_samples(part_matrix(val, blocks)) if len(val["labels"]) else np.zeros(0)
-    val_msp = decide.closed_set(val["logits"], classes)[1] if len(val["labels"]) else np.zeros(0)
+    val = emb.threshold
+    val_dist = scorer.score_samples(part_matrix(val, blocks)) if len(val) else np.zeros(0)
+    val_msp = decide.closed_set(val.logits, classes)[1] if len(val) else np.zeros(0)
     return {"fitted_on": "known validation images (the threshold share)", "accepted": "test knowns",
             "rejected": "test unknowns",
             "tau": operating_points(val_dist, dist[~unk], dist[unk]),
@@ -207,8 +210,9 @@ def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step,
     """Collect the test arrays, decide, compute metrics and intervals; the section and the CSV to write."""
     res = calibration_result(cfg, split, cal)
     scorer, blocks = cal.payload["scorer"], list(cal.payload["blocks"])
-    t = test_arrays(emb.payload, blocks)
-    classes = [str(c) for c in emb.payload["classes"]]
+    e = Embeddings.from_payload(emb.payload)
+    t = test_arrays(e, blocks)
+    classes = e.classes
     closed, msp = decide.closed_set(t["logits"], classes)
     dist = scorer.score_samples(t["x"])
     pred = decide.one_stage(dist, res.tau, closed)
@@ -221,19 +225,18 @@ def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step,
         intervals["osr"] = metric_intervals(t["labels"], pred, closed, dist, t["is_unknown"], classes, n_boot, seed)
         intervals["msp"] = metric_intervals(t["labels"], pred_msp, closed, -msp, t["is_unknown"], classes, n_boot,
                                             seed)
-    variants = _variants(cfg, emb.payload, blocks, closed, t, classes)
+    variants = _variants(cfg, e, blocks, closed, t, classes)
     state = trained(cfg, split).payload["state_dict"]
     head = (np.asarray(state["head.weight"], dtype=np.float64), np.asarray(state["head.bias"], dtype=np.float64))
-    baselines = _baselines(cfg, emb.payload, head, t, closed, classes, (dist, pred), odin and odin.payload)
-    selection = select_variant(emb.payload, cfg.osr.covariance, cfg.osr.normalize).to_dict()
-    points = _operating_points(emb.payload, scorer, blocks, classes, dist, msp, np.asarray(t["is_unknown"], bool))
+    baselines = _baselines(cfg, e, head, t, closed, classes, (dist, pred), odin and odin.payload)
+    selection = select_variant(e, cfg.osr.covariance, cfg.osr.normalize).to_dict()
+    points = _operating_points(e, scorer, blocks, classes, dist, msp, np.asarray(t["is_unknown"], bool))
     prov = artifacts.provenance(cfg, "osr", EVALUATE_ALGORITHM, key, (*SECTIONS, "stats"),
                                 {"calibration": cal.id, "embeddings": emb.id,
                                  "classifier": emb.provenance.get("inputs", {}).get("classifier"),
                                  **({"odin": odin.id} if odin else {})}, split=split)
     prov["weights"] = trained(cfg, split).provenance.get("inputs", {}).get("weights")
-    data = {**data_counts(emb.payload), "known": list(classes),
-            "unknown": sorted({str(x) for x in emb.payload["test_unknown"]["labels"]})}
+    data = {**data_counts(e), "known": list(classes), "unknown": sorted(set(e.test_unknown.labels))}
     record = OsrResult(split, classes, res.tau, res.kappa, m_osr, m_msp, res.features, res.blocks, variants, intervals,
                        selection, baselines, {"tau": res.tau_summary, "kappa": res.kappa_summary}, points, data, prov,
                        _rows(cfg, t, pred, dist, msp, closed, pred_msp))

@@ -28,7 +28,8 @@ from osd import artifacts, decide
 from osd.config import NORMAL_CLASS_SUFFIX, Config
 from osd.errors import ConfigError, OsdWarning
 from osd.metrics import bootstrap, paired_difference
-from osd.osr.model import NORMAL_PART, part_matrix
+from osd.osr.embeddings import NORMAL_PART, Embeddings
+from osd.osr.model import part_matrix
 from osd.progress import Reporter, ensure
 from osd.records import OutcomesResult, Rows
 from osd.three_outcome import METRICS, NORMAL, ThreeOutcome, image_auroc, kinds, true_outcomes
@@ -46,23 +47,23 @@ VERSUS = (("one_stage", "cascade_strict"), ("one_stage", "cascade_ignore_no_defe
           ("one_stage_normal_class", "cascade_strict"))
 
 
-def _arrays(emb: dict[str, Any], blocks: list[str]) -> dict[str, Any]:
+def _arrays(emb: Embeddings, blocks: list[str]) -> dict[str, Any]:
     """Known, unknown and normal test images of one embeddings artifact, keyed by path."""
     out: dict[str, Any] = {}
     for part, role in (("test_known", "known"), ("test_unknown", "unknown"), (NORMAL_PART, "normal")):
-        p = emb.get(part)
-        if not p or not len(p["labels"]):
+        if part not in emb or not len(emb[part]):
             continue
+        p = emb[part]
         x = part_matrix(p, blocks)
-        for i, path in enumerate(p["paths"]):
-            out[path] = (role, p["labels"][i], p["logits"][i], x[i])
+        for i, path in enumerate(p.paths):
+            out[path] = (role, p.labels[i], p.logits[i], x[i])
     return out
 
 
 def _decisions(cal: artifacts.Step, emb: artifacts.Step, paths: list[str], by_path: dict[str, Any]
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(one-stage answers, closed-set answers, max softmax, distance, classes) of ``paths``."""
-    classes = [str(c) for c in emb.payload["classes"]]
+    classes = Embeddings.from_payload(emb.payload).classes
     logits = np.stack([by_path[p][2] for p in paths])
     x = np.stack([by_path[p][3] for p in paths])
     closed, msp = decide.closed_set(logits, classes)
@@ -95,8 +96,8 @@ def _rows(cfg: Config, paths: list[str], roles: list[str], labels: list[str], st
 
 def _evaluate(cfg: Config, split: str, steps: dict[str, Any], key: str) -> tuple[dict[str, Any], dict[str, Any]]:
     fit, cal, emb, vcal, vemb, s1 = (steps[k] for k in ("fit", "cal", "emb", "vcal", "vemb", "s1"))
-    base = _arrays(emb.payload, list(cal.payload["blocks"]))
-    variant = _arrays(vemb.payload, list(vcal.payload["blocks"]))
+    base = _arrays(Embeddings.from_payload(emb.payload), list(cal.payload["blocks"]))
+    variant = _arrays(Embeddings.from_payload(vemb.payload), list(vcal.payload["blocks"]))
     scores = dict(s1.payload["scores"])
     paths, missing = _common([base, variant], scores, split)
     roles = [base[p][0] for p in paths]

@@ -120,7 +120,7 @@ class Predictor:
     def _compute(self, network: str):
         from osd.precision import Compute
 
-        return (runtime.compute(self.cfg, network) if self.precision is None
+        return (runtime.resources(self.cfg.project).compute(network) if self.precision is None
                 else Compute.on(self.device, self.precision, network))
 
     def _load_detection(self) -> None:
@@ -177,7 +177,7 @@ class Predictor:
 
     def _rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:
         with runtime.scope():  # project.threads for this batch; the caller's count comes back after it
-            runtime.setup(self.cfg)
+            runtime.resources(self.cfg.project).setup()
             return self._batch_rows(names, imgs)
 
     def _batch_rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:

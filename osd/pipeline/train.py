@@ -17,7 +17,7 @@ import numpy as np
 from osd import artifacts, runtime
 from osd.config import Config
 from osd.errors import OsdWarning
-from osd.osr.model import NORMAL_PART, PARTS
+from osd.osr.embeddings import NORMAL_PART, PARTS, EmbeddedPart, Embeddings
 from osd.pipeline.data import settings_key, split_manifest, weights_identity
 from osd.progress import Reporter, ensure
 
@@ -43,7 +43,7 @@ def train_key(cfg: Config, split: str) -> str:
     # training and selection images only: a change to the threshold or test images never retrains;
     # the device and the thread count change the training arithmetic, so they are part of the key
     return artifacts.cache_key("train", TRAIN_ALGORITHM, settings_key(cfg, ("classifier", "project.seed")),
-                               m.fingerprint(("train", "epoch_select")), runtime.compute_identity(cfg))
+                               m.fingerprint(("train", "epoch_select")), runtime.resources(cfg.project).compute_identity())
 
 
 @dataclass
@@ -88,7 +88,7 @@ def retrain_reason(cfg: Config, path: Path, key: str, force: bool) -> str:
     if not old or old.get("key") == key:
         return ""
     prov = old.get("provenance") or {}
-    now = runtime.compute_identity(cfg)
+    now = runtime.resources(cfg.project).compute_identity()
     changed = [f"{k} {v} (now {now.get(k)})" for k, v in (prov.get("compute") or {}).items() if now.get(k) != v]
     changed += cfg.differences(prov.get("config") or {})
     return ("the cached classifier was made with " + "; ".join(changed[:3]) if changed
@@ -109,13 +109,14 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
 
     ckpt_path = artifacts.Layout(cfg.output_dir).checkpoint(split)
     resume = None if force else artifacts.load(ckpt_path, key)
-    runtime.setup(cfg)
-    compute = runtime.compute(cfg)
+    res = runtime.resources(cfg.project)
+    res.setup()
+    compute = res.classifier
     device = compute.device
     gen = runtime.seed_everything(cfg.project.seed)
     classes = list(manifest.known)
     data = {}
-    workers = runtime.decode_workers(cfg)
+    workers = runtime.decode_workers(cfg.project)
     for part in ("train", "epoch_select"):  # streamed from disk batch by batch: memory flat in their number
         entries = _entries(manifest, part)
         data[part] = Images([e.path for e in entries], [classes.index(e.label) for e in entries],
@@ -144,7 +145,7 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
     prov = artifacts.provenance(cfg, "train", TRAIN_ALGORITHM, key, TRAIN_SECTIONS,
                                 {"manifest_train_select": manifest.fingerprint(("train", "epoch_select")),
                                  "weights": weights_identity(cfg, cfg.classifier.weights, cfg.classifier.arch)},
-                                split=split, compute=runtime.compute_identity(cfg))
+                                split=split, compute=res.compute_identity())
     ckpt_path.unlink(missing_ok=True)
     layout = artifacts.Layout(cfg.output_dir)
     artifacts.write_json(layout.history(split), outcome.history)
@@ -199,7 +200,7 @@ class EmbedResult:
 
 def embed_key(cfg: Config, split: str, model_id: str) -> str:
     return artifacts.cache_key("embed", EMBED_ALGORITHM, model_id, split_manifest(cfg, split).fingerprint(),
-                               runtime.precision_identity(cfg))
+                               runtime.resources(cfg.project).precision_identity())
 
 
 @runtime.scoped
@@ -210,12 +211,13 @@ def _embed(cfg: Config, split: str, model: artifacts.Step, key: str, reporter: R
     from osd.data.stream import batches, in_order
     from osd.data.tensors import normalize
 
-    runtime.setup(cfg)
-    compute = runtime.compute(cfg)
+    res = runtime.resources(cfg.project)
+    res.setup()
+    compute = res.classifier
     net = compute.model(load_model(cfg, model.payload))
     manifest = split_manifest(cfg, split)
-    workers = runtime.decode_workers(cfg)
-    payload: dict[str, Any] = {"classes": model.payload["classes"], "skipped": {}}
+    workers = runtime.decode_workers(cfg.project)
+    classes, skipped, done = [str(c) for c in model.payload["classes"]], {}, {}
     parts = (*PARTS, NORMAL_PART) if manifest.part("test", "normal") else PARTS
     total = sum(len(_entries(manifest, p)) for p in parts)
     start, n_done = time.perf_counter(), 0
@@ -229,7 +231,7 @@ def _embed(cfg: Config, split: str, model: artifacts.Step, key: str, reporter: R
                 ok = [i for i, r in enumerate(reasons) if not r]
                 for i, r in zip(idx.tolist(), reasons):
                     if r:  # unreadable since it was indexed: named, left out
-                        payload["skipped"][str(entries[i].path)] = r
+                        skipped[str(entries[i].path)] = r
                         warnings.warn(f"skipping {r}", OsdWarning, stacklevel=2)
                 if ok:
                     with compute.autocast():
@@ -241,19 +243,17 @@ def _embed(cfg: Config, split: str, model: artifacts.Step, key: str, reporter: R
                 task.advance(len(reasons))
                 n_done += len(ok)
             stages = {n: np.concatenate(v) for n, v in stats.items()}
-            payload[part] = {
-                "embeddings": stages.pop("penultimate", np.zeros((0, net.embedding_dim), np.float32)),
-                "stages": stages,
-                "logits": np.concatenate(logits) if logits else np.zeros((0, len(payload["classes"])), np.float32),
-                "labels": [entries[i].label for i in kept],
-                "paths": [entries[i].rel for i in kept],  # relative to neu.root: the data may move
-            }
-    payload["images_per_second"] = n_done / max(time.perf_counter() - start, 1e-9)
-    payload["precision"] = compute.precision
+            done[part] = EmbeddedPart(
+                stages.pop("penultimate", np.zeros((0, net.embedding_dim), np.float32)),
+                np.concatenate(logits) if logits else np.zeros((0, len(classes)), np.float32),
+                [entries[i].label for i in kept],
+                [entries[i].rel for i in kept],  # relative to neu.root: the data may move
+                stages)
+    record = Embeddings(classes, done, skipped, n_done / max(time.perf_counter() - start, 1e-9), compute.precision)
     prov = artifacts.provenance(cfg, "embed", EMBED_ALGORITHM, key, TRAIN_SECTIONS,
                                 {"classifier": model.id, "manifest": manifest.fingerprint()}, split=split,
                                 compute=compute.identity())
-    return payload, prov
+    return record.payload(), prov
 
 
 def embedded(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
@@ -270,7 +270,6 @@ def embedded(cfg: Config, split: str, force: bool = False, reporter: Reporter | 
 def embed(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> EmbedResult:
     """Embeddings and logits of train, val, known test and unknown test; trains first if needed."""
     step = embedded(cfg, split, force, reporter)
-    p = step.payload
-    counts = {part: len(p[part]["labels"]) for part in PARTS}
-    return EmbedResult(split, counts, int(p["train"]["embeddings"].shape[1]), float(p["images_per_second"]),
-                       step.cached, str(step.path), step.id, step.lineage)
+    e = Embeddings.from_payload(step.payload)
+    return EmbedResult(split, {part: len(e[part]) for part in PARTS}, int(e.train.embeddings.shape[1]),
+                       e.images_per_second, step.cached, str(step.path), step.id, step.lineage)

@@ -437,7 +437,9 @@ def _weights_name(w: Any) -> str:
 
 
 def _project_header(cfg: Config) -> str:
-    p = cfg.base_dir / "osd.toml"
+    from osd.config import PROJECT_FILE
+
+    p = cfg.base_dir / PROJECT_FILE
     try:
         return p.read_text(encoding="utf-8")[:400]
     except OSError:
