@@ -73,7 +73,7 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
     steps.append({"split": "-", "seed": "-", "step": "report", "seconds": time.perf_counter() - t, "cached": reuse})
     notes = [] if two_stage else [
         "no normal images configured (normal.severstal_root or normal.folder): only the one-stage study ran; "
-        "the two-stage cascade needs defect-free images (osd init --normal DIR, or set normal.folder)"]
+        "the two-stage cascade needs defect-free images (set normal.folder to a folder of them)"]
     if cfg.project.study == "detection":
         notes = ["detection study (project.study = detection): stage 1 alone on good and bad parts; skipped: "
                  "training, embeddings, tau and kappa, the one-stage study and the cascade (they need at least "

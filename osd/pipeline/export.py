@@ -74,7 +74,7 @@ def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, An
 
     cal = chain.calibration.payload
     if list(cal["blocks"]) != ["penultimate"]:
-        raise ConfigError(f"osd export: the calibration scores {cal['blocks']}; only the locked method (penultimate "
+        raise ConfigError(f"the ONNX export: the calibration scores {cal['blocks']}; only the locked method (penultimate "
                           "Mahalanobis) is exported; set osr.features = 'penultimate' and run osd calibrate")
     scorer = cal["scorer"].scorers_[0]
     size = int(chain.recorded("classifier").get("classifier.image_size", cfg.classifier.image_size))
@@ -115,7 +115,7 @@ def _precision_note(cfg: Config) -> dict[str, str]:
     return {"graphs": "fp32", "classifier_thresholds_set_at": res.classifier.precision,
             "stage1_threshold_set_at": res.patchcore.precision,
             "note": "a threshold set on bf16 scores is applied to fp32 ones: an image within that rounding of "
-                    "a threshold may be decided otherwise than by osd predict --engine torch"}
+                    "a threshold may be decided otherwise than by the torch engine"}
 
 
 def _stage1_graph(cfg: Config, detector: artifacts.Step, out: Path) -> dict[str, Any]:
@@ -129,9 +129,9 @@ def _stage1_graph(cfg: Config, detector: artifacts.Step, out: Path) -> dict[str,
     recorded = dict(detector.provenance.get("config", {}))
     spec = stage1_spec(cfg, recorded)
     if spec.num_neighbors > 1:
-        raise ConfigError("osd export: patchcore.num_neighbors > 1 (the re-weighted score) is not exported")
+        raise ConfigError("the ONNX export: patchcore.num_neighbors > 1 (the re-weighted score) is not exported")
     if det.get("ivf_centroids") is not None:  # the graph searches exactly: its scores would differ
-        raise ConfigError(f"osd export: the stage-1 bank ({int(det['bank'].shape[0]):,} rows) is searched by the "
+        raise ConfigError(f"the ONNX export: the stage-1 bank ({int(det['bank'].shape[0]):,} rows) is searched by the "
                           "approximate inverted file, which the ONNX graph (an exact search) cannot reproduce; "
                           "export with --set patchcore.search=torch (exact; refits stage 1)")
     s1 = Stage1Graph(build_extractor(spec, torch.device("cpu"), None),  # fp32: the graphs' precision
@@ -212,7 +212,7 @@ def _seal(out: Path, card: dict[str, Any], parity: dict[str, Any], started: floa
     payload: the card and every written file's sha256."""
     if not parity["ok"]:
         worst = ", ".join(f"{k} {v:.2g}" for k, v in parity["max_relative_difference"].items())
-        raise ArtifactError(f"osd export: ONNX Runtime disagrees with torch on {images} (largest relative "
+        raise ArtifactError(f"the ONNX export: ONNX Runtime disagrees with torch on {images} (largest relative "
                             f"difference {worst}, tolerance {TOLERANCE}; {parity['n_decisions_differing']} "
                             "decision(s) differ); nothing was exported")
     card["parity"] = parity

@@ -22,7 +22,7 @@ def need_onnx():
         import onnx  # noqa: F401
         import onnxruntime
     except ImportError:
-        raise ConfigError('osd export and --engine onnx need ONNX: pip install "osd[export]"') from None
+        raise ConfigError('the ONNX export and ONNX Runtime scoring need ONNX: pip install "osd[export]"') from None
     return onnxruntime
 
 

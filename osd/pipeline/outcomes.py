@@ -155,7 +155,7 @@ def three_outcomes(cfg: Config, split: str, force: bool = False, reporter: Repor
     split = cfg.split_name(split).removesuffix(NORMAL_CLASS_SUFFIX)
     if not cfg.normal.in_domain:
         raise ConfigError("the three-outcome study needs normal images of the defects' line: set normal.in_domain = "
-                          "true (and normal.folder), e.g. osd init --neu DEFECTS --normal GOOD_PARTS")
+                          "true and normal.folder to defect-free images of the same line")
     steps: dict[str, Any] = {"fit": fit_patchcore(cfg, reporter=reporter),
                              "cal": calibrated(cfg, split, reporter=reporter),
                              "emb": embedded(cfg, split, reporter=reporter),
