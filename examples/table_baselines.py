@@ -15,8 +15,7 @@ import json
 import statistics
 from pathlib import Path
 
-NAMES = {"energy": "energy", "maxlogit": "MaxLogit", "vim": "ViM", "knn": "kNN (k = training images / 100)",
-         "odin": "ODIN (T = 1000, eps = 0.0014)"}
+from osd.osr.baselines import HUMAN as NAMES  # every baseline's name in a table, as the report shows it
 
 
 def main() -> None:
