@@ -32,7 +32,7 @@ CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 import numpy as np, torch
-from osd import config
+from osd import config, runtime
 from osd.pipeline.data import stage1_sizes
 from osd.pipeline.detector import fitted, build_extractor, stage1_spec, _bank_paths
 from osd.patchcore.stage1 import crop_samples, feature_batches
@@ -55,7 +55,7 @@ out = {"wall_s": wall, "extract_s": s["extract_seconds"], "select_s": s["select_
 # nearest-neighbour scoring alone (features extracted first): ms per crop against this bank
 from osd.patchcore.model import PatchCore
 det = PatchCore.from_bank(p["bank"], cfg.patchcore.num_neighbors, cfg.patchcore.search)
-ext = build_extractor(stage1_spec(cfg), torch.device("cpu"), None)
+ext = build_extractor(stage1_spec(cfg), torch.device("cpu"), runtime.resources(cfg.project).patchcore.dtype)
 crops = crop_samples(list(normal_data(cfg).split.test), stage1_sizes(cfg))[:192]
 maps = [f for _, f in feature_batches(ext, crops, stage1_sizes(cfg), torch.device("cpu"))]
 t = time.perf_counter()

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np, torch
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
-from osd import config
+from osd import config, runtime
 from osd.patchcore.model import MemoryBank
 from osd.patchcore.features import to_patches
 from osd.pipeline.data import normal_data
@@ -51,7 +51,7 @@ defect, labels, _ = labelled_crops(DefectParts(data.defective, data.masks, cfg.n
 normals = crop_samples(list(data.split.test), stage1_sizes(cfg))
 samples = normals + defect
 y = np.r_[np.zeros(len(normals)), np.asarray(labels, dtype=float)]
-ext = build_extractor(stage1_spec(cfg), torch.device("cpu"), None)
+ext = build_extractor(stage1_spec(cfg), torch.device("cpu"), runtime.resources(cfg.project).patchcore.dtype)
 maps = [None] * len(samples)
 for idx, f in feature_batches(ext, samples, stage1_sizes(cfg), torch.device("cpu")):
     for j, i in enumerate(idx):
