@@ -71,11 +71,16 @@ class Resources:
 
     def setup(self) -> torch.device:
         """Set the thread count for a run and return the device. Call it inside :func:`scope`."""
-        import torch
-
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        use_threads(self.threads)
         return self.device
+
+
+def use_threads(threads: int) -> None:
+    """torch's thread count for a run (0: leave torch's default). Call it inside :func:`scope`."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def resources(project: ProjectSection) -> Resources:

@@ -177,7 +177,7 @@ class Predictor:
 
     def _rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:
         with runtime.scope():  # project.threads for this batch; the caller's count comes back after it
-            runtime.resources(self.cfg.project).setup()
+            runtime.use_threads(self.cfg.project.threads)  # per batch: nothing else is resolved again
             return self._batch_rows(names, imgs)
 
     def _batch_rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:
