@@ -175,3 +175,28 @@ def test_four_neu_class_folders_run_the_whole_study(tmp_path: Path):
     out = json.loads(r.stdout)
     assert {s["split"] for s in out["steps"]} >= {"a", "b"} and "c" not in {s["split"] for s in out["steps"]}
     assert (p / "outputs" / "report.html").is_file()
+
+
+def test_osr_baselines_are_rows_with_human_names_readable_at_100_columns():
+    """Eight baselines and two variants: one row each, no cell cut short (…) at 100 columns."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from osd.cli.render import beside_table
+    from osd.osr.baselines import BASELINES, HUMAN
+
+    cell = {"auroc": 0.5123, "open_set_accuracy": 0.7421,
+            "intervals95": {"auroc": [0.436, 0.588], "open_set_accuracy": [0.711, 0.772]},
+            "locked_minus_baseline": {"auroc": {"difference": 0.471, "ci95": [0.398, 0.543]},
+                                      "open_set_accuracy": {"difference": 0.153, "ci95": [0.122, 0.183]}}}
+    r = SimpleNamespace(variants={"multilayer": {"auroc": 0.927, "open_set_accuracy": 0.853}},
+                        baselines={n: cell for n in BASELINES})
+    console = Console(width=100, record=True)
+    console.print(beside_table(r))
+    text = console.export_text()
+    assert "…" not in text and "0.512" in text and "+0.471" in text and "[+0.398, +0.543]" in text
+    flat = " ".join(text.split())
+    for name in BASELINES:  # each baseline's table name (words may wrap inside the cell)
+        assert all(word.strip("│") in flat for word in f"baseline: {HUMAN[name]}".split())
+    assert "mahalanobis_norm" not in text and "baseline_" not in text

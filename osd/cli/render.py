@@ -254,23 +254,47 @@ def _ci(ci: Any) -> str:
     return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
 
 
+def _two_lines(value: Any, ci: Any, sign: str = "") -> str:
+    """A value over its 95% interval, three decimals each: narrow enough for a table of several columns."""
+    if not isinstance(value, float):
+        return fmt(value)
+    if isinstance(ci, list) and len(ci) == 2:
+        return f"{value:{sign}.3f}\n[{ci[0]:{sign}.3f}, {ci[1]:{sign}.3f}]"
+    return f"{value:{sign}.3f}"
+
+
+def beside_table(r: Any):
+    """The variants and baselines as rows (human names), a few headline numbers each: a table that
+    stays readable at 100 columns however many baselines are configured."""
+    from osd.report.build import APPROACH_HUMAN
+
+    rows = []
+    for kind, items in (("variant", r.variants), ("baseline", getattr(r, "baselines", None) or {})):
+        for k, v in items.items():
+            ci = v.get("intervals95") or {}
+            d = v.get("locked_minus_baseline") or {}
+            rows.append([APPROACH_HUMAN.get(f"{kind}_{k}", f"{kind}: {k}"),
+                         _two_lines(v.get("auroc"), ci.get("auroc")),
+                         _two_lines(v.get("open_set_accuracy"), ci.get("open_set_accuracy")),
+                         *(_two_lines((d.get(m) or {}).get("difference"), (d.get(m) or {}).get("ci95"), "+")
+                           if d else "-" for m in ("auroc", "open_set_accuracy"))])
+    return table("Beside the locked method (same classifier, each with its own threshold; never used to choose)",
+                 ["approach", "AUROC", "open-set accuracy", "locked minus it: AUROC", "locked minus it: open-set acc."],
+                 rows, caption="[95% bootstrap interval]; locked minus it: the paired difference on the same test "
+                               "images (a variant has no paired test)")
+
+
 def show_osr(r: Any, steps: list[tuple[str, bool]] | None = None) -> None:
     first = next(iter([r.osr]))
     show(metrics_table(
         f"One-stage open-set recognition, split {r.split.upper()} "
         f"({first['n_known']} known / {first['n_unknown']} unknown test images)",
         {f"Mahalanobis, {r.features} (tau={r.tau:.4g})": {**r.osr, "intervals95": r.intervals.get("osr", {})},
-         f"max-softmax (kappa={r.kappa:.4g})": {**r.msp, "intervals95": r.intervals.get("msp", {})},
-         **{f"variant: {k}": v for k, v in r.variants.items()},
-         **{f"baseline: {k}": v for k, v in (getattr(r, "baselines", None) or {}).items()}},
-        caption="scores: higher = more unknown; unknown is the positive class; [95% bootstrap interval]; "
-                "variants and baselines come from the same classifier (its embeddings and logits; ODIN runs it "
-                "again over the images), each with its own threshold, and are never used to choose",
+         f"max-softmax (kappa={r.kappa:.4g})": {**r.msp, "intervals95": r.intervals.get("msp", {})}},
+        caption="scores: higher = more unknown; unknown is the positive class; [95% bootstrap interval]",
     ))
-    for k, v in (getattr(r, "baselines", None) or {}).items():
-        d = v.get("locked_minus_baseline", {})
-        note(f"locked minus {k}: " + ", ".join(
-            f"{m} {x['difference']:+.3f} {_ci(x.get('ci95'))}" for m, x in d.items()))
+    if r.variants or getattr(r, "baselines", None):
+        show(beside_table(r))
     sel = r.selection or {}
     if sel.get("selected"):
         scores = ", ".join(f"{k} {v:.3f}" for k, v in sel.get("validation_auroc", {}).items())
