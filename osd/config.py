@@ -482,11 +482,24 @@ def _validate(cfg: Config) -> None:
             vals = getattr(sd, part)
             if len(set(vals)) != len(vals):
                 raise ConfigError(f"splits.{name}.{part}: lists a class twice: {vals}")
+    _refuse_repeated_splits(s.named)
     if len(cfg.patchcore.layers) < 1:
         raise ConfigError("patchcore.layers: name at least one layer")
     for layer in cfg.patchcore.layers:
         if layer not in ("layer1", "layer2", "layer3", "layer4"):
             raise ConfigError(f"patchcore.layers: {layer!r} is not one of layer1, layer2, layer3, layer4")
+
+
+def _refuse_repeated_splits(named: dict[str, SplitDef]) -> None:
+    """Two splits with the same known / unknown partition are one split counted twice: the study's
+    answer treats splits as independent replications, so a repeat would be counted as evidence."""
+    seen: dict[tuple[frozenset[str], frozenset[str]], str] = {}
+    for name, sd in named.items():
+        partition = (frozenset(sd.known), frozenset(sd.unknown))
+        if partition in seen:
+            raise ConfigError(f"splits.{name}: the same known and unknown classes as splits.{seen[partition]}; a "
+                              "split repeated is not more evidence (the answer counts splits): remove one")
+        seen[partition] = name
 
 
 def from_dict(data: dict[str, Any], base_dir: Path = Path("."), base: Config | None = None) -> Config:
@@ -504,6 +517,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. classifier.epochs=5")
     key, raw = (part.strip() for part in text.split("=", 1))
+    if not key:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with a setting's name before '=', e.g. "
+                          "classifier.epochs=5")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:

@@ -2,7 +2,9 @@
 
 Pure statistics over stage-1 scores (higher = more anomalous): the held-out normal images and
 the defect images of a line, never the calibration images that set the threshold. Every value
-has a stratified bootstrap interval (normals and defects resampled within themselves). Without
+has a 95% interval: the normal pass rate and the detection rate their exact Clopper-Pearson interval
+over their own images (:mod:`osd.proportion`), the ranking metrics a stratified bootstrap (normals
+and defects resampled within themselves). Without
 defect images only the normal pass rate can be measured; the rest is ``None`` and named in
 :data:`NOT_MEASURED`.
 """
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from osd.metrics import EncodedResults, bootstrap
+from osd.proportion import rate_intervals
 
 # normal pass rates at which the detection rate is read off the test scores (a ranking metric, like
 # TPR at a fixed FPR: it ranks the detector; an operating point set on calibration data is a decision)
@@ -82,4 +85,7 @@ def evaluate(normal: Sequence[float], defect: Sequence[float], threshold: float,
         return detection_metrics(scores[idx][~kind[idx]], scores[idx][kind[idx]], threshold)
 
     intervals = bootstrap(on, kind, n_boot, seed) if n_boot and scores.size else {}
+    # the two rates: exact Clopper-Pearson over their own images (a bootstrap of 360/360 is [1, 1])
+    intervals.update(rate_intervals({"normal_pass_rate": (int(np.sum(n <= threshold)), int(n.size)),
+                                     "detection_rate": (int(np.sum(d > threshold)), int(d.size))}))
     return DetectionMetrics(values, intervals, int(n.size), int(d.size), float(threshold))

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, auc, average_precision_score, f1_score, roc_auc_score, roc_curve
 
 from osd.decide import UNKNOWN, softmax  # noqa: F401 - one label, one softmax (float64)
+from osd.proportion import rate_intervals
 
 
 def fpr_at_tpr(is_unknown: np.ndarray, score: np.ndarray, tpr_level: float = 0.95) -> float:
@@ -79,9 +80,12 @@ def open_set_metrics(
     }
 
 
-# Metrics with bootstrap intervals; ranking metrics need a score, the rest only decisions.
+# Metrics with intervals; ranking metrics need a score, the rest only decisions.
 RANKING = ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr", "oscr")
 DECISION = ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
+# single proportions k / n: an exact Clopper-Pearson interval (osd.proportion), never a percentile bootstrap,
+# which has zero width at 0 and 1; macro-F1 and the ranking metrics are not counts and keep the bootstrap
+RATES = ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy")
 
 
 def bootstrap_replicates(metric_fn: Callable[[np.ndarray], dict[str, float]], strata: np.ndarray, n_boot: int = 1000,
@@ -183,6 +187,14 @@ class EncodedResults:
         t = np.sort(s_known)[k - 1]
         return float(np.mean(s_unknown <= t))
 
+    def rate_counts(self) -> dict[str, tuple[int, int]]:
+        """(k, n) of every single proportion over all the test images, for its exact interval."""
+        known = ~self.unk
+        return {"closed_set_accuracy": (int(np.sum(self.c[known] == self.t[known])), int(known.sum())),
+                "known_acceptance": (int(np.sum(self.p[known] < self.k)), int(known.sum())),
+                "unknown_rejection": (int(np.sum(self.p[self.unk] == self.k)), int(self.unk.sum())),
+                "open_set_accuracy": (int(np.sum(self.p == self.t)), int(self.t.size))}
+
     def metrics(self, idx: np.ndarray, keys: Sequence[str]) -> dict[str, float]:
         t, p, c, unk = self.t[idx], self.p[idx], self.c[idx], self.unk[idx]
         known = ~unk
@@ -221,10 +233,13 @@ class EncodedResults:
 def metric_intervals(true: Sequence[str], pred: Sequence[str], closed_pred: Sequence[str], score: np.ndarray | None,
                      is_unknown: np.ndarray, classes: Sequence[str], n_boot: int = 1000, seed: int = 0
                      ) -> dict[str, list[float]]:
-    """Stratified bootstrap 95% intervals of :func:`open_set_metrics` (ranking metrics only with a score)."""
+    """95% intervals of :func:`open_set_metrics`: exact Clopper-Pearson for the single rates (:data:`RATES`,
+    with or without bootstrap replicates), stratified bootstrap for macro-F1 and the ranking metrics (only
+    with a score, and only with ``n_boot`` > 0)."""
     enc = EncodedResults(true, pred, closed_pred, score, is_unknown, classes)
-    keys = DECISION + (RANKING if score is not None else ())
-    return bootstrap(lambda idx: enc.metrics(idx, keys), enc.unk, n_boot, seed)
+    keys = tuple(k for k in DECISION + (RANKING if score is not None else ()) if k not in RATES)
+    out = bootstrap(lambda idx: enc.metrics(idx, keys), enc.unk, n_boot, seed) if n_boot else {}
+    return {**out, **rate_intervals(enc.rate_counts())}
 
 
 def paired_difference(a: Any, b: Any, keys: Sequence[str], strata: np.ndarray,

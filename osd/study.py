@@ -31,6 +31,17 @@ def _report_inputs(cfg: Config, splits: list[str], seeds: list[int]) -> list[Any
     return out
 
 
+def _holm_note(replicates: int, runs: int) -> list[str]:
+    """A line when the per-run tests cannot reject after Holm's correction at this B, whatever the data."""
+    from osd.verdict import holm_can_reject, replicates_needed
+
+    if not replicates or holm_can_reject(replicates, runs):
+        return []
+    return [f"stats.bootstrap = {replicates} with {runs} runs: the smallest p-value a run can reach, 2/(B+1) = "
+            f"{2 / (replicates + 1):.4f}, is above Holm's first threshold 0.05/{runs}, so no run can be significant "
+            f"whatever the data; set stats.bootstrap >= {replicates_needed(runs)} for per-run tests"]
+
+
 def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
             reporter: Reporter | None = None, seeds: list[int] | None = None, jobs: int = 1,
             scheduler: Any = None) -> dict[str, Any]:
@@ -78,6 +89,7 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
         notes = ["detection study (project.study = detection): stage 1 alone on good and bad parts; skipped: "
                  "training, embeddings, tau and kappa, the one-stage study and the cascade (they need at least "
                  "3 defect classes: 2 known to name, 1 unknown to flag)"]
+    notes += _holm_note(cfg.stats.bootstrap, len(splits) * len(seeds)) if two_stage and splits else []
     return {"steps": steps, "seconds": time.perf_counter() - start, "report": report, "two_stage": two_stage,
             "notes": notes,
             "seeds": seeds, "jobs": jobs, "scheduler": str(scheduler) if scheduler else None, "failed": failed}

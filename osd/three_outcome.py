@@ -31,6 +31,7 @@ KNOWN, UNKNOWN_KIND, NORMAL = 0, 1, 2  # kinds of test image (the bootstrap's st
 KIND_NAMES = ("known", "unknown", "normal")
 METRICS = ("normal_pass_rate", "defect_detection_rate", "known_accuracy_detected", "unknown_rejection",
            "three_outcome_accuracy", "three_outcome_macro_f1")
+NOT_RATES = ("three_outcome_macro_f1",)  # the only metric here that is not a count k / n
 
 
 def kinds(roles: Sequence[str]) -> np.ndarray:
@@ -79,6 +80,19 @@ class ThreeOutcome:
             den = 2 * tp + fp + fn
             out["three_outcome_macro_f1"] = float(np.mean(np.where(den > 0, 2 * tp / np.where(den > 0, den, 1), 0.0)))
         return {k: out[k] for k in keys}
+
+    def rate_counts(self) -> dict[str, tuple[int, int]]:
+        """(k, n) of every single proportion over all the test images, for its exact interval
+        (:mod:`osd.proportion`); macro-F1 is not a count."""
+        t, p, kind = self.t, self.p, self.kind
+        normal, defect, known, unk = kind == NORMAL, kind != NORMAL, kind == KNOWN, kind == UNKNOWN_KIND
+        passed = p == self.k + 1
+        detected_known = known & ~passed
+        return {"normal_pass_rate": (int(passed[normal].sum()), int(normal.sum())),
+                "defect_detection_rate": (int((~passed[defect]).sum()), int(defect.sum())),
+                "known_accuracy_detected": (int((p == t)[detected_known].sum()), int(detected_known.sum())),
+                "unknown_rejection": (int((p[unk] == self.k).sum()), int(unk.sum())),
+                "three_outcome_accuracy": (int((p == t).sum()), int(t.size))}
 
     def normal_calls(self) -> dict[str, float]:
         """What the approach answered on the normal images: shares of no_defect, a known class, unknown."""

@@ -9,16 +9,31 @@ and share their test images, so they are not independent evidence. Hence:
   p-values over the runs compared; a run counts as significant after the correction only if it is
   significant before it (its interval excludes zero), so the correction can only remove runs.
   Without replicates (``stats.bootstrap = 0``) a run is "not tested".
+  Holm can reject only if the smallest p-value a run can reach, 2 / (B + 1) with B replicates,
+  is at most alpha / m for m runs: below that B (:func:`replicates_needed`) the verdict says that
+  the runs are untestable at this B, never "0 of m runs".
 - **Overall**: seeds are averaged within their split first, then a Student t interval over the
-  split means (df = splits - 1). One approach is called better overall only with at least
-  :data:`MIN_SPLITS` splits and that interval excluding zero; with fewer splits no overall claim is
-  made and the per-run results stand alone.
+  split means (df = splits - 1) whose variance is **floored by the seeds' own noise**: the split
+  means cannot vary less than the pooled within-split seed variance divided by the seeds per split
+  (a random-effects reading: var(split mean) = between-split variance + seed variance / seeds), so
+  the larger of the observed between-split variance and that floor is used
+  (:func:`split_level_interval`). A difference of rates lies in [-1, 1] and its interval is cut to
+  that range. One approach is called better overall only with at least :data:`MIN_SPLITS` splits
+  and that interval excluding zero; with fewer splits no overall claim is made and the per-run
+  results stand alone.
+- A difference that is **the same in every split** (it does not depend on which classes are
+  unknown: the cascade's normal pass rate is set by stage 1 and the test normals every split
+  shares) is no evidence over splits: no verdict, the value is reported once with its interval over
+  its own images (:data:`SPLIT_INVARIANT`).
+- The splits share their known classes' test images (a class is known in several splits), so an
+  overall claim is about these splits of this data set, not about new data sets.
 
 Every metric compared here is higher-is-better (accuracies, rates, macro-F1).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -31,6 +46,9 @@ ONE_STAGE_BETTER = "one-stage better"
 CASCADE_BETTER = "cascade better"
 NO_CLEAR_DIFFERENCE = "no clear difference"
 NO_OVERALL_CLAIM = "no overall claim"
+SPLIT_INVARIANT = "the same in every split"
+INTERVAL_RULE = ("95% t interval over the split means (df = splits - 1; seeds averaged within their split first), its "
+                 "variance at least the pooled within-split seed variance / seeds per split")
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,16 @@ class MetricVerdict:
     def tested_runs(self) -> int:
         return sum(r.tested for r in self.runs)
 
+    @property
+    def replicates(self) -> int:
+        """The fewest bootstrap replicates of a tested run (what bounds its smallest p-value)."""
+        return min((r.replicates for r in self.runs if r.tested and r.replicates), default=0)
+
+    @property
+    def holm_can_reject(self) -> bool:
+        """Whether any tested run could be significant after Holm's correction at this B."""
+        return holm_can_reject(self.replicates, self.tested_runs)
+
     def count(self, side: str, corrected: bool = True) -> int:
         """Runs whose test favours ``side`` (after Holm, or before it with ``corrected=False``)."""
         sign = 1 if side == ONE_STAGE_BETTER else -1
@@ -97,7 +125,9 @@ class MetricVerdict:
         d.update(n_splits=self.n_splits, n_seeds=self.n_seeds, tested_runs=self.tested_runs,
                  runs_one_stage_better=self.count(ONE_STAGE_BETTER), runs_cascade_better=self.count(CASCADE_BETTER),
                  runs_one_stage_better_uncorrected=self.count(ONE_STAGE_BETTER, False),
-                 runs_cascade_better_uncorrected=self.count(CASCADE_BETTER, False))
+                 runs_cascade_better_uncorrected=self.count(CASCADE_BETTER, False),
+                 holm_can_reject=self.holm_can_reject,
+                 replicates_needed=replicates_needed(self.tested_runs) if self.tested_runs else None)
         return d
 
 
@@ -112,6 +142,46 @@ def holm(p_values: Sequence[float | None], alpha: float = ALPHA) -> list[bool | 
         stopped = stopped or p_values[i] > alpha / (m - rank)
         out[i] = not stopped
     return out
+
+
+def replicates_needed(m: int, alpha: float = ALPHA) -> int:
+    """The fewest bootstrap replicates B at which Holm over ``m`` runs can reject at all: the smallest
+    p-value a run reaches, 2 / (B + 1), must be at most Holm's first threshold alpha / m."""
+    return max(1, math.ceil(2 * m / alpha - 1 - 1e-9))
+
+
+def holm_can_reject(replicates: int, m: int, alpha: float = ALPHA) -> bool:
+    """True when ``m`` runs with ``replicates`` bootstrap replicates each can give a Holm rejection."""
+    return m > 0 and replicates > 0 and 2 / (replicates + 1) <= alpha / m + 1e-12
+
+
+def split_level_interval(by_split: dict[str, Sequence[float]], level: float = 0.95,
+                         bounds: tuple[float, float] = (-1.0, 1.0)) -> tuple[float, tuple[float, float] | None]:
+    """The mean of the split means and its t interval (df = splits - 1), the variance of a split mean
+    floored by the seeds' own noise (pooled within-split variance / seeds in the split, averaged over
+    splits), cut to ``bounds``. None with fewer than two splits."""
+    from scipy.stats import t
+
+    groups = [np.asarray(v, dtype=float) for v in by_split.values() if len(v)]
+    means = np.array([g.mean() for g in groups])
+    if means.size < 2:
+        return (float(means[0]) if means.size else float("nan")), None
+    between = float(means.var(ddof=1))
+    df_within = sum(g.size - 1 for g in groups)
+    floor = 0.0
+    if df_within > 0:
+        pooled = sum(float(((g - g.mean()) ** 2).sum()) for g in groups) / df_within
+        floor = pooled * float(np.mean([1 / g.size for g in groups]))
+    half = float(t.ppf((1 + level) / 2, means.size - 1) * np.sqrt(max(between, floor) / means.size))
+    mean = float(means.mean())
+    return mean, (max(mean - half, bounds[0]), min(mean + half, bounds[1]))
+
+
+def same_in_every_split(by_split: dict[str, Sequence[float]], tol: float = 1e-12) -> bool:
+    """True when two or more splits all give the same value (seed by seed): the quantity does not vary
+    by split, so a spread over splits is zero by construction, not evidence."""
+    values = [float(x) for v in by_split.values() for x in v]
+    return len(by_split) > 1 and max(values) - min(values) <= tol
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
@@ -143,11 +213,16 @@ def overall(comparison: str, metric: str, runs: Sequence[RunComparison], min_spl
     for r in runs:
         by_split.setdefault(r.split, []).append(r.difference)
     means = {s: float(np.mean(v)) for s, v in by_split.items()}
-    mean = float(np.mean(list(means.values()))) if means else float("nan")
-    ci = t_interval(list(means.values()))
+    mean, ci = split_level_interval(by_split)
     interval = (f"95% t interval over {len(means)} split means (df = {len(means) - 1}; seeds averaged within "
-                "their split first)")
-    if len(means) < min_splits:
+                "their split first; variance at least the seeds' own)")
+    if same_in_every_split(by_split):
+        ci = None
+        claim = SPLIT_INVARIANT
+        reason = ("the difference is the same in every split (as the cascade's normal pass rate is: one stage 1, one "
+                  "set of test normals): a zero spread over splits is no evidence; it is reported once, with its "
+                  "interval over its own images")
+    elif len(means) < min_splits:
         claim = NO_OVERALL_CLAIM
         reason = (f"{len(means)} split(s): an overall claim needs at least {min_splits} splits (the unit of "
                   "replication is the split; seeds share its test images); read the per-run results")

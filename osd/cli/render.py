@@ -280,8 +280,9 @@ def beside_table(r: Any):
                            if d else "-" for m in ("auroc", "open_set_accuracy"))])
     return table("Beside the locked method (same classifier, each with its own threshold; never used to choose)",
                  ["approach", "AUROC", "open-set accuracy", "locked minus it: AUROC", "locked minus it: open-set acc."],
-                 rows, caption="[95% bootstrap interval]; locked minus it: the paired difference on the same test "
-                               "images (a variant has no paired test)")
+                 rows, caption="[95% interval: open-set accuracy exact Clopper-Pearson, AUROC bootstrap]; locked minus "
+                               "it: the paired difference on the same test images (a variant has no paired test); "
+                               "these paired tests are secondary (exploratory, not corrected for multiplicity)")
 
 
 def show_osr(r: Any, steps: list[tuple[str, bool]] | None = None) -> None:
@@ -291,7 +292,8 @@ def show_osr(r: Any, steps: list[tuple[str, bool]] | None = None) -> None:
         f"({first['n_known']} known / {first['n_unknown']} unknown test images)",
         {f"Mahalanobis, {r.features} (tau={r.tau:.4g})": {**r.osr, "intervals95": r.intervals.get("osr", {})},
          f"max-softmax (kappa={r.kappa:.4g})": {**r.msp, "intervals95": r.intervals.get("msp", {})}},
-        caption="scores: higher = more unknown; unknown is the positive class; [95% bootstrap interval]",
+        caption="scores: higher = more unknown; unknown is the positive class; [95% interval: rates exact "
+                "Clopper-Pearson over their images, the rest bootstrap]",
     ))
     if r.variants or getattr(r, "baselines", None):
         show(beside_table(r))

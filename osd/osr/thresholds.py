@@ -19,19 +19,10 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from osd.errors import OsdWarning
+from osd.proportion import clopper_pearson
 
 # The 95% interval of the acceptance may reach this far below the target before a warning.
 SLACK = 0.05
-
-
-def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) interval of a binomial proportion k / n."""
-    from scipy.stats import binomtest
-
-    if n == 0:
-        return float("nan"), float("nan")
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
-    return float(ci.low), float(ci.high)
 
 
 def order_statistic_rank(n: int, acceptance: float) -> int:

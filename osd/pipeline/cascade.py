@@ -40,7 +40,7 @@ from osd.records import STAGE1_UNIT, CascadeResult, Rows
 STAGE1_ALGORITHM = "stage1-scores/4"  # 4: a long image is scored per crop, as predict does; 3: relative paths
 # 5: the payload is the CascadeResult record
 # 4: per-run p-values from the paired bootstrap replicates, stage-1 operating points; 3: a cached step; 2: stage 2
-CASCADE_ALGORITHM = "cascade/5"
+CASCADE_ALGORITHM = "cascade/6"  # 6: single rates with exact Clopper-Pearson intervals
 MODE_METRICS = ("known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
 
 
@@ -142,12 +142,11 @@ def _evaluate(cfg: Config, split: str, fit, cal: artifacts.Step, emb: artifacts.
     stage2 = {k: stage2_all[k] for k in RANKING + ("closed_set_accuracy",)}
     n_boot, seed = cfg.stats.bootstrap, cfg.project.seed
     intervals: dict[str, Any] = {}
-    if n_boot:
-        for m in MODES:
-            ci = metric_intervals(labels, preds[m], closed, None, unk, classes, n_boot, seed)
-            intervals[m] = {k: ci[k] for k in MODE_METRICS}
-        ci = metric_intervals(labels, preds["ignore_no_defect"], closed, -msp, unk, classes, n_boot, seed)
-        intervals["stage2"] = {k: ci[k] for k in stage2}
+    for m in MODES:  # the rates' exact intervals need no replicates; the rest only with stats.bootstrap > 0
+        ci = metric_intervals(labels, preds[m], closed, None, unk, classes, n_boot, seed)
+        intervals[m] = {k: ci[k] for k in MODE_METRICS if k in ci}
+    ci = metric_intervals(labels, preds["ignore_no_defect"], closed, -msp, unk, classes, n_boot, seed)
+    intervals["stage2"] = {k: ci[k] for k in stage2 if k in ci}
     # the one-stage decisions on the same images, from the validated calibration, for the paired verdict
     one = decide.one_stage(cal.payload["scorer"].score_samples(t["x"]), res.tau, closed)
     verdict = _paired_verdict(t, one, preds, closed, classes, n_boot, seed)

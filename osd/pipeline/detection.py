@@ -27,7 +27,7 @@ from osd.pipeline.data import stage1_sizes
 from osd.pipeline.detector import fitted, load_detector
 from osd.progress import Reporter, ensure
 
-DETECTION_ALGORITHM = "detection/1"
+DETECTION_ALGORITHM = "detection/2"  # 2: exact intervals of the rates
 SECTION = "detection"
 
 

@@ -29,7 +29,7 @@ CALIBRATE_ALGORITHM = "calibrate/5"  # 5: kappa stored as neg_kappa; 4: features
 # 8: the payload is the OsrResult record
 # 7: p-values of the paired baseline comparisons, operating points of tau and kappa; 6: kNN k and ViM subspace
 # follow the training size; 5: baselines; 4: cached step
-EVALUATE_ALGORITHM = "osr/8"
+EVALUATE_ALGORITHM = "osr/9"  # 9: single rates with exact Clopper-Pearson intervals
 SECTIONS = (*TRAIN_SECTIONS, "osr")
 
 
@@ -171,7 +171,7 @@ def _baselines(cfg: Config, emb: Embeddings, head: tuple[np.ndarray, np.ndarray]
         score = scorer.score_samples(np.concatenate(parts))
         pred = decide.one_stage(score, thr.threshold_, closed)
         metrics = open_set_metrics(t["labels"], pred, closed, score, unk, classes)
-        ci = metric_intervals(t["labels"], pred, closed, score, unk, classes, n_boot, seed) if n_boot else {}
+        ci = metric_intervals(t["labels"], pred, closed, score, unk, classes, n_boot, seed)
         other = EncodedResults(t["labels"], pred, closed, score, unk, classes)
         out[name] = {**metrics, "intervals95": ci, "threshold": thr.summary(), "score": SCORES[name],
                      "reads": reads, "role": "baseline: reported beside the locked method, never used to choose it",
@@ -220,11 +220,9 @@ def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step,
     m_osr = open_set_metrics(t["labels"], pred, closed, dist, t["is_unknown"], classes)
     m_msp = open_set_metrics(t["labels"], pred_msp, closed, -msp, t["is_unknown"], classes)
     n_boot, seed = cfg.stats.bootstrap, cfg.project.seed
-    intervals = {}
-    if n_boot:
-        intervals["osr"] = metric_intervals(t["labels"], pred, closed, dist, t["is_unknown"], classes, n_boot, seed)
-        intervals["msp"] = metric_intervals(t["labels"], pred_msp, closed, -msp, t["is_unknown"], classes, n_boot,
-                                            seed)
+    # the rates' exact intervals need no replicates; the rest only with stats.bootstrap > 0
+    intervals = {"osr": metric_intervals(t["labels"], pred, closed, dist, t["is_unknown"], classes, n_boot, seed),
+                 "msp": metric_intervals(t["labels"], pred_msp, closed, -msp, t["is_unknown"], classes, n_boot, seed)}
     variants = _variants(cfg, e, blocks, closed, t, classes)
     state = trained(cfg, split).payload["state_dict"]
     head = (np.asarray(state["head.weight"], dtype=np.float64), np.asarray(state["head.bias"], dtype=np.float64))

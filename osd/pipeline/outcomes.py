@@ -31,11 +31,12 @@ from osd.metrics import bootstrap, paired_difference
 from osd.osr.embeddings import NORMAL_PART, Embeddings
 from osd.osr.model import part_matrix
 from osd.progress import Reporter, ensure
+from osd.proportion import rate_intervals
 from osd.records import OutcomesResult, Rows
-from osd.three_outcome import METRICS, NORMAL, ThreeOutcome, image_auroc, kinds, true_outcomes
+from osd.three_outcome import METRICS, NORMAL, NOT_RATES, ThreeOutcome, image_auroc, kinds, true_outcomes
 
 # 3: the payload is the OutcomesResult record; 2: per-run p-values from the paired bootstrap replicates
-OUTCOMES_ALGORITHM = "three-outcome/3"
+OUTCOMES_ALGORITHM = "three-outcome/4"  # 4: exact intervals of the rates, the stage-1 AUROC per image
 APPROACHES = {
     "one_stage": "locked one-stage (penultimate Mahalanobis): no no_defect answer",
     "cascade_strict": "cascade, strict: stage 1's no_defect kept",
@@ -119,7 +120,9 @@ def _evaluate(cfg: Config, split: str, steps: dict[str, Any], key: str) -> tuple
     everyone = np.arange(len(paths))
     approaches = {}
     for a, role in APPROACHES.items():
-        ci = bootstrap(lambda idx, e=enc[a]: e.metrics(idx), kind, n_boot, seed) if n_boot else {}
+        # the rates: exact intervals over their own images; macro-F1: the stratified bootstrap
+        ci = bootstrap(lambda idx, e=enc[a]: e.metrics(idx, NOT_RATES), kind, n_boot, seed) if n_boot else {}
+        ci.update(rate_intervals(enc[a].rate_counts()))
         approaches[a] = {**enc[a].metrics(everyone), "intervals95": ci, "normal_images_answered": enc[a].normal_calls(),
                          "role": role}
     defect = kind != NORMAL

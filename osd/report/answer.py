@@ -5,8 +5,12 @@ Which comparison leads depends on the configured data:
   open-set accuracy. ``strict`` cannot win there: NEU has no defect-free images, so every stage-1
   "no defect" call on a NEU image is an error by construction.
 - The line's own normal images (``normal.in_domain``): the three-outcome comparison (``no_defect``,
-  a known class, ``unknown``) against the cascade in ``strict`` mode, which is how a cascade runs on
-  a line; three-outcome accuracy leads.
+  a known class, ``unknown``) of the one-stage method **with normal as one more known class** against
+  the cascade in ``strict`` mode, which is how a cascade runs on a line; three-outcome accuracy
+  leads. That pair is like for like: both can answer ``no_defect``. The locked one-stage method has
+  no ``no_defect`` answer, so against the cascade it loses (share of normals in the test set) x
+  (cascade pass rate) on three-outcome accuracy by construction; its normal pass rate (0) and
+  defect detection rate (1) are facts, shown, never paired in a verdict (:data:`BY_CONSTRUCTION`).
 
 The statistics (split as the unit of replication, Holm over per-run bootstrap tests) live in
 :mod:`osd.verdict`; this module only chooses, aggregates and words them.
@@ -32,12 +36,18 @@ HUMAN = {
     "known_accuracy_detected": "known accuracy (detected)", "three_outcome_accuracy": "three-outcome accuracy",
     "three_outcome_macro_f1": "three-outcome macro-F1", "stage1_image_auroc": "stage-1 AUROC (images)",
 }
+NORMAL_CLASS_VS_STRICT = "three outcomes, one-stage with normal class vs strict"
 COMPARISON_HUMAN = {
     "ignore_no_defect": "cascade, ignore_no_defect (stage 2 decides every image)",
     "strict": "cascade, strict (stage 1's no_defect stands)",
     "three outcomes, strict": "cascade, strict, with the line's good parts in the test set",
     "three outcomes, ignore_no_defect": "cascade, ignore_no_defect, with the line's good parts in the test set",
+    NORMAL_CLASS_VS_STRICT: "cascade, strict, with the line's good parts in the test set",
 }
+# the first approach of each comparison, in words (the locked method unless named here)
+FIRST_HUMAN = {NORMAL_CLASS_VS_STRICT: "the one-stage method with normal as a known class"}
+# the locked one-stage method has no no_defect answer: against it these hold by construction (0 and 1)
+BY_CONSTRUCTION = ("normal_pass_rate", "defect_detection_rate")
 # known accuracy among *detected* known images divides by a different set of images for each approach
 # (a cascade that calls hard known defects no_defect improves it), so it never enters the paired verdict
 NOT_PAIRED = {"known_accuracy_detected"}
@@ -72,15 +82,17 @@ def _plan(in_domain: bool) -> list[tuple[str, str, str, tuple[str, ...]]]:
     from osd.three_outcome import METRICS as THREE
 
     three = tuple(m for m in THREE if m not in NOT_PAIRED)
+    locked = tuple(m for m in three if m not in BY_CONSTRUCTION)
     known_unknown = [(m, "cascade", m, MODE_METRICS) for m in MODES]
-    outcomes = [(f"three outcomes, {m}", "three_outcome", f"one_stage_minus_cascade_{m}", three) for m in MODES]
+    outcomes = [(NORMAL_CLASS_VS_STRICT, "three_outcome", "one_stage_normal_class_minus_cascade_strict", three)]
+    outcomes += [(f"three outcomes, {m}", "three_outcome", f"one_stage_minus_cascade_{m}", locked) for m in MODES]
     return outcomes + known_unknown if in_domain else known_unknown + outcomes
 
 
 def lead_of(in_domain: bool) -> tuple[str, str]:
     """(comparison, metric) the answer leads with on this data."""
-    return ("three outcomes, strict", "three_outcome_accuracy") if in_domain else ("ignore_no_defect",
-                                                                                  "open_set_accuracy")
+    return (NORMAL_CLASS_VS_STRICT, "three_outcome_accuracy") if in_domain else ("ignore_no_defect",
+                                                                                 "open_set_accuracy")
 
 
 def verdicts(runs: list[Run], in_domain: bool) -> list[stats.MetricVerdict]:
@@ -98,33 +110,55 @@ def verdicts(runs: list[Run], in_domain: bool) -> list[stats.MetricVerdict]:
     return out
 
 
+def _ahead(difference: float, first: str) -> str:
+    """Who is ahead, in words, beside a signed difference (first minus cascade)."""
+    if not np.isfinite(difference) or abs(difference) < 5e-4:
+        return "level"
+    return f"{first} ahead" if difference > 0 else "the cascade ahead"
+
+
 def _claim_words(v: stats.MetricVerdict) -> str:
     against = COMPARISON_HUMAN.get(v.comparison, v.comparison)
+    first = FIRST_HUMAN.get(v.comparison, "the one-stage method")
     base = f"{v.n_splits} split(s), {v.n_seeds} seed(s) each"
+    if v.claim == stats.SPLIT_INVARIANT:
+        return (f"{first[0].upper()}{first[1:]} minus the {against}, {HUMAN[v.metric]}: "
+                f"{fmt_signed(v.mean_difference)} ({_ahead(v.mean_difference, first)}) in every split; a value that does "
+                "not vary by split is a fact of these test images, not a verdict over splits.")
     if v.claim == stats.NO_OVERALL_CLAIM:
         per = "; ".join(f"split {r.split.upper()} seed {r.seed}: {fmt_signed(r.difference)}"
                         + (f" {fmt_ci(r.ci95)}" if r.ci95 else "") for r in v.runs[:6])
         return (f"No overall claim is possible from {v.n_splits} split(s) (at least {stats.MIN_SPLITS} are needed). "
-                f"One-stage minus the {against}, {HUMAN[v.metric]}, per run: {per}{' ...' if len(v.runs) > 6 else ''}.")
+                f"{first[0].upper()}{first[1:]} minus the {against}, {HUMAN[v.metric]}, per run "
+                f"(positive: {first} ahead): {per}{' ...' if len(v.runs) > 6 else ''}.")
     lo, hi = v.ci95
-    head = {stats.ONE_STAGE_BETTER: "The one-stage method is better", stats.CASCADE_BETTER: "The cascade is better",
-            stats.NO_CLEAR_DIFFERENCE: "Neither approach is clearly better"}[v.claim]
-    return (f"{head} on {HUMAN[v.metric]} against the {against}: one-stage minus cascade is "
-            f"{fmt_signed(v.mean_difference)} on average, 95% interval {fmt_signed(lo)} to {fmt_signed(hi)} over the "
-            f"means of {base}.")
+    head = {stats.ONE_STAGE_BETTER: f"{first[0].upper()}{first[1:]} is better", stats.CASCADE_BETTER:
+            "The cascade is better", stats.NO_CLEAR_DIFFERENCE: "Neither approach is clearly better"}[v.claim]
+    return (f"{head} on {HUMAN[v.metric]} against the {against}: {first} minus the cascade is "
+            f"{fmt_signed(v.mean_difference)} on average ({_ahead(v.mean_difference, first)}), 95% interval "
+            f"{fmt_signed(lo)} to {fmt_signed(hi)} over the means of {base} (a t interval whose variance is at least "
+            "the seeds' own). The splits share their known classes' test images: the claim is about these splits "
+            "of this data set.")
 
 
 def _runs_words(v: stats.MetricVerdict) -> str:
     if not v.tested_runs:
         return "Per run: not tested (stats.bootstrap = 0 gives no bootstrap replicates)."
+    if not v.holm_can_reject:
+        b, m = v.replicates, v.tested_runs
+        return (f"Per run: untestable at B = {b} bootstrap replicates with {m} runs: the smallest p-value a run can "
+                f"reach, 2/(B+1) = {2 / (b + 1):.4f}, is above Holm's first threshold 0.05/{m} = {0.05 / m:.4f}, so no "
+                f"run could be significant whatever the data; set stats.bootstrap to at least "
+                f"{stats.replicates_needed(m)} for a per-run test.")
     nan = sum(r.nan_replicates for r in v.runs)
     extra = f" ({nan} bootstrap replicate(s) undefined and left out)" if nan else ""
     return (f"Per run, the paired bootstrap test favours one-stage in {v.count(stats.ONE_STAGE_BETTER)} and the "
-            f"cascade in {v.count(stats.CASCADE_BETTER)} of {v.tested_runs} runs after Holm's correction{extra}.")
+            f"cascade in {v.count(stats.CASCADE_BETTER)} of {v.tested_runs} runs after Holm's correction{extra}; "
+            "a run's test speaks only for that split's test images.")
 
 
 def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str | None = None,
-           target: float | None = None) -> list[str]:
+           target: float | None = None, target_words: str | None = None) -> list[str]:
     """Two or three short sentences: the leading comparison, the per-run tests, and why the other mode
     is not the answer (or, on a line's own data, how many good parts the cascade passes)."""
     if not found:
@@ -134,9 +168,11 @@ def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str |
     out = [_claim_words(lead), _runs_words(lead)]
     if in_domain:
         if normal_pass:
-            aim = f" (its threshold is set to accept {target:.0%} of calibration good parts)" if target else ""
-            out.append(f"The cascade passes {normal_pass} of the held-out good parts{aim}; the one-stage method has "
-                       "no 'no defect' answer, so it passes none.")
+            aim = target_words or (f" (its threshold is set to accept {target:.0%} of calibration good parts)"
+                                   if target else "")
+            out.append(f"The cascade passes {normal_pass} of the held-out good parts{aim}; the locked one-stage "
+                       "method has no 'no defect' answer, so it passes none and flags every defect (facts by "
+                       "construction, not verdicts).")
     elif any(v.comparison == "strict" for v in found):
         out.append("Strict mode is not the comparison: NEU has no defect-free images, so every stage-1 'no defect' "
                    "call on a NEU image is wrong by construction; its numbers are in the table.")
@@ -146,24 +182,27 @@ def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str |
 def interval_over_runs(values: list[tuple[str, int, float | None, list[float] | None]]
                        ) -> tuple[float | None, tuple[float, float] | None, str]:
     """Mean over runs and the interval that fits the runs at hand, with its name:
-    one run: its bootstrap interval over test images; one split, several seeds: the range over seeds;
-    several splits: the t interval over split means (seeds averaged first), as the verdict."""
+    one run: its own 95% interval over its test images; a value the same in every split (the cascade's
+    normal pass rate: one stage 1, one set of test normals): that run's interval over its own images,
+    once; one split, several seeds: the range over seeds (said to be no confidence interval); several
+    splits: the verdict's t interval over split means, its variance floored by the seeds' own, in [0, 1]."""
     vals = [(s, seed, v, ci) for s, seed, v, ci in values if v is not None and np.isfinite(v)]
     if not vals:
         return None, None, ""
-    if len(vals) == 1:
-        ci = vals[0][3]
-        ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(np.isfinite(ci))
-        return vals[0][2], (ci[0], ci[1]) if ok else None, "bootstrap over test images"
     by_split: dict[str, list[float]] = {}
     for s, _, v, _ in vals:
         by_split.setdefault(s, []).append(v)
-    means = [float(np.mean(v)) for v in by_split.values()]
-    if len(means) == 1:
-        return means[0], (min(by_split[vals[0][0]]), max(by_split[vals[0][0]])), "range over seeds"
-    lo, hi = stats.t_interval(means)
-    # every metric here is a rate in [0, 1]: the t interval is cut to that range, and says so
-    return float(np.mean(means)), (max(lo, 0.0), min(hi, 1.0)), "t interval over split means, cut to [0, 1]"
+    if len(vals) == 1 or stats.same_in_every_split(by_split):
+        ci = vals[0][3]
+        ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(np.isfinite(ci))
+        how = ("95% interval over the test images (rates: exact Clopper-Pearson; others: bootstrap)"
+               if len(vals) == 1 else "the same in every split: its 95% interval over its own test images")
+        return vals[0][2], (ci[0], ci[1]) if ok else None, how
+    if len(by_split) == 1:
+        v = next(iter(by_split.values()))
+        return float(np.mean(v)), (min(v), max(v)), "lowest to highest over seeds (not a confidence interval)"
+    mean, ci = stats.split_level_interval(by_split, bounds=(0.0, 1.0))
+    return mean, ci, "95% t interval over split means (variance at least the seeds' own), within [0, 1]"
 
 
 def cell(mean: float | None, ci: tuple[float, float] | None) -> str:

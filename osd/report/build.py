@@ -146,11 +146,16 @@ def verdict(runs: list[Run], in_domain: bool) -> dict[str, Any]:
     """The per-run comparison rows (for the chart and the CLI) and the overall reading of each
     comparison x metric (:func:`osd.report.answer.verdicts`)."""
     found = verdicts(runs, in_domain)
+    lead = lead_of(in_domain)
     rows = [{"mode": v.comparison, "metric": HUMAN[v.metric], "key": v.metric, "split": r.split.upper(), "seed": r.seed,
+             # Holm covers the runs of the leading comparison and metric; every other test is exploratory
+             "role": "primary" if (v.comparison, v.metric) == lead else "secondary (exploratory)",
              "difference": r.difference, "ci95": list(r.ci95) if r.ci95 else None, "p_value": r.p_value,
              "excludes_zero": r.excludes_zero, "holm_significant": r.holm_significant,
              "nan_replicates": r.nan_replicates} for v in found for r in v.runs]
-    return {"rows": rows, "summary": [v.to_dict() for v in found], "found": found}
+    summary = [{**v.to_dict(), "role": "primary" if (v.comparison, v.metric) == lead else "secondary (exploratory)"}
+               for v in found]
+    return {"rows": rows, "summary": summary, "found": found}
 
 
 def _stats_rows(rows: list[dict[str, Any]], group: str, split: str | None = None) -> list[dict[str, Any]]:
@@ -388,8 +393,13 @@ def _caveats(cfg: Config, weights: dict[str, set[str]], selection: set[Any], cho
         f"PatchCore {wdesc['patchcore']}. With 'none' (random init) PatchCore features carry little anomaly signal.",
         _data_caveat(cfg),
         "Thresholds were set on known validation images (tau, kappa) and calibration normals (PatchCore), "
-        "never on test data. A run's intervals are 95% stratified bootstrap intervals over its test images; over "
-        "several splits, t intervals over the split means (seeds averaged within their split first).",
+        "never on test data. A run's intervals are 95% intervals over its test images: a single rate (accuracy, "
+        "acceptance, rejection, pass or detection rate) exact Clopper-Pearson, which keeps its coverage at 0 and 1; "
+        "AUROC and the other ranking metrics and macro-F1 a stratified bootstrap; a difference between approaches "
+        "the paired bootstrap. Over several splits: a t interval over the split means (seeds averaged within their "
+        "split first), its variance at least the seeds' own, within the metric's range; a value the same in every "
+        "split is shown once with its own interval. The splits share their known classes' test images: a claim "
+        "over splits is about these splits of this data set.",
         _selection_caveat(selection),
     ]
     if chosen:

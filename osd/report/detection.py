@@ -104,8 +104,9 @@ def render(cfg: Config, results: dict[int, Any], words: list[str], weights: str)
              "<h2>Summary</h2>",
              _table(["metric", *(f"seed {s}" for s in seeds)],
                     [[HUMAN[k], *(_cell(results[s], k) for s in seeds)] for k in KEYS],
-                    "95% stratified bootstrap intervals over the test images (good and bad parts resampled within "
-                    "themselves). The threshold never saw a test image. The 'test ranking' rows read the rate off the "
+                    "95% intervals over the test images: the pass and detection rates exact Clopper-Pearson over "
+                    "their own images, AUROC, AUPR and the test-ranking rows a stratified bootstrap (good and bad "
+                    "parts resampled within themselves). The threshold never saw a test image. The 'test ranking' rows read the rate off the "
                     "test scores: they rank the detector, they are not decisions.")]
     first = results[seeds[0]]
     parts.append(f"<h2>Operating points (seed {seeds[0]})</h2>" + _points(first))

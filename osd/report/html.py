@@ -123,8 +123,12 @@ def _conventions(pc: dict[str, Any]) -> str:
         "kNN baseline: k = one neighbour per 100 training images, osd's own rule (ten times the density of Sun et "
         "al.'s k = 50 at 50,000 images).",
         "Per-run tests: two-sided p-values from each run's paired bootstrap replicates, Holm-corrected over the runs "
-        "compared. Overall: seeds averaged within their split, then a t interval over split means; an approach is "
-        "called better only with at least 3 splits and that interval excluding zero.",
+        "of the leading comparison; the other metrics' and the baselines' tests are secondary (exploratory, "
+        "uncorrected). Holm can reject only when 2/(B+1) <= 0.05/runs (B bootstrap replicates); below that the "
+        "answer says the runs are untestable. Overall: seeds averaged within their split, then a t interval over "
+        "split means whose variance is at least the seeds' own (pooled within-split variance / seeds per split); "
+        "an approach is called better only with at least 3 splits and that interval excluding zero. A value the "
+        "same in every split (the cascade's normal pass rate) is a fact of its test images, not a verdict.",
     ]
     return "<h2>How to read the numbers</h2><ul class=small>" + "".join(f"<li>{_esc(i)}</li>" for i in items) + "</ul>"
 
@@ -135,10 +139,14 @@ def _run_comparisons(verdict: dict[str, Any], split: str, seed: int) -> str:
         return ""
     body = [[r["mode"], r["metric"], fmt_signed(r["difference"]), fmt_ci(r["ci95"]) or "-",
              fmt(r["p_value"]) if r["p_value"] is not None else "not tested",
-             "not tested" if r["holm_significant"] is None else "yes" if r["holm_significant"] else "no"]
+             "not tested" if r["holm_significant"] is None else "yes" if r["holm_significant"] else "no",
+             r.get("role", "")]
             for r in rows]
     return "<h4>One-stage minus cascade on this run's test images</h4>" + _table(
-        ["cascade mode", "metric", "difference", "95% paired interval", "p (bootstrap)", "significant after Holm"], body)
+        ["comparison", "metric", "difference", "95% paired interval", "p (bootstrap)", "significant after Holm",
+         "test"], body) + ("<p class=small>Primary: the comparison and metric the answer leads with, Holm-corrected "
+                           "over the runs. Secondary: every other metric and comparison, exploratory, not corrected "
+                           "for the number of metrics.</p>")
 
 
 def _run_details(name: str, info: dict[str, Any], verdict: dict[str, Any]) -> str:

@@ -1,0 +1,195 @@
+"""The answer at its edges (issue 39): intervals that keep their coverage at 0 and 1 and inside the
+metric's range, no verdict from a value that does not vary by split, Holm that cannot reject said so,
+repeated splits refused, an overall interval no narrower than the seeds' own noise, like-for-like leads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from osd import verdict as V
+from osd.proportion import clopper_pearson
+
+
+def _run(split: str, d: float, seed: int = 0, p: float | None = 0.001, replicates: int = 1000) -> V.RunComparison:
+    ci = (d - 0.02, d + 0.02)
+    return V.RunComparison(split, seed, d, ci, p, bool(ci[0] > 0 or ci[1] < 0), replicates=replicates)
+
+
+# 1. single rates: exact intervals, never zero width at 0 or 1
+
+def test_a_rate_of_72_of_72_has_an_exact_lower_bound_below_096():
+    from osd.metrics import metric_intervals
+
+    labels = ["a", "b"] * 36
+    ci = metric_intervals(labels, labels, labels, None, np.zeros(72, bool), ["a", "b"], n_boot=200, seed=0)
+    lo, hi = ci["closed_set_accuracy"]
+    assert lo == pytest.approx(0.9501, abs=1e-3) and lo < 0.96 and hi == 1.0
+    assert ci["open_set_accuracy"] == pytest.approx([lo, hi])
+
+
+def test_rates_get_exact_intervals_even_without_bootstrap_replicates():
+    from osd.metrics import metric_intervals
+
+    true = ["a"] * 20 + ["unknown"] * 10
+    pred = ["a"] * 20 + ["unknown"] * 5 + ["a"] * 5
+    unk = np.r_[np.zeros(20, bool), np.ones(10, bool)]
+    ci = metric_intervals(true, pred, ["a"] * 30, None, unk, ["a", "b"], n_boot=0)
+    assert ci["unknown_rejection"] == pytest.approx(list(clopper_pearson(5, 10)))
+    assert "open_set_macro_f1" not in ci  # not a count: only with bootstrap replicates
+
+
+def test_the_detection_studys_360_of_360_pass_rate_is_not_1_1():
+    from osd.detection import evaluate
+
+    r = evaluate(np.zeros(360), np.ones(40), threshold=0.5, n_boot=100)
+    lo, hi = r.intervals95["normal_pass_rate"]
+    assert lo == pytest.approx(0.9898, abs=1e-3) and hi == 1.0
+    assert r.intervals95["detection_rate"][0] == pytest.approx(0.9119, abs=1e-3)
+
+
+def test_three_outcome_rates_count_their_own_images():
+    from osd.three_outcome import ThreeOutcome
+
+    kind = np.array([0] * 10 + [1] * 5 + [2] * 30)
+    true = ["a"] * 10 + ["unknown"] * 5 + ["no_defect"] * 30
+    enc = ThreeOutcome(true, true, kind, ["a", "b"])
+    counts = enc.rate_counts()
+    assert counts["normal_pass_rate"] == (30, 30) and counts["defect_detection_rate"] == (15, 15)
+    assert counts["three_outcome_accuracy"] == (45, 45)
+    assert clopper_pearson(30, 30)[0] == pytest.approx(0.8843, abs=1e-3)
+
+
+@pytest.mark.parametrize("true_rate", [0.99, 1.0, 0.9])
+def test_a_single_rates_interval_covers_the_truth_in_at_least_93_percent_of_400_repetitions(true_rate: float):
+    rng = np.random.default_rng(7)
+    n, hits = 72, 0
+    for _ in range(400):
+        lo, hi = clopper_pearson(int(rng.binomial(n, true_rate)), n)
+        hits += lo <= true_rate <= hi
+    assert hits / 400 >= 0.93
+
+
+# 6. the overall interval: floored by the seeds' noise, covering the truth
+
+def test_the_overall_interval_is_no_narrower_than_the_seeds_noise_allows():
+    # the real study's shape: three split means that agree closely, seeds within a split that do not
+    by_split = {"a": [0.03, 0.09], "b": [0.02, 0.08], "c": [0.025, 0.085]}
+    mean, (lo, hi) = V.split_level_interval(by_split)
+    means = [np.mean(v) for v in by_split.values()]
+    naive = V.t_interval(means)
+    assert hi - lo > 5 * (naive[1] - naive[0])
+    from scipy.stats import t
+    pooled = np.mean([np.var(v, ddof=1) for v in by_split.values()])
+    assert hi - lo == pytest.approx(2 * t.ppf(0.975, 2) * np.sqrt(pooled / 2 / 3))
+    assert lo < 0 < hi  # 0.055 on average, yet not shown apart from zero
+
+
+def test_the_overall_interval_covers_the_truth_in_at_least_93_percent_of_400_repetitions():
+    rng = np.random.default_rng(3)
+    truth, tau, sigma, hits = 0.03, 0.02, 0.04, 0
+    for _ in range(400):
+        effects = truth + rng.normal(0, tau, 3)
+        by_split = {f"s{i}": list(e + rng.normal(0, sigma, 2)) for i, e in enumerate(effects)}
+        _, (lo, hi) = V.split_level_interval(by_split)
+        hits += lo <= truth <= hi
+    assert hits / 400 >= 0.93
+
+
+# 3. intervals inside their range
+
+def test_an_interval_over_splits_never_leaves_the_range_of_its_metric():
+    from osd.report.answer import interval_over_runs
+
+    runs = [V.RunComparison(s, k, d, (d - 0.1, d + 0.1), 0.001, True) for s, d in (("a", 0.95), ("b", -0.6),
+                                                                                    ("c", 0.99)) for k in (0, 1)]
+    v = V.overall("x", "unknown_rejection", runs)
+    assert -1.0 <= v.ci95[0] and v.ci95[1] <= 1.0
+    _, ci, _ = interval_over_runs([("a", 0, 0.0, None), ("b", 0, 0.9, None), ("c", 0, 1.0, None)])
+    assert 0.0 <= ci[0] and ci[1] <= 1.0
+
+
+# 2. a value that does not vary by split
+
+def test_three_splits_with_one_shared_normal_set_give_no_split_level_verdict_on_normal_pass_rate():
+    runs = [_run(s, -0.90) for s in "abc"]
+    v = V.overall("three outcomes, strict", "normal_pass_rate", runs)
+    assert v.claim == V.SPLIT_INVARIANT and v.ci95 is None
+
+
+def test_the_summary_shows_a_split_invariant_rate_once_with_its_own_interval():
+    from osd.report.answer import interval_over_runs
+
+    own = list(clopper_pearson(27, 30))
+    mean, ci, how = interval_over_runs([(s, 0, 0.9, own) for s in "abc"])
+    assert mean == 0.9 and list(ci) == own and "same in every split" in how
+
+
+def test_one_split_with_seeds_is_not_called_a_95_percent_interval():
+    from osd.report.answer import interval_over_runs
+
+    _, ci, how = interval_over_runs([("a", 0, 0.9, None), ("a", 1, 0.8, None)])
+    assert ci == (0.8, 0.9) and "not a confidence interval" in how
+
+
+# 4. Holm at small B
+
+def test_b_200_with_6_runs_is_reported_as_untestable():
+    from osd.report.answer import _runs_words
+
+    runs = [_run(s, 0.05, k, p=2 / 201, replicates=200) for s in "abc" for k in (0, 1)]
+    v = V.overall("ignore_no_defect", "open_set_accuracy", runs)
+    assert not v.holm_can_reject and v.count(V.ONE_STAGE_BETTER) == 0
+    words = _runs_words(v)
+    assert "untestable at B = 200" in words and "at least 239" in words and "0 of" not in words
+    assert V.replicates_needed(6) == 239 and V.holm_can_reject(239, 6) and not V.holm_can_reject(238, 6)
+
+
+def test_run_all_says_when_the_bootstrap_is_too_small_for_holm():
+    from osd.study import _holm_note
+
+    assert "stats.bootstrap >= 239" in _holm_note(200, 6)[0]
+    assert _holm_note(1000, 6) == [] and _holm_note(0, 6) == []
+
+
+# 5. repeated splits
+
+def test_splits_with_the_same_partition_are_refused_when_the_config_loads():
+    from osd.config import from_dict
+    from osd.errors import ConfigError
+
+    a = {"known": ["w", "x", "y"], "unknown": ["z"]}
+    with pytest.raises(ConfigError, match=r"splits\.a2: the same known and unknown classes as splits\.a"):
+        from_dict({"splits": {"a": a, "a2": {"known": ["y", "x", "w"], "unknown": ["z"]}}})
+    from_dict({"splits": {"a": a, "b": {"known": ["w", "x", "z"], "unknown": ["y"]}}})  # another partition: fine
+
+
+# 7. like for like
+
+def _outcomes(split: str, versus: dict) -> object:
+    from osd.records import OutcomesResult
+
+    return OutcomesResult(split, {}, {}, versus, {})
+
+
+def _entry(d: float) -> dict:
+    return {"difference": d, "ci95": [d - 0.02, d + 0.02], "excludes_zero": True, "p_value": 0.001,
+            "replicates": 1000}
+
+
+def test_the_in_domain_answer_leads_with_the_normal_class_variant_against_the_strict_cascade():
+    from osd.report.answer import Run, answer, verdicts
+
+    locked_vs = {"three_outcome_accuracy": _entry(-0.46), "normal_pass_rate": _entry(-0.9)}
+    runs = [Run(s, 0, outcomes=_outcomes(s, {"one_stage_minus_cascade_strict": locked_vs,
+                                             "one_stage_normal_class_minus_cascade_strict": {
+                                                 "three_outcome_accuracy": _entry(0.03 + 0.01 * i)}}))
+            for i, s in enumerate("abc")]
+    found = verdicts(runs, True)
+    locked = [v for v in found if v.comparison == "three outcomes, strict"]
+    assert {v.metric for v in locked} == {"three_outcome_accuracy"}  # normal pass rate 0 by construction: a fact
+    words = answer(found, True, "0.937 [0.895, 0.972]")
+    assert words[0].startswith("The one-stage method with normal as a known class is better on three-outcome "
+                               "accuracy against the cascade, strict")
+    assert "(the one-stage method with normal as a known class ahead)" in words[0]
+    assert "these splits of this data set" in words[0]
