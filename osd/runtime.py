@@ -46,28 +46,37 @@ def resolve_device(name: str) -> torch.device:
 @dataclass(frozen=True)
 class Resources:
     """The project's compute, resolved once for a step: the device, each network's
-    :class:`~osd.precision.Compute` (device, precision, memory layout) and the thread count."""
+    :class:`~osd.precision.Compute` (device, precision, memory layout) and the thread count.
+
+    ``classifier`` is the training compute (``project.precision``); ``scoring`` is the classifier's
+    compute for every score compared with a threshold, always fp32; ``patchcore`` only scores, so it
+    is fp32 too."""
 
     device: torch.device
     classifier: Compute
     patchcore: Compute
     threads: int  # 0: torch's default
 
+    @property
+    def scoring(self) -> Compute:
+        """The classifier's compute for embeddings and logits (fp32, the training's device and layout)."""
+        return self.classifier.scoring()
+
     def compute(self, network: str = "classifier") -> Compute:
-        """``network``'s compute: ``classifier`` or ``patchcore``."""
-        return self.patchcore if network == "patchcore" else self.classifier
+        """``network``'s scoring compute (fp32): ``classifier`` or ``patchcore``."""
+        return self.patchcore if network == "patchcore" else self.scoring
 
     def precision_identity(self, network: str = "classifier") -> dict[str, str]:
-        """What changes a forward pass's arithmetic (device kind, precision, memory layout): part of the
-        cache key of every artifact a network computes (embeddings, PatchCore features)."""
+        """What changes a scoring forward pass's arithmetic (device kind, precision, memory layout): part
+        of the cache key of every artifact a network scores (embeddings, PatchCore features)."""
         return self.compute(network).identity()
 
     def compute_identity(self) -> dict[str, Any]:
-        """Where a training run computes: the device kind, precision, memory layout and thread count
-        change its arithmetic, so all belong to its cache key."""
+        """Where a training run computes: the device kind, training precision, memory layout and thread
+        count change its arithmetic, so all belong to its cache key."""
         import torch
 
-        return {**self.precision_identity(), "threads": self.threads or torch.get_num_threads()}
+        return {**self.classifier.identity(), "threads": self.threads or torch.get_num_threads()}
 
     def setup(self) -> torch.device:
         """Set the thread count for a run and return the device. Call it inside :func:`scope`."""
@@ -93,7 +102,8 @@ def resources(project: ProjectSection) -> Resources:
         computes = [Compute.on(device, project.precision, network) for network in ("classifier", "patchcore")]
     except ValueError as exc:
         raise DeviceError(f"project.precision = {project.precision}: {exc}") from None
-    return Resources(device, computes[0], computes[1], project.threads)
+    # PatchCore has nothing to train: its features are its scores, computed in fp32
+    return Resources(device, computes[0], computes[1].scoring(), project.threads)
 
 
 def cores() -> int:

@@ -108,6 +108,50 @@ def test_normal_split_by_image():
     assert set(s.bank) | set(s.calibration) | set(s.test) == set(paths)
 
 
+def test_two_byte_identical_good_parts_never_land_in_different_partitions():
+    paths = [Path(f"{i:02d}.jpg") for i in range(40)]
+    # eight twin pairs (a KolektorSDD set had 14: five test good parts with their twin in the bank)
+    digests = {p: f"d{min(i, 39 - i) if i < 28 else i}" for i, p in enumerate(paths)}
+    for seed in range(10):
+        s = split_normals(paths, 0.6, 0.2, seed=seed, digests=digests)
+        where = {p: part for part in ("bank", "calibration", "test") for p in getattr(s, part)}
+        assert sorted(where) == paths
+        for p in paths:
+            twins = [q for q in paths if digests[q] == digests[p]]
+            assert len({where[q] for q in twins}) == 1, (seed, twins)
+
+
+def test_the_normal_split_without_duplicates_is_the_image_level_one():
+    paths = [Path(f"{i}.jpg") for i in range(20)]
+    assert split_normals(paths, 0.7, 0.15, 3, {p: str(p) for p in paths}) == split_normals(paths, 0.7, 0.15, 3)
+
+
+def test_data_check_lists_identical_normal_images_with_their_partition(tmp_path: Path):
+    import shutil
+
+    from conftest import write_neu
+    from osd.pipeline.check import check_data
+
+    root = write_neu(tmp_path / "neu", "folders", per_class=3, classes=("dent", "rust", "pit"))
+    good = tmp_path / "good"
+    good.mkdir()
+    src = next(root.rglob("*.png"))
+    from PIL import Image
+    for i in range(8):
+        Image.new("L", (64, 64), 40 + 20 * i).save(good / f"g{i}.png")
+    shutil.copy(good / "g0.png", good / "g0_copy.png")
+    shutil.copy(src, good / "also_a_defect.png")
+    cfg = config.from_dict({"neu": {"root": str(root)}, "normal": {"folder": str(good)},
+                            "splits": {"s": {"known": ["dent", "rust"], "unknown": ["pit"]}}}, tmp_path)
+    report = check_data(cfg)
+    dup = report.normal["duplicates"]
+    twins = next(g for g in dup if any(p.endswith("g0_copy.png") for p in g))
+    assert len(twins) == 2 and len(set(twins.values())) == 1 and set(twins.values()) <= {"bank", "calibration", "test"}
+    assert any(set(g.values()) == {"normal", "defect"} for g in dup)
+    assert any("byte-identical to a defect image" in n for n in report.notes)
+    assert any("byte-identical normal images" in n and "each kept in one partition" in n for n in report.notes)
+
+
 def test_rle_masks_decode_column_major_and_bad_rows_name_their_line(tmp_path):
     import numpy as np
     import pytest

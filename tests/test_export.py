@@ -18,7 +18,7 @@ runner = CliRunner()
 
 def test_export_writes_graphs_and_a_card_that_agree_with_torch(tiny_project: Path):
     p = str(tiny_project)
-    ok("calibrate", "-p", p, "--split", "a")
+    ok("osr", "-p", p, "--split", "a")
     ok("patchcore", "fit", "-p", p)
     res = json.loads(ok("export", "-p", p, "--split", "a", "--json"))
     out = Path(res["out_dir"])
@@ -32,26 +32,34 @@ def test_export_writes_graphs_and_a_card_that_agree_with_torch(tiny_project: Pat
     again = json.loads(ok("export", "-p", p, "--split", "a", "--json"))
     assert again["cached"]
 
-    # the graphs compute in fp32 whatever precision set the thresholds, and the card says so
-    assert card["precision"]["graphs"] == "fp32" and card["precision"]["classifier_thresholds_set_at"] in ("fp32", "bf16")
+    # every score that meets a threshold is fp32 on every engine, whatever the training precision (auto:
+    # bf16 on a CPU with bf16 hardware), and the card says so
+    assert card["precision"]["graphs"] == "fp32" and card["precision"]["classifier_thresholds_set_at"] == "fp32"
+    assert card["precision"]["stage1_threshold_set_at"] == "fp32"
+    assert card["precision"]["classifier_trained_in"] in ("fp32", "bf16")
 
-    # predict on ONNX Runtime: the same rows as on torch at the graphs' precision, on test images (a
+    # predict on ONNX Runtime and on torch under precision = auto: the same rows, on test images (a
     # threshold image, whose score defines tau or kappa exactly, can flip on a difference in the 7th
-    # digit: no engine promises ties)
+    # digit: no engine promises ties), and the same distances as the study's own
     from osd import config
     from osd.pipeline.data import split_manifest
 
     listing = tiny_project / "some.txt"
     imgs = [e.path for e in split_manifest(config.load(tiny_project), "a").test()][::3]
     listing.write_text("\n".join(map(str, imgs)) + "\n")
-    rows_t = json.loads(ok("predict", str(listing), "-p", p, "--split", "a", "--set", "project.precision=fp32",
-                           "--json"))["rows"]
+    rows_t = json.loads(ok("predict", str(listing), "-p", p, "--split", "a", "--json"))["rows"]
     rows_o = json.loads(ok("predict", str(listing), "-p", p, "--split", "a", "--engine", "onnx", "--json"))["rows"]
     assert [r["path"] for r in rows_t] == [r["path"] for r in rows_o]
     for a, b in zip(rows_t, rows_o):
         assert (a["one_stage"], a["cascade"], a["closed_class"]) == (b["one_stage"], b["cascade"], b["closed_class"])
         assert b["one_stage_score"] == pytest.approx(a["one_stage_score"], rel=1e-4)
         assert b["stage1_score"] == pytest.approx(a["stage1_score"], rel=1e-4)
+    import csv
+
+    with (tiny_project / "outputs" / "split_a" / "osr" / "predictions.csv").open() as f:
+        study = {Path(r["path"]).name: float(r["distance"]) for r in csv.DictReader(f)}
+    for a in rows_t:
+        assert a["one_stage_score"] == pytest.approx(study[Path(a["path"]).name], rel=1e-4)
 
 
 def test_export_and_onnx_predict_refuse_a_broken_lineage(tiny_project: Path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,13 +159,28 @@ class NormalSplit:
     test: tuple[Path, ...]
 
 
-def split_normals(paths: list[Path], bank_fraction: float, calibration_fraction: float, seed: int) -> NormalSplit:
-    """Split normal images by image (never by crop) into bank / calibration / test, seeded."""
+def split_normals(paths: list[Path], bank_fraction: float, calibration_fraction: float, seed: int,
+                  digests: Mapping[Path, str] | None = None) -> NormalSplit:
+    """Split normal images by image (never by crop) into bank / calibration / test, seeded.
+
+    Byte-identical images (the same ``digests`` entry) form one group and land in one partition: a
+    good part whose twin sits in the memory bank scores near zero, so a twin across bank and test
+    (or calibration) would inflate the pass rate. Without duplicates every group is one image and
+    the split is the image-level one (the same partitions as before groups existed)."""
     paths = sorted(paths)
     n = len(paths)
-    order = rng_for(seed, "normal").permutation(n)
+    by_digest: dict[str, list[Path]] = {}
+    for p in paths:
+        by_digest.setdefault(digests[p] if digests is not None else str(p), []).append(p)
+    groups = sorted(by_digest.values(), key=lambda g: g[0])  # each group in path order, groups by their first
+    order = rng_for(seed, "normal").permutation(len(groups))
     n_bank = max(1, round(bank_fraction * n))
     n_cal = max(1, round(calibration_fraction * n)) if n >= 3 else 0
     n_bank = min(n_bank, max(1, n - n_cal - 1))
-    pick = [paths[i] for i in order]
-    return NormalSplit(tuple(pick[:n_bank]), tuple(pick[n_bank : n_bank + n_cal]), tuple(pick[n_bank + n_cal :]))
+    bank: list[Path] = []
+    cal: list[Path] = []
+    test: list[Path] = []
+    for gi in order:
+        target = bank if len(bank) < n_bank else cal if len(cal) < n_cal else test
+        target.extend(groups[gi])
+    return NormalSplit(tuple(bank), tuple(cal), tuple(test))

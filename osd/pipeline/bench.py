@@ -55,7 +55,7 @@ class _Timed:
         self.cal = calibrated(cfg, split, reporter=reporter)
         self.scorer, self.blocks = self.cal.payload["scorer"], list(self.cal.payload["blocks"])
         self.tpayload = trained(cfg, split, reporter=reporter).payload
-        self.compute = runtime.resources(cfg.project).classifier
+        self.compute = runtime.resources(cfg.project).scoring  # predict scores in fp32
         self.model = self.compute.model(load_model(cfg, self.tpayload))
         detector, self.extractor, self.fit = load_detector(cfg, device, reporter)
         self.bank = detector.memory.to(device)

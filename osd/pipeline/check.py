@@ -61,7 +61,7 @@ def check_data(cfg: Config) -> DataReport:
     root = cfg.path(cfg.neu.root)
     report = DataReport(neu_root=str(root) if cfg.neu.root.strip() else "")
     detection = cfg.project.study == "detection"
-    raw = None
+    raw, defect_digests = None, {}
     if cfg.neu.root.strip() or not detection:
         try:
             raw = index_neu(root)
@@ -87,6 +87,7 @@ def check_data(cfg: Config) -> DataReport:
             report.notes.append(f"{len(raw.masks_skipped)} mask file(s) beside the images were left out "
                                 f"(e.g. {raw.masks_skipped[0]})")
         index, digests = neu_index(cfg)
+        defect_digests = {d: str(p) for p, d in zip(index.paths, digests)}
         report.neu_counts = index.counts()
         report.duplicates = [sorted(str(p) for p in g) for g in duplicate_groups(list(index.paths), digests)]
         label_of = {str(p): lab for p, lab in zip(index.paths, index.labels)}
@@ -109,7 +110,7 @@ def check_data(cfg: Config) -> DataReport:
                 "known": list(m.known), "unknown": list(m.unknown), "counts": m.counts(),
                 "manifest": str(artifacts.Layout(cfg.output_dir).manifest(name)),
             }
-    report.normal = _check_normal(cfg, report)
+    report.normal = _check_normal(cfg, report, defect_digests)
     if detection:
         report.notes.append(_detection_note(cfg, report))
     return report
@@ -154,7 +155,32 @@ def _partition_crops(cfg: Config, data: Any) -> tuple[dict[str, Any], list[str]]
     return parts, small
 
 
-def _check_normal(cfg: Config, report: DataReport) -> dict[str, Any]:
+def _normal_duplicates(data: Any, report: DataReport, defects: dict[str, str]) -> list[dict[str, str]]:
+    """Byte-identical normal images, each with its partition (they are kept in one), and normal images
+    identical to a defect image (a good part that is also labelled a defect): noted, with paths."""
+    from osd.data.splits import file_digest
+
+    where = {p: part for part in ("bank", "calibration", "test") for p in getattr(data.split, part)}
+    digest = {p: file_digest(p) for p in where}
+    groups = duplicate_groups(list(where), [digest[p] for p in where])
+    out = [{str(p): where[p] for p in sorted(g)} for g in groups]
+    if out:
+        spread = sum(len(set(g.values())) > 1 for g in out)
+        report.notes.append(f"{len(out)} group(s) of byte-identical normal images ({sum(len(g) for g in out)} images), "
+                            "each kept in one partition"
+                            + (f"; {spread} span partitions (a bug: please report it)" if spread else "")
+                            + ": e.g. " + ", ".join(f"{Path(p).name} ({part})" for p, part in list(out[0].items())[:2]))
+    both = [(str(p), defects[d]) for p, d in digest.items() if d in defects]
+    if both:
+        report.notes.append(f"warning: {len(both)} normal image(s) are byte-identical to a defect image (e.g. "
+                            f"{Path(both[0][0]).name} = {Path(both[0][1]).name}): a part cannot be both good and "
+                            "defective; remove one copy")
+        out += [{a: "normal", b: "defect"} for a, b in both]
+    return out
+
+
+def _check_normal(cfg: Config, report: DataReport, defects: dict[str, str]) -> dict[str, Any]:
+    """The normal images: sources, partitions, crops, duplicates (``defects``: digest -> a defect image)."""
     n = cfg.normal
     if not (n.severstal_root or n.folder):
         report.notes.append("no normal images configured (normal.severstal_root / normal.folder): "
@@ -174,6 +200,7 @@ def _check_normal(cfg: Config, report: DataReport) -> dict[str, Any]:
         data = normal_data(cfg)
         parts, small = _partition_crops(cfg, data)
         out["partitions"] = parts
+        out["duplicates"] = _normal_duplicates(data, report, defects)
         if small:
             out["smaller_than_crop_size"] = small
             report.notes.append(f"{len(small)} normal image(s) are smaller than normal.crop_size = {n.crop_size}: each "

@@ -188,7 +188,9 @@ def normal_data(cfg: Config) -> NormalData:
     paths, _ = images.readable(paths, "normal")
     if len(paths) < 3:
         raise DataError(f"{len(paths)} readable normal image(s); PatchCore needs at least 3 (bank, calibration, test)")
-    split = split_normals(paths, n.bank_fraction, n.calibration_fraction, cfg.project.seed)
+    # byte-identical good parts stay in one partition (a twin in the bank would pass its copy in the test)
+    split = split_normals(paths, n.bank_fraction, n.calibration_fraction, cfg.project.seed,
+                          {p: file_digest(p) for p in paths})
     defective, _ = images.readable(list(defective), "defective Severstal")
     return NormalData(source, split, tuple(defective), dict(masks))
 

@@ -29,7 +29,7 @@ from osd.pipeline.chain import Chain, load_chain
 from osd.pipeline.onnx_engine import need_onnx
 from osd.progress import Reporter, ensure
 
-EXPORT_ALGORITHM = "export/2"  # 2: the card says the graphs' precision and the thresholds'
+EXPORT_ALGORITHM = "export/3"  # 3: every engine scores in fp32; 2: the card says the graphs' precision and the thresholds'
 TOLERANCE = 1e-4  # relative, on distances and stage-1 scores
 
 
@@ -108,14 +108,14 @@ def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, An
 
 
 def _precision_note(cfg: Config) -> dict[str, str]:
-    """The graphs compute in fp32; the thresholds were set on scores of the project's precision."""
+    """The graphs compute in fp32, as the study and ``predict`` score (whatever the training precision)."""
     from osd import runtime
 
     res = runtime.resources(cfg.project)
-    return {"graphs": "fp32", "classifier_thresholds_set_at": res.classifier.precision,
-            "stage1_threshold_set_at": res.patchcore.precision,
-            "note": "a threshold set on bf16 scores is applied to fp32 ones: an image within that rounding of "
-                    "a threshold may be decided otherwise than by the torch engine"}
+    return {"graphs": "fp32", "classifier_trained_in": res.classifier.precision,
+            "classifier_thresholds_set_at": res.scoring.precision, "stage1_threshold_set_at": res.patchcore.precision,
+            "note": "every score compared with a threshold is computed in fp32 by the study, predict and these "
+                    "graphs alike: the engines agree to float tolerance"}
 
 
 def _stage1_graph(cfg: Config, detector: artifacts.Step, out: Path) -> dict[str, Any]:
@@ -153,8 +153,8 @@ def _parity(cfg: Config, chain: Chain, out: Path, card: dict[str, Any], approach
     from osd.pipeline.predict import Predictor
 
     paths = [e.path for e in split_manifest(cfg, chain.split).test()]
-    # torch at fp32, the graphs' precision: a bf16 model differs from any fp32 graph by more than the tolerance
-    torch_rows = list(Predictor(cfg, chain.split, approach, precision="fp32").predict(paths))
+    # torch scores in fp32 (Compute.scoring), the graphs' precision, whatever the training precision
+    torch_rows = list(Predictor(cfg, chain.split, approach).predict(paths))
     onnx_pred = Predictor(cfg, chain.split, approach, engine="onnx", export_dir=out, onnx_card=card)
     onnx_rows = list(onnx_pred.predict(paths))
     worst: dict[str, float] = {}
@@ -238,7 +238,7 @@ def _detection_parity(cfg: Config, detector: artifacts.Step, out: Path, card: di
     from osd.pipeline.predict import Predictor
 
     paths = [*map(Path, detector.payload["test"]), *defect_images(cfg)[0]][:64]
-    a = list(Predictor(cfg, "-", precision="fp32").predict(paths))
+    a = list(Predictor(cfg, "-").predict(paths))
     b = list(Predictor(cfg, "-", engine="onnx", export_dir=out, onnx_card=card).predict(paths))
     ok = [(x, y) for x, y in zip(a, b) if x["status"] == "ok"]
     worst = max((abs(x["stage1_score"] - y["stage1_score"]) / max(abs(x["stage1_score"]), 1e-12) for x, y in ok),

@@ -74,9 +74,6 @@ class Predictor:
     engine: str = "torch"  # torch | onnx (the graphs of `osd export`)
     export_dir: Path | None = None  # where `osd export` wrote them (default outputs/split_<x>/export)
     onnx_card: dict[str, Any] | None = None  # export's own parity check: the card it has just made
-    # the networks' precision (None: project.precision, per network); export's parity check runs the
-    # torch models at fp32, the precision of the graphs it compares them with
-    precision: str | None = None
 
     @runtime.scoped  # building the models draws on torch's global generator: the caller's comes back
     def __post_init__(self) -> None:
@@ -118,10 +115,8 @@ class Predictor:
             self._stage1_models(chain.detector.payload)
 
     def _compute(self, network: str):
-        from osd.precision import Compute
-
-        return (runtime.resources(self.cfg.project).compute(network) if self.precision is None
-                else Compute.on(self.device, self.precision, network))
+        # fp32 whatever the training precision: the scores the study set tau, kappa and stage 1's threshold on
+        return runtime.resources(self.cfg.project).compute(network)
 
     def _load_detection(self) -> None:
         """A detection project: the PatchCore fit alone, applied as it was made."""

@@ -23,7 +23,9 @@ from osd.progress import Reporter, ensure
 
 # Bump when the meaning of the trained model or of the stored embeddings changes.
 TRAIN_ALGORITHM = "train/5"  # 5: early stopping, precision + memory layout; 4: key holds device + threads
-EMBED_ALGORITHM = "embed/6"  # 6: key holds precision + memory layout; 5: partition "threshold" (was "val")
+# 7: scored in fp32 whatever the training precision; 6: key holds precision + memory layout; 5: partition
+# "threshold" (was "val")
+EMBED_ALGORITHM = "embed/7"
 TRAIN_SECTIONS = ("classifier", "splits", "neu.root", "project.seed")
 
 
@@ -213,7 +215,7 @@ def _embed(cfg: Config, split: str, model: artifacts.Step, key: str, reporter: R
 
     res = runtime.resources(cfg.project)
     res.setup()
-    compute = res.classifier
+    compute = res.scoring  # fp32 whatever the training precision: these are the scores tau and kappa meet
     net = compute.model(load_model(cfg, model.payload))
     manifest = split_manifest(cfg, split)
     workers = runtime.decode_workers(cfg.project)

@@ -106,8 +106,8 @@ def render(cfg: Config, results: dict[int, Any], words: list[str], weights: str)
                     [[HUMAN[k], *(_cell(results[s], k) for s in seeds)] for k in KEYS],
                     "95% intervals over the test images: the pass and detection rates exact Clopper-Pearson over "
                     "their own images, AUROC, AUPR and the test-ranking rows a stratified bootstrap (good and bad "
-                    "parts resampled within themselves). The threshold never saw a test image. The 'test ranking' rows read the rate off the "
-                    "test scores: they rank the detector, they are not decisions.")]
+                    "parts resampled within themselves). The threshold never saw a test image. The 'test ranking' "
+                    "rows read the rate off the test scores: they rank the detector, they are not decisions.")]
     first = results[seeds[0]]
     parts.append(f"<h2>Operating points (seed {seeds[0]})</h2>" + _points(first))
     if first.per_class:
