@@ -52,9 +52,10 @@ class ProjectSection:
     study: str = opt("open_set", "open_set (known classes, unknown ones, the two approaches) | detection (good and "
                                  "bad parts: stage 1 alone, no_defect / defect; for zero or one defect class)",
                      choices=("open_set", "detection"))
-    precision: str = opt("auto", "arithmetic of the networks: auto (the classifier in bf16 on a CPU with bf16 hardware; "
-                                 "PatchCore and accelerators fp32, as measured) | "
-                                 "fp32 | bf16 | fp16 (accelerators); thresholds and statistics stay float64",
+    precision: str = opt("auto", "arithmetic of the classifier's training: auto (fp32 until bf16 is shown "
+                                 "non-inferior; see docs/reference.md, Precision) | fp32 | bf16 (CPUs with bf16 "
+                                 "hardware, accelerators) | fp16 (accelerators); every score compared with a "
+                                 "threshold is computed in fp32, statistics in float64",
                          choices=("auto", "fp32", "bf16", "fp16"))
 
 

@@ -28,6 +28,11 @@ NOT_MEASURED = ("detection_rate", "auroc", "aupr", *(f"detection_at_pass_{p:g}" 
 KEYS = ("normal_pass_rate", *NOT_MEASURED)
 
 
+def normals_needed(pass_rate: float) -> int:
+    """The fewest test normals at which a ``pass_rate`` point differs from passing them all: 1/(1-p)."""
+    return int(round(1 / (1 - pass_rate)))
+
+
 def detection_at_pass(normal: np.ndarray, defect: np.ndarray, pass_rate: float) -> float:
     """Share of defects above the smallest test-normal score that passes ``pass_rate`` of the normals."""
     s = np.sort(normal)
@@ -47,7 +52,10 @@ def detection_metrics(normal: np.ndarray, defect: np.ndarray, threshold: float) 
         out["auroc"] = EncodedResults._auroc(y, s)
         out["aupr"] = EncodedResults._average_precision(y, s)
         for p in PASS_RATES:
-            out[f"detection_at_pass_{p:g}"] = detection_at_pass(normal, defect, p)
+            # below 1/(1-p) test normals the p-quantile is their largest score: every such row would read
+            # the same 100% point, so the row is left out (the report says how many good parts it needs)
+            if len(normal) >= normals_needed(p):
+                out[f"detection_at_pass_{p:g}"] = detection_at_pass(normal, defect, p)
     return out
 
 

@@ -33,14 +33,16 @@ def cpu_has_native_bf16() -> bool:
 
 NETWORKS = ("classifier", "patchcore")
 
-# What ``auto`` picks per network and device type, measured on the real study (docs/results.md,
-# "Speed and precision"): on a CPU with bf16 hardware the classifier's bf16 paired differences
-# (closed-set accuracy, AUROC, open-set accuracy; three splits) all have 95% intervals that include
-# zero, so it trains and embeds in bf16 (1.9x faster); PatchCore's in-domain AUROC moved by 0.012
-# (0.799 -> 0.788), more than the 0.01 allowed, so stage 1 stays fp32 (it is 2% of the study's time).
-# Accelerators stay fp32 until measured there too. This is the *training* precision: scores are fp32
-# (Compute.scoring), so PatchCore, which only scores, always computes in fp32.
-AUTO_BF16 = {"classifier": {"cpu": True, "cuda": False, "mps": False},
+# What ``auto`` trains in, per network and device type. bf16 training has to be shown non-inferior,
+# not assumed: on NEU (accuracy near 1.0) the paired differences of one seed included zero, but a
+# second real steel set lost 0.04 closed-set accuracy in bf16 (0.950 against 0.991), and "includes
+# zero" is no evidence of equality. The rule (docs/reference.md, "Precision";
+# examples/bf16_noninferiority.py): a one-sided 95% bound of bf16 minus fp32 above -0.01 on
+# validation closed-set accuracy and pseudo-open-set AUROC, over at least three seeds per split, on
+# NEU and on a harder setting. Until that is measured, ``auto`` trains in fp32 everywhere; ``bf16``
+# stays a choice a user makes (1.9x faster training on a CPU with bf16 hardware). PatchCore only
+# scores, and every score is fp32 (Compute.scoring).
+AUTO_BF16 = {"classifier": {"cpu": False, "cuda": False, "mps": False},
              "patchcore": {"cpu": False, "cuda": False, "mps": False}}
 
 

@@ -46,10 +46,15 @@ def test_detection_metrics_values():
     m = evaluate([0.1, 0.2, 0.3, 0.9], [0.8, 1.0, 0.05], threshold=0.5, n_boot=200)
     assert m.values["normal_pass_rate"] == 0.75 and m.values["detection_rate"] == pytest.approx(2 / 3)
     assert m.values["auroc"] == pytest.approx(7 / 12)  # defect-above-normal pairs
-    # the 90% pass point passes all four test normals (k = ceil(3.6) = 4: above 0.9): one defect above it
-    assert m.values["detection_at_pass_0.9"] == pytest.approx(1 / 3)
+    # four test normals cannot place a 90% pass point (it needs 10; with 4 it is their largest score, the
+    # same 100% point every row would repeat): not read, and said so
+    assert "detection_at_pass_0.9" not in m.values and "detection_at_pass_0.9" in m.not_measured
     lo, hi = m.intervals95["normal_pass_rate"]
-    assert lo <= 0.75 <= hi and not m.not_measured
+    assert (lo, hi) == pytest.approx((0.1941, 0.9937), abs=1e-3)  # exact Clopper-Pearson of 3 / 4
+    ten = evaluate([0.1 * i for i in range(10)], [0.85, 1.0, 0.05], threshold=0.5, n_boot=50)
+    # the 90% pass point passes nine of ten normals (k = 9: above 0.8): two defects above it
+    assert ten.values["detection_at_pass_0.9"] == pytest.approx(2 / 3)
+    assert "detection_at_pass_0.95" not in ten.values  # 20 needed
     alone = evaluate([0.1, 0.2, 0.9], [], threshold=0.5, n_boot=50)
     assert alone.values == {"normal_pass_rate": pytest.approx(2 / 3)}
     assert set(alone.not_measured) == {"detection_rate", "auroc", "aupr", "detection_at_pass_0.9",
@@ -70,6 +75,12 @@ def test_one_defect_class_runs_the_detection_study_end_to_end(tmp_path: Path):
     assert "too few images" in m["operating_points"][0]["note"]  # 4 calibration images
     html = (tmp_path / "p" / "outputs" / "report.html").read_text()
     assert "Operating points" in html and "0.30000000000000004" not in html
+    # the figures an engineer looks at: the score distributions with the thresholds, and the ROC curve
+    assert 'alt="scores"' in html and 'alt="roc"' in html
+    assert (tmp_path / "p" / "outputs" / "detection" / "plots" / "scores.png").is_file()
+    # 8 of 8 bad parts flagged: an exact interval, never the bootstrap's zero-width [1.000, 1.000]
+    lo, hi = m["intervals95"]["detection_rate"]
+    assert lo == pytest.approx(0.6306, abs=1e-3) and hi == 1.0 and "flags 1.000 [0.631, 1.000]" in html
     summary = list(csv.DictReader((tmp_path / "p" / "outputs" / "summary.csv").open()))
     assert summary and not (tmp_path / "p" / "outputs" / "split_a").exists()  # no classifier was trained
 

@@ -16,14 +16,14 @@ from osd.precision import Compute, resolve_precision
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_auto_precision_is_bf16_only_for_the_classifier_on_bf16_hardware(monkeypatch, native: bool):
+def test_auto_trains_in_fp32_until_bf16_is_shown_non_inferior(monkeypatch, native: bool):
     monkeypatch.setattr(prec, "cpu_has_native_bf16", lambda: native)
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu, "classifier") == ("bf16" if native else "fp32")
+    assert resolve_precision("auto", cpu, "classifier") == "fp32"  # not shown non-inferior (issue 39, 10b)
     assert resolve_precision("auto", cpu, "patchcore") == "fp32"  # measured: in-domain AUROC moved by 0.012
     assert resolve_precision("fp32", cpu, "classifier") == "fp32"
     if native:
-        assert resolve_precision("bf16", cpu, "patchcore") == "bf16"  # an explicit choice applies to both
+        assert resolve_precision("bf16", cpu, "classifier") == "bf16"  # an explicit choice trains in it
     else:
         with pytest.raises(ValueError, match="emulates"):
             resolve_precision("bf16", cpu)
@@ -31,6 +31,18 @@ def test_auto_precision_is_bf16_only_for_the_classifier_on_bf16_hardware(monkeyp
         resolve_precision("fp16", cpu)
     with pytest.raises(ValueError, match="one of"):
         resolve_precision("half", cpu)
+
+
+def test_a_bf16_training_still_scores_in_fp32(monkeypatch):
+    from osd import runtime
+    from osd.config import Config
+
+    monkeypatch.setattr(prec, "cpu_has_native_bf16", lambda: True)
+    res = runtime.resources(Config().replace(**{"project.precision": "bf16", "project.device": "cpu"}).project)
+    assert res.classifier.precision == "bf16"  # training
+    assert res.scoring.precision == "fp32" and res.patchcore.precision == "fp32"  # every score meets a threshold
+    assert res.compute("classifier").precision == "fp32" and res.precision_identity()["precision"] == "fp32"
+    assert res.compute_identity()["precision"] == "bf16"  # the training's cache key keeps its own precision
 
 
 def test_an_impossible_precision_is_one_error_naming_the_setting(monkeypatch):

@@ -92,6 +92,10 @@ class Layout:
         return [Layout.export_graph(folder, "one_stage"), Layout.export_graph(folder, "stage1"),
                 Layout.export_card(folder)]
 
+    def detection_plot(self, kind: str) -> Path:
+        """One of the detection report's figures (``scores``, ``roc``)."""
+        return self.detection / "plots" / f"{kind}.png"
+
     def plot(self, name: str, kind: str) -> Path:
         """One of the report's figures of a split (``roc``, ``distance_hist``, ``latency``, ...)."""
         return self.plots(name) / f"{kind}.png"

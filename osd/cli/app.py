@@ -153,7 +153,8 @@ def init_cmd(
                                  ["split", "known", "unknown"],
                                  [[k, ", ".join(v["known"]), ", ".join(v["unknown"])] for k, v in result.splits.items()]))
     if result.offline_weights:
-        render.note("offline ImageNet weights found: classifier and PatchCore use tf_efficientnet_lite0 (imagenet)")
+        users = "PatchCore uses" if result.study == "detection" else "classifier and PatchCore use"
+        render.note(f"offline ImageNet weights found: {users} tf_efficientnet_lite0 (imagenet)")
     render.out.print(f"next: cd {path} && osd data check" + (" && osd run-all" if demo else ""))
 
 

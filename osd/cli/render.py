@@ -148,7 +148,7 @@ def show_data_report(r: Any) -> None:
     for name, s in r.splits.items():
         rows = []
         for cls, c in s["counts"].items():
-            role = "known" if cls in s["known"] else "unknown"
+            role = "known" if cls in s["known"] else "unknown" if cls in s["unknown"] else "normal (good parts)"
             rows.append([cls, role, c["train"], c.get("epoch_select", 0), c.get("threshold", 0), c["test"]])
         show(table(f"Split {name.upper()}", ["class", "role", "train", "epoch_select", "threshold", "test"],
                    rows, caption=f"manifest: {s['manifest']}"))

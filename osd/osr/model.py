@@ -41,8 +41,9 @@ def part_matrix(part: EmbeddedPart, blocks: list[str]) -> np.ndarray:
 
 
 def fit_scorer(emb: Embeddings, features: str, pooling: str, covariance: str, normalize: str,
-               acceptance: float):
-    """(blocks, fitted scorer, tau calibrator) from train and validation partitions only."""
+               acceptance: float, quiet: bool = False):
+    """(blocks, fitted scorer, tau calibrator) from train and validation partitions only; ``quiet``: the
+    caller says a small validation set once (:func:`osd.osr.thresholds.warn_small_samples`)."""
     from osd.osr.features import block_names, stack
     from osd.osr.mahalanobis import MultiBlockMahalanobis
     from osd.osr.thresholds import AcceptanceThreshold
@@ -53,7 +54,7 @@ def fit_scorer(emb: Embeddings, features: str, pooling: str, covariance: str, no
     x_val = part_matrix(val, blocks)
     scorer = MultiBlockMahalanobis(tuple(widths), covariance, normalize).fit(
         x_train, np.asarray(train.labels), X_ref=x_val)
-    tau = AcceptanceThreshold(acceptance, "tau (known validation images)").fit(scorer.score_samples(x_val))
+    tau = AcceptanceThreshold(acceptance, "tau (known validation images)", quiet).fit(scorer.score_samples(x_val))
     return blocks, scorer, tau
 
 

@@ -39,9 +39,12 @@ class AcceptanceThreshold(BaseEstimator):
     than 0.05 below the target, or n is too small for the rank to exist).
     """
 
-    def __init__(self, acceptance: float = 0.95, name: str = "threshold"):
+    quiet = False  # a threshold pickled before the parameter existed warns, as it did
+
+    def __init__(self, acceptance: float = 0.95, name: str = "threshold", quiet: bool = False):
         self.acceptance = acceptance
         self.name = name
+        self.quiet = quiet  # the caller says it once for several thresholds (warn_small_samples)
 
     def fit(self, scores: np.ndarray, y: None = None) -> AcceptanceThreshold:
         scores = np.asarray(scores, dtype=np.float64).ravel()
@@ -58,7 +61,7 @@ class AcceptanceThreshold(BaseEstimator):
         self.acceptance_ci_ = list(clopper_pearson(accepted, n))
         exists = math.ceil((n + 1) * self.acceptance - 1e-12) <= n
         self.small_sample_ = bool(not exists or self.acceptance_ci_[0] < self.acceptance - SLACK)
-        if self.small_sample_:
+        if self.small_sample_ and not self.quiet:
             warnings.warn(
                 f"{self.name}: set on only {n} scores; the 95% interval of its acceptance is "
                 f"{self.acceptance_ci_[0]:.2f}-{self.acceptance_ci_[1]:.2f} for a target of {self.acceptance:.2f}"
@@ -80,6 +83,32 @@ class AcceptanceThreshold(BaseEstimator):
                 "rank": self.rank_, "rule": "k-th smallest fitting score, k = ceil((n + 1) * target)",
                 "fitted_acceptance": self.accepted_fraction_, "acceptance_ci95": self.acceptance_ci_,
                 "small_sample": self.small_sample_}
+
+
+def warn_small_samples(thresholds: dict[str, AcceptanceThreshold], where: str) -> None:
+    """One warning for every threshold of ``thresholds`` (name -> fitted) set on too few scores: a split
+    whose six thresholds share 24 validation images says so once, naming them."""
+    small = {name: t for name, t in thresholds.items() if t.small_sample_}
+    if not small:
+        return
+    first = next(iter(small.values()))
+    lo, hi = first.acceptance_ci_
+    warnings.warn(f"{where}: {', '.join(small)} set on only {first.n_samples_} scores; the 95% interval of the "
+                  f"acceptance is {lo:.2f}-{hi:.2f} for a target of {first.acceptance:.2f} (more validation images "
+                  "narrow it)", OsdWarning, stacklevel=3)
+
+
+def acceptance_words(summary: dict[str, object], unit: str = "image") -> str:
+    """What a fitted threshold accepts, in words, from :meth:`AcceptanceThreshold.summary`: its target
+    where the order statistic reaches it, else what it does accept (never "set to accept 95%" on 10 scores)."""
+    target, n = float(summary["target_acceptance"]), int(summary["n"])
+    ci = summary.get("acceptance_ci95") or [float("nan")] * 2
+    if math.ceil((n + 1) * target - 1e-12) <= n:
+        return (f"set to accept {target:.0%} of calibration {unit}s (on {n}; a new one's acceptance: 95% interval "
+                f"{ci[0]:.3f} to {ci[1]:.3f})")
+    return (f"the largest of {n} calibration {unit} scores: too few for a {target:.0%} target (at least "
+            f"{scores_needed(target)} are needed), so it accepts a new good {unit} with probability about "
+            f"{n / (n + 1):.0%}")
 
 
 # Operating points a line can choose from: the same order-statistic rule at other acceptance targets.
@@ -114,8 +143,12 @@ def operating_points(fit_scores: np.ndarray, accept: np.ndarray, reject: np.ndar
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OsdWarning)  # the interval says how wide it is
             thr = AcceptanceThreshold(a, f"operating point {a}").fit(s)
+        n_acc, n_rej = int(np.sum(acc <= thr.threshold_)), int(np.sum(rej > thr.threshold_)) if rej is not None else 0
         out.append({"target": a, "threshold": thr.threshold_, "n": int(s.size), "needed": need,
                     "acceptance_ci95": thr.acceptance_ci_,
-                    "test_accepted": float(np.mean(acc <= thr.threshold_)) if acc.size else None,
-                    "test_rejected": float(np.mean(rej > thr.threshold_)) if rej is not None and rej.size else None})
+                    "test_accepted": n_acc / acc.size if acc.size else None,
+                    "test_accepted_ci95": list(clopper_pearson(n_acc, acc.size)) if acc.size else None,
+                    "test_rejected": n_rej / rej.size if rej is not None and rej.size else None,
+                    "test_rejected_ci95": list(clopper_pearson(n_rej, rej.size)) if rej is not None and rej.size
+                    else None})
     return out

@@ -39,6 +39,7 @@ from osd.patchcore.stage1 import (
     score_crops,
     score_images,
     unit_samples,
+    warn_small,
 )
 from osd.progress import Reporter, ensure
 
@@ -127,7 +128,7 @@ def fit_stage1(estimator, extractor, normals: NormalParts, plan: Stage1Plan, dev
                                                  reporter, "test normals")
     thr = AcceptanceThreshold(plan.acceptance, f"PatchCore threshold (calibration {unit}s)").fit(cal)
     indomain, indomain_skipped, indomain_scores = indomain_test(detector, extractor, defects, sizes, device, reporter,
-                                                                test, thr.threshold_)
+                                                                test, thr.threshold_, unit)
     measured = {"bank_crops": len(bank), "calibration_crops": len(cal_samples), "test_crops": len(test_samples),
                 "total_seconds": time.perf_counter() - start, "python_peak_mb": peak_py / 2**20,
                 "calibration_units": len(cal_ids), "test_units": len(test_ids)}
@@ -161,13 +162,13 @@ def labelled_crops(defects: DefectParts, sizes: Stage1Sizes) -> tuple[list[Sampl
     from osd.data import images
     from osd.data.severstal import decode_rle
 
-    samples, labels, ambiguous = [], [], 0
+    samples, labels, ambiguous, small = [], [], 0, []
     for path in defects.images:
         grey = np.asarray(images.load_rgb(path).convert("L"))
         mask = np.zeros(grey.shape, dtype=bool)
         for rle in defects.masks.get(path.name, ()):
             mask |= decode_rle(rle, grey.shape, f"train.csv ({path.name})")
-        for box in crop_boxes_of(path, sizes):
+        for box in crop_boxes_of(path, sizes, small):
             left, top, right, bottom = box
             cover = float(mask[top:bottom, left:right].mean())
             if cover >= defects.min_defect_fraction or cover == 0.0:
@@ -175,7 +176,42 @@ def labelled_crops(defects: DefectParts, sizes: Stage1Sizes) -> tuple[list[Sampl
                 labels.append(cover > 0.0)
             else:
                 ambiguous += 1
+    warn_small(small, sizes, "defective")
     return samples, labels, ambiguous
+
+
+def _indomain_images(detector, extractor, defects: DefectParts, sizes: Stage1Sizes, device, reporter: Reporter,
+                     normal_test: np.ndarray, threshold: float) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """The in-domain test per image: a defective image (one with a mask) against the held-out normal images."""
+    from sklearn.metrics import roc_auc_score
+
+    paths = list(defects.images)
+    scores, skipped = score_images(detector, extractor, paths, sizes, device, reporter, "defective images")
+    ok = np.isfinite(scores)
+    y = np.array([bool(defects.masks.get(p.name)) for p in paths], dtype=bool)[ok]
+    s = scores[ok]
+    normal_test = normal_test[np.isfinite(normal_test)]
+    pos, neg = s[y], np.concatenate([normal_test, s[~y]])
+    auroc = float(roc_auc_score(np.r_[np.zeros(len(neg)), np.ones(len(pos))], np.r_[neg, pos])) \
+        if len(pos) and len(neg) else None
+    return {
+        "available": True, "unit": IMAGE, "defective_images": len(paths), "defect_images": int(len(pos)),
+        "normal_test_images": int(len(normal_test)), "auroc": auroc, "auroc_ci95": auroc_interval(pos, neg),
+        **indomain_rates({"defect": pos, "negative": neg, "clean": s[~y]}, threshold),
+        "definition": "defect = an image with a train.csv mask, scored whole as predict scores it; normal = the "
+                      "held-out normal images; AUROC with defect positive (both in the image unit)",
+    }, skipped, {"defect": pos, "negative": neg, "clean": s[~y]}
+
+
+def auroc_interval(pos: np.ndarray, neg: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float] | None:
+    """Stratified bootstrap 95% interval of the in-domain AUROC (defects and normals drawn within themselves)."""
+    from osd.metrics import EncodedResults, bootstrap
+
+    if not (len(pos) and len(neg)):
+        return None
+    y = np.r_[np.zeros(len(neg), bool), np.ones(len(pos), bool)]
+    s = np.r_[neg, pos].astype(np.float64)
+    return bootstrap(lambda idx: {"auroc": EncodedResults._auroc(y[idx], s[idx])}, y, n_boot, seed)["auroc"]
 
 
 def indomain_rates(scores: dict[str, Any], threshold: float) -> dict[str, float | None]:
@@ -187,14 +223,20 @@ def indomain_rates(scores: dict[str, Any], threshold: float) -> dict[str, float 
 
 
 def indomain_test(detector, extractor, defects: DefectParts | None, sizes: Stage1Sizes, device, reporter: Reporter,
-                  normal_test: np.ndarray, threshold: float) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
-    """Stage 1 where it is in-domain: crops of defective images labelled by their masks, against the
-    held-out normal crops and the defect-free crops of the defective images."""
+                  normal_test: np.ndarray, threshold: float, unit: str = CROP
+                  ) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """Stage 1 where it is in-domain, in the unit its threshold is applied in (``normal_test`` holds the
+    held-out normals' scores in that unit). Per crop: crops of defective images labelled by their
+    masks, against the held-out normal crops and the defect-free crops of the defective images. Per
+    image: each defective image scored as ``predict`` scores an image, against the held-out normal
+    images; never image scores against crop scores."""
     from sklearn.metrics import roc_auc_score
 
     if defects is None or not defects.images:
         return ({"available": False, "reason": "no defective images with masks (normal.folder or none in train.csv)"},
                 {}, {})
+    if unit == IMAGE:
+        return _indomain_images(detector, extractor, defects, sizes, device, reporter, normal_test, threshold)
     samples, labels, ambiguous = labelled_crops(defects, sizes)
     scores, skipped = score_crops(detector, extractor, samples, sizes, device, reporter, "defective Severstal crops")
     ok = np.isfinite(scores)
@@ -210,7 +252,7 @@ def indomain_test(detector, extractor, defects: DefectParts | None, sizes: Stage
         "defect_crops": int(len(pos)), "clean_crops_of_defective_images": int((~y).sum()),
         "normal_test_crops": int(len(normal_test)), "ambiguous_crops_left_out": ambiguous,
         "min_defect_fraction": defects.min_defect_fraction,
-        "auroc": auroc,
+        "auroc": auroc, "auroc_ci95": auroc_interval(pos, neg),
         **indomain_rates({"defect": pos, "negative": neg, "clean": s[~y]}, threshold),
         "definition": "defect = crop whose train.csv masks cover >= min_defect_fraction of it; normal = held-out "
                       "normal-image crops and mask-free crops of the defective images; AUROC with defect positive",

@@ -94,17 +94,30 @@ def sample_id(sample: Sample) -> str:
     return str(path) if box is None else f"{path}#{','.join(map(str, box))}"
 
 
-def crop_boxes_of(path: Path, sizes: Stage1Sizes) -> list[Box]:
-    """The crops of one image file, darker ones left out; a warning when it is smaller than a crop."""
+def crop_boxes_of(path: Path, sizes: Stage1Sizes, small: list[str] | None = None) -> list[Box]:
+    """The crops of one image file, darker ones left out. An image smaller than a crop is named in
+    ``small`` (``name: WxH``) when a list is given, so that a caller says it once for all of them
+    (:func:`warn_small`); else with a warning of its own."""
     from osd.data import images
     from osd.data.severstal import crop_boxes
 
     grey = np.asarray(images.load_rgb(path).convert("L"))
     if min(grey.shape) < sizes.crop_size:
-        warnings.warn(f"{path.name}: {grey.shape[1]}x{grey.shape[0]} is smaller than normal.crop_size = "
-                      f"{sizes.crop_size}; its crops are {min(grey.shape)} px squares, resized like the others",
-                      OsdWarning, stacklevel=2)
+        if small is not None:
+            small.append(f"{path.name}: {grey.shape[1]}x{grey.shape[0]}")
+        else:
+            warn_small([f"{path.name}: {grey.shape[1]}x{grey.shape[0]}"], sizes)
     return crop_boxes(grey, sizes.crop_size, sizes.crop_stride, sizes.dark_threshold, sizes.max_dark_fraction)
+
+
+def warn_small(small: Sequence[str], sizes: Stage1Sizes, what: str = "normal") -> None:
+    """One warning for every image smaller than a crop (300 images make one line, not 300)."""
+    if not small:
+        return
+    more = f" and {len(small) - 3} more" if len(small) > 3 else ""
+    warnings.warn(f"{len(small)} {what} image(s) smaller than normal.crop_size = {sizes.crop_size} (e.g. "
+                  f"{', '.join(small[:3])}{more}): each is cropped at its own short side and resized like the others",
+                  OsdWarning, stacklevel=3)
 
 
 def image_units(img, sizes: Stage1Sizes) -> list[Box | None]:
@@ -121,7 +134,11 @@ def image_units(img, sizes: Stage1Sizes) -> list[Box | None]:
 
 
 def crop_samples(paths: Sequence[Path], sizes: Stage1Sizes) -> list[Sample]:
-    return [(p, box) for p in paths for box in crop_boxes_of(p, sizes)]
+    """Every crop of ``paths``; the images smaller than a crop said in one warning."""
+    small: list[str] = []
+    out = [(p, box) for p in paths for box in crop_boxes_of(p, sizes, small)]
+    warn_small(small, sizes)
+    return out
 
 
 def unit_samples(paths: Sequence[Path], sizes: Stage1Sizes) -> list[Sample]:

@@ -28,7 +28,7 @@ from osd.progress import Reporter, ensure
 # Bump when the meaning of a fitted detector or its scores changes.
 # 6: search auto (inverted file above exact_up_to rows); 5: one cached-step mechanism; key covers defective
 # images and masks; 4: in-domain test
-ALGORITHM = "patchcore/6"
+ALGORITHM = "patchcore/7"  # 7: the in-domain test in the threshold's unit (images with images)
 UNIT_WORDS = {CROP: "crop (an about-square image is one crop; a Severstal strip is cut into square crops)",
               IMAGE: "image (an about-square image whole; a long one as the largest of its crop scores, as predict)"}
 SECTIONS = ("patchcore", "normal", "project.seed")

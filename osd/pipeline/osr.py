@@ -58,11 +58,11 @@ class CalibrationResult:
 
 
 def _calibrate(cfg: Config, split: str, emb: artifacts.Step, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    from osd.osr.thresholds import AcceptanceThreshold
+    from osd.osr.thresholds import AcceptanceThreshold, warn_small_samples
 
     o = cfg.osr
     e = Embeddings.from_payload(emb.payload)
-    blocks, scorer, tau = fit_scorer(e, o.features, o.pooling, o.covariance, o.normalize, o.acceptance)
+    blocks, scorer, tau = fit_scorer(e, o.features, o.pooling, o.covariance, o.normalize, o.acceptance, quiet=True)
     used = "penultimate" if blocks == ["penultimate"] else o.features
     if used != o.features:
         warnings.warn(f"osr.features = {o.features!r}: the classifier exposes no stage features, so the "
@@ -70,7 +70,8 @@ def _calibrate(cfg: Config, split: str, emb: artifacts.Step, key: str) -> tuple[
                       stacklevel=2)
     msp_val = decide.softmax(e.threshold.logits).max(axis=1)
     # AcceptanceThreshold rejects scores above its threshold: it is fitted on -msp, so kappa = -threshold
-    neg_kappa = AcceptanceThreshold(o.acceptance, "kappa (known validation images)").fit(-msp_val)
+    neg_kappa = AcceptanceThreshold(o.acceptance, "kappa (known validation images)", quiet=True).fit(-msp_val)
+    warn_small_samples({"tau": tau, "kappa": neg_kappa}, f"split {split}")
     payload = {"scorer": scorer, "blocks": blocks, "tau": tau, "neg_kappa": neg_kappa, "features": used}
     prov = artifacts.provenance(cfg, "calibrate", CALIBRATE_ALGORITHM, key, SECTIONS, {"embeddings": emb.id},
                                 split=split)
@@ -123,7 +124,9 @@ def _variants(cfg: Config, emb: Embeddings, headline_blocks: list[str], closed: 
         if (features, pooling if features != "penultimate" else "mean") == (
                 o.features, o.pooling if o.features != "penultimate" else "mean"):
             continue
-        blocks, v_scorer, v_tau = fit_scorer(emb, features, pooling, o.covariance, o.normalize, o.acceptance)
+        # the variants' taus share tau's validation images: calibrate has said how few they are
+        blocks, v_scorer, v_tau = fit_scorer(emb, features, pooling, o.covariance, o.normalize, o.acceptance,
+                                             quiet=True)
         if blocks == headline_blocks:
             continue  # the same blocks as the headline (e.g. a model without residual stages)
         d_v = v_scorer.score_samples(test_arrays(emb, blocks)["x"])
@@ -143,8 +146,8 @@ def _baselines(cfg: Config, emb: Embeddings, head: tuple[np.ndarray, np.ndarray]
     part, in the embeddings' row order (when ``odin`` is among the baselines)."""
     from osd.errors import ArtifactError
     from osd.metrics import EncodedResults, paired_difference
-    from osd.osr.baselines import SCORES, fit_baseline
-    from osd.osr.thresholds import AcceptanceThreshold
+    from osd.osr.baselines import HUMAN, SCORES, fit_baseline
+    from osd.osr.thresholds import AcceptanceThreshold, warn_small_samples
 
     if odin is not None:  # joined row for row (the ODIN step scored the embeddings' own images, in order)
         from osd.pipeline.odin import ODIN_PARTS
@@ -163,10 +166,12 @@ def _baselines(cfg: Config, emb: Embeddings, head: tuple[np.ndarray, np.ndarray]
     lock = EncodedResults(t["labels"], locked[1], closed, locked[0], unk, classes)
     keys = ("auroc", "open_set_accuracy")
     out: dict[str, dict[str, Any]] = {}
+    fitted: dict[str, AcceptanceThreshold] = {}
     for name in dict.fromkeys(cfg.osr.baselines):
         scorer, reads = fit_baseline(name, emb.train, head)
-        thr = AcceptanceThreshold(cfg.osr.acceptance, f"{name} threshold (known validation images)").fit(
+        thr = AcceptanceThreshold(cfg.osr.acceptance, f"{name} threshold (known validation images)", quiet=True).fit(
             scorer.score_samples(emb.threshold.reads(reads)))
+        fitted[HUMAN.get(name, name)] = thr
         parts = [p.reads(reads) for p in (tk, tu) if len(p)]
         score = scorer.score_samples(np.concatenate(parts))
         pred = decide.one_stage(score, thr.threshold_, closed)
@@ -176,6 +181,7 @@ def _baselines(cfg: Config, emb: Embeddings, head: tuple[np.ndarray, np.ndarray]
         out[name] = {**metrics, "intervals95": ci, "threshold": thr.summary(), "score": SCORES[name],
                      "reads": reads, "role": "baseline: reported beside the locked method, never used to choose it",
                      "locked_minus_baseline": paired_difference(lock, other, keys, unk, n_boot, seed)}
+    warn_small_samples(fitted, "the baselines' thresholds (the validation images that set tau)")
     return out
 
 

@@ -134,11 +134,9 @@ def _claim_words(v: stats.MetricVerdict) -> str:
     lo, hi = v.ci95
     head = {stats.ONE_STAGE_BETTER: f"{first[0].upper()}{first[1:]} is better", stats.CASCADE_BETTER:
             "The cascade is better", stats.NO_CLEAR_DIFFERENCE: "Neither approach is clearly better"}[v.claim]
-    return (f"{head} on {HUMAN[v.metric]} against the {against}: {first} minus the cascade is "
-            f"{fmt_signed(v.mean_difference)} on average ({_ahead(v.mean_difference, first)}), 95% interval "
-            f"{fmt_signed(lo)} to {fmt_signed(hi)} over the means of {base} (a t interval whose variance is at least "
-            "the seeds' own). The splits share their known classes' test images: the claim is about these splits "
-            "of this data set.")
+    return (f"{head} on {HUMAN[v.metric]} against the {against}: {fmt_signed(v.mean_difference)} on average "
+            f"({_ahead(v.mean_difference, first)}), 95% interval {fmt_signed(lo)} to {fmt_signed(hi)} over the "
+            f"means of {base}; a claim about these splits of this data set, whose known test images they share.")
 
 
 def _runs_words(v: stats.MetricVerdict) -> str:
@@ -152,9 +150,9 @@ def _runs_words(v: stats.MetricVerdict) -> str:
                 f"{stats.replicates_needed(m)} for a per-run test.")
     nan = sum(r.nan_replicates for r in v.runs)
     extra = f" ({nan} bootstrap replicate(s) undefined and left out)" if nan else ""
-    return (f"Per run, the paired bootstrap test favours one-stage in {v.count(stats.ONE_STAGE_BETTER)} and the "
-            f"cascade in {v.count(stats.CASCADE_BETTER)} of {v.tested_runs} runs after Holm's correction{extra}; "
-            "a run's test speaks only for that split's test images.")
+    return (f"Per run (each test speaks for its own split's test images), the paired bootstrap favours one-stage "
+            f"in {v.count(stats.ONE_STAGE_BETTER)} and the cascade in {v.count(stats.CASCADE_BETTER)} of "
+            f"{v.tested_runs} runs after Holm's correction{extra}.")
 
 
 def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str | None = None,
@@ -174,8 +172,8 @@ def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str |
                        "method has no 'no defect' answer, so it passes none and flags every defect (facts by "
                        "construction, not verdicts).")
     elif any(v.comparison == "strict" for v in found):
-        out.append("Strict mode is not the comparison: NEU has no defect-free images, so every stage-1 'no defect' "
-                   "call on a NEU image is wrong by construction; its numbers are in the table.")
+        out.append("Strict mode is not the comparison: every test image is a defect image, so each stage-1 "
+                   "'no defect' call is wrong by construction.")
     return out
 
 

@@ -56,10 +56,9 @@ def _split_plots(layout: artifacts.Layout, run: Run, fit: FitResult | None) -> l
         y = np.array([r["role"] == "unknown" for r in osr_rows])
         dist = np.array([float(r["distance"]) for r in osr_rows])
         msp = np.array([float(r["msp"]) for r in osr_rows])
-        curves = {"one-stage Mahalanobis": (y, dist), "max-softmax": (y, -msp)}
-        if cas_rows:
-            yc = np.array([r["role"] == "unknown" for r in cas_rows])
-            curves["cascade stage 2 (max-softmax)"] = (yc, -np.array([float(r["msp"]) for r in cas_rows]))
+        # the cascade's stage 2 ranks by the same max softmax: one curve, named for both
+        curves = {"one-stage Mahalanobis": (y, dist),
+                  "max-softmax (= cascade stage 2)" if cas_rows else "max-softmax": (y, -msp)}
         made.append(plots.roc_curves(curves, layout.plot(name, "roc"), f"Split {name.upper()}: known vs unknown"))
         made.append(plots.histogram({"known": dist[~y], "unknown": dist[y]}, run.osr.tau, layout.plot(name, "distance_hist"),
                                     f"Split {name.upper()}: Mahalanobis distance", "squared distance (higher = unknown)"))
@@ -76,9 +75,11 @@ def _split_plots(layout: artifacts.Layout, run: Run, fit: FitResult | None) -> l
                                         f"Split {name.upper()}: cascade {mode}"))
         s1 = np.array([float(r["stage1_score"]) for r in cas_rows])
         test_normals = np.asarray(fit.test_scores if fit else [], dtype=float)
-        groups = {"Severstal test normals (crops)": test_normals[np.isfinite(test_normals)],
-                  "NEU known test": s1[[r["role"] == "known" for r in cas_rows]],
-                  "NEU unknown test": s1[[r["role"] == "unknown" for r in cas_rows]]}
+        unit = str((fit.stats if fit else {}).get("unit") or "crop")
+        # named by role and unit, never by a data set: on a user's own line there is no NEU or Severstal
+        groups = {f"held-out normal {unit}s": test_normals[np.isfinite(test_normals)],
+                  "known-class test images": s1[[r["role"] == "known" for r in cas_rows]],
+                  "unknown-class test images": s1[[r["role"] == "unknown" for r in cas_rows]]}
         made.append(plots.histogram(groups, fit.threshold if fit else None, layout.plot(name, "patchcore_scores"),
                                     f"Split {name.upper()}: PatchCore scores", "patch distance (higher = anomalous)"))
     if run.bench:
@@ -257,6 +258,15 @@ def headline(rows: list[dict[str, Any]], metrics: tuple[str, ...], approaches: l
     return out
 
 
+def _threshold_words(fit: Any) -> str | None:
+    """What stage 1's threshold accepts, in words, from the stored fit (None without one)."""
+    from osd.osr.thresholds import acceptance_words
+
+    if fit is None or not fit.threshold_summary:
+        return None
+    return f" (its threshold is {acceptance_words(fit.threshold_summary, fit.stats.get('unit', 'crop'))})"
+
+
 def _normal_pass(three: list[dict[str, Any]]) -> str | None:
     """The cascade's (strict) normal pass rate over runs, as the answer quotes it."""
     h = headline(three, ("normal_pass_rate",), ["cascade_strict"])
@@ -290,7 +300,9 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     rows += _stats_rows(per_run, "splits" if len(seeds) == 1 else "splits and seeds")
     in_domain = bool(cfg.normal.in_domain and three)
     v = verdict(got["runs"], in_domain)
-    words = answer(v["found"], in_domain, _normal_pass(three) if in_domain else None, cfg.patchcore.acceptance)
+    fit = stored_fit(layout)
+    words = answer(v["found"], in_domain, _normal_pass(three) if in_domain else None, cfg.patchcore.acceptance,
+                   _threshold_words(fit))
     order = ["one_stage_mahalanobis", "cascade_ignore_no_defect", "cascade_strict", "max_softmax"]
     tables = {"headline": headline(per_run, HEADLINE, order),
               "beside": headline(per_run, ("auroc", "fpr_at_95_tpr", "open_set_accuracy"),
@@ -304,7 +316,6 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     md, tex = write_tables(layout, tables, HUMAN)
     caveats = _caveats(cfg, got["weights"], got["selection"], got["chosen"], per_split)
     stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
-    fit = stored_fit(layout)
     pc_stats = fit.shown() if fit else {}
     from osd.report.points import operating_tables
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from osd import __version__, artifacts
 from osd.config import Config
-from osd.detection import KEYS, PASS_RATES
+from osd.detection import KEYS, PASS_RATES, normals_needed
 from osd.report.format import fmt, fmt_ci
-from osd.report.html import STYLE, _esc, _table
+from osd.report.html import STYLE, _esc, _img, _table
 
 HUMAN = {"normal_pass_rate": "normal pass rate (held-out good parts passed)",
          "detection_rate": "detection rate (bad parts flagged)",
@@ -27,6 +27,9 @@ HUMAN = {"normal_pass_rate": "normal pass rate (held-out good parts passed)",
 
 def _cell(result: Any, key: str) -> str:
     v = result.metrics.values.get(key)
+    if v is None and key.startswith("detection_at_pass_") and result.metrics.n_defect:
+        need = normals_needed(float(key.rsplit("_", 1)[1]))
+        return f"not read: {result.metrics.n_normal} test good parts, {need} needed"
     if v is None:
         return "not measured"
     return f"{fmt(v)} {fmt_ci(result.metrics.intervals95.get(key))}".strip()
@@ -45,6 +48,14 @@ def answer(results: dict[int, Any], acceptance: float) -> list[str]:
     if m.n_defect == 0:
         out.append("No defect images: the detection rate, AUROC and AUPR cannot be measured; add a folder of bad "
                    "parts (osd init --neu BAD --normal GOOD).")
+    if len(results) > 1:
+        def span(key: str) -> str:
+            vals = [x.metrics.values[key] for x in results.values() if key in x.metrics.values]
+            return f"{fmt(min(vals))} to {fmt(max(vals))}" if vals else "-"
+
+        out.append(f"Over the {len(results)} seeds (each a new split of the good parts): normal pass rate "
+                   f"{span('normal_pass_rate')}" + (f", detection rate {span('detection_rate')}, AUROC "
+                                                   f"{span('auroc')}" if "detection_rate" in m.values else "") + ".")
     ci = r.threshold_summary.get("acceptance_ci95")
     if ci:
         out.append(f"With {r.threshold_summary.get('n', '?')} calibration images the threshold's own pass "
@@ -85,14 +96,42 @@ def _points(r: Any) -> str:
             body.append([f"{p['target']:.1%}", "-", p.get("note", ""), "-", "-"])
             continue
         body.append([f"{p['target']:.1%}", fmt(p["threshold"]), fmt_ci(p.get("acceptance_ci95")),
-                     fmt(p.get("test_accepted")), fmt(p.get("test_rejected"))])
+                     f"{fmt(p.get('test_accepted'))} {fmt_ci(p.get('test_accepted_ci95'))}".strip(),
+                     f"{fmt(p.get('test_rejected'))} {fmt_ci(p.get('test_rejected_ci95'))}".strip()])
     return _table(["target pass rate", "threshold", "pass rate interval (calibration)", "test: good parts passed",
                    "test: bad parts flagged"], body,
                   "Each threshold is set on the calibration images only; the last two columns are what it does on "
-                  "the test images. Choose one with osd patchcore fit --acceptance A (no refit).")
+                  "the test images, with exact 95% intervals over them. Choose one with osd patchcore fit "
+                  "--acceptance A (no refit). A target the calibration set is too small for says so instead of "
+                  "repeating the largest score.")
 
 
-def render(cfg: Config, results: dict[int, Any], words: list[str], weights: str) -> str:
+def figures(layout: artifacts.Layout, r: Any) -> list[str]:
+    """The two figures an engineer looks at: good and bad parts' score distributions with the operating
+    points' thresholds drawn on them, and the ROC curve (none without scores of both kinds)."""
+    import numpy as np
+
+    from osd.report import plots
+
+    normal = np.array([row["score"] for row in r.rows if row["truth"] != "defect" and row["score"] is not None], float)
+    defect = np.array([row["score"] for row in r.rows if row["truth"] == "defect" and row["score"] is not None], float)
+    if not normal.size:
+        return []
+    lines = {f"{p['target']:.0%} pass": float(p["threshold"]) for p in r.operating_points
+             if p.get("threshold") is not None}
+    groups = {"held-out good parts": normal, **({"bad parts": defect} if defect.size else {})}
+    out = [plots.histogram(groups, None, layout.detection_plot("scores"), "Stage-1 scores and operating points",
+                           "PatchCore score (higher = more anomalous)", lines)]
+    if defect.size:
+        y = np.r_[np.zeros(normal.size, bool), np.ones(defect.size, bool)]
+        out.append(plots.roc_curves({"PatchCore": (y, np.r_[normal, defect])}, layout.detection_plot("roc"),
+                                    "Good vs bad parts", ("false positive rate (good parts flagged)",
+                                                          "true positive rate (bad parts flagged)")))
+    return [str(p) for p in out]
+
+
+def render(cfg: Config, results: dict[int, Any], words: list[str], weights: str,
+           figures: list[str] | None = None) -> str:
     seeds = list(results)
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>osd detection report</title>"
              f"<style>{STYLE}</style></head><body>",
@@ -114,14 +153,17 @@ def render(cfg: Config, results: dict[int, Any], words: list[str], weights: str)
         parts.append("<h2>Detection rate per defect class</h2>" + _table(
             ["class", *(f"seed {s}" for s in seeds)],
             [[c, *(fmt(results[s].per_class.get(c)) for s in seeds)] for c in first.per_class]))
-    missing = first.metrics.not_measured
+    if figures:
+        parts.append(f"<h2>Good and bad parts' scores (seed {seeds[0]})</h2><div class=plots>"
+                     + "".join(_img(f) for f in figures) + "</div>")
+    missing = first.metrics.not_measured if not first.metrics.n_defect else []
     notes = [f"Unit: one {first.unit} per decision (an about-square image whole; a long strip cut into crops, "
              "scored by its largest).",
              f"Decision: defect when the PatchCore score is above the threshold ({fmt(first.metrics.threshold)}), "
              "else no_defect."]
     if missing:
         notes.append("Not measured (no defect images): " + ", ".join(HUMAN.get(k, k) for k in missing) + ".")
-    parts.append("<h2>Read these numbers with</h2>" + "".join(f'<div class="caveat">{_esc(c)}</div>' for c in notes))
+    parts.append("<h2>Caveats</h2>" + "".join(f'<div class="caveat">{_esc(c)}</div>' for c in notes))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -138,7 +180,9 @@ def build_detection_report(cfg: Config, seeds: list[int]) -> dict[str, Any]:
     words = answer(results, cfg.patchcore.acceptance)
     weights = f"PatchCore {cfg.patchcore.backbone} ({cfg.patchcore.weights})"
     csv_path, md_path = _write_summary(layout, results)
-    html_path = artifacts.write_text(layout.report_html, render(cfg, results, words, weights))
+    figs = figures(layout, next(iter(results.values())))
+    html_path = artifacts.write_text(layout.report_html, render(cfg, results, words, weights, figs))
     return {"summary_csv": str(csv_path), "summary_md": str(md_path), "report_html": str(html_path),
             "answer": words, "verdict_sentence": " ".join(words), "rows": _rows(results), "seeds": list(results),
-            "study": "detection", "caveats": [], "operating_points": {}, "headline": {}, "splits": []}
+            "study": "detection", "caveats": [], "operating_points": {}, "headline": {}, "splits": [],
+            "plots": figs}

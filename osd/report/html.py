@@ -86,10 +86,32 @@ def _stage1(pc: dict[str, Any]) -> str:
             ["calibration", f"{fmt(pc.get('calibration_units') or pc.get('calibration_crops'))} held-out normal "
                             f"{pc.get('unit', 'crop')}s set the threshold"]]
     if d.get("available"):
-        rows.append(["in-domain AUROC (defective Severstal crops vs normal crops)", fmt(d.get("auroc"))])
-        rows.append(["in-domain detection / false-alarm rate at the threshold",
-                     f"{fmt(d.get('detection_rate'))} / {fmt(d.get('false_alarm_rate'))}"])
+        rows += _indomain_rows(d)
     return "<h2>Stage 1 (PatchCore)</h2>" + _table(["stage 1", "as fitted"], rows)
+
+
+def _indomain_rows(d: dict[str, Any]) -> list[list[str]]:
+    """The in-domain test in its unit, with its n and the rates' exact intervals."""
+    from osd.proportion import clopper_pearson, count_of
+
+    unit = str(d.get("unit") or "crop")
+    n_pos = int(d.get("defect_crops") or d.get("defect_images") or 0)
+    n_neg = int(d.get("normal_test_crops") or d.get("normal_test_images") or 0) + int(
+        d.get("clean_crops_of_defective_images") or 0)
+
+    def rate(key: str, n: int) -> str:
+        v = d.get(key)
+        if v is None or not n:
+            return "-"
+        return f"{fmt(v)} {fmt_ci(clopper_pearson(count_of(v, n), n))}"
+
+    return [[f"in-domain AUROC (defect {unit}s vs normal {unit}s; n = {n_pos} / {n_neg})",
+             f"{fmt(d.get('auroc'))} {fmt_ci(d.get('auroc_ci95'))} (95% stratified bootstrap)".strip()],
+            [f"in-domain detection rate at the threshold ({n_pos} defect {unit}s; 95% Clopper-Pearson)",
+             rate("detection_rate", n_pos)],
+            [f"in-domain false-alarm rate at the threshold ({n_neg} normal {unit}s; 95% Clopper-Pearson"
+             + (", per crop: crops of one strip are not independent)" if unit == "crop" else ")"),
+             rate("false_alarm_rate", n_neg)]]
 
 
 def _operating(points: dict[str, Any]) -> str:
@@ -98,8 +120,8 @@ def _operating(points: dict[str, Any]) -> str:
         return ""
     out = ["<h2>Operating points</h2><p class=meta>Each threshold set by the same rule at other acceptance targets, "
            "on validation or calibration images only; the last columns are what it does on the test images "
-           "(mean over runs). To use another target for tau and kappa without retraining: osd calibrate --set "
-           "osr.acceptance=A (the classifier and embeddings stay cached).</p>"]
+           "(mean over runs). To use another target for tau and kappa without retraining: osd calibrate "
+           "--acceptance A (the classifier and embeddings stay cached).</p>"]
     for p in points.values():
         out.append(f"<h3>{_esc(p['title'])}</h3>" + _table(p["head"], p["rows"], f"{p['runs']} run(s)"))
     return "".join(out)
@@ -207,7 +229,7 @@ def render_html(cfg: Config, tables: dict[str, list[dict[str, Any]]], per_split:
     parts.append(_stage1(pc_stats))
     parts.append(_operating(points or {}))
     parts.append(_conventions(pc_stats))
-    parts.append("<h2>Read these numbers with</h2>"
+    parts.append("<h2>Caveats</h2>"
                  + "".join(f'<div class="caveat">{_esc(c)}</div>' for c in caveats if c not in demo))
     parts.append("<h2>Details per run</h2>")
     parts += [_run_details(name, info, verdict) for name, info in per_split.items()]

@@ -36,7 +36,9 @@ def _save(fig, path: Path) -> Path:
     return atomic_write(path, lambda t: fig.savefig(t, dpi=110, bbox_inches="tight", format="png"))
 
 
-def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> Path:
+def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str,
+               axes: tuple[str, str] = ("false positive rate (knowns rejected)",
+                                        "true positive rate (unknowns rejected)")) -> Path:
     """curves: name -> (is_unknown, score) with higher score = more unknown."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -46,13 +48,14 @@ def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, tit
         fpr, tpr, _ = roc_curve(y, s)
         ax.plot(fpr, tpr, label=f"{name} (AUROC {roc_auc_score(y, s):.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="false positive rate (knowns rejected)", ylabel="true positive rate (unknowns rejected)",
-           title=title)
+    ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 
 
-def histogram(groups: dict[str, np.ndarray], threshold: float | None, path: Path, title: str, xlabel: str) -> Path:
+def histogram(groups: dict[str, np.ndarray], threshold: float | None, path: Path, title: str, xlabel: str,
+              lines: dict[str, float] | None = None) -> Path:
+    """Score densities per group; ``threshold`` a dashed line, ``lines`` more named thresholds."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     finite = np.concatenate([g[np.isfinite(g)] for g in groups.values() if len(g)])
@@ -61,6 +64,8 @@ def histogram(groups: dict[str, np.ndarray], threshold: float | None, path: Path
         ax.hist(g[np.isfinite(g)], bins=bins, alpha=0.55, label=f"{name} (n={len(g)})", density=True)
     if threshold is not None:
         ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+    for (name, x), style in zip((lines or {}).items(), ("--", "-.", ":", (0, (5, 1)))):
+        ax.axvline(x, color="k", ls=style, lw=1, label=f"{name}: {x:.3g}")
     ax.set(xlabel=xlabel, ylabel="density", title=title)
     ax.legend(fontsize=8)
     return _save(fig, path)

@@ -24,6 +24,17 @@ NAMES = {"tau": "tau (one-stage squared distance; above it: unknown)",
 SIGN = {"kappa": -1.0}  # kappa is fitted on -msp (one score sign); shown as the max softmax it stands for
 
 
+def _test_cell(ok: list[dict[str, Any]], key: str) -> str:
+    """A test share: one run with its exact 95% interval over the test images; several runs, their mean
+    and the range over runs (not a confidence interval)."""
+    vals = [g[key] for g in ok if g.get(key) is not None]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{fmt(vals[0])} {fmt_ci(ok[0].get(f'{key}_ci95'))}".strip()
+    return f"{fmt(float(np.mean(vals)))} (runs {fmt(min(vals))} to {fmt(max(vals))})"
+
+
 def operating_tables(runs: list[Any], configured: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
     """Per threshold: one row per target, over the runs that hold it (means of the test shares; the
     threshold and its interval as the single run gives them, or their range over runs).
@@ -46,11 +57,11 @@ def operating_tables(runs: list[Any], configured: dict[str, float] | None = None
                 continue
             thr = [SIGN.get(name, 1.0) * g["threshold"] for g in ok]
             row_thr = fmt(thr[0]) if len(thr) == 1 else f"{fmt(min(thr))} to {fmt(max(thr))}"
-            ci = fmt_ci(ok[0].get("acceptance_ci95")) if len(ok) == 1 else "per run under Details"
-            acc = [g["test_accepted"] for g in ok if g.get("test_accepted") is not None]
-            rej = [g["test_rejected"] for g in ok if g.get("test_rejected") is not None]
-            rows.append([f"{first['target']:.3g}", row_thr, ci or "-", fmt(float(np.mean(acc))) if acc else "-",
-                         fmt(float(np.mean(rej))) if rej else "-",
+            cis = [g["acceptance_ci95"] for g in ok if g.get("acceptance_ci95")]
+            ci = fmt_ci(cis[0]) if len(ok) == 1 and cis else (
+                f"{fmt_ci([min(c[0] for c in cis), max(c[1] for c in cis)])} (widest of {len(cis)} runs)" if cis else "-")
+            rows.append([f"{first['target']:.3g}", row_thr, ci, _test_cell(ok, "test_accepted"),
+                         _test_cell(ok, "test_rejected"),
                          "" if len(ok) == len(got) else f"{len(got) - len(ok)} run(s): too few images"])
         out[name] = {"title": NAMES[name], "head": ["target acceptance", "threshold", "acceptance interval (95%)",
                                                     accepted, rejected, "note"],

@@ -1,0 +1,101 @@
+"""Is bf16 training non-inferior to fp32? The test that decides what ``project.precision = auto``
+trains in (docs/reference.md, "Precision").
+
+    python examples/bf16_noninferiority.py PROJECT_DIR [--splits a,b,c] [--seeds 0,1,2] [--margin 0.01]
+        [--set KEY=VALUE ...] [--json OUT]
+
+For every split and seed the classifier is trained twice, in fp32 and in bf16 (the same images,
+seed and settings; each precision in its own output folder, so both stay cached), and scored on
+**validation data only**, never on test images:
+
+- closed-set accuracy on the known validation images that set tau (the epoch-selection share chose
+  the epoch, so it is left out);
+- the pseudo-open-set AUROC on them (leave one known class out: osd's variant-selection score of
+  the locked penultimate features, :func:`osd.osr.model.select_variant`).
+
+Both networks' embeddings are scored in fp32 (``Compute.scoring``): only the training differs.
+The paired difference bf16 minus fp32 of each (split, seed) is averaged within its split, then a
+one-sided 95% t bound over the split means, its variance floored by the seeds' own noise (the
+study's own rule, :func:`osd.verdict.split_level_interval`, at the 90% two-sided level). bf16 is
+**non-inferior** on a metric when that lower bound lies above -margin; ``auto`` may train in bf16
+only when it is non-inferior on both metrics, on NEU and on the harder setting (fewer training
+images: ``--set splits.train_fraction=0.15``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from osd import config
+from osd.verdict import split_level_interval
+
+METRICS = ("closed_set_accuracy_val", "pseudo_open_set_auroc_val")
+
+
+def validation_scores(cfg: config.Config, split: str) -> dict[str, float]:
+    """The two validation metrics of the split's classifier under ``cfg`` (trained and embedded if needed)."""
+    from osd.decide import closed_set
+    from osd.osr.embeddings import Embeddings
+    from osd.osr.model import select_variant
+    from osd.pipeline.train import embedded
+
+    emb = Embeddings.from_payload(embedded(cfg, split).payload)
+    val = emb.threshold  # the validation share that sets tau (the epoch-selection share chose the epoch)
+    closed, _ = closed_set(val.logits, emb.classes)
+    labels = list(val.labels)
+    auroc = select_variant(emb, cfg.osr.covariance, cfg.osr.normalize).to_dict()["validation_auroc"]["penultimate"]
+    return {"closed_set_accuracy_val": float(np.mean(np.asarray(closed) == np.asarray(labels))),
+            "pseudo_open_set_auroc_val": float(auroc)}
+
+
+def decide(runs: list[dict], margin: float) -> dict[str, dict]:
+    """Per metric: the split means of bf16 minus fp32, the one-sided 95% lower bound and the verdict."""
+    out = {}
+    for m in METRICS:
+        by_split: dict[str, list[float]] = {}
+        for r in runs:
+            by_split.setdefault(r["split"], []).append(r["bf16"][m] - r["fp32"][m])
+        mean, ci = split_level_interval(by_split, level=0.90)
+        lower = ci[0] if ci else float("nan")
+        out[m] = {"mean_difference": mean, "one_sided_95_lower": lower, "margin": margin,
+                  "split_means": {s: float(np.mean(v)) for s, v in by_split.items()},
+                  "non_inferior": bool(ci is not None and lower > -margin)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("project", type=Path)
+    ap.add_argument("--splits", default="a,b,c")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--margin", type=float, default=0.01)
+    ap.add_argument("--set", action="append", default=[], dest="overrides")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    base = config.load(a.project)
+    overrides = dict(config.parse_override(o) for o in a.overrides)
+    runs = []
+    for split in a.splits.split(","):
+        for seed in (int(s) for s in a.seeds.split(",")):
+            run = {"split": split, "seed": seed}
+            for precision in ("fp32", "bf16"):
+                out = Path(base.project.output_dir) / f"noninferiority_{precision}"
+                cfg = base.replace(**overrides, **{"project.precision": precision, "project.output_dir": str(out)})
+                run[precision] = validation_scores(cfg.for_seed(seed), split)
+            runs.append(run)
+            print(json.dumps(run), flush=True)
+    verdict = decide(runs, a.margin)
+    for m, v in verdict.items():
+        print(f"{m}: bf16 minus fp32 {v['mean_difference']:+.4f}, one-sided 95% lower bound "
+              f"{v['one_sided_95_lower']:+.4f} against -{a.margin}: "
+              f"{'non-inferior' if v['non_inferior'] else 'NOT shown non-inferior'}")
+    if a.json:
+        a.json.write_text(json.dumps({"runs": runs, "verdict": verdict, "overrides": overrides}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
