@@ -193,3 +193,60 @@ def test_the_in_domain_answer_leads_with_the_normal_class_variant_against_the_st
                                "accuracy against the cascade, strict")
     assert "(the one-stage method with normal as a known class ahead)" in words[0]
     assert "these splits of this data set" in words[0]
+
+
+# 8. secondary tests labelled
+
+def test_only_the_leading_comparison_is_the_primary_test():
+    from osd.report.answer import Run
+    from osd.report.build import verdict
+
+    def cascade(split: str, d: float) -> object:
+        from osd.records import CascadeResult
+
+        return CascadeResult(split, [], 0.0, None, {}, {}, 0.0, None, versus_one_stage={
+            "ignore_no_defect": {"open_set_accuracy": _entry(d), "unknown_rejection": _entry(d)}})
+
+    v = verdict([Run(s, 0, cascade=cascade(s, 0.02 + 0.01 * i)) for i, s in enumerate("abc")], False)
+    roles = {(r["mode"], r["key"]): r["role"] for r in v["rows"]}
+    assert roles[("ignore_no_defect", "open_set_accuracy")] == "primary"
+    assert roles[("ignore_no_defect", "unknown_rejection")] == "secondary (exploratory)"
+
+
+# 12. what a threshold accepts, in words
+
+def test_a_threshold_on_too_few_images_is_not_said_to_accept_95_percent():
+    from osd.osr.thresholds import AcceptanceThreshold, acceptance_words
+
+    few = acceptance_words(AcceptanceThreshold(0.95, quiet=True).fit(np.arange(10.0)).summary())
+    assert "set to accept 95%" not in few and "largest of 10" in few and "19 are needed" in few and "91%" in few
+    many = acceptance_words(AcceptanceThreshold(0.95).fit(np.arange(100.0)).summary())
+    assert many.startswith("set to accept 95% of calibration images (on 100;")
+
+
+# 15. warnings said once
+
+def test_small_images_and_small_validation_sets_are_said_once(tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    from osd.osr.thresholds import AcceptanceThreshold, warn_small_samples
+    from osd.patchcore.stage1 import Stage1Sizes, crop_samples
+
+    paths = []
+    for i in range(30):
+        p = tmp_path / f"{i}.png"
+        Image.new("L", (40, 30), 120).save(p)
+        paths.append(p)
+    sizes = Stage1Sizes(image_size=32, batch_size=4, crop_size=64, crop_stride=64, dark_threshold=10,
+                        max_dark_fraction=0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        crop_samples(paths, sizes)
+        thr = {n: AcceptanceThreshold(0.95, n, quiet=True).fit(np.arange(24.0)) for n in ("tau", "kappa", "energy")}
+        warn_small_samples(thr, "split a")
+    lines = [str(w.message) for w in caught]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("30 normal image(s) smaller than normal.crop_size = 64") and "27 more" in lines[0]
+    assert lines[1].startswith("split a: tau, kappa, energy set on only 24 scores")

@@ -81,6 +81,11 @@ def test_own_classes_with_a_folder_of_normal_images_run_both_approaches(tmp_path
     assert out["two_stage"] is True
     assert {row["approach"] for row in out["report"]["rows"] if row["split"] == "a"} >= {
         "one_stage_mahalanobis", "cascade_strict", "cascade_ignore_no_defect"}
+    # the report of a user's own line names no data set it does not use
+    import re
+
+    page = re.sub(r'src="data:image/png;base64,[^"]+"', "", (tmp_path / "p" / "outputs" / "report.html").read_text())
+    assert "Severstal" not in page and not re.search(r"\bNEU\b", page)
 
 
 def test_moving_the_data_folder_does_not_retrain(tiny_project: Path):

@@ -73,3 +73,30 @@ def test_the_spec_takes_the_settings_a_fit_recorded_over_the_project_file(tmp_pa
     assert stage1_spec(cfg).num_neighbors == 1
     rel = stage1_spec(cfg.replace(**{"patchcore.weights": "w.pth"}))
     assert rel.weights == str(tmp_path / "w.pth")  # a weights file is read from the project file's folder
+
+
+def test_the_in_domain_test_scores_defective_images_in_the_unit_of_the_threshold(tmp_path: Path):
+    """Per image, a defective image is scored whole (as predict scores it) against the normal test
+    images, never its crops against image scores; per crop, crops against crops."""
+    import torchvision
+
+    from osd.patchcore.features import PatchFeatureExtractor
+    from osd.patchcore.fit import CROP, IMAGE, DefectParts, NormalParts, Stage1Plan, fit_stage1
+    from osd.patchcore.model import PatchCore
+    from osd.patchcore.stage1 import Stage1Sizes
+
+    torch.manual_seed(0)
+    extractor = PatchFeatureExtractor(torchvision.models.resnet18(), ["layer2", "layer3"], reduce_dim=16).eval()
+    normals = NormalParts(_images(tmp_path / "bank", 4, (64, 64), 0), _images(tmp_path / "cal", 5, (64, 64), 1),
+                          _images(tmp_path / "test", 3, (64, 64), 2))
+    bad = _images(tmp_path / "bad", 2, (128, 64), 3, spot=True)  # long strips of two crops each
+    defects = DefectParts(bad, {p.name: ("1 400",) for p in bad}, 0.01)
+    sizes = Stage1Sizes(image_size=64, batch_size=4, crop_size=64, crop_stride=64, dark_threshold=10,
+                        max_dark_fraction=0.5)
+    per_image = fit_stage1(PatchCore(coreset_ratio=0.5, seed=0), extractor, normals,
+                           Stage1Plan(sizes, IMAGE, False, 0.8), torch.device("cpu"), defects=defects).indomain
+    assert per_image["unit"] == "image" and per_image["defect_images"] == 2 and per_image["normal_test_images"] == 3
+    assert "defect_crops" not in per_image and len(per_image["auroc_ci95"]) == 2
+    per_crop = fit_stage1(PatchCore(coreset_ratio=0.5, seed=0), extractor, normals,
+                          Stage1Plan(sizes, CROP, False, 0.8), torch.device("cpu"), defects=defects).indomain
+    assert per_crop["unit"] == "crop" and per_crop["defect_crops"] + per_crop["clean_crops_of_defective_images"] == 4
