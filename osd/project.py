@@ -147,6 +147,11 @@ def init_project(path: Path, neu: Path | None = None, severstal: Path | None = N
     for flag, value in (("--neu", neu), ("--severstal", severstal), ("--normal", normal)):
         if value is not None and not value.is_dir():
             raise ConfigError(f"{flag} {value}: folder not found")
+    if normal is not None:  # an empty folder is said now, not at data check, patchcore fit and cascade
+        from osd.data.images import is_image_name
+
+        if not any(p.is_file() and is_image_name(p) for p in normal.rglob("*")):
+            raise ConfigError(f"--normal {normal}: the folder holds no images: nothing to fit stage 1 on")
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     try:

@@ -119,6 +119,22 @@ def stored(cls: type[R], path: Path, plain: Callable[[Any], Any] | None = None) 
     return cls.from_payload(plain(payload) if plain else payload, cached=True)
 
 
+def cached_sections(layout: Any, split: str) -> dict[str, Any]:
+    """Every metrics.json section of ``split`` whose step record is cached under ``layout`` (an
+    :class:`osd.artifacts.Layout`): what a damaged metrics.json is rebuilt from."""
+    from osd import artifacts
+
+    out: dict[str, Any] = {}
+    for name, cls, path in (("osr", OsrResult, layout.osr_evaluation(split)),
+                            ("cascade", CascadeResult, layout.cascade_evaluation(split)),
+                            ("three_outcome", OutcomesResult, layout.outcomes_evaluation(split)),
+                            ("bench", BenchResult, layout.bench_record(split))):
+        record = stored(cls, path)
+        if record is not None:
+            out[name] = artifacts.plain(record.section())
+    return out
+
+
 # ---------------------------------------------------------------- the steps' records
 
 

@@ -97,6 +97,16 @@ def test_an_approximate_stage1_search_serves_predict_and_export_refuses_it(tiny_
     assert first["stage1_score"] > 0 and first["stage1_score"] == again["stage1_score"]
     r = runner.invoke(app, ["export", "-p", p, "--split", "a", *s])
     assert r.exit_code == 1 and "patchcore.search=torch" in r.output and "Traceback" not in r.output, r.output
+    # refused before a file is written: no lone graph, no lock file, no folder (issue 40, case 3)
+    assert not (tiny_project / "outputs" / "split_a" / "export").exists()
+    r = runner.invoke(app, ["export", "-p", p, "--split", "a", "--out", str(tiny_project / "exp_ivf"), *s])
+    assert r.exit_code == 1 and not (tiny_project / "exp_ivf").exists(), r.output
+    # into an existing export: the refused one leaves its graph as it was
+    ok("export", "-p", p, "--split", "a", "--approach", "one-stage", "--out", str(tiny_project / "exp"), *s)
+    before = {f.name: f.read_bytes() for f in (tiny_project / "exp").iterdir()}
+    r = runner.invoke(app, ["export", "-p", p, "--split", "a", "--out", str(tiny_project / "exp"), *s])
+    assert r.exit_code == 1 and {f.name: f.read_bytes() for f in (tiny_project / "exp").iterdir()} == before
+    assert not [f for f in tiny_project.iterdir() if ".partial-" in f.name]  # no temporary folder left
 
 
 def test_a_corrupted_or_truncated_graph_is_refused_in_one_line(tiny_project: Path):

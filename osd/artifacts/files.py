@@ -167,33 +167,41 @@ def set_aside(path: Path, why: str) -> Path:
     return aside
 
 
-def update_metrics(path: Path, section: str, values: Any, reasons: dict[str, str] | None = None) -> Path:
-    """Merge one section into a split's metrics.json, keeping the others; a corrupt file is set aside."""
+def _sections(path: Path) -> tuple[dict[str, Any], str | None]:
+    """(metrics.json's sections, why it is damaged or None), without a warning: the caller says it once."""
+    if not path.is_file():
+        return {}, None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return {}, f"not valid JSON ({type(exc).__name__})"
+    if not isinstance(data, dict):
+        return {}, f"holds a JSON {type(data).__name__}, not an object of sections"
+    return data, None
+
+
+def update_metrics(path: Path, section: str, values: Any, reasons: dict[str, str] | None = None,
+                   others: Callable[[], dict[str, Any]] | None = None) -> Path:
+    """Merge one section into a split's metrics.json, keeping the others. A damaged file is set aside
+    (one warning) and, metrics.json being an export of the cached records, rebuilt with every section
+    ``others()`` gives (the other records cached for the split), not with this section alone."""
     path = Path(path)
-    data: Any = {}
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            set_aside(path, f"not valid JSON ({type(exc).__name__})")
-            data = {}
-        if not isinstance(data, dict):
-            set_aside(path, f"holds a JSON {type(data).__name__}, not an object of sections")
-            data = {}
+    data, damaged = _sections(path)
+    if damaged:
+        set_aside(path, damaged)
+        data = dict(others() if others else {})
     data.pop("null_reasons", None)  # rebuilt from every section's values below
     data[section] = values
     return write_json(path, data, reasons)
 
 
 def write_outputs(path_csv, csv_text: str, metrics_path, section_name: str, section: dict[str, Any],
-                  reasons: dict[str, str] | None = None) -> None:
+                  reasons: dict[str, str] | None = None, others: Callable[[], dict[str, Any]] | None = None) -> None:
     """A step's readable outputs (its predictions CSV and its metrics.json section), rewritten only when
-    they differ from what its artifact holds, so a cached step reads and never recomputes."""
+    they differ from what its artifact holds, so a cached step reads and never recomputes. ``others``:
+    the split's other cached sections, for a metrics.json that has to be rebuilt (see :func:`update_metrics`)."""
     if path_csv is not None and (not Path(path_csv).is_file() or Path(path_csv).read_text(encoding="utf-8") != csv_text):
         write_text(Path(path_csv), csv_text)
-    current = read_json(Path(metrics_path))
-    if not isinstance(current, dict) or plain(current.get(section_name)) != plain(section):
-        update_metrics(Path(metrics_path), section_name, section, reasons)
-
-
-
+    current, damaged = _sections(Path(metrics_path))
+    if damaged or plain(current.get(section_name)) != plain(section):
+        update_metrics(Path(metrics_path), section_name, section, reasons, others)

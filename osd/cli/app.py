@@ -98,12 +98,15 @@ def _config(project: Path | None, overrides: list[str] | None, device: str | Non
     return config.load(project, extra)
 
 
-def _choose_acceptance(project: Path | None, key: str, acceptance: float | None) -> None:
+def _choose_acceptance(project: Path | None, key: str, acceptance: float | None, check_only: bool = False) -> None:
     """An operating point chosen on the command line is the project's from now on: written to osd.toml
     (predict, export and run-all then use it); the models are not refitted, only thresholded anew."""
     from osd import config
 
-    if acceptance is not None:
+    if acceptance is not None and not 0.0 < acceptance < 1.0:  # the settings' own bounds: gt 0, lt 1
+        raise ConfigError(f"--acceptance {acceptance:g}: must be above 0 and below 1 (e.g. 0.99 for a 1% "
+                          "false-alarm target)")
+    if acceptance is not None and not check_only:
         path = config.write_setting(project, key, acceptance)
         render.note(f"{key} = {acceptance:g} written to {path}")
 
@@ -216,6 +219,7 @@ def calibrate_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device
     """Fit the Mahalanobis scorer and set tau and kappa on known validation images."""
     from osd.pipeline.osr import calibrate
 
+    _choose_acceptance(project, "osr.acceptance", acceptance, check_only=True)
     if acceptance is not None and _config(project, set_, device).project.study == "detection":
         raise ConfigError("--acceptance: a detection study has no tau or kappa; its threshold is PatchCore's: "
                           "osd patchcore fit --acceptance")

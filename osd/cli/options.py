@@ -23,6 +23,6 @@ Force = Annotated[bool, typer.Option("--force", help="Recompute even when a cach
 Device = Annotated[
     Optional[str], typer.Option("--device", help="auto | cpu | cuda | mps (overrides project.device)")
 ]
-Acceptance = Annotated[Optional[float], typer.Option(
-    "--acceptance", min=0.0, max=1.0, help="Choose an operating point: the share of non-test images the threshold "
+Acceptance = Annotated[Optional[float], typer.Option(  # its range is checked in one place: _choose_acceptance
+    "--acceptance", help="Choose an operating point: the share of non-test images the threshold "
     "accepts (0.99 = a 1% false-alarm target); written to osd.toml, thresholded anew without refitting")]

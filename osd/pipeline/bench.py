@@ -18,7 +18,7 @@ from osd.pipeline.detector import load_detector
 from osd.pipeline.osr import calibrated
 from osd.pipeline.train import load_model, trained
 from osd.progress import Reporter, ensure
-from osd.records import BenchResult
+from osd.records import BenchResult, cached_sections
 
 
 def _peak_rss_mb() -> float:
@@ -205,5 +205,6 @@ def cached_bench(cfg: Config, split: str, force: bool = False, reporter: Reporte
     readable = {**result.section(), "cache_key": key}
     if artifacts.read_json(layout.bench(split)) != artifacts.plain(readable):
         artifacts.write_json(layout.bench(split), readable)
-    artifacts.write_outputs(None, "", layout.metrics(split), "bench", result.section())
+    artifacts.write_outputs(None, "", layout.metrics(split), "bench", result.section(),
+                            others=lambda: cached_sections(layout, split))
     return result

@@ -35,7 +35,7 @@ from osd.pipeline.osr import SECTIONS as OSR_SECTIONS
 from osd.pipeline.osr import calibrated, calibration_result
 from osd.pipeline.train import embedded
 from osd.progress import Reporter, ensure
-from osd.records import STAGE1_UNIT, CascadeResult, Rows
+from osd.records import STAGE1_UNIT, CascadeResult, Rows, cached_sections
 
 STAGE1_ALGORITHM = "stage1-scores/4"  # 4: a long image is scored per crop, as predict does; 3: relative paths
 # 5: the payload is the CascadeResult record
@@ -188,5 +188,6 @@ def run_cascade(cfg: Config, split: str, force: bool = False, reporter: Reporter
     record = CascadeResult.from_payload(step.payload, cached=step.cached, cached_stage1=s1.cached,
                                         predictions=str(pred_path), metrics_path=str(metrics_path))
     artifacts.write_outputs(pred_path, record.rows.csv(), metrics_path, "cascade", record.section(),
-                            {"false_alarm_rate_normal_test_crops": "no usable normal test crops"})
+                            {"false_alarm_rate_normal_test_crops": "no usable normal test crops"},
+                            others=lambda: cached_sections(layout, split))
     return record

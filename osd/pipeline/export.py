@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,50 @@ def _export_graph(module, size: int, path: Path, outputs: list[str]) -> None:
     artifacts.atomic_write(path, write)
 
 
+def _refusals(cfg: Config, chain: Chain | None, detector: artifacts.Step | None) -> None:
+    """Everything an export refuses that can be known before a file is written: checked first, so a
+    refused export leaves no graph (and no lock file) behind."""
+    from osd.pipeline.detector import stage1_spec
+
+    if chain is not None:
+        blocks = list(chain.calibration.payload["blocks"])
+        if blocks != ["penultimate"]:
+            raise ConfigError(f"the ONNX export: the calibration scores {blocks}; only the locked method (penultimate "
+                              "Mahalanobis) is exported; set osr.features = 'penultimate' and run osd calibrate")
+    if detector is None:
+        return
+    det = detector.payload
+    if stage1_spec(cfg, dict(detector.provenance.get("config", {}))).num_neighbors > 1:
+        raise ConfigError("the ONNX export: patchcore.num_neighbors > 1 (the re-weighted score) is not exported")
+    if det.get("ivf_centroids") is not None:  # the graph searches exactly: its scores would differ
+        raise ConfigError(f"the ONNX export: the stage-1 bank ({int(det['bank'].shape[0]):,} rows) is searched by the "
+                          "approximate inverted file, which the ONNX graph (an exact search) cannot reproduce; "
+                          "export with --set patchcore.search=torch (exact; refits stage 1)")
+
+
+def _staged(out: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """``build`` the export in a temporary folder beside ``out``; its files replace ``out``'s only once
+    it is whole (graphs written, parity passed, card sealed). A refused or failed export leaves ``out``
+    as it was."""
+    import os
+    import shutil
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        payload = build(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in artifacts.Layout.export_files(out):  # a graph the new export does not have goes
+            if f.name not in payload["files"]:
+                f.unlink(missing_ok=True)
+        for name in payload["files"]:
+            os.replace(tmp / name, artifacts.Layout.export_file(out, name))
+        return payload
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, Any]:
     """Write the graphs; return the model card (less its parity and provenance)."""
     import torch
@@ -73,9 +118,6 @@ def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, An
     from osd.pipeline.train import load_model
 
     cal = chain.calibration.payload
-    if list(cal["blocks"]) != ["penultimate"]:
-        raise ConfigError(f"the ONNX export: the calibration scores {cal['blocks']}; only the locked method (penultimate "
-                          "Mahalanobis) is exported; set osr.features = 'penultimate' and run osd calibrate")
     scorer = cal["scorer"].scorers_[0]
     size = int(chain.recorded("classifier").get("classifier.image_size", cfg.classifier.image_size))
     with torch.random.fork_rng(devices=[]):
@@ -128,12 +170,6 @@ def _stage1_graph(cfg: Config, detector: artifacts.Step, out: Path) -> dict[str,
     det = detector.payload
     recorded = dict(detector.provenance.get("config", {}))
     spec = stage1_spec(cfg, recorded)
-    if spec.num_neighbors > 1:
-        raise ConfigError("the ONNX export: patchcore.num_neighbors > 1 (the re-weighted score) is not exported")
-    if det.get("ivf_centroids") is not None:  # the graph searches exactly: its scores would differ
-        raise ConfigError(f"the ONNX export: the stage-1 bank ({int(det['bank'].shape[0]):,} rows) is searched by the "
-                          "approximate inverted file, which the ONNX graph (an exact search) cannot reproduce; "
-                          "export with --set patchcore.search=torch (exact; refits stage 1)")
     s1 = Stage1Graph(build_extractor(spec, torch.device("cpu"), None),  # fp32: the graphs' precision
                      torch.as_tensor(det["bank"])).eval()
     _export_graph(s1, spec.image_size, artifacts.Layout.export_graph(out, "stage1"), ["score"])
@@ -191,18 +227,18 @@ def export(cfg: Config, split: str, approach: str = "both", out: Path | None = N
     key = artifacts.cache_key("export", EXPORT_ALGORITHM, chain.ids, approach, cfg.cascade.use_kappa,
                               onnx.__version__, onnxruntime.__version__, str(out))
 
-    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+    prov = artifacts.provenance(cfg, "export", EXPORT_ALGORITHM, key, ("classifier", "osr", "patchcore", "cascade"),
+                                chain.ids, split=chain.split, onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
+
+    def build(tmp: Path) -> dict[str, Any]:
         t = time.perf_counter()
         reporter.note(f"exporting split {chain.split} ({approach}) to {out}")
-        card = _graphs(cfg, chain, out, approach)
-        prov = artifacts.provenance(cfg, "export", EXPORT_ALGORITHM, key, ("classifier", "osr", "patchcore", "cascade"),
-                                    chain.ids, split=chain.split, onnx=onnx.__version__,
-                                    onnxruntime=onnxruntime.__version__)
-        card["provenance"] = prov
-        parity = _parity(cfg, chain, out, card, approach)
-        return _seal(out, card, parity, t, f"the test images of split {chain.split}"), prov
+        card = {**_graphs(cfg, chain, tmp, approach), "provenance": prov}
+        parity = _parity(cfg, chain, tmp, card, approach)
+        return _seal(tmp, card, parity, t, f"the test images of split {chain.split}")
 
-    step = _cached_export(out, key, compute, force, reporter)
+    _refusals(cfg, chain, chain.detector if approach in ("cascade", "both") else None)
+    step = _cached_export(out, key, lambda: (_staged(out, build), prov), force, reporter)
     card = step.payload["card"]
     return ExportResult(chain.split, str(out), sorted(step.payload["files"]), card["parity"], step.cached, card)
 
@@ -261,20 +297,22 @@ def _export_detection(cfg: Config, out: Path | None, force: bool, reporter: Repo
     key = artifacts.cache_key("export", EXPORT_ALGORITHM, {"detector": det.id}, "detection", onnx.__version__,
                               onnxruntime.__version__, str(out))
 
-    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+    prov = artifacts.provenance(cfg, "export", EXPORT_ALGORITHM, key, ("patchcore",), {"detector": det.id})
+
+    def build(tmp: Path) -> dict[str, Any]:
         t = time.perf_counter()
         reporter.note(f"exporting the detection study's stage 1 to {out}")
-        card: dict[str, Any] = {"study": "detection", "stage1": _stage1_graph(cfg, det, out),
+        card: dict[str, Any] = {"study": "detection", "stage1": _stage1_graph(cfg, det, tmp),
                                 "precision": _precision_note(cfg),
                                 "input": {"name": "image", "layout": "NCHW float32 RGB in [0, 1]",
                                           "normalisation": "inside the graph (ImageNet mean and std)"},
-                                "rule": "defect when the stage-1 score > its threshold, else no_defect"}
-        prov = artifacts.provenance(cfg, "export", EXPORT_ALGORITHM, key, ("patchcore",), {"detector": det.id})
-        card["provenance"] = prov
-        parity = _detection_parity(cfg, det, out, card)
-        return _seal(out, card, parity, t, "the detection study's test images"), prov
+                                "rule": "defect when the stage-1 score > its threshold, else no_defect",
+                                "provenance": prov}
+        parity = _detection_parity(cfg, det, tmp, card)
+        return _seal(tmp, card, parity, t, "the detection study's test images")
 
-    step = _cached_export(out, key, compute, force, reporter)
+    _refusals(cfg, None, det)
+    step = _cached_export(out, key, lambda: (_staged(out, build), prov), force, reporter)
     card = step.payload["card"]
     return ExportResult("-", str(out), sorted(step.payload["files"]), card["parity"], step.cached, card)
 

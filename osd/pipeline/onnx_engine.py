@@ -43,6 +43,24 @@ def verify(folder: Path, rebuild: str) -> None:
                                 "cut short)", rebuild=rebuild)
 
 
+def read_card(folder: Path, rebuild: str) -> dict[str, Any]:
+    """The export's model card; a missing one is "no ONNX export", a damaged one is named as the cause."""
+    import json
+
+    path = artifacts.Layout.export_card(folder)
+    if not path.is_file():
+        raise ArtifactError(f"{folder}: no ONNX export (no {path.name})", rebuild=rebuild)
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: the model card is damaged ({type(exc).__name__}: {str(exc)[:80]}); the export "
+                            "is to be made again", rebuild=rebuild) from None
+    if not isinstance(card, dict):
+        raise ArtifactError(f"{path}: the model card is damaged (not a JSON object); the export is to be made again",
+                            rebuild=rebuild)
+    return card
+
+
 def _session(ort: Any, path: Path, opts: Any) -> Any:
     """An ONNX Runtime session, or one line naming the graph that cannot be loaded."""
     try:
@@ -71,11 +89,9 @@ class OnnxModels:
     @classmethod
     def open(cls, cfg: Config, chain: Chain, folder: Path | None = None) -> OnnxModels:
         """The export of ``chain``'s split; refused when it was made from other artifacts than the chain holds."""
+        rebuild = f"export --split {chain.split}" + (f" --out {folder}" if folder is not None else "")
         folder = Path(folder or artifacts.Layout(cfg.output_dir).export(chain.split))
-        card = artifacts.read_json(artifacts.Layout.export_card(folder))
-        rebuild = f"export --split {chain.split}"
-        if not card:
-            raise ArtifactError(f"{folder}: no ONNX export", rebuild=rebuild)
+        card = read_card(folder, rebuild)
         made_from = card.get("provenance", {}).get("inputs", {})
         for name, current in chain.ids.items():
             if name in made_from and made_from[name] != current:
@@ -89,15 +105,17 @@ class OnnxModels:
     @classmethod
     def open_stage1(cls, cfg: Config, detector: artifacts.Step, folder: Path | None = None) -> OnnxModels:
         """A detection study's export (stage 1 alone); refused when made from another PatchCore fit."""
+        rebuild = "export" + (f" --out {folder}" if folder is not None else "")
         folder = Path(folder or artifacts.Layout(cfg.output_dir).detection_export)
-        card = artifacts.read_json(artifacts.Layout.export_card(folder))
-        if not card or "stage1" not in card:
-            raise ArtifactError(f"{folder}: no ONNX export of the detection study", rebuild="export")
+        card = read_card(folder, rebuild)
+        if "stage1" not in card:
+            raise ArtifactError(f"{folder}: the export has no stage-1 graph (not a detection study's export)",
+                                rebuild=rebuild)
         made = card.get("provenance", {}).get("inputs", {}).get("detector")
         if made != detector.id:
             raise LineageError(f"{folder}: the export was made from another PatchCore fit ({made}) than the one "
-                               f"cached now ({detector.id})", rebuild="export")
-        verify(folder, "export")
+                               f"cached now ({detector.id})", rebuild=rebuild)
+        verify(folder, rebuild)
         return cls(folder, card, cfg.project.threads)
 
     def one_stage(self, imgs: list[Any], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ from osd.osr.embeddings import Embeddings
 from osd.osr.model import VARIANTS, data_counts, fit_scorer, osr_settings, score_sign, select_variant, test_arrays
 from osd.pipeline.train import TRAIN_SECTIONS, embedded, trained
 from osd.progress import Reporter, ensure
-from osd.records import OsrResult, Rows
+from osd.records import OsrResult, Rows, cached_sections
 
 CALIBRATE_ALGORITHM = "calibrate/5"  # 5: kappa stored as neg_kappa; 4: features scored; 3: order statistic
 # 8: the payload is the OsrResult record
@@ -272,5 +272,6 @@ def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | 
     pred_path, metrics_path = layout.osr_predictions(split), layout.metrics(split)
     record = OsrResult.from_payload(step.payload, cached=step.cached, predictions=str(pred_path),
                                     metrics_path=str(metrics_path))
-    artifacts.write_outputs(pred_path, record.rows.csv(), metrics_path, "osr", record.section())
+    artifacts.write_outputs(pred_path, record.rows.csv(), metrics_path, "osr", record.section(),
+                            others=lambda: cached_sections(layout, split))
     return record

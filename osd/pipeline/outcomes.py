@@ -32,7 +32,7 @@ from osd.osr.embeddings import NORMAL_PART, Embeddings
 from osd.osr.model import part_matrix
 from osd.progress import Reporter, ensure
 from osd.proportion import rate_intervals
-from osd.records import OutcomesResult, Rows
+from osd.records import OutcomesResult, Rows, cached_sections
 from osd.three_outcome import METRICS, NORMAL, NOT_RATES, ThreeOutcome, image_auroc, kinds, true_outcomes
 
 # 3: the payload is the OutcomesResult record; 2: per-run p-values from the paired bootstrap replicates
@@ -174,5 +174,6 @@ def three_outcomes(cfg: Config, split: str, force: bool = False, reporter: Repor
     pred_path, metrics_path = layout.outcomes_predictions(split), layout.metrics(split)
     record = OutcomesResult.from_payload(step.payload, cached=step.cached, predictions=str(pred_path),
                                          metrics_path=str(metrics_path))
-    artifacts.write_outputs(pred_path, record.rows.csv(), metrics_path, "three_outcome", record.section())
+    artifacts.write_outputs(pred_path, record.rows.csv(), metrics_path, "three_outcome", record.section(),
+                            others=lambda: cached_sections(layout, split))
     return record
