@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from osd.metrics import EncodedResults, bootstrap
+from osd.metrics import EncodedResults, bootstrap, without_degenerate
 from osd.proportion import rate_intervals
 
 # normal pass rates at which the detection rate is read off the test scores (a ranking metric, like
@@ -92,7 +92,7 @@ def evaluate(normal: Sequence[float], defect: Sequence[float], threshold: float,
     def on(idx: np.ndarray) -> dict[str, float]:
         return detection_metrics(scores[idx][~kind[idx]], scores[idx][kind[idx]], threshold)
 
-    intervals = bootstrap(on, kind, n_boot, seed) if n_boot and scores.size else {}
+    intervals = without_degenerate(bootstrap(on, kind, n_boot, seed)) if n_boot and scores.size else {}
     # the two rates: exact Clopper-Pearson over their own images (a bootstrap of 360/360 is [1, 1])
     intervals.update(rate_intervals({"normal_pass_rate": (int(np.sum(n <= threshold)), int(n.size)),
                                      "detection_rate": (int(np.sum(d > threshold)), int(d.size))}))

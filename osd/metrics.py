@@ -84,7 +84,8 @@ def open_set_metrics(
 RANKING = ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr", "oscr")
 DECISION = ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
 # single proportions k / n: an exact Clopper-Pearson interval (osd.proportion), never a percentile bootstrap,
-# which has zero width at 0 and 1; macro-F1 and the ranking metrics are not counts and keep the bootstrap
+# which has zero width at 0 and 1 (FPR@95 too: unknowns accepted / unknowns, at the threshold its knowns
+# fix); macro-F1 and the ranking metrics are not counts and keep the bootstrap
 RATES = ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy")
 
 
@@ -188,12 +189,17 @@ class EncodedResults:
         return float(np.mean(s_unknown <= t))
 
     def rate_counts(self) -> dict[str, tuple[int, int]]:
-        """(k, n) of every single proportion over all the test images, for its exact interval."""
+        """(k, n) of every single proportion over all the test images, for its exact interval. FPR@95
+        counts the unknowns accepted at the threshold its knowns fix."""
         known = ~self.unk
-        return {"closed_set_accuracy": (int(np.sum(self.c[known] == self.t[known])), int(known.sum())),
-                "known_acceptance": (int(np.sum(self.p[known] < self.k)), int(known.sum())),
-                "unknown_rejection": (int(np.sum(self.p[self.unk] == self.k)), int(self.unk.sum())),
-                "open_set_accuracy": (int(np.sum(self.p == self.t)), int(self.t.size))}
+        out = {"closed_set_accuracy": (int(np.sum(self.c[known] == self.t[known])), int(known.sum())),
+               "known_acceptance": (int(np.sum(self.p[known] < self.k)), int(known.sum())),
+               "unknown_rejection": (int(np.sum(self.p[self.unk] == self.k)), int(self.unk.sum())),
+               "open_set_accuracy": (int(np.sum(self.p == self.t)), int(self.t.size))}
+        if self.s is not None and known.any() and self.unk.any():
+            fpr = self._fpr_at(self.s[known], self.s[self.unk])
+            out["fpr_at_95_tpr"] = (int(round(fpr * self.unk.sum())), int(self.unk.sum()))
+        return out
 
     def metrics(self, idx: np.ndarray, keys: Sequence[str]) -> dict[str, float]:
         t, p, c, unk = self.t[idx], self.p[idx], self.c[idx], self.unk[idx]
@@ -237,9 +243,16 @@ def metric_intervals(true: Sequence[str], pred: Sequence[str], closed_pred: Sequ
     with or without bootstrap replicates), stratified bootstrap for macro-F1 and the ranking metrics (only
     with a score, and only with ``n_boot`` > 0)."""
     enc = EncodedResults(true, pred, closed_pred, score, is_unknown, classes)
-    keys = tuple(k for k in DECISION + (RANKING if score is not None else ()) if k not in RATES)
+    keys = tuple(k for k in DECISION + (RANKING if score is not None else ()) if k not in RATES + ("fpr_at_95_tpr",))
     out = bootstrap(lambda idx: enc.metrics(idx, keys), enc.unk, n_boot, seed) if n_boot else {}
-    return {**out, **rate_intervals(enc.rate_counts())}
+    return {**without_degenerate(out), **rate_intervals(enc.rate_counts())}
+
+
+def without_degenerate(intervals: dict[str, list[float]]) -> dict[str, list[float]]:
+    """The bootstrap intervals less those of zero width: when every replicate gives the same value (a
+    perfectly separated AUROC of 1), resampling cannot bound it, and no interval is better than
+    ``[1.000, 1.000]``; the report says so."""
+    return {k: v for k, v in intervals.items() if not (len(v) == 2 and np.isfinite(v).all() and v[0] == v[1])}
 
 
 def paired_difference(a: Any, b: Any, keys: Sequence[str], strata: np.ndarray,

@@ -85,11 +85,13 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
     notes = [] if two_stage else [
         "no normal images configured (normal.severstal_root or normal.folder): only the one-stage study ran; "
         "the two-stage cascade needs defect-free images (set normal.folder to a folder of them)"]
+    info = []  # what the study did, said as a note (a warning is for what needs the user's attention)
     if cfg.project.study == "detection":
-        notes = ["detection study (project.study = detection): stage 1 alone on good and bad parts; skipped: "
-                 "training, embeddings, tau and kappa, the one-stage study and the cascade (they need at least "
-                 "3 defect classes: 2 known to name, 1 unknown to flag)"]
+        notes = []
+        info = ["detection study (project.study = detection): stage 1 alone on good and bad parts; skipped: "
+                "training, embeddings, tau and kappa, the one-stage study and the cascade (they need at least "
+                "3 defect classes: 2 known to name, 1 unknown to flag)"]
     notes += _holm_note(cfg.stats.bootstrap, len(splits) * len(seeds)) if two_stage and splits else []
     return {"steps": steps, "seconds": time.perf_counter() - start, "report": report, "two_stage": two_stage,
-            "notes": notes,
+            "notes": notes, "info": info,
             "seeds": seeds, "jobs": jobs, "scheduler": str(scheduler) if scheduler else None, "failed": failed}

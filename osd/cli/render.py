@@ -468,6 +468,8 @@ def show_run_all(r: dict[str, Any]) -> None:
                [[s["split"], s.get("seed", "-"), s["step"], fmt_seconds(s["seconds"]), s["cached"]] for s in r["steps"]],
                caption=f"total {fmt_seconds(r['seconds'])}"))
     show_summary(r["report"])
+    for msg in r.get("info", []):
+        note(msg)
     for msg in r.get("notes", []):
         warning(msg)
 

@@ -205,13 +205,14 @@ def _indomain_images(detector, extractor, defects: DefectParts, sizes: Stage1Siz
 
 def auroc_interval(pos: np.ndarray, neg: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float] | None:
     """Stratified bootstrap 95% interval of the in-domain AUROC (defects and normals drawn within themselves)."""
-    from osd.metrics import EncodedResults, bootstrap
+    from osd.metrics import EncodedResults, bootstrap, without_degenerate
 
     if not (len(pos) and len(neg)):
         return None
     y = np.r_[np.zeros(len(neg), bool), np.ones(len(pos), bool)]
     s = np.r_[neg, pos].astype(np.float64)
-    return bootstrap(lambda idx: {"auroc": EncodedResults._auroc(y[idx], s[idx])}, y, n_boot, seed)["auroc"]
+    ci = without_degenerate(bootstrap(lambda idx: {"auroc": EncodedResults._auroc(y[idx], s[idx])}, y, n_boot, seed))
+    return ci.get("auroc")
 
 
 def indomain_rates(scores: dict[str, Any], threshold: float) -> dict[str, float | None]:

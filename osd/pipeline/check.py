@@ -161,7 +161,7 @@ def _normal_duplicates(data: Any, report: DataReport, defects: dict[str, str]) -
                             + ": e.g. " + ", ".join(f"{Path(p).name} ({part})" for p, part in list(out[0].items())[:2]))
     both = [(str(p), defects[d]) for p, d in digest.items() if d in defects]
     if both:
-        report.notes.append(f"warning: {len(both)} normal image(s) are byte-identical to a defect image (e.g. "
+        report.notes.append(f"{len(both)} normal image(s) are byte-identical to a defect image (e.g. "
                             f"{Path(both[0][0]).name} = {Path(both[0][1]).name}): a part cannot be both good and "
                             "defective; remove one copy")
         out += [{a: "normal", b: "defect"} for a, b in both]

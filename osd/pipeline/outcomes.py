@@ -27,7 +27,7 @@ import numpy as np
 from osd import artifacts, decide
 from osd.config import NORMAL_CLASS_SUFFIX, Config
 from osd.errors import ConfigError, OsdWarning
-from osd.metrics import bootstrap, paired_difference
+from osd.metrics import bootstrap, paired_difference, without_degenerate
 from osd.osr.embeddings import NORMAL_PART, Embeddings
 from osd.osr.model import part_matrix
 from osd.progress import Reporter, ensure
@@ -121,13 +121,14 @@ def _evaluate(cfg: Config, split: str, steps: dict[str, Any], key: str) -> tuple
     approaches = {}
     for a, role in APPROACHES.items():
         # the rates: exact intervals over their own images; macro-F1: the stratified bootstrap
-        ci = bootstrap(lambda idx, e=enc[a]: e.metrics(idx, NOT_RATES), kind, n_boot, seed) if n_boot else {}
+        ci = without_degenerate(bootstrap(lambda idx, e=enc[a]: e.metrics(idx, NOT_RATES), kind, n_boot, seed)
+                                ) if n_boot else {}
         ci.update(rate_intervals(enc[a].rate_counts()))
         approaches[a] = {**enc[a].metrics(everyone), "intervals95": ci, "normal_images_answered": enc[a].normal_calls(),
                          "role": role}
     defect = kind != NORMAL
-    auroc_ci = bootstrap(lambda idx: {"auroc": image_auroc(defect[idx], stage1[idx])}, kind, n_boot, seed) \
-        if n_boot else {}
+    auroc_ci = without_degenerate(bootstrap(lambda idx: {"auroc": image_auroc(defect[idx], stage1[idx])}, kind,
+                                            n_boot, seed)) if n_boot else {}
     stage1_auroc = {"auroc": image_auroc(defect, stage1), "ci95": auroc_ci.get("auroc"),
                     "unit": "image (an about-square image is one crop; a long one its crops' largest score)",
                     "positive": "defect test images (known and unknown classes)", "negative": "normal test images",

@@ -238,12 +238,15 @@ def _collect(runs: list[tuple[Config, Run]], seeds: list[int]) -> dict[str, Any]
     return got
 
 
+SAME_MARK = " \u2020"  # a dagger: the value is the same in every split (shown once, with its own interval)
+
+
 def headline(rows: list[dict[str, Any]], metrics: tuple[str, ...], approaches: list[str] | None = None
              ) -> list[dict[str, Any]]:
     """One row per approach: each metric's mean over runs and the interval that fits the runs
     (:func:`osd.report.answer.interval_over_runs`), as numbers and as a ``0.976 [0.961, 0.989]`` cell."""
     approaches = approaches or list(dict.fromkeys(r["approach"] for r in rows))
-    out = []
+    out, hows = [], {}
     for a in approaches:
         sel = [r for r in rows if r["approach"] == a]
         if not sel:
@@ -252,9 +255,14 @@ def headline(rows: list[dict[str, Any]], metrics: tuple[str, ...], approaches: l
         for k in metrics:
             mean, ci, how = interval_over_runs([(r["split"], int(r.get("seed") or 0), r.get(k), r.get(f"{k}_ci95"))
                                                 for r in sel])
-            row[k], row[f"{k}_ci95"], row[f"{k}_cell"] = mean, list(ci) if ci else None, cell(mean, ci)
-            row["interval"] = how or row.get("interval", "")
+            # a cell whose value is the same in every split carries its own interval, marked
+            mark = SAME_MARK if how.startswith("the same in every split") else ""
+            row[k], row[f"{k}_ci95"], row[f"{k}_cell"] = mean, list(ci) if ci else None, cell(mean, ci) + mark
+            if how:
+                hows[f"{mark.strip()} {how}".strip()] = None
         out.append(row)
+    for row in out:  # one caption for the table: every kind of interval it holds
+        row["interval"] = "; ".join(hows)
     return out
 
 
@@ -406,7 +414,8 @@ def _caveats(cfg: Config, weights: dict[str, set[str]], selection: set[Any], cho
         "Thresholds were set on known validation images (tau, kappa) and calibration normals (PatchCore), "
         "never on test data. A run's intervals are 95% intervals over its test images: a single rate (accuracy, "
         "acceptance, rejection, pass or detection rate) exact Clopper-Pearson, which keeps its coverage at 0 and 1; "
-        "AUROC and the other ranking metrics and macro-F1 a stratified bootstrap; a difference between approaches "
+        "AUROC and the other ranking metrics and macro-F1 a stratified bootstrap (none shown where every replicate "
+        "is equal, as for a perfectly separated AUROC: resampling cannot bound it); a difference between approaches "
         "the paired bootstrap. Over several splits: a t interval over the split means (seeds averaged within their "
         "split first), its variance at least the seeds' own, within the metric's range; a value the same in every "
         "split is shown once with its own interval. The splits share their known classes' test images: a claim "

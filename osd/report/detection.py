@@ -35,14 +35,28 @@ def _cell(result: Any, key: str) -> str:
     return f"{fmt(v)} {fmt_ci(result.metrics.intervals95.get(key))}".strip()
 
 
+def _class_cell(r: Any, cls: str) -> str:
+    """A class's detection rate with its exact interval over that class's scored bad parts."""
+    from osd.proportion import clopper_pearson
+
+    rows = [row for row in r.rows if row["truth"] == "defect" and row["class"] == cls and row["score"] is not None]
+    if not rows:
+        return fmt(r.per_class.get(cls))
+    k = sum(row["decision"] == "defect" for row in rows)
+    return f"{fmt(k / len(rows))} {fmt_ci(clopper_pearson(k, len(rows)))} (n={len(rows)})"
+
+
 def answer(results: dict[int, Any], acceptance: float) -> list[str]:
     """Two or three sentences: what the threshold does to good parts and to bad parts, as measured."""
     seed, r = next(iter(results.items()))
     m = r.metrics
     runs = f"seed {seed}" if len(results) == 1 else f"seed {seed} of {len(results)} (every seed in the table)"
-    out = [f"On {m.n_normal} held-out good part(s) and {m.n_defect} bad part(s) ({runs}), the threshold set on "
-           f"{r.threshold_summary.get('n', '?')} calibration image(s) for a {acceptance:.0%} pass rate passes "
-           f"{_cell(r, 'normal_pass_rate')} of the good parts"
+    from osd.osr.thresholds import acceptance_words
+
+    set_on = (acceptance_words(r.threshold_summary, r.unit) if r.threshold_summary.get("n")
+              else f"set for a {acceptance:.0%} pass rate")
+    out = [f"On {m.n_normal} held-out good part(s) and {m.n_defect} bad part(s) ({runs}), the threshold ({set_on}) "
+           f"passes {_cell(r, 'normal_pass_rate')} of the good parts"
            + (f" and flags {_cell(r, 'detection_rate')} of the bad ones; AUROC {_cell(r, 'auroc')}."
               if "detection_rate" in m.values else ".")]
     if m.n_defect == 0:
@@ -119,6 +133,8 @@ def figures(layout: artifacts.Layout, r: Any) -> list[str]:
         return []
     lines = {f"{p['target']:.0%} pass": float(p["threshold"]) for p in r.operating_points
              if p.get("threshold") is not None}
+    if not any(abs(x - r.metrics.threshold) < 1e-12 for x in lines.values()):
+        lines = {"the study's threshold": float(r.metrics.threshold), **lines}
     groups = {"held-out good parts": normal, **({"bad parts": defect} if defect.size else {})}
     out = [plots.histogram(groups, None, layout.detection_plot("scores"), "Stage-1 scores and operating points",
                            "PatchCore score (higher = more anomalous)", lines)]
@@ -152,7 +168,8 @@ def render(cfg: Config, results: dict[int, Any], words: list[str], weights: str,
     if first.per_class:
         parts.append("<h2>Detection rate per defect class</h2>" + _table(
             ["class", *(f"seed {s}" for s in seeds)],
-            [[c, *(fmt(results[s].per_class.get(c)) for s in seeds)] for c in first.per_class]))
+            [[c, *(_class_cell(results[s], c) for s in seeds)] for c in first.per_class],
+            "Bad parts of each class flagged at the study's threshold, with the exact 95% interval over them."))
     if figures:
         parts.append(f"<h2>Good and bad parts' scores (seed {seeds[0]})</h2><div class=plots>"
                      + "".join(_img(f) for f in figures) + "</div>")

@@ -84,7 +84,10 @@ def _stage1(pc: dict[str, Any]) -> str:
                                          + (f": {search['why']}" if search.get("why") else "")],
             ["unit of a decision", str(pc.get("unit_description") or pc.get("unit") or "crop")],
             ["calibration", f"{fmt(pc.get('calibration_units') or pc.get('calibration_crops'))} held-out normal "
-                            f"{pc.get('unit', 'crop')}s set the threshold"]]
+                            f"{pc.get('unit', 'crop')}s set the threshold"
+                            + (f" (from {fmt(pc.get('calibration_images'))} images: its acceptance interval is per "
+                               "crop, and crops of one strip are not independent)"
+                               if pc.get("unit", "crop") == "crop" else "")]]
     if d.get("available"):
         rows += _indomain_rows(d)
     return "<h2>Stage 1 (PatchCore)</h2>" + _table(["stage 1", "as fitted"], rows)

@@ -31,7 +31,8 @@ def markdown(tables: dict[str, list[dict[str, Any]]], human: dict[str, str]) -> 
 
 
 def _tex(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                 ("\u2020", r"\dag{}")):
         text = text.replace(a, b)
     return text
 
