@@ -484,6 +484,12 @@ def _validate(cfg: Config) -> None:
             if len(set(vals)) != len(vals):
                 raise ConfigError(f"splits.{name}.{part}: lists a class twice: {vals}")
     _refuse_repeated_splits(s.named)
+    if cfg.patchcore.search in ("faiss", "ivf"):  # said when the config loads, not after feature extraction
+        import importlib.util
+
+        if importlib.util.find_spec("faiss") is None:
+            raise ConfigError(f"patchcore.search = {cfg.patchcore.search}: needs faiss (pip install \"osd[scale]\"); "
+                              "or use auto or torch")
     if len(cfg.patchcore.layers) < 1:
         raise ConfigError("patchcore.layers: name at least one layer")
     for layer in cfg.patchcore.layers:

@@ -222,7 +222,8 @@ def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path |
                 splits = make_splits(classes, unknown_per_split, cfg.project.seed)
             except ConfigError as exc:
                 if not has_normals:
-                    raise
+                    raise ConfigError(f"{exc}; with defect-free images of the same parts (--normal DIR) osd runs "
+                                      "the detection study instead (good and bad parts)") from None
                 raise ConfigError(f"{exc}; or study good and bad parts: osd init --detect-only") from None
             cfg = dataclasses.replace(cfg, splits=dataclasses.replace(cfg.splits, named=splits))
             if in_domain is None and normal:

@@ -148,7 +148,7 @@ def test_data_check_lists_identical_normal_images_with_their_partition(tmp_path:
     twins = next(g for g in dup if any(p.endswith("g0_copy.png") for p in g))
     assert len(twins) == 2 and len(set(twins.values())) == 1 and set(twins.values()) <= {"bank", "calibration", "test"}
     assert any(set(g.values()) == {"normal", "defect"} for g in dup)
-    assert any("byte-identical to a defect image" in n for n in report.notes)
+    assert any("byte-identical to a defect image" in n for n in report.warnings)
     assert any("byte-identical normal images" in n and "each kept in one partition" in n for n in report.notes)
 
 

@@ -76,3 +76,28 @@ def test_a_damaged_metrics_json_is_rebuilt_with_every_cached_section_and_one_war
     after = json.loads(metrics.read_text())
     assert {"osr", "cascade"} <= set(after) and after["osr"] == before["osr"]
     assert list(metrics.parent.glob("metrics.json.corrupt-*"))  # nothing lost
+
+
+def test_predict_out_a_folder_is_refused_before_predicting(tiny_project: Path):
+    img = str(next((tiny_project / "neu" / "IMAGES").glob("*.jpg")))
+    line = _one_line(runner.invoke(app, ["predict", img, "-p", str(tiny_project), "--out", str(tiny_project)]))
+    assert "a folder; give a CSV file's path" in line
+
+
+def test_an_inverted_file_without_faiss_is_refused_when_the_config_loads(tiny_project: Path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "faiss" else real(name, *a))
+    line = _one_line(runner.invoke(app, ["patchcore", "fit", "-p", str(tiny_project), "--set",
+                                         "patchcore.search=ivf"]))
+    assert "patchcore.search = ivf: needs faiss" in line
+    assert not (tiny_project / "outputs").exists()
+
+
+def test_one_defect_class_without_normal_images_points_at_normal(tmp_path: Path):
+    from conftest import write_neu
+
+    neu = write_neu(tmp_path / "neu", "folders", per_class=3, classes=("dent",))
+    line = _one_line(runner.invoke(app, ["init", str(tmp_path / "p"), "--neu", str(neu)]))
+    assert "--normal DIR" in line

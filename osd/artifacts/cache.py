@@ -132,7 +132,7 @@ def require(path: Path, rebuild: str, what: str, inputs: dict[str, str] | None =
     for name, expected in (inputs or {}).items():
         if recorded.get(name) != expected:
             raise LineageError(
-                f"{path}: the {what} was built from another {name} ({recorded.get(name) or 'none recorded'}) than "
+                f"{path}: this {what} artifact was built from another {name} ({recorded.get(name) or 'none recorded'}) than "
                 f"the one cached now ({expected}); the artifacts do not belong together (one was rebuilt or copied)",
                 rebuild=rebuild)
     return Step(Path(path), record.get("key", ""), record["id"], record["provenance"], record.get("payload"), True)

@@ -296,7 +296,8 @@ def outcomes_cmd(
 @app.command("predict")
 @command
 def predict_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Images, folders (recursive) or .txt files listing paths")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH",
+                                                help="Images, folders (recursive) or .txt files listing paths")],
     split: o.Split = "a",
     approach: Annotated[str, typer.Option("--approach", help="one-stage | cascade | both")] = "both",
     out: Annotated[Optional[Path], typer.Option("--out", help="Write every row to this CSV file")] = None,
@@ -307,9 +308,16 @@ def predict_cmd(
     device: o.Device = None, project: o.Project = None, set_: o.Set = None, debug: o.Debug = False,
     json_out: o.Json = False,
 ) -> None:
-    """Apply a split's fitted models to new images (never trains); one row per input."""
+    """Apply a split's fitted models to new images (never trains); one row per input.
+
+    In a detection project (good and bad parts) --split and --approach are not used: stage 1 alone
+    answers no_defect / defect.
+    """
     from osd.pipeline.predict import Predictor, expand_inputs
 
+    if out is not None and (out.is_dir() or not out.parent.is_dir()):  # said before any image is predicted
+        raise ConfigError(f"--out {out}: " + (f"a folder; give a CSV file's path, e.g. {out / 'rows.csv'}"
+                                              if out.is_dir() else f"its folder {out.parent} does not exist"))
     cfg = _config(project, set_, device)
     inputs = list(expand_inputs(paths))
     if not inputs:

@@ -171,6 +171,8 @@ def show_data_report(r: Any) -> None:
                        [[k, v["images"], v["crops"]] for k, v in n["partitions"].items()]))
     for msg in r.notes:
         note(msg)
+    for msg in getattr(r, "warnings", []):
+        warning(msg)
     if r.ok:
         out.print("[green]data usable[/]")
 

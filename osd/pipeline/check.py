@@ -32,6 +32,7 @@ class DataReport:
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)
     normal: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # usable, but worth the user's attention
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -105,7 +106,7 @@ def check_data(cfg: Config) -> DataReport:
             except OsdError as exc:
                 report.problems.append(str(exc))
                 continue
-            report.notes += check_manifest(m)
+            report.warnings += check_manifest(m)
             report.splits[name] = {
                 "known": list(m.known), "unknown": list(m.unknown), "counts": m.counts(),
                 "manifest": str(artifacts.Layout(cfg.output_dir).manifest(name)),
@@ -161,7 +162,7 @@ def _normal_duplicates(data: Any, report: DataReport, defects: dict[str, str]) -
                             + ": e.g. " + ", ".join(f"{Path(p).name} ({part})" for p, part in list(out[0].items())[:2]))
     both = [(str(p), defects[d]) for p, d in digest.items() if d in defects]
     if both:
-        report.notes.append(f"{len(both)} normal image(s) are byte-identical to a defect image (e.g. "
+        report.warnings.append(f"{len(both)} normal image(s) are byte-identical to a defect image (e.g. "
                             f"{Path(both[0][0]).name} = {Path(both[0][1]).name}): a part cannot be both good and "
                             "defective; remove one copy")
         out += [{a: "normal", b: "defect"} for a, b in both]
