@@ -36,10 +36,6 @@ class ArtifactError(OsdError):
     """A required artifact is missing and cannot be rebuilt here."""
 
 
-class NotImplementedYet(OsdError):
-    """A command of the product that has not been built yet."""
-
-
 class OsdWarning(UserWarning):
     """Something was skipped or recomputed; the run continues."""
 

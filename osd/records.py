@@ -3,7 +3,7 @@
 Each step (``osr``, ``cascade``, ``outcomes``, ``bench``) computes one frozen record. The same
 object is what the step caches (:meth:`Record.payload` / :meth:`Record.from_payload`), the only
 source of its ``metrics.json`` section (:meth:`section`) and of its ``predictions.csv``
-(:attr:`rows`, written by the one CSV writer :func:`csv_text`), what the public function returns
+(:attr:`rows`, written by the records' CSV writer :func:`csv_text`), what the public function returns
 and what ``osd report`` reads back from the step's artifact (:func:`stored`). ``metrics.json`` is
 an export for people and other tools; nothing in osd reads it to compute or report a number.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,7 +46,7 @@ def row_cell(v: Any) -> str:
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any] | dict[str, Any]],
              cell: Callable[[Any], str] = str) -> str:
-    """The one CSV writer: ``header``, then each row (a sequence, or a mapping read by the header's
+    """The step records' CSV writer (the detection study and the check write their own): ``header``, then each row (a sequence, or a mapping read by the header's
     names, missing keys empty) with every value through ``cell``."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -104,8 +104,6 @@ class Record:
         """Everything but the rows (they are in the predictions file), for ``--json``."""
         return {k: v for k, v in asdict(self).items() if k != "rows"}
 
-    def with_run(self: R, **run: Any) -> R:
-        return replace(self, **run)
 
 
 def stored(cls: type[R], path: Path, plain: Callable[[Any], Any] | None = None) -> R | None:

@@ -91,7 +91,7 @@ def test_a_worker_s_warnings_come_back_as_one_line_each(tiny_project: Path, monk
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        grid._run_waves([], [grid.Job("split", 0, "a")], lambda job: Done(dict(rec)), lambda fut: fut.record,
+        grid._run_jobs([], [grid.Job("split", 0, "a")], lambda job: Done(dict(rec)), lambda fut: fut.record,
                         lambda pending: (set(pending), set()), NullReporter())
     assert [str(w.message) for w in caught] == ["split a, seed 0: tau: set on only 4 scores",
                                                 "split a, seed 0: UserWarning: a library says"]

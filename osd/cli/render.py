@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -115,15 +114,6 @@ class RichReporter:
             self._progress.console.print(f"[dim]{message}[/]", highlight=False, soft_wrap=True)
         else:
             note(message)
-
-
-class Stopwatch:
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
 
 
 # ---------------------------------------------------------------- per-command views
@@ -250,10 +240,6 @@ def metrics_table(title: str, columns: dict[str, dict[str, Any]], caption: str |
             cells.append(_with_ci(v, ci) if isinstance(v, float) else fmt(v))
         rows.append([label, *cells])
     return table(title, ["metric", *columns], rows, caption=caption)
-
-
-def _ci(ci: Any) -> str:
-    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
 
 
 def _two_lines(value: Any, ci: Any, sign: str = "") -> str:

@@ -268,9 +268,6 @@ class MemoryBank:
             self.index = self.index.to(device)
         return self
 
-    @property
-    def nbytes(self) -> int:
-        return self.bank.numel() * self.bank.element_size()
 
 
 class PatchCore(BaseEstimator):

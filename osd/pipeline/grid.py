@@ -216,7 +216,7 @@ def _run_dask(cfg: Config, deps: list[Job], grid: list[Job], two_stage: bool, fo
             return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", "steps": []}
 
     try:
-        return _run_waves(deps, grid, submit, result_of, _dask_wait, reporter)
+        return _run_jobs(deps, grid, submit, result_of, _dask_wait, reporter)
     finally:
         if not isinstance(scheduler, Client):
             client.close()
@@ -247,7 +247,7 @@ def _run_pool(cfg: Config, deps: list[Job], grid: list[Job], two_stage: bool, fo
             except Exception as exc:  # noqa: BLE001 - a worker that died (killed, out of memory)
                 return {"error": f"worker died: {type(exc).__name__}: {exc}", "steps": []}
 
-        return _run_waves(deps, grid, submit, result_of, _local_wait, reporter)
+        return _run_jobs(deps, grid, submit, result_of, _local_wait, reporter)
 
 
 def _local_wait(futures: set) -> tuple[set, set]:
@@ -262,8 +262,8 @@ def _dask_wait(futures: set) -> tuple[set, set]:
     return set(done), set(pending)
 
 
-def _run_waves(deps: list[Job], grid: list[Job], submit: Callable[[Job], Any], result_of: Callable[[Any], dict],
-               wait_some: Callable[[set], tuple[set, set]], reporter: Reporter) -> list[dict[str, Any]]:
+def _run_jobs(deps: list[Job], grid: list[Job], submit: Callable[[Job], Any], result_of: Callable[[Any], dict],
+              wait_some: Callable[[set], tuple[set, set]], reporter: Reporter) -> list[dict[str, Any]]:
     """Every job at once, the dependencies first in the queue: a split's training needs no PatchCore
     fit, so no worker idles while a seed's fit runs; a job that reaches its cascade while the fit is
     running elsewhere waits on the fit's lock (and one whose fit has not started computes it, the
@@ -273,21 +273,20 @@ def _run_waves(deps: list[Job], grid: list[Job], submit: Callable[[Job], Any], r
     total = len(deps) + len(grid)
     start = time.perf_counter()
     with reporter.task("grid", total) as task:
-        for wave in ([*deps, *grid],):
-            futures = {submit(job): job for job in wave}
-            pending = set(futures)
-            while pending:
-                done, pending = wait_some(pending)
-                for fut in done:
-                    job = futures[fut]
-                    rec = {"job": job.name, "split": job.split, "seed": job.seed, **result_of(fut)}
-                    records.append(rec)
-                    for line in rec.pop("warnings", None) or []:
-                        warnings.warn(f"{job.name}: {line}", OsdWarning, stacklevel=2)
-                    if rec.get("error"):
-                        reporter.note(f"failed: {job.name}: {rec['error']}")
-                    n = len(records)
-                    elapsed = time.perf_counter() - start
-                    task.advance(1, done=n, running=len(pending), failed=sum(bool(r.get("error")) for r in records),
-                                 eta=f"{elapsed / n * (total - n):.0f}s")
+        futures = {submit(job): job for job in [*deps, *grid]}
+        pending = set(futures)
+        while pending:
+            done, pending = wait_some(pending)
+            for fut in done:
+                job = futures[fut]
+                rec = {"job": job.name, "split": job.split, "seed": job.seed, **result_of(fut)}
+                records.append(rec)
+                for line in rec.pop("warnings", None) or []:
+                    warnings.warn(f"{job.name}: {line}", OsdWarning, stacklevel=2)
+                if rec.get("error"):
+                    reporter.note(f"failed: {job.name}: {rec['error']}")
+                n = len(records)
+                elapsed = time.perf_counter() - start
+                task.advance(1, done=n, running=len(pending), failed=sum(bool(r.get("error")) for r in records),
+                             eta=f"{elapsed / n * (total - n):.0f}s")
     return records
