@@ -46,7 +46,8 @@ def row_cell(v: Any) -> str:
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any] | dict[str, Any]],
              cell: Callable[[Any], str] = str) -> str:
-    """The step records' CSV writer (the detection study and the check write their own): ``header``, then each row (a sequence, or a mapping read by the header's
+    """The step records' CSV writer (the detection study and the check write their own):
+    ``header``, then each row (a sequence, or a mapping read by the header's
     names, missing keys empty) with every value through ``cell``."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

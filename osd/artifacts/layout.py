@@ -197,7 +197,8 @@ class Layout:
 
     @property
     def patchcore_stats(self) -> Path:
-        """The PatchCore fit's statistics (sizes, timings, in-domain rates), for a reader (the report reads the fit's artifact)."""
+        """The PatchCore fit's statistics (sizes, timings, in-domain rates), for a reader (the report reads
+        the fit's artifact)."""
         return self.patchcore / "fit_stats.json"
 
     @property
