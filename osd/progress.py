@@ -37,3 +37,23 @@ class NullReporter:
 
 def ensure(reporter: Reporter | None) -> Reporter:
     return reporter if reporter is not None else NullReporter()
+
+
+class LineReporter:
+    """One line when a task starts and one when it ends (with its time), and each note, through
+    ``write`` (``print`` in a notebook): the library itself never prints."""
+
+    def __init__(self, write: Any):
+        self.write = write
+
+    @contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[Task]:
+        import time
+
+        start = time.perf_counter()
+        self.write(f"{description}" + (f" ({total})" if total else ""))
+        yield _NullTask()
+        self.write(f"  {description}: done in {time.perf_counter() - start:.1f} s")
+
+    def note(self, message: str) -> None:
+        self.write(message)

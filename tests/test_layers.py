@@ -7,15 +7,19 @@ import ast
 from pathlib import Path
 
 FLOORS = {
-    0: ["osd", "osd.__version__", "osd.errors", "osd.progress"],
+    0: ["osd.__version__", "osd.errors", "osd.progress"],
     1: ["osd.decide", "osd.config", "osd.precision", "osd.identity", "osd.proportion"],
     2: ["osd.metrics", "osd.artifacts", "osd.runtime", "osd.osr", "osd.data"],
     3: ["osd.three_outcome", "osd.verdict", "osd.detection", "osd.models", "osd.records", "osd.patchcore"],
     4: ["osd.pipeline", "osd.project"],
     5: ["osd.report"],
     6: ["osd.study"],
-    7: ["osd.cli"],
-    8: ["osd.__main__"],
+    7: ["osd.api"],
+    8: ["osd.cli"],
+    9: ["osd.__main__"],
+    # the package itself is the API's front door (osd.Project, loaded on first use); nothing imports it whole,
+    # `from osd import __version__` and `from osd import artifacts` name rooms of their own
+    10: ["osd"],
 }
 ROOM = {room: floor for floor, rooms in FLOORS.items() for room in rooms}
 PACKAGE = Path(__file__).resolve().parents[1] / "osd"

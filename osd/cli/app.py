@@ -89,26 +89,22 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _config(project: Path | None, overrides: list[str] | None, device: str | None = None):
-    from osd import config
-
-    extra = list(overrides or [])
-    if device:
-        extra.append(f"project.device={device}")
-    return config.load(project, extra)
+def _settings(overrides: list[str] | None, device: str | None = None) -> list[str]:
+    return list(overrides or []) + ([f"project.device={device}"] if device else [])
 
 
-def _choose_acceptance(project: Path | None, key: str, acceptance: float | None, check_only: bool = False) -> None:
-    """An operating point chosen on the command line is the project's from now on: written to osd.toml
-    (predict, export and run-all then use it); the models are not refitted, only thresholded anew."""
-    from osd import config
+def _project(project: Path | None, overrides: list[str] | None, device: str | None = None, json_out: bool = False):
+    """The project as the Python API holds it (osd.Project): what every command calls one method of."""
+    from osd.api import Project
 
+    return Project(project or Path("."), _settings(overrides, device), _reporter(json_out))
+
+
+def _check_acceptance(acceptance: float | None) -> None:
+    """One bound, one line, one exit code for every out-of-range --acceptance, before anything is read."""
     if acceptance is not None and not 0.0 < acceptance < 1.0:  # the settings' own bounds: gt 0, lt 1
         raise ConfigError(f"--acceptance {acceptance:g}: must be above 0 and below 1 (e.g. 0.99 for a 1% "
                           "false-alarm target)")
-    if acceptance is not None and not check_only:
-        path = config.write_setting(project, key, acceptance)
-        render.note(f"{key} = {acceptance:g} written to {path}")
 
 
 def _reporter(json_out: bool):
@@ -167,10 +163,7 @@ def data_check_cmd(project: o.Project = None, set_: o.Set = None, debug: o.Debug
                    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every image a note counts")] = False
                    ) -> None:
     """Report images per class and split, sizes, unreadable files, duplicates and normal images."""
-    from osd.pipeline.check import check_data
-
-    cfg = _config(project, set_)
-    report = check_data(cfg)
+    report = _project(project, set_).check()
     if json_out:
         render.emit_json(report.to_dict())
     else:
@@ -192,10 +185,7 @@ def data_check_cmd(project: o.Project = None, set_: o.Set = None, debug: o.Debug
 def train_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = None, project: o.Project = None,
               set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
     """Train the closed-set classifier on a split's known classes."""
-    from osd.pipeline.train import train
-
-    cfg = _config(project, set_, device)
-    result = train(cfg, split, force=force, reporter=_reporter(json_out))
+    result = _project(project, set_, device, json_out).train(split, force)
     render.emit_json(result.to_dict()) if json_out else render.show_train(result)
 
 
@@ -204,10 +194,7 @@ def train_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = N
 def embed_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = None, project: o.Project = None,
               set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
     """Compute penultimate-layer embeddings and logits for every image of a split."""
-    from osd.pipeline.train import embed
-
-    cfg = _config(project, set_, device)
-    result = embed(cfg, split, force=force, reporter=_reporter(json_out))
+    result = _project(project, set_, device, json_out).embed(split, force)
     render.emit_json(result.to_dict()) if json_out else render.show_embed(result)
 
 
@@ -217,15 +204,8 @@ def calibrate_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device
                   set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
                   acceptance: o.Acceptance = None) -> None:
     """Fit the Mahalanobis scorer and set tau and kappa on known validation images."""
-    from osd.pipeline.osr import calibrate
-
-    _choose_acceptance(project, "osr.acceptance", acceptance, check_only=True)
-    if acceptance is not None and _config(project, set_, device).project.study == "detection":
-        raise ConfigError("--acceptance: a detection study has no tau or kappa; its threshold is PatchCore's: "
-                          "osd patchcore fit --acceptance")
-    _choose_acceptance(project, "osr.acceptance", acceptance)
-    cfg = _config(project, set_, device)
-    result = calibrate(cfg, split, force=force, reporter=_reporter(json_out))
+    _check_acceptance(acceptance)
+    result = _project(project, set_, device, json_out).calibrate(split, force, acceptance)
     render.emit_json(result.to_dict()) if json_out else render.show_calibration(result)
 
 
@@ -235,11 +215,10 @@ def osr_cmd(split: o.Split = "a", force: o.Force = False, device: o.Device = Non
             set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
     """Evaluate one-stage open-set recognition on a split's test images."""
     from osd import artifacts
-    from osd.pipeline.osr import evaluate
 
-    cfg = _config(project, set_, device)
+    p = _project(project, set_, device, json_out)
     with artifacts.step_log() as steps:
-        result = evaluate(cfg, split, force=force, reporter=_reporter(json_out))
+        result = p.osr(split, force)
     render.emit_json({**result.to_dict(), "steps": [{"step": n, "cached": c} for n, c in steps]}) if json_out \
         else render.show_osr(result, steps)
 
@@ -253,11 +232,8 @@ def patchcore_fit_cmd(force: o.Force = False, device: o.Device = None, project: 
                       set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
                       acceptance: o.Acceptance = None) -> None:
     """Fit PatchCore on normal images and set its threshold on calibration normals."""
-    from osd.pipeline.detector import fit_patchcore
-
-    _choose_acceptance(project, "patchcore.acceptance", acceptance)
-    cfg = _config(project, set_, device)
-    result = fit_patchcore(cfg, force=force, reporter=_reporter(json_out))
+    _check_acceptance(acceptance)
+    result = _project(project, set_, device, json_out).patchcore_fit(force, acceptance)
     render.emit_json(result.to_dict()) if json_out else render.show_patchcore(result)
 
 
@@ -270,12 +246,10 @@ def cascade_cmd(
     set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
 ) -> None:
     """Run the two-stage cascade (PatchCore, then the classifier) on a split's test images."""
-    from osd.pipeline.cascade import run_cascade
-
     extra = list(set_ or []) + ([f"cascade.mode={mode}"] if mode else [])
-    cfg = _config(project, extra, device)
-    result = run_cascade(cfg, split, force=force, reporter=_reporter(json_out))
-    render.emit_json(result.to_dict()) if json_out else render.show_cascade(result, cfg.cascade.mode)
+    p = _project(project, extra, device, json_out)
+    result = p.cascade(split, force)
+    render.emit_json(result.to_dict()) if json_out else render.show_cascade(result, p.config.cascade.mode)
 
 
 @app.command("outcomes")
@@ -286,10 +260,7 @@ def outcomes_cmd(
     set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
 ) -> None:
     """Three outcomes (no_defect, known class, unknown) on defect and normal test images (normal.in_domain)."""
-    from osd.pipeline.outcomes import three_outcomes
-
-    cfg = _config(project, set_, device)
-    result = three_outcomes(cfg, split, force=force, reporter=_reporter(json_out))
+    result = _project(project, set_, device, json_out).outcomes(split, force)
     render.emit_json(result.to_dict()) if json_out else render.show_outcomes(result)
 
 
@@ -313,17 +284,17 @@ def predict_cmd(
     In a detection project (good and bad parts) --split and --approach are not used: stage 1 alone
     answers no_defect / defect.
     """
-    from osd.pipeline.predict import Predictor, expand_inputs
+    from osd.pipeline.predict import expand_inputs
 
     if out is not None and (out.is_dir() or not out.parent.is_dir()):  # said before any image is predicted
         raise ConfigError(f"--out {out}: " + (f"a folder; give a CSV file's path, e.g. {out / 'rows.csv'}"
                                               if out.is_dir() else f"its folder {out.parent} does not exist"))
-    cfg = _config(project, set_, device)
+    p = _project(project, set_, device)
     inputs = list(expand_inputs(paths))
     if not inputs:
         render.error("no images found in " + ", ".join(map(str, paths)) + " (nothing to predict)")
         raise typer.Exit(1)
-    predictor = Predictor(cfg, split, approach, engine=engine, export_dir=export_dir)
+    predictor = p.predictor(split, approach, engine, export_dir)
     keep = json_out or len(inputs) <= render.PREDICT_TABLE_ROWS
     rows, unreadable = _predict_rows(predictor, inputs, batch_size, out, keep, json_out)
     if json_out:
@@ -384,10 +355,7 @@ def _predict_rows(predictor, inputs: list, batch_size: int, out: Optional[Path],
 def bench_cmd(split: o.Split = "a", device: o.Device = None, project: o.Project = None,
               set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False) -> None:
     """Measure latency and throughput of both approaches, stage by stage."""
-    from osd.pipeline.bench import bench
-
-    cfg = _config(project, set_, device)
-    result = bench(cfg, split, reporter=_reporter(json_out))
+    result = _project(project, set_, device, json_out).bench(split)
     render.emit_json(result.to_dict()) if json_out else render.show_bench(result)
 
 
@@ -399,10 +367,7 @@ def report_cmd(
     project: o.Project = None, set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
 ) -> None:
     """Rebuild summary.csv, plots and report.html from cached artifacts (no recomputation)."""
-    from osd.report.build import build_report
-
-    cfg = _config(project, set_)
-    result = build_report(cfg, seeds=_seed_list(seeds))
+    result = _project(project, set_).report(seeds=_seed_list(seeds))
     render.emit_json(result) if json_out else render.show_summary(result)
 
 
@@ -426,10 +391,7 @@ def export_cmd(
     debug: o.Debug = False, json_out: o.Json = False,
 ) -> None:
     """Export a split's fitted models to ONNX with a model card, checked against torch on its test images."""
-    from osd.pipeline.export import export
-
-    cfg = _config(project, set_, device)
-    result = export(cfg, split, approach, out, force=force, reporter=_reporter(json_out))
+    result = _project(project, set_, device, json_out).export(split, approach, out, force)
     if json_out:
         render.emit_json(result.to_dict())
         return
@@ -457,12 +419,9 @@ def run_all_cmd(
     set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
 ) -> None:
     """Run the whole study: PatchCore once, then every step per split, then the report."""
-    from osd.study import run_all
-
-    cfg = _config(project, set_, device)
     names = [s.strip() for s in splits.split(",") if s.strip()]
-    result = run_all(cfg, names or None, force=force, reporter=_reporter(json_out), seeds=_seed_list(seeds), jobs=jobs,
-                     scheduler=scheduler)
+    result = _project(project, set_, device, json_out).run_all(names or None, _seed_list(seeds), force, jobs,
+                                                               scheduler)
     render.emit_json(result) if json_out else render.show_run_all(result)
     if result["failed"]:
         for f in result["failed"]:

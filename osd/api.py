@@ -1,0 +1,177 @@
+"""osd's Python API: one :class:`Project`, what the command line and a notebook both call.
+
+    import osd
+
+    p = osd.Project.init("demo", demo=True)          # or osd.Project("path/to/project")
+    result = p.run_all(seeds=[0, 1])                  # the whole study, cached
+    p.summary()                                       # the summary rows, numbers as numbers
+    p.predict(["a.jpg", "b.jpg"], split="a")          # the study's decisions on new images
+
+A project is its ``osd.toml`` loaded once, with the settings given (``--set`` on the command line);
+every method is one step of the study and returns that step's record. Like sqlite-utils' ``Database``
+under its CLI (or anomalib's ``Engine``), the command line only parses options, calls one method
+and renders what it returns. Nothing here prints: pass a reporter (``osd.LineReporter(print)`` in a
+notebook) to see progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from osd import config
+from osd.errors import ConfigError
+from osd.progress import Reporter, ensure
+
+
+class Project:
+    """An osd project folder (its ``osd.toml``) with ``settings`` applied over the file.
+
+    ``settings``: dotted keys (``{"classifier.epochs": 6}``) or ``KEY=VALUE`` strings, validated as
+    the file is; ``reporter``: progress (default: silent).
+    """
+
+    def __init__(self, path: str | Path = ".", settings: dict[str, Any] | Sequence[str] | None = None,
+                 reporter: Reporter | None = None):
+        self.path = Path(path)
+        self.settings = settings
+        self.reporter = ensure(reporter)
+        self.config = config.load(self.path, list(settings) if isinstance(settings, (list, tuple)) else settings)
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.config.base_dir)!r}, study={self.config.project.study!r})"
+
+    @classmethod
+    def init(cls, path: str | Path, *, neu: str | Path | None = None, severstal: str | Path | None = None,
+             normal: str | Path | None = None, demo: bool = False, force: bool = False, unknown_per_split: int = 2,
+             in_domain: bool | None = None, detect_only: bool = False, reporter: Reporter | None = None) -> Project:
+        """``osd init``: write the project file (and the demo data with ``demo``); the project it made."""
+        from osd.project import init_project
+
+        def p(x: str | Path | None) -> Path | None:
+            return None if x is None else Path(x)
+
+        made = init_project(Path(path), neu=p(neu), severstal=p(severstal), normal=p(normal), demo=demo, force=force,
+                            unknown_per_split=unknown_per_split, in_domain=in_domain, detect_only=detect_only)
+        project = cls(path, reporter=reporter)
+        project.created = made
+        return project
+
+    # ------------------------------------------------------------ the steps, one record each
+
+    def check(self):
+        """``osd data check``: counts, sizes, duplicates, unreadable files (collected, not raised)."""
+        from osd.pipeline.check import check_data
+
+        return check_data(self.config)
+
+    def train(self, split: str = "a", force: bool = False):
+        from osd.pipeline.train import train
+
+        return train(self.config, split, force=force, reporter=self.reporter)
+
+    def embed(self, split: str = "a", force: bool = False):
+        from osd.pipeline.train import embed
+
+        return embed(self.config, split, force=force, reporter=self.reporter)
+
+    def calibrate(self, split: str = "a", force: bool = False, acceptance: float | None = None):
+        """tau and kappa on known validation images; ``acceptance`` makes another operating point the
+        project's own (written to osd.toml, thresholded anew without retraining)."""
+        from osd.pipeline.osr import calibrate
+
+        if acceptance is not None and self.config.project.study == "detection":
+            raise ConfigError("--acceptance: a detection study has no tau or kappa; its threshold is PatchCore's: "
+                              "osd patchcore fit --acceptance")
+        self._choose("osr.acceptance", acceptance)
+        return calibrate(self.config, split, force=force, reporter=self.reporter)
+
+    def osr(self, split: str = "a", force: bool = False):
+        from osd.pipeline.osr import evaluate
+
+        return evaluate(self.config, split, force=force, reporter=self.reporter)
+
+    def patchcore_fit(self, force: bool = False, acceptance: float | None = None):
+        """Stage 1 on the normal images; ``acceptance`` as in :meth:`calibrate` (no refit)."""
+        from osd.pipeline.detector import fit_patchcore
+
+        self._choose("patchcore.acceptance", acceptance)
+        return fit_patchcore(self.config, force=force, reporter=self.reporter)
+
+    def cascade(self, split: str = "a", force: bool = False):
+        from osd.pipeline.cascade import run_cascade
+
+        return run_cascade(self.config, split, force=force, reporter=self.reporter)
+
+    def outcomes(self, split: str = "a", force: bool = False):
+        from osd.pipeline.outcomes import three_outcomes
+
+        return three_outcomes(self.config, split, force=force, reporter=self.reporter)
+
+    def bench(self, split: str = "a"):
+        from osd.pipeline.bench import bench
+
+        return bench(self.config, split, reporter=self.reporter)
+
+    def report(self, splits: list[str] | None = None, seeds: list[int] | None = None) -> dict[str, Any]:
+        """Rebuild the summary tables, figures and report.html from what is on disk (recomputes no step)."""
+        from osd.report.build import build_report
+
+        return build_report(self.config, splits, seeds)
+
+    def run_all(self, splits: list[str] | None = None, seeds: list[int] | None = None, force: bool = False,
+                jobs: int = 1, scheduler: Any = None) -> dict[str, Any]:
+        """The whole study (every step cached), then the report."""
+        from osd.study import run_all
+
+        return run_all(self.config, splits, force=force, reporter=self.reporter, seeds=seeds, jobs=jobs,
+                       scheduler=scheduler)
+
+    def predict(self, inputs: Iterable[Any], split: str = "a", approach: str = "both", engine: str = "torch",
+                export_dir: str | Path | None = None, batch_size: int = 16) -> list[dict[str, Any]]:
+        """The study's decisions on new images (paths, PIL images or arrays), one row each; never trains."""
+        return list(self.predictor(split, approach, engine, export_dir).predict(inputs, batch_size))
+
+    def predictor(self, split: str = "a", approach: str = "both", engine: str = "torch",
+                  export_dir: str | Path | None = None):
+        """The split's cached models, loaded once and checked to belong together, for rows streamed image
+        by image (``.predict(inputs)`` yields them; what ``osd predict`` writes to its CSV)."""
+        from osd.pipeline.predict import Predictor
+
+        return Predictor(self.config, split, approach, engine=engine,
+                         export_dir=None if export_dir is None else Path(export_dir))
+
+    def export(self, split: str = "a", approach: str = "both", out: str | Path | None = None, force: bool = False):
+        """ONNX graphs and a model card, checked against torch."""
+        from osd.pipeline.export import export
+
+        return export(self.config, split, approach, None if out is None else Path(out), force=force,
+                      reporter=self.reporter)
+
+    # ------------------------------------------------------------ reading results
+
+    def summary(self) -> list[dict[str, Any]]:
+        """The summary rows of the results on disk (per run, per split and overall), numbers as numbers."""
+        return list(self.report()["rows"])
+
+    def answer(self) -> list[str]:
+        """The report's two or three sentences: what the data allow to say."""
+        return list(self.report()["answer"])
+
+    @property
+    def outputs(self) -> Path:
+        return self.config.output_dir
+
+    def _choose(self, key: str, acceptance: float | None) -> None:
+        """An operating point chosen here is the project's from now on: checked, written to osd.toml and
+        applied to this project's settings."""
+        if acceptance is None:
+            return
+        if not 0.0 < acceptance < 1.0:  # the settings' own bounds: gt 0, lt 1
+            raise ConfigError(f"--acceptance {acceptance:g}: must be above 0 and below 1 (e.g. 0.99 for a 1% "
+                              "false-alarm target)")
+        written = config.write_setting(self.path, key, acceptance)
+        self.reporter.note(f"{key} = {acceptance:g} written to {written}")
+        self.config = config.load(self.path, list(self.settings) if isinstance(self.settings, (list, tuple))
+                                  else self.settings)

@@ -1,0 +1,40 @@
+"""The Python API (issue 41): osd.Project is what the command line and the notebook both call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def test_import_osd_gives_the_project_and_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, osd; assert 'torch' not in sys.modules; p = osd.Project; "
+            "assert 'torch' not in sys.modules and p.__module__ == 'osd.api'; print(osd.__version__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    import osd
+
+    assert set(osd.__all__) >= {"Project", "LineReporter", "OsdError", "__version__"}
+    with pytest.raises(AttributeError):
+        osd.Nothing  # noqa: B018
+
+
+def test_a_project_runs_its_steps_and_predicts_as_the_cli_does(tiny_project: Path):
+    import osd
+
+    lines: list[str] = []
+    p = osd.Project(tiny_project, {"classifier.epochs": 1}, reporter=osd.LineReporter(lines.append))
+    assert p.config.classifier.epochs == 1 and "Project(" in repr(p)
+    cal = p.calibrate("a")
+    assert cal.tau > 0 and any("training" in line for line in lines)  # progress reached the reporter
+    img = next((tiny_project / "neu" / "IMAGES").glob("*.jpg"))
+    rows = p.predict([img], split="a", approach="one-stage")
+    assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["tau"] == pytest.approx(cal.tau)
+    # an operating point chosen here is the project's from now on, as `osd calibrate --acceptance` makes it
+    again = p.calibrate("a", acceptance=0.9)
+    assert "acceptance = 0.9" in (tiny_project / "osd.toml").read_text() and again.acceptance == 0.9
+    with pytest.raises(osd.OsdError, match="must be above 0 and below 1"):
+        p.patchcore_fit(acceptance=1.5)
