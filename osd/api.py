@@ -149,6 +149,15 @@ class Project:
         return export(self.config, split, approach, None if out is None else Path(out), force=force,
                       reporter=self.reporter)
 
+    def monitor(self, rows: Sequence[str | Path], split: str = "a", window: int | None = None,
+                plot: str | Path | None = None):
+        """Batches of ``osd predict`` rows against the reference this project's study stored (drift of
+        the scores, the share called unknown or flagged, the class mix); ``plot``: a PNG of the checks."""
+        from osd.pipeline.monitor import monitor
+
+        result = monitor(self.config, [Path(r) for r in rows], split, window=window)
+        return _plotted(result, plot)
+
     # ------------------------------------------------------------ reading results
 
     def summary(self) -> list[dict[str, Any]]:
@@ -175,3 +184,19 @@ class Project:
         self.reporter.note(f"{key} = {acceptance:g} written to {written}")
         self.config = config.load(self.path, list(self.settings) if isinstance(self.settings, (list, tuple))
                                   else self.settings)
+
+
+def monitor_bundle(rows: Sequence[str | Path], export_dir: str | Path, window: int | None = None,
+                   plot: str | Path | None = None):
+    """``osd monitor --export-dir``: the export bundle alone (an inspection PC without the study's outputs)."""
+    from osd.pipeline.monitor import monitor
+
+    return _plotted(monitor(None, [Path(r) for r in rows], export_dir=Path(export_dir), window=window), plot)
+
+
+def _plotted(result: Any, plot: str | Path | None) -> Any:
+    if plot is not None and result.checks:
+        from osd.report.plots import monitor_chart
+
+        result.plot = str(monitor_chart(result.checks, list(result.statuses), Path(plot)))
+    return result

@@ -87,10 +87,19 @@ class Layout:
         return Path(folder) / name
 
     @staticmethod
+    def export_reference(folder: Path) -> Path:
+        """What ``osd monitor`` compares production with (plain arrays), in an export folder."""
+        return Path(folder) / "monitor_reference.npz"
+
+    @staticmethod
     def export_files(folder: Path) -> list[Path]:
-        """Every file of an export bundle that its record seals (graphs and card), present or not."""
+        """Every file of an export bundle that its record seals (graphs, card, monitor reference), present or not."""
         return [Layout.export_graph(folder, "one_stage"), Layout.export_graph(folder, "stage1"),
-                Layout.export_card(folder)]
+                Layout.export_card(folder), Layout.export_reference(folder)]
+
+    def monitor(self, name: str) -> Path:
+        """``osd monitor``'s outputs for a split (``-``: a detection study's)."""
+        return (self.detection if name == "-" else self.split(name)) / "monitor"
 
     def detection_plot(self, kind: str) -> Path:
         """One of the detection report's figures (``scores``, ``roc``)."""

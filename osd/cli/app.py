@@ -347,6 +347,34 @@ def _predict_rows(predictor, inputs: list, batch_size: int, out: Optional[Path],
     return rows, counts["unreadable"]
 
 
+@app.command("monitor")
+@command
+def monitor_cmd(
+    rows: Annotated[list[Path], typer.Argument(metavar="ROWS", help="CSV files osd predict --out wrote, oldest first "
+                                               "(each file a batch)")],
+    split: o.Split = "a",
+    window: Annotated[Optional[int], typer.Option("--window", help="Batches of N consecutive images across the "
+                                                  "files instead of one batch per file")] = None,
+    export_dir: Annotated[Optional[Path], typer.Option("--export-dir", help="An export bundle (osd export): its "
+                                                       "reference, without the study's outputs")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the checks over the batches to this PNG")] = None,
+    project: o.Project = None, set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
+) -> None:
+    """Do the study's thresholds still hold? Batches of predict rows against the reference the study stored.
+
+    Exit code: 0 every batch ok, 3 a batch to watch, 4 a batch that drifted (1: an error).
+    """
+    from osd.api import monitor_bundle
+
+    if export_dir is not None:
+        result = monitor_bundle(rows, export_dir, window, plot)
+    else:
+        result = _project(project, set_, None, json_out).monitor(rows, split, window, plot)
+    render.emit_json(result.to_dict()) if json_out else render.show_monitor(result)
+    if result.worst in ("watch", "drift"):
+        raise typer.Exit(3 if result.worst == "watch" else 4)
+
+
 # ---------------------------------------------------------------- study
 
 

@@ -482,3 +482,22 @@ def show_predictions(rows: list[dict[str, Any]], n: int, unreadable: int, out: A
     out_text = f"; rows written to {out}" if out else ("" if rows else "; use --out FILE.csv to keep the rows")
     note(f"{n} input(s), {unreadable} unreadable{out_text}; models: "
          + ", ".join(f"{k} {v}" for k, v in models.items()))
+
+
+def show_monitor(r: Any) -> None:
+    """One table: a row per batch and check, the numbers behind each status."""
+    def num(v: Any, spec: str = ".3g") -> str:
+        return "-" if v is None else format(v, spec)
+
+    rows = [[c.batch, c.check, c.n, num(c.statistic), num(c.p_value, ".2g"), num(c.psi, ".3f"),
+             "-" if c.observed is None else f"{c.observed:.3f} vs {c.expected:.3f}", c.status] for c in r.checks]
+    colour = {"ok": "green", "watch": "yellow", "drift": "red"}
+    show(table(f"Monitor: {len(r.statuses)} batch(es) against the {r.source}",
+               ["batch", "check", "n", "statistic", "p", "PSI", "share (observed vs expected)", "status"], rows,
+               caption=r.rule))
+    for msg in r.notes:
+        note(msg)
+    for name, status in r.statuses.items():
+        out.print(f"[{colour.get(status, 'dim')}]{name}: {status}[/]")
+    if r.plot:
+        note(f"plot: {r.plot}")

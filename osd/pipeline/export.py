@@ -30,7 +30,8 @@ from osd.pipeline.chain import Chain, load_chain
 from osd.pipeline.onnx_engine import need_onnx
 from osd.progress import Reporter, ensure
 
-EXPORT_ALGORITHM = "export/3"  # 3: every engine scores in fp32; 2: the card says the graphs' precision and the thresholds'
+# 4: the monitor reference; 3: every engine scores in fp32;
+EXPORT_ALGORITHM = "export/4"  # 2: the card says the graphs' precision and the thresholds'
 TOLERANCE = 1e-4  # relative, on distances and stage-1 scores
 
 
@@ -234,6 +235,7 @@ def export(cfg: Config, split: str, approach: str = "both", out: Path | None = N
         t = time.perf_counter()
         reporter.note(f"exporting split {chain.split} ({approach}) to {out}")
         card = {**_graphs(cfg, chain, tmp, approach), "provenance": prov}
+        _monitor_reference(cfg, chain.split, tmp, card)
         parity = _parity(cfg, chain, tmp, card, approach)
         return _seal(tmp, card, parity, t, f"the test images of split {chain.split}")
 
@@ -241,6 +243,16 @@ def export(cfg: Config, split: str, approach: str = "both", out: Path | None = N
     step = _cached_export(out, key, lambda: (_staged(out, build), prov), force, reporter)
     card = step.payload["card"]
     return ExportResult(chain.split, str(out), sorted(step.payload["files"]), card["parity"], step.cached, card)
+
+
+def _monitor_reference(cfg: Config, split: str, folder: Path, card: dict[str, Any]) -> None:
+    """What ``osd monitor`` compares production with, into the bundle (sealed with the graphs)."""
+    from osd.pipeline.monitor import project_reference, write_reference
+
+    path = write_reference(project_reference(cfg, split), artifacts.Layout.export_reference(folder))
+    card["monitor_reference"] = {"file": path.name, "holds": "stage-1 scores of the held-out normal images (image "
+                                 "unit only), one-stage distances of the known validation images, tau and its "
+                                 "acceptance, the study's class mix", "used_by": "osd monitor --export-dir"}
 
 
 def _seal(out: Path, card: dict[str, Any], parity: dict[str, Any], started: float, images: str) -> dict[str, Any]:
@@ -308,6 +320,7 @@ def _export_detection(cfg: Config, out: Path | None, force: bool, reporter: Repo
                                           "normalisation": "inside the graph (ImageNet mean and std)"},
                                 "rule": "defect when the stage-1 score > its threshold, else no_defect",
                                 "provenance": prov}
+        _monitor_reference(cfg, "-", tmp, card)
         parity = _detection_parity(cfg, det, tmp, card)
         return _seal(tmp, card, parity, t, "the detection study's test images")
 

@@ -139,3 +139,22 @@ def verdict_chart(found: Sequence[Any], path: Path, human: dict[str, str]) -> Pa
                  "Band: t interval over split means.", fontsize=8, y=0.02, va="bottom")
     fig.subplots_adjust(bottom=0.3, wspace=0.08)
     return _save(fig, path)
+
+
+def monitor_chart(checks: Sequence[Any], batch_names: list[str], path: Path) -> Path:
+    """Each check's -log10 p-value over the batches, with the watch and drift lines of the first batch's m."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    names = list(dict.fromkeys(c.check for c in checks))
+    x = {b: i for i, b in enumerate(batch_names)}
+    for name in names:
+        pts = [(x[c.batch], -np.log10(max(c.p_value, 1e-300))) for c in checks if c.check == name and c.p_value is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=name)
+    m = max(1, sum(c.batch == batch_names[0] and c.p_value is not None for c in checks))
+    ax.axhline(-np.log10(0.05 / m), color="orange", ls="--", lw=1, label=f"watch (p < 0.05/{m})")
+    ax.axhline(-np.log10(0.01 / m), color="red", ls="--", lw=1, label=f"drift (p < 0.01/{m})")
+    ax.set_xticks(range(len(batch_names)), batch_names, rotation=30, ha="right", fontsize=7)
+    ax.set(ylabel="-log10 p", title="osd monitor: each check over the batches")
+    ax.legend(fontsize=7)
+    return _save(fig, path)

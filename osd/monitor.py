@@ -1,0 +1,206 @@
+"""The line over time: do the thresholds the study set still mean what they meant? Pure statistics.
+
+A **reference** is what the study stored about non-test data: stage 1's scores of the held-out
+normal images and its threshold, the one-stage distances of the known validation images (the
+images that set tau) with tau and its acceptance target, and the known classes' share among the
+study's test decisions. A **batch** is the rows ``osd predict`` wrote for a stretch of production
+(a file, or ``window`` consecutive images). Each batch gets these checks, each a p-value:
+
+- ``stage1_scores``: two-sample Kolmogorov-Smirnov test of the batch's stage-1 scores against the
+  held-out normals' (for a line whose images are mostly good parts), with the population stability
+  index (PSI, reference deciles) beside it;
+- ``stage1_flagged``: exact one-sided binomial test of the share flagged ``defect`` against the
+  held-out normals' own flag rate (more flagged than the threshold implies for good parts);
+- ``distances``: Kolmogorov-Smirnov test of the one-stage distances against the known validation
+  images', with PSI;
+- ``unknown_share``: exact one-sided binomial test of the share called ``unknown`` against
+  1 - acceptance (what tau implies for known defects);
+- ``class_mix``: chi-square test of the known classes among the batch's accepted images against
+  the study's test mix.
+
+**Status** (per batch, stated in every output): with m checks in a batch, ``drift`` when p <
+0.01 / m, ``watch`` when p < 0.05 / m (Bonferroni within the batch), else ``ok``. PSI is reported
+beside the p-values (rule of thumb: 0.1 watch, 0.25 drift) and does not set the status. Batches
+are tested one by one: over many batches some ``watch`` is expected by chance (5% of batches at
+most under no drift), a ``drift`` at 1%.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+ALPHA_DRIFT, ALPHA_WATCH = 0.01, 0.05
+OK, WATCH, DRIFT = "ok", "watch", "drift"
+RULE = ("status per batch: drift when p < 0.01/m, watch when p < 0.05/m (m checks in the batch; Bonferroni), else ok; "
+        "PSI reported beside (0.1 watch, 0.25 drift by rule of thumb), not used for the status")
+CHECKS = ("stage1_scores", "stage1_flagged", "distances", "unknown_share", "class_mix")
+MIN_ROWS = 5  # a check needs this many values in a batch, else it is "not tested"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the study stored about non-test data, as arrays (any part may be absent)."""
+
+    stage1_normal: np.ndarray | None = None  # held-out normal images' stage-1 scores
+    stage1_threshold: float | None = None
+    distance_val: np.ndarray | None = None  # known validation images' squared Mahalanobis distances
+    tau: float | None = None
+    acceptance: float | None = None  # tau's acceptance target
+    class_mix: dict[str, float] = field(default_factory=dict)  # known class -> share of the study's test decisions
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The reference as named arrays (an npz file of plain arrays: no pickle)."""
+        out: dict[str, np.ndarray] = {}
+        if self.stage1_normal is not None:
+            out["stage1_normal"] = np.asarray(self.stage1_normal, np.float64)
+            out["stage1_threshold"] = np.array(self.stage1_threshold, np.float64)
+        if self.distance_val is not None:
+            out["distance_val"] = np.asarray(self.distance_val, np.float64)
+            out["tau"] = np.array(self.tau, np.float64)
+            out["acceptance"] = np.array(self.acceptance, np.float64)
+        if self.class_mix:
+            out["class_names"] = np.array(list(self.class_mix), dtype=np.str_)
+            out["class_shares"] = np.array(list(self.class_mix.values()), np.float64)
+        return out
+
+    @classmethod
+    def from_arrays(cls, a: Any) -> Reference:
+        def get(name: str) -> Any:
+            return a[name] if name in a else None
+
+        mix = ({str(n): float(v) for n, v in zip(a["class_names"], a["class_shares"])}
+               if "class_names" in a else {})
+        scalar = (lambda v: None if v is None else float(v))  # noqa: E731 - a 0-d array to a float
+        return cls(get("stage1_normal"), scalar(get("stage1_threshold")), get("distance_val"), scalar(get("tau")),
+                   scalar(get("acceptance")), mix)
+
+
+def psi(reference: np.ndarray, batch: np.ndarray, bins: int = 10) -> float:
+    """Population stability index of ``batch`` against ``reference`` over the reference's deciles
+    (shares floored at 1e-4 so that an empty bin does not make it infinite)."""
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    r = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1) / len(reference)
+    b = np.bincount(np.searchsorted(edges, batch, side="right"), minlength=len(edges) + 1) / len(batch)
+    r, b = np.maximum(r, 1e-4), np.maximum(b, 1e-4)
+    return float(np.sum((b - r) * np.log(b / r)))
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of one batch: its test, statistic, p-value, PSI where it has one, and the numbers behind it."""
+
+    batch: str
+    check: str
+    test: str
+    n: int
+    statistic: float | None
+    p_value: float | None
+    psi: float | None = None
+    observed: float | None = None  # a share, where the check is about one
+    expected: float | None = None
+    status: str = "not tested"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _ks(batch: str, name: str, ref: np.ndarray | None, values: np.ndarray) -> Check | None:
+    from scipy.stats import ks_2samp
+
+    if ref is None or len(ref) < MIN_ROWS:
+        return None
+    if len(values) < MIN_ROWS:
+        return Check(batch, name, "two-sample Kolmogorov-Smirnov", len(values), None, None)
+    r = ks_2samp(values, ref)
+    return Check(batch, name, "two-sample Kolmogorov-Smirnov", len(values), float(r.statistic), float(r.pvalue),
+                 psi(np.asarray(ref, float), values))
+
+
+def _excess(batch: str, name: str, k: int, n: int, p0: float | None) -> Check | None:
+    from scipy.stats import binomtest
+
+    if p0 is None:
+        return None
+    if n < MIN_ROWS:
+        return Check(batch, name, "exact binomial, one-sided (more than expected)", n, None, None)
+    p0 = min(max(p0, 1e-6), 1 - 1e-6)
+    p = binomtest(k, n, p0, alternative="greater").pvalue
+    return Check(batch, name, "exact binomial, one-sided (more than expected)", n, float(k), float(p),
+                 observed=k / n, expected=p0)
+
+
+def _mix(batch: str, classes: Sequence[str], shares: dict[str, float]) -> Check | None:
+    from scipy.stats import chisquare
+
+    if not shares:
+        return None
+    names = list(shares)
+    counts = np.array([sum(c == name for c in classes) for name in names], float)
+    n = int(counts.sum())
+    if n < MIN_ROWS:
+        return Check(batch, "class_mix", "chi-square goodness of fit", n, None, None)
+    expected = np.array([shares[c] for c in names], float)
+    expected = expected / expected.sum() * n
+    r = chisquare(counts, np.maximum(expected, 1e-9))
+    return Check(batch, "class_mix", "chi-square goodness of fit", n, float(r.statistic), float(r.pvalue))
+
+
+def check_batch(name: str, rows: Sequence[dict[str, Any]], ref: Reference) -> list[Check]:
+    """Every check the reference and the rows allow, statuses set (see the module's rule)."""
+    ok_rows = [r for r in rows if r.get("status", "ok") == "ok"]
+
+    def col(key: str) -> np.ndarray:
+        return np.array([float(r[key]) for r in ok_rows if r.get(key) not in (None, "")], float)
+
+    checks: list[Check | None] = []
+    s1 = col("stage1_score")
+    if ref.stage1_normal is not None and s1.size:
+        thr = ref.stage1_threshold
+        # the held-out normals' own flag rate (never below 1/(n+1): a rate of 0 on n images is not a certainty)
+        base = max(float(np.mean(np.asarray(ref.stage1_normal) > thr)), 1 / (len(ref.stage1_normal) + 1))
+        checks += [_ks(name, "stage1_scores", ref.stage1_normal, s1),
+                   _excess(name, "stage1_flagged", int(np.sum(s1 > thr)), int(s1.size), base)]
+    dist = col("one_stage_score")
+    if ref.distance_val is not None and dist.size:
+        unknown = sum(r.get("one_stage") == "unknown" for r in ok_rows if r.get("one_stage_score") not in (None, ""))
+        checks += [_ks(name, "distances", ref.distance_val, dist),
+                   _excess(name, "unknown_share", int(unknown), int(dist.size),
+                           None if ref.acceptance is None else 1 - ref.acceptance)]
+        accepted = [r.get("closed_class") for r in ok_rows if r.get("one_stage") not in (None, "", "unknown")]
+        checks.append(_mix(name, accepted, ref.class_mix))
+    found = [c for c in checks if c is not None]
+    m = max(1, sum(c.p_value is not None for c in found))
+    return [c if c.p_value is None else _with_status(c, m) for c in found]
+
+
+def _with_status(c: Check, m: int) -> Check:
+    from dataclasses import replace
+
+    status = DRIFT if c.p_value < ALPHA_DRIFT / m else WATCH if c.p_value < ALPHA_WATCH / m else OK
+    return replace(c, status=status)
+
+
+def batch_status(checks: Sequence[Check]) -> str:
+    """The worst status of a batch's checks (``not tested`` when none was tested)."""
+    tested = [c.status for c in checks if c.p_value is not None]
+    if not tested:
+        return "not tested"
+    return DRIFT if DRIFT in tested else WATCH if WATCH in tested else OK
+
+
+def batches(files: Sequence[tuple[str, list[dict[str, Any]]]], window: int | None = None
+            ) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Each file a batch, in the order given (time); with ``window``, every ``window`` consecutive rows
+    across the files (a last, shorter window is kept)."""
+    if not window:
+        return list(files)
+    rows = [(f, r) for f, rs in files for r in rs]
+    out = []
+    for start in range(0, len(rows), window):
+        part = rows[start:start + window]
+        out.append((f"rows {start + 1}-{start + len(part)}", [r for _, r in part]))
+    return out

@@ -1,0 +1,137 @@
+"""``osd monitor``: batches of ``osd predict`` rows against the reference the study stored (the
+statistics: :mod:`osd.monitor`). The reference comes from the project's cached artifacts or from an
+export bundle (``monitor_reference.npz``, sealed by the bundle's digests like its graphs), so that
+an inspection PC with the bundle alone can run it."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from osd import artifacts
+from osd.config import Config
+from osd.errors import ArtifactError, DataError
+from osd.monitor import RULE, Check, Reference, batch_status, batches, check_batch
+
+
+def project_reference(cfg: Config, split: str) -> Reference:
+    """The reference of a split (or of the detection study) from the project's cached artifacts; computes nothing."""
+    from osd.osr.embeddings import Embeddings
+    from osd.osr.model import part_matrix
+    from osd.pipeline.detector import stored_fit
+    from osd.records import OsrResult, stored
+
+    layout = artifacts.Layout(cfg.output_dir)
+    fit = stored_fit(layout)
+    stage1: dict[str, Any] = {}
+    if fit is not None and fit.stats.get("unit") == "image":  # predict scores an image: a per-crop reference is not comparable
+        stage1 = {"stage1_normal": np.asarray(fit.test_scores, float), "stage1_threshold": float(fit.threshold)}
+    if cfg.project.study == "detection":
+        if not stage1:
+            raise ArtifactError(f"{layout.detector}: no PatchCore fit to monitor against", rebuild="run-all")
+        return Reference(**stage1)
+    s = cfg.split_name(split)
+    cal = artifacts.require(layout.calibration(s), f"calibrate --split {s}", f"calibration of split {s}")
+    emb = Embeddings.from_payload(artifacts.require(layout.embeddings_file(s), f"embed --split {s}",
+                                                    f"embeddings of split {s}").payload)
+    val = emb.threshold
+    dist = cal.payload["scorer"].score_samples(part_matrix(val, list(cal.payload["blocks"])))
+    osr = stored(OsrResult, layout.osr_evaluation(s))
+    mix: dict[str, float] = {}
+    if osr is not None:
+        accepted = [r["pred_label"] for r in osr.rows.dicts() if r["pred_label"] != "unknown"]
+        mix = {c: accepted.count(c) / len(accepted) for c in sorted(set(accepted))} if accepted else {}
+    tau = cal.payload["tau"]
+    return Reference(**stage1, distance_val=np.asarray(dist, float), tau=float(tau.threshold_),
+                     acceptance=float(tau.acceptance), class_mix=mix)
+
+
+def write_reference(ref: Reference, path: Path) -> Path:
+    """The reference as plain arrays (no pickle), written atomically."""
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
+            np.savez(fh, **ref.arrays())
+
+    return artifacts.atomic_write(path, write)
+
+
+def bundle_reference(folder: Path) -> Reference:
+    """The reference an export bundle carries, checked against the bundle's digests first."""
+    from osd.pipeline.onnx_engine import verify
+
+    rebuild = f"export --out {folder}"
+    verify(Path(folder), rebuild)
+    path = artifacts.Layout.export_reference(Path(folder))
+    if not path.is_file():
+        raise ArtifactError(f"{folder}: the export has no monitor reference (made before osd monitor existed)",
+                            rebuild=rebuild)
+    try:
+        with np.load(path, allow_pickle=False) as a:
+            return Reference.from_arrays({k: a[k] for k in a.files})
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: unreadable ({type(exc).__name__})", rebuild=rebuild) from None
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of one CSV file ``osd predict --out`` wrote."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (give the CSV files osd predict --out wrote)")
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a CSV file osd predict wrote ({type(exc).__name__})") from None
+    if rows and "status" not in rows[0]:
+        raise DataError(f"{path}: no 'status' column: not a file osd predict wrote")
+    return rows
+
+
+@dataclass
+class MonitorResult:
+    """Every check of every batch, each batch's status, the rule, and where the plot went."""
+
+    source: str
+    checks: list[Check]
+    statuses: dict[str, str]
+    rule: str = RULE
+    plot: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def worst(self) -> str:
+        s = set(self.statuses.values())
+        return "drift" if "drift" in s else "watch" if "watch" in s else "ok" if "ok" in s else "not tested"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "rule": self.rule, "status": self.worst, "batches": self.statuses,
+                "checks": [c.to_dict() for c in self.checks], "plot": self.plot, "notes": self.notes}
+
+
+def monitor(cfg: Config | None, rows_files: list[Path], split: str = "a", export_dir: Path | None = None,
+            window: int | None = None) -> MonitorResult:
+    """Check each batch of predict rows against the reference (the export bundle's, else the project's)."""
+    if window is not None and window < 5:
+        raise DataError(f"--window {window}: at least 5 images a batch")
+    if export_dir is not None:
+        ref, source = bundle_reference(Path(export_dir)), f"export bundle {export_dir}"
+    elif cfg is not None:
+        ref, source = project_reference(cfg, split), f"project {cfg.base_dir}, split {split}"
+    else:
+        raise DataError("osd monitor: give a project (-p) or an export bundle (--export-dir)")
+    notes = []
+    if ref.stage1_normal is None:
+        notes.append("stage 1 not checked: its reference is per crop (normal images from another source), a predicted "
+                     "image is scored whole")
+    files = [(f"{i + 1}: {Path(f).name}", read_rows(Path(f))) for i, f in enumerate(rows_files)]
+    checks: list[Check] = []
+    statuses: dict[str, str] = {}
+    for name, rows in batches(files, window):
+        found = check_batch(name, rows, ref)
+        checks += found
+        statuses[name] = batch_status(found)
+    return MonitorResult(source, checks, statuses, notes=notes)

@@ -1,0 +1,99 @@
+"""osd monitor (issue 42): batches of predict rows against the reference the study stored."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ok
+from osd.cli.app import app
+from osd.monitor import DRIFT, OK, Reference, batch_status, batches, check_batch, psi
+
+runner = CliRunner()
+RNG = np.random.default_rng(0)
+REF = Reference(stage1_normal=RNG.normal(10, 1, 400), stage1_threshold=11.6, distance_val=RNG.chisquare(8, 400),
+                tau=float(np.quantile(RNG.chisquare(8, 400), 0.95)), acceptance=0.95,
+                class_mix={"crack": 0.5, "dent": 0.5})
+
+
+def _rows(n: int, rng, shift: float = 0.0, dist_scale: float = 1.0, unknown_extra: float = 0.0) -> list[dict]:
+    s1 = rng.normal(10 + shift, 1, n)
+    dist = rng.chisquare(8, n) * dist_scale
+    unknown = (dist > REF.tau) | (rng.random(n) < unknown_extra)
+    return [{"status": "ok", "stage1_score": s, "one_stage_score": d, "one_stage": "unknown" if u else c,
+             "closed_class": c} for s, d, u, c in zip(s1, dist, unknown, rng.choice(["crack", "dent"], n))]
+
+
+def test_a_batch_like_the_reference_is_ok_and_false_alarms_stay_at_the_level():
+    rng = np.random.default_rng(1)
+    statuses = [batch_status(check_batch(f"b{i}", _rows(200, rng), REF)) for i in range(100)]
+    assert statuses.count(DRIFT) <= 3 and statuses.count(OK) >= 90
+
+
+def test_a_brightness_like_shift_of_stage_1_scores_is_flagged():
+    checks = {c.check: c for c in check_batch("b", _rows(200, np.random.default_rng(2), shift=1.0), REF)}
+    assert checks["stage1_scores"].status == DRIFT and checks["stage1_flagged"].status == DRIFT
+    assert checks["stage1_scores"].psi > 0.25
+
+
+def test_injected_unknown_images_raise_the_unknown_share_and_are_flagged():
+    checks = {c.check: c for c in check_batch("b", _rows(300, np.random.default_rng(3), unknown_extra=0.2), REF)}
+    c = checks["unknown_share"]
+    assert c.status == DRIFT and c.observed > 0.2 and c.expected == pytest.approx(0.05)
+    assert checks["distances"].status == OK  # the distances of the known images did not move
+
+
+def test_the_class_mix_and_the_windows():
+    rows = _rows(200, np.random.default_rng(4))
+    for r in rows:
+        r["closed_class"] = "crack"
+        r["one_stage"] = "crack" if r["one_stage"] != "unknown" else "unknown"
+    assert {c.check: c.status for c in check_batch("b", rows, REF)}["class_mix"] == DRIFT
+    windows = batches([("f1", rows[:120]), ("f2", rows[120:])], window=50)
+    assert [len(r) for _, r in windows] == [50, 50, 50, 50]
+    assert psi(np.arange(100.0), np.arange(100.0)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_batch_too_small_is_not_tested():
+    checks = check_batch("b", _rows(3, np.random.default_rng(5)), REF)
+    assert checks and all(c.p_value is None for c in checks) and batch_status(checks) == "not tested"
+
+
+def _predict_csv(project: Path, out: Path) -> Path:
+    from osd import config
+    from osd.pipeline.data import split_manifest
+
+    listing = project / "imgs.txt"
+    listing.write_text("\n".join(str(e.path) for e in split_manifest(config.load(project), "a").test()) + "\n")
+    r = runner.invoke(app, ["predict", str(listing), "-p", str(project), "--split", "a", "--approach", "one-stage",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_monitor_runs_on_the_project_and_on_the_export_bundle_alone(tiny_project: Path, tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    p = str(tiny_project)
+    ok("osr", "-p", p, "--split", "a")
+    rows = _predict_csv(tiny_project, tmp_path / "day1.csv")
+    r = runner.invoke(app, ["monitor", str(rows), str(rows), "-p", p, "--json", "--plot", str(tmp_path / "m.png")])
+    assert r.exit_code in (0, 3, 4), r.output
+    res = json.loads(r.stdout)
+    assert {c["check"] for c in res["checks"]} >= {"distances", "unknown_share"} and "Bonferroni" in res["rule"]
+    assert list(res["batches"]) == ["1: day1.csv", "2: day1.csv"] and (tmp_path / "m.png").is_file()
+    assert r.exit_code == {"ok": 0, "watch": 3, "drift": 4}[res["status"]]
+
+    ok("export", "-p", p, "--split", "a", "--approach", "one-stage", "--out", str(tmp_path / "bundle"))
+    alone = tmp_path / "pc"
+    shutil.copytree(tmp_path / "bundle", alone)  # the inspection PC: the bundle and the rows, no project
+    r2 = runner.invoke(app, ["monitor", str(rows), str(rows), "--export-dir", str(alone), "--json"])
+    assert r2.exit_code == r.exit_code, r2.output
+    assert json.loads(r2.stdout)["checks"] == res["checks"]  # the bundle's reference is the project's
+    (alone / "monitor_reference.npz").write_bytes(b"not an npz")
+    r3 = runner.invoke(app, ["monitor", str(rows), "--export-dir", str(alone)])
+    assert r3.exit_code == 1 and "sha256 mismatch" in r3.output and "Traceback" not in r3.output, r3.output
