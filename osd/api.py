@@ -158,6 +158,15 @@ class Project:
         result = monitor(self.config, [Path(r) for r in rows], split, window=window)
         return _plotted(result, plot)
 
+    def unknowns(self, rows: Sequence[str | Path], split: str = "a", max_groups: int = 8):
+        """The images called unknown in these predict rows, grouped by embedding similarity, each group
+        with a contact sheet: a new defect type to name and add as a known class."""
+        from osd.pipeline.monitor import read_rows
+        from osd.pipeline.unknowns import group_unknowns
+
+        every = [r for f in rows for r in read_rows(Path(f))]
+        return group_unknowns(self.config, split, every, max_groups)
+
     # ------------------------------------------------------------ reading results
 
     def summary(self) -> list[dict[str, Any]]:

@@ -97,3 +97,37 @@ def test_monitor_runs_on_the_project_and_on_the_export_bundle_alone(tiny_project
     (alone / "monitor_reference.npz").write_bytes(b"not an npz")
     r3 = runner.invoke(app, ["monitor", str(rows), "--export-dir", str(alone)])
     assert r3.exit_code == 1 and "sha256 mismatch" in r3.output and "Traceback" not in r3.output, r3.output
+
+
+def test_unknown_groups_are_chosen_without_labels_and_match_separated_clusters():
+    from sklearn.metrics import adjusted_rand_score
+
+    from osd.pipeline.unknowns import choose_groups
+
+    rng = np.random.default_rng(6)
+    centres = rng.normal(0, 5, (3, 16))
+    truth = np.repeat([0, 1, 2], 20)
+    x = centres[truth] + rng.normal(0, 0.5, (60, 16))
+    labels, scores = choose_groups(x)
+    assert len(set(labels)) == 3 and adjusted_rand_score(truth, labels) == pytest.approx(1.0)
+    assert max(scores, key=scores.get) == 3
+    assert list(choose_groups(x[:2])[0]) == [0, 0]
+
+
+def test_monitor_unknowns_groups_the_unknown_rows_with_contact_sheets(tiny_project: Path, tmp_path: Path):
+    from osd import config
+    from osd.pipeline.data import split_manifest
+
+    p = str(tiny_project)
+    ok("calibrate", "-p", p, "--split", "a")
+    unknown = [e.path for e in split_manifest(config.load(tiny_project), "a").test() if e.role == "unknown"]
+    rows = tmp_path / "rows.csv"
+    rows.write_text("path,status,one_stage,one_stage_score,closed_class\n"
+                    + "".join(f"{q},ok,unknown,1e9,x\n" for q in unknown))
+    r = runner.invoke(app, ["monitor", str(rows), "-p", p, "--unknowns", "--json"])
+    assert r.exit_code in (0, 3, 4), r.output
+    g = json.loads(r.stdout)["unknowns"]
+    assert g["images"] == len(unknown) and sum(x["size"] for x in g["groups"]) == len(unknown)
+    assert all(Path(x["contact_sheet"]).is_file() for x in g["groups"]) and "silhouette" in g["method"]
+    r2 = runner.invoke(app, ["monitor", str(rows), "--export-dir", str(tmp_path), "--unknowns"])
+    assert r2.exit_code == 1 and "needs the project's classifier" in r2.output

@@ -358,6 +358,8 @@ def monitor_cmd(
     export_dir: Annotated[Optional[Path], typer.Option("--export-dir", help="An export bundle (osd export): its "
                                                        "reference, without the study's outputs")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the checks over the batches to this PNG")] = None,
+    unknowns: Annotated[bool, typer.Option("--unknowns", help="Also group the images called unknown by embedding "
+                                           "similarity, with contact sheets (needs the project)")] = False,
     project: o.Project = None, set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
 ) -> None:
     """Do the study's thresholds still hold? Batches of predict rows against the reference the study stored.
@@ -366,11 +368,22 @@ def monitor_cmd(
     """
     from osd.api import monitor_bundle
 
+    if unknowns and export_dir is not None:
+        raise ConfigError("--unknowns needs the project's classifier to embed the images; run it where the study's "
+                          "outputs are (without --export-dir)")
+    groups = None
     if export_dir is not None:
         result = monitor_bundle(rows, export_dir, window, plot)
     else:
-        result = _project(project, set_, None, json_out).monitor(rows, split, window, plot)
-    render.emit_json(result.to_dict()) if json_out else render.show_monitor(result)
+        p = _project(project, set_, None, json_out)
+        result = p.monitor(rows, split, window, plot)
+        groups = p.unknowns(rows, split) if unknowns else None
+    if json_out:
+        render.emit_json({**result.to_dict(), **({"unknowns": groups.to_dict()} if groups else {})})
+    else:
+        render.show_monitor(result)
+        if groups:
+            render.show_unknowns(groups)
     if result.worst in ("watch", "drift"):
         raise typer.Exit(3 if result.worst == "watch" else 4)
 

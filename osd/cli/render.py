@@ -501,3 +501,10 @@ def show_monitor(r: Any) -> None:
         out.print(f"[{colour.get(status, 'dim')}]{name}: {status}[/]")
     if r.plot:
         note(f"plot: {r.plot}")
+
+
+def show_unknowns(g: Any) -> None:
+    show(table(f"Images called unknown: {g.images} in {len(g.groups)} group(s)", ["group", "images", "examples",
+                                                                               "contact sheet"],
+               [[x.group, x.size, "\n".join(x.examples[:3]), x.contact_sheet] for x in g.groups], caption=g.method))
+    note(g.how_to_name)
