@@ -1,1 +1,1 @@
-"""Command line: parses options, loads the config, calls one pipeline function, renders the result."""
+"""Command line: parses options, calls one method of osd.Project (the Python API), renders the result."""
