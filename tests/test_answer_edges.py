@@ -250,3 +250,17 @@ def test_small_images_and_small_validation_sets_are_said_once(tmp_path):
     assert len(lines) == 2, lines
     assert lines[0].startswith("30 normal image(s) smaller than normal.crop_size = 64") and "27 more" in lines[0]
     assert lines[1].startswith("split a: tau, kappa, energy set on only 24 scores")
+
+
+# 13. operating points: the test columns with their exact intervals
+
+def test_operating_points_carry_exact_intervals_on_their_test_shares():
+    from osd.osr.thresholds import operating_points
+
+    points = operating_points(np.arange(200.0), np.arange(50.0), np.arange(150.0, 250.0))
+    p90 = points[0]
+    assert p90["target"] == 0.9 and p90["test_accepted"] == 1.0
+    assert p90["test_accepted_ci95"] == pytest.approx(list(clopper_pearson(50, 50)))
+    k = int(np.sum(np.arange(150.0, 250.0) > p90["threshold"]))
+    assert p90["test_rejected_ci95"] == pytest.approx(list(clopper_pearson(k, 100)))
+    assert points[-1]["threshold"] is None and "999 needed" in points[-1]["note"]  # 0.999 on 200 scores
