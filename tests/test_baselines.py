@@ -93,7 +93,7 @@ def test_the_study_notebook_is_committed_without_outputs():
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert code and all(c["outputs"] == [] and c["execution_count"] is None for c in code)
     text = "".join("".join(c["source"]) for c in code)
-    for needed in ("init_project", "run_all", "summary_csv", "verdict.png", "predict("):
+    for needed in ("osd.Project", "run_all", "verdict.png", "predict("):
         assert needed in text, needed
 
 

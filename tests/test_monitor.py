@@ -84,7 +84,9 @@ def test_monitor_runs_on_the_project_and_on_the_export_bundle_alone(tiny_project
     r = runner.invoke(app, ["monitor", str(rows), str(rows), "-p", p, "--json", "--plot", str(tmp_path / "m.png")])
     assert r.exit_code in (0, 3, 4), r.output
     res = json.loads(r.stdout)
-    assert {c["check"] for c in res["checks"]} >= {"distances", "unknown_share"} and "Bonferroni" in res["rule"]
+    # the tiny project has 4 validation images: too few for the distances' reference (5), so that check is left
+    # out; the unknown share and the class mix are tested
+    assert {c["check"] for c in res["checks"]} >= {"unknown_share", "class_mix"} and "Bonferroni" in res["rule"]
     assert list(res["batches"]) == ["1: day1.csv", "2: day1.csv"] and (tmp_path / "m.png").is_file()
     assert r.exit_code == {"ok": 0, "watch": 3, "drift": 4}[res["status"]]
 
