@@ -10,11 +10,13 @@ study's test decisions. A **batch** is the rows ``osd predict`` wrote for a stre
   held-out normals' (for a line whose images are mostly good parts), with the population stability
   index (PSI, reference deciles) beside it;
 - ``stage1_flagged``: exact one-sided binomial test of the share flagged ``defect`` against the
-  held-out normals' own flag rate (more flagged than the threshold implies for good parts);
+  upper end of the held-out normals' flag rate's exact 95% interval (more flagged than the
+  threshold allows for good parts);
 - ``distances``: Kolmogorov-Smirnov test of the one-stage distances against the known validation
   images', with PSI;
 - ``unknown_share``: exact one-sided binomial test of the share called ``unknown`` against
-  1 - acceptance (what tau implies for known defects);
+  1 - the lower end of tau's acceptance interval on its validation images (the most that tau,
+  known only to that interval, implies for known defects);
 - ``class_mix``: chi-square test of the known classes among the batch's accepted images against
   the study's test mix.
 
@@ -33,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from osd.proportion import clopper_pearson
+
 ALPHA_DRIFT, ALPHA_WATCH = 0.01, 0.05
 OK, WATCH, DRIFT = "ok", "watch", "drift"
 RULE = ("status per batch: drift when p < 0.01/m, watch when p < 0.05/m (m checks in the batch; Bonferroni), else ok; "
@@ -50,6 +54,7 @@ class Reference:
     distance_val: np.ndarray | None = None  # known validation images' squared Mahalanobis distances
     tau: float | None = None
     acceptance: float | None = None  # tau's acceptance target
+    acceptance_low: float | None = None  # the lower end of tau's 95% acceptance interval on its validation images
     class_mix: dict[str, float] = field(default_factory=dict)  # known class -> share of the study's test decisions
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -62,6 +67,8 @@ class Reference:
             out["distance_val"] = np.asarray(self.distance_val, np.float64)
             out["tau"] = np.array(self.tau, np.float64)
             out["acceptance"] = np.array(self.acceptance, np.float64)
+            if self.acceptance_low is not None:
+                out["acceptance_low"] = np.array(self.acceptance_low, np.float64)
         if self.class_mix:
             out["class_names"] = np.array(list(self.class_mix), dtype=np.str_)
             out["class_shares"] = np.array(list(self.class_mix.values()), np.float64)
@@ -76,7 +83,7 @@ class Reference:
                if "class_names" in a else {})
         scalar = (lambda v: None if v is None else float(v))  # noqa: E731 - a 0-d array to a float
         return cls(get("stage1_normal"), scalar(get("stage1_threshold")), get("distance_val"), scalar(get("tau")),
-                   scalar(get("acceptance")), mix)
+                   scalar(get("acceptance")), scalar(get("acceptance_low")), mix)
 
 
 def psi(reference: np.ndarray, batch: np.ndarray, bins: int = 10) -> float:
@@ -160,16 +167,20 @@ def check_batch(name: str, rows: Sequence[dict[str, Any]], ref: Reference) -> li
     s1 = col("stage1_score")
     if ref.stage1_normal is not None and s1.size:
         thr = ref.stage1_threshold
-        # the held-out normals' own flag rate (never below 1/(n+1): a rate of 0 on n images is not a certainty)
-        base = max(float(np.mean(np.asarray(ref.stage1_normal) > thr)), 1 / (len(ref.stage1_normal) + 1))
+        # what the held-out normals allow for the flag rate: the upper end of its exact 95% interval (a rate
+        # seen on n good parts is known only that well; a test against the rate itself flags that noise)
+        n_ref = len(ref.stage1_normal)
+        base = clopper_pearson(int(np.sum(np.asarray(ref.stage1_normal) > thr)), n_ref)[1]
         checks += [_ks(name, "stage1_scores", ref.stage1_normal, s1),
                    _excess(name, "stage1_flagged", int(np.sum(s1 > thr)), int(s1.size), base)]
     dist = col("one_stage_score")
     if ref.distance_val is not None and dist.size:
         unknown = sum(r.get("one_stage") == "unknown" for r in ok_rows if r.get("one_stage_score") not in (None, ""))
+        # tau's realised acceptance is known only to its interval on the validation images: the share called
+        # unknown is tested against the largest rejection rate that interval allows
+        low = ref.acceptance_low if ref.acceptance_low is not None else ref.acceptance
         checks += [_ks(name, "distances", ref.distance_val, dist),
-                   _excess(name, "unknown_share", int(unknown), int(dist.size),
-                           None if ref.acceptance is None else 1 - ref.acceptance)]
+                   _excess(name, "unknown_share", int(unknown), int(dist.size), None if low is None else 1 - low)]
         accepted = [r.get("closed_class") for r in ok_rows if r.get("one_stage") not in (None, "", "unknown")]
         checks.append(_mix(name, accepted, ref.class_mix))
     found = [c for c in checks if c is not None]

@@ -47,7 +47,7 @@ def project_reference(cfg: Config, split: str) -> Reference:
         mix = {c: accepted.count(c) / len(accepted) for c in sorted(set(accepted))} if accepted else {}
     tau = cal.payload["tau"]
     return Reference(**stage1, distance_val=np.asarray(dist, float), tau=float(tau.threshold_),
-                     acceptance=float(tau.acceptance), class_mix=mix)
+                     acceptance=float(tau.acceptance), acceptance_low=float(tau.acceptance_ci_[0]), class_mix=mix)
 
 
 def write_reference(ref: Reference, path: Path) -> Path:
