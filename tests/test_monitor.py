@@ -133,3 +133,13 @@ def test_monitor_unknowns_groups_the_unknown_rows_with_contact_sheets(tiny_proje
     assert all(Path(x["contact_sheet"]).is_file() for x in g["groups"]) and "silhouette" in g["method"]
     r2 = runner.invoke(app, ["monitor", str(rows), "--export-dir", str(tmp_path), "--unknowns"])
     assert r2.exit_code == 1 and "needs the project's classifier" in r2.output
+
+
+def test_rows_from_another_split_or_export_are_refused(tmp_path: Path):
+    from osd.errors import DataError
+    from osd.pipeline.monitor import belongs
+
+    rows = [{"status": "ok", "tau": str(REF.tau * 1.5), "one_stage_score": "1"}]
+    with pytest.raises(DataError, match=r"decided with tau = .*another split or export"):
+        belongs(tmp_path / "x.csv", rows, REF)
+    belongs(tmp_path / "x.csv", [{"status": "ok", "tau": repr(REF.tau)}], REF)  # its own: fine

@@ -91,6 +91,21 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def belongs(path: Path, rows: list[dict[str, Any]], ref: Reference) -> None:
+    """Refuse rows that another split or export made: each row carries the threshold it was decided by
+    (tau, the stage-1 threshold), which must be the reference's."""
+    for column, expected in (("tau", ref.tau), ("stage1_threshold", ref.stage1_threshold)):
+        if expected is None:
+            continue
+        seen = {float(r[column]) for r in rows if r.get(column) not in (None, "")}
+        # the CSV holds six significant digits: a relative 1e-5 is the same threshold
+        other = sorted(v for v in seen if abs(v - expected) > 1e-5 * max(1.0, abs(expected)))
+        if other:
+            raise DataError(f"{path}: its rows were decided with {column} = {other[0]:.6g}, the reference's is "
+                            f"{expected:.6g}: rows from another split or export (predict with the split or bundle "
+                            "this reference belongs to)")
+
+
 @dataclass
 class MonitorResult:
     """Every check of every batch, each batch's status, the rule, and where the plot went."""
@@ -128,6 +143,8 @@ def monitor(cfg: Config | None, rows_files: list[Path], split: str = "a", export
         notes.append("stage 1 not checked: its reference is per crop (normal images from another source), a predicted "
                      "image is scored whole")
     files = [(f"{i + 1}: {Path(f).name}", read_rows(Path(f))) for i, f in enumerate(rows_files)]
+    for f, (_, rows) in zip(rows_files, files):
+        belongs(Path(f), rows, ref)
     checks: list[Check] = []
     statuses: dict[str, str] = {}
     for name, rows in batches(files, window):
