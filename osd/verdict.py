@@ -214,8 +214,10 @@ def overall(comparison: str, metric: str, runs: Sequence[RunComparison], min_spl
         by_split.setdefault(r.split, []).append(r.difference)
     means = {s: float(np.mean(v)) for s, v in by_split.items()}
     mean, ci = split_level_interval(by_split)
+    floor = ("variance at least the seeds' own" if any(len(v) > 1 for v in by_split.values())
+             else "one seed per split: no seed variance to floor it by")
     interval = (f"95% t interval over {len(means)} split means (df = {len(means) - 1}; seeds averaged within "
-                "their split first; variance at least the seeds' own)")
+                f"their split first; {floor})")
     if same_in_every_split(by_split):
         ci = None
         claim = SPLIT_INVARIANT

@@ -200,7 +200,9 @@ def interval_over_runs(values: list[tuple[str, int, float | None, list[float] | 
         v = next(iter(by_split.values()))
         return float(np.mean(v)), (min(v), max(v)), "lowest to highest over seeds (not a confidence interval)"
     mean, ci = stats.split_level_interval(by_split, bounds=(0.0, 1.0))
-    return mean, ci, "95% t interval over split means (variance at least the seeds' own), within [0, 1]"
+    floor = ("variance at least the seeds' own" if any(len(v) > 1 for v in by_split.values())
+             else "one seed per split: no seed floor")
+    return mean, ci, f"95% t interval over split means ({floor}), within [0, 1]"
 
 
 def cell(mean: float | None, ci: tuple[float, float] | None) -> str:
