@@ -135,8 +135,9 @@ def verdict_chart(found: Sequence[Any], path: Path, human: dict[str, str]) -> Pa
         ax.set_title(f"{human.get(v.metric, v.metric)}\n{v.claim}", fontsize=10)
         ax.set_xlabel("one-stage minus cascade", fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
-    fig.suptitle("Points: runs (seeds) with their paired 95% intervals; green / red: significant after Holm. "
-                 "Band: t interval over split means.", fontsize=8, y=0.02, va="bottom")
+    fig.suptitle("Points: runs (seeds) with their paired 95% intervals; green / red: significant after Holm.\n"
+                 "Band: the verdict's 95% interval over split means (variance at least the seeds' own). The first "
+                 "panel is the primary test, the others secondary.", fontsize=8, y=0.01, va="bottom")
     fig.subplots_adjust(bottom=0.3, wspace=0.08)
     return _save(fig, path)
 
