@@ -493,7 +493,7 @@ def show_monitor(r: Any) -> None:
              "-" if c.observed is None else f"{c.observed:.3f} vs {c.expected:.3f}", c.status] for c in r.checks]
     colour = {"ok": "green", "watch": "yellow", "drift": "red"}
     show(table(f"Monitor: {len(r.statuses)} batch(es) against the {r.source}",
-               ["batch", "check", "n", "statistic", "p", "PSI", "share (observed vs expected)", "status"], rows,
+               ["batch", "check", "n", "stat.", "p", "PSI", "share: seen vs allowed", "status"], rows,
                caption=r.rule))
     for msg in r.notes:
         note(msg)

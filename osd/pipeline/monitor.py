@@ -135,7 +135,9 @@ def monitor(cfg: Config | None, rows_files: list[Path], split: str = "a", export
     if export_dir is not None:
         ref, source = bundle_reference(Path(export_dir)), f"export bundle {export_dir}"
     elif cfg is not None:
-        ref, source = project_reference(cfg, split), f"project {cfg.base_dir}, split {split}"
+        ref = project_reference(cfg, split)
+        source = f"project {cfg.base_dir}, " + ("detection study" if cfg.project.study == "detection"
+                                                 else f"split {cfg.split_name(split)}")
     else:
         raise DataError("osd monitor: give a project (-p) or an export bundle (--export-dir)")
     notes = []
