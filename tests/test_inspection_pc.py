@@ -101,3 +101,31 @@ def test_one_defect_class_without_normal_images_points_at_normal(tmp_path: Path)
     neu = write_neu(tmp_path / "neu", "folders", per_class=3, classes=("dent",))
     line = _one_line(runner.invoke(app, ["init", str(tmp_path / "p"), "--neu", str(neu)]))
     assert "--normal DIR" in line
+
+
+def test_a_model_a_full_disk_never_wrote_leaves_no_history_or_config_beside_it(tiny_project: Path, monkeypatch):
+    import errno
+
+    from osd import config
+    from osd.artifacts import cache
+    from osd.artifacts.layout import Layout
+    from osd.errors import OsdError
+    from osd.pipeline.train import trained
+
+    real = cache.save
+
+    def full(path, *a, **k):
+        if Path(path).name.startswith("model"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(cache, "save", full)
+    cfg = config.load(tiny_project)
+    with pytest.raises((OSError, OsdError)):
+        trained(cfg, "a")
+    layout = Layout(cfg.output_dir)
+    assert not layout.history("a").exists() and not layout.classifier_config("a").exists()
+    monkeypatch.setattr(cache, "save", real)
+    trained(cfg, "a")  # the disk has room again: the model, then its readable files
+    assert layout.history("a").is_file() and layout.classifier_config("a").is_file()
+    assert not layout.checkpoint("a").exists()

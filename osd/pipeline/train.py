@@ -148,10 +148,6 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
                                 {"manifest_train_select": manifest.fingerprint(("train", "epoch_select")),
                                  "weights": weights_identity(cfg, cfg.classifier.weights, cfg.classifier.arch)},
                                 split=split, compute=res.compute_identity())
-    ckpt_path.unlink(missing_ok=True)
-    layout = artifacts.Layout(cfg.output_dir)
-    artifacts.write_json(layout.history(split), outcome.history)
-    artifacts.write_json(layout.classifier_config(split), cfg.to_dict())
     return payload, prov
 
 
@@ -172,7 +168,13 @@ def trained(cfg: Config, split: str, force: bool = False, reporter: Reporter | N
             reporter.note(f"split {split}: training anew: {why}")
         return _train(cfg, split, manifest, key, path, force, reporter)
 
-    return artifacts.cached_step(path, key, compute, force=force, on_wait=reporter.note)
+    step = artifacts.cached_step(path, key, compute, force=force, on_wait=reporter.note)
+    if not step.cached:  # only once the model is written: a full disk leaves no file beside a model never saved,
+        layout = artifacts.Layout(cfg.output_dir)  # and the checkpoint to resume from stays until then
+        layout.checkpoint(split).unlink(missing_ok=True)
+        artifacts.write_json(layout.history(split), step.payload["history"])
+        artifacts.write_json(layout.classifier_config(split), cfg.to_dict())
+    return step
 
 
 def train(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> TrainResult:
