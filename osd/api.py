@@ -25,6 +25,13 @@ from osd.errors import ConfigError
 from osd.progress import Reporter, ensure
 
 
+def check_acceptance(acceptance: float | None) -> None:
+    """One bound and one line for every out-of-range operating point (the settings' own: gt 0, lt 1)."""
+    if acceptance is not None and not 0.0 < acceptance < 1.0:
+        raise ConfigError(f"--acceptance {acceptance:g}: must be above 0 and below 1 (e.g. 0.99 for a 1% "
+                          "false-alarm target)")
+
+
 class Project:
     """An osd project folder (its ``osd.toml``) with ``settings`` applied over the file.
 
@@ -186,9 +193,7 @@ class Project:
         applied to this project's settings."""
         if acceptance is None:
             return
-        if not 0.0 < acceptance < 1.0:  # the settings' own bounds: gt 0, lt 1
-            raise ConfigError(f"--acceptance {acceptance:g}: must be above 0 and below 1 (e.g. 0.99 for a 1% "
-                              "false-alarm target)")
+        check_acceptance(acceptance)
         written = config.write_setting(self.path, key, acceptance)
         self.reporter.note(f"{key} = {acceptance:g} written to {written}")
         self.config = config.load(self.path, list(self.settings) if isinstance(self.settings, (list, tuple))

@@ -42,6 +42,8 @@ OK, WATCH, DRIFT = "ok", "watch", "drift"
 RULE = ("status per batch: drift when p < 0.01/m, watch when p < 0.05/m (m checks in the batch; Bonferroni), else ok; "
         "PSI reported beside (0.1 watch, 0.25 drift by rule of thumb), not used for the status")
 CHECKS = ("stage1_scores", "stage1_flagged", "distances", "unknown_share", "class_mix")
+HUMAN = {"stage1_scores": "stage-1 scores", "stage1_flagged": "share flagged defect", "distances": "one-stage distances",
+         "unknown_share": "share called unknown", "class_mix": "known-class mix"}
 MIN_ROWS = 5  # a check needs this many values in a batch, else it is "not tested"
 
 

@@ -101,10 +101,10 @@ def _project(project: Path | None, overrides: list[str] | None, device: str | No
 
 
 def _check_acceptance(acceptance: float | None) -> None:
-    """One bound, one line, one exit code for every out-of-range --acceptance, before anything is read."""
-    if acceptance is not None and not 0.0 < acceptance < 1.0:  # the settings' own bounds: gt 0, lt 1
-        raise ConfigError(f"--acceptance {acceptance:g}: must be above 0 and below 1 (e.g. 0.99 for a 1% "
-                          "false-alarm target)")
+    """Checked before anything is read, so a bad value is the one line whatever the project holds."""
+    from osd.api import check_acceptance
+
+    check_acceptance(acceptance)
 
 
 def _reporter(json_out: bool):

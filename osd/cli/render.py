@@ -489,7 +489,9 @@ def show_monitor(r: Any) -> None:
     def num(v: Any, spec: str = ".3g") -> str:
         return "-" if v is None else format(v, spec)
 
-    rows = [[c.batch, c.check, c.n, num(c.statistic), num(c.p_value, ".2g"), num(c.psi, ".3f"),
+    from osd.monitor import HUMAN
+
+    rows = [[c.batch, HUMAN.get(c.check, c.check), c.n, num(c.statistic), num(c.p_value, ".2g"), num(c.psi, ".3f"),
              "-" if c.observed is None else f"{c.observed:.3f} vs {c.expected:.3f}", c.status] for c in r.checks]
     colour = {"ok": "green", "watch": "yellow", "drift": "red"}
     show(table(f"Monitor: {len(r.statuses)} batch(es) against the {r.source}",

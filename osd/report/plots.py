@@ -144,6 +144,8 @@ def verdict_chart(found: Sequence[Any], path: Path, human: dict[str, str]) -> Pa
 
 def monitor_chart(checks: Sequence[Any], batch_names: list[str], path: Path) -> Path:
     """Each check's -log10 p-value over the batches, with the watch and drift lines of the first batch's m."""
+    from osd.monitor import HUMAN
+
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.8))
     names = list(dict.fromkeys(c.check for c in checks))
@@ -151,7 +153,7 @@ def monitor_chart(checks: Sequence[Any], batch_names: list[str], path: Path) -> 
     for name in names:
         pts = [(x[c.batch], -np.log10(max(c.p_value, 1e-300))) for c in checks if c.check == name and c.p_value is not None]
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=name)
+            ax.plot(*zip(*pts), marker="o", label=HUMAN.get(name, name))
     m = max(1, sum(c.batch == batch_names[0] and c.p_value is not None for c in checks))
     ax.axhline(-np.log10(0.05 / m), color="orange", ls="--", lw=1, label=f"watch (p < 0.05/{m})")
     ax.axhline(-np.log10(0.01 / m), color="red", ls="--", lw=1, label=f"drift (p < 0.01/{m})")
