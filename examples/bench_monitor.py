@@ -30,6 +30,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 import osd
 from osd.monitor import DRIFT, WATCH, batch_status, check_batch
+from osd.pipeline.job import Job
 
 CHANGES = {
     "none": lambda im, rng: im,
@@ -52,14 +53,13 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     from osd.data.images import load_rgb
-    from osd.pipeline.data import split_manifest
     from osd.pipeline.monitor import project_reference
     from osd.pipeline.unknowns import choose_groups, embed_images
 
     project = osd.Project(a.project, a.settings)
     cfg = project.config
-    ref = project_reference(cfg, a.split)
-    test = split_manifest(cfg, a.split).test()
+    ref = project_reference(Job.of(cfg), a.split)
+    test = Job.of(cfg).manifest(a.split).test()
     known = [e.path for e in test if e.role == "known"]
     unknown = [e for e in test if e.role == "unknown"]
     predictor = project.predictor(a.split, "both" if ref.stage1_normal is not None else "one-stage")
@@ -94,7 +94,7 @@ def main() -> None:
                   + ", ".join(f"{k} {v / a.reps:.2f}" for k, v in per_check.items()), flush=True)
     from sklearn.metrics import adjusted_rand_score
 
-    x = embed_images(cfg, a.split, [e.path for e in unknown])
+    x = embed_images(Job.of(cfg), a.split, [e.path for e in unknown])
     labels, _ = choose_groups(x)
     ari = float(adjusted_rand_score([e.label for e in unknown], labels))
     print(f"unknown groups: {len(set(labels))} for {len(set(e.label for e in unknown))} true unknown classes "

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 from osd import config
-from osd.pipeline.data import split_manifest
+from osd.pipeline.job import Job
 from osd.pipeline.predict import Predictor
 
 
 def rate(cfg, split: str, approach: str, engine: str, paths: list[Path], batch: int) -> float:
-    pred = Predictor(cfg, split, approach, engine=engine)
+    pred = Predictor(Job.of(cfg), split, approach, engine=engine)
     list(pred.predict(paths[:batch], batch))  # warm-up: sessions, allocations
     t = time.perf_counter()
     rows = list(pred.predict(paths, batch))
@@ -39,7 +39,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cfg = config.load(Path(a.project), [f"project.threads={a.threads}"])
-    paths = [e.path for e in split_manifest(cfg, a.split).test()][: a.images]
+    paths = [e.path for e in Job.of(cfg).manifest(a.split).test()][: a.images]
     print(f"{len(paths)} test images of split {a.split}, batch {a.batch}, {a.threads} threads")
     print("| approach | torch images/s | ONNX Runtime images/s | ratio |")
     print("|---|---|---|---|")

@@ -32,6 +32,7 @@ CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 import numpy as np, torch
+from osd.pipeline.job import Job
 from osd import config, runtime
 from osd.pipeline.data import stage1_sizes
 from osd.pipeline.detector import fitted, build_extractor, stage1_spec, _bank_paths
@@ -43,7 +44,7 @@ root, sets, threads, coverage = Path(sys.argv[1]), json.loads(sys.argv[2]), int(
 torch.set_num_threads(threads)
 cfg = config.Config(base_dir=root).replace(**sets)
 t = time.perf_counter()
-step = fitted(cfg)
+step = fitted(Job.of(cfg))
 wall = time.perf_counter() - t
 p = step.payload
 s = p["stats"]
@@ -55,7 +56,7 @@ out = {"wall_s": wall, "extract_s": s["extract_seconds"], "select_s": s["select_
 # nearest-neighbour scoring alone (features extracted first): ms per crop against this bank
 from osd.patchcore.model import PatchCore
 det = PatchCore.from_bank(p["bank"], cfg.patchcore.num_neighbors, cfg.patchcore.search)
-ext = build_extractor(stage1_spec(cfg), torch.device("cpu"), runtime.resources(cfg.project).patchcore.dtype)
+ext = build_extractor(stage1_spec(Job.of(cfg)), torch.device("cpu"), runtime.resources(cfg.project).patchcore.dtype)
 crops = crop_samples(list(normal_data(cfg).split.test), stage1_sizes(cfg))[:192]
 maps = [f for _, f in feature_batches(ext, crops, stage1_sizes(cfg), torch.device("cpu"))]
 t = time.perf_counter()
@@ -67,7 +68,7 @@ if coverage:  # the bank images' patches again: each one's distance to its neare
     sq = (bank * bank).sum(1)
     radius = 0.0
     from osd.patchcore.features import to_patches
-    samples = crop_samples(_bank_paths(cfg, normal_data(cfg)), stage1_sizes(cfg))
+    samples = crop_samples(_bank_paths(Job.of(cfg), normal_data(cfg)), stage1_sizes(cfg))
     for _, feats in feature_batches(ext, samples, stage1_sizes(cfg), torch.device("cpu")):
         d, _ = nearest(to_patches(feats).float(), bank, sq, 1)
         radius = max(radius, float(d.max()))

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np, torch
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
+from osd.pipeline.job import Job
 from osd import config, runtime
 from osd.patchcore.model import MemoryBank
 from osd.patchcore.features import to_patches
@@ -43,7 +44,7 @@ from osd.patchcore.stage1 import crop_samples, feature_batches
 root, sets, threads, probes = Path(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
 torch.set_num_threads(threads)
 cfg = config.Config(base_dir=root).replace(**sets)
-step = fitted(cfg)
+step = fitted(Job.of(cfg))
 bank = torch.as_tensor(step.payload["bank"]).float()
 data = normal_data(cfg)
 defect, labels, _ = labelled_crops(DefectParts(data.defective, data.masks, cfg.normal.min_defect_fraction),
@@ -51,7 +52,7 @@ defect, labels, _ = labelled_crops(DefectParts(data.defective, data.masks, cfg.n
 normals = crop_samples(list(data.split.test), stage1_sizes(cfg))
 samples = normals + defect
 y = np.r_[np.zeros(len(normals)), np.asarray(labels, dtype=float)]
-ext = build_extractor(stage1_spec(cfg), torch.device("cpu"), runtime.resources(cfg.project).patchcore.dtype)
+ext = build_extractor(stage1_spec(Job.of(cfg)), torch.device("cpu"), runtime.resources(cfg.project).patchcore.dtype)
 maps = [None] * len(samples)
 for idx, f in feature_batches(ext, samples, stage1_sizes(cfg), torch.device("cpu")):
     for j, i in enumerate(idx):

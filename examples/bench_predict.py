@@ -16,7 +16,7 @@ import time
 
 from osd import config
 from osd.data.images import load_rgb
-from osd.pipeline.data import split_manifest
+from osd.pipeline.job import Job
 from osd.pipeline.predict import Predictor
 
 
@@ -28,9 +28,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     a = ap.parse_args()
     cfg = config.load(a.project)
-    paths = [e.path for e in split_manifest(cfg, a.split).test()]
+    paths = [e.path for e in Job.of(cfg).manifest(a.split).test()]
     paths = (paths * (a.images // len(paths) + 1))[: a.images]
-    predictor = Predictor(cfg, a.split, "both")
+    predictor = Predictor(Job.of(cfg), a.split, "both")
     list(predictor.predict(paths[: a.batch], a.batch))  # warm-up
     decoded = [load_rgb(p) for p in paths]
     t = time.perf_counter()

@@ -29,6 +29,7 @@ import json, resource, sys, time
 from pathlib import Path
 import torch
 from typer.testing import CliRunner
+from osd.pipeline.job import Job
 from osd.cli.app import app
 
 proj, sets, n_threads = Path(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
@@ -48,7 +49,7 @@ else:  # the library call osd predict makes, timed from the first row on (models
     from osd.pipeline.predict import COLUMNS, Predictor, expand_inputs
 
     overrides = [sets[i + 1] for i in range(0, len(sets), 2)]
-    pred = Predictor(config.load(proj, overrides), "a", "one-stage")
+    pred = Predictor(Job.of(config.load(proj, overrides)), "a", "one-stage")
     inputs = list(expand_inputs([proj / "test.txt"]))
     t = time.perf_counter()
     with open(proj / "rows.csv", "w", newline="") as fh:

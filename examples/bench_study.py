@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from osd.pipeline.job import Job
+
 METRICS = ("closed_set_accuracy", "auroc", "open_set_accuracy")
 
 
@@ -130,7 +132,7 @@ def _study_numbers(project: Path, precision: str) -> dict:
     splits = {}
     for sp in cfg.split_names:
         m = json.loads((out / f"split_{sp}" / "metrics.json").read_text())["osr"]
-        tr, em = train(cfg, sp), embed(cfg, sp)  # cached: read, never recomputed
+        tr, em = train(Job.of(cfg), sp), embed(Job.of(cfg), sp)  # cached: read, never recomputed
         splits[sp] = {
             **{k: m[k] for k in METRICS}, "ci": {k: m["intervals95"].get(k) for k in METRICS},
             "epochs_run": tr.epochs_run, "best_epoch": tr.best_epoch, "stopped_early": tr.stopped_early,

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from osd import config
+from osd.pipeline.job import Job
 from osd.verdict import split_level_interval
 
 METRICS = ("closed_set_accuracy_val", "pseudo_open_set_auroc_val")
@@ -45,7 +46,7 @@ def validation_scores(cfg: config.Config, split: str) -> dict[str, float]:
     from osd.osr.model import select_variant
     from osd.pipeline.train import embedded
 
-    emb = Embeddings.from_payload(embedded(cfg, split).payload)
+    emb = Embeddings.from_payload(embedded(Job.of(cfg), split).payload)
     val = emb.threshold  # the validation share that sets tau (the epoch-selection share chose the epoch)
     closed, _ = closed_set(val.logits, emb.classes)
     labels = list(val.labels)

@@ -12,6 +12,7 @@ import sys
 from osd import config
 from osd.pipeline.cascade import run_cascade
 from osd.pipeline.detector import fit_patchcore
+from osd.pipeline.job import Job
 from osd.pipeline.osr import evaluate
 from osd.pipeline.train import train
 from osd.report.build import build_report
@@ -19,12 +20,12 @@ from osd.report.build import build_report
 
 def main(project: str, splits: list[str]) -> None:
     cfg = config.load(project)  # add overrides: config.load(project, ["classifier.epochs=5"])
-    stage1 = fit_patchcore(cfg)
+    stage1 = fit_patchcore(Job.of(cfg))
     print(f"PatchCore threshold {stage1.threshold:.4g}, false-alarm rate {stage1.false_alarm_rate:.3f}")
     for split in splits:
-        t = train(cfg, split)
-        one = evaluate(cfg, split)
-        two = run_cascade(cfg, split)
+        t = train(Job.of(cfg), split)
+        one = evaluate(Job.of(cfg), split)
+        two = run_cascade(Job.of(cfg), split)
         print(f"split {split}: best epoch {t.best_epoch}, closed-set acc {one.osr['closed_set_accuracy']:.3f}, "
               f"Mahalanobis AUROC {one.osr['auroc']:.3f}, cascade open-set acc "
               f"{two.modes['ignore_no_defect']['open_set_accuracy']:.3f}")

@@ -45,6 +45,17 @@ class Project:
         self.settings = settings
         self.reporter = ensure(reporter)
         self.config = config.load(self.path, list(settings) if isinstance(settings, (list, tuple)) else settings)
+        self._job = None
+
+    @property
+    def job(self):
+        """The project resolved once (:class:`osd.pipeline.job.Job`: layout, resources, data index, manifests)
+        for every step this object runs; made anew only when an operating point changes the settings."""
+        if self._job is None:
+            from osd.pipeline.job import Job
+
+            self._job = Job.of(self.config)
+        return self._job
 
     def __repr__(self) -> str:
         return f"Project({str(self.config.base_dir)!r}, study={self.config.project.study!r})"
@@ -71,17 +82,17 @@ class Project:
         """``osd data check``: counts, sizes, duplicates, unreadable files (collected, not raised)."""
         from osd.pipeline.check import check_data
 
-        return check_data(self.config)
+        return check_data(self.job)
 
     def train(self, split: str = "a", force: bool = False):
         from osd.pipeline.train import train
 
-        return train(self.config, split, force=force, reporter=self.reporter)
+        return train(self.job, split, force=force, reporter=self.reporter)
 
     def embed(self, split: str = "a", force: bool = False):
         from osd.pipeline.train import embed
 
-        return embed(self.config, split, force=force, reporter=self.reporter)
+        return embed(self.job, split, force=force, reporter=self.reporter)
 
     def calibrate(self, split: str = "a", force: bool = False, acceptance: float | None = None):
         """tau and kappa on known validation images; ``acceptance`` makes another operating point the
@@ -92,34 +103,34 @@ class Project:
             raise ConfigError("--acceptance: a detection study has no tau or kappa; its threshold is PatchCore's: "
                               "osd patchcore fit --acceptance")
         self._choose("osr.acceptance", acceptance)
-        return calibrate(self.config, split, force=force, reporter=self.reporter)
+        return calibrate(self.job, split, force=force, reporter=self.reporter)
 
     def osr(self, split: str = "a", force: bool = False):
         from osd.pipeline.osr import evaluate
 
-        return evaluate(self.config, split, force=force, reporter=self.reporter)
+        return evaluate(self.job, split, force=force, reporter=self.reporter)
 
     def patchcore_fit(self, force: bool = False, acceptance: float | None = None):
         """Stage 1 on the normal images; ``acceptance`` as in :meth:`calibrate` (no refit)."""
         from osd.pipeline.detector import fit_patchcore
 
         self._choose("patchcore.acceptance", acceptance)
-        return fit_patchcore(self.config, force=force, reporter=self.reporter)
+        return fit_patchcore(self.job, force=force, reporter=self.reporter)
 
     def cascade(self, split: str = "a", force: bool = False):
         from osd.pipeline.cascade import run_cascade
 
-        return run_cascade(self.config, split, force=force, reporter=self.reporter)
+        return run_cascade(self.job, split, force=force, reporter=self.reporter)
 
     def outcomes(self, split: str = "a", force: bool = False):
         from osd.pipeline.outcomes import three_outcomes
 
-        return three_outcomes(self.config, split, force=force, reporter=self.reporter)
+        return three_outcomes(self.job, split, force=force, reporter=self.reporter)
 
     def bench(self, split: str = "a"):
         from osd.pipeline.bench import bench
 
-        return bench(self.config, split, reporter=self.reporter)
+        return bench(self.job, split, reporter=self.reporter)
 
     def report(self, splits: list[str] | None = None, seeds: list[int] | None = None) -> dict[str, Any]:
         """Rebuild the summary tables, figures and report.html from what is on disk (recomputes no step)."""
@@ -146,14 +157,14 @@ class Project:
         by image (``.predict(inputs)`` yields them; what ``osd predict`` writes to its CSV)."""
         from osd.pipeline.predict import Predictor
 
-        return Predictor(self.config, split, approach, engine=engine,
+        return Predictor(self.job, split, approach, engine=engine,
                          export_dir=None if export_dir is None else Path(export_dir))
 
     def export(self, split: str = "a", approach: str = "both", out: str | Path | None = None, force: bool = False):
         """ONNX graphs and a model card, checked against torch."""
         from osd.pipeline.export import export
 
-        return export(self.config, split, approach, None if out is None else Path(out), force=force,
+        return export(self.job, split, approach, None if out is None else Path(out), force=force,
                       reporter=self.reporter)
 
     def monitor(self, rows: Sequence[str | Path], split: str = "a", window: int | None = None,
@@ -162,7 +173,7 @@ class Project:
         the scores, the share called unknown or flagged, the class mix); ``plot``: a PNG of the checks."""
         from osd.pipeline.monitor import monitor
 
-        result = monitor(self.config, [Path(r) for r in rows], split, window=window)
+        result = monitor(self.job, [Path(r) for r in rows], split, window=window)
         return _plotted(result, plot)
 
     def unknowns(self, rows: Sequence[str | Path], split: str = "a", max_groups: int = 8):
@@ -172,7 +183,7 @@ class Project:
         from osd.pipeline.unknowns import group_unknowns
 
         every = [r for f in rows for r in read_rows(Path(f))]
-        return group_unknowns(self.config, split, every, max_groups)
+        return group_unknowns(self.job, split, every, max_groups)
 
     # ------------------------------------------------------------ reading results
 
@@ -198,6 +209,7 @@ class Project:
         self.reporter.note(f"{key} = {acceptance:g} written to {written}")
         self.config = config.load(self.path, list(self.settings) if isinstance(self.settings, (list, tuple))
                                   else self.settings)
+        self._job = None
 
 
 def monitor_bundle(rows: Sequence[str | Path], export_dir: str | Path, window: int | None = None,

@@ -9,6 +9,7 @@ import pytest
 
 from osd import config
 from osd.osr.baselines import EnergyScore, KNNScore, MaxLogit, ViM
+from osd.pipeline.job import Job
 
 
 def test_energy_and_maxlogit_are_the_negated_formulas():
@@ -59,7 +60,7 @@ def test_baselines_are_evaluated_without_retraining_and_reported(tiny_project: P
     from osd.pipeline.train import embedded, trained
 
     cfg = config.load(tiny_project)
-    first = evaluate(cfg, "a")
+    first = evaluate(Job.of(cfg), "a")
     assert set(first.baselines) == {"energy", "maxlogit", "vim", "knn"}
     for name, b in first.baselines.items():
         assert 0.0 <= b["auroc"] <= 1.0 and b["threshold"]["n"] > 0, name
@@ -137,23 +138,23 @@ def test_odin_is_opt_in_and_joined_row_for_row(tiny_project: Path):
     from osd.pipeline.train import embedded, load_model, trained
 
     cfg = config.load(tiny_project)
-    first = evaluate(cfg, "a")
+    first = evaluate(Job.of(cfg), "a")
     assert "odin" not in first.baselines  # not in the default list: it costs a second pass
     with_odin = cfg.replace(**{"osr.baselines": ["energy", "odin"]})
     r = evaluate(with_odin, "a")
     assert trained(with_odin, "a").cached and embedded(with_odin, "a").cached and calibrated(with_odin, "a").cached
     assert not r.cached and list(r.baselines) == ["energy", "odin"]
     b = r.baselines["odin"]
-    assert 0.0 <= b["auroc"] <= 1.0 and b["threshold"]["n"] == len(embedded(cfg, "a").payload["threshold"]["labels"])
+    assert 0.0 <= b["auroc"] <= 1.0 and b["threshold"]["n"] == len(embedded(Job.of(cfg), "a").payload["threshold"]["labels"])
     assert b["locked_minus_baseline"]["auroc"]["difference"] == pytest.approx(r.osr["auroc"] - b["auroc"])
     assert r.baselines["energy"]["auroc"] == first.baselines["energy"]["auroc"]
     step = odin_scored(with_odin, "a")
     assert step.cached and evaluate(with_odin, "a").cached
-    emb = embedded(cfg, "a").payload
+    emb = embedded(Job.of(cfg), "a").payload
     for part in ("threshold", "test_known", "test_unknown"):
         assert len(step.payload[part]) == len(emb[part]["labels"]) and np.isfinite(step.payload[part]).all()
     # the first unknown test image, scored directly, is the step's first test_unknown row
-    net = load_model(cfg, trained(cfg, "a").payload)
+    net = load_model(cfg, trained(Job.of(cfg), "a").payload)
     img = pil_to_uint8(load_rgb(cfg.path(cfg.neu.root) / emb["test_unknown"]["paths"][0]), cfg.classifier.image_size)
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     direct = odin_scores(net, img[None].float() / 255, lambda p: (p - mean) / std)

@@ -12,6 +12,7 @@ from osd.data.neu import index_neu
 from osd.data.severstal import crop_boxes, index_severstal
 from osd.data.splits import make_split, split_normals
 from osd.errors import ConfigError, DataError
+from osd.pipeline.job import Job
 
 
 @pytest.mark.parametrize("layout, expected", [("neu-cls", "neu-cls"), ("neu-det", "neu-det"),
@@ -143,7 +144,7 @@ def test_data_check_lists_identical_normal_images_with_their_partition(tmp_path:
     shutil.copy(src, good / "also_a_defect.png")
     cfg = config.from_dict({"neu": {"root": str(root)}, "normal": {"folder": str(good)},
                             "splits": {"s": {"known": ["dent", "rust"], "unknown": ["pit"]}}}, tmp_path)
-    report = check_data(cfg)
+    report = check_data(Job.of(cfg))
     dup = report.normal["duplicates"]
     twins = next(g for g in dup if any(p.endswith("g0_copy.png") for p in g))
     assert len(twins) == 2 and len(set(twins.values())) == 1 and set(twins.values()) <= {"bank", "calibration", "test"}

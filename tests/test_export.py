@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from conftest import ok
 from osd.cli.app import app
+from osd.pipeline.job import Job
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -46,10 +47,9 @@ def test_export_writes_graphs_and_a_card_that_agree_with_torch(tiny_project: Pat
     # threshold image, whose score defines tau or kappa exactly, can flip on a difference in the 7th
     # digit: no engine promises ties), and the same distances as the study's own
     from osd import config
-    from osd.pipeline.data import split_manifest
 
     listing = tiny_project / "some.txt"
-    imgs = [e.path for e in split_manifest(config.load(tiny_project), "a").test()][::3]
+    imgs = [e.path for e in Job.of(config.load(tiny_project)).manifest("a").test()][::3]
     listing.write_text("\n".join(map(str, imgs)) + "\n")
     rows_t = json.loads(ok("predict", str(listing), "-p", p, "--split", "a", "--json", *prec))["rows"]
     rows_o = json.loads(ok("predict", str(listing), "-p", p, "--split", "a", "--engine", "onnx", "--json",

@@ -81,7 +81,7 @@ def test_a_worker_s_warnings_come_back_as_one_line_each(tiny_project: Path, monk
 
     monkeypatch.setattr(grid, "split_steps", noisy)
     cfg = config.load(tiny_project)
-    rec = grid.run_job(cfg, grid.Job("split", 0, "a"), False, slot=0)  # as a worker runs it
+    rec = grid.run_job(cfg, grid.Task("split", 0, "a"), False, slot=0)  # as a worker runs it
     assert rec["warnings"] == ["tau: set on only 4 scores", "UserWarning: a library says"]
     from osd.progress import NullReporter
 
@@ -91,7 +91,7 @@ def test_a_worker_s_warnings_come_back_as_one_line_each(tiny_project: Path, monk
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        grid._run_jobs([], [grid.Job("split", 0, "a")], lambda job: Done(dict(rec)), lambda fut: fut.record,
+        grid._run_jobs([], [grid.Task("split", 0, "a")], lambda job: Done(dict(rec)), lambda fut: fut.record,
                         lambda pending: (set(pending), set()), NullReporter())
     assert [str(w.message) for w in caught] == ["split a, seed 0: tau: set on only 4 scores",
                                                 "split a, seed 0: UserWarning: a library says"]

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from conftest import ok
 from osd.cli.app import app
+from osd.pipeline.job import Job
 
 runner = CliRunner()
 
@@ -122,10 +123,10 @@ def test_a_model_a_full_disk_never_wrote_leaves_no_history_or_config_beside_it(t
     monkeypatch.setattr(cache, "save", full)
     cfg = config.load(tiny_project)
     with pytest.raises((OSError, OsdError)):
-        trained(cfg, "a")
+        trained(Job.of(cfg), "a")
     layout = Layout(cfg.output_dir)
     assert not layout.history("a").exists() and not layout.classifier_config("a").exists()
     monkeypatch.setattr(cache, "save", real)
-    trained(cfg, "a")  # the disk has room again: the model, then its readable files
+    trained(Job.of(cfg), "a")  # the disk has room again: the model, then its readable files
     assert layout.history("a").is_file() and layout.classifier_config("a").is_file()
     assert not layout.checkpoint("a").exists()

@@ -17,6 +17,7 @@ from conftest import ok
 from osd import artifacts, config, decide
 from osd.cli.app import app
 from osd.errors import OsdWarning
+from osd.pipeline.job import Job
 
 runner = CliRunner()
 
@@ -115,19 +116,18 @@ def test_predict_gives_the_study_decisions_for_every_test_image(tiny_project: Pa
 def test_a_long_image_gets_one_stage1_rule_in_study_and_predict(tiny_project: Path):
     """A 2:1 test image: the study's stage-1 score equals what predict gives for the same file."""
     from osd.pipeline.cascade import stage1_scores
-    from osd.pipeline.data import split_manifest
     from osd.pipeline.osr import calibrate
     from osd.pipeline.predict import predict
 
     cfg = config.load(tiny_project)
-    entry = split_manifest(cfg, "a").test()[0]
+    entry = Job.of(cfg).manifest("a").test()[0]
     img = entry.path
     arr = np.asarray(Image.open(img).convert("L"))
     Image.fromarray(np.hstack([arr, arr[:, ::-1]]) // 2 + 60).save(img)  # 64x32: two crops' worth
-    calibrate(cfg, "a")  # predict needs the classifier for stage 2
-    scores, _, _ = stage1_scores(cfg, "a")
+    calibrate(Job.of(cfg), "a")  # predict needs the classifier for stage 2
+    scores, _, _ = stage1_scores(Job.of(cfg), "a")
 
-    rows = predict(cfg, "a", [img], approach="cascade")
+    rows = predict(Job.of(cfg), "a", [img], approach="cascade")
     assert rows[0]["stage1_score"] == pytest.approx(scores[entry.rel], rel=1e-5)
 
 
@@ -161,10 +161,10 @@ def test_patchcore_key_covers_the_masks_of_the_in_domain_test(tiny_project: Path
     from osd.pipeline.detector import patchcore_key
 
     cfg = config.load(tiny_project)
-    before = patchcore_key(cfg, normal_data(cfg))
+    before = patchcore_key(Job.of(cfg), normal_data(cfg))
     csv_path = tiny_project / "sev" / "train.csv"
     csv_path.write_text(csv_path.read_text().replace(",3,1 10", ",3,5 20"))
-    assert patchcore_key(cfg, normal_data(cfg)) != before
+    assert patchcore_key(Job.of(cfg), normal_data(cfg)) != before
 
 
 def test_training_key_covers_threads_and_refuses_an_absent_device(tiny_project: Path):
@@ -172,12 +172,13 @@ def test_training_key_covers_threads_and_refuses_an_absent_device(tiny_project: 
     from osd.pipeline.train import train_key
 
     cfg = config.load(tiny_project)
-    assert train_key(cfg.replace(**{"project.threads": 1}), "a") != train_key(cfg.replace(**{"project.threads": 2}), "a")
+    one, two = (Job.of(cfg.replace(**{"project.threads": n})) for n in (1, 2))
+    assert train_key(one, "a") != train_key(two, "a")
     import torch
 
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA is not available"):
-            train_key(cfg.replace(**{"project.device": "cuda"}), "a")
+            train_key(Job.of(cfg.replace(**{"project.device": "cuda"})), "a")
 
 
 def test_cuda_on_a_cached_osr_is_one_line(tiny_project: Path):

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from conftest import ok
 from osd.cli.app import app
 from osd.monitor import DRIFT, OK, Reference, batch_status, batches, check_batch, psi
+from osd.pipeline.job import Job
 
 runner = CliRunner()
 RNG = np.random.default_rng(0)
@@ -66,10 +67,9 @@ def test_a_batch_too_small_is_not_tested():
 
 def _predict_csv(project: Path, out: Path) -> Path:
     from osd import config
-    from osd.pipeline.data import split_manifest
 
     listing = project / "imgs.txt"
-    listing.write_text("\n".join(str(e.path) for e in split_manifest(config.load(project), "a").test()) + "\n")
+    listing.write_text("\n".join(str(e.path) for e in Job.of(config.load(project)).manifest("a").test()) + "\n")
     r = runner.invoke(app, ["predict", str(listing), "-p", str(project), "--split", "a", "--approach", "one-stage",
                             "--out", str(out)])
     assert r.exit_code == 0, r.output
@@ -118,11 +118,10 @@ def test_unknown_groups_are_chosen_without_labels_and_match_separated_clusters()
 
 def test_monitor_unknowns_groups_the_unknown_rows_with_contact_sheets(tiny_project: Path, tmp_path: Path):
     from osd import config
-    from osd.pipeline.data import split_manifest
 
     p = str(tiny_project)
     ok("calibrate", "-p", p, "--split", "a")
-    unknown = [e.path for e in split_manifest(config.load(tiny_project), "a").test() if e.role == "unknown"]
+    unknown = [e.path for e in Job.of(config.load(tiny_project)).manifest("a").test() if e.role == "unknown"]
     rows = tmp_path / "rows.csv"
     rows.write_text("path,status,one_stage,one_stage_score,closed_class\n"
                     + "".join(f"{q},ok,unknown,1e9,x\n" for q in unknown))

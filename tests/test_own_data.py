@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from osd import config
 from osd.cli.app import app
 from osd.errors import DataError
+from osd.pipeline.job import Job
 
 runner = CliRunner()
 CLASSES = ["Blowhole", "Break", "Crack", "Fray", "Uneven"]
@@ -106,10 +107,9 @@ def test_a_split_without_test_images_is_an_error_before_training(tmp_path: Path)
     data = own_data(tmp_path / "data", per_class=2)
     assert runner.invoke(app, ["init", str(tmp_path / "p"), "--neu", str(data)]).exit_code == 0
     cfg = config.load(tmp_path / "p")
-    from osd.pipeline.data import split_manifest
 
     with pytest.raises(DataError, match="split a: .*no"):
-        split_manifest(cfg, "a")
+        Job.of(cfg).manifest("a")
     r = runner.invoke(app, ["train", "-p", str(tmp_path / "p"), "--split", "a"])
     assert r.exit_code == 1 and "split a" in r.output and not (tmp_path / "p" / "outputs" / "split_a" / "classifier").exists()
 

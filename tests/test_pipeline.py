@@ -4,6 +4,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
@@ -79,9 +80,25 @@ def test_cascade_patchcore_bench_report(tiny_project: Path):
     for mode in ("strict", "ignore_no_defect"):
         assert not {"auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr", "oscr", "closed_set_accuracy"} & set(cm[mode])
     assert cm["stage2"]["auroc"] == metrics["osr"]["msp"]["auroc"] and "max softmax" in cm["stage2"]["score"]
+    # the paired difference, recomputed from the two predictions files alone (the same test images, row for row)
+    def rows(path: Path) -> dict[str, dict[str, str]]:
+        with path.open(encoding="utf-8", newline="") as fh:
+            return {r["path"]: r for r in csv.DictReader(fh)}
+
+    one_rows = rows(tiny_project / "outputs" / "split_c" / "osr" / "predictions.csv")
+    cas_rows = rows(tiny_project / "outputs" / "split_c" / "cascade" / "predictions.csv")
+    assert set(one_rows) == set(cas_rows) and len(one_rows) > 0
+
+    def correct(r: dict[str, str], pred: str) -> bool:
+        return r[pred] == ("unknown" if r["role"] == "unknown" else r["true_label"])
+
+    one_acc = sum(correct(r, "pred_label") for r in one_rows.values()) / len(one_rows)
+    assert one_acc == pytest.approx(metrics["osr"]["open_set_accuracy"])
     for mode in ("strict", "ignore_no_defect"):
+        acc = sum(correct(r, f"pred_{mode}") for r in cas_rows.values()) / len(cas_rows)
+        assert acc == pytest.approx(cm[mode]["open_set_accuracy"])
         v = cm["versus_one_stage"][mode]["open_set_accuracy"]
-        assert v["difference"] == metrics["osr"]["open_set_accuracy"] - cm[mode]["open_set_accuracy"]
+        assert v["difference"] == pytest.approx(one_acc - acc)
         assert v["ci95"][0] <= v["difference"] <= v["ci95"][1]
     b = run("bench", "-p", p, "--split", "c", "--device", "cpu")
     for approach in ("one_stage", "two_stage"):

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from osd import config
 from osd.cli.app import app
+from osd.pipeline.job import Job
 
 runner = CliRunner()
 
@@ -58,7 +59,7 @@ def test_predict_api_takes_arrays_and_pil_images(tiny_project: Path):
     assert runner.invoke(app, ["calibrate", "-p", str(tiny_project), "--split", "b"]).exit_code == 0
     cfg = config.load(tiny_project)
     img = Image.open(next((tiny_project / "neu" / "IMAGES").glob("*.jpg")))
-    rows = predict(cfg, "b", [img, np.asarray(img), "missing.png"], approach="one-stage")
+    rows = predict(Job.of(cfg), "b", [img, np.asarray(img), "missing.png"], approach="one-stage")
     assert [r["status"] for r in rows] == ["ok", "ok", "unreadable"]
     assert rows[0]["one_stage_score"] == rows[1]["one_stage_score"] and "cascade" not in rows[0]
 

@@ -30,18 +30,34 @@ def test_the_payload_round_trips_through_an_artifact_without_the_run_fields(tmp_
     assert stored(OsrResult, tmp_path / "missing.npz") is None
 
 
-def test_the_section_is_what_metrics_json_held_before_records():
+def test_the_section_is_the_metrics_json_layout_the_report_reads():
+    """The whole section, key by key: what metrics.json holds and the report and summary read (a renamed
+    or dropped key, a section nested differently, a changed definition fails here)."""
+    from osd.osr.model import score_sign
+    from osd.records import MSP_SCORE, OSR_METHOD, PATCHCORE_SCORE, STAGE2_SCORE
+
     s = _osr().section()
-    assert s["auroc"] == 0.9 and s["intervals95"] == {"auroc": [0.8, 0.95]} and s["tau"] == 2.5
-    assert s["msp"]["kappa"] == 0.7 and s["msp"]["auroc"] == 0.8 and s["method"].startswith("locked")
-    assert s["score"].startswith("squared Mahalanobis") or "Mahalanobis" in s["score"]
+    assert s == {"auroc": 0.9, "oscr": s["oscr"], "intervals95": {"auroc": [0.8, 0.95]}, "tau": 2.5,
+                 "thresholds": {}, "score": score_sign("penultimate"), "positive_class": "unknown",
+                 "features": "penultimate", "blocks": [], "method": OSR_METHOD,
+                 "msp": {"auroc": 0.8, "intervals95": {}, "kappa": 0.7, "score": MSP_SCORE},
+                 "variants": {}, "baselines": {}, "selection": {}, "operating_points": {}, "data": {},
+                 "provenance": {"step": "osr"}}
+    assert math.isnan(s["oscr"])
+    assert s["score"].startswith("higher = more unknown") and "squared Mahalanobis" in s["score"]
+    assert OsrResult("a", ["x"], 1.0, 0.5, {}, {}, features="multilayer").section()["method"].startswith("configured variant")
     c = CascadeResult("a", ["x"], 1.0, None, {"strict": {"open_set_accuracy": 0.5}}, {"auroc": 0.7}, 0.9, None,
                       intervals={"strict": {"open_set_accuracy": [0.4, 0.6]}}, versus_one_stage={"strict": {}},
                       stage1={"unit": "crop"})
-    cs = c.section()
-    assert cs["strict"] == {"open_set_accuracy": 0.5, "intervals95": {"open_set_accuracy": [0.4, 0.6]}}
-    assert cs["stage1"]["detection_rate_neu_test"] == 0.9 and cs["stage1"]["unit"] == "crop"
-    assert set(cs["versus_one_stage"]) == {"difference", "strict"}
+    assert c.section() == {
+        "stage2": {"auroc": 0.7, "intervals95": {}, "score": STAGE2_SCORE},
+        "strict": {"open_set_accuracy": 0.5, "intervals95": {"open_set_accuracy": [0.4, 0.6]}},
+        "kappa": None, "kappa_rule": "stage 2 says unknown when max softmax < kappa",
+        "stage1": {"detection_rate_neu_test": 0.9, "false_alarm_rate_normal_test_crops": None, "unit": "crop",
+                   "score": PATCHCORE_SCORE},
+        "versus_one_stage": {"difference": "one-stage minus cascade, same test images, paired stratified bootstrap",
+                             "strict": {}},
+        "data": {}, "provenance": {}}
 
 
 def test_rows_are_written_as_the_csv_module_writes_them():

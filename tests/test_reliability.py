@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from osd import artifacts, config
 from osd.cli.app import app
+from osd.pipeline.job import Job
 
 runner = CliRunner()
 
@@ -167,7 +168,7 @@ def test_a_checkpoint_left_by_a_killed_run_is_resumed_by_train(tiny_project: Pat
 
     monkeypatch.setattr(training, "fit", killed_after_epoch_1)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, "a")
+        train(Job.of(cfg), "a")
     ck = tiny_project / "outputs" / "split_a" / "classifier" / "checkpoint.npz"
     assert ck.is_file()
     monkeypatch.setattr(training, "fit", real)
@@ -181,7 +182,7 @@ def test_a_checkpoint_left_by_a_killed_run_is_resumed_by_train(tiny_project: Pat
         def note(self, m):
             notes.append(m)
 
-    result = train(cfg, "a", reporter=Rep())
+    result = train(Job.of(cfg), "a", reporter=Rep())
     assert any("resuming after epoch 1" in n for n in notes) and len(result.history) == 3
     assert not ck.exists()
 
@@ -231,9 +232,9 @@ def test_library_calls_give_back_threads_and_global_generators(tiny_project):
     random.seed(123), np.random.seed(123), torch.manual_seed(123)
     expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
     random.seed(123), np.random.seed(123), torch.manual_seed(123)
-    calibrate(cfg, "a")  # trains and embeds first
-    stage1_scores(cfg, "a")  # fits PatchCore first
-    rows = predict(cfg, "a", [np.full((32, 32), 120, dtype=np.uint8)])
+    calibrate(Job.of(cfg), "a")  # trains and embeds first
+    stage1_scores(Job.of(cfg), "a")  # fits PatchCore first
+    rows = predict(Job.of(cfg), "a", [np.full((32, 32), 120, dtype=np.uint8)])
     assert len(rows) == 1
     assert torch.get_num_threads() == before_threads
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
@@ -254,10 +255,10 @@ def test_a_retrain_says_why_the_cached_classifier_does_not_serve(tiny_project: P
             notes.append(m)
 
     cfg = config.load(tiny_project).replace(**{"project.threads": 1, "classifier.epochs": 1})
-    train(cfg, "a", reporter=Rep())
+    train(Job.of(cfg), "a", reporter=Rep())
     assert not any("training anew" in n for n in notes)  # nothing on disk: nothing to explain
-    train(cfg.replace(**{"project.threads": 2}), "a", reporter=Rep())
+    train(Job.of(cfg.replace(**{"project.threads": 2})), "a", reporter=Rep())
     assert any("training anew" in n and "threads 1 (now 2)" in n for n in notes), notes
     notes.clear()
-    train(cfg.replace(**{"project.threads": 2, "classifier.epochs": 2}), "a", reporter=Rep())
+    train(Job.of(cfg.replace(**{"project.threads": 2, "classifier.epochs": 2})), "a", reporter=Rep())
     assert any("classifier.epochs = 1" in n for n in notes), notes

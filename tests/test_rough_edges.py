@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from osd.cli.app import app
+from osd.pipeline.job import Job
 
 runner = CliRunner()
 
@@ -145,7 +146,7 @@ def test_a_nan_score_gives_no_decision_in_either_engine(tiny_project: Path, engi
     if engine == "onnx":
         pytest.importorskip("onnxruntime")
         ok("export", "-p", p, "--split", "a", "--approach", "one-stage")
-    pred = Predictor(config.load(tiny_project), "a", "one-stage", engine=engine)
+    pred = Predictor(Job.of(config.load(tiny_project)), "a", "one-stage", engine=engine)
     if engine == "onnx":
         real = pred.onnx.one_stage
         monkeypatch.setattr(pred.onnx, "one_stage", lambda imgs, size: (lambda c, d, m: (c, d * np.nan, m))(

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from osd import config
 from osd.cli.app import app
+from osd.pipeline.job import Job
 
 runner = CliRunner()
 
@@ -54,46 +55,44 @@ def test_run_all_over_two_seeds_caches_each_and_summarises_over_seeds(tiny_proje
 
 
 def test_perturbing_test_images_moves_no_threshold(tiny_project: Path):
-    from osd.pipeline.data import split_manifest
     from osd.pipeline.detector import fit_patchcore
     from osd.pipeline.osr import calibrate, evaluate
 
     cfg = config.load(tiny_project)
-    before = calibrate(cfg, "a")
-    first = evaluate(cfg, "a")
+    before = calibrate(Job.of(cfg), "a")
+    first = evaluate(Job.of(cfg), "a")
     variants = {k: v["tau"] for k, v in first.variants.items()}
     assert first.selection["selected"] in ("penultimate", "multilayer", "multilayer_mean_std")
-    pc = fit_patchcore(cfg).threshold
-    for e in split_manifest(cfg, "a").test()[:6]:  # known and unknown test images get other pixels
+    pc = fit_patchcore(Job.of(cfg)).threshold
+    for e in Job.of(cfg).manifest("a").test()[:6]:  # known and unknown test images get other pixels
         arr = np.asarray(Image.open(e.path).convert("L")).copy()
         Image.fromarray(255 - arr).save(e.path)
-    after = calibrate(cfg, "a")
+    after = calibrate(Job.of(cfg), "a")
     assert (after.tau, after.kappa) == (before.tau, before.kappa)
-    again = evaluate(cfg, "a")
+    again = evaluate(Job.of(cfg), "a")
     assert {k: v["tau"] for k, v in again.variants.items()} == variants
     assert again.selection == first.selection  # the choice made without test data stays as it was
     assert again.osr != first.osr  # while the test metrics did move: the test images really changed
-    assert fit_patchcore(cfg).threshold == pc
+    assert fit_patchcore(Job.of(cfg)).threshold == pc
 
 
 def test_threshold_images_choose_nothing_and_selection_images_choose_the_epoch(tiny_project: Path):
     """tau and kappa rest on images that neither trained the model nor chose its epoch."""
-    from osd.pipeline.data import split_manifest
     from osd.pipeline.train import train, train_key
 
     cfg = config.load(tiny_project)
-    m = split_manifest(cfg, "a")
+    m = Job.of(cfg).manifest("a")
     sel, val = m.part("epoch_select"), m.part("threshold")
     assert sel and val and not {e.rel for e in sel} & {e.rel for e in val}
-    first = train(cfg, "a")
+    first = train(Job.of(cfg), "a")
     assert first.selection_accuracy is not None and all("select_accuracy" in h for h in first.history)
-    key = train_key(cfg, "a")
+    key = train_key(Job.of(cfg), "a")
     for e in val:  # threshold images get other pixels: the model is kept
         Image.fromarray(255 - np.asarray(Image.open(e.path).convert("L"))).save(e.path)
-    assert train_key(cfg, "a") == key and train(cfg, "a").cached
+    assert train_key(Job.of(cfg), "a") == key and train(Job.of(cfg), "a").cached
     e = sel[0]  # a selection image: it may choose another epoch, so the model is retrained
     Image.fromarray(255 - np.asarray(Image.open(e.path).convert("L"))).save(e.path)
-    assert train_key(cfg, "a") != key
+    assert train_key(Job.of(cfg), "a") != key
 
-    last = train(cfg.replace(**{"splits.selection_fraction": 0.0}), "a")
+    last = train(Job.of(cfg.replace(**{"splits.selection_fraction": 0.0})), "a")
     assert last.selection_accuracy is None and last.best_epoch == cfg.classifier.epochs

@@ -10,6 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from osd.pipeline.job import Job
+
 
 def _images(folder: Path, n: int, size: tuple[int, int], seed: int, spot: bool = False) -> tuple[Path, ...]:
     rng = np.random.default_rng(seed)
@@ -68,10 +70,10 @@ def test_the_spec_takes_the_settings_a_fit_recorded_over_the_project_file(tmp_pa
 
     cfg = Config(base_dir=tmp_path).replace(**{"patchcore.layers": ["layer3"],
                                                "patchcore.num_neighbors": 1, "project.seed": 3})
-    spec = stage1_spec(cfg, {"patchcore.num_neighbors": 3, "project.seed": 7, "classifier.epochs": 1})
+    spec = stage1_spec(Job.of(cfg), {"patchcore.num_neighbors": 3, "project.seed": 7, "classifier.epochs": 1})
     assert (spec.num_neighbors, spec.seed, spec.layers) == (3, 7, ("layer3",))
-    assert stage1_spec(cfg).num_neighbors == 1
-    rel = stage1_spec(cfg.replace(**{"patchcore.weights": "w.pth"}))
+    assert stage1_spec(Job.of(cfg)).num_neighbors == 1
+    rel = stage1_spec(Job.of(cfg.replace(**{"patchcore.weights": "w.pth"})))
     assert rel.weights == str(tmp_path / "w.pth")  # a weights file is read from the project file's folder
 
 

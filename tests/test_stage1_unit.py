@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from osd import config
 from osd.cli.app import app
+from osd.pipeline.job import Job
 
 runner = CliRunner()
 TINY = {"patchcore.backbone": "resnet18", "patchcore.weights": "none", "patchcore.image_size": 32,
@@ -30,7 +31,7 @@ def _fit(tmp_path: Path, normals: int, shape: tuple[int, int], in_domain: bool):
     r = runner.invoke(app, ["init", str(p), "--neu", str(defects), "--normal", str(good),
                             "--in-domain" if in_domain else "--cross-domain"])
     assert r.exit_code == 0, r.output
-    return fit_patchcore(config.load(p).replace(**TINY))
+    return fit_patchcore(Job.of(config.load(p).replace(**TINY)))
 
 
 @pytest.mark.slow
@@ -68,9 +69,9 @@ def test_the_unit_is_part_of_the_fit_key_only_where_it_is_an_image(tmp_path: Pat
     p = tmp_path / "p"
     assert runner.invoke(app, ["init", str(p), "--neu", str(defects), "--normal", str(good), "--in-domain"]).exit_code == 0
     cfg = config.load(p).replace(**TINY)
-    inside = patchcore_key(cfg, normal_data(cfg))
+    inside = patchcore_key(Job.of(cfg), normal_data(cfg))
     outside = cfg.replace(**{"normal.in_domain": False})
-    assert patchcore_key(outside, normal_data(outside)) != inside
+    assert patchcore_key(Job.of(outside), normal_data(outside)) != inside
 
 
 def test_data_check_says_small_normal_images_once_with_a_count(tmp_path: Path):

@@ -18,6 +18,7 @@ from osd.cli.app import app
 from osd.decide import NO_DEFECT, UNKNOWN
 from osd.errors import ConfigError
 from osd.metrics import bootstrap
+from osd.pipeline.job import Job
 from osd.three_outcome import METRICS, ThreeOutcome, image_auroc, kinds, true_outcomes
 
 runner = CliRunner()
@@ -115,7 +116,7 @@ def test_init_decides_in_domain_from_the_data(tmp_path: Path):
 
 
 def test_manifests_and_keys(tmp_path: Path):
-    from osd.pipeline.data import normal_data, split_manifest
+    from osd.pipeline.data import normal_data
     from osd.pipeline.detector import patchcore_key
 
     defects, good = line(tmp_path)
@@ -123,17 +124,17 @@ def test_manifests_and_keys(tmp_path: Path):
     cfg = config.load(tmp_path / "p")
     cross = cfg.replace(**{"normal.in_domain": False})
     # in-domain normals are calibrated per image (the unit the line's test images and predict use): another fit
-    assert patchcore_key(cfg, normal_data(cfg)) != patchcore_key(cross, normal_data(cross))
+    assert patchcore_key(Job.of(cfg), normal_data(cfg)) != patchcore_key(Job.of(cross), normal_data(cross))
     # (issue 24) the chunk size keys the chunked coreset, not the exact greedy
     greedy = cfg.replace(**{"patchcore.coreset": "greedy"})
-    key = lambda c, **kw: patchcore_key(c.replace(**kw), normal_data(c))  # noqa: E731
+    key = lambda c, **kw: patchcore_key(Job.of(c.replace(**kw)), normal_data(c))  # noqa: E731
     assert key(greedy, **{"patchcore.coreset_chunk": 7}) == key(greedy) != key(cfg)
     assert key(cfg, **{"patchcore.coreset_chunk": 7}) != key(cfg)
     with pytest.raises(ConfigError, match="normal.in_domain"):
-        split_manifest(cross, "a+normal")
-    plain = split_manifest(cross, "a")
-    base = split_manifest(cfg, "a")
-    variant = split_manifest(cfg, "A+normal")
+        Job.of(cross).manifest("a+normal")
+    plain = Job.of(cross).manifest("a")
+    base = Job.of(cfg).manifest("a")
+    variant = Job.of(cfg).manifest("A+normal")
     assert variant.name == "a+normal" and variant.known == (*plain.known, NO_DEFECT)
     normal_test = {str(p) for p in normal_data(cfg).split.test}
     assert [e for e in base.entries if e.role != "normal"] == list(plain.entries)  # defect images unchanged

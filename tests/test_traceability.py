@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from conftest import run_json
 from osd import artifacts, config
 from osd.errors import ArtifactError, OsdWarning
+from osd.pipeline.job import Job
 
 runner = CliRunner()
 
@@ -32,7 +33,7 @@ def test_truncated_jpeg_is_listed_by_check_and_scores_stay_on_their_images(tiny_
 
     p = str(tiny_project)
     cfg = config.load(tiny_project)
-    clean, _, _ = stage1_scores(cfg, "a")
+    clean, _, _ = stage1_scores(Job.of(cfg), "a")
     # the first 2000 bytes of a real-looking JPEG: the header parses, the pixels do not
     from PIL import Image
 
@@ -44,7 +45,7 @@ def test_truncated_jpeg_is_listed_by_check_and_scores_stay_on_their_images(tiny_
     assert [u["path"] for u in report["unreadable"]] == [str(bad)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OsdWarning)
-        again, _, cached = stage1_scores(cfg, "a", force=True)
+        again, _, cached = stage1_scores(Job.of(cfg), "a", force=True)
     # scores are keyed by the path relative to neu.root: the bad file is absent, every other one unchanged
     rel, rel2 = list(clean)[:2]
     assert "IMAGES/crazing_0.jpg" not in again and again == clean
@@ -52,7 +53,7 @@ def test_truncated_jpeg_is_listed_by_check_and_scores_stay_on_their_images(tiny_
     from osd import runtime
     from osd.pipeline.detector import load_detector
 
-    detector, extractor, _ = load_detector(cfg, runtime.resolve_device("cpu"))
+    detector, extractor, _ = load_detector(Job.of(cfg), runtime.resolve_device("cpu"))
     root = tiny_project / "neu"
     paths = [root / rel, bad, root / rel2]
     with pytest.warns(OsdWarning, match="stage 1 skips"):
@@ -108,12 +109,12 @@ def test_a_weights_file_counts_by_content_and_normals_by_content(tiny_project: P
     w = tiny_project / "w.pth"
     torch.save(torchvision.models.resnet18().state_dict(), w)
     cfg = config.load(tiny_project, ["classifier.weights=w.pth"])  # relative to osd.toml, not the cwd
-    k1 = train_key(cfg, "a")
+    k1 = train_key(Job.of(cfg), "a")
     torch.save(torchvision.models.resnet18().state_dict(), w)  # same name and size, other content
     artifacts._digests.cache_clear()
-    assert train_key(cfg, "a") != k1
+    assert train_key(Job.of(cfg), "a") != k1
     cfg = config.load(tiny_project)
-    k2 = patchcore_key(cfg, normal_data(cfg))
+    k2 = patchcore_key(Job.of(cfg), normal_data(cfg))
     normal = normal_data(cfg).split.bank[0]
     from PIL import Image
 
@@ -121,7 +122,7 @@ def test_a_weights_file_counts_by_content_and_normals_by_content(tiny_project: P
     img[0, 0] = 255 - img[0, 0]
     Image.fromarray(img).save(normal, format="PNG") if normal.suffix == ".png" else Image.fromarray(img).save(normal)
     artifacts._digests.cache_clear()
-    assert patchcore_key(cfg, normal_data(cfg)) != k2
+    assert patchcore_key(Job.of(cfg), normal_data(cfg)) != k2
 
 
 def test_cache_keys_hold_library_versions_and_bench_keys_threads(tiny_project: Path, monkeypatch):

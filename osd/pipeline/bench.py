@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 
 from osd import __version__, artifacts, runtime
-from osd.config import Config
-from osd.pipeline.data import split_manifest
 from osd.pipeline.detector import load_detector
+from osd.pipeline.job import Job
 from osd.pipeline.osr import calibrated
 from osd.pipeline.train import load_model, trained
 from osd.progress import Reporter, ensure
@@ -50,14 +49,15 @@ TWO_STAGE = ("decode", "patchcore_preprocess", "patchcore_features", "nn_search"
 class _Timed:
     """The split's models on one device, each stage as a function that can be timed on its own."""
 
-    def __init__(self, cfg: Config, split: str, device, reporter: Reporter):
+    def __init__(self, job: Job, split: str, device, reporter: Reporter):
+        cfg = job.cfg
         self.cfg, self.device = cfg, device
-        self.cal = calibrated(cfg, split, reporter=reporter)
+        self.cal = calibrated(job, split, reporter=reporter)
         self.scorer, self.blocks = self.cal.payload["scorer"], list(self.cal.payload["blocks"])
-        self.tpayload = trained(cfg, split, reporter=reporter).payload
-        self.compute = runtime.resources(cfg.project).scoring  # predict scores in fp32
-        self.model = self.compute.model(load_model(cfg, self.tpayload))
-        detector, self.extractor, self.fit = load_detector(cfg, device, reporter)
+        self.tpayload = trained(job, split, reporter=reporter).payload
+        self.compute = job.resources.scoring  # predict scores in fp32
+        self.model = self.compute.model(load_model(self.tpayload, cfg.classifier.arch))
+        detector, self.extractor, self.fit = load_detector(job, device, reporter)
         self.bank = detector.memory.to(device)
         self.extractor.eval()
 
@@ -144,15 +144,16 @@ class _Timed:
 
 
 @runtime.scoped
-def bench(cfg: Config, split: str, reporter: Reporter | None = None, key: str = "") -> BenchResult:
+def bench(job: Job, split: str, reporter: Reporter | None = None, key: str = "") -> BenchResult:
     """Per-image latency at batch size 1 (median, p95) and throughput at ``bench.batch_size``."""
     import torch
 
+    cfg = job.cfg
     reporter = ensure(reporter)
     split = cfg.split_name(split)
-    device = runtime.resources(cfg.project).setup()
-    m = _Timed(cfg, split, device, reporter)
-    paths = [e.path for e in split_manifest(cfg, split).test()]
+    device = job.resources.setup()
+    m = _Timed(job, split, device, reporter)
+    paths = [e.path for e in job.manifest(split).test()]
     b, runs, warm = cfg.bench.batch_size, cfg.bench.runs, cfg.bench.warmup
     need = max(runs + warm, b)
     paths = (paths * (need // max(len(paths), 1) + 1))[:need]
@@ -179,25 +180,27 @@ def bench(cfg: Config, split: str, reporter: Reporter | None = None, key: str = 
 BENCH_ALGORITHM = "bench/4"  # 4: the payload is the BenchResult record; 3: a cached step like the others
 
 
-def bench_key(cfg: Config, split: str, reporter: Reporter | None = None) -> str:
+def bench_key(job: Job, split: str, reporter: Reporter | None = None) -> str:
     """What is timed (the calibrated scorer and the classifier under it, the detector) and where (device, threads)."""
     from osd.pipeline.detector import fit_patchcore
 
-    return artifacts.cache_key("bench", BENCH_ALGORITHM, calibrated(cfg, split, reporter=reporter).id,
-                               fit_patchcore(cfg, reporter=reporter).artifact_id, cfg.section("bench"),
-                               runtime.resources(cfg.project).compute_identity())
+    cfg = job.cfg
+    return artifacts.cache_key("bench", BENCH_ALGORITHM, calibrated(job, split, reporter=reporter).id,
+                               fit_patchcore(job, reporter=reporter).artifact_id, cfg.section("bench"),
+                               job.resources.compute_identity())
 
 
-def cached_bench(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> BenchResult:
+def cached_bench(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> BenchResult:
     """The bench of a split: cached on what is timed (the calibrated scorer and the classifier under it,
     the detector), on this device with this many threads; ``bench.json`` and metrics.json show it."""
+    cfg = job.cfg
     reporter = ensure(reporter)
     split = cfg.split_name(split)
-    layout = artifacts.Layout(cfg.output_dir)
-    key = bench_key(cfg, split, reporter)
+    layout = job.layout
+    key = bench_key(job, split, reporter)
 
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
-        result = bench(cfg, split, reporter, key)
+        result = bench(job, split, reporter, key)
         return result.payload(), result.provenance
 
     step = artifacts.cached_step(layout.bench_record(split), key, compute, force=force, on_wait=reporter.note)

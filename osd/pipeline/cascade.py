@@ -21,16 +21,15 @@ from typing import Any
 import numpy as np
 
 from osd import artifacts, decide, runtime
-from osd.config import Config
 from osd.decide import MODES, NO_DEFECT
 from osd.errors import OsdWarning
 from osd.metrics import RANKING, metric_intervals, open_set_metrics
 from osd.osr.embeddings import Embeddings
 from osd.osr.model import data_counts, test_arrays
 from osd.patchcore.stage1 import score_images
-from osd.pipeline.data import split_manifest, stage1_sizes
 from osd.pipeline.detector import SECTIONS as DETECTOR_SECTIONS
 from osd.pipeline.detector import fit_patchcore, load_detector
+from osd.pipeline.job import Job
 from osd.pipeline.osr import SECTIONS as OSR_SECTIONS
 from osd.pipeline.osr import calibrated, calibration_result
 from osd.pipeline.train import embedded
@@ -44,28 +43,29 @@ CASCADE_ALGORITHM = "cascade/6"  # 6: single rates with exact Clopper-Pearson in
 MODE_METRICS = ("known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
 
 
-def stage1_scores(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None
+def stage1_scores(job: Job, split: str, force: bool = False, reporter: Reporter | None = None
                   ) -> tuple[dict[str, float], dict[str, str], bool]:
     """PatchCore scores of the split's test images by path, the unreadable ones with reasons; cached."""
-    step = stage1_step(cfg, split, force, reporter)
+    step = stage1_step(job, split, force, reporter)
     return dict(step.payload["scores"]), dict(step.payload["skipped"]), step.cached
 
 
-def stage1_step(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
+def stage1_step(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
     """The stage-1 scores artifact of a split's test images (one rule with ``predict``: see score_images)."""
+    cfg = job.cfg
     reporter = ensure(reporter)
     split = cfg.split_name(split)
-    manifest = split_manifest(cfg, split)
-    fit = fit_patchcore(cfg, reporter=reporter)
+    manifest = job.manifest(split)
+    fit = fit_patchcore(job, reporter=reporter)
     key = artifacts.cache_key("stage1-scores", STAGE1_ALGORITHM, fit.artifact_id, manifest.fingerprint())
-    path = artifacts.Layout(cfg.output_dir).stage1_scores(split)
+    path = job.layout.stage1_scores(split)
 
     @runtime.scoped
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
-        device = runtime.resources(cfg.project).setup()
-        detector, extractor, _ = load_detector(cfg, device, reporter)
+        device = job.resources.setup()
+        detector, extractor, _ = load_detector(job, device, reporter)
         entries = manifest.test()
-        scores, skipped = score_images(detector, extractor, [e.path for e in entries], stage1_sizes(cfg), device, reporter,
+        scores, skipped = score_images(detector, extractor, [e.path for e in entries], job.stage1_sizes, device, reporter,
                                        f"stage 1, split {split}")
         by_path = {e.rel: float(v) for e, v in zip(entries, scores) if np.isfinite(v)}  # relative to neu.root
         skipped = {next((e.rel for e in entries if str(e.path) == k), k): v for k, v in skipped.items()}
@@ -116,7 +116,8 @@ PREDICTION_HEADER = ("path", "true_label", "role", "stage1_score", "stage1_decis
                      "pred_ignore_no_defect", "msp")
 
 
-def _rows(cfg: Config, t: dict[str, Any], defect: np.ndarray, preds: dict[str, np.ndarray], msp: np.ndarray) -> Rows:
+def _rows(job: Job, t: dict[str, Any], defect: np.ndarray, preds: dict[str, np.ndarray], msp: np.ndarray) -> Rows:
+    cfg = job.cfg
     root = cfg.path(cfg.neu.root)
     return Rows.of(PREDICTION_HEADER, ([str(root / t["paths"][i]), t["labels"][i],
                                         "unknown" if t["is_unknown"][i] else "known", float(t["stage1"][i]),
@@ -124,9 +125,10 @@ def _rows(cfg: Config, t: dict[str, Any], defect: np.ndarray, preds: dict[str, n
                                         preds["ignore_no_defect"][i], float(msp[i])] for i in range(len(t["stage1"]))))
 
 
-def _evaluate(cfg: Config, split: str, fit, cal: artifacts.Step, emb: artifacts.Step, s1: artifacts.Step,
+def _evaluate(job: Job, split: str, fit, cal: artifacts.Step, emb: artifacts.Step, s1: artifacts.Step,
               key: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    res = calibration_result(cfg, split, cal)
+    cfg = job.cfg
+    res = calibration_result(job, split, cal)
     skipped = dict(s1.payload["skipped"])
     e = Embeddings.from_payload(emb.payload)
     t = _join(test_arrays(e, list(cal.payload["blocks"])), dict(s1.payload["scores"]), skipped, split)
@@ -165,24 +167,25 @@ def _evaluate(cfg: Config, split: str, fit, cal: artifacts.Step, emb: artifacts.
               "operating_points": points}
     record = CascadeResult(split, classes, fit.threshold, kappa, modes, stage2, detection, fit.false_alarm_rate,
                            intervals, verdict, counts["skipped"], stage1, counts, prov,
-                           _rows(cfg, t, defect, preds, msp))
+                           _rows(job, t, defect, preds, msp))
     return record.payload(), prov
 
 
-def run_cascade(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> CascadeResult:
+def run_cascade(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> CascadeResult:
     """The cascade's decisions on the split's test images, their metrics and the paired verdict; cached."""
+    cfg = job.cfg
     reporter = ensure(reporter)
     split = cfg.split_name(split)
-    fit = fit_patchcore(cfg, reporter=reporter)
-    cal = calibrated(cfg, split, reporter=reporter)
-    emb = embedded(cfg, split, reporter=reporter)
-    s1 = stage1_step(cfg, split, force, reporter)
+    fit = fit_patchcore(job, reporter=reporter)
+    cal = calibrated(job, split, reporter=reporter)
+    emb = embedded(job, split, reporter=reporter)
+    s1 = stage1_step(job, split, force, reporter)
     key = artifacts.cache_key("cascade", CASCADE_ALGORITHM, fit.artifact_id, cal.id, emb.id, s1.id,
                               cfg.section("cascade"), cfg.section("stats"), cfg.project.seed,
                               str(cfg.path(cfg.neu.root)))
-    layout = artifacts.Layout(cfg.output_dir)
+    layout = job.layout
     step = artifacts.cached_step(layout.cascade_evaluation(split), key,
-                                 lambda: _evaluate(cfg, split, fit, cal, emb, s1, key), force=force,
+                                 lambda: _evaluate(job, split, fit, cal, emb, s1, key), force=force,
                                  on_wait=reporter.note)
     pred_path, metrics_path = layout.cascade_predictions(split), layout.metrics(split)
     record = CascadeResult.from_payload(step.payload, cached=step.cached, cached_stage1=s1.cached,

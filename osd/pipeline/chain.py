@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from osd import artifacts
-from osd.config import Config
+from osd.pipeline.job import Job
 
 
 @dataclass
@@ -47,10 +47,11 @@ class Chain:
         return dict((step.provenance if step is not None else {}).get("config", {}))
 
 
-def load_chain(cfg: Config, split: str, detector: bool) -> Chain:
+def load_chain(job: Job, split: str, detector: bool) -> Chain:
     """The split's classifier, embeddings record and calibration (and the detector), link by link."""
+    cfg = job.cfg
     s = cfg.split_name(split)
-    layout = artifacts.Layout(cfg.output_dir)
+    layout = job.layout
     model = artifacts.require(layout.model(s), f"train --split {s}", f"classifier of split {s}")
     emb = artifacts.require(layout.embeddings_file(s), f"calibrate --split {s}", f"embeddings of split {s}",
                             {"classifier": model.id}, payload=False)

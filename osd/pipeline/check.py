@@ -6,14 +6,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from osd import artifacts
-from osd.config import Config
 from osd.data import images
 from osd.data.neu import index_neu
 from osd.data.severstal import index_folder, index_severstal
 from osd.data.splits import duplicate_groups
 from osd.errors import OsdError
-from osd.pipeline.data import check_manifest, neu_index, normal_data, split_manifest, stage1_sizes
+from osd.pipeline.data import check_manifest
+from osd.pipeline.job import Job
 
 
 @dataclass
@@ -57,8 +56,9 @@ def summarise_sizes(sizes: dict[str, int], top: int = 5) -> dict[str, Any]:
             "commonest": dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:top])}
 
 
-def check_data(cfg: Config) -> DataReport:
+def check_data(job: Job) -> DataReport:
     """Everything a user needs to know about their data; problems are collected, not raised."""
+    cfg = job.cfg
     root = cfg.path(cfg.neu.root)
     report = DataReport(neu_root=str(root) if cfg.neu.root.strip() else "")
     detection = cfg.project.study == "detection"
@@ -87,7 +87,7 @@ def check_data(cfg: Config) -> DataReport:
         if raw.masks_skipped:
             report.notes.append(f"{len(raw.masks_skipped)} mask file(s) beside the images were left out "
                                 f"(e.g. {raw.masks_skipped[0]})")
-        index, digests = neu_index(cfg)
+        index, digests = job.neu
         defect_digests = {d: str(p) for p, d in zip(index.paths, digests)}
         report.neu_counts = index.counts()
         report.duplicates = [sorted(str(p) for p in g) for g in duplicate_groups(list(index.paths), digests)]
@@ -102,27 +102,27 @@ def check_data(cfg: Config) -> DataReport:
             report.notes.append(f"{len(report.unreadable)} unreadable NEU file(s) will be skipped")
         for name in ([] if detection else cfg.split_names):
             try:
-                m = split_manifest(cfg, name)
+                m = job.manifest(name)
             except OsdError as exc:
                 report.problems.append(str(exc))
                 continue
             report.warnings += check_manifest(m)
             report.splits[name] = {
                 "known": list(m.known), "unknown": list(m.unknown), "counts": m.counts(),
-                "manifest": str(artifacts.Layout(cfg.output_dir).manifest(name)),
+                "manifest": str(job.layout.manifest(name)),
             }
-    report.normal = _check_normal(cfg, report, defect_digests)
+    report.normal = _check_normal(job, report, defect_digests)
     if detection:
-        report.notes.append(_detection_note(cfg, report))
+        report.notes.append(_detection_note(job, report))
     return report
 
 
-def _detection_note(cfg: Config, report: DataReport) -> str:
+def _detection_note(job: Job, report: DataReport) -> str:
     """What the detection study will test, in one line."""
     from osd.pipeline.detection import defect_images
 
     try:
-        paths, classes, source = defect_images(cfg)
+        paths, classes, source = defect_images(job)
     except OsdError as exc:
         report.problems.append(str(exc))
         return "detection study: the defect images cannot be read"
@@ -133,11 +133,11 @@ def _detection_note(cfg: Config, report: DataReport) -> str:
             + ("" if paths else "; without defect images only the normal pass rate can be measured"))
 
 
-def _partition_crops(cfg: Config, data: Any) -> tuple[dict[str, Any], list[str]]:
+def _partition_crops(job: Job, data: Any) -> tuple[dict[str, Any], list[str]]:
     """Images and crops per normal partition, and the images smaller than a crop (said once, not per image)."""
     from osd.patchcore.stage1 import crop_boxes_of
 
-    parts, small, sizes = {}, [], stage1_sizes(cfg)
+    parts, small, sizes = {}, [], job.stage1_sizes
     for part in ("bank", "calibration", "test"):
         paths = getattr(data.split, part)
         crops = sum(len(crop_boxes_of(p, sizes, small)) for p in paths)  # small images named, said once below
@@ -169,8 +169,9 @@ def _normal_duplicates(data: Any, report: DataReport, defects: dict[str, str]) -
     return out
 
 
-def _check_normal(cfg: Config, report: DataReport, defects: dict[str, str]) -> dict[str, Any]:
+def _check_normal(job: Job, report: DataReport, defects: dict[str, str]) -> dict[str, Any]:
     """The normal images: sources, partitions, crops, duplicates (``defects``: digest -> a defect image)."""
+    cfg = job.cfg
     n = cfg.normal
     if not (n.severstal_root or n.folder):
         report.notes.append("no normal images configured (normal.severstal_root / normal.folder): "
@@ -187,8 +188,8 @@ def _check_normal(cfg: Config, report: DataReport, defects: dict[str, str]) -> d
                 report.notes.append(f"train.csv names {len(idx.missing)} image(s) not in train_images/")
         else:
             out.update(source="folder", root=str(cfg.path(n.folder)), normal_images=len(index_folder(cfg.path(n.folder))))
-        data = normal_data(cfg)
-        parts, small = _partition_crops(cfg, data)
+        data = job.normals
+        parts, small = _partition_crops(job, data)
         out["partitions"] = parts
         out["duplicates"] = _normal_duplicates(data, report, defects)
         if small:

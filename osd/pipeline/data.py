@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,11 @@ def neu_index(cfg: Config) -> tuple[NeuIndex, list[str]]:
     return index, list(digests)
 
 
-def split_manifest(cfg: Config, name: str) -> SplitManifest:
-    """The split's manifest, written to ``outputs/split_x/split_manifest.csv``.
+def split_manifest(cfg: Config, name: str, neu: tuple[NeuIndex, list[str]],
+                   normals: Callable[[], NormalData | None]) -> SplitManifest:
+    """The split's manifest, written to ``outputs/split_x/split_manifest.csv``: made from the job's
+    index of the defect images (``neu``) and, with ``normal.in_domain``, its normal images' partitions
+    (``normals``, asked only then). Steps read it from :meth:`osd.pipeline.job.Job.manifest`.
 
     With ``normal.in_domain`` the held-out normal images join the test set (role ``normal``); the
     split ``x+normal`` is the variant whose classifier learns the normal images as one more known
@@ -71,7 +75,7 @@ def split_manifest(cfg: Config, name: str) -> SplitManifest:
         raise ConfigError(f"split {name}: a detection study (project.study = detection) has no splits and no "
                           "classifier: stage 1 alone answers no_defect / defect; its threshold is "
                           "patchcore.acceptance")
-    index, digests = neu_index(cfg)
+    index, digests = neu
     name = cfg.split_name(name)
     base = name.removesuffix(NORMAL_CLASS_SUFFIX)
     manifest = make_split(base, cfg.split(base), cfg.splits, cfg.project.seed, index, digests)
@@ -79,7 +83,7 @@ def split_manifest(cfg: Config, name: str) -> SplitManifest:
         raise ConfigError(f"split {name}: the normal-class variant needs normal images of the defects' line "
                           "(normal.in_domain = true and normal.folder or normal.severstal_root)")
     if cfg.normal.in_domain:
-        manifest = with_normals(cfg, manifest, normal_data(cfg), normal_class=name != base)
+        manifest = with_normals(cfg, manifest, normals(), normal_class=name != base)
         manifest = dataclasses.replace(manifest, name=name)
     check_manifest(manifest)
     path = artifacts.Layout(cfg.output_dir).manifest(name)
@@ -208,14 +212,16 @@ def weights_identity(cfg: Config, weights: str, arch: str | None = None) -> dict
     return identity(weights_path(cfg, weights), arch)
 
 
-def settings_key(cfg: Config, sections: tuple[str, ...]) -> dict[str, Any]:
+def settings_key(cfg: Config, sections: tuple[str, ...],
+                 identity: Callable[[str, str | None], dict[str, str]] | None = None) -> dict[str, Any]:
     """The settings a cache key depends on, with every weights setting replaced by its identity
-    (a weights file counts by content, not by where it lies)."""
+    (a weights file counts by content, not by where it lies); ``identity(weights, arch)``: the job's,
+    which hashes a weights file once."""
     flat = cfg.flat(sections)
     for k in [k for k in flat if k.endswith(".weights")]:
         section = k.split(".")[0]
         arch = getattr(getattr(cfg, section), "arch", None) or getattr(getattr(cfg, section), "backbone", None)
-        flat[k] = weights_identity(cfg, flat[k], arch)
+        flat[k] = identity(flat[k], arch) if identity else weights_identity(cfg, flat[k], arch)
     return flat
 
 

@@ -19,29 +19,33 @@ from typing import Any
 import numpy as np
 
 from osd import artifacts, runtime
-from osd.config import Config
 from osd.decide import DEFECT, NO_DEFECT
 from osd.detection import KEYS, DetectionMetrics, evaluate
 from osd.patchcore.stage1 import score_images
-from osd.pipeline.data import stage1_sizes
 from osd.pipeline.detector import fitted, load_detector
+from osd.pipeline.job import Job
 from osd.progress import Reporter, ensure
 
 DETECTION_ALGORITHM = "detection/2"  # 2: exact intervals of the rates
 SECTION = "detection"
 
 
-def defect_images(cfg: Config) -> tuple[list[Path], list[str], str]:
-    """(paths, classes, where they came from): ``neu.root``'s images, else Severstal's defective strips."""
-    from osd.data.neu import index_neu
-    from osd.pipeline.data import normal_data
+def defect_images(job: Job) -> tuple[list[Path], list[str], str]:
+    """(paths, classes, where they came from): ``neu.root``'s images, else Severstal's defective strips
+    (indexed once per job)."""
+    return job.once("defect_images", lambda: _defect_images(job))
 
+
+def _defect_images(job: Job) -> tuple[list[Path], list[str], str]:
+    from osd.data.neu import index_neu
+
+    cfg = job.cfg
     root = cfg.neu.root.strip()
     if root and cfg.path(root).is_dir():
         index = index_neu(cfg.path(root))
         return list(index.paths), list(index.labels), f"neu.root ({root}): {index.label_rule}"
     if cfg.normal.severstal_root:
-        data = normal_data(cfg)
+        data = job.normals
         return list(data.defective), [DEFECT] * len(data.defective), "Severstal's defective strips (train.csv)"
     return [], [], "none: neu.root is not set and the normal images have no defective ones"
 
@@ -98,14 +102,15 @@ def _rows(paths: list[str], truth: str, classes: list[str], scores: np.ndarray, 
 
 
 @runtime.scoped
-def _evaluate(cfg: Config, fit: artifacts.Step, key: str, reporter: Reporter) -> tuple[dict[str, Any], dict[str, Any]]:
+def _evaluate(job: Job, fit: artifacts.Step, key: str, reporter: Reporter) -> tuple[dict[str, Any], dict[str, Any]]:
     from osd.osr.thresholds import operating_points
 
-    paths, classes, source = defect_images(cfg)
-    res = runtime.resources(cfg.project)
+    cfg = job.cfg
+    paths, classes, source = defect_images(job)
+    res = job.resources
     device = res.setup()
-    detector, extractor, result = load_detector(cfg, device, reporter)
-    scores, _ = (score_images(detector, extractor, paths, stage1_sizes(cfg), device, reporter, "defect images") if paths
+    detector, extractor, result = load_detector(job, device, reporter)
+    scores, _ = (score_images(detector, extractor, paths, job.stage1_sizes, device, reporter, "defect images") if paths
                  else (np.zeros(0), {}))
     thr = result.threshold
     normal = np.asarray(result.test_scores, dtype=float)
@@ -121,20 +126,21 @@ def _evaluate(cfg: Config, fit: artifacts.Step, key: str, reporter: Reporter) ->
     return out.to_dict(), prov
 
 
-def _defects_key(cfg: Config) -> list[list[str]]:
-    paths, classes, _ = defect_images(cfg)
+def _defects_key(job: Job) -> list[list[str]]:
+    paths, classes, _ = defect_images(job)
     return [[p.name, c, artifacts.file_sha256(p)] for p, c in zip(paths, classes)]
 
 
-def detection(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> DetectionResult:
+def detection(job: Job, force: bool = False, reporter: Reporter | None = None) -> DetectionResult:
     """The detection study for ``cfg``'s seed: cached; writes ``detection/predictions.csv`` and the
     ``detection`` section of ``detection/metrics.json``."""
+    cfg = job.cfg
     reporter = ensure(reporter)
-    fit = fitted(cfg, reporter=reporter)
-    key = artifacts.cache_key(SECTION, DETECTION_ALGORITHM, fit.id, _defects_key(cfg), cfg.section("stats"),
+    fit = fitted(job, reporter=reporter)
+    key = artifacts.cache_key(SECTION, DETECTION_ALGORITHM, fit.id, _defects_key(job), cfg.section("stats"),
                               cfg.project.seed)
-    layout = artifacts.Layout(cfg.output_dir)
-    step = artifacts.cached_step(layout.detection_evaluation, key, lambda: _evaluate(cfg, fit, key, reporter),
+    layout = job.layout
+    step = artifacts.cached_step(layout.detection_evaluation, key, lambda: _evaluate(job, fit, key, reporter),
                                  force=force, on_wait=reporter.note)
     result = DetectionResult.from_dict(step.payload, step.cached)
     artifacts.write_outputs(layout.detection_predictions, result.csv(), layout.detection_metrics,
@@ -142,7 +148,7 @@ def detection(cfg: Config, force: bool = False, reporter: Reporter | None = None
     return result
 
 
-def stored(cfg: Config) -> DetectionResult | None:
-    """The detection study on disk for ``cfg``'s seed, as it was computed (None when there is none)."""
-    payload = artifacts.load(artifacts.Layout(cfg.output_dir).detection_evaluation, None)
+def stored(layout: artifacts.Layout) -> DetectionResult | None:
+    """The detection study on disk in ``layout`` (a seed's outputs), as it was computed (None when there is none)."""
+    payload = artifacts.load(layout.detection_evaluation, None)
     return None if payload is None else DetectionResult.from_dict(payload, cached=True)

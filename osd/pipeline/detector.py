@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from osd import artifacts, runtime
-from osd.config import Config
 from osd.data.splits import rng_for
 from osd.errors import ArtifactError
 from osd.patchcore.fit import CROP, IMAGE, DefectParts, NormalParts, Stage1Plan, indomain_rates
 from osd.patchcore.stage1 import SPEC_SETTINGS, Stage1Spec
-from osd.pipeline.data import NormalData, normal_data, settings_key, stage1_sizes, weights_identity, weights_path
+from osd.pipeline.data import NormalData, weights_path
+from osd.pipeline.job import Job
 from osd.progress import Reporter, ensure
 
 # Bump when the meaning of a fitted detector or its scores changes.
@@ -33,8 +33,9 @@ UNIT_WORDS = {CROP: "crop (an about-square image is one crop; a Severstal strip 
               IMAGE: "image (an about-square image whole; a long one as the largest of its crop scores, as predict)"}
 SECTIONS = ("patchcore", "normal", "project.seed")
 
-def stage1_spec(cfg: Config, recorded: dict[str, Any] | None = None) -> Stage1Spec:
+def stage1_spec(job: Job, recorded: dict[str, Any] | None = None) -> Stage1Spec:
     """What rebuilds stage 1: the project's settings, or those a fit recorded (``recorded``) over them."""
+    cfg = job.cfg
     flat = {**cfg.flat(SPEC_SETTINGS), **{k: v for k, v in (recorded or {}).items() if k in SPEC_SETTINGS}}
     return Stage1Spec.from_settings(flat, weights_path(cfg, str(flat["patchcore.weights"])))
 
@@ -103,30 +104,37 @@ def stage1_unit(in_domain: bool) -> str:
     return IMAGE if in_domain else CROP
 
 
-def unit_of(cfg: Config) -> str:
+def unit_of(job: Job) -> str:
     """The project's stage-1 unit: an image for a line's own normals and for the detection study
     (an engineer accepts or rejects a part, not a crop), else a crop."""
+    cfg = job.cfg
     return stage1_unit(cfg.normal.in_domain or cfg.project.study == "detection")
 
 
-def patchcore_key(cfg: Config, data: NormalData) -> str:
+def patchcore_key(job: Job, data: NormalData, acceptance: float | None = None) -> str:
+    """The fit's cache key; ``acceptance``: in place of ``patchcore.acceptance`` (the bank's own key
+    leaves the threshold out by giving one fixed value)."""
     # the defective images and their masks feed the in-domain test stored with the fit; whether the
     # normal images are of the defects' line changes what the splits test, never the fit; the chunk
     # size means nothing to the exact greedy
+    cfg = job.cfg
     unused = {"normal.in_domain"} | ({"patchcore.coreset_chunk"} if cfg.patchcore.coreset == "greedy" else set())
     if cfg.patchcore.search in ("torch", "faiss"):  # an exact search: the inverted file's settings mean nothing
         unused |= {"patchcore.ivf_probe", "patchcore.exact_up_to"}
-    settings = {k: v for k, v in settings_key(cfg, SECTIONS).items() if k not in unused}
+    settings = {k: v for k, v in job.settings(SECTIONS).items() if k not in unused}
+    if acceptance is not None:
+        settings["patchcore.acceptance"] = acceptance
     # the unit joins the key only where it is an image, so the crop-unit fits made before it stay valid
-    unit = [] if unit_of(cfg) == CROP else ["unit: image"]
+    unit = [] if unit_of(job) == CROP else ["unit: image"]
     unit += ["bank: image units"] if cfg.project.study == "detection" else []
     # likewise the precision: only a reduced one joins the key (the extractor was channels-last already)
-    precision = runtime.resources(cfg.project).patchcore.precision
+    precision = job.resources.patchcore.precision
     unit += [] if precision == "fp32" else [f"precision: {precision}"]
     return artifacts.cache_key("patchcore", ALGORITHM, settings, data.fingerprint(), data.defect_fingerprint(), *unit)
 
 
-def _bank_paths(cfg: Config, data: NormalData) -> list[Path]:
+def _bank_paths(job: Job, data: NormalData) -> list[Path]:
+    cfg = job.cfg
     paths = list(data.split.bank)
     cap = cfg.patchcore.max_bank_images
     if len(paths) > cap:
@@ -140,34 +148,36 @@ def _false_alarm(scores: np.ndarray, threshold: float) -> float | None:
     return float(np.mean(s > threshold)) if s.size else None
 
 
-def fitted(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
+def fitted(job: Job, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
     """The PatchCore artifact (bank, threshold, scores, in-domain test): cached, or fitted under its lock."""
     from osd.models.backbones import check_patch_backbone
 
+    cfg = job.cfg
     reporter = ensure(reporter)
     check_patch_backbone(cfg.patchcore.backbone, list(cfg.patchcore.layers))  # before any data is read
-    data = normal_data(cfg)
-    key = patchcore_key(cfg, data)
+    data = job.normals
+    key = patchcore_key(job, data)
     # everything but the acceptance target: a fit that differs from the one asked for only there is
     # thresholded anew from its stored calibration scores (osd patchcore fit --acceptance), never refitted
-    bank_key = patchcore_key(cfg.replace(**{"patchcore.acceptance": 0.5}), data)
-    layout = artifacts.Layout(cfg.output_dir)
+    bank_key = patchcore_key(job, data, acceptance=0.5)
+    layout = job.layout
 
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
         old = None if force else artifacts.load(layout.detector, None)
         if isinstance(old, dict) and old.get("bank_key") == bank_key:
-            return _rethreshold(cfg, old, key, layout, reporter)
-        payload, prov = _fit(cfg, data, key, layout, reporter)
+            return _rethreshold(job, old, key, layout, reporter)
+        payload, prov = _fit(job, data, key, layout, reporter)
         return {**payload, "bank_key": bank_key}, prov
 
     return artifacts.cached_step(layout.detector, key, compute, force=force, on_wait=reporter.note)
 
 
-def _rethreshold(cfg: Config, old: dict[str, Any], key: str, layout: artifacts.Layout, reporter: Reporter
+def _rethreshold(job: Job, old: dict[str, Any], key: str, layout: artifacts.Layout, reporter: Reporter
                  ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A stored fit with its threshold set anew at ``patchcore.acceptance`` on its calibration scores."""
     from osd.osr.thresholds import AcceptanceThreshold
 
+    cfg = job.cfg
     unit = old["stats"].get("unit", CROP)
     thr = AcceptanceThreshold(cfg.patchcore.acceptance, f"PatchCore threshold (calibration {unit}s)").fit(
         np.asarray(old["calibration_scores"], dtype=float))
@@ -178,33 +188,34 @@ def _rethreshold(cfg: Config, old: dict[str, Any], key: str, layout: artifacts.L
         indomain.update(indomain_rates(old["indomain_scores"], thr.threshold_))
     stats = {**old["stats"], "thresholded_anew_from_acceptance": float(old["threshold"].acceptance)}
     prov = artifacts.provenance(cfg, "patchcore fit", ALGORITHM, key, SECTIONS,
-                                {"normal_images": normal_data(cfg).fingerprint(),
-                                 "weights": weights_identity(cfg, cfg.patchcore.weights, cfg.patchcore.backbone)},
-                                compute=runtime.resources(cfg.project).precision_identity("patchcore"),
+                                {"normal_images": job.normals.fingerprint(),
+                                 "weights": job.weights(cfg.patchcore.weights, cfg.patchcore.backbone)},
+                                compute=job.resources.precision_identity("patchcore"),
                                 thresholded_anew=True)
     payload = {**old, "threshold": thr, "indomain": indomain, "stats": stats}
-    _write_fit_files(layout, cfg, stats, payload, thr, prov, unit)
+    _write_fit_files(layout, job, stats, payload, thr, prov, unit)
     return payload, prov
 
 
 @runtime.scoped
-def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, reporter: Reporter
+def _fit(job: Job, data: NormalData, key: str, layout: artifacts.Layout, reporter: Reporter
          ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The library's fit (:func:`osd.patchcore.fit.fit_stage1`) on the project's normal images."""
     from osd.models.backbones import describe_weights
     from osd.patchcore.fit import fit_stage1
     from osd.patchcore.model import PatchCore
 
-    res = runtime.resources(cfg.project)
+    cfg = job.cfg
+    res = job.resources
     device = res.setup()
     runtime.seed_everything(cfg.project.seed)
-    pc, unit, compute = cfg.patchcore, unit_of(cfg), res.patchcore
-    bank_paths = _bank_paths(cfg, data)
-    plan = Stage1Plan(stage1_sizes(cfg), unit, cfg.project.study == "detection", pc.acceptance)
+    pc, unit, compute = cfg.patchcore, unit_of(job), res.patchcore
+    bank_paths = _bank_paths(job, data)
+    plan = Stage1Plan(job.stage1_sizes, unit, cfg.project.study == "detection", pc.acceptance)
     estimator = PatchCore(pc.coreset_ratio, pc.projection_dim, pc.num_neighbors, pc.search, cfg.project.seed,
                           pc.coreset, pc.coreset_chunk, pc.ivf_probe, pc.exact_up_to)
     defects = DefectParts(data.defective, data.masks, cfg.normal.min_defect_fraction) if data.defective else None
-    fit = fit_stage1(estimator, build_extractor(stage1_spec(cfg), device, compute.dtype),
+    fit = fit_stage1(estimator, build_extractor(stage1_spec(job), device, compute.dtype),
                      NormalParts(tuple(bank_paths), tuple(data.split.calibration), tuple(data.split.test)), plan, device,
                      label=f"PatchCore: {pc.backbone} ({describe_weights(pc.weights)} weights)", defects=defects,
                      reporter=reporter)
@@ -222,7 +233,7 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
     )
     prov = artifacts.provenance(cfg, "patchcore fit", ALGORITHM, key, SECTIONS,
                                 {"normal_images": data.fingerprint(),
-                                 "weights": weights_identity(cfg, pc.weights, pc.backbone)},
+                                 "weights": job.weights(pc.weights, pc.backbone)},
                                 compute=res.precision_identity("patchcore"))
     payload = {
         "bank": fit.detector.bank_, "ivf_centroids": fit.detector.centroids_, "threshold": fit.threshold,
@@ -230,13 +241,14 @@ def _fit(cfg: Config, data: NormalData, key: str, layout: artifacts.Layout, repo
         "calibration": fit.calibration_ids, "test": fit.test_ids,
         "skipped": fit.skipped, "indomain": fit.indomain, "indomain_scores": fit.indomain_scores,
     }
-    _write_fit_files(layout, cfg, stats, payload, fit.threshold, prov, unit)
+    _write_fit_files(layout, job, stats, payload, fit.threshold, prov, unit)
     return payload, prov
 
 
-def _write_fit_files(layout: artifacts.Layout, cfg: Config, stats: dict[str, Any], payload: dict[str, Any], thr,
+def _write_fit_files(layout: artifacts.Layout, job: Job, stats: dict[str, Any], payload: dict[str, Any], thr,
                      prov: dict[str, Any], unit: str) -> None:
     """The fit's readable files beside its artifact: statistics, threshold, config and scores by id."""
+    cfg = job.cfg
     artifacts.write_json(layout.patchcore_stats, {**stats, "indomain": payload["indomain"], "provenance": prov})
     artifacts.write_json(layout.patchcore_threshold, {**thr.summary(), "rule": "defect when score > threshold",
                                                   "unit": unit, "provenance": prov})
@@ -248,9 +260,9 @@ def _write_fit_files(layout: artifacts.Layout, cfg: Config, stats: dict[str, Any
         {"calibration": f"unreadable {unit}", "test": f"unreadable {unit}"})
 
 
-def fit_patchcore(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> FitResult:
+def fit_patchcore(job: Job, force: bool = False, reporter: Reporter | None = None) -> FitResult:
     """Fit (or load) the stage-1 detector and its threshold on calibration normals."""
-    return FitResult.from_step(fitted(cfg, force, reporter))
+    return FitResult.from_step(fitted(job, force, reporter))
 
 
 def stored_fit(layout: artifacts.Layout) -> FitResult | None:
@@ -261,10 +273,10 @@ def stored_fit(layout: artifacts.Layout) -> FitResult | None:
         return None
 
 
-def load_detector(cfg: Config, device, reporter: Reporter | None = None):
+def load_detector(job: Job, device, reporter: Reporter | None = None):
     """(PatchCore, extractor, fit result) of the fitted detector, fitting it first if needed."""
-    step = fitted(cfg, False, reporter)
-    spec = stage1_spec(cfg)
-    dtype = runtime.resources(cfg.project).patchcore.dtype
+    step = fitted(job, False, reporter)
+    spec = stage1_spec(job)
+    dtype = job.resources.patchcore.dtype
     return (spec.detector(step.payload), build_extractor(spec, device, dtype),
             FitResult.from_step(step))

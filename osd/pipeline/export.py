@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from osd import artifacts
-from osd.config import Config
 from osd.errors import ArtifactError, ConfigError
 from osd.pipeline.chain import Chain, load_chain
+from osd.pipeline.job import Job
 from osd.pipeline.onnx_engine import need_onnx
 from osd.progress import Reporter, ensure
 
@@ -67,7 +67,7 @@ def _export_graph(module, size: int, path: Path, outputs: list[str]) -> None:
     artifacts.atomic_write(path, write)
 
 
-def _refusals(cfg: Config, chain: Chain | None, detector: artifacts.Step | None) -> None:
+def _refusals(job: Job, chain: Chain | None, detector: artifacts.Step | None) -> None:
     """Everything an export refuses that can be known before a file is written: checked first, so a
     refused export leaves no graph (and no lock file) behind."""
     from osd.pipeline.detector import stage1_spec
@@ -80,7 +80,7 @@ def _refusals(cfg: Config, chain: Chain | None, detector: artifacts.Step | None)
     if detector is None:
         return
     det = detector.payload
-    if stage1_spec(cfg, dict(detector.provenance.get("config", {}))).num_neighbors > 1:
+    if stage1_spec(job, dict(detector.provenance.get("config", {}))).num_neighbors > 1:
         raise ConfigError("the ONNX export: patchcore.num_neighbors > 1 (the re-weighted score) is not exported")
     if det.get("ivf_centroids") is not None:  # the graph searches exactly: its scores would differ
         raise ConfigError(f"the ONNX export: the stage-1 bank ({int(det['bank'].shape[0]):,} rows) is searched by the "
@@ -111,24 +111,25 @@ def _staged(out: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, Any]:
+def _graphs(job: Job, chain: Chain, out: Path, approach: str) -> dict[str, Any]:
     """Write the graphs; return the model card (less its parity and provenance)."""
     import torch
 
     from osd.models.graphs import OneStageGraph
     from osd.pipeline.train import load_model
 
+    cfg = job.cfg
     cal = chain.calibration.payload
     scorer = cal["scorer"].scorers_[0]
     size = int(chain.recorded("classifier").get("classifier.image_size", cfg.classifier.image_size))
     with torch.random.fork_rng(devices=[]):
-        model = load_model(cfg, chain.classifier.payload).eval()
+        model = load_model(chain.classifier.payload, cfg.classifier.arch).eval()
     graph = OneStageGraph(model, torch.as_tensor(scorer.means_), torch.as_tensor(scorer.precision_),
                           scorer.normalize == "l2").eval()
     _export_graph(graph, size, artifacts.Layout.export_graph(out, "one_stage"), ["class_index", "distance", "max_softmax"])
     card: dict[str, Any] = {
         "format": "osd-onnx/1", "split": chain.split, "classes": chain.classes,
-        "precision": _precision_note(cfg),
+        "precision": _precision_note(job),
         "input": {"name": "image", "layout": "NCHW float32, RGB in [0, 1]: the decoded image resized (bilinear) to "
                                              "a square of image_size, divided by 255; the graphs normalise it "
                                              "(ImageNet mean and std) themselves",
@@ -146,22 +147,21 @@ def _graphs(cfg: Config, chain: Chain, out: Path, approach: str) -> dict[str, An
                     "rule": "no_defect when the stage-1 score <= its threshold, else stage 2's answer"},
     }
     if approach in ("cascade", "both"):
-        card["stage1"] = _stage1_graph(cfg, chain.detector, out)
+        card["stage1"] = _stage1_graph(job, chain.detector, out)
     return card
 
 
-def _precision_note(cfg: Config) -> dict[str, str]:
+def _precision_note(job: Job) -> dict[str, str]:
     """The graphs compute in fp32, as the study and ``predict`` score (whatever the training precision)."""
-    from osd import runtime
 
-    res = runtime.resources(cfg.project)
+    res = job.resources
     return {"graphs": "fp32", "classifier_trained_in": res.classifier.precision,
             "classifier_thresholds_set_at": res.scoring.precision, "stage1_threshold_set_at": res.patchcore.precision,
             "note": "every score compared with a threshold is computed in fp32 by the study, predict and these "
                     "graphs alike: the engines agree to float tolerance"}
 
 
-def _stage1_graph(cfg: Config, detector: artifacts.Step, out: Path) -> dict[str, Any]:
+def _stage1_graph(job: Job, detector: artifacts.Step, out: Path) -> dict[str, Any]:
     """``stage1.onnx`` of a PatchCore fit, and its part of the model card."""
     import torch
 
@@ -170,7 +170,7 @@ def _stage1_graph(cfg: Config, detector: artifacts.Step, out: Path) -> dict[str,
 
     det = detector.payload
     recorded = dict(detector.provenance.get("config", {}))
-    spec = stage1_spec(cfg, recorded)
+    spec = stage1_spec(job, recorded)
     s1 = Stage1Graph(build_extractor(spec, torch.device("cpu"), None),  # fp32: the graphs' precision
                      torch.as_tensor(det["bank"])).eval()
     _export_graph(s1, spec.image_size, artifacts.Layout.export_graph(out, "stage1"), ["score"])
@@ -184,15 +184,15 @@ def _stage1_graph(cfg: Config, detector: artifacts.Step, out: Path) -> dict[str,
             "score_sign": "higher = more anomalous (nearest-neighbour patch distance)"}
 
 
-def _parity(cfg: Config, chain: Chain, out: Path, card: dict[str, Any], approach: str) -> dict[str, Any]:
+def _parity(job: Job, chain: Chain, out: Path, card: dict[str, Any], approach: str) -> dict[str, Any]:
     """torch and ONNX Runtime on the split's test images: scores within TOLERANCE, decisions identical."""
-    from osd.pipeline.data import split_manifest
     from osd.pipeline.predict import Predictor
 
-    paths = [e.path for e in split_manifest(cfg, chain.split).test()]
+    cfg = job.cfg
+    paths = [e.path for e in job.manifest(chain.split).test()]
     # torch scores in fp32 (Compute.scoring), the graphs' precision, whatever the training precision
-    torch_rows = list(Predictor(cfg, chain.split, approach).predict(paths))
-    onnx_pred = Predictor(cfg, chain.split, approach, engine="onnx", export_dir=out, onnx_card=card)
+    torch_rows = list(Predictor(job, chain.split, approach).predict(paths))
+    onnx_pred = Predictor(job, chain.split, approach, engine="onnx", export_dir=out, onnx_card=card)
     onnx_rows = list(onnx_pred.predict(paths))
     worst: dict[str, float] = {}
     differ = []
@@ -211,20 +211,21 @@ def _parity(cfg: Config, chain: Chain, out: Path, card: dict[str, Any], approach
             "ok": not differ and all(v <= TOLERANCE for v in worst.values())}
 
 
-def export(cfg: Config, split: str, approach: str = "both", out: Path | None = None, force: bool = False,
+def export(job: Job, split: str, approach: str = "both", out: Path | None = None, force: bool = False,
            reporter: Reporter | None = None) -> ExportResult:
     """The split's models as ONNX graphs with a model card; refused unless torch and ONNX agree."""
     import onnx
     import onnxruntime
 
+    cfg = job.cfg
     need_onnx()
     reporter = ensure(reporter)
     if cfg.project.study == "detection":
-        return _export_detection(cfg, out, force, reporter)
+        return _export_detection(job, out, force, reporter)
     if approach not in ("one-stage", "cascade", "both"):
         raise ConfigError(f"--approach {approach!r}: choose one of one-stage, cascade, both")
-    chain = load_chain(cfg, split, approach in ("cascade", "both"))
-    out = Path(out or artifacts.Layout(cfg.output_dir).export(chain.split))
+    chain = load_chain(job, split, approach in ("cascade", "both"))
+    out = Path(out or job.layout.export(chain.split))
     key = artifacts.cache_key("export", EXPORT_ALGORITHM, chain.ids, approach, cfg.cascade.use_kappa,
                               onnx.__version__, onnxruntime.__version__, str(out))
 
@@ -234,22 +235,22 @@ def export(cfg: Config, split: str, approach: str = "both", out: Path | None = N
     def build(tmp: Path) -> dict[str, Any]:
         t = time.perf_counter()
         reporter.note(f"exporting split {chain.split} ({approach}) to {out}")
-        card = {**_graphs(cfg, chain, tmp, approach), "provenance": prov}
-        _monitor_reference(cfg, chain.split, tmp, card)
-        parity = _parity(cfg, chain, tmp, card, approach)
+        card = {**_graphs(job, chain, tmp, approach), "provenance": prov}
+        _monitor_reference(job, chain.split, tmp, card)
+        parity = _parity(job, chain, tmp, card, approach)
         return _seal(tmp, card, parity, t, f"the test images of split {chain.split}")
 
-    _refusals(cfg, chain, chain.detector if approach in ("cascade", "both") else None)
+    _refusals(job, chain, chain.detector if approach in ("cascade", "both") else None)
     step = _cached_export(out, key, lambda: (_staged(out, build), prov), force, reporter)
     card = step.payload["card"]
     return ExportResult(chain.split, str(out), sorted(step.payload["files"]), card["parity"], step.cached, card)
 
 
-def _monitor_reference(cfg: Config, split: str, folder: Path, card: dict[str, Any]) -> None:
+def _monitor_reference(job: Job, split: str, folder: Path, card: dict[str, Any]) -> None:
     """What ``osd monitor`` compares production with, into the bundle (sealed with the graphs)."""
     from osd.pipeline.monitor import project_reference, write_reference
 
-    path = write_reference(project_reference(cfg, split), artifacts.Layout.export_reference(folder))
+    path = write_reference(project_reference(job, split), artifacts.Layout.export_reference(folder))
     card["monitor_reference"] = {"file": path.name, "holds": "stage-1 scores of the held-out normal images (image "
                                  "unit only), one-stage distances of the known validation images, tau and its "
                                  "acceptance, the study's class mix", "used_by": "osd monitor --export-dir"}
@@ -280,14 +281,15 @@ def _cached_export(out: Path, key: str, compute, force: bool, reporter: Reporter
     return step
 
 
-def _detection_parity(cfg: Config, detector: artifacts.Step, out: Path, card: dict[str, Any]) -> dict[str, Any]:
+def _detection_parity(job: Job, detector: artifacts.Step, out: Path, card: dict[str, Any]) -> dict[str, Any]:
     """torch and ONNX Runtime on (up to 64 of) the detection study's test images."""
     from osd.pipeline.detection import defect_images
     from osd.pipeline.predict import Predictor
 
-    paths = [*map(Path, detector.payload["test"]), *defect_images(cfg)[0]][:64]
-    a = list(Predictor(cfg, "-").predict(paths))
-    b = list(Predictor(cfg, "-", engine="onnx", export_dir=out, onnx_card=card).predict(paths))
+    cfg = job.cfg
+    paths = [*map(Path, detector.payload["test"]), *defect_images(job)[0]][:64]
+    a = list(Predictor(job, "-").predict(paths))
+    b = list(Predictor(job, "-", engine="onnx", export_dir=out, onnx_card=card).predict(paths))
     ok = [(x, y) for x, y in zip(a, b) if x["status"] == "ok"]
     worst = max((abs(x["stage1_score"] - y["stage1_score"]) / max(abs(x["stage1_score"]), 1e-12) for x, y in ok),
                 default=0.0)
@@ -298,12 +300,13 @@ def _detection_parity(cfg: Config, detector: artifacts.Step, out: Path, card: di
             "ok": not differ and worst <= TOLERANCE}
 
 
-def _export_detection(cfg: Config, out: Path | None, force: bool, reporter: Reporter) -> ExportResult:
+def _export_detection(job: Job, out: Path | None, force: bool, reporter: Reporter) -> ExportResult:
     """A detection project's export: ``stage1.onnx`` and its model card (no classifier)."""
     import onnx
     import onnxruntime
 
-    layout = artifacts.Layout(cfg.output_dir)
+    cfg = job.cfg
+    layout = job.layout
     det = artifacts.require(layout.detector, "run-all", "PatchCore detector")
     out = Path(out or layout.detection_export)
     key = artifacts.cache_key("export", EXPORT_ALGORITHM, {"detector": det.id}, "detection", onnx.__version__,
@@ -314,17 +317,17 @@ def _export_detection(cfg: Config, out: Path | None, force: bool, reporter: Repo
     def build(tmp: Path) -> dict[str, Any]:
         t = time.perf_counter()
         reporter.note(f"exporting the detection study's stage 1 to {out}")
-        card: dict[str, Any] = {"study": "detection", "stage1": _stage1_graph(cfg, det, tmp),
-                                "precision": _precision_note(cfg),
+        card: dict[str, Any] = {"study": "detection", "stage1": _stage1_graph(job, det, tmp),
+                                "precision": _precision_note(job),
                                 "input": {"name": "image", "layout": "NCHW float32 RGB in [0, 1]",
                                           "normalisation": "inside the graph (ImageNet mean and std)"},
                                 "rule": "defect when the stage-1 score > its threshold, else no_defect",
                                 "provenance": prov}
-        _monitor_reference(cfg, "-", tmp, card)
-        parity = _detection_parity(cfg, det, tmp, card)
+        _monitor_reference(job, "-", tmp, card)
+        parity = _detection_parity(job, det, tmp, card)
         return _seal(tmp, card, parity, t, "the detection study's test images")
 
-    _refusals(cfg, None, det)
+    _refusals(job, None, det)
     step = _cached_export(out, key, lambda: (_staged(out, build), prov), force, reporter)
     card = step.payload["card"]
     return ExportResult("-", str(out), sorted(step.payload["files"]), card["parity"], step.cached, card)

@@ -16,15 +16,20 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from osd.config import Config
 from osd.errors import ConfigError, OsdError, OsdWarning
 from osd.progress import Reporter, ensure
 
+if TYPE_CHECKING:
+    from osd.pipeline.job import Job
+
 
 @dataclass(frozen=True)
-class Job:
+class Task:
+    """One unit of the grid: a seed's PatchCore fit, a (split, seed) job or a seed's detection study."""
+
     kind: str  # "patchcore" | "split" | "detection"
     seed: int
     split: str = "-"
@@ -36,37 +41,37 @@ class Job:
         return f"patchcore fit (seed {self.seed})" if self.kind == "patchcore" else f"split {self.split}, seed {self.seed}"
 
 
-def split_steps(cfg: Config, split: str, two_stage: bool, force: bool = False,
+def split_steps(job: Job, split: str, two_stage: bool, force: bool = False,
                 reporter: Reporter | None = None) -> list[dict[str, Any]]:
-    """Every step of one split for ``cfg``'s seed, in order; each cached."""
+    """Every step of one split for the job's seed, in order; each cached."""
     from osd.pipeline.bench import cached_bench
     from osd.pipeline.cascade import run_cascade
     from osd.pipeline.osr import calibrate, evaluate
     from osd.pipeline.train import embed, train
 
     plan: list[tuple[str, Callable[[], Any]]] = [
-        ("train", lambda: train(cfg, split, force=force, reporter=reporter)),
-        ("embed", lambda: embed(cfg, split, force=force, reporter=reporter)),
-        ("calibrate", lambda: calibrate(cfg, split, force=force, reporter=reporter)),
-        ("osr", lambda: evaluate(cfg, split, reporter=reporter)),
+        ("train", lambda: train(job, split, force=force, reporter=reporter)),
+        ("embed", lambda: embed(job, split, force=force, reporter=reporter)),
+        ("calibrate", lambda: calibrate(job, split, force=force, reporter=reporter)),
+        ("osr", lambda: evaluate(job, split, reporter=reporter)),
     ]
     if two_stage:
-        plan += [("cascade", lambda: run_cascade(cfg, split, force=force, reporter=reporter)),
-                 ("bench", lambda: cached_bench(cfg, split, force=force, reporter=reporter))]
-    if two_stage and cfg.normal.in_domain:  # the line's own normal images: the normal-class variant, 3 outcomes
+        plan += [("cascade", lambda: run_cascade(job, split, force=force, reporter=reporter)),
+                 ("bench", lambda: cached_bench(job, split, force=force, reporter=reporter))]
+    if two_stage and job.cfg.normal.in_domain:  # the line's own normal images: the normal-class variant, 3 outcomes
         from osd.config import NORMAL_CLASS_SUFFIX
         from osd.pipeline.outcomes import three_outcomes
 
         variant = split + NORMAL_CLASS_SUFFIX
-        plan += [("train (normal class)", lambda: train(cfg, variant, force=force, reporter=reporter)),
-                 ("embed (normal class)", lambda: embed(cfg, variant, force=force, reporter=reporter)),
-                 ("calibrate (normal class)", lambda: calibrate(cfg, variant, force=force, reporter=reporter)),
-                 ("outcomes", lambda: three_outcomes(cfg, split, force=force, reporter=reporter))]
+        plan += [("train (normal class)", lambda: train(job, variant, force=force, reporter=reporter)),
+                 ("embed (normal class)", lambda: embed(job, variant, force=force, reporter=reporter)),
+                 ("calibrate (normal class)", lambda: calibrate(job, variant, force=force, reporter=reporter)),
+                 ("outcomes", lambda: three_outcomes(job, split, force=force, reporter=reporter))]
     steps = []
     for step, fn in plan:
         t = time.perf_counter()
         result = fn()
-        steps.append({"split": split, "seed": cfg.project.seed, "step": step, "seconds": time.perf_counter() - t,
+        steps.append({"split": split, "seed": job.seed, "step": step, "seconds": time.perf_counter() - t,
                       "cached": result.cached})
     return steps
 
@@ -79,76 +84,79 @@ def _own_gpu(cfg: Config, slot: int) -> None:
         torch.cuda.set_device(slot % torch.cuda.device_count())
 
 
-def run_job(cfg: Config, job: Job, two_stage: bool, force: bool = False, threads: int = 0,
+def run_job(cfg: Config, task: Task, two_stage: bool, force: bool = False, threads: int = 0,
             reporter: Reporter | None = None, slot: int | None = None, workers: int | None = None) -> dict[str, Any]:
-    """One job (``cfg`` of the study; the job runs with its seed and share), in whatever process runs it;
+    """One task (``cfg`` of the study; the task runs with its seed and share, resolved once into a
+    :class:`~osd.pipeline.job.Job`), in whatever process runs it;
     an error comes back as one line, never raised.
 
     ``slot`` (worker processes only) spreads jobs over the GPUs of a machine that has several;
     ``threads`` and ``workers`` (when given) are the job's share of the machine.
     """
     share = {"project.threads": threads} if threads else {}
-    cfg = cfg.for_seed(job.seed, **share, **({} if workers is None else {"project.workers": workers}))
+    cfg = cfg.for_seed(task.seed, **share, **({} if workers is None else {"project.workers": workers}))
     if slot is None:
-        return _run_job(cfg, job, two_stage, force, reporter, slot)
+        return _run_job(cfg, task, two_stage, force, reporter, slot)
     # a worker process: its warnings travel back as lines, shown once by the caller like its own
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        record = _run_job(cfg, job, two_stage, force, reporter, slot)
+        record = _run_job(cfg, task, two_stage, force, reporter, slot)
     record["warnings"] = list(dict.fromkeys(
         str(w.message) if issubclass(w.category, OsdWarning)
         else f"{w.category.__name__}: {(str(w.message).strip().splitlines() or [''])[0][:160]}" for w in caught))
     return record
 
 
-def _run_job(cfg: Config, job: Job, two_stage: bool, force: bool, reporter: Reporter | None,
+def _run_job(cfg: Config, task: Task, two_stage: bool, force: bool, reporter: Reporter | None,
              slot: int | None) -> dict[str, Any]:
     from osd.pipeline.detector import fit_patchcore
+    from osd.pipeline.job import Job
 
     t0 = time.perf_counter()
     try:
         if slot is not None:
             _own_gpu(cfg, slot)
-        if job.kind == "detection":
-            steps = detection_steps(cfg, force, reporter)
-        elif job.kind == "patchcore":
+        job = Job.of(cfg)  # the one resolution of this (project, seed) job: every step reads it
+        if task.kind == "detection":
+            steps = detection_steps(job, force, reporter)
+        elif task.kind == "patchcore":
             t = time.perf_counter()
-            result = fit_patchcore(cfg, force=force, reporter=reporter)
-            steps = [{"split": "-", "seed": job.seed, "step": "patchcore fit", "seconds": time.perf_counter() - t,
+            result = fit_patchcore(job, force=force, reporter=reporter)
+            steps = [{"split": "-", "seed": task.seed, "step": "patchcore fit", "seconds": time.perf_counter() - t,
                       "cached": result.cached}]
         else:
-            steps = split_steps(cfg, job.split, two_stage, force, reporter)
-        return {"job": job.name, "split": job.split, "seed": job.seed, "steps": steps, "error": None,
+            steps = split_steps(job, task.split, two_stage, force, reporter)
+        return {"job": task.name, "split": task.split, "seed": task.seed, "steps": steps, "error": None,
                 "seconds": time.perf_counter() - t0, "pid": os.getpid()}
     except Exception as exc:  # noqa: BLE001 - a failed job is reported; the others go on
         line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         detail = None if isinstance(exc, OsdError) else traceback.format_exc(limit=5)
-        return {"job": job.name, "split": job.split, "seed": job.seed, "steps": [],
+        return {"job": task.name, "split": task.split, "seed": task.seed, "steps": [],
                 "error": f"{type(exc).__name__}: {line}" if detail else line, "traceback": detail,
                 "seconds": time.perf_counter() - t0, "pid": os.getpid()}
 
 
-def detection_steps(cfg: Config, force: bool = False, reporter: Reporter | None = None) -> list[dict[str, Any]]:
-    """The detection study of ``cfg``'s seed: its PatchCore fit, then the study; each cached."""
+def detection_steps(job: Job, force: bool = False, reporter: Reporter | None = None) -> list[dict[str, Any]]:
+    """The detection study of the job's seed: its PatchCore fit, then the study; each cached."""
     from osd.pipeline.detection import detection
     from osd.pipeline.detector import fit_patchcore
 
     steps = []
-    for name, fn in (("patchcore fit", lambda: fit_patchcore(cfg, force=force, reporter=reporter)),
-                     ("detection", lambda: detection(cfg, force=force, reporter=reporter))):
+    for name, fn in (("patchcore fit", lambda: fit_patchcore(job, force=force, reporter=reporter)),
+                     ("detection", lambda: detection(job, force=force, reporter=reporter))):
         t = time.perf_counter()
         result = fn()
-        steps.append({"split": "-", "seed": cfg.project.seed, "step": name, "seconds": time.perf_counter() - t,
+        steps.append({"split": "-", "seed": job.seed, "step": name, "seconds": time.perf_counter() - t,
                       "cached": result.cached})
     return steps
 
 
-def plan_jobs(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool) -> tuple[list[Job], list[Job]]:
+def plan_jobs(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool) -> tuple[list[Task], list[Task]]:
     """(shared dependencies, the (split, seed) jobs); a detection project: one job per seed."""
     if cfg.project.study == "detection":
-        return [], [Job("detection", s) for s in seeds]
-    deps = [Job("patchcore", s) for s in seeds] if two_stage else []
-    return deps, [Job("split", s, sp) for s in seeds for sp in splits]
+        return [], [Task("detection", s) for s in seeds]
+    deps = [Task("patchcore", s) for s in seeds] if two_stage else []
+    return deps, [Task("split", s, sp) for s in seeds for sp in splits]
 
 
 def _threads_per_job(cfg: Config, jobs: int) -> int:
@@ -159,7 +167,7 @@ def _threads_per_job(cfg: Config, jobs: int) -> int:
     return max(1, runtime.cores() // max(jobs, 1))  # the machine is divided, not oversubscribed
 
 
-def _dask_job(cfg: Config, job: Job, two_stage: bool, force: bool, slot: int = 0) -> dict[str, Any]:
+def _dask_job(cfg: Config, job: Task, two_stage: bool, force: bool, slot: int = 0) -> dict[str, Any]:
     """On a Dask worker: as many torch threads as the worker has (not every core of its machine)."""
     try:
         from distributed import get_worker
@@ -196,7 +204,7 @@ def run_grid(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool, 
     return out
 
 
-def _run_dask(cfg: Config, deps: list[Job], grid: list[Job], two_stage: bool, force: bool, scheduler: Any,
+def _run_dask(cfg: Config, deps: list[Task], grid: list[Task], two_stage: bool, force: bool, scheduler: Any,
               reporter: Reporter) -> list[dict[str, Any]]:
     try:
         from distributed import Client
@@ -205,7 +213,7 @@ def _run_dask(cfg: Config, deps: list[Job], grid: list[Job], two_stage: bool, fo
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     slots = iter(range(10**9))
 
-    def submit(job: Job) -> Any:
+    def submit(job: Task) -> Any:
         return client.submit(_dask_job, cfg, job, two_stage, force, next(slots),
                              key=f"osd-{job.kind}-{job.split}-{job.seed}-{time.time_ns()}", pure=False)
 
@@ -222,7 +230,7 @@ def _run_dask(cfg: Config, deps: list[Job], grid: list[Job], two_stage: bool, fo
             client.close()
 
 
-def _run_pool(cfg: Config, deps: list[Job], grid: list[Job], two_stage: bool, force: bool, jobs: int,
+def _run_pool(cfg: Config, deps: list[Task], grid: list[Task], two_stage: bool, force: bool, jobs: int,
               reporter: Reporter) -> list[dict[str, Any]]:
     import multiprocessing
 
@@ -238,7 +246,7 @@ def _run_pool(cfg: Config, deps: list[Job], grid: list[Job], two_stage: bool, fo
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         slots = iter(range(10**9))
 
-        def submit(job: Job) -> Future:
+        def submit(job: Task) -> Future:
             return pool.submit(run_job, cfg, job, two_stage, force, threads, None, next(slots), workers)
 
         def result_of(fut: Future) -> dict[str, Any]:
@@ -262,7 +270,7 @@ def _dask_wait(futures: set) -> tuple[set, set]:
     return set(done), set(pending)
 
 
-def _run_jobs(deps: list[Job], grid: list[Job], submit: Callable[[Job], Any], result_of: Callable[[Any], dict],
+def _run_jobs(deps: list[Task], grid: list[Task], submit: Callable[[Task], Any], result_of: Callable[[Any], dict],
               wait_some: Callable[[set], tuple[set, set]], reporter: Reporter) -> list[dict[str, Any]]:
     """Every job at once, the dependencies first in the queue: a split's training needs no PatchCore
     fit, so no worker idles while a seed's fit runs; a job that reaches its cascade while the fit is

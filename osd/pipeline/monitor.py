@@ -13,19 +13,20 @@ from typing import Any
 import numpy as np
 
 from osd import artifacts
-from osd.config import Config
 from osd.errors import ArtifactError, DataError
 from osd.monitor import RULE, Check, Reference, batch_status, batches, check_batch
+from osd.pipeline.job import Job
 
 
-def project_reference(cfg: Config, split: str) -> Reference:
+def project_reference(job: Job, split: str) -> Reference:
     """The reference of a split (or of the detection study) from the project's cached artifacts; computes nothing."""
     from osd.osr.embeddings import Embeddings
     from osd.osr.model import part_matrix
     from osd.pipeline.detector import stored_fit
     from osd.records import OsrResult, stored
 
-    layout = artifacts.Layout(cfg.output_dir)
+    cfg = job.cfg
+    layout = job.layout
     fit = stored_fit(layout)
     stage1: dict[str, Any] = {}
     if fit is not None and fit.stats.get("unit") == "image":  # predict scores an image: a per-crop reference is not comparable
@@ -127,15 +128,16 @@ class MonitorResult:
                 "checks": [c.to_dict() for c in self.checks], "plot": self.plot, "notes": self.notes}
 
 
-def monitor(cfg: Config | None, rows_files: list[Path], split: str = "a", export_dir: Path | None = None,
+def monitor(job: Job | None, rows_files: list[Path], split: str = "a", export_dir: Path | None = None,
             window: int | None = None) -> MonitorResult:
     """Check each batch of predict rows against the reference (the export bundle's, else the project's)."""
+    cfg = None if job is None else job.cfg
     if window is not None and window < 5:
         raise DataError(f"--window {window}: at least 5 images a batch")
     if export_dir is not None:
         ref, source = bundle_reference(Path(export_dir)), f"export bundle {export_dir}"
     elif cfg is not None:
-        ref = project_reference(cfg, split)
+        ref = project_reference(job, split)
         source = f"project {cfg.base_dir}, " + ("detection study" if cfg.project.study == "detection"
                                                  else f"split {cfg.split_name(split)}")
     else:

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from osd import artifacts, runtime
-from osd.config import Config
 from osd.errors import ArtifactError, OsdWarning
 from osd.osr.embeddings import Embeddings
-from osd.pipeline.data import split_manifest
+from osd.pipeline.job import Job
 from osd.pipeline.train import TRAIN_SECTIONS, embedded, load_model, trained
 from osd.progress import Reporter, ensure
 
@@ -28,16 +27,17 @@ BATCH = 32
 
 
 @runtime.scoped
-def _odin(cfg: Config, split: str, model: artifacts.Step, emb: artifacts.Step, key: str, reporter: Reporter
+def _odin(job: Job, split: str, model: artifacts.Step, emb: artifacts.Step, key: str, reporter: Reporter
           ) -> tuple[dict[str, Any], dict[str, Any]]:
 
     from osd.data.stream import batches, in_order
     from osd.data.tensors import standardize
     from osd.models.odin import EPSILON, TEMPERATURE, odin_scores
 
-    device = runtime.resources(cfg.project).setup()
-    net = load_model(cfg, model.payload).to(device).requires_grad_(False)
-    where = {e.rel: e.path for e in split_manifest(cfg, split).entries if e.rel}
+    cfg = job.cfg
+    device = job.resources.setup()
+    net = load_model(model.payload, cfg.classifier.arch).to(device).requires_grad_(False)
+    where = {e.rel: e.path for e in job.manifest(split).entries if e.rel}
     parts = Embeddings.from_payload(emb.payload).parts
     rels = {part: list(parts[part].paths) for part in ODIN_PARTS}
     payload: dict[str, Any] = {"temperature": TEMPERATURE, "epsilon": EPSILON}
@@ -65,16 +65,17 @@ def _odin(cfg: Config, split: str, model: artifacts.Step, emb: artifacts.Step, k
     return payload, prov
 
 
-def odin_scored(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
+def odin_scored(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
     """The split's ODIN scores (threshold, known test and unknown test images), cached on the classifier
     and embeddings artifacts: rows in the embeddings' order, higher = more unknown."""
     from osd.models.odin import EPSILON, TEMPERATURE
 
+    cfg = job.cfg
     reporter = ensure(reporter)
     split = cfg.split_name(split)
-    model = trained(cfg, split, reporter=reporter)
-    emb = embedded(cfg, split, reporter=reporter)
+    model = trained(job, split, reporter=reporter)
+    emb = embedded(job, split, reporter=reporter)
     key = artifacts.cache_key("odin", ODIN_ALGORITHM, model.id, emb.id, TEMPERATURE, EPSILON, cfg.classifier.image_size)
-    path = artifacts.Layout(cfg.output_dir).odin(split)
-    return artifacts.cached_step(path, key, lambda: _odin(cfg, split, model, emb, key, reporter), force=force,
+    path = job.layout.odin(split)
+    return artifacts.cached_step(path, key, lambda: _odin(job, split, model, emb, key, reporter), force=force,
                                  on_wait=reporter.note)

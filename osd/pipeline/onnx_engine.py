@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from osd import artifacts
-from osd.config import Config
 from osd.errors import ArtifactError, ConfigError, LineageError
 from osd.patchcore.stage1 import Stage1Sizes
 from osd.pipeline.chain import Chain
+from osd.pipeline.job import Job
 
 
 def need_onnx():
@@ -87,10 +87,11 @@ class OnnxModels:
                        if graph(folder, "stage1").is_file() and "stage1" in card else None)
 
     @classmethod
-    def open(cls, cfg: Config, chain: Chain, folder: Path | None = None) -> OnnxModels:
+    def open(cls, job: Job, chain: Chain, folder: Path | None = None) -> OnnxModels:
         """The export of ``chain``'s split; refused when it was made from other artifacts than the chain holds."""
+        cfg = job.cfg
         rebuild = f"export --split {chain.split}" + (f" --out {folder}" if folder is not None else "")
-        folder = Path(folder or artifacts.Layout(cfg.output_dir).export(chain.split))
+        folder = Path(folder or job.layout.export(chain.split))
         card = read_card(folder, rebuild)
         made_from = card.get("provenance", {}).get("inputs", {})
         for name, current in chain.ids.items():
@@ -103,10 +104,11 @@ class OnnxModels:
         return cls(folder, card, cfg.project.threads)
 
     @classmethod
-    def open_stage1(cls, cfg: Config, detector: artifacts.Step, folder: Path | None = None) -> OnnxModels:
+    def open_stage1(cls, job: Job, detector: artifacts.Step, folder: Path | None = None) -> OnnxModels:
         """A detection study's export (stage 1 alone); refused when made from another PatchCore fit."""
+        cfg = job.cfg
         rebuild = "export" + (f" --out {folder}" if folder is not None else "")
-        folder = Path(folder or artifacts.Layout(cfg.output_dir).detection_export)
+        folder = Path(folder or job.layout.detection_export)
         card = read_card(folder, rebuild)
         if "stage1" not in card:
             raise ArtifactError(f"{folder}: the export has no stage-1 graph (not a detection study's export)",

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from osd import artifacts, decide
-from osd.config import Config
 from osd.errors import OsdWarning
 from osd.metrics import metric_intervals, open_set_metrics
 from osd.osr.embeddings import Embeddings
 from osd.osr.model import VARIANTS, data_counts, fit_scorer, osr_settings, score_sign, select_variant, test_arrays
+from osd.pipeline.job import Job
 from osd.pipeline.train import TRAIN_SECTIONS, embedded, trained
 from osd.progress import Reporter, ensure
 from osd.records import OsrResult, Rows, cached_sections
@@ -57,9 +57,10 @@ class CalibrationResult:
         return {**asdict(self), "score_sign": score_sign(self.features)}
 
 
-def _calibrate(cfg: Config, split: str, emb: artifacts.Step, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _calibrate(job: Job, split: str, emb: artifacts.Step, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
     from osd.osr.thresholds import AcceptanceThreshold, warn_small_samples
 
+    cfg = job.cfg
     o = cfg.osr
     e = Embeddings.from_payload(emb.payload)
     blocks, scorer, tau = fit_scorer(e, o.features, o.pooling, o.covariance, o.normalize, o.acceptance, quiet=True)
@@ -78,14 +79,15 @@ def _calibrate(cfg: Config, split: str, emb: artifacts.Step, key: str) -> tuple[
     return payload, prov
 
 
-def calibrated(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
+def calibrated(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
     """The split's calibration artifact (scorer, tau, kappa), from its embeddings artifact."""
+    cfg = job.cfg
     reporter = ensure(reporter)
     split = cfg.split_name(split)
-    emb = embedded(cfg, split, reporter=reporter)
+    emb = embedded(job, split, reporter=reporter)
     key = artifacts.cache_key("calibrate", CALIBRATE_ALGORITHM, emb.id, osr_settings(cfg.section("osr")))
-    layout = artifacts.Layout(cfg.output_dir)
-    step = artifacts.cached_step(layout.calibration(split), key, lambda: _calibrate(cfg, split, emb, key),
+    layout = job.layout
+    step = artifacts.cached_step(layout.calibration(split), key, lambda: _calibrate(job, split, emb, key),
                                  force=force, on_wait=reporter.note)
     if not step.cached:
         p = step.payload
@@ -99,7 +101,8 @@ def calibrated(cfg: Config, split: str, force: bool = False, reporter: Reporter 
     return step
 
 
-def calibration_result(cfg: Config, split: str, step: artifacts.Step) -> CalibrationResult:
+def calibration_result(job: Job, split: str, step: artifacts.Step) -> CalibrationResult:
+    cfg = job.cfg
     p = step.payload
     tau, neg = p["tau"], p["neg_kappa"]
     features = p.get("features") or step.provenance.get("config", {}).get("osr.features", cfg.osr.features)
@@ -109,15 +112,17 @@ def calibration_result(cfg: Config, split: str, step: artifacts.Step) -> Calibra
                              {**neg.summary(), "threshold": -neg.threshold_}, step.id, step.lineage)
 
 
-def calibrate(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> CalibrationResult:
+def calibrate(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> CalibrationResult:
     """Fit the scorer on train embeddings; tau and kappa accept ``osr.acceptance`` of known validation images."""
+    cfg = job.cfg
     split = cfg.split_name(split)
-    return calibration_result(cfg, split, calibrated(cfg, split, force, reporter))
+    return calibration_result(job, split, calibrated(job, split, force, reporter))
 
 
-def _variants(cfg: Config, emb: Embeddings, headline_blocks: list[str], closed: np.ndarray,
+def _variants(job: Job, emb: Embeddings, headline_blocks: list[str], closed: np.ndarray,
               t: dict[str, Any], classes: list[str]) -> dict[str, dict[str, Any]]:
     """The feature variants beside the configured method, each with its own tau on validation images."""
+    cfg = job.cfg
     o = cfg.osr
     variants: dict[str, dict[str, Any]] = {}
     for name, (features, pooling) in VARIANTS.items():
@@ -137,7 +142,7 @@ def _variants(cfg: Config, emb: Embeddings, headline_blocks: list[str], closed: 
     return variants
 
 
-def _baselines(cfg: Config, emb: Embeddings, head: tuple[np.ndarray, np.ndarray], t: dict[str, Any],
+def _baselines(job: Job, emb: Embeddings, head: tuple[np.ndarray, np.ndarray], t: dict[str, Any],
                closed: np.ndarray, classes: list[str], locked: tuple[np.ndarray, np.ndarray],
                odin: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Each configured baseline: fitted on training images, its own threshold on the threshold images
@@ -149,6 +154,7 @@ def _baselines(cfg: Config, emb: Embeddings, head: tuple[np.ndarray, np.ndarray]
     from osd.osr.baselines import HUMAN, SCORES, fit_baseline
     from osd.osr.thresholds import AcceptanceThreshold, warn_small_samples
 
+    cfg = job.cfg
     if odin is not None:  # joined row for row (the ODIN step scored the embeddings' own images, in order)
         from osd.pipeline.odin import ODIN_PARTS
 
@@ -204,17 +210,19 @@ def _operating_points(emb: Embeddings, scorer, blocks: list[str], classes: list[
 PREDICTION_HEADER = ("path", "true_label", "role", "pred_label", "distance", "msp", "closed_label", "pred_label_msp")
 
 
-def _rows(cfg: Config, t: dict[str, Any], pred, dist, msp, closed, pred_msp) -> Rows:
+def _rows(job: Job, t: dict[str, Any], pred, dist, msp, closed, pred_msp) -> Rows:
+    cfg = job.cfg
     root = cfg.path(cfg.neu.root)  # artifacts hold paths relative to it; the rows show where they are now
     return Rows.of(PREDICTION_HEADER, ([str(root / t["paths"][i]), t["labels"][i],
                                         "unknown" if t["is_unknown"][i] else "known", pred[i], float(dist[i]),
                                         float(msp[i]), closed[i], pred_msp[i]] for i in range(len(dist))))
 
 
-def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step, key: str,
+def _evaluate(job: Job, split: str, cal: artifacts.Step, emb: artifacts.Step, key: str,
               odin: artifacts.Step | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Collect the test arrays, decide, compute metrics and intervals; the section and the CSV to write."""
-    res = calibration_result(cfg, split, cal)
+    cfg = job.cfg
+    res = calibration_result(job, split, cal)
     scorer, blocks = cal.payload["scorer"], list(cal.payload["blocks"])
     e = Embeddings.from_payload(emb.payload)
     t = test_arrays(e, blocks)
@@ -229,45 +237,46 @@ def _evaluate(cfg: Config, split: str, cal: artifacts.Step, emb: artifacts.Step,
     # the rates' exact intervals need no replicates; the rest only with stats.bootstrap > 0
     intervals = {"osr": metric_intervals(t["labels"], pred, closed, dist, t["is_unknown"], classes, n_boot, seed),
                  "msp": metric_intervals(t["labels"], pred_msp, closed, -msp, t["is_unknown"], classes, n_boot, seed)}
-    variants = _variants(cfg, e, blocks, closed, t, classes)
-    state = trained(cfg, split).payload["state_dict"]
+    variants = _variants(job, e, blocks, closed, t, classes)
+    state = trained(job, split).payload["state_dict"]
     head = (np.asarray(state["head.weight"], dtype=np.float64), np.asarray(state["head.bias"], dtype=np.float64))
-    baselines = _baselines(cfg, e, head, t, closed, classes, (dist, pred), odin and odin.payload)
+    baselines = _baselines(job, e, head, t, closed, classes, (dist, pred), odin and odin.payload)
     selection = select_variant(e, cfg.osr.covariance, cfg.osr.normalize).to_dict()
     points = _operating_points(e, scorer, blocks, classes, dist, msp, np.asarray(t["is_unknown"], bool))
     prov = artifacts.provenance(cfg, "osr", EVALUATE_ALGORITHM, key, (*SECTIONS, "stats"),
                                 {"calibration": cal.id, "embeddings": emb.id,
                                  "classifier": emb.provenance.get("inputs", {}).get("classifier"),
                                  **({"odin": odin.id} if odin else {})}, split=split)
-    prov["weights"] = trained(cfg, split).provenance.get("inputs", {}).get("weights")
+    prov["weights"] = trained(job, split).provenance.get("inputs", {}).get("weights")
     data = {**data_counts(e), "known": list(classes), "unknown": sorted(set(e.test_unknown.labels))}
     record = OsrResult(split, classes, res.tau, res.kappa, m_osr, m_msp, res.features, res.blocks, variants, intervals,
                        selection, baselines, {"tau": res.tau_summary, "kappa": res.kappa_summary}, points, data, prov,
-                       _rows(cfg, t, pred, dist, msp, closed, pred_msp))
+                       _rows(job, t, pred, dist, msp, closed, pred_msp))
     return record.payload(), prov
 
 
-def evaluate(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> OsrResult:
+def evaluate(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> OsrResult:
     """One-stage decision (unknown when distance > tau, else arg-max class), its metrics and the variants'.
 
     A cached step keyed on the calibration and embeddings artifacts, the osr and stats settings and
     the evaluation's algorithm version: a repeated call only reads.
     """
+    cfg = job.cfg
     reporter = ensure(reporter)
     split = cfg.split_name(split)
-    cal = calibrated(cfg, split, force=force, reporter=reporter)
-    emb = embedded(cfg, split, reporter=reporter)
+    cal = calibrated(job, split, force=force, reporter=reporter)
+    emb = embedded(job, split, reporter=reporter)
     odin = None
     if "odin" in cfg.osr.baselines:
         from osd.pipeline.odin import odin_scored
 
-        odin = odin_scored(cfg, split, force=force, reporter=reporter)
+        odin = odin_scored(job, split, force=force, reporter=reporter)
     key = artifacts.cache_key("osr", EVALUATE_ALGORITHM, cal.id, emb.id, cfg.section("osr"), cfg.section("stats"),
                               cfg.project.seed, str(cfg.path(cfg.neu.root)),
                               *([odin.id] if odin else []))
-    layout = artifacts.Layout(cfg.output_dir)
+    layout = job.layout
     step = artifacts.cached_step(layout.osr_evaluation(split), key,
-                                 lambda: _evaluate(cfg, split, cal, emb, key, odin), force=force,
+                                 lambda: _evaluate(job, split, cal, emb, key, odin), force=force,
                                  on_wait=reporter.note)
     pred_path, metrics_path = layout.osr_predictions(split), layout.metrics(split)
     record = OsrResult.from_payload(step.payload, cached=step.cached, predictions=str(pred_path),

@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from osd import artifacts, decide
-from osd.config import NORMAL_CLASS_SUFFIX, Config
+from osd.config import NORMAL_CLASS_SUFFIX
 from osd.errors import ConfigError, OsdWarning
 from osd.metrics import bootstrap, paired_difference, without_degenerate
 from osd.osr.embeddings import NORMAL_PART, Embeddings
 from osd.osr.model import part_matrix
+from osd.pipeline.job import Job
 from osd.progress import Reporter, ensure
 from osd.proportion import rate_intervals
 from osd.records import OutcomesResult, Rows, cached_sections
@@ -87,15 +88,17 @@ def _common(tables: list[dict[str, Any]], stage1: dict[str, float], split: str) 
     return keep, missing
 
 
-def _rows(cfg: Config, paths: list[str], roles: list[str], labels: list[str], stage1: np.ndarray,
+def _rows(job: Job, paths: list[str], roles: list[str], labels: list[str], stage1: np.ndarray,
           dist: np.ndarray, msp: np.ndarray, preds: dict[str, np.ndarray]) -> Rows:
+    cfg = job.cfg
     root = cfg.path(cfg.neu.root)
     return Rows.of(("path", "true_label", "role", "stage1_score", "distance", "msp", *APPROACHES),
                    ([str(root / p), labels[i], roles[i], float(stage1[i]), float(dist[i]), float(msp[i]),
                      *(preds[a][i] for a in APPROACHES)] for i, p in enumerate(paths)))
 
 
-def _evaluate(cfg: Config, split: str, steps: dict[str, Any], key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _evaluate(job: Job, split: str, steps: dict[str, Any], key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    cfg = job.cfg
     fit, cal, emb, vcal, vemb, s1 = (steps[k] for k in ("fit", "cal", "emb", "vcal", "vemb", "s1"))
     base = _arrays(Embeddings.from_payload(emb.payload), list(cal.payload["blocks"]))
     variant = _arrays(Embeddings.from_payload(vemb.payload), list(vcal.payload["blocks"]))
@@ -143,11 +146,11 @@ def _evaluate(cfg: Config, split: str, steps: dict[str, Any], key: str) -> tuple
                   "tau_normal_class": vcal.payload["tau"].threshold_}
     record = OutcomesResult(split, approaches, stage1_auroc, versus, counts, missing, thresholds,
                             cfg.normal.folder or cfg.normal.severstal_root, prov,
-                            _rows(cfg, paths, roles, labels, stage1, dist, msp, preds))
+                            _rows(job, paths, roles, labels, stage1, dist, msp, preds))
     return record.payload(), prov
 
 
-def three_outcomes(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> OutcomesResult:
+def three_outcomes(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> OutcomesResult:
     """Every approach's answer (no_defect, a class, unknown) on the split's known, unknown and normal
     test images, the three-outcome metrics with intervals, and the paired verdict; a cached step."""
     from osd.pipeline.cascade import stage1_step
@@ -155,22 +158,23 @@ def three_outcomes(cfg: Config, split: str, force: bool = False, reporter: Repor
     from osd.pipeline.osr import calibrated
     from osd.pipeline.train import embedded
 
+    cfg = job.cfg
     reporter = ensure(reporter)
     split = cfg.split_name(split).removesuffix(NORMAL_CLASS_SUFFIX)
     if not cfg.normal.in_domain:
         raise ConfigError("the three-outcome study needs normal images of the defects' line: set normal.in_domain = "
                           "true and normal.folder to defect-free images of the same line")
-    steps: dict[str, Any] = {"fit": fit_patchcore(cfg, reporter=reporter),
-                             "cal": calibrated(cfg, split, reporter=reporter),
-                             "emb": embedded(cfg, split, reporter=reporter),
-                             "vcal": calibrated(cfg, split + NORMAL_CLASS_SUFFIX, reporter=reporter),
-                             "vemb": embedded(cfg, split + NORMAL_CLASS_SUFFIX, reporter=reporter),
-                             "s1": stage1_step(cfg, split, reporter=reporter)}
+    steps: dict[str, Any] = {"fit": fit_patchcore(job, reporter=reporter),
+                             "cal": calibrated(job, split, reporter=reporter),
+                             "emb": embedded(job, split, reporter=reporter),
+                             "vcal": calibrated(job, split + NORMAL_CLASS_SUFFIX, reporter=reporter),
+                             "vemb": embedded(job, split + NORMAL_CLASS_SUFFIX, reporter=reporter),
+                             "s1": stage1_step(job, split, reporter=reporter)}
     key = artifacts.cache_key("three-outcome", OUTCOMES_ALGORITHM,
                               *(steps[k].id for k in ("fit", "cal", "emb", "vcal", "vemb", "s1")), cfg.section("cascade"),
                               cfg.section("stats"), cfg.project.seed, str(cfg.path(cfg.neu.root)))
-    layout = artifacts.Layout(cfg.output_dir)
-    step = artifacts.cached_step(layout.outcomes_evaluation(split), key, lambda: _evaluate(cfg, split, steps, key),
+    layout = job.layout
+    step = artifacts.cached_step(layout.outcomes_evaluation(split), key, lambda: _evaluate(job, split, steps, key),
                                  force=force, on_wait=reporter.note)
     pred_path, metrics_path = layout.outcomes_predictions(split), layout.metrics(split)
     record = OutcomesResult.from_payload(step.payload, cached=step.cached, predictions=str(pred_path),

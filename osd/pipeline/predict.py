@@ -22,6 +22,7 @@ from osd.config import Config
 from osd.data.images import is_image_name
 from osd.errors import DataError, OsdWarning
 from osd.pipeline.chain import load_chain
+from osd.pipeline.job import Job
 
 APPROACHES = ("one-stage", "cascade", "both")
 ENGINES = ("torch", "onnx")
@@ -66,7 +67,7 @@ def invalid_scores(row: dict[str, Any]) -> dict[str, Any]:
 class Predictor:
     """The split's fitted models, loaded once; ``predict`` turns images into decision rows."""
 
-    cfg: Config
+    job: Job
     split: str
     approach: str = "both"
     device: Any = None
@@ -74,6 +75,10 @@ class Predictor:
     engine: str = "torch"  # torch | onnx (the graphs of `osd export`)
     export_dir: Path | None = None  # where `osd export` wrote them (default outputs/split_<x>/export)
     onnx_card: dict[str, Any] | None = None  # export's own parity check: the card it has just made
+
+    @property
+    def cfg(self) -> Config:
+        return self.job.cfg
 
     @runtime.scoped  # building the models draws on torch's global generator: the caller's comes back
     def __post_init__(self) -> None:
@@ -84,13 +89,13 @@ class Predictor:
         if self.engine not in ENGINES:
             raise DataError(f"--engine {self.engine!r}: choose one of {', '.join(ENGINES)}")
         # threads are set per batch, inside runtime.scope (see _rows): none are set here
-        self.device = self.device or runtime.resolve_device(self.cfg.project.device)
+        self.device = self.device or self.job.resources.device
         self.detect_only = self.cfg.project.study == "detection"
         if self.detect_only:
             self._load_detection()
             return
         self.split = self.cfg.split_name(self.split)
-        chain = load_chain(self.cfg, self.split, self.approach in ("cascade", "both"))
+        chain = load_chain(self.job, self.split, self.approach in ("cascade", "both"))
         self.chain, self.provenance = chain, chain.ids
         recorded = chain.recorded("classifier")
         self.classifier_size = int(recorded.get("classifier.image_size", self.cfg.classifier.image_size))
@@ -106,30 +111,30 @@ class Predictor:
             from osd.pipeline.onnx_engine import OnnxModels
 
             self.onnx = (OnnxModels(Path(self.export_dir), self.onnx_card, self.cfg.project.threads) if self.onnx_card
-                         else OnnxModels.open(self.cfg, chain, self.export_dir))
+                         else OnnxModels.open(self.job, chain, self.export_dir))
             self.detector = self.onnx.stage1 if chain.detector is not None else None
             return
         self.compute = self._compute("classifier")
-        self.model = self.compute.model(load_model(self.cfg, chain.classifier.payload)).eval()
+        self.model = self.compute.model(load_model(chain.classifier.payload, self.cfg.classifier.arch)).eval()
         if chain.detector is not None:
             self._stage1_models(chain.detector.payload)
 
     def _compute(self, network: str):
         # fp32 whatever the training precision: the scores the study set tau, kappa and stage 1's threshold on
-        return runtime.resources(self.cfg.project).compute(network)
+        return self.job.resources.compute(network)
 
     def _load_detection(self) -> None:
         """A detection project: the PatchCore fit alone, applied as it was made."""
         from osd import artifacts
 
-        det = artifacts.require(artifacts.Layout(self.cfg.output_dir).detector, "run-all", "PatchCore detector")
+        det = artifacts.require(self.job.layout.detector, "run-all", "PatchCore detector")
         self.chain, self.provenance, self.split = None, {"detector": det.id}, "-"
         self._stage1_as_fitted(dict(det.provenance.get("config", {})), det.payload)
         if self.engine == "onnx":
             from osd.pipeline.onnx_engine import OnnxModels
 
             self.onnx = (OnnxModels(Path(self.export_dir), self.onnx_card, self.cfg.project.threads) if self.onnx_card
-                         else OnnxModels.open_stage1(self.cfg, det, self.export_dir))
+                         else OnnxModels.open_stage1(self.job, det, self.export_dir))
             self.detector = self.onnx.stage1
             return
         self._stage1_models(det.payload)
@@ -159,7 +164,7 @@ class Predictor:
 
         self._check_settings(recorded, "patchcore")
         self.stage1_sizes = Stage1Sizes.from_settings({**self.cfg.flat(SETTINGS), **recorded})
-        self.stage1_spec = stage1_spec(self.cfg, recorded)
+        self.stage1_spec = stage1_spec(self.job, recorded)
         self.stage1_threshold = float(payload["threshold"].threshold_)
 
     def _check_settings(self, recorded: dict[str, Any], section: str) -> None:
@@ -245,7 +250,7 @@ class Predictor:
             yield from self._rows(names, batch)
 
 
-def predict(cfg: Config, split: str, inputs: Iterable[Any], approach: str = "both", batch_size: int = 16,
+def predict(job: Job, split: str, inputs: Iterable[Any], approach: str = "both", batch_size: int = 16,
             engine: str = "torch") -> list[dict[str, Any]]:
     """Rows for every input (paths, PIL images or arrays) with the split's cached models: for notebooks."""
-    return list(Predictor(cfg, split, approach, engine=engine).predict(inputs, batch_size))
+    return list(Predictor(job, split, approach, engine=engine).predict(inputs, batch_size))

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from osd import artifacts, runtime
-from osd.config import Config
 from osd.errors import OsdWarning
 from osd.osr.embeddings import NORMAL_PART, PARTS, EmbeddedPart, Embeddings
-from osd.pipeline.data import settings_key, split_manifest, weights_identity
+from osd.pipeline.job import Job
 from osd.progress import Reporter, ensure
 
 # Bump when the meaning of the trained model or of the stored embeddings changes.
@@ -40,12 +39,12 @@ def _entries(manifest, part: str):
     return manifest.part(part, "known")
 
 
-def train_key(cfg: Config, split: str) -> str:
-    m = split_manifest(cfg, split)
+def train_key(job: Job, split: str) -> str:
+    m = job.manifest(split)
     # training and selection images only: a change to the threshold or test images never retrains;
     # the device and the thread count change the training arithmetic, so they are part of the key
-    return artifacts.cache_key("train", TRAIN_ALGORITHM, settings_key(cfg, ("classifier", "project.seed")),
-                               m.fingerprint(("train", "epoch_select")), runtime.resources(cfg.project).compute_identity())
+    return artifacts.cache_key("train", TRAIN_ALGORITHM, job.settings(("classifier", "project.seed")),
+                               m.fingerprint(("train", "epoch_select")), job.resources.compute_identity())
 
 
 @dataclass
@@ -70,27 +69,29 @@ class TrainResult:
         return asdict(self)
 
 
-def load_model(cfg: Config, payload: dict[str, Any]):
+def load_model(payload: dict[str, Any], arch: str):
+    """The classifier a training payload holds (``arch``: the project's, for payloads that predate its record)."""
     import torch
 
     from osd.models.backbones import build
     from osd.models.classifier import EmbeddingClassifier
 
-    model = EmbeddingClassifier(build(payload.get("arch", cfg.classifier.arch), "none"), len(payload["classes"]))
+    model = EmbeddingClassifier(build(payload.get("arch", arch), "none"), len(payload["classes"]))
     model.load_state_dict({k: torch.as_tensor(v) for k, v in payload["state_dict"].items()})
     return model.eval()
 
 
-def retrain_reason(cfg: Config, path: Path, key: str, force: bool) -> str:
+def retrain_reason(job: Job, path: Path, key: str, force: bool) -> str:
     """Why a classifier on disk is not the one asked for (the settings, the compute or the images
     differ), so that a retrain over minutes never starts unexplained; "" when none is on disk."""
+    cfg = job.cfg
     if force:
         return "--force"
     old = artifacts.peek(path)
     if not old or old.get("key") == key:
         return ""
     prov = old.get("provenance") or {}
-    now = runtime.resources(cfg.project).compute_identity()
+    now = job.resources.compute_identity()
     changed = [f"{k} {v} (now {now.get(k)})" for k, v in (prov.get("compute") or {}).items() if now.get(k) != v]
     changed += cfg.differences(prov.get("config") or {})
     return ("the cached classifier was made with " + "; ".join(changed[:3]) if changed
@@ -98,7 +99,7 @@ def retrain_reason(cfg: Config, path: Path, key: str, force: bool) -> str:
 
 
 @runtime.scoped
-def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool, reporter: Reporter
+def _train(job: Job, split: str, key: str, force: bool, reporter: Reporter
            ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train, checkpointing every epoch; a checkpoint of the same key left by a killed run is resumed."""
     import torch
@@ -109,16 +110,16 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
     from osd.models.training import fit
     from osd.pipeline.data import weights_path
 
-    ckpt_path = artifacts.Layout(cfg.output_dir).checkpoint(split)
+    cfg, manifest, res = job.cfg, job.manifest(split), job.resources
+    ckpt_path = job.layout.checkpoint(split)
     resume = None if force else artifacts.load(ckpt_path, key)
-    res = runtime.resources(cfg.project)
     res.setup()
     compute = res.classifier
     device = compute.device
     gen = runtime.seed_everything(cfg.project.seed)
     classes = list(manifest.known)
     data = {}
-    workers = runtime.decode_workers(cfg.project)
+    workers = job.workers
     for part in ("train", "epoch_select"):  # streamed from disk batch by batch: memory flat in their number
         entries = _entries(manifest, part)
         data[part] = Images([e.path for e in entries], [classes.index(e.label) for e in entries],
@@ -146,40 +147,40 @@ def _train(cfg: Config, split: str, manifest, key: str, path: Path, force: bool,
     }
     prov = artifacts.provenance(cfg, "train", TRAIN_ALGORITHM, key, TRAIN_SECTIONS,
                                 {"manifest_train_select": manifest.fingerprint(("train", "epoch_select")),
-                                 "weights": weights_identity(cfg, cfg.classifier.weights, cfg.classifier.arch)},
+                                 "weights": job.weights(cfg.classifier.weights, cfg.classifier.arch)},
                                 split=split, compute=res.compute_identity())
     return payload, prov
 
 
-def trained(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
+def trained(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
     """The split's classifier artifact: cached, or trained now under the artifact's lock."""
     from osd.models.classifier import check_classifier
 
+    cfg = job.cfg
     reporter = ensure(reporter)
-    split = cfg.split_name(split)
+    split = job.split_name(split)
     check_classifier(cfg.classifier.arch, cfg.classifier.image_size)  # on the meta device, before any data is read
-    manifest = split_manifest(cfg, split)
-    key = train_key(cfg, split)
-    path = artifacts.Layout(cfg.output_dir).model(split)
+    key = train_key(job, split)
+    path = job.layout.model(split)
 
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
-        why = retrain_reason(cfg, path, key, force)
+        why = retrain_reason(job, path, key, force)
         if why:
             reporter.note(f"split {split}: training anew: {why}")
-        return _train(cfg, split, manifest, key, path, force, reporter)
+        return _train(job, split, key, force, reporter)
 
     step = artifacts.cached_step(path, key, compute, force=force, on_wait=reporter.note)
     if not step.cached:  # only once the model is written: a full disk leaves no file beside a model never saved,
-        layout = artifacts.Layout(cfg.output_dir)  # and the checkpoint to resume from stays until then
+        layout = job.layout  # and the checkpoint to resume from stays until then
         layout.checkpoint(split).unlink(missing_ok=True)
         artifacts.write_json(layout.history(split), step.payload["history"])
         artifacts.write_json(layout.classifier_config(split), cfg.to_dict())
     return step
 
 
-def train(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> TrainResult:
+def train(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> TrainResult:
     """Train (or load from cache) the classifier of ``split``; a killed run resumes from its last epoch."""
-    step = trained(cfg, split, force, reporter)
+    step = trained(job, split, force, reporter)
     p = step.payload
     return TrainResult(split, p["arch"], p["weights"], list(p["classes"]), p["best_epoch"], p["selection_accuracy"],
                        p["seconds"], step.cached, p["history"], int(p.get("epochs_run", len(p["history"]))),
@@ -202,25 +203,24 @@ class EmbedResult:
         return asdict(self)
 
 
-def embed_key(cfg: Config, split: str, model_id: str) -> str:
-    return artifacts.cache_key("embed", EMBED_ALGORITHM, model_id, split_manifest(cfg, split).fingerprint(),
-                               runtime.resources(cfg.project).precision_identity())
+def embed_key(job: Job, split: str, model_id: str) -> str:
+    return artifacts.cache_key("embed", EMBED_ALGORITHM, model_id, job.manifest(split).fingerprint(),
+                               job.resources.precision_identity())
 
 
 @runtime.scoped
-def _embed(cfg: Config, split: str, model: artifacts.Step, key: str, reporter: Reporter
+def _embed(job: Job, split: str, model: artifacts.Step, key: str, reporter: Reporter
            ) -> tuple[dict[str, Any], dict[str, Any]]:
     import torch
 
     from osd.data.stream import batches, in_order
     from osd.data.tensors import normalize
 
-    res = runtime.resources(cfg.project)
+    cfg, res, manifest = job.cfg, job.resources, job.manifest(split)
     res.setup()
     compute = res.scoring  # fp32 whatever the training precision: these are the scores tau and kappa meet
-    net = compute.model(load_model(cfg, model.payload))
-    manifest = split_manifest(cfg, split)
-    workers = runtime.decode_workers(cfg.project)
+    net = compute.model(load_model(model.payload, cfg.classifier.arch))
+    workers = job.workers
     classes, skipped, done = [str(c) for c in model.payload["classes"]], {}, {}
     parts = (*PARTS, NORMAL_PART) if manifest.part("test", "normal") else PARTS
     total = sum(len(_entries(manifest, p)) for p in parts)
@@ -260,20 +260,20 @@ def _embed(cfg: Config, split: str, model: artifacts.Step, key: str, reporter: R
     return record.payload(), prov
 
 
-def embedded(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
+def embedded(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
     """The split's embeddings artifact (train, val, known and unknown test), from its classifier artifact."""
     reporter = ensure(reporter)
-    split = cfg.split_name(split)
-    model = trained(cfg, split, reporter=reporter)
-    key = embed_key(cfg, split, model.id)
-    path = artifacts.Layout(cfg.output_dir).embeddings_file(split)
-    return artifacts.cached_step(path, key, lambda: _embed(cfg, split, model, key, reporter), force=force,
+    split = job.split_name(split)
+    model = trained(job, split, reporter=reporter)
+    key = embed_key(job, split, model.id)
+    path = job.layout.embeddings_file(split)
+    return artifacts.cached_step(path, key, lambda: _embed(job, split, model, key, reporter), force=force,
                                  on_wait=reporter.note)
 
 
-def embed(cfg: Config, split: str, force: bool = False, reporter: Reporter | None = None) -> EmbedResult:
+def embed(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> EmbedResult:
     """Embeddings and logits of train, val, known test and unknown test; trains first if needed."""
-    step = embedded(cfg, split, force, reporter)
+    step = embedded(job, split, force, reporter)
     e = Embeddings.from_payload(step.payload)
     return EmbedResult(split, {part: len(e[part]) for part in PARTS}, int(e.train.embeddings.shape[1]),
                        e.images_per_second, step.cached, str(step.path), step.id, step.lineage)

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from osd import artifacts, runtime
-from osd.config import Config
 from osd.errors import DataError
+from osd.pipeline.job import Job
 
 HOW_TO_NAME = ("to make a group a known class: copy its images into a new class folder beside the others "
                "(<neu.root>/<name>/), add the class to a split's known classes in osd.toml (or run osd init again), "
@@ -46,7 +46,7 @@ class UnknownGroups:
 
 
 @runtime.scoped
-def embed_images(cfg: Config, split: str, paths: list[Path]) -> np.ndarray:
+def embed_images(job: Job, split: str, paths: list[Path]) -> np.ndarray:
     """Penultimate embeddings (fp32, l2-normalised) of ``paths`` by the split's cached classifier."""
     import torch
 
@@ -54,13 +54,14 @@ def embed_images(cfg: Config, split: str, paths: list[Path]) -> np.ndarray:
     from osd.data.tensors import normalize
     from osd.pipeline.train import load_model
 
+    cfg = job.cfg
     s = cfg.split_name(split)
-    model = artifacts.require(artifacts.Layout(cfg.output_dir).model(s), f"train --split {s}",
+    model = artifacts.require(job.layout.model(s), f"train --split {s}",
                               f"classifier of split {s}")
-    res = runtime.resources(cfg.project)
+    res = job.resources
     res.setup()
     compute = res.scoring
-    net = compute.model(load_model(cfg, model.payload)).eval()
+    net = compute.model(load_model(model.payload, cfg.classifier.arch)).eval()
     out = np.full((len(paths), net.embedding_dim), np.nan, np.float32)
     with torch.no_grad():
         for idx, x, reasons in batches(paths, cfg.classifier.image_size, in_order(len(paths), 32), 0):
@@ -110,19 +111,20 @@ def contact_sheet(paths: list[Path], out: Path, thumb: int = 96, columns: int = 
     return artifacts.atomic_write(out, write)
 
 
-def group_unknowns(cfg: Config, split: str, rows: list[dict[str, Any]], max_groups: int = 8) -> UnknownGroups:
+def group_unknowns(job: Job, split: str, rows: list[dict[str, Any]], max_groups: int = 8) -> UnknownGroups:
     """The rows called ``unknown`` (one-stage, else the cascade), embedded, grouped, each group with
     its size, a few example paths and a contact sheet under ``outputs/split_<x>/monitor/``."""
+    cfg = job.cfg
     unknown = list(dict.fromkeys(r["path"] for r in rows if r.get("status", "ok") == "ok"
                                  and "unknown" in (r.get("one_stage"), r.get("cascade"))))
     if not unknown:
         raise DataError("no image was called unknown in these rows: nothing to group")
     paths = [Path(p) for p in unknown]
-    x = embed_images(cfg, split, paths)
+    x = embed_images(job, split, paths)
     keep = np.isfinite(x).all(axis=1)
     labels, scores = choose_groups(x[keep], max_groups)
     kept = [p for p, k in zip(paths, keep) if k]
-    folder = artifacts.Layout(cfg.output_dir).monitor(cfg.split_name(split))
+    folder = job.layout.monitor(cfg.split_name(split))
     groups = []
     for g in sorted(set(labels.tolist()), key=lambda g: -int(np.sum(labels == g))):
         members = [p for p, lab in zip(kept, labels) if lab == g]

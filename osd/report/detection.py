@@ -191,7 +191,7 @@ def build_detection_report(cfg: Config, seeds: list[int]) -> dict[str, Any]:
     from osd.pipeline.detection import stored
 
     layout = artifacts.Layout(cfg.output_dir)
-    results = {s: r for s in seeds if (r := stored(cfg.for_seed(s))) is not None}
+    results = {s: r for s in seeds if (r := stored(artifacts.Layout(cfg.for_seed(s).output_dir))) is not None}
     if not results:
         raise ArtifactError(f"{layout.detection}: no detection study on disk", rebuild="run-all")
     words = answer(results, cfg.patchcore.acceptance)
