@@ -188,7 +188,6 @@ def _parity(job: Job, chain: Chain, out: Path, card: dict[str, Any], approach: s
     """torch and ONNX Runtime on the split's test images: scores within TOLERANCE, decisions identical."""
     from osd.pipeline.predict import Predictor
 
-    cfg = job.cfg
     paths = [e.path for e in job.manifest(chain.split).test()]
     # torch scores in fp32 (Compute.scoring), the graphs' precision, whatever the training precision
     torch_rows = list(Predictor(job, chain.split, approach).predict(paths))
@@ -286,7 +285,6 @@ def _detection_parity(job: Job, detector: artifacts.Step, out: Path, card: dict[
     from osd.pipeline.detection import defect_images
     from osd.pipeline.predict import Predictor
 
-    cfg = job.cfg
     paths = [*map(Path, detector.payload["test"]), *defect_images(job)[0]][:64]
     a = list(Predictor(job, "-").predict(paths))
     b = list(Predictor(job, "-", engine="onnx", export_dir=out, onnx_card=card).predict(paths))

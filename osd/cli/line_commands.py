@@ -1,0 +1,165 @@
+"""The line's commands: export the study's models, predict new images, monitor the rows over time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from osd.cli import line_views, render
+from osd.cli import options as o
+from osd.cli.root import app
+from osd.cli.shared import command, on_project, open_project
+from osd.errors import ConfigError
+
+
+@app.command(rich_help_panel="On the line", name="export")
+@on_project()
+def export_cmd(
+    p, split: o.Split = "a",
+    approach: Annotated[str, typer.Option("--approach", help="one-stage | cascade | both")] = "both",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the graphs and the model card "
+                                                "[default: outputs/split_<x>/export]")] = None,
+    force: o.Force = False, json_out: o.Json = False,
+) -> None:
+    """Export a split's fitted models to ONNX with a model card, checked against torch on its test images."""
+    result = p.export(split, approach, out, force)
+    if json_out:
+        render.emit_json(result.to_dict())
+        return
+    p = result.parity
+    worst = ", ".join(f"{k} {v:.1e}" for k, v in p["max_relative_difference"].items())
+    what = "detection study" if result.split == "-" else f"split {result.split}"
+    render.note(f"{what}: {', '.join(result.files)} in {result.out_dir}\n"
+                f"parity on {p['images']} test images: largest relative difference {worst} (tolerance "
+                f"{p['tolerance']:g}), every decision identical")
+    render.out.print(render.cached_tag(result.cached))
+
+
+def _out_file_first(own: dict[str, Any]) -> None:
+    """--out is a CSV file in an existing folder: said before any image is predicted."""
+    out = own.get("out")
+    if out is not None and (out.is_dir() or not out.parent.is_dir()):
+        raise ConfigError(f"--out {out}: " + (f"a folder; give a CSV file's path, e.g. {out / 'rows.csv'}"
+                                              if out.is_dir() else f"its folder {out.parent} does not exist"))
+
+
+@app.command(rich_help_panel="On the line", name="predict")
+@on_project(before=_out_file_first)
+def predict_cmd(
+    p,
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH",
+                                                help="Images, folders (recursive) or .txt files listing paths")],
+    split: o.Split = "a",
+    approach: Annotated[str, typer.Option("--approach", help="one-stage | cascade | both")] = "both",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write every row to this CSV file")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass")] = 16,
+    engine: Annotated[str, typer.Option("--engine", help="torch | onnx (the graphs of osd export)")] = "torch",
+    export_dir: Annotated[Optional[Path], typer.Option("--export-dir", help="Folder of osd export [default: "
+                                                       "outputs/split_<x>/export]")] = None,
+    json_out: o.Json = False,
+) -> None:
+    """Apply a split's fitted models to new images (never trains); one row per input.
+
+    In a detection project (good and bad parts) --split and --approach are not used: stage 1 alone
+    answers no_defect / defect.
+    """
+    from osd.pipeline.predict import expand_inputs
+
+    inputs = list(expand_inputs(paths))
+    if not inputs:
+        render.error("no images found in " + ", ".join(map(str, paths)) + " (nothing to predict)")
+        raise typer.Exit(1)
+    predictor = p.predictor(split, approach, engine, export_dir)
+    keep = json_out or len(inputs) <= line_views.PREDICT_TABLE_ROWS
+    rows, unreadable = _predict_rows(predictor, inputs, batch_size, out, keep, json_out)
+    if json_out:
+        render.emit_json({"split": split, "approach": approach, "models": predictor.provenance, "rows": rows,
+                          "unreadable": unreadable, "notes": predictor.notes})
+    else:
+        line_views.show_predictions(rows, len(inputs), unreadable, out, predictor.provenance)
+    if unreadable:
+        render.error(f"{unreadable} of {len(inputs)} input(s) got no decision (rows whose status is not 'ok': "
+                     "'unreadable' or 'invalid_score', each with its reason)")
+        raise typer.Exit(1)
+
+
+def _predict_rows(predictor, inputs: list, batch_size: int, out: Optional[Path], keep: bool, quiet: bool
+                  ) -> tuple[list[dict], int]:
+    """Stream the predictor's rows (to ``out`` as CSV, written atomically); the rows kept and the
+    count of inputs that got no decision."""
+    import csv
+
+    from osd import artifacts
+    from osd.pipeline.predict import COLUMNS, DETECTION_COLUMNS
+    from osd.records import row_cell  # the cells of every predictions file osd writes
+
+    columns = DETECTION_COLUMNS if predictor.detect_only else COLUMNS
+    rows: list[dict] = []
+    counts = {"unreadable": 0}
+
+    def run(sink) -> None:  # noqa: ANN001 - a text file or None; rows stream through, memory stays bounded
+        writer = csv.DictWriter(sink, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore") \
+            if sink is not None else None
+        if writer is not None:
+            writer.writeheader()
+        with render.RichReporter(quiet=quiet).task("predicting", len(inputs)) as task:
+            for row in predictor.predict(inputs, batch_size):
+                counts["unreadable"] += row["status"] != "ok"
+                if writer is not None:
+                    writer.writerow({k: row_cell(row.get(k)) for k in columns})
+                if keep:
+                    rows.append(row)
+                task.advance(1)
+
+    if out is not None:
+        def write(tmp: Path) -> None:
+            with tmp.open("w", encoding="utf-8", newline="") as fh:
+                run(fh)
+
+        artifacts.atomic_write(out, write)
+    else:
+        run(None)
+    return rows, counts["unreadable"]
+
+
+@app.command(rich_help_panel="On the line", name="monitor")
+@command
+def monitor_cmd(
+    rows: Annotated[list[Path], typer.Argument(metavar="ROWS", help="CSV files osd predict --out wrote, oldest first "
+                                               "(each file a batch)")],
+    split: o.Split = "a",
+    window: Annotated[Optional[int], typer.Option("--window", help="Batches of N consecutive images across the "
+                                                  "files instead of one batch per file")] = None,
+    export_dir: Annotated[Optional[Path], typer.Option("--export-dir", help="An export bundle (osd export): its "
+                                                       "reference, without the study's outputs")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the checks over the batches to this PNG")] = None,
+    unknowns: Annotated[bool, typer.Option("--unknowns", help="Also group the images called unknown by embedding "
+                                           "similarity, with contact sheets (needs the project)")] = False,
+    project: o.Project = None, set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
+) -> None:
+    """Do the study's thresholds still hold? Batches of predict rows against the reference the study stored.
+
+    Exit code: 0 every batch ok, 3 a batch to watch, 4 a batch that drifted (1: an error).
+    """
+    from osd.api import monitor_bundle
+
+    if unknowns and export_dir is not None:
+        raise ConfigError("--unknowns needs the project's classifier to embed the images; run it where the study's "
+                          "outputs are (without --export-dir)")
+    groups = None
+    if export_dir is not None:
+        result = monitor_bundle(rows, export_dir, window, plot)
+    else:
+        p = open_project(project, set_, quiet=json_out)
+        result = p.monitor(rows, split, window, plot)
+        groups = p.unknowns(rows, split) if unknowns else None
+    if json_out:
+        render.emit_json({**result.to_dict(), **({"unknowns": groups.to_dict()} if groups else {})})
+    else:
+        line_views.show_monitor(result)
+        if groups:
+            line_views.show_unknowns(groups)
+    if result.worst in ("watch", "drift"):
+        raise typer.Exit(3 if result.worst == "watch" else 4)

@@ -1,0 +1,56 @@
+"""What the line's commands show: predictions, the monitor's checks and the groups of unknowns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from osd.cli.render import note, out, show, table
+
+PREDICT_TABLE_ROWS = 30
+
+
+def show_predictions(rows: list[dict[str, Any]], n: int, unreadable: int, out: Any, models: dict[str, str]) -> None:
+    if rows and "one_stage" not in rows[0] and "cascade" not in rows[0] and "closed_class" not in rows[0]:
+        show(table(f"Predictions ({n} inputs): detection study", ["path", "decision", "stage 1 score (threshold)"],
+                   [[r["path"], r.get("decision") or r.get("reason", ""),
+                     f"{r['stage1_score']:.4g} ({r['stage1_threshold']:.4g})" if r.get("stage1_score") is not None
+                     else "-"] for r in rows]))
+    elif rows:
+        show(table(f"Predictions ({n} inputs)", ["path", "one-stage", "distance (tau)", "cascade",
+                                                  "stage 1 (threshold)", "max softmax"],
+                   [[r["path"], r.get("one_stage") or r.get("reason", ""),
+                     f"{r['one_stage_score']:.4g} ({r['tau']:.4g})" if r.get("one_stage_score") is not None else "-",
+                     r.get("cascade", "-"),
+                     f"{r['stage1_score']:.4g} ({r['stage1_threshold']:.4g})" if r.get("stage1_score") is not None
+                     else "-", r.get("msp")] for r in rows]))
+    out_text = f"; rows written to {out}" if out else ("" if rows else "; use --out FILE.csv to keep the rows")
+    note(f"{n} input(s), {unreadable} unreadable{out_text}; models: "
+         + ", ".join(f"{k} {v}" for k, v in models.items()))
+
+
+def show_monitor(r: Any) -> None:
+    """One table: a row per batch and check, the numbers behind each status."""
+    def num(v: Any, spec: str = ".3g") -> str:
+        return "-" if v is None else format(v, spec)
+
+    from osd.monitor import HUMAN
+
+    rows = [[c.batch, HUMAN.get(c.check, c.check), c.n, num(c.statistic), num(c.p_value, ".2g"), num(c.psi, ".3f"),
+             "-" if c.observed is None else f"{c.observed:.3f} vs {c.expected:.3f}", c.status] for c in r.checks]
+    colour = {"ok": "green", "watch": "yellow", "drift": "red"}
+    show(table(f"Monitor: {len(r.statuses)} batch(es) against the {r.source}",
+               ["batch", "check", "n", "stat.", "p", "PSI", "share: seen vs allowed", "status"], rows,
+               caption=r.rule))
+    for msg in r.notes:
+        note(msg)
+    for name, status in r.statuses.items():
+        out.print(f"[{colour.get(status, 'dim')}]{name}: {status}[/]")
+    if r.plot:
+        note(f"plot: {r.plot}")
+
+
+def show_unknowns(g: Any) -> None:
+    show(table(f"Images called unknown: {g.images} in {len(g.groups)} group(s)", ["group", "images", "examples",
+                                                                               "contact sheet"],
+               [[x.group, x.size, "\n".join(x.examples[:3]), x.contact_sheet] for x in g.groups], caption=g.method))
+    note(g.how_to_name)
