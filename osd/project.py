@@ -180,14 +180,13 @@ def _demo_settings(path: Path, own_normals: bool) -> tuple[dict[str, Any], str]:
     return settings, DEMO_HEADER
 
 
-def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path | None, normal: Path | None,
-                   demo: bool, force: bool, unknown_per_split: int, in_domain: bool | None,
-                   detect_only: bool = False) -> InitResult:
+def _init_settings(path: Path, neu: Path | None, severstal: Path | None, normal: Path | None, demo: bool,
+                   detect_only: bool, in_domain: bool | None) -> tuple[dict[str, Any], str, bool]:
+    """The settings ``osd init`` writes (data folders relative to the project, the demo's, the offline
+    weights'), the file's header and whether the offline weights are installed."""
     settings: dict[str, Any] = {}
     header = HEADER
     offline = offline_weights_installed()
-    if demo and detect_only and not (severstal or normal):
-        in_domain = True  # the demo line's own good parts, not Severstal-like strips
     if demo:
         settings, header = _demo_settings(path, bool(in_domain and not (severstal or normal)))
     if offline:
@@ -204,6 +203,15 @@ def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path |
         settings["normal.folder"] = _rel(normal, path)
     elif not demo and not severstal and not neu and not detect_only:
         settings.setdefault("normal.severstal_root", "data/severstal")
+    return settings, header, offline
+
+
+def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path | None, normal: Path | None,
+                   demo: bool, force: bool, unknown_per_split: int, in_domain: bool | None,
+                   detect_only: bool = False) -> InitResult:
+    if demo and detect_only and not (severstal or normal):
+        in_domain = True  # the demo line's own good parts, not Severstal-like strips
+    settings, header, offline = _init_settings(path, neu, severstal, normal, demo, detect_only, in_domain)
     cfg = config.Config(base_dir=path.resolve()).replace(**settings)
     splits: dict[str, config.SplitDef] = {}
     classes: list[str] = []

@@ -15,6 +15,8 @@ from osd.pipeline.detector import FitResult, stored_fit
 from osd.records import csv_text, summary_cell
 from osd.report import plots
 from osd.report.answer import HUMAN, Run, answer, cell, interval_over_runs, lead_of, verdicts
+from osd.report.caveats import caveats as report_caveats
+from osd.report.caveats import weights_name
 from osd.report.html import render_html
 
 SUMMARY_METRICS = ("closed_set_accuracy", "auroc", "aupr_out", "fpr_at_95_tpr", "known_acceptance",
@@ -218,12 +220,12 @@ def _collect(runs: list[tuple[Config, Run]], seeds: list[int]) -> dict[str, Any]
         notes = provenance_notes(c, run)
         prov = run.osr.provenance if run.osr else {}
         if prov.get("weights"):
-            got["weights"]["classifier"].add(_weights_name(prov["weights"]))
+            got["weights"]["classifier"].add(weights_name(prov["weights"]))
         if prov:
             got["selection"].add(prov.get("config", {}).get("splits.selection_fraction"))
         w = (run.cascade.provenance if run.cascade else {}).get("weights")
         if isinstance(w, dict) and w.get("patchcore"):
-            got["weights"]["patchcore"].add(_weights_name(w["patchcore"]))
+            got["weights"]["patchcore"].add(weights_name(w["patchcore"]))
         run_name = name if len(seeds) == 1 else f"{name} (seed {seed})"
         chosen = _chosen_variant(run.osr.selection if run.osr else {}, name if len(seeds) == 1 else f"{name} seed {seed}")
         if chosen:
@@ -322,7 +324,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     if three:
         _write_three_summary(layout, three)
     md, tex = write_tables(layout, tables, HUMAN)
-    caveats = _caveats(cfg, got["weights"], got["selection"], got["chosen"], per_split)
+    caveats = report_caveats(cfg, got["weights"], got["selection"], got["chosen"], per_split)
     stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
     pc_stats = fit.shown() if fit else {}
     from osd.report.points import operating_tables
@@ -383,94 +385,3 @@ def _write_three_summary(layout: artifacts.Layout, rows: list[dict[str, Any]]) -
     return _write_csv(layout.summary_three_outcome,
                       ["split", "seed", "approach", *[c for k in THREE_HUMAN for c in (k, f"{k}_ci95")], "stage1_image_auroc",
                        "stage1_image_auroc_ci95", "role"], rows)
-
-
-def _data_caveat(cfg: Config) -> str:
-    """What stage 1 was fitted on and applied to, from the configured data (never a fixed sentence)."""
-    known = f"the known and unknown classes from {cfg.neu.root}"
-    if cfg.normal.severstal_root:
-        normal = f"Severstal's defect-free strips ({cfg.normal.severstal_root})"
-    elif cfg.normal.folder:
-        normal = f"the normal images in {cfg.normal.folder}"
-    else:
-        return f"No normal images are configured: only the one-stage approach ran, on {known}."
-    if cfg.normal.in_domain:
-        return (f"In-domain (normal.in_domain = true): stage 1 (PatchCore) is fitted on {normal}, of the same line as "
-                f"{known}. The held-out normal images join every split's test set, so each approach is also judged "
-                "on good parts (three outcomes: no_defect, a known class, unknown). The locked one-stage method has "
-                "no no_defect answer: every normal test image counts against it there; the variant with normal as "
-                "a known class is reported beside it. The known/unknown tables are over the defect images only.")
-    return (f"Cross-domain: stage 1 (PatchCore) is fitted on {normal} and applied to {known}. The test images are "
-            "all defect images, so 'strict' mode counts every stage-1 'normal' call on them as an error.")
-
-
-def _caveats(cfg: Config, weights: dict[str, set[str]], selection: set[Any], chosen: list[tuple[str, str]],
-             per_split: dict[str, Any]) -> list[str]:
-    wdesc = {k: ", ".join(sorted(v_)) or "unknown" for k, v_ in weights.items()}
-    caveats = [
-        f"Weights that produced these numbers (from each result's provenance): classifier {wdesc['classifier']}; "
-        f"PatchCore {wdesc['patchcore']}. With 'none' (random init) PatchCore features carry little anomaly signal.",
-        _data_caveat(cfg),
-        "Thresholds were set on known validation images (tau, kappa) and calibration normals (PatchCore), "
-        "never on test data. A run's intervals are 95% intervals over its test images: a single rate (accuracy, "
-        "acceptance, rejection, pass or detection rate) exact Clopper-Pearson, which keeps its coverage at 0 and 1; "
-        "AUROC and the other ranking metrics and macro-F1 a stratified bootstrap (none shown where every replicate "
-        "is equal, as for a perfectly separated AUROC: resampling cannot bound it); a difference between approaches "
-        "the paired bootstrap. Over several splits: a t interval over the split means (seeds averaged within their "
-        "split first), its variance at least the seeds' own, within the metric's range; a value the same in every "
-        "split is shown once with its own interval. The splits share their known classes' test images: a claim "
-        "over splits is about these splits of this data set.",
-        _selection_caveat(selection),
-    ]
-    if chosen:
-        grouped: dict[str, list[str]] = {}
-        for run, what in chosen:
-            grouped.setdefault(what, []).append(run)
-        caveats.append("Feature variant chosen without test data (pseudo-open-set on the known classes' training and "
-                       "validation images, mean AUROC; reported only, the headline stays the locked method): "
-                       + "; ".join(f"{', '.join(r)}: {w}" for w, r in grouped.items())
-                       + ". Caveat: only the Mahalanobis head is refitted without the held-out "
-                       "class; the backbone was trained on it, so its pseudo-unknowns are not unseen by the features "
-                       "and the scores are optimistic (they saturate near 1 when the features separate the classes).")
-    for n, info in per_split.items():
-        for section, diffs in (info["provenance_notes"] or {}).items():
-            caveats.append(f"Split {n} {section}: produced with settings that differ from the current "
-                           f"osd.toml: {'; '.join(diffs[:6])}{' ...' if len(diffs) > 6 else ''}. "
-                           "The numbers are shown as produced; rerun the step to update them.")
-    if "SYNTHETIC" in _project_header(cfg):
-        caveats.insert(0, "DEMO: the data is synthetic (osd init --demo). The numbers show that the pipeline "
-                          "runs, nothing about real steel.")
-    return caveats
-
-
-def _selection_caveat(fractions: set[Any]) -> str:
-    """How the classifier's epoch was chosen, as the runs recorded it (not as osd.toml says now)."""
-    words = []
-    for f in sorted(fractions, key=str):
-        if f is None:
-            words.append("not recorded (an earlier osd: the epoch was chosen on the same validation images that "
-                         "set tau and kappa, which can make them optimistic)")
-        elif float(f) == 0:
-            words.append("0 (the last epoch was kept; all validation images set tau and kappa)")
-        else:
-            words.append(f"{f} (that share of the validation images chose the epoch; the rest, which no choice "
-                         "had seen, set tau and kappa)")
-    return "Epoch selection, splits.selection_fraction: " + "; ".join(words or ["no one-stage results"]) + "."
-
-
-def _weights_name(w: Any) -> str:
-    if not isinstance(w, dict):
-        return str(w)
-    if w.get("kind") == "file":
-        return f"file {w.get('name')} (sha256 {str(w.get('sha256'))[:12]})"
-    return str(w.get("kind")) + (f" ({w['source']})" if w.get("source") else "")
-
-
-def _project_header(cfg: Config) -> str:
-    from osd.config import PROJECT_FILE
-
-    p = cfg.base_dir / PROJECT_FILE
-    try:
-        return p.read_text(encoding="utf-8")[:400]
-    except OSError:
-        return ""
