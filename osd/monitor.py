@@ -6,14 +6,17 @@ images that set tau) with tau and its acceptance target, and the known classes' 
 study's test decisions. A **batch** is the rows ``osd predict`` wrote for a stretch of production
 (a file, or ``window`` consecutive images). Each batch gets these checks, each a p-value:
 
-- ``stage1_scores``: two-sample Kolmogorov-Smirnov test of the batch's stage-1 scores against the
-  held-out normals' (for a line whose images are mostly good parts), with the population stability
-  index (PSI, reference deciles) beside it;
+- ``stage1_scores``: two-sample Kolmogorov-Smirnov test of the stage-1 scores of the images stage 1
+  passed (at or below its threshold) against the held-out normals it passes, with the population
+  stability index (PSI, reference deciles) beside it: a camera or lighting change moves them, a
+  line's steady share of defects (flagged, above the threshold) does not;
 - ``stage1_flagged``: exact one-sided binomial test of the share flagged ``defect`` against the
   upper end of the held-out normals' flag rate's exact 95% interval (more flagged than the
-  threshold allows for good parts);
+  threshold allows for good parts: more defects, or drift; for a line whose images are mostly
+  good parts);
 - ``distances``: Kolmogorov-Smirnov test of the one-stage distances against the known validation
-  images', with PSI;
+  images', with PSI. Where stage 1 is checked (a line of good and bad parts) the one-stage checks
+  read the images stage 1 flagged, the ones the classifier judges in the cascade; else every row;
 - ``unknown_share``: exact one-sided binomial test of the share called ``unknown`` against
   1 - the lower end of tau's acceptance interval on its validation images (the most that tau,
   known only to that interval, implies for known defects);
@@ -162,28 +165,34 @@ def check_batch(name: str, rows: Sequence[dict[str, Any]], ref: Reference) -> li
     """Every check the reference and the rows allow, statuses set (see the module's rule)."""
     ok_rows = [r for r in rows if r.get("status", "ok") == "ok"]
 
-    def col(key: str) -> np.ndarray:
-        return np.array([float(r[key]) for r in ok_rows if r.get(key) not in (None, "")], float)
+    def col(key: str, of: Sequence[dict[str, Any]]) -> np.ndarray:
+        return np.array([float(r[key]) for r in of if r.get(key) not in (None, "")], float)
 
     checks: list[Check | None] = []
-    s1 = col("stage1_score")
+    s1 = col("stage1_score", ok_rows)
+    seen = ok_rows  # the images the classifier judges
     if ref.stage1_normal is not None and s1.size:
         thr = ref.stage1_threshold
+        normal = np.asarray(ref.stage1_normal, float)
         # what the held-out normals allow for the flag rate: the upper end of its exact 95% interval (a rate
         # seen on n good parts is known only that well; a test against the rate itself flags that noise)
-        n_ref = len(ref.stage1_normal)
-        base = clopper_pearson(int(np.sum(np.asarray(ref.stage1_normal) > thr)), n_ref)[1]
-        checks += [_ks(name, "stage1_scores", ref.stage1_normal, s1),
+        base = clopper_pearson(int(np.sum(normal > thr)), len(normal))[1]
+        # the scores of the images stage 1 passed against the held-out normals it passes: a line's steady
+        # share of defects (flagged, above the threshold) does not move them, a camera or lighting change does
+        checks += [_ks(name, "stage1_scores", normal[normal <= thr], s1[s1 <= thr]),
                    _excess(name, "stage1_flagged", int(np.sum(s1 > thr)), int(s1.size), base)]
-    dist = col("one_stage_score")
+        # a line of good and bad parts: the classifier sees what stage 1 flags (the cascade), so the one-stage
+        # checks read those images, not the good parts it was never meant to judge
+        seen = [r for r in ok_rows if r.get("stage1_score") not in (None, "") and float(r["stage1_score"]) > thr]
+    dist = col("one_stage_score", seen)
     if ref.distance_val is not None and dist.size:
-        unknown = sum(r.get("one_stage") == "unknown" for r in ok_rows if r.get("one_stage_score") not in (None, ""))
+        unknown = sum(r.get("one_stage") == "unknown" for r in seen if r.get("one_stage_score") not in (None, ""))
         # tau's realised acceptance is known only to its interval on the validation images: the share called
         # unknown is tested against the largest rejection rate that interval allows
         low = ref.acceptance_low if ref.acceptance_low is not None else ref.acceptance
         checks += [_ks(name, "distances", ref.distance_val, dist),
                    _excess(name, "unknown_share", int(unknown), int(dist.size), None if low is None else 1 - low)]
-        accepted = [r.get("closed_class") for r in ok_rows if r.get("one_stage") not in (None, "", "unknown")]
+        accepted = [r.get("closed_class") for r in seen if r.get("one_stage") not in (None, "", "unknown")]
         checks.append(_mix(name, accepted, ref.class_mix))
     found = [c for c in checks if c is not None]
     m = max(1, sum(c.p_value is not None for c in found))

@@ -22,18 +22,46 @@ REF = Reference(stage1_normal=RNG.normal(10, 1, 400), stage1_threshold=11.6, dis
                 class_mix={"crack": 0.5, "dent": 0.5})
 
 
-def _rows(n: int, rng, shift: float = 0.0, dist_scale: float = 1.0, unknown_extra: float = 0.0) -> list[dict]:
-    s1 = rng.normal(10 + shift, 1, n)
+def _rows(n: int, rng, shift: float = 0.0, dist_scale: float = 1.0, unknown_extra: float = 0.0,
+          defects: float = 0.0) -> list[dict]:
+    """A batch of a line: good parts (stage-1 scores like the held-out normals) and a share ``defects`` of
+    defect images (stage 1 flags them; their distances like the known validation images')."""
+    bad = rng.random(n) < defects
+    s1 = np.where(bad, rng.normal(20, 1, n), rng.normal(10, 1, n)) + shift
     dist = rng.chisquare(8, n) * dist_scale
     unknown = (dist > REF.tau) | (rng.random(n) < unknown_extra)
     return [{"status": "ok", "stage1_score": s, "one_stage_score": d, "one_stage": "unknown" if u else c,
              "closed_class": c} for s, d, u, c in zip(s1, dist, unknown, rng.choice(["crack", "dent"], n))]
 
 
+def _statuses(checks) -> dict[str, str]:
+    return {c.check: c.status for c in checks}
+
+
 def test_a_batch_like_the_reference_is_ok_and_false_alarms_stay_at_the_level():
     rng = np.random.default_rng(1)
-    statuses = [batch_status(check_batch(f"b{i}", _rows(200, rng), REF)) for i in range(100)]
-    assert statuses.count(DRIFT) <= 3 and statuses.count(OK) >= 90
+    good = [batch_status(check_batch(f"g{i}", _rows(200, rng), REF)) for i in range(100)]
+    assert good.count(DRIFT) <= 3 and good.count(OK) >= 90
+    # defect images (what stage 1 flags, the classifier's input): their one-stage checks
+    bad = [[c.status for c in check_batch(f"d{i}", _rows(200, rng, defects=1.0), REF)
+            if c.check in ("distances", "unknown_share", "class_mix")] for i in range(100)]
+    assert sum(DRIFT in b for b in bad) <= 3 and sum(set(b) == {OK} for b in bad) >= 90
+
+
+def test_the_classifier_checks_read_the_images_stage_1_flagged():
+    """Good parts far from every known class (huge distances, called unknown) are not the classifier's to
+    judge in the cascade: a line of good parts with a steady share of defects stays ok."""
+    rows = _rows(400, np.random.default_rng(6), defects=0.04)
+    for r in rows:
+        if r["stage1_score"] <= REF.stage1_threshold:  # a good part stage 1 passes
+            r["one_stage_score"], r["one_stage"] = 500.0, "unknown"
+    checks = {c.check: c for c in check_batch("line", rows, REF)}
+    flagged = sum(r["stage1_score"] > REF.stage1_threshold for r in rows)
+    assert checks["distances"].n == checks["unknown_share"].n == flagged
+    assert checks["distances"].status == OK and checks["unknown_share"].status == OK
+    # the stage-1 score check reads what stage 1 passed: the steady defects do not move it
+    assert checks["stage1_scores"].status == OK
+    assert checks["stage1_scores"].n == len(rows) - flagged
 
 
 def test_a_brightness_like_shift_of_stage_1_scores_is_flagged():
@@ -43,18 +71,19 @@ def test_a_brightness_like_shift_of_stage_1_scores_is_flagged():
 
 
 def test_injected_unknown_images_raise_the_unknown_share_and_are_flagged():
-    checks = {c.check: c for c in check_batch("b", _rows(300, np.random.default_rng(3), unknown_extra=0.2), REF)}
+    rows = _rows(300, np.random.default_rng(4), unknown_extra=0.2, defects=1.0)
+    checks = {c.check: c for c in check_batch("b", rows, REF)}
     c = checks["unknown_share"]
     assert c.status == DRIFT and c.observed > 0.2 and c.expected == pytest.approx(0.05)
     assert checks["distances"].status == OK  # the distances of the known images did not move
 
 
 def test_the_class_mix_and_the_windows():
-    rows = _rows(200, np.random.default_rng(4))
+    rows = _rows(200, np.random.default_rng(4), defects=1.0)
     for r in rows:
         r["closed_class"] = "crack"
         r["one_stage"] = "crack" if r["one_stage"] != "unknown" else "unknown"
-    assert {c.check: c.status for c in check_batch("b", rows, REF)}["class_mix"] == DRIFT
+    assert _statuses(check_batch("b", rows, REF))["class_mix"] == DRIFT
     windows = batches([("f1", rows[:120]), ("f2", rows[120:])], window=50)
     assert [len(r) for _, r in windows] == [50, 50, 50, 50]
     assert psi(np.arange(100.0), np.arange(100.0)) == pytest.approx(0.0, abs=1e-9)
