@@ -13,49 +13,15 @@ the record; they are not part of the cached payload.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from osd.csvrows import csv_text, row_cell
+
 RUN_FIELDS = ("cached", "cached_stage1", "predictions", "metrics_path")
 R = TypeVar("R", bound="Record")
-
-
-def summary_cell(v: Any) -> str:
-    """A summary table's cell: four decimals, an interval as ``low-high``, empty for a missing value."""
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    if isinstance(v, list):
-        return "-".join(f"{x:.4f}" if isinstance(x, float) else str(x) for x in v)
-    return str(v)
-
-
-def row_cell(v: Any) -> str:
-    """A prediction row's cell: six significant digits, empty for a missing value."""
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
-
-
-def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any] | dict[str, Any]],
-             cell: Callable[[Any], str] = str) -> str:
-    """The step records' CSV writer (the detection study and the check write their own):
-    ``header``, then each row (a sequence, or a mapping read by the header's
-    names, missing keys empty) with every value through ``cell``."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    for r in rows:
-        values = [r.get(k) for k in header] if isinstance(r, dict) else list(r)
-        w.writerow([cell(v) for v in values])
-    return buf.getvalue()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ import io
 import math
 
 from osd import artifacts
-from osd.records import BenchResult, CascadeResult, OsrResult, Rows, csv_text, stored, summary_cell
+from osd.csvrows import csv_text, summary_cell
+from osd.records import BenchResult, CascadeResult, OsrResult, Rows, stored
 
 
 def _osr() -> OsrResult:

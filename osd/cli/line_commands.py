@@ -89,26 +89,22 @@ def _predict_rows(predictor, inputs: list, batch_size: int, out: Optional[Path],
                   ) -> tuple[list[dict], int]:
     """Stream the predictor's rows (to ``out`` as CSV, written atomically); the rows kept and the
     count of inputs that got no decision."""
-    import csv
 
     from osd import artifacts
+    from osd.csvrows import CsvSink, row_cell  # the one CSV writer; the cells of every predictions file
     from osd.pipeline.predict import COLUMNS, DETECTION_COLUMNS
-    from osd.records import row_cell  # the cells of every predictions file osd writes
 
     columns = DETECTION_COLUMNS if predictor.detect_only else COLUMNS
     rows: list[dict] = []
     counts = {"unreadable": 0}
 
     def run(sink) -> None:  # noqa: ANN001 - a text file or None; rows stream through, memory stays bounded
-        writer = csv.DictWriter(sink, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore") \
-            if sink is not None else None
-        if writer is not None:
-            writer.writeheader()
+        writer = CsvSink(sink, columns, row_cell) if sink is not None else None
         with render.RichReporter(quiet=quiet).task("predicting", len(inputs)) as task:
             for row in predictor.predict(inputs, batch_size):
                 counts["unreadable"] += row["status"] != "ok"
                 if writer is not None:
-                    writer.writerow({k: row_cell(row.get(k)) for k in columns})
+                    writer.write(row)
                 if keep:
                     rows.append(row)
                 task.advance(1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from osd.config import SplitDef, SplitsSection
+from osd.csvrows import csv_text
 from osd.data.neu import NeuIndex
 from osd.errors import ConfigError
 from osd.identity import file_sha1, text_digest
@@ -69,12 +68,8 @@ class SplitManifest:
         return out
 
     def to_csv(self) -> str:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["path", "class", "role", "partition", "sha1"])
-        for e in self.entries:
-            w.writerow([e.rel or str(e.path), e.label, e.role, e.partition, e.digest])
-        return buf.getvalue()
+        return csv_text(("path", "class", "role", "partition", "sha1"),
+                        ([e.rel or str(e.path), e.label, e.role, e.partition, e.digest] for e in self.entries))
 
     def fingerprint(self, partitions: tuple[str, ...] | None = None) -> str:
         """Identity of the manifest (paths, labels, roles, content hashes), or of some partitions only."""

@@ -10,8 +10,6 @@ classes, each a folder, or one flat folder); without ``neu.root``, Severstal's d
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from osd import artifacts, runtime
+from osd.csvrows import csv_text
 from osd.decide import DEFECT, NO_DEFECT
 from osd.detection import KEYS, DetectionMetrics, evaluate
 from osd.patchcore.stage1 import score_images
@@ -88,11 +87,7 @@ class DetectionResult:
                 "provenance": self.provenance}
 
     def csv(self) -> str:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, ["path", "truth", "class", "score", "threshold", "decision"], lineterminator="\n")
-        w.writeheader()
-        w.writerows(self.rows)
-        return buf.getvalue()
+        return csv_text(("path", "truth", "class", "score", "threshold", "decision"), self.rows)
 
 
 def _rows(paths: list[str], truth: str, classes: list[str], scores: np.ndarray, thr: float) -> list[dict[str, Any]]:

@@ -9,10 +9,10 @@ import numpy as np
 
 from osd import artifacts
 from osd.config import Config
+from osd.csvrows import csv_text, summary_cell
 from osd.errors import ArtifactError
 from osd.osr.baselines import HUMAN as BASELINE_HUMAN
 from osd.pipeline.detector import FitResult, stored_fit
-from osd.records import csv_text, summary_cell
 from osd.report import plots
 from osd.report.answer import HUMAN, Run, answer, cell, interval_over_runs, lead_of, verdicts
 from osd.report.caveats import caveats as report_caveats

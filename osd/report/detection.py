@@ -8,12 +8,11 @@ per defect class, and what could not be measured and why.
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from osd import __version__, artifacts
 from osd.config import Config
+from osd.csvrows import csv_text
 from osd.detection import KEYS, PASS_RATES, normals_needed
 from osd.report.format import fmt, fmt_ci
 from osd.report.html import STYLE, _esc, _img, _table
@@ -91,11 +90,7 @@ def _rows(results: dict[int, Any]) -> list[dict[str, Any]]:
 
 def _write_summary(layout: artifacts.Layout, results: dict[int, Any]) -> tuple[Any, Any]:
     rows = _rows(results)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, list(rows[0]), lineterminator="\n")
-    w.writeheader()
-    w.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
-    csv_path = artifacts.write_text(layout.summary, buf.getvalue())
+    csv_path = artifacts.write_text(layout.summary, csv_text(list(rows[0]), rows))
     seeds = list(results)
     md = ["| metric | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
     md += [f"| {HUMAN[k]} | " + " | ".join(_cell(results[s], k) for s in seeds) + " |" for k in KEYS]
