@@ -26,28 +26,40 @@ R = TypeVar("R", bound="Record")
 
 @dataclass(frozen=True)
 class Rows:
-    """Prediction rows as they are written: a header and each row's cells, already formatted."""
+    """Prediction rows: a header and each row's values, numbers kept as numbers (a reader of the record,
+    the report's figures, gets them whole); formatted only when written (:meth:`csv`: six significant
+    digits, as every predictions file). Records cached before kept formatted strings: they read and
+    write the same."""
 
     header: tuple[str, ...]
-    cells: tuple[tuple[str, ...], ...] = ()
+    cells: tuple[tuple[Any, ...], ...] = ()
 
     @classmethod
     def of(cls, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Rows:
-        return cls(tuple(header), tuple(tuple(row_cell(v) for v in r) for r in rows))
+        return cls(tuple(header), tuple(tuple(_plain(v) for v in r) for r in rows))
 
     def csv(self) -> str:
-        return csv_text(self.header, self.cells)
+        return csv_text(self.header, self.cells, row_cell)
 
-    def dicts(self) -> list[dict[str, str]]:
-        """Each row keyed by the header, as :class:`csv.DictReader` reads the file."""
+    def dicts(self) -> list[dict[str, Any]]:
+        """Each row keyed by the header."""
         return [dict(zip(self.header, r)) for r in self.cells]
+
+    def column(self, name: str) -> list[Any]:
+        i = self.header.index(name)
+        return [r[i] for r in self.cells]
 
     def to_dict(self) -> dict[str, Any]:
         return {"header": list(self.header), "cells": [list(r) for r in self.cells]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Rows:
-        return cls(tuple(d["header"]), tuple(tuple(str(c) for c in r) for r in d["cells"]))
+        return cls(tuple(d["header"]), tuple(tuple(r) for r in d["cells"]))
+
+
+def _plain(v: Any) -> Any:
+    """A numpy scalar as the Python number it holds (what the artifact codec stores as a number)."""
+    return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ def test_the_payload_round_trips_through_an_artifact_without_the_run_fields(tmp_
     artifacts.save(tmp_path / "evaluation.npz", "k", payload, {"step": "osr"})
     back = stored(OsrResult, tmp_path / "evaluation.npz")
     assert back is not None and back.cached and back.predictions == ""
-    assert back.rows == r.rows and back.tau == 2.5 and math.isnan(back.osr["oscr"])
+    assert back.rows.csv() == r.rows.csv() and back.rows.column("distance")[0] == 1.23456789
+    assert back.tau == 2.5 and math.isnan(back.osr["oscr"])
     shown = stored(OsrResult, tmp_path / "evaluation.npz", artifacts.plain)
     assert shown.osr["oscr"] is None  # as metrics.json shows it
     assert stored(OsrResult, tmp_path / "missing.npz") is None
@@ -66,7 +67,8 @@ def test_rows_are_written_as_the_csv_module_writes_them():
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows([["path", "distance"], ["/d/a.jpg", "1.23457"], ["/d/b, c.jpg", "nan"]])
     assert r.csv() == buf.getvalue()
-    assert r.dicts()[1] == {"path": "/d/b, c.jpg", "distance": "nan"}
+    assert r.dicts()[0] == {"path": "/d/a.jpg", "distance": 1.23456789}  # numbers as numbers; formatted when written
+    assert math.isnan(r.dicts()[1]["distance"]) and r.column("path") == ["/d/a.jpg", "/d/b, c.jpg"]
     assert csv_text(["a", "b"], [{"a": 0.5, "c": 1}], summary_cell) == "a,b\n0.5000,\n"
 
 

@@ -56,8 +56,8 @@ def _split_plots(layout: artifacts.Layout, run: Run, fit: FitResult | None) -> l
     cas_rows = run.cascade.rows.dicts() if run.cascade else []
     if osr_rows:
         y = np.array([r["role"] == "unknown" for r in osr_rows])
-        dist = np.array([float(r["distance"]) for r in osr_rows])
-        msp = np.array([float(r["msp"]) for r in osr_rows])
+        dist = np.asarray(run.osr.rows.column("distance"), dtype=float)  # numbers as the record holds them
+        msp = np.asarray(run.osr.rows.column("msp"), dtype=float)
         # the cascade's stage 2 ranks by the same max softmax: one curve, named for both
         curves = {"one-stage Mahalanobis": (y, dist),
                   "max-softmax (= cascade stage 2)" if cas_rows else "max-softmax": (y, -msp)}
@@ -75,7 +75,7 @@ def _split_plots(layout: artifacts.Layout, run: Run, fit: FitResult | None) -> l
             made.append(plots.confusion(true, [r[f"pred_{mode}"] for r in cas_rows], labels,
                                         layout.plot(name, f"confusion_cascade_{mode}"),
                                         f"Split {name.upper()}: cascade {mode}"))
-        s1 = np.array([float(r["stage1_score"]) for r in cas_rows])
+        s1 = np.asarray(run.cascade.rows.column("stage1_score"), dtype=float)
         test_normals = np.asarray(fit.test_scores if fit else [], dtype=float)
         unit = str((fit.stats if fit else {}).get("unit") or "crop")
         # named by role and unit, never by a data set: on a user's own line there is no NEU or Severstal
