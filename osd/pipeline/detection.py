@@ -24,6 +24,7 @@ from osd.patchcore.stage1 import score_images
 from osd.pipeline.detector import fitted, load_detector
 from osd.pipeline.job import Job
 from osd.progress import Reporter, ensure
+from osd.records import Record
 
 DETECTION_ALGORITHM = "detection/2"  # 2: exact intervals of the rates
 SECTION = "detection"
@@ -50,7 +51,7 @@ def _defect_images(job: Job) -> tuple[list[Path], list[str], str]:
 
 
 @dataclass(frozen=True)
-class DetectionResult:
+class DetectionResult(Record):
     """One run of the detection study: the cached payload, its metrics.json section and its rows."""
 
     metrics: DetectionMetrics
@@ -68,6 +69,14 @@ class DetectionResult:
         d = asdict(self)
         d["metrics"] = self.metrics.to_dict()
         return d
+
+    def payload(self) -> dict[str, Any]:
+        """What the step caches: the record without its run field."""
+        return {k: v for k, v in self.to_dict().items() if k != "cached"}
+
+    @classmethod
+    def from_payload(cls, d: dict[str, Any], **run: Any) -> DetectionResult:
+        return cls.from_dict(d, bool(run.get("cached", False)))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], cached: bool = False) -> DetectionResult:
@@ -118,7 +127,7 @@ def _evaluate(job: Job, fit: artifacts.Step, key: str, reporter: Reporter) -> tu
                                 {"detector": fit.id}, compute=res.precision_identity("patchcore"))
     out = DetectionResult(metrics, result.acceptance, result.threshold_summary, per_class, points, rows, source,
                           result.stats.get("unit", "image"), provenance=prov)
-    return out.to_dict(), prov
+    return out.payload(), prov
 
 
 def _defects_key(job: Job) -> list[list[str]]:

@@ -24,6 +24,7 @@ from osd.patchcore.stage1 import SPEC_SETTINGS, Stage1Spec
 from osd.pipeline.data import NormalData, weights_path
 from osd.pipeline.job import Job
 from osd.progress import Reporter, ensure
+from osd.records import Record
 
 # Bump when the meaning of a fitted detector or its scores changes.
 # 6: search auto (inverted file above exact_up_to rows); 5: one cached-step mechanism; key covers defective
@@ -58,7 +59,7 @@ def build_extractor(spec: Stage1Spec, device, compute_dtype):
 
 
 @dataclass(frozen=True)
-class FitResult:
+class FitResult(Record):
     """The PatchCore fit as the study reads it: sizes and timings, the threshold and the scores it was
     set on, the in-domain test; a view of the fit's artifact (``patchcore.npz``), never recomputed."""
 

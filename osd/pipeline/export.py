@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +29,23 @@ from osd.pipeline.chain import Chain, load_chain
 from osd.pipeline.job import Job
 from osd.pipeline.onnx_engine import need_onnx
 from osd.progress import Reporter, ensure
+from osd.records import Record
 
 # 4: the monitor reference; 3: every engine scores in fp32;
 EXPORT_ALGORITHM = "export/4"  # 2: the card says the graphs' precision and the thresholds'
 TOLERANCE = 1e-4  # relative, on distances and stage-1 scores
 
 
-@dataclass
-class ExportResult:
+@dataclass(frozen=True)
+class ExportResult(Record):
+    """The export step's record: the bundle's files, its parity check and its model card."""
+
     split: str
     out_dir: str
     files: list[str]
     parity: dict[str, Any]
     cached: bool
     card: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _export_graph(module, size: int, path: Path, outputs: list[str]) -> None:

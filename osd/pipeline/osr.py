@@ -23,7 +23,7 @@ from osd.osr.model import VARIANTS, data_counts, fit_scorer, osr_settings, score
 from osd.pipeline.job import Job
 from osd.pipeline.train import TRAIN_SECTIONS, embedded, trained
 from osd.progress import Reporter, ensure
-from osd.records import OsrResult, Rows, cached_sections
+from osd.records import OsrResult, Record, Rows, cached_sections
 
 CALIBRATE_ALGORITHM = "calibrate/5"  # 5: kappa stored as neg_kappa; 4: features scored; 3: order statistic
 # 8: the payload is the OsrResult record
@@ -33,8 +33,10 @@ EVALUATE_ALGORITHM = "osr/9"  # 9: single rates with exact Clopper-Pearson inter
 SECTIONS = (*TRAIN_SECTIONS, "osr")
 
 
-@dataclass
-class CalibrationResult:
+@dataclass(frozen=True)
+class CalibrationResult(Record):
+    """The calibrate step's record: tau and kappa with their summaries, a view of ``calibration.npz``."""
+
     split: str
     tau: float
     kappa: float

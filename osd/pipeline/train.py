@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from osd.errors import OsdWarning
 from osd.osr.embeddings import NORMAL_PART, PARTS, EmbeddedPart, Embeddings
 from osd.pipeline.job import Job
 from osd.progress import Reporter, ensure
+from osd.records import Record
 
 # Bump when the meaning of the trained model or of the stored embeddings changes.
 TRAIN_ALGORITHM = "train/5"  # 5: early stopping, precision + memory layout; 4: key holds device + threads
@@ -47,8 +48,10 @@ def train_key(job: Job, split: str) -> str:
                                m.fingerprint(("train", "epoch_select")), job.resources.compute_identity())
 
 
-@dataclass
-class TrainResult:
+@dataclass(frozen=True)
+class TrainResult(Record):
+    """The classifier step's record: a view of its artifact (``model.npz``), never recomputed."""
+
     split: str
     arch: str
     weights: str
@@ -65,8 +68,13 @@ class TrainResult:
     artifact_id: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @classmethod
+    def from_step(cls, step: artifacts.Step, split: str) -> TrainResult:
+        p = step.payload
+        return cls(split, p["arch"], p["weights"], list(p["classes"]), p["best_epoch"], p["selection_accuracy"],
+                   p["seconds"], step.cached, p["history"], int(p.get("epochs_run", len(p["history"]))),
+                   bool(p.get("stopped_early", False)), str(p.get("precision", "fp32")), str(step.path), step.id,
+                   step.lineage)
 
 
 def load_model(payload: dict[str, Any], arch: str):
@@ -180,16 +188,13 @@ def trained(job: Job, split: str, force: bool = False, reporter: Reporter | None
 
 def train(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> TrainResult:
     """Train (or load from cache) the classifier of ``split``; a killed run resumes from its last epoch."""
-    step = trained(job, split, force, reporter)
-    p = step.payload
-    return TrainResult(split, p["arch"], p["weights"], list(p["classes"]), p["best_epoch"], p["selection_accuracy"],
-                       p["seconds"], step.cached, p["history"], int(p.get("epochs_run", len(p["history"]))),
-                       bool(p.get("stopped_early", False)), str(p.get("precision", "fp32")), str(step.path), step.id,
-                       step.lineage)
+    return TrainResult.from_step(trained(job, split, force, reporter), split)
 
 
-@dataclass
-class EmbedResult:
+@dataclass(frozen=True)
+class EmbedResult(Record):
+    """The embed step's record: a view of its artifact (``embeddings.npz``)."""
+
     split: str
     counts: dict[str, int]
     dim: int
@@ -199,8 +204,11 @@ class EmbedResult:
     artifact_id: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @classmethod
+    def from_step(cls, step: artifacts.Step, split: str) -> EmbedResult:
+        e = Embeddings.from_payload(step.payload)
+        return cls(split, {part: len(e[part]) for part in PARTS}, int(e.train.embeddings.shape[1]),
+                   e.images_per_second, step.cached, str(step.path), step.id, step.lineage)
 
 
 def embed_key(job: Job, split: str, model_id: str) -> str:
@@ -273,7 +281,4 @@ def embedded(job: Job, split: str, force: bool = False, reporter: Reporter | Non
 
 def embed(job: Job, split: str, force: bool = False, reporter: Reporter | None = None) -> EmbedResult:
     """Embeddings and logits of train, val, known test and unknown test; trains first if needed."""
-    step = embedded(job, split, force, reporter)
-    e = Embeddings.from_payload(step.payload)
-    return EmbedResult(split, {part: len(e[part]) for part in PARTS}, int(e.train.embeddings.shape[1]),
-                       e.images_per_second, step.cached, str(step.path), step.id, step.lineage)
+    return EmbedResult.from_step(embedded(job, split, force, reporter), split)
