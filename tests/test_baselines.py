@@ -67,14 +67,14 @@ def test_baselines_are_evaluated_without_retraining_and_reported(tiny_project: P
         assert set(b["locked_minus_baseline"]) == {"auroc", "open_set_accuracy"}
         d = b["locked_minus_baseline"]["auroc"]
         assert d["difference"] == pytest.approx(first.osr["auroc"] - b["auroc"])
-    fewer = cfg.replace(**{"osr.baselines": ["energy"]})
+    fewer = Job.of(cfg.replace(**{"osr.baselines": ["energy"]}))
     assert trained(fewer, "a").cached and embedded(fewer, "a").cached and calibrated(fewer, "a").cached
     again = evaluate(fewer, "a")
     assert not again.cached and list(again.baselines) == ["energy"]
     assert again.baselines["energy"]["auroc"] == first.baselines["energy"]["auroc"]
     from osd.report.build import build_report
 
-    rows = build_report(fewer, ["a"], [0])["rows"]
+    rows = build_report(fewer.cfg, ["a"], [0])["rows"]
     assert any(r["approach"] == "baseline_energy" and r["split"] == "a" for r in rows)
 
 
@@ -140,7 +140,7 @@ def test_odin_is_opt_in_and_joined_row_for_row(tiny_project: Path):
     cfg = config.load(tiny_project)
     first = evaluate(Job.of(cfg), "a")
     assert "odin" not in first.baselines  # not in the default list: it costs a second pass
-    with_odin = cfg.replace(**{"osr.baselines": ["energy", "odin"]})
+    with_odin = Job.of(cfg.replace(**{"osr.baselines": ["energy", "odin"]}))
     r = evaluate(with_odin, "a")
     assert trained(with_odin, "a").cached and embedded(with_odin, "a").cached and calibrated(with_odin, "a").cached
     assert not r.cached and list(r.baselines) == ["energy", "odin"]
@@ -154,7 +154,7 @@ def test_odin_is_opt_in_and_joined_row_for_row(tiny_project: Path):
     for part in ("threshold", "test_known", "test_unknown"):
         assert len(step.payload[part]) == len(emb[part]["labels"]) and np.isfinite(step.payload[part]).all()
     # the first unknown test image, scored directly, is the step's first test_unknown row
-    net = load_model(cfg, trained(Job.of(cfg), "a").payload)
+    net = load_model(trained(Job.of(cfg), "a").payload, cfg.classifier.arch)
     img = pil_to_uint8(load_rgb(cfg.path(cfg.neu.root) / emb["test_unknown"]["paths"][0]), cfg.classifier.image_size)
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     direct = odin_scores(net, img[None].float() / 255, lambda p: (p - mean) / std)
