@@ -191,6 +191,15 @@ class Project:
         """The summary rows of the results on disk (per run, per split and overall), numbers as numbers."""
         return list(self.report()["rows"])
 
+    def summary_frame(self):
+        """The summary rows as a pandas DataFrame (pandas is not a dependency of osd: install it to use this)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ConfigError("summary_frame() needs pandas (pip install pandas); summary() gives the same rows "
+                              "as dicts") from None
+        return pd.DataFrame(self.summary())
+
     def answer(self) -> list[str]:
         """The report's two or three sentences: what the data allow to say."""
         return list(self.report()["answer"])

@@ -38,3 +38,18 @@ def test_a_project_runs_its_steps_and_predicts_as_the_cli_does(tiny_project: Pat
     assert "acceptance = 0.9" in (tiny_project / "osd.toml").read_text() and again.acceptance == 0.9
     with pytest.raises(osd.OsdError, match="must be above 0 and below 1"):
         p.patchcore_fit(acceptance=1.5)
+
+
+def test_summary_frame_says_what_it_needs_without_pandas(tiny_project: Path, monkeypatch):
+    import sys
+
+    import pytest
+
+    import osd
+    from osd.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as on a machine without pandas
+    with pytest.raises(ConfigError, match="pip install pandas"):
+        osd.Project(tiny_project).summary_frame()
+    p = osd.Project(tiny_project)
+    assert p.job is p.job and p.job.cfg is p.config  # resolved once per project object
