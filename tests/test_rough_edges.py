@@ -184,7 +184,7 @@ def test_osr_baselines_are_rows_with_human_names_readable_at_100_columns():
 
     from rich.console import Console
 
-    from osd.cli.render import beside_table
+    from osd.cli.views import beside_table
     from osd.osr.baselines import BASELINES, HUMAN
 
     cell = {"auroc": 0.5123, "open_set_accuracy": 0.7421,

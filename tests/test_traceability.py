@@ -135,7 +135,7 @@ def test_cache_keys_hold_library_versions_and_bench_keys_threads(tiny_project: P
     assert artifacts.cache_key("x") != k
     monkeypatch.undo()
     cfg = config.load(tiny_project)
-    assert _bench_key(cfg, "c") != _bench_key(cfg.replace(**{"project.threads": 1}), "c")
+    assert _bench_key(Job.of(cfg), "c") != _bench_key(Job.of(cfg.replace(**{"project.threads": 1})), "c")
 
 
 # 5. a corrupt metrics.json is set aside, not silently replaced --------------------------------
