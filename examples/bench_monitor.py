@@ -119,7 +119,8 @@ def exchangeable_reference(val: list[dict], ref: Reference) -> Reference:
     accepted = [r["closed_class"] for r in val if r["one_stage"] != "unknown"]
     mix = {c: accepted.count(c) / len(accepted) for c in sorted(set(accepted))} if accepted else {}
     return Reference(distance_val=dist, tau=ref.tau, acceptance=ref.acceptance,
-                     acceptance_low=clopper_pearson(int(np.sum(dist <= ref.tau)), len(dist))[0], class_mix=mix)
+                     acceptance_low=clopper_pearson(int(np.sum(dist <= ref.tau)), len(dist))[0], class_mix=mix,
+                     class_n=len(accepted) or None)
 
 
 def pool_false_alarms(job: Job, split: str, sizes: list[int], reps: int, rng) -> dict[str, dict]:
@@ -146,7 +147,7 @@ def pool_false_alarms(job: Job, split: str, sizes: list[int], reps: int, rng) ->
             g_drift, g_watch, g_per = rates(good, ref_good)
             drift, watch = (drift + g_drift) / 2, (watch + g_watch) / 2
             per_check = {**per_check, **{k: v / 2 for k, v in g_per.items()}}
-        ex_drift, ex_watch = [], []
+        ex_drift, ex_watch, ex_checks = [], [], {}
         pool = val + test_known
         for _ in range(reps):
             order = rng.permutation(len(pool))
@@ -160,11 +161,15 @@ def pool_false_alarms(job: Job, split: str, sizes: list[int], reps: int, rng) ->
                 batches.append([normals[i] for i in b_n])
                 refs.append(Reference(stage1_normal=scores, stage1_threshold=ref.stage1_threshold))
             for rows, r in zip(batches, refs):
-                status = batch_status(check_batch("b", rows, r))
+                checks = check_batch("b", rows, r)
+                status = batch_status(checks)
                 ex_drift.append(status == DRIFT)
                 ex_watch.append(status in (DRIFT, WATCH))
+                for c in checks:
+                    ex_checks[c.check] = ex_checks.get(c.check, 0) + (c.status == DRIFT)
         out[str(size)] = {"reference": {"drift": drift, "watch_or_drift": watch, "per_check_drift": per_check},
-                          "exchangeable": {"drift": float(np.mean(ex_drift)), "watch_or_drift": float(np.mean(ex_watch))},
+                          "exchangeable": {"drift": float(np.mean(ex_drift)), "watch_or_drift": float(np.mean(ex_watch)),
+                                           "per_check_drift": {k: v / len(ex_drift) for k, v in ex_checks.items()}},
                           "reps": reps, "val_images": len(val), "test_known_images": len(test_known)}
     return out
 
@@ -208,7 +213,8 @@ def main() -> None:
         for size, v in fa.items():
             print(f"pool {split}:{seed} batch {size:>4s}: against its reference drift {v['reference']['drift']:.2f} "
                   f"(watch or drift {v['reference']['watch_or_drift']:.2f}); exchangeable drift "
-                  f"{v['exchangeable']['drift']:.2f} (watch or drift {v['exchangeable']['watch_or_drift']:.2f})",
+                  f"{v['exchangeable']['drift']:.2f} (watch or drift {v['exchangeable']['watch_or_drift']:.2f}; "
+                  + ", ".join(f"{k} {x:.2f}" for k, x in v["exchangeable"]["per_check_drift"].items()) + ")",
                   flush=True)
     for size in map(str, sizes):
         got = [v[size] for v in result["pools"].values()]

@@ -42,8 +42,9 @@ NETWORKS = ("classifier", "patchcore")
 # NEU and on a harder setting, each informative (the fp32 mean at most 1 - 2 x margin: a metric at its
 # ceiling cannot show a loss of the margin). Measured: NEU's validation images are at the ceiling in
 # both precisions (3 splits x 3 seeds), and with 15 training images a class bf16 is not shown
-# non-inferior (lower bound -0.089 on closed-set accuracy), so ``auto`` trains in fp32 everywhere; ``bf16`` stays a choice a user makes (1.9x faster training on a CPU with
-# bf16 hardware). PatchCore only scores, and every score is fp32 (Compute.scoring).
+# non-inferior (lower bound -0.089 on closed-set accuracy), so ``auto`` trains in fp32 everywhere;
+# ``bf16`` stays a choice a user makes (1.9x faster training on a CPU with bf16 hardware). PatchCore
+# only scores, and every score is fp32 (Compute.scoring).
 AUTO_BF16 = {"classifier": {"cpu": False, "cuda": False, "mps": False},
              "patchcore": {"cpu": False, "cuda": False, "mps": False}}
 

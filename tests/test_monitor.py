@@ -171,3 +171,38 @@ def test_rows_from_another_split_or_export_are_refused(tmp_path: Path):
     with pytest.raises(DataError, match=r"decided with tau = .*another split or export"):
         belongs(tmp_path / "x.csv", rows, REF)
     belongs(tmp_path / "x.csv", [{"status": "ok", "tau": repr(REF.tau)}], REF)  # its own: fine
+
+
+def test_the_class_mix_is_a_two_sample_test_when_the_reference_kept_its_count():
+    """The reference's shares are counted on a finite set (the study's test decisions): batches drawn
+    from the same classes as a reference of 120 decisions stay at the level; taking the shares as exact
+    flags the reference's own noise."""
+    from dataclasses import replace
+
+    from scipy.stats import chi2_contingency
+
+    rng = np.random.default_rng(7)
+    classes = ["crack", "dent", "scratch", "pit"]
+    flagged = {None: 0, 120: 0}
+    for _ in range(300):
+        ref_draw = list(rng.choice(classes, 120))
+        mix = {c: ref_draw.count(c) / 120 for c in classes}
+        rows = [{"status": "ok", "one_stage_score": 1.0, "one_stage": c, "closed_class": c} for c in rng.choice(classes, 100)]
+        for n_ref in flagged:
+            ref = replace(REF, stage1_normal=None, class_mix=mix, class_n=n_ref)
+            mix_check = {c.check: c for c in check_batch("b", rows, ref)}["class_mix"]
+            flagged[n_ref] += mix_check.p_value < 0.01
+    assert flagged[120] / 300 <= 0.015 < flagged[None] / 300  # the two-sample test holds its level
+    counts = [[30, 30, 30, 30], [25, 25, 25, 25]]
+    check = _mix_check([25] * 4, {c: 0.25 for c in classes}, 120)
+    assert check.p_value == pytest.approx(chi2_contingency(counts, correction=False)[1])
+    assert check.test.startswith("chi-square test of homogeneity")
+
+
+def _mix_check(counts: list[int], shares: dict[str, float], n_ref: int):
+    from dataclasses import replace
+
+    rows = [{"status": "ok", "one_stage_score": 1.0, "one_stage": c, "closed_class": c}
+            for c, k in zip(shares, counts) for _ in range(k)]
+    ref = replace(REF, stage1_normal=None, class_mix=shares, class_n=n_ref)
+    return {c.check: c for c in check_batch("b", rows, ref)}["class_mix"]

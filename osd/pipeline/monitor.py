@@ -43,12 +43,14 @@ def project_reference(job: Job, split: str) -> Reference:
     dist = cal.payload["scorer"].score_samples(part_matrix(val, list(cal.payload["blocks"])))
     osr = stored(OsrResult, layout.osr_evaluation(s))
     mix: dict[str, float] = {}
+    accepted: list[str] = []
     if osr is not None:
         accepted = [r["pred_label"] for r in osr.rows.dicts() if r["pred_label"] != "unknown"]
         mix = {c: accepted.count(c) / len(accepted) for c in sorted(set(accepted))} if accepted else {}
     tau = cal.payload["tau"]
     return Reference(**stage1, distance_val=np.asarray(dist, float), tau=float(tau.threshold_),
-                     acceptance=float(tau.acceptance), acceptance_low=float(tau.acceptance_ci_[0]), class_mix=mix)
+                     acceptance=float(tau.acceptance), acceptance_low=float(tau.acceptance_ci_[0]), class_mix=mix,
+                     class_n=len(accepted) or None)
 
 
 def write_reference(ref: Reference, path: Path) -> Path:
