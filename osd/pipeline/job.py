@@ -59,11 +59,6 @@ class Job:
         return self.cfg.project.seed
 
     @property
-    def detection(self) -> bool:
-        """A detection study (good and bad parts): stage 1 alone, no splits and no classifier."""
-        return self.cfg.project.study == "detection"
-
-    @property
     def workers(self) -> int:
         """Image-decoding processes for this job (its share of the cores, :func:`osd.runtime.decode_workers`)."""
         return self.once("workers", lambda: runtime.decode_workers(self.cfg.project, self.resources.threads))
