@@ -35,7 +35,7 @@ import numpy as np, torch
 from osd.pipeline.job import Job
 from osd import config, runtime
 from osd.pipeline.data import stage1_sizes
-from osd.pipeline.detector import fitted, build_extractor, stage1_spec, _bank_paths
+from osd.pipeline.detector import stage1_fit_step, build_extractor, stage1_spec, _bank_paths
 from osd.patchcore.stage1 import crop_samples, feature_batches
 from osd.pipeline.data import normal_data
 from osd.patchcore.search import nearest

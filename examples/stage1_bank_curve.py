@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from osd import config
-from osd.pipeline.detector import fit_patchcore
+from osd.pipeline.detector import stage1_fit
 from osd.pipeline.job import Job
 
 
@@ -22,7 +22,7 @@ def main(project: str, sizes: list[int]) -> None:
     print("bank strips | bank crops | patches in bank | in-domain AUROC | detection | false alarms | weights")
     for n in sizes:
         c = cfg.replace(**{"patchcore.max_bank_images": n, "project.output_dir": f"{cfg.project.output_dir}/bank_{n}"})
-        r = fit_patchcore(Job.of(c))
+        r = stage1_fit(Job.of(c))
         d = r.indomain
         print(f"{r.stats['bank_images']:>11} | {r.stats['bank_crops']:>10} | {r.stats['patches_after']:>15} | "
               f"{d.get('auroc') or float('nan'):>15.3f} | {d.get('detection_rate') or 0:>9.3f} | "

@@ -11,7 +11,7 @@ import sys
 
 from osd import config
 from osd.pipeline.cascade import run_cascade
-from osd.pipeline.detector import fit_patchcore
+from osd.pipeline.detector import stage1_fit
 from osd.pipeline.job import Job
 from osd.pipeline.osr import evaluate
 from osd.pipeline.train import train
@@ -20,7 +20,7 @@ from osd.report.build import build_report
 
 def main(project: str, splits: list[str]) -> None:
     cfg = config.load(project)  # add overrides: config.load(project, ["classifier.epochs=5"])
-    stage1 = fit_patchcore(Job.of(cfg))
+    stage1 = stage1_fit(Job.of(cfg))
     print(f"PatchCore threshold {stage1.threshold:.4g}, false-alarm rate {stage1.false_alarm_rate:.3f}")
     for split in splits:
         t = train(Job.of(cfg), split)

@@ -112,10 +112,10 @@ class Project:
 
     def patchcore_fit(self, force: bool = False, acceptance: float | None = None):
         """Stage 1 on the normal images; ``acceptance`` as in :meth:`calibrate` (no refit)."""
-        from osd.pipeline.detector import fit_patchcore
+        from osd.pipeline.detector import stage1_fit
 
         self._choose("patchcore.acceptance", acceptance)
-        return fit_patchcore(self.job, force=force, reporter=self.reporter)
+        return stage1_fit(self.job, force=force, reporter=self.reporter)
 
     def cascade(self, split: str = "a", force: bool = False):
         from osd.pipeline.cascade import run_cascade

@@ -11,8 +11,9 @@ defect images only the normal pass rate can be measured; the rest is ``None`` an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -76,6 +77,12 @@ class DetectionMetrics:
     def to_dict(self) -> dict[str, object]:
         return {**self.values, "intervals95": self.intervals95, "n_normal": self.n_normal, "n_defect": self.n_defect,
                 "threshold": self.threshold, "not_measured": self.not_measured}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DetectionMetrics:
+        """The metrics :meth:`to_dict` wrote."""
+        return cls({k: float(d[k]) for k in KEYS if k in d}, dict(d["intervals95"]), int(d["n_normal"]),
+                   int(d["n_defect"]), float(d["threshold"]))
 
 
 def evaluate(normal: Sequence[float], defect: Sequence[float], threshold: float, n_boot: int = 1000,

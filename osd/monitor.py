@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from osd.proportion import clopper_pearson
+from osd.types import JsonObject
 
 ALPHA_DRIFT, ALPHA_WATCH = 0.01, 0.05
 OK, WATCH, DRIFT = "ok", "watch", "drift"
@@ -121,7 +122,7 @@ class Check:
     expected: float | None = None
     status: str = "not tested"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 

@@ -13,12 +13,15 @@ the record; they are not part of the cached payload.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from osd.artifacts.provenance import Provenance
 from osd.csvrows import csv_text, row_cell
+from osd.types import Json, JsonObject
 
 RUN_FIELDS = ("cached", "cached_stage1", "predictions", "metrics_path")
 R = TypeVar("R", bound="Record")
@@ -41,7 +44,7 @@ class Rows:
     def csv(self) -> str:
         return csv_text(self.header, self.cells, row_cell)
 
-    def dicts(self) -> list[dict[str, Any]]:
+    def dicts(self) -> list[JsonObject]:
         """Each row keyed by the header."""
         return [dict(zip(self.header, r)) for r in self.cells]
 
@@ -49,11 +52,11 @@ class Rows:
         i = self.header.index(name)
         return [r[i] for r in self.cells]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"header": list(self.header), "cells": [list(r) for r in self.cells]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Rows:
+    def from_dict(cls, d: JsonObject) -> Rows:
         return cls(tuple(d["header"]), tuple(tuple(r) for r in d["cells"]))
 
 
@@ -66,22 +69,46 @@ def _plain(v: Any) -> Any:
 class Record:
     """A step's result: ``payload()`` is what its artifact caches, ``section()`` its metrics.json section."""
 
-    def payload(self) -> dict[str, Any]:
-        return {f.name: (v.to_dict() if isinstance(v, Rows) else v)
-                for f in fields(self) if f.name not in RUN_FIELDS for v in (getattr(self, f.name),)}
+    def __post_init__(self) -> None:
+        # a record built from a stored or hand-written mapping holds its provenance typed all the same
+        prov = getattr(self, "provenance", None)
+        if prov is not None and not isinstance(prov, Provenance):
+            object.__setattr__(self, "provenance", Provenance.of(prov))
+
+    def payload(self) -> JsonObject:
+        """The cached payload: the record's fields but the run fields, rows and provenance as JSON objects."""
+        return {f.name: _document(getattr(self, f.name)) for f in fields(self) if f.name not in RUN_FIELDS}
 
     @classmethod
-    def from_payload(cls: type[R], d: dict[str, Any], **run: Any) -> R:
-        names = {f.name: f for f in fields(cls)}
-        kw = {k: (Rows.from_dict(v) if "Rows" in str(names[k].type) else v) for k, v in d.items() if k in names}
+    def from_payload(cls: type[R], d: JsonObject, **run: Any) -> R:
+        readers = {f.name: _reader(cls, str(f.type)) for f in fields(cls)}
+        kw = {k: readers[k](v) for k, v in d.items() if k in readers and k not in RUN_FIELDS}
         return cls(**kw, **run)
 
-    def section(self) -> dict[str, Any]:
+    def section(self) -> JsonObject:
         raise NotImplementedError
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """Everything but the rows (they are in the predictions file), for ``--json``."""
-        return {k: v for k, v in asdict(self).items() if k != "rows"}
+        return {f.name: _document(getattr(self, f.name)) for f in fields(self) if f.name != "rows"}
+
+
+def _document(value: Any) -> Json:
+    """A field as the JSON object it is stored as (rows, provenance, a nested record), else itself."""
+    if isinstance(value, Provenance):
+        return value.document()
+    return value.to_dict() if is_dataclass(value) and not isinstance(value, type) else value
+
+
+def _reader(cls: type, annotation: str) -> Callable[[Any], Any]:
+    """How a field of ``cls`` is read back from its stored form: a typed field (rows, provenance, a
+    frozen record of the module such as the detection metrics) by its own ``from_dict``; else as stored."""
+    if annotation.endswith("Provenance"):
+        return Provenance.of
+    t = Rows if annotation == "Rows" else vars(sys.modules[cls.__module__]).get(annotation)
+    if isinstance(t, type) and is_dataclass(t) and hasattr(t, "from_dict"):
+        return t.from_dict
+    return lambda v: v
 
 
 
@@ -96,12 +123,12 @@ def stored(cls: type[R], path: Path, plain: Callable[[Any], Any] | None = None) 
     return cls.from_payload(plain(payload) if plain else payload, cached=True)
 
 
-def cached_sections(layout: Any, split: str) -> dict[str, Any]:
+def cached_sections(layout: Any, split: str) -> JsonObject:
     """Every metrics.json section of ``split`` whose step record is cached under ``layout`` (an
     :class:`osd.artifacts.Layout`): what a damaged metrics.json is rebuilt from."""
     from osd import artifacts
 
-    out: dict[str, Any] = {}
+    out: JsonObject = {}
     for name, cls, path in (("osr", OsrResult, layout.osr_evaluation(split)),
                             ("cascade", CascadeResult, layout.cascade_evaluation(split)),
                             ("three_outcome", OutcomesResult, layout.outcomes_evaluation(split)),
@@ -131,14 +158,14 @@ class OsrResult(Record):
     msp: dict[str, float]
     features: str = "penultimate"
     blocks: list[str] = field(default_factory=list)
-    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    variants: dict[str, JsonObject] = field(default_factory=dict)
     intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    selection: dict[str, Any] = field(default_factory=dict)  # variant chosen without test data (reported only)
-    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)  # OOD baselines beside the locked method
-    thresholds: dict[str, Any] = field(default_factory=dict)  # tau's and kappa's summaries
-    operating_points: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
+    selection: JsonObject = field(default_factory=dict)  # variant chosen without test data (reported only)
+    baselines: dict[str, JsonObject] = field(default_factory=dict)  # OOD baselines beside the locked method
+    thresholds: JsonObject = field(default_factory=dict)  # tau's and kappa's summaries
+    operating_points: JsonObject = field(default_factory=dict)
+    data: JsonObject = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance.empty)
     rows: Rows = Rows(())
     predictions: str = ""
     metrics_path: str = ""
@@ -150,10 +177,10 @@ class OsrResult(Record):
 
         return score_sign(self.features)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {**super().to_dict(), "score_sign": self.score_sign, "positive_class": "unknown"}
 
-    def section(self) -> dict[str, Any]:
+    def section(self) -> JsonObject:
         return {
             **self.osr, "intervals95": self.intervals.get("osr", {}), "tau": self.tau, "thresholds": self.thresholds,
             "score": self.score_sign, "positive_class": "unknown", "features": self.features, "blocks": self.blocks,
@@ -161,7 +188,7 @@ class OsrResult(Record):
             else f"configured variant ({self.features}); the locked method is under variants",
             "msp": {**self.msp, "intervals95": self.intervals.get("msp", {}), "kappa": self.kappa, "score": MSP_SCORE},
             "variants": self.variants, "baselines": self.baselines, "selection": self.selection,
-            "operating_points": self.operating_points, "data": self.data, "provenance": self.provenance,
+            "operating_points": self.operating_points, "data": self.data, "provenance": self.provenance.document(),
         }
 
 
@@ -181,22 +208,22 @@ class CascadeResult(Record):
     threshold: float
     kappa: float | None
     modes: dict[str, dict[str, float]]
-    stage2: dict[str, Any]
+    stage2: JsonObject
     stage1_detection_rate: float
     stage1_false_alarm_rate: float | None
-    intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
-    versus_one_stage: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, JsonObject] = field(default_factory=dict)
+    versus_one_stage: JsonObject = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
-    stage1: dict[str, Any] = field(default_factory=dict)  # threshold summary, units, in-domain AUROC, points
-    data: dict[str, Any] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
+    stage1: JsonObject = field(default_factory=dict)  # threshold summary, units, in-domain AUROC, points
+    data: JsonObject = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance.empty)
     rows: Rows = Rows(())
     cached_stage1: bool = False
     predictions: str = ""
     metrics_path: str = ""
     cached: bool = False
 
-    def section(self) -> dict[str, Any]:
+    def section(self) -> JsonObject:
         return {
             "stage2": {**self.stage2, "intervals95": self.intervals.get("stage2", {}), "score": STAGE2_SCORE},
             **{m: {**v, "intervals95": self.intervals.get(m, {})} for m, v in self.modes.items()},
@@ -207,7 +234,7 @@ class CascadeResult(Record):
             "versus_one_stage": {"difference": "one-stage minus cascade, same test images, paired stratified bootstrap",
                                  **self.versus_one_stage},
             "data": self.data,
-            "provenance": self.provenance,
+            "provenance": self.provenance.document(),
         }
 
 
@@ -221,27 +248,27 @@ class OutcomesResult(Record):
     """The three-outcome study of a split (no_defect, a known class, unknown) on a line's own good parts."""
 
     split: str
-    approaches: dict[str, dict[str, Any]]
-    stage1_auroc: dict[str, Any]
-    versus: dict[str, dict[str, Any]]
+    approaches: dict[str, JsonObject]
+    stage1_auroc: JsonObject
+    versus: dict[str, JsonObject]
     counts: dict[str, int]
     skipped: dict[str, str] = field(default_factory=dict)
-    thresholds: dict[str, Any] = field(default_factory=dict)
+    thresholds: JsonObject = field(default_factory=dict)
     normal_source: str = ""
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance.empty)
     rows: Rows = Rows(())
     predictions: str = ""
     metrics_path: str = ""
     cached: bool = False
 
-    def section(self) -> dict[str, Any]:
+    def section(self) -> JsonObject:
         return {
             "approaches": self.approaches, "stage1_auroc": self.stage1_auroc,
             "versus": {"difference": "first minus second approach, same test images, paired bootstrap stratified by "
                                      "known / unknown / normal", **self.versus},
             "thresholds": self.thresholds, "definitions": OUTCOMES_DEFINITIONS,
             "data": {"images": self.counts, "normal_source": self.normal_source, "skipped": self.skipped},
-            "provenance": self.provenance,
+            "provenance": self.provenance.document(),
         }
 
 
@@ -260,13 +287,13 @@ class BenchResult(Record):
     batch_size: int
     classifier: str
     patchcore: str
-    one_stage: dict[str, Any]
-    two_stage: dict[str, Any]
+    one_stage: JsonObject
+    two_stage: JsonObject
     peak_rss_mb: float
     median_note: str
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance.empty)
     cache_key: str = ""
     cached: bool = False
 
-    def section(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in (*RUN_FIELDS, "cache_key")}
+    def section(self) -> JsonObject:
+        return {k: v for k, v in self.payload().items() if k != "cache_key"}

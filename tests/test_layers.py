@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 FLOORS = {
-    0: ["osd.__version__", "osd.errors", "osd.progress"],
+    0: ["osd.__version__", "osd.errors", "osd.progress", "osd.types"],
     1: ["osd.decide", "osd.config", "osd.precision", "osd.identity", "osd.proportion", "osd.csvrows"],
     2: ["osd.metrics", "osd.artifacts", "osd.runtime", "osd.osr", "osd.data"],
     3: ["osd.three_outcome", "osd.verdict", "osd.detection", "osd.models", "osd.records", "osd.patchcore",

@@ -55,7 +55,7 @@ def test_run_all_over_two_seeds_caches_each_and_summarises_over_seeds(tiny_proje
 
 
 def test_perturbing_test_images_moves_no_threshold(tiny_project: Path):
-    from osd.pipeline.detector import fit_patchcore
+    from osd.pipeline.detector import stage1_fit
     from osd.pipeline.osr import calibrate, evaluate
 
     cfg = config.load(tiny_project)
@@ -63,7 +63,7 @@ def test_perturbing_test_images_moves_no_threshold(tiny_project: Path):
     first = evaluate(Job.of(cfg), "a")
     variants = {k: v["tau"] for k, v in first.variants.items()}
     assert first.selection["selected"] in ("penultimate", "multilayer", "multilayer_mean_std")
-    pc = fit_patchcore(Job.of(cfg)).threshold
+    pc = stage1_fit(Job.of(cfg)).threshold
     for e in Job.of(cfg).manifest("a").test()[:6]:  # known and unknown test images get other pixels
         arr = np.asarray(Image.open(e.path).convert("L")).copy()
         Image.fromarray(255 - arr).save(e.path)
@@ -73,7 +73,7 @@ def test_perturbing_test_images_moves_no_threshold(tiny_project: Path):
     assert {k: v["tau"] for k, v in again.variants.items()} == variants
     assert again.selection == first.selection  # the choice made without test data stays as it was
     assert again.osr != first.osr  # while the test metrics did move: the test images really changed
-    assert fit_patchcore(Job.of(cfg)).threshold == pc
+    assert stage1_fit(Job.of(cfg)).threshold == pc
 
 
 def test_threshold_images_choose_nothing_and_selection_images_choose_the_epoch(tiny_project: Path):

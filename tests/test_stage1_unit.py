@@ -24,14 +24,14 @@ def _line(root: Path, normals: int, shape: tuple[int, int]) -> tuple[Path, Path]
 
 
 def _fit(tmp_path: Path, normals: int, shape: tuple[int, int], in_domain: bool):
-    from osd.pipeline.detector import fit_patchcore
+    from osd.pipeline.detector import stage1_fit
 
     defects, good = _line(tmp_path, normals, shape)
     p = tmp_path / "p"
     r = runner.invoke(app, ["init", str(p), "--neu", str(defects), "--normal", str(good),
                             "--in-domain" if in_domain else "--cross-domain"])
     assert r.exit_code == 0, r.output
-    return fit_patchcore(Job.of(config.load(p).replace(**TINY)))
+    return stage1_fit(Job.of(config.load(p).replace(**TINY)))
 
 
 @pytest.mark.slow

@@ -51,9 +51,9 @@ def test_truncated_jpeg_is_listed_by_check_and_scores_stay_on_their_images(tiny_
     assert "IMAGES/crazing_0.jpg" not in again and again == clean
     # and where a file becomes unreadable after indexing, its score is NaN by id, never a neighbour's
     from osd import runtime
-    from osd.pipeline.detector import load_detector
+    from osd.pipeline.detector import stage1_models
 
-    detector, extractor, _ = load_detector(Job.of(cfg), runtime.resolve_device("cpu"))
+    detector, extractor, _ = stage1_models(Job.of(cfg), runtime.resolve_device("cpu"))
     root = tiny_project / "neu"
     paths = [root / rel, bad, root / rel2]
     with pytest.warns(OsdWarning, match="stage 1 skips"):

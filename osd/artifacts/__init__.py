@@ -28,10 +28,10 @@ from osd.artifacts.files import (
     write_text,
 )
 from osd.artifacts.layout import Layout
-from osd.artifacts.provenance import provenance
+from osd.artifacts.provenance import Provenance, provenance
 from osd.identity import LIBRARIES, _digests, cache_key, environment, file_sha256
 
-__all__ = ["FORMAT", "LIBRARIES", "SAFE_CLASSES", "Layout", "Step", "_digests", "_file_mode", "atomic_write", "cache_key",
-           "cached_step", "clean_stale_temporaries", "environment", "exclusive", "file_sha256", "load", "load_record",
-           "peek", "plain", "provenance", "read_json", "require", "save", "set_aside", "step_log", "update_metrics",
-           "write_bytes", "write_json", "write_outputs", "write_text"]
+__all__ = ["FORMAT", "LIBRARIES", "SAFE_CLASSES", "Layout", "Provenance", "Step", "_digests", "_file_mode", "atomic_write",
+           "cache_key", "cached_step", "clean_stale_temporaries", "environment", "exclusive", "file_sha256", "load",
+           "load_record", "peek", "plain", "provenance", "read_json", "require", "save", "set_aside", "step_log",
+           "update_metrics", "write_bytes", "write_json", "write_outputs", "write_text"]

@@ -11,6 +11,7 @@ from typing import Any
 
 from osd.artifacts.codec import load_record, peek, save
 from osd.artifacts.files import plain
+from osd.artifacts.provenance import Provenance
 from osd.errors import ArtifactError, LineageError
 
 # ---------------------------------------------------------------- one writer at a time
@@ -61,14 +62,14 @@ class Step:
     path: Path
     key: str
     id: str
-    provenance: dict[str, Any]
+    provenance: Provenance
     payload: Any
     cached: bool
 
     @property
-    def lineage(self) -> dict[str, Any]:
+    def lineage(self) -> Provenance:
         """The provenance with the artifact's own id: what a result built from it records."""
-        return {**self.provenance, "artifact_id": self.id}
+        return self.provenance.adding(artifact_id=self.id)
 
 
 _STEP_LOG: contextvars.ContextVar[list[tuple[str, bool]] | None] = contextvars.ContextVar("osd_step_log", default=None)
@@ -90,13 +91,13 @@ def step_log() -> Iterator[list[tuple[str, bool]]]:
 def _logged(step: Step) -> Step:
     log = _STEP_LOG.get()
     if log is not None:
-        name = str((step.provenance or {}).get("step") or step.path.stem)
+        name = step.provenance.step or step.path.stem
         if name not in {n for n, _ in log}:
             log.append((name, step.cached))
     return step
 
 
-def cached_step(path: Path, key: str, compute: Callable[[], tuple[Any, dict[str, Any]]], *, force: bool = False,
+def cached_step(path: Path, key: str, compute: Callable[[], tuple[Any, Provenance]], *, force: bool = False,
                 on_wait: Callable[[str], None] | None = None) -> Step:
     """The one cached-step mechanism: ``inputs by identity -> key -> (cached | lock, compute, save)``.
 
@@ -108,13 +109,13 @@ def cached_step(path: Path, key: str, compute: Callable[[], tuple[Any, dict[str,
     """
     path = Path(path)
     if not force and (record := load_record(path, key)) is not None:
-        return _logged(Step(path, key, record["id"], record["provenance"], record["payload"], True))
+        return _logged(Step(path, key, record["id"], Provenance.of(record["provenance"]), record["payload"], True))
     with exclusive(path, on_wait):
         if not force and (record := load_record(path, key)) is not None:  # computed while this one waited
-            return _logged(Step(path, key, record["id"], record["provenance"], record["payload"], True))
+            return _logged(Step(path, key, record["id"], Provenance.of(record["provenance"]), record["payload"], True))
         payload, prov = compute()
         artifact_id = save(path, key, payload, prov)
-        return _logged(Step(path, key, artifact_id, plain(prov), payload, False))
+        return _logged(Step(path, key, artifact_id, Provenance.of(plain(prov)), payload, False))
 
 
 def require(path: Path, rebuild: str, what: str, inputs: dict[str, str] | None = None, payload: bool = True) -> Step:
@@ -135,4 +136,5 @@ def require(path: Path, rebuild: str, what: str, inputs: dict[str, str] | None =
                 f"{path}: this {what} artifact was built from another {name} ({recorded.get(name) or 'none recorded'}) than "
                 f"the one cached now ({expected}); the artifacts do not belong together (one was rebuilt or copied)",
                 rebuild=rebuild)
-    return Step(Path(path), record.get("key", ""), record["id"], record["provenance"], record.get("payload"), True)
+    return Step(Path(path), record.get("key", ""), record["id"], Provenance.of(record["provenance"]),
+                record.get("payload"), True)

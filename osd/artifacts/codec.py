@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from osd.artifacts.files import atomic_write, plain
+from osd.artifacts.provenance import Provenance
 from osd.errors import OsdWarning
 
 FORMAT = "osd-artifact/1"
@@ -97,7 +98,7 @@ def _unpack(obj: Any, arrays: Any) -> Any:
     raise ValueError(f"unknown entry {sorted(obj)[:3]}")
 
 
-def save(path: Path, key: str, payload: Any, provenance: dict[str, Any] | None = None) -> str:
+def save(path: Path, key: str, payload: Any, provenance: Provenance | None = None) -> str:
     """Write a cache entry atomically; return its new artifact id."""
     artifact_id = uuid.uuid4().hex[:16]
     arrays: dict[str, np.ndarray] = {}

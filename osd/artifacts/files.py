@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from osd.artifacts.provenance import Provenance
 from osd.errors import ArtifactError, OsdWarning
 
 # ---------------------------------------------------------------- atomic writes
@@ -105,6 +106,8 @@ def write_bytes(path: Path, data: bytes) -> Path:
 
 def plain(obj: Any, where: str = "", nulls: list[str] | None = None) -> Any:
     """JSON-ready copy: numpy values to Python, non-finite floats to None (their key paths go to ``nulls``)."""
+    if isinstance(obj, Provenance):
+        obj = obj.document()
     if isinstance(obj, dict):
         return {str(k): plain(v, f"{where}.{k}" if where else str(k), nulls) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -7,6 +7,7 @@ where they go. The decision rule itself lives in :mod:`osd.decide`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ SCORE_SIGNS = {
                   "stage, standardised on known validation images, averaged over the stages)",
 }
 __all__ = ["NORMAL_PART", "PARTS", "VARIANTS", "data_counts", "fit_scorer", "part_matrix", "select_variant",
-           "test_arrays"]
+           "test_arrays", "EvalArrays"]
 
 
 def score_sign(features: str) -> str:
@@ -76,20 +77,39 @@ def select_variant(emb: Embeddings, covariance: str, normalize: str):
     return sel.select(list(VARIANTS))
 
 
-def test_arrays(emb: Embeddings, blocks: list[str] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EvalArrays:
+    """The test images an evaluation scores, known then unknown, row for row: their logits, labels,
+    paths (relative to neu.root), whether each is of an unknown class; ``x``: the scorer's input
+    (with blocks); ``stage1``: each one's stage-1 score (the cascade's, joined by path)."""
+
+    logits: np.ndarray
+    labels: list[str]
+    paths: list[str]
+    is_unknown: np.ndarray
+    x: np.ndarray | None = None
+    stage1: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def where(self, keep: np.ndarray) -> EvalArrays:
+        """The rows where ``keep`` (a boolean mask) holds."""
+        idx = np.flatnonzero(keep)
+        return EvalArrays(self.logits[keep], [self.labels[i] for i in idx], [self.paths[i] for i in idx],
+                          self.is_unknown[keep], None if self.x is None else self.x[keep],
+                          None if self.stage1 is None else self.stage1[keep])
+
+
+def test_arrays(emb: Embeddings, blocks: list[str] | None = None) -> EvalArrays:
     """Known test then unknown test, concatenated; with ``blocks``, ``x`` is the scorer's input."""
     tk, tu = emb.test_known, emb.test_unknown
-    out: dict[str, Any] = {}
+    x = None
     if blocks is not None:
         parts = [m for m in (part_matrix(tk, blocks), part_matrix(tu, blocks)) if len(m)]
-        out["x"] = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-    return {
-        **out,
-        "logits": np.concatenate([tk.logits, tu.logits]),
-        "labels": list(tk.labels) + list(tu.labels),
-        "paths": list(tk.paths) + list(tu.paths),
-        "is_unknown": np.array([False] * len(tk) + [True] * len(tu)),
-    }
+        x = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    return EvalArrays(np.concatenate([tk.logits, tu.logits]), list(tk.labels) + list(tu.labels),
+                      list(tk.paths) + list(tu.paths), np.array([False] * len(tk) + [True] * len(tu)), x)
 
 
 def data_counts(emb: Embeddings) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from osd.patchcore.stage1 import (
     warn_small,
 )
 from osd.progress import Reporter, ensure
+from osd.types import JsonObject
 
 CROP, IMAGE = "crop", "image"
 
@@ -89,10 +90,10 @@ class Stage1Fit:
     test_scores: np.ndarray
     test_ids: list[str]
     skipped: dict[str, str]
-    indomain: dict[str, Any]
-    indomain_scores: dict[str, Any]
-    estimator_stats: dict[str, Any]
-    measured: dict[str, Any]
+    indomain: JsonObject
+    indomain_scores: JsonObject
+    estimator_stats: JsonObject
+    measured: JsonObject
 
 
 def fit_stage1(estimator, extractor, normals: NormalParts, plan: Stage1Plan, device, *, label: str = "PatchCore",

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from osd import __version__, artifacts, runtime
-from osd.pipeline.detector import load_detector
+from osd.pipeline.detector import stage1_models
 from osd.pipeline.job import Job
 from osd.pipeline.osr import calibrated
 from osd.pipeline.train import load_model, trained
@@ -57,7 +57,7 @@ class _Timed:
         self.tpayload = trained(job, split, reporter=reporter).payload
         self.compute = job.resources.scoring  # predict scores in fp32
         self.model = self.compute.model(load_model(self.tpayload, cfg.classifier.arch))
-        detector, self.extractor, self.fit = load_detector(job, device, reporter)
+        detector, self.extractor, self.fit = stage1_models(job, device, reporter)
         self.bank = detector.memory.to(device)
         self.extractor.eval()
 
@@ -182,11 +182,11 @@ BENCH_ALGORITHM = "bench/4"  # 4: the payload is the BenchResult record; 3: a ca
 
 def bench_key(job: Job, split: str, reporter: Reporter | None = None) -> str:
     """What is timed (the calibrated scorer and the classifier under it, the detector) and where (device, threads)."""
-    from osd.pipeline.detector import fit_patchcore
+    from osd.pipeline.detector import stage1_fit
 
     cfg = job.cfg
     return artifacts.cache_key("bench", BENCH_ALGORITHM, calibrated(job, split, reporter=reporter).id,
-                               fit_patchcore(job, reporter=reporter).artifact_id, cfg.section("bench"),
+                               stage1_fit(job, reporter=reporter).artifact_id, cfg.section("bench"),
                                job.resources.compute_identity())
 
 
@@ -199,7 +199,7 @@ def cached_bench(job: Job, split: str, force: bool = False, reporter: Reporter |
     layout = job.layout
     key = bench_key(job, split, reporter)
 
-    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+    def compute() -> tuple[dict[str, Any], artifacts.Provenance]:
         result = bench(job, split, reporter, key)
         return result.payload(), result.provenance
 

@@ -15,6 +15,7 @@ What each cascade number is computed from:
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -25,10 +26,10 @@ from osd.decide import MODES, NO_DEFECT
 from osd.errors import OsdWarning
 from osd.metrics import RANKING, metric_intervals, open_set_metrics
 from osd.osr.embeddings import Embeddings
-from osd.osr.model import data_counts, test_arrays
+from osd.osr.model import EvalArrays, data_counts, test_arrays
 from osd.patchcore.stage1 import score_images
 from osd.pipeline.detector import SECTIONS as DETECTOR_SECTIONS
-from osd.pipeline.detector import fit_patchcore, load_detector
+from osd.pipeline.detector import stage1_fit, stage1_models
 from osd.pipeline.job import Job
 from osd.pipeline.osr import SECTIONS as OSR_SECTIONS
 from osd.pipeline.osr import calibrated, calibration_result
@@ -56,14 +57,14 @@ def stage1_step(job: Job, split: str, force: bool = False, reporter: Reporter | 
     reporter = ensure(reporter)
     split = cfg.split_name(split)
     manifest = job.manifest(split)
-    fit = fit_patchcore(job, reporter=reporter)
+    fit = stage1_fit(job, reporter=reporter)
     key = artifacts.cache_key("stage1-scores", STAGE1_ALGORITHM, fit.artifact_id, manifest.fingerprint())
     path = job.layout.stage1_scores(split)
 
     @runtime.scoped
-    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+    def compute() -> tuple[dict[str, Any], artifacts.Provenance]:
         device = job.resources.setup()
-        detector, extractor, _ = load_detector(job, device, reporter)
+        detector, extractor, _ = stage1_models(job, device, reporter)
         entries = manifest.test()
         scores, skipped = score_images(detector, extractor, [e.path for e in entries], job.stage1_sizes, device, reporter,
                                        f"stage 1, split {split}")
@@ -76,13 +77,13 @@ def stage1_step(job: Job, split: str, force: bool = False, reporter: Reporter | 
     return artifacts.cached_step(path, key, compute, force=force, on_wait=reporter.note)
 
 
-def _paired_verdict(t: dict[str, Any], one: np.ndarray, modes: dict[str, np.ndarray], closed: np.ndarray,
+def _paired_verdict(t: EvalArrays, one: np.ndarray, modes: dict[str, np.ndarray], closed: np.ndarray,
                     classes: list[str], n_boot: int, seed: int) -> dict[str, Any]:
     from osd.metrics import EncodedResults, paired_difference
 
-    unk = np.asarray(t["is_unknown"], dtype=bool)
-    a = EncodedResults(t["labels"], one, closed, None, unk, classes)
-    return {mode: paired_difference(a, EncodedResults(t["labels"], pred, closed, None, unk, classes), MODE_METRICS,
+    unk = np.asarray(t.is_unknown, dtype=bool)
+    a = EncodedResults(t.labels, one, closed, None, unk, classes)
+    return {mode: paired_difference(a, EncodedResults(t.labels, pred, closed, None, unk, classes), MODE_METRICS,
                                     unk, n_boot, seed) for mode, pred in modes.items()}
 
 
@@ -97,47 +98,46 @@ def _stage1_points(fit, defect_scores: np.ndarray) -> dict[str, Any]:
                                           defect_scores)}
 
 
-def _join(t: dict[str, Any], scores: dict[str, float], skipped: dict[str, str], split: str) -> dict[str, Any]:
+def _join(t: EvalArrays, scores: dict[str, float], skipped: dict[str, str], split: str) -> EvalArrays:
     """The test arrays of the images with a stage-1 score, joined by path, never by position; an image
     without one (unreadable at stage 1) is left out, named in ``skipped``, with a warning."""
-    keep = np.array([p in scores for p in t["paths"]], dtype=bool)
-    missing = [p for p, k in zip(t["paths"], keep) if not k]
+    keep = np.array([p in scores for p in t.paths], dtype=bool)
+    missing = [p for p, k in zip(t.paths, keep) if not k]
     if missing:
         for p in missing:
             skipped.setdefault(p, "no stage-1 score")
         warnings.warn(f"cascade, split {split}: {len(missing)} test image(s) without a stage-1 score left out: "
                       + ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else ""), OsdWarning, stacklevel=3)
-    t = {k: ([v[i] for i in np.flatnonzero(keep)] if isinstance(v, list) else v[keep]) for k, v in t.items()}
-    t["stage1"] = np.array([scores[p] for p in t["paths"]], dtype=np.float64)
-    return t
+    t = t.where(keep)
+    return dataclasses.replace(t, stage1=np.array([scores[p] for p in t.paths], dtype=np.float64))
 
 
 PREDICTION_HEADER = ("path", "true_label", "role", "stage1_score", "stage1_decision", "pred_strict",
                      "pred_ignore_no_defect", "msp")
 
 
-def _rows(job: Job, t: dict[str, Any], defect: np.ndarray, preds: dict[str, np.ndarray], msp: np.ndarray) -> Rows:
+def _rows(job: Job, t: EvalArrays, defect: np.ndarray, preds: dict[str, np.ndarray], msp: np.ndarray) -> Rows:
     cfg = job.cfg
     root = cfg.path(cfg.neu.root)
-    return Rows.of(PREDICTION_HEADER, ([str(root / t["paths"][i]), t["labels"][i],
-                                        "unknown" if t["is_unknown"][i] else "known", float(t["stage1"][i]),
+    return Rows.of(PREDICTION_HEADER, ([str(root / t.paths[i]), t.labels[i],
+                                        "unknown" if t.is_unknown[i] else "known", float(t.stage1[i]),
                                         "defect" if defect[i] else NO_DEFECT, preds["strict"][i],
-                                        preds["ignore_no_defect"][i], float(msp[i])] for i in range(len(t["stage1"]))))
+                                        preds["ignore_no_defect"][i], float(msp[i])] for i in range(len(t.stage1))))
 
 
 def _evaluate(job: Job, split: str, fit, cal: artifacts.Step, emb: artifacts.Step, s1: artifacts.Step,
-              key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+              key: str) -> tuple[dict[str, Any], artifacts.Provenance]:
     cfg = job.cfg
     res = calibration_result(job, split, cal)
     skipped = dict(s1.payload["skipped"])
     e = Embeddings.from_payload(emb.payload)
     t = _join(test_arrays(e, list(cal.payload["blocks"])), dict(s1.payload["scores"]), skipped, split)
     classes = e.classes
-    closed, msp = decide.closed_set(t["logits"], classes)
+    closed, msp = decide.closed_set(t.logits, classes)
     kappa = res.kappa if cfg.cascade.use_kappa else None
-    preds = decide.cascade(t["stage1"], fit.threshold, closed, msp, kappa)
-    defect = t["stage1"] > fit.threshold
-    labels, unk = t["labels"], t["is_unknown"]
+    preds = decide.cascade(t.stage1, fit.threshold, closed, msp, kappa)
+    defect = t.stage1 > fit.threshold
+    labels, unk = t.labels, t.is_unknown
     modes = {m: {k: v for k, v in open_set_metrics(labels, preds[m], closed, -msp, unk, classes).items()
                  if k in MODE_METRICS + ("n_known", "n_unknown")} for m in MODES}
     stage2_all = open_set_metrics(labels, preds["ignore_no_defect"], closed, -msp, unk, classes)
@@ -150,15 +150,15 @@ def _evaluate(job: Job, split: str, fit, cal: artifacts.Step, emb: artifacts.Ste
     ci = metric_intervals(labels, preds["ignore_no_defect"], closed, -msp, unk, classes, n_boot, seed)
     intervals["stage2"] = {k: ci[k] for k in stage2 if k in ci}
     # the one-stage decisions on the same images, from the validated calibration, for the paired verdict
-    one = decide.one_stage(cal.payload["scorer"].score_samples(t["x"]), res.tau, closed)
+    one = decide.one_stage(cal.payload["scorer"].score_samples(t.x), res.tau, closed)
     verdict = _paired_verdict(t, one, preds, closed, classes, n_boot, seed)
     detection = float(np.mean(defect)) if len(defect) else float("nan")
-    points = _stage1_points(fit, t["stage1"])
+    points = _stage1_points(fit, t.stage1)
     prov = artifacts.provenance(cfg, "cascade", CASCADE_ALGORITHM, key,
                                 (*OSR_SECTIONS, *DETECTOR_SECTIONS, "cascade", "stats"),
                                 {"detector": fit.artifact_id, "calibration": cal.id, "embeddings": emb.id,
                                  "stage1_scores": s1.id}, split=split,
-                                weights={"patchcore": fit.provenance.get("inputs", {}).get("weights")})
+                                weights={"patchcore": fit.provenance.input("weights")})
     counts = data_counts(e)
     counts["skipped"] = {**counts["skipped"], **skipped}
     stage1 = {"threshold": fit.threshold_summary, "unit": STAGE1_UNIT,
@@ -176,7 +176,7 @@ def run_cascade(job: Job, split: str, force: bool = False, reporter: Reporter | 
     cfg = job.cfg
     reporter = ensure(reporter)
     split = cfg.split_name(split)
-    fit = fit_patchcore(job, reporter=reporter)
+    fit = stage1_fit(job, reporter=reporter)
     cal = calibrated(job, split, reporter=reporter)
     emb = embedded(job, split, reporter=reporter)
     s1 = stage1_step(job, split, force, reporter)

@@ -44,7 +44,7 @@ class Chain:
     def recorded(self, part: str) -> dict[str, Any]:
         """The settings a model was made with (``classifier`` or ``detector``), from its provenance."""
         step = self.classifier if part == "classifier" else self.detector
-        return dict((step.provenance if step is not None else {}).get("config", {}))
+        return dict(step.provenance.config) if step is not None else {}
 
 
 def load_chain(job: Job, split: str, detector: bool) -> Chain:

@@ -13,6 +13,7 @@ from osd.data.splits import duplicate_groups
 from osd.errors import OsdError
 from osd.pipeline.data import check_manifest
 from osd.pipeline.job import Job
+from osd.types import JsonObject
 
 
 @dataclass
@@ -24,12 +25,12 @@ class DataReport:
     image_formats: dict[str, int] = field(default_factory=dict)
     image_sizes: dict[str, int] = field(default_factory=dict)
     unreadable: list[dict[str, str]] = field(default_factory=list)  # path, reason
-    image_size_summary: dict[str, Any] = field(default_factory=dict)
+    image_size_summary: JsonObject = field(default_factory=dict)
     duplicates: list[list[str]] = field(default_factory=list)
     label_conflicts: list[dict[str, str]] = field(default_factory=list)  # byte-identical files, different classes
     class_folders: dict[str, list[str]] = field(default_factory=dict)  # class -> folders that fed it
-    splits: dict[str, dict[str, Any]] = field(default_factory=dict)
-    normal: dict[str, Any] = field(default_factory=dict)
+    splits: dict[str, JsonObject] = field(default_factory=dict)
+    normal: JsonObject = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # usable, but worth the user's attention
     notes: list[str] = field(default_factory=list)
@@ -38,7 +39,7 @@ class DataReport:
     def ok(self) -> bool:
         return not self.problems
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {**asdict(self), "ok": self.ok}
 
 
@@ -177,7 +178,7 @@ def _check_normal(job: Job, report: DataReport, defects: dict[str, str]) -> dict
         report.notes.append("no normal images configured (normal.severstal_root / normal.folder): "
                             "the cascade's stage 1 cannot be fitted")
         return {}
-    out: dict[str, Any] = {}
+    out: JsonObject = {}
     try:
         if n.severstal_root:
             idx = index_severstal(cfg.path(n.severstal_root))

@@ -10,7 +10,7 @@ classes, each a folder, or one flat folder); without ``neu.root``, Severstal's d
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,13 @@ import numpy as np
 from osd import artifacts, runtime
 from osd.csvrows import csv_text
 from osd.decide import DEFECT, NO_DEFECT
-from osd.detection import KEYS, DetectionMetrics, evaluate
+from osd.detection import DetectionMetrics, evaluate
 from osd.patchcore.stage1 import score_images
-from osd.pipeline.detector import fitted, load_detector
+from osd.pipeline.detector import stage1_fit_step, stage1_models
 from osd.pipeline.job import Job
 from osd.progress import Reporter, ensure
 from osd.records import Record
+from osd.types import JsonObject
 
 DETECTION_ALGORITHM = "detection/2"  # 2: exact intervals of the rates
 SECTION = "detection"
@@ -56,44 +57,23 @@ class DetectionResult(Record):
 
     metrics: DetectionMetrics
     acceptance: float
-    threshold_summary: dict[str, Any]
+    threshold_summary: JsonObject
     per_class: dict[str, float]  # detection rate per defect class
-    operating_points: list[dict[str, Any]]
-    rows: list[dict[str, Any]]
+    operating_points: list[JsonObject]
+    rows: list[JsonObject]
     defect_source: str
     unit: str
     cached: bool = False
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: artifacts.Provenance = field(default_factory=artifacts.Provenance.empty)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["metrics"] = self.metrics.to_dict()
-        return d
-
-    def payload(self) -> dict[str, Any]:
-        """What the step caches: the record without its run field."""
-        return {k: v for k, v in self.to_dict().items() if k != "cached"}
-
-    @classmethod
-    def from_payload(cls, d: dict[str, Any], **run: Any) -> DetectionResult:
-        return cls.from_dict(d, bool(run.get("cached", False)))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], cached: bool = False) -> DetectionResult:
-        m = dict(d["metrics"])
-        metrics = DetectionMetrics({k: float(m[k]) for k in KEYS if k in m}, m["intervals95"],
-                                   int(m["n_normal"]), int(m["n_defect"]), float(m["threshold"]))
-        rest = {k: v for k, v in d.items() if k not in ("metrics", "cached")}
-        return cls(metrics=metrics, cached=cached, **rest)
-
-    def section(self) -> dict[str, Any]:
+    def section(self) -> JsonObject:
         """The ``detection`` section of ``metrics.json``."""
         return {**self.metrics.to_dict(), "acceptance": self.acceptance, "threshold_summary": self.threshold_summary,
                 "detection_rate_per_class": self.per_class, "operating_points": self.operating_points,
                 "defect_images": self.defect_source, "unit": self.unit,
                 "score": "PatchCore: largest nearest-neighbour patch distance (higher = more anomalous)",
                 "decision": f"{DEFECT} when the score is above the threshold, else {NO_DEFECT}",
-                "provenance": self.provenance}
+                "provenance": self.provenance.document()}
 
     def csv(self) -> str:
         return csv_text(("path", "truth", "class", "score", "threshold", "decision"), self.rows)
@@ -106,14 +86,14 @@ def _rows(paths: list[str], truth: str, classes: list[str], scores: np.ndarray, 
 
 
 @runtime.scoped
-def _evaluate(job: Job, fit: artifacts.Step, key: str, reporter: Reporter) -> tuple[dict[str, Any], dict[str, Any]]:
+def _evaluate(job: Job, fit: artifacts.Step, key: str, reporter: Reporter) -> tuple[dict[str, Any], artifacts.Provenance]:
     from osd.osr.thresholds import operating_points
 
     cfg = job.cfg
     paths, classes, source = defect_images(job)
     res = job.resources
     device = res.setup()
-    detector, extractor, result = load_detector(job, device, reporter)
+    detector, extractor, result = stage1_models(job, device, reporter)
     scores, _ = (score_images(detector, extractor, paths, job.stage1_sizes, device, reporter, "defect images") if paths
                  else (np.zeros(0), {}))
     thr = result.threshold
@@ -140,13 +120,13 @@ def detection(job: Job, force: bool = False, reporter: Reporter | None = None) -
     ``detection`` section of ``detection/metrics.json``."""
     cfg = job.cfg
     reporter = ensure(reporter)
-    fit = fitted(job, reporter=reporter)
+    fit = stage1_fit_step(job, reporter=reporter)
     key = artifacts.cache_key(SECTION, DETECTION_ALGORITHM, fit.id, _defects_key(job), cfg.section("stats"),
                               cfg.project.seed)
     layout = job.layout
     step = artifacts.cached_step(layout.detection_evaluation, key, lambda: _evaluate(job, fit, key, reporter),
                                  force=force, on_wait=reporter.note)
-    result = DetectionResult.from_dict(step.payload, step.cached)
+    result = DetectionResult.from_payload(step.payload, cached=step.cached)
     artifacts.write_outputs(layout.detection_predictions, result.csv(), layout.detection_metrics,
                             SECTION, result.section())
     return result
@@ -155,4 +135,4 @@ def detection(job: Job, force: bool = False, reporter: Reporter | None = None) -
 def stored(layout: artifacts.Layout) -> DetectionResult | None:
     """The detection study on disk in ``layout`` (a seed's outputs), as it was computed (None when there is none)."""
     payload = artifacts.load(layout.detection_evaluation, None)
-    return None if payload is None else DetectionResult.from_dict(payload, cached=True)
+    return None if payload is None else DetectionResult.from_payload(payload, cached=True)

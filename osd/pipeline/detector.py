@@ -10,7 +10,7 @@ a crop that cannot be read is reported by id, not dropped.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from osd.pipeline.data import NormalData, weights_path
 from osd.pipeline.job import Job
 from osd.progress import Reporter, ensure
 from osd.records import Record
+from osd.types import JsonObject
 
 # Bump when the meaning of a fitted detector or its scores changes.
 # 6: search auto (inverted file above exact_up_to rows); 5: one cached-step mechanism; key covers defective
@@ -59,28 +60,28 @@ def build_extractor(spec: Stage1Spec, device, compute_dtype):
 
 
 @dataclass(frozen=True)
-class FitResult(Record):
+class Stage1FitRecord(Record):
     """The PatchCore fit as the study reads it: sizes and timings, the threshold and the scores it was
     set on, the in-domain test; a view of the fit's artifact (``patchcore.npz``), never recomputed."""
 
-    stats: dict[str, Any]
+    stats: JsonObject
     threshold: float
     acceptance: float
-    threshold_summary: dict[str, Any]
+    threshold_summary: JsonObject
     calibration_scores: list[float]
     test_scores: list[float]
     false_alarm_rate: float | None
-    indomain: dict[str, Any]
+    indomain: JsonObject
     cached: bool
     path: str
     artifact_id: str = ""
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: artifacts.Provenance = field(default_factory=artifacts.Provenance.empty)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "score_sign": "higher = more anomalous (nearest-neighbour patch distance)"}
+    def to_dict(self) -> JsonObject:
+        return {**super().to_dict(), "score_sign": "higher = more anomalous (nearest-neighbour patch distance)"}
 
     @classmethod
-    def from_step(cls, step: artifacts.Step) -> FitResult:
+    def from_step(cls, step: artifacts.Step) -> Stage1FitRecord:
         """The view of a fit's artifact (its step as read or computed)."""
         payload = step.payload
         thr = payload["threshold"]
@@ -95,7 +96,7 @@ class FitResult(Record):
         """The fit's artifact id, as a :class:`osd.artifacts.Step` names its own."""
         return self.artifact_id
 
-    def shown(self) -> dict[str, Any]:
+    def shown(self) -> JsonObject:
         """The statistics with the in-domain test, as ``fit_stats.json`` shows them (NaN as None)."""
         return artifacts.plain({**self.stats, "indomain": self.indomain})
 
@@ -149,7 +150,7 @@ def _false_alarm(scores: np.ndarray, threshold: float) -> float | None:
     return float(np.mean(s > threshold)) if s.size else None
 
 
-def fitted(job: Job, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
+def stage1_fit_step(job: Job, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
     """The PatchCore artifact (bank, threshold, scores, in-domain test): cached, or fitted under its lock."""
     from osd.models.backbones import check_patch_backbone
 
@@ -163,18 +164,18 @@ def fitted(job: Job, force: bool = False, reporter: Reporter | None = None) -> a
     bank_key = patchcore_key(job, data, acceptance=0.5)
     layout = job.layout
 
-    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+    def compute() -> tuple[dict[str, Any], artifacts.Provenance]:
         old = None if force else artifacts.load(layout.detector, None)
         if isinstance(old, dict) and old.get("bank_key") == bank_key:
-            return _rethreshold(job, old, key, layout, reporter)
-        payload, prov = _fit(job, data, key, layout, reporter)
+            return _rethreshold_stage1_fit(job, old, key, layout, reporter)
+        payload, prov = _compute_stage1_fit(job, data, key, layout, reporter)
         return {**payload, "bank_key": bank_key}, prov
 
     return artifacts.cached_step(layout.detector, key, compute, force=force, on_wait=reporter.note)
 
 
-def _rethreshold(job: Job, old: dict[str, Any], key: str, layout: artifacts.Layout, reporter: Reporter
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+def _rethreshold_stage1_fit(job: Job, old: dict[str, Any], key: str, layout: artifacts.Layout, reporter: Reporter
+                 ) -> tuple[dict[str, Any], artifacts.Provenance]:
     """A stored fit with its threshold set anew at ``patchcore.acceptance`` on its calibration scores."""
     from osd.osr.thresholds import AcceptanceThreshold
 
@@ -199,8 +200,8 @@ def _rethreshold(job: Job, old: dict[str, Any], key: str, layout: artifacts.Layo
 
 
 @runtime.scoped
-def _fit(job: Job, data: NormalData, key: str, layout: artifacts.Layout, reporter: Reporter
-         ) -> tuple[dict[str, Any], dict[str, Any]]:
+def _compute_stage1_fit(job: Job, data: NormalData, key: str, layout: artifacts.Layout, reporter: Reporter
+         ) -> tuple[dict[str, Any], artifacts.Provenance]:
     """The library's fit (:func:`osd.patchcore.fit.fit_stage1`) on the project's normal images."""
     from osd.models.backbones import describe_weights
     from osd.patchcore.fit import fit_stage1
@@ -261,23 +262,23 @@ def _write_fit_files(layout: artifacts.Layout, job: Job, stats: dict[str, Any], 
         {"calibration": f"unreadable {unit}", "test": f"unreadable {unit}"})
 
 
-def fit_patchcore(job: Job, force: bool = False, reporter: Reporter | None = None) -> FitResult:
+def stage1_fit(job: Job, force: bool = False, reporter: Reporter | None = None) -> Stage1FitRecord:
     """Fit (or load) the stage-1 detector and its threshold on calibration normals."""
-    return FitResult.from_step(fitted(job, force, reporter))
+    return Stage1FitRecord.from_step(stage1_fit_step(job, force, reporter))
 
 
-def stored_fit(layout: artifacts.Layout) -> FitResult | None:
+def stored_stage1_fit(layout: artifacts.Layout) -> Stage1FitRecord | None:
     """The PatchCore fit on disk as it was computed (None when there is none); fits nothing."""
     try:
-        return FitResult.from_step(artifacts.require(layout.detector, "patchcore fit", "PatchCore detector"))
+        return Stage1FitRecord.from_step(artifacts.require(layout.detector, "patchcore fit", "PatchCore detector"))
     except ArtifactError:
         return None
 
 
-def load_detector(job: Job, device, reporter: Reporter | None = None):
+def stage1_models(job: Job, device, reporter: Reporter | None = None):
     """(PatchCore, extractor, fit result) of the fitted detector, fitting it first if needed."""
-    step = fitted(job, False, reporter)
+    step = stage1_fit_step(job, False, reporter)
     spec = stage1_spec(job)
     dtype = job.resources.patchcore.dtype
     return (spec.detector(step.payload), build_extractor(spec, device, dtype),
-            FitResult.from_step(step))
+            Stage1FitRecord.from_step(step))

@@ -30,6 +30,7 @@ from osd.pipeline.job import Job
 from osd.pipeline.onnx_engine import need_onnx
 from osd.progress import Reporter, ensure
 from osd.records import Record
+from osd.types import JsonObject
 
 # 4: the monitor reference; 3: every engine scores in fp32;
 EXPORT_ALGORITHM = "export/4"  # 2: the card says the graphs' precision and the thresholds'
@@ -43,9 +44,9 @@ class ExportResult(Record):
     split: str
     out_dir: str
     files: list[str]
-    parity: dict[str, Any]
+    parity: JsonObject
     cached: bool
-    card: dict[str, Any] = field(default_factory=dict)
+    card: JsonObject = field(default_factory=dict)
 
 
 def _export_graph(module, size: int, path: Path, outputs: list[str]) -> None:
@@ -80,7 +81,7 @@ def _refusals(job: Job, chain: Chain | None, detector: artifacts.Step | None) ->
     if detector is None:
         return
     det = detector.payload
-    if stage1_spec(job, dict(detector.provenance.get("config", {}))).num_neighbors > 1:
+    if stage1_spec(job, dict(detector.provenance.config)).num_neighbors > 1:
         raise ConfigError("the ONNX export: patchcore.num_neighbors > 1 (the re-weighted score) is not exported")
     if det.get("ivf_centroids") is not None:  # the graph searches exactly: its scores would differ
         raise ConfigError(f"the ONNX export: the stage-1 bank ({int(det['bank'].shape[0]):,} rows) is searched by the "
@@ -127,7 +128,7 @@ def _graphs(job: Job, chain: Chain, out: Path, approach: str) -> dict[str, Any]:
     graph = OneStageGraph(model, torch.as_tensor(scorer.means_), torch.as_tensor(scorer.precision_),
                           scorer.normalize == "l2").eval()
     _export_graph(graph, size, artifacts.Layout.export_graph(out, "one_stage"), ["class_index", "distance", "max_softmax"])
-    card: dict[str, Any] = {
+    card: JsonObject = {
         "format": "osd-onnx/1", "split": chain.split, "classes": chain.classes,
         "precision": _precision_note(job),
         "input": {"name": "image", "layout": "NCHW float32, RGB in [0, 1]: the decoded image resized (bilinear) to "
@@ -169,7 +170,7 @@ def _stage1_graph(job: Job, detector: artifacts.Step, out: Path) -> dict[str, An
     from osd.pipeline.detector import build_extractor, stage1_spec
 
     det = detector.payload
-    recorded = dict(detector.provenance.get("config", {}))
+    recorded = dict(detector.provenance.config)
     spec = stage1_spec(job, recorded)
     s1 = Stage1Graph(build_extractor(spec, torch.device("cpu"), None),  # fp32: the graphs' precision
                      torch.as_tensor(det["bank"])).eval()
@@ -234,7 +235,7 @@ def export(job: Job, split: str, approach: str = "both", out: Path | None = None
     def build(tmp: Path) -> dict[str, Any]:
         t = time.perf_counter()
         reporter.note(f"exporting split {chain.split} ({approach}) to {out}")
-        card = {**_graphs(job, chain, tmp, approach), "provenance": prov}
+        card = {**_graphs(job, chain, tmp, approach), "provenance": prov.document()}
         _monitor_reference(job, chain.split, tmp, card)
         parity = _parity(job, chain, tmp, card, approach)
         return _seal(tmp, card, parity, t, f"the test images of split {chain.split}")
@@ -320,7 +321,7 @@ def _export_detection(job: Job, out: Path | None, force: bool, reporter: Reporte
                                 "input": {"name": "image", "layout": "NCHW float32 RGB in [0, 1]",
                                           "normalisation": "inside the graph (ImageNet mean and std)"},
                                 "rule": "defect when the stage-1 score > its threshold, else no_defect",
-                                "provenance": prov}
+                                "provenance": prov.document()}
         _monitor_reference(job, "-", tmp, card)
         parity = _detection_parity(job, det, tmp, card)
         return _seal(tmp, card, parity, t, "the detection study's test images")

@@ -109,7 +109,7 @@ def run_job(cfg: Config, task: Task, two_stage: bool, force: bool = False, threa
 
 def _run_job(cfg: Config, task: Task, two_stage: bool, force: bool, reporter: Reporter | None,
              slot: int | None) -> dict[str, Any]:
-    from osd.pipeline.detector import fit_patchcore
+    from osd.pipeline.detector import stage1_fit
     from osd.pipeline.job import Job
 
     t0 = time.perf_counter()
@@ -121,7 +121,7 @@ def _run_job(cfg: Config, task: Task, two_stage: bool, force: bool, reporter: Re
             steps = detection_steps(job, force, reporter)
         elif task.kind == "patchcore":
             t = time.perf_counter()
-            result = fit_patchcore(job, force=force, reporter=reporter)
+            result = stage1_fit(job, force=force, reporter=reporter)
             steps = [{"split": "-", "seed": task.seed, "step": "patchcore fit", "seconds": time.perf_counter() - t,
                       "cached": result.cached}]
         else:
@@ -139,10 +139,10 @@ def _run_job(cfg: Config, task: Task, two_stage: bool, force: bool, reporter: Re
 def detection_steps(job: Job, force: bool = False, reporter: Reporter | None = None) -> list[dict[str, Any]]:
     """The detection study of the job's seed: its PatchCore fit, then the study; each cached."""
     from osd.pipeline.detection import detection
-    from osd.pipeline.detector import fit_patchcore
+    from osd.pipeline.detector import stage1_fit
 
     steps = []
-    for name, fn in (("patchcore fit", lambda: fit_patchcore(job, force=force, reporter=reporter)),
+    for name, fn in (("patchcore fit", lambda: stage1_fit(job, force=force, reporter=reporter)),
                      ("detection", lambda: detection(job, force=force, reporter=reporter))):
         t = time.perf_counter()
         result = fn()

@@ -16,18 +16,19 @@ from osd import artifacts
 from osd.errors import ArtifactError, DataError
 from osd.monitor import RULE, Check, Reference, batch_status, batches, check_batch
 from osd.pipeline.job import Job
+from osd.types import JsonObject
 
 
 def project_reference(job: Job, split: str) -> Reference:
     """The reference of a split (or of the detection study) from the project's cached artifacts; computes nothing."""
     from osd.osr.embeddings import Embeddings
     from osd.osr.model import part_matrix
-    from osd.pipeline.detector import stored_fit
+    from osd.pipeline.detector import stored_stage1_fit
     from osd.records import OsrResult, stored
 
     cfg = job.cfg
     layout = job.layout
-    fit = stored_fit(layout)
+    fit = stored_stage1_fit(layout)
     stage1: dict[str, Any] = {}
     if fit is not None and fit.stats.get("unit") == "image":  # predict scores an image: a per-crop reference is not comparable
         stage1 = {"stage1_normal": np.asarray(fit.test_scores, float), "stage1_threshold": float(fit.threshold)}
@@ -125,7 +126,7 @@ class MonitorResult:
         s = set(self.statuses.values())
         return "drift" if "drift" in s else "watch" if "watch" in s else "ok" if "ok" in s else "not tested"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"source": self.source, "rule": self.rule, "status": self.worst, "batches": self.statuses,
                 "checks": [c.to_dict() for c in self.checks], "plot": self.plot, "notes": self.notes}
 

@@ -28,7 +28,7 @@ BATCH = 32
 
 @runtime.scoped
 def _odin(job: Job, split: str, model: artifacts.Step, emb: artifacts.Step, key: str, reporter: Reporter
-          ) -> tuple[dict[str, Any], dict[str, Any]]:
+          ) -> tuple[dict[str, Any], artifacts.Provenance]:
 
     from osd.data.stream import batches, in_order
     from osd.data.tensors import standardize

@@ -10,7 +10,7 @@ never replace the headline. The model lives in :mod:`osd.osr.model`, the decisio
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,11 +19,12 @@ from osd import artifacts, decide
 from osd.errors import OsdWarning
 from osd.metrics import metric_intervals, open_set_metrics
 from osd.osr.embeddings import Embeddings
-from osd.osr.model import VARIANTS, data_counts, fit_scorer, osr_settings, score_sign, select_variant, test_arrays
+from osd.osr.model import VARIANTS, EvalArrays, data_counts, fit_scorer, osr_settings, score_sign, select_variant, test_arrays
 from osd.pipeline.job import Job
 from osd.pipeline.train import TRAIN_SECTIONS, embedded, trained
 from osd.progress import Reporter, ensure
 from osd.records import OsrResult, Record, Rows, cached_sections
+from osd.types import JsonObject
 
 CALIBRATE_ALGORITHM = "calibrate/5"  # 5: kappa stored as neg_kappa; 4: features scored; 3: order statistic
 # 8: the payload is the OsrResult record
@@ -50,16 +51,16 @@ class CalibrationResult(Record):
     blocks: list[str]
     cached: bool
     path: str
-    tau_summary: dict[str, Any] = field(default_factory=dict)
-    kappa_summary: dict[str, Any] = field(default_factory=dict)
+    tau_summary: JsonObject = field(default_factory=dict)
+    kappa_summary: JsonObject = field(default_factory=dict)
     artifact_id: str = ""
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: artifacts.Provenance = field(default_factory=artifacts.Provenance.empty)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "score_sign": score_sign(self.features)}
+    def to_dict(self) -> JsonObject:
+        return {**super().to_dict(), "score_sign": score_sign(self.features)}
 
 
-def _calibrate(job: Job, split: str, emb: artifacts.Step, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _calibrate(job: Job, split: str, emb: artifacts.Step, key: str) -> tuple[dict[str, Any], artifacts.Provenance]:
     from osd.osr.thresholds import AcceptanceThreshold, warn_small_samples
 
     cfg = job.cfg
@@ -107,7 +108,7 @@ def calibration_result(job: Job, split: str, step: artifacts.Step) -> Calibratio
     cfg = job.cfg
     p = step.payload
     tau, neg = p["tau"], p["neg_kappa"]
-    features = p.get("features") or step.provenance.get("config", {}).get("osr.features", cfg.osr.features)
+    features = p.get("features") or step.provenance.config.get("osr.features", cfg.osr.features)
     return CalibrationResult(split, tau.threshold_, -neg.threshold_, tau.acceptance, tau.n_samples_,
                              tau.accepted_fraction_, neg.accepted_fraction_, cfg.osr.covariance, cfg.osr.normalize,
                              features, list(p["blocks"]), step.cached, str(step.path), tau.summary(),
@@ -122,11 +123,11 @@ def calibrate(job: Job, split: str, force: bool = False, reporter: Reporter | No
 
 
 def _variants(job: Job, emb: Embeddings, headline_blocks: list[str], closed: np.ndarray,
-              t: dict[str, Any], classes: list[str]) -> dict[str, dict[str, Any]]:
+              t: EvalArrays, classes: list[str]) -> dict[str, dict[str, Any]]:
     """The feature variants beside the configured method, each with its own tau on validation images."""
     cfg = job.cfg
     o = cfg.osr
-    variants: dict[str, dict[str, Any]] = {}
+    variants: dict[str, JsonObject] = {}
     for name, (features, pooling) in VARIANTS.items():
         if (features, pooling if features != "penultimate" else "mean") == (
                 o.features, o.pooling if o.features != "penultimate" else "mean"):
@@ -136,15 +137,15 @@ def _variants(job: Job, emb: Embeddings, headline_blocks: list[str], closed: np.
                                              quiet=True)
         if blocks == headline_blocks:
             continue  # the same blocks as the headline (e.g. a model without residual stages)
-        d_v = v_scorer.score_samples(test_arrays(emb, blocks)["x"])
+        d_v = v_scorer.score_samples(test_arrays(emb, blocks).x)
         p_v = decide.one_stage(d_v, v_tau.threshold_, closed)
-        variants[name] = {**open_set_metrics(t["labels"], p_v, closed, d_v, t["is_unknown"], classes),
+        variants[name] = {**open_set_metrics(t.labels, p_v, closed, d_v, t.is_unknown, classes),
                           "tau": v_tau.threshold_, "features": features, "pooling": pooling, "blocks": blocks,
                           "role": "variant: reported beside the locked method, never used to choose it"}
     return variants
 
 
-def _baselines(job: Job, emb: Embeddings, head: tuple[np.ndarray, np.ndarray], t: dict[str, Any],
+def _baselines(job: Job, emb: Embeddings, head: tuple[np.ndarray, np.ndarray], t: EvalArrays,
                closed: np.ndarray, classes: list[str], locked: tuple[np.ndarray, np.ndarray],
                odin: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Each configured baseline: fitted on training images, its own threshold on the threshold images
@@ -170,10 +171,10 @@ def _baselines(job: Job, emb: Embeddings, head: tuple[np.ndarray, np.ndarray], t
         emb = emb.with_parts(**joined)
     tk, tu = emb.test_known, emb.test_unknown
     n_boot, seed = cfg.stats.bootstrap, cfg.project.seed
-    unk = np.asarray(t["is_unknown"], dtype=bool)
-    lock = EncodedResults(t["labels"], locked[1], closed, locked[0], unk, classes)
+    unk = np.asarray(t.is_unknown, dtype=bool)
+    lock = EncodedResults(t.labels, locked[1], closed, locked[0], unk, classes)
     keys = ("auroc", "open_set_accuracy")
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, JsonObject] = {}
     fitted: dict[str, AcceptanceThreshold] = {}
     for name in dict.fromkeys(cfg.osr.baselines):
         scorer, reads = fit_baseline(name, emb.train, head)
@@ -183,9 +184,9 @@ def _baselines(job: Job, emb: Embeddings, head: tuple[np.ndarray, np.ndarray], t
         parts = [p.reads(reads) for p in (tk, tu) if len(p)]
         score = scorer.score_samples(np.concatenate(parts))
         pred = decide.one_stage(score, thr.threshold_, closed)
-        metrics = open_set_metrics(t["labels"], pred, closed, score, unk, classes)
-        ci = metric_intervals(t["labels"], pred, closed, score, unk, classes, n_boot, seed)
-        other = EncodedResults(t["labels"], pred, closed, score, unk, classes)
+        metrics = open_set_metrics(t.labels, pred, closed, score, unk, classes)
+        ci = metric_intervals(t.labels, pred, closed, score, unk, classes, n_boot, seed)
+        other = EncodedResults(t.labels, pred, closed, score, unk, classes)
         out[name] = {**metrics, "intervals95": ci, "threshold": thr.summary(), "score": SCORES[name],
                      "reads": reads, "role": "baseline: reported beside the locked method, never used to choose it",
                      "locked_minus_baseline": paired_difference(lock, other, keys, unk, n_boot, seed)}
@@ -212,16 +213,16 @@ def _operating_points(emb: Embeddings, scorer, blocks: list[str], classes: list[
 PREDICTION_HEADER = ("path", "true_label", "role", "pred_label", "distance", "msp", "closed_label", "pred_label_msp")
 
 
-def _rows(job: Job, t: dict[str, Any], pred, dist, msp, closed, pred_msp) -> Rows:
+def _rows(job: Job, t: EvalArrays, pred, dist, msp, closed, pred_msp) -> Rows:
     cfg = job.cfg
     root = cfg.path(cfg.neu.root)  # artifacts hold paths relative to it; the rows show where they are now
-    return Rows.of(PREDICTION_HEADER, ([str(root / t["paths"][i]), t["labels"][i],
-                                        "unknown" if t["is_unknown"][i] else "known", pred[i], float(dist[i]),
+    return Rows.of(PREDICTION_HEADER, ([str(root / t.paths[i]), t.labels[i],
+                                        "unknown" if t.is_unknown[i] else "known", pred[i], float(dist[i]),
                                         float(msp[i]), closed[i], pred_msp[i]] for i in range(len(dist))))
 
 
 def _evaluate(job: Job, split: str, cal: artifacts.Step, emb: artifacts.Step, key: str,
-              odin: artifacts.Step | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+              odin: artifacts.Step | None = None) -> tuple[dict[str, Any], artifacts.Provenance]:
     """Collect the test arrays, decide, compute metrics and intervals; the section and the CSV to write."""
     cfg = job.cfg
     res = calibration_result(job, split, cal)
@@ -229,27 +230,27 @@ def _evaluate(job: Job, split: str, cal: artifacts.Step, emb: artifacts.Step, ke
     e = Embeddings.from_payload(emb.payload)
     t = test_arrays(e, blocks)
     classes = e.classes
-    closed, msp = decide.closed_set(t["logits"], classes)
-    dist = scorer.score_samples(t["x"])
+    closed, msp = decide.closed_set(t.logits, classes)
+    dist = scorer.score_samples(t.x)
     pred = decide.one_stage(dist, res.tau, closed)
     pred_msp = decide.confidence(msp, res.kappa, closed)
-    m_osr = open_set_metrics(t["labels"], pred, closed, dist, t["is_unknown"], classes)
-    m_msp = open_set_metrics(t["labels"], pred_msp, closed, -msp, t["is_unknown"], classes)
+    m_osr = open_set_metrics(t.labels, pred, closed, dist, t.is_unknown, classes)
+    m_msp = open_set_metrics(t.labels, pred_msp, closed, -msp, t.is_unknown, classes)
     n_boot, seed = cfg.stats.bootstrap, cfg.project.seed
     # the rates' exact intervals need no replicates; the rest only with stats.bootstrap > 0
-    intervals = {"osr": metric_intervals(t["labels"], pred, closed, dist, t["is_unknown"], classes, n_boot, seed),
-                 "msp": metric_intervals(t["labels"], pred_msp, closed, -msp, t["is_unknown"], classes, n_boot, seed)}
+    intervals = {"osr": metric_intervals(t.labels, pred, closed, dist, t.is_unknown, classes, n_boot, seed),
+                 "msp": metric_intervals(t.labels, pred_msp, closed, -msp, t.is_unknown, classes, n_boot, seed)}
     variants = _variants(job, e, blocks, closed, t, classes)
     state = trained(job, split).payload["state_dict"]
     head = (np.asarray(state["head.weight"], dtype=np.float64), np.asarray(state["head.bias"], dtype=np.float64))
     baselines = _baselines(job, e, head, t, closed, classes, (dist, pred), odin and odin.payload)
     selection = select_variant(e, cfg.osr.covariance, cfg.osr.normalize).to_dict()
-    points = _operating_points(e, scorer, blocks, classes, dist, msp, np.asarray(t["is_unknown"], bool))
+    points = _operating_points(e, scorer, blocks, classes, dist, msp, np.asarray(t.is_unknown, bool))
     prov = artifacts.provenance(cfg, "osr", EVALUATE_ALGORITHM, key, (*SECTIONS, "stats"),
                                 {"calibration": cal.id, "embeddings": emb.id,
-                                 "classifier": emb.provenance.get("inputs", {}).get("classifier"),
+                                 "classifier": emb.provenance.input("classifier"),
                                  **({"odin": odin.id} if odin else {})}, split=split)
-    prov["weights"] = trained(job, split).provenance.get("inputs", {}).get("weights")
+    prov = prov.adding(weights=trained(job, split).provenance.input("weights"))
     data = {**data_counts(e), "known": list(classes), "unknown": sorted(set(e.test_unknown.labels))}
     record = OsrResult(split, classes, res.tau, res.kappa, m_osr, m_msp, res.features, res.blocks, variants, intervals,
                        selection, baselines, {"tau": res.tau_summary, "kappa": res.kappa_summary}, points, data, prov,

@@ -20,7 +20,8 @@ and stage 1's image-level AUROC (defect test images against normal test images).
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from osd.proportion import rate_intervals
 from osd.records import OutcomesResult, Rows, cached_sections
 from osd.three_outcome import METRICS, NORMAL, NOT_RATES, ThreeOutcome, image_auroc, kinds, true_outcomes
 
+if TYPE_CHECKING:
+    from osd.pipeline.detector import Stage1FitRecord
+
 # 3: the payload is the OutcomesResult record; 2: per-run p-values from the paired bootstrap replicates
 OUTCOMES_ALGORITHM = "three-outcome/4"  # 4: exact intervals of the rates, the stage-1 AUROC per image
 APPROACHES = {
@@ -49,9 +53,12 @@ VERSUS = (("one_stage", "cascade_strict"), ("one_stage", "cascade_ignore_no_defe
           ("one_stage_normal_class", "cascade_strict"))
 
 
-def _arrays(emb: Embeddings, blocks: list[str]) -> dict[str, Any]:
+ByPath = dict[str, tuple[str, str, np.ndarray, np.ndarray]]  # path -> (role, label, logits, scorer input)
+
+
+def _arrays(emb: Embeddings, blocks: list[str]) -> ByPath:
     """Known, unknown and normal test images of one embeddings artifact, keyed by path."""
-    out: dict[str, Any] = {}
+    out: ByPath = {}
     for part, role in (("test_known", "known"), ("test_unknown", "unknown"), (NORMAL_PART, "normal")):
         if part not in emb or not len(emb[part]):
             continue
@@ -62,7 +69,7 @@ def _arrays(emb: Embeddings, blocks: list[str]) -> dict[str, Any]:
     return out
 
 
-def _decisions(cal: artifacts.Step, emb: artifacts.Step, paths: list[str], by_path: dict[str, Any]
+def _decisions(cal: artifacts.Step, emb: artifacts.Step, paths: list[str], by_path: ByPath
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(one-stage answers, closed-set answers, max softmax, distance, classes) of ``paths``."""
     classes = Embeddings.from_payload(emb.payload).classes
@@ -73,7 +80,7 @@ def _decisions(cal: artifacts.Step, emb: artifacts.Step, paths: list[str], by_pa
     return decide.one_stage(dist, cal.payload["tau"].threshold_, closed), closed, msp, dist, classes
 
 
-def _common(tables: list[dict[str, Any]], stage1: dict[str, float], split: str) -> tuple[list[str], dict[str, str]]:
+def _common(tables: list[ByPath], stage1: dict[str, float], split: str) -> tuple[list[str], dict[str, str]]:
     """The test images every source has, in the locked arrays' order; the others named, with a warning."""
     first = tables[0]
     keep, missing = [], {}
@@ -97,9 +104,25 @@ def _rows(job: Job, paths: list[str], roles: list[str], labels: list[str], stage
                      *(preds[a][i] for a in APPROACHES)] for i, p in enumerate(paths)))
 
 
-def _evaluate(job: Job, split: str, steps: dict[str, Any], key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+@dataclass(frozen=True)
+class Upstream:
+    """What the study reads: the stage-1 fit, the split's and its normal-class variant's calibration
+    and embeddings, the split's stage-1 scores."""
+
+    fit: Stage1FitRecord
+    cal: artifacts.Step
+    emb: artifacts.Step
+    vcal: artifacts.Step
+    vemb: artifacts.Step
+    s1: artifacts.Step
+
+    def ids(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name).id for f in fields(self)}
+
+
+def _evaluate(job: Job, split: str, steps: Upstream, key: str) -> tuple[dict[str, Any], artifacts.Provenance]:
     cfg = job.cfg
-    fit, cal, emb, vcal, vemb, s1 = (steps[k] for k in ("fit", "cal", "emb", "vcal", "vemb", "s1"))
+    fit, cal, emb, vcal, vemb, s1 = steps.fit, steps.cal, steps.emb, steps.vcal, steps.vemb, steps.s1
     base = _arrays(Embeddings.from_payload(emb.payload), list(cal.payload["blocks"]))
     variant = _arrays(Embeddings.from_payload(vemb.payload), list(vcal.payload["blocks"]))
     scores = dict(s1.payload["scores"])
@@ -141,7 +164,7 @@ def _evaluate(job: Job, split: str, steps: dict[str, Any], key: str) -> tuple[di
     prov = artifacts.provenance(cfg, "outcomes", OUTCOMES_ALGORITHM, key,
                                 ("classifier", "splits", "osr", "normal", "patchcore", "cascade", "stats",
                                  "project.seed"),
-                                {k: steps[k].id for k in steps}, split=split)
+                                steps.ids(), split=split)
     thresholds = {"tau": cal.payload["tau"].threshold_, "kappa": kappa, "patchcore": fit.threshold,
                   "tau_normal_class": vcal.payload["tau"].threshold_}
     record = OutcomesResult(split, approaches, stage1_auroc, versus, counts, missing, thresholds,
@@ -154,7 +177,7 @@ def three_outcomes(job: Job, split: str, force: bool = False, reporter: Reporter
     """Every approach's answer (no_defect, a class, unknown) on the split's known, unknown and normal
     test images, the three-outcome metrics with intervals, and the paired verdict; a cached step."""
     from osd.pipeline.cascade import stage1_step
-    from osd.pipeline.detector import fit_patchcore
+    from osd.pipeline.detector import stage1_fit
     from osd.pipeline.osr import calibrated
     from osd.pipeline.train import embedded
 
@@ -164,14 +187,12 @@ def three_outcomes(job: Job, split: str, force: bool = False, reporter: Reporter
     if not cfg.normal.in_domain:
         raise ConfigError("the three-outcome study needs normal images of the defects' line: set normal.in_domain = "
                           "true and normal.folder to defect-free images of the same line")
-    steps: dict[str, Any] = {"fit": fit_patchcore(job, reporter=reporter),
-                             "cal": calibrated(job, split, reporter=reporter),
-                             "emb": embedded(job, split, reporter=reporter),
-                             "vcal": calibrated(job, split + NORMAL_CLASS_SUFFIX, reporter=reporter),
-                             "vemb": embedded(job, split + NORMAL_CLASS_SUFFIX, reporter=reporter),
-                             "s1": stage1_step(job, split, reporter=reporter)}
-    key = artifacts.cache_key("three-outcome", OUTCOMES_ALGORITHM,
-                              *(steps[k].id for k in ("fit", "cal", "emb", "vcal", "vemb", "s1")), cfg.section("cascade"),
+    steps = Upstream(stage1_fit(job, reporter=reporter), calibrated(job, split, reporter=reporter),
+                     embedded(job, split, reporter=reporter),
+                     calibrated(job, split + NORMAL_CLASS_SUFFIX, reporter=reporter),
+                     embedded(job, split + NORMAL_CLASS_SUFFIX, reporter=reporter),
+                     stage1_step(job, split, reporter=reporter))
+    key = artifacts.cache_key("three-outcome", OUTCOMES_ALGORITHM, *steps.ids().values(), cfg.section("cascade"),
                               cfg.section("stats"), cfg.project.seed, str(cfg.path(cfg.neu.root)))
     layout = job.layout
     step = artifacts.cached_step(layout.outcomes_evaluation(split), key, lambda: _evaluate(job, split, steps, key),

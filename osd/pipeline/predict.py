@@ -129,7 +129,7 @@ class Predictor:
 
         det = artifacts.require(self.job.layout.detector, "run-all", "PatchCore detector")
         self.chain, self.provenance, self.split = None, {"detector": det.id}, "-"
-        self._stage1_as_fitted(dict(det.provenance.get("config", {})), det.payload)
+        self._stage1_as_fitted(dict(det.provenance.config), det.payload)
         if self.engine == "onnx":
             from osd.pipeline.onnx_engine import OnnxModels
 

@@ -66,7 +66,7 @@ class TrainResult(Record):
     precision: str = "fp32"
     path: str = ""
     artifact_id: str = ""
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: artifacts.Provenance = field(default_factory=artifacts.Provenance.empty)
 
     @classmethod
     def from_step(cls, step: artifacts.Step, split: str) -> TrainResult:
@@ -98,17 +98,19 @@ def retrain_reason(job: Job, path: Path, key: str, force: bool) -> str:
     old = artifacts.peek(path)
     if not old or old.get("key") == key:
         return ""
-    prov = old.get("provenance") or {}
+    prov = artifacts.Provenance.of(old.get("provenance"))
     now = job.resources.compute_identity()
-    changed = [f"{k} {v} (now {now.get(k)})" for k, v in (prov.get("compute") or {}).items() if now.get(k) != v]
-    changed += cfg.differences(prov.get("config") or {})
+    recorded = prov.get("compute")
+    changed = [f"{k} {v} (now {now.get(k)})" for k, v in (recorded if isinstance(recorded, dict) else {}).items()
+               if now.get(k) != v]
+    changed += cfg.differences(prov.config)
     return ("the cached classifier was made with " + "; ".join(changed[:3]) if changed
             else "the training or epoch-selection images changed since the cached classifier was made")
 
 
 @runtime.scoped
 def _train(job: Job, split: str, key: str, force: bool, reporter: Reporter
-           ) -> tuple[dict[str, Any], dict[str, Any]]:
+           ) -> tuple[dict[str, Any], artifacts.Provenance]:
     """Train, checkpointing every epoch; a checkpoint of the same key left by a killed run is resumed."""
     import torch
 
@@ -171,7 +173,7 @@ def trained(job: Job, split: str, force: bool = False, reporter: Reporter | None
     key = train_key(job, split)
     path = job.layout.model(split)
 
-    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+    def compute() -> tuple[dict[str, Any], artifacts.Provenance]:
         why = retrain_reason(job, path, key, force)
         if why:
             reporter.note(f"split {split}: training anew: {why}")
@@ -202,7 +204,7 @@ class EmbedResult(Record):
     cached: bool
     path: str
     artifact_id: str = ""
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: artifacts.Provenance = field(default_factory=artifacts.Provenance.empty)
 
     @classmethod
     def from_step(cls, step: artifacts.Step, split: str) -> EmbedResult:
@@ -218,7 +220,7 @@ def embed_key(job: Job, split: str, model_id: str) -> str:
 
 @runtime.scoped
 def _embed(job: Job, split: str, model: artifacts.Step, key: str, reporter: Reporter
-           ) -> tuple[dict[str, Any], dict[str, Any]]:
+           ) -> tuple[dict[str, Any], artifacts.Provenance]:
     import torch
 
     from osd.data.stream import batches, in_order

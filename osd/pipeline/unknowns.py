@@ -19,6 +19,7 @@ import numpy as np
 from osd import artifacts, runtime
 from osd.errors import DataError
 from osd.pipeline.job import Job
+from osd.types import JsonObject
 
 HOW_TO_NAME = ("to make a group a known class: copy its images into a new class folder beside the others "
                "(<neu.root>/<name>/), add the class to a split's known classes in osd.toml (or run osd init again), "
@@ -41,7 +42,7 @@ class UnknownGroups:
     silhouette: dict[int, float] = field(default_factory=dict)
     how_to_name: str = HOW_TO_NAME
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {**asdict(self), "silhouette": {str(k): v for k, v in self.silhouette.items()}}
 
 

@@ -12,7 +12,7 @@ from osd.config import Config
 from osd.csvrows import csv_text, summary_cell
 from osd.errors import ArtifactError
 from osd.osr.baselines import HUMAN as BASELINE_HUMAN
-from osd.pipeline.detector import FitResult, stored_fit
+from osd.pipeline.detector import Stage1FitRecord, stored_stage1_fit
 from osd.report import plots
 from osd.report.answer import HUMAN, Run, answer, cell, interval_over_runs, lead_of, verdicts
 from osd.report.caveats import caveats as report_caveats
@@ -49,7 +49,7 @@ THREE_HUMAN = {k: HUMAN[k] for k in ("normal_pass_rate", "defect_detection_rate"
                                     "unknown_rejection", "three_outcome_accuracy", "three_outcome_macro_f1")}
 
 
-def _split_plots(layout: artifacts.Layout, run: Run, fit: FitResult | None) -> list[str]:
+def _split_plots(layout: artifacts.Layout, run: Run, fit: Stage1FitRecord | None) -> list[str]:
     name = run.split
     made: list[Path] = []
     osr_rows = run.osr.rows.dicts() if run.osr else []
@@ -139,7 +139,7 @@ def provenance_notes(cfg: Config, run: Run) -> dict[str, list[str]]:
     """Per result, the settings that produced it and differ from the current osd.toml."""
     notes = {}
     for section, record in (("osr", run.osr), ("cascade", run.cascade), ("bench", run.bench)):
-        diffs = cfg.differences(record.provenance.get("config", {})) if record else []
+        diffs = cfg.differences(record.provenance.config) if record else []
         if diffs:
             notes[section] = diffs
     return notes
@@ -218,12 +218,12 @@ def _collect(runs: list[tuple[Config, Run]], seeds: list[int]) -> dict[str, Any]
     for c, run in runs:
         name, seed, lay = run.split, run.seed, artifacts.Layout(c.output_dir)
         notes = provenance_notes(c, run)
-        prov = run.osr.provenance if run.osr else {}
+        prov = run.osr.provenance if run.osr else artifacts.Provenance.empty()
         if prov.get("weights"):
-            got["weights"]["classifier"].add(weights_name(prov["weights"]))
+            got["weights"]["classifier"].add(weights_name(prov.get("weights")))
         if prov:
-            got["selection"].add(prov.get("config", {}).get("splits.selection_fraction"))
-        w = (run.cascade.provenance if run.cascade else {}).get("weights")
+            got["selection"].add(prov.setting("splits.selection_fraction"))
+        w = (run.cascade.provenance if run.cascade else artifacts.Provenance.empty()).get("weights")
         if isinstance(w, dict) and w.get("patchcore"):
             got["weights"]["patchcore"].add(weights_name(w["patchcore"]))
         run_name = name if len(seeds) == 1 else f"{name} (seed {seed})"
@@ -233,7 +233,7 @@ def _collect(runs: list[tuple[Config, Run]], seeds: list[int]) -> dict[str, Any]
         for r in _section_rows(run):
             section = "osr" if r["approach"].startswith(("one_stage", "max_softmax", "variant")) else "cascade"
             got["rows"].append({**r, "seed": seed, "settings_differ_from_osd_toml": "; ".join(notes.get(section, []))})
-        plot_files = _split_plots(lay, run, stored_fit(lay))
+        plot_files = _split_plots(lay, run, stored_stage1_fit(lay))
         got["per_split"][run_name] = {"run": run, "plots": plot_files, "provenance_notes": notes, "split": name,
                                       "seed": seed}
         got["runs"].append(run)
@@ -310,7 +310,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     rows += _stats_rows(per_run, "splits" if len(seeds) == 1 else "splits and seeds")
     in_domain = bool(cfg.normal.in_domain and three)
     v = verdict(got["runs"], in_domain)
-    fit = stored_fit(layout)
+    fit = stored_stage1_fit(layout)
     words = answer(v["found"], in_domain, _normal_pass(three) if in_domain else None, cfg.patchcore.acceptance,
                    _threshold_words(fit))
     order = ["one_stage_mahalanobis", "cascade_ignore_no_defect", "cascade_strict", "max_softmax"]
