@@ -87,7 +87,8 @@ def _child(project: Path, seed: int, precision: str, jobs: int, out: Path) -> No
     cfg = config.load(project / config.PROJECT_FILE, [f"project.precision={precision}"])
     t = time.perf_counter()
     res = run_all(cfg, seeds=[seed], jobs=jobs)
-    rec = {"seconds": time.perf_counter() - t, "steps": res["steps"], "failed": res["failed"],
+    out_ = res.to_dict()
+    rec = {"seconds": time.perf_counter() - t, "steps": out_["steps"], "failed": out_["failed"],
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
     out.write_text(json.dumps(rec, default=str))

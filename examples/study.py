@@ -30,7 +30,7 @@ def main(project: str, splits: list[str]) -> None:
               f"Mahalanobis AUROC {one.osr['auroc']:.3f}, cascade open-set acc "
               f"{two.modes['ignore_no_defect']['open_set_accuracy']:.3f}")
     report = build_report(cfg, splits)
-    print("report:", report["report_html"])
+    print("report:", report.report_html)
 
 
 if __name__ == "__main__":

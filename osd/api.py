@@ -18,11 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from osd import config
 from osd.errors import ConfigError
 from osd.progress import Reporter, ensure
+from osd.types import JsonObject, Settings
+
+if TYPE_CHECKING:
+    from osd.report.result import Report
+    from osd.study import StudyRun
 
 
 def check_acceptance(acceptance: float | None) -> None:
@@ -39,7 +44,7 @@ class Project:
     the file is; ``reporter``: progress (default: silent).
     """
 
-    def __init__(self, path: str | Path = ".", settings: dict[str, Any] | Sequence[str] | None = None,
+    def __init__(self, path: str | Path = ".", settings: Settings | Sequence[str] | None = None,
                  reporter: Reporter | None = None):
         self.path = Path(path)
         self.settings = settings
@@ -132,14 +137,14 @@ class Project:
 
         return bench(self.job, split, reporter=self.reporter)
 
-    def report(self, splits: list[str] | None = None, seeds: list[int] | None = None) -> dict[str, Any]:
+    def report(self, splits: list[str] | None = None, seeds: list[int] | None = None) -> Report:
         """Rebuild the summary tables, figures and report.html from what is on disk (recomputes no step)."""
         from osd.report.build import build_report
 
         return build_report(self.config, splits, seeds)
 
     def run_all(self, splits: list[str] | None = None, seeds: list[int] | None = None, force: bool = False,
-                jobs: int = 1, scheduler: Any = None) -> dict[str, Any]:
+                jobs: int = 1, scheduler: Any = None) -> StudyRun:
         """The whole study (every step cached), then the report."""
         from osd.study import run_all
 
@@ -147,7 +152,7 @@ class Project:
                        scheduler=scheduler)
 
     def predict(self, inputs: Iterable[Any], split: str = "a", approach: str = "both", engine: str = "torch",
-                export_dir: str | Path | None = None, batch_size: int = 16) -> list[dict[str, Any]]:
+                export_dir: str | Path | None = None, batch_size: int = 16) -> list[JsonObject]:
         """The study's decisions on new images (paths, PIL images or arrays), one row each; never trains."""
         return list(self.predictor(split, approach, engine, export_dir).predict(inputs, batch_size))
 
@@ -187,9 +192,9 @@ class Project:
 
     # ------------------------------------------------------------ reading results
 
-    def summary(self) -> list[dict[str, Any]]:
+    def summary(self) -> list[JsonObject]:
         """The summary rows of the results on disk (per run, per split and overall), numbers as numbers."""
-        return list(self.report()["rows"])
+        return list(self.report().rows)
 
     def summary_frame(self):
         """The summary rows as a pandas DataFrame (pandas is not a dependency of osd: install it to use this)."""
@@ -202,7 +207,7 @@ class Project:
 
     def answer(self) -> list[str]:
         """The report's two or three sentences: what the data allow to say."""
-        return list(self.report()["answer"])
+        return list(self.report().answer)
 
     @property
     def outputs(self) -> Path:

@@ -180,11 +180,11 @@ def _mix(batch: str, classes: Sequence[str], shares: dict[str, float], n_ref: in
     return Check(batch, "class_mix", test, n, float(r.statistic), float(r.pvalue))
 
 
-def check_batch(name: str, rows: Sequence[dict[str, Any]], ref: Reference) -> list[Check]:
+def check_batch(name: str, rows: Sequence[JsonObject], ref: Reference) -> list[Check]:
     """Every check the reference and the rows allow, statuses set (see the module's rule)."""
     ok_rows = [r for r in rows if r.get("status", "ok") == "ok"]
 
-    def col(key: str, of: Sequence[dict[str, Any]]) -> np.ndarray:
+    def col(key: str, of: Sequence[JsonObject]) -> np.ndarray:
         return np.array([float(r[key]) for r in of if r.get(key) not in (None, "")], float)
 
     checks: list[Check | None] = []
@@ -233,8 +233,8 @@ def batch_status(checks: Sequence[Check]) -> str:
     return DRIFT if DRIFT in tested else WATCH if WATCH in tested else OK
 
 
-def batches(files: Sequence[tuple[str, list[dict[str, Any]]]], window: int | None = None
-            ) -> list[tuple[str, list[dict[str, Any]]]]:
+def batches(files: Sequence[tuple[str, list[JsonObject]]], window: int | None = None
+            ) -> list[tuple[str, list[JsonObject]]]:
     """Each file a batch, in the order given (time); with ``window``, every ``window`` consecutive rows
     across the files (a last, shorter window is kept)."""
     if not window:

@@ -12,10 +12,10 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from osd import artifacts, config
 from osd.errors import ConfigError
+from osd.types import Settings
 
 DEMO_DATA = "data"  # where osd init --demo writes its synthetic images, and the data notes (README.md)
 
@@ -96,7 +96,7 @@ class InitResult:
     project_file: Path
     demo: bool
     offline_weights: bool
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: Settings = field(default_factory=dict)
     splits: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # written when the classes are not NEU's
     classes: list[str] = field(default_factory=list)
     study: str = "open_set"
@@ -165,13 +165,13 @@ def init_project(path: Path, neu: Path | None = None, severstal: Path | None = N
         raise
 
 
-def _demo_settings(path: Path, own_normals: bool) -> tuple[dict[str, Any], str]:
+def _demo_settings(path: Path, own_normals: bool) -> tuple[Settings, str]:
     """Write the demo data under ``path/data``; its settings and header. ``own_normals``: the demo
     line's own defect-free images instead of the Severstal-like strips."""
     from osd.data.demo import write_demo, write_normals
 
     made = write_demo(path / DEMO_DATA)
-    settings: dict[str, Any] = {**DEMO_SETTINGS, "neu.root": _rel(made["neu"], path),
+    settings: Settings = {**DEMO_SETTINGS, "neu.root": _rel(made["neu"], path),
                                 "normal.severstal_root": _rel(made["severstal"], path)}
     if own_normals:
         settings["normal.severstal_root"] = ""
@@ -181,10 +181,10 @@ def _demo_settings(path: Path, own_normals: bool) -> tuple[dict[str, Any], str]:
 
 
 def _init_settings(path: Path, neu: Path | None, severstal: Path | None, normal: Path | None, demo: bool,
-                   detect_only: bool, in_domain: bool | None) -> tuple[dict[str, Any], str, bool]:
+                   detect_only: bool, in_domain: bool | None) -> tuple[Settings, str, bool]:
     """The settings ``osd init`` writes (data folders relative to the project, the demo's, the offline
     weights'), the file's header and whether the offline weights are installed."""
-    settings: dict[str, Any] = {}
+    settings: Settings = {}
     header = HEADER
     offline = offline_weights_installed()
     if demo:
@@ -257,7 +257,7 @@ DETECTION_HEADER = """
 # defect image are the test set, each image answered no_defect / defect. No classifier is trained."""
 
 
-def _detection_project(path: Path, target: Path, cfg: config.Config, settings: dict[str, Any], header: str,
+def _detection_project(path: Path, target: Path, cfg: config.Config, settings: Settings, header: str,
                        neu: Path | None, classes: list[str], has_normals: bool, force: bool, offline: bool,
                        demo: bool) -> InitResult:
     if not has_normals and not demo:

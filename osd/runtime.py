@@ -18,6 +18,7 @@ import numpy as np
 
 from osd.config import ProjectSection
 from osd.errors import DeviceError
+from osd.types import JsonObject
 
 if TYPE_CHECKING:
     import torch
@@ -71,7 +72,7 @@ class Resources:
         of the cache key of every artifact a network scores (embeddings, PatchCore features)."""
         return self.compute(network).identity()
 
-    def compute_identity(self) -> dict[str, Any]:
+    def compute_identity(self) -> JsonObject:
         """Where a training run computes: the device kind, training precision, memory layout and thread
         count change its arithmetic, so all belong to its cache key."""
         import torch

@@ -5,12 +5,17 @@ after its last finished step."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from osd import artifacts
 from osd.config import Config
 from osd.errors import ConfigError
+from osd.pipeline.grid import JobRun, StepRun
 from osd.progress import Reporter, ensure
+from osd.records import Record
+from osd.report.result import Report
+from osd.types import JsonObject
 
 # 5: read from the steps' records, not metrics.json
 # 4: the answer as the data allow (split-level interval, Holm), summary.md/.tex, operating points; 3: three-outcome
@@ -42,9 +47,33 @@ def _holm_note(replicates: int, runs: int) -> list[str]:
             f"whatever the data; set stats.bootstrap >= {replicates_needed(runs)} for per-run tests"]
 
 
+@dataclass(frozen=True)
+class StudyRun(Record):
+    """What ``run-all`` did: each step of each job (cached or computed, its time), the report, the jobs
+    that failed (one line each), and what the study says about itself (``notes``: warnings for the
+    user; ``info``: what it did)."""
+
+    steps: list[StepRun]
+    seconds: float
+    report: Report
+    two_stage: bool
+    seeds: list[int]
+    jobs: int = 1
+    scheduler: str | None = None
+    failed: list[JobRun] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    info: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> JsonObject:
+        return {"steps": [s.to_dict() for s in self.steps], "seconds": self.seconds, "report": self.report.to_dict(),
+                "two_stage": self.two_stage, "notes": self.notes, "info": self.info, "seeds": self.seeds,
+                "jobs": self.jobs, "scheduler": self.scheduler,
+                "failed": [{"job": r.job, "split": r.split, "seed": r.seed, "error": r.error} for r in self.failed]}
+
+
 def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
             reporter: Reporter | None = None, seeds: list[int] | None = None, jobs: int = 1,
-            scheduler: Any = None) -> dict[str, Any]:
+            scheduler: Any = None) -> StudyRun:
     """The study once per seed: each seed's PatchCore fit, then every (split, seed) job, then one
     report over all runs. ``jobs`` / ``scheduler``: see :func:`osd.pipeline.grid.run_grid`."""
     from osd.pipeline.grid import run_grid
@@ -66,9 +95,8 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
         splits = []
     start = time.perf_counter()
     records = run_grid(cfg, splits, seeds, two_stage, jobs, scheduler, force, reporter)
-    steps = [step for r in records for step in r.get("steps", [])]
-    failed = [{"job": r["job"], "split": r["split"], "seed": r["seed"], "error": r["error"]}
-              for r in records if r.get("error")]
+    steps = [step for r in records for step in r.steps]
+    failed = [r for r in records if r.error]
     t = time.perf_counter()
     layout = artifacts.Layout(cfg.output_dir)
     # the report is a function of the steps' records and the PatchCore fit (by artifact id), the
@@ -76,12 +104,12 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
     key = artifacts.cache_key("report", REPORT_ALGORITHM, splits, seeds, cfg.to_dict(), _report_inputs(cfg, splits, seeds))
     previous = artifacts.read_json(layout.report_record)
     # Nothing upstream changed and the report exists: keep it (``osd report`` rebuilds it on demand).
-    reuse = (not force and not failed and all(s["cached"] for s in steps) and previous.get("cache_key") == key
+    reuse = (not force and not failed and all(s.cached for s in steps) and previous.get("cache_key") == key
              and layout.report_html.is_file())
-    report = previous["report"] if reuse else build_report(cfg, splits, seeds)
+    report = Report.from_payload(previous["report"]) if reuse else build_report(cfg, splits, seeds)
     if not reuse:
-        artifacts.write_json(layout.report_record, {"cache_key": key, "report": report})
-    steps.append({"split": "-", "seed": "-", "step": "report", "seconds": time.perf_counter() - t, "cached": reuse})
+        artifacts.write_json(layout.report_record, {"cache_key": key, "report": report.payload()})
+    steps.append(StepRun("-", "-", "report", time.perf_counter() - t, reuse))
     notes = [] if two_stage else [
         "no normal images configured (normal.severstal_root or normal.folder): only the one-stage study ran; "
         "the two-stage cascade needs defect-free images (set normal.folder to a folder of them)"]
@@ -92,6 +120,5 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
                 "training, embeddings, tau and kappa, the one-stage study and the cascade (they need at least "
                 "3 defect classes: 2 known to name, 1 unknown to flag)"]
     notes += _holm_note(cfg.stats.bootstrap, len(splits) * len(seeds)) if two_stage and splits else []
-    return {"steps": steps, "seconds": time.perf_counter() - start, "report": report, "two_stage": two_stage,
-            "notes": notes, "info": info,
-            "seeds": seeds, "jobs": jobs, "scheduler": str(scheduler) if scheduler else None, "failed": failed}
+    return StudyRun(steps, time.perf_counter() - start, report, two_stage, seeds, jobs,
+                    str(scheduler) if scheduler else None, failed, notes, info)

@@ -207,7 +207,7 @@ def test_only_the_leading_comparison_is_the_primary_test():
         return CascadeResult(split, [], 0.0, None, {}, {}, 0.0, None, versus_one_stage={
             "ignore_no_defect": {"open_set_accuracy": _entry(d), "unknown_rejection": _entry(d)}})
 
-    v = verdict([Run(s, 0, cascade=cascade(s, 0.02 + 0.01 * i)) for i, s in enumerate("abc")], False)
+    v, _ = verdict([Run(s, 0, cascade=cascade(s, 0.02 + 0.01 * i)) for i, s in enumerate("abc")], False)
     roles = {(r["mode"], r["key"]): r["role"] for r in v["rows"]}
     assert roles[("ignore_no_defect", "open_set_accuracy")] == "primary"
     assert roles[("ignore_no_defect", "unknown_rejection")] == "secondary (exploratory)"

@@ -74,7 +74,7 @@ def test_baselines_are_evaluated_without_retraining_and_reported(tiny_project: P
     assert again.baselines["energy"]["auroc"] == first.baselines["energy"]["auroc"]
     from osd.report.build import build_report
 
-    rows = build_report(fewer.cfg, ["a"], [0])["rows"]
+    rows = build_report(fewer.cfg, ["a"], [0]).rows
     assert any(r["approach"] == "baseline_energy" and r["split"] == "a" for r in rows)
 
 

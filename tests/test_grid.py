@@ -50,9 +50,9 @@ def test_a_failed_job_is_reported_and_the_others_go_on(tiny_project: Path, monke
     monkeypatch.setattr(grid, "split_steps", flaky)
     cfg = config.load(tiny_project, ["project.threads=1"])
     result = run_all_module.run_all(cfg, ["a", "c"], seeds=[0])
-    assert result["failed"] == [{"job": "split c, seed 0", "split": "c", "seed": 0,
-                                 "error": "RuntimeError: simulated failure"}]
-    assert {r["split"] for r in result["report"]["rows"]} >= {"a"}
+    assert result.to_dict()["failed"] == [{"job": "split c, seed 0", "split": "c", "seed": 0,
+                                           "error": "RuntimeError: simulated failure"}]
+    assert {r["split"] for r in result.report.rows} >= {"a"}
 
 
 def test_a_local_dask_cluster_runs_the_grid(tiny_project: Path):
@@ -82,7 +82,7 @@ def test_a_worker_s_warnings_come_back_as_one_line_each(tiny_project: Path, monk
     monkeypatch.setattr(grid, "split_steps", noisy)
     cfg = config.load(tiny_project)
     rec = grid.run_job(cfg, grid.Task("split", 0, "a"), False, slot=0)  # as a worker runs it
-    assert rec["warnings"] == ["tau: set on only 4 scores", "UserWarning: a library says"]
+    assert rec.warnings == ["tau: set on only 4 scores", "UserWarning: a library says"]
     from osd.progress import NullReporter
 
     class Done:  # a finished future holding the worker's record
@@ -91,7 +91,7 @@ def test_a_worker_s_warnings_come_back_as_one_line_each(tiny_project: Path, monk
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        grid._run_jobs([], [grid.Task("split", 0, "a")], lambda job: Done(dict(rec)), lambda fut: fut.record,
+        grid._run_jobs([], [grid.Task("split", 0, "a")], lambda job: Done(rec), lambda fut, job: fut.record,
                         lambda pending: (set(pending), set()), NullReporter())
     assert [str(w.message) for w in caught] == ["split a, seed 0: tau: set on only 4 scores",
                                                 "split a, seed 0: UserWarning: a library says"]

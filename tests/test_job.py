@@ -52,11 +52,11 @@ def test_a_warm_grid_job_resolves_the_project_once(tiny_project: Path):
     cfg = config.load(tiny_project)
     assert cfg.normal.in_domain
     for task in (grid.Task("patchcore", 0), grid.Task("split", 0, "a")):  # computed once, cold
-        assert grid.run_job(cfg, task, two_stage=True, threads=1)["error"] is None
+        assert grid.run_job(cfg, task, two_stage=True, threads=1).error is None
     with counting() as calls:
         rec = grid.run_job(cfg, grid.Task("split", 0, "a"), two_stage=True, threads=1)  # warm: every step cached
-    assert rec["error"] is None and all(s["cached"] for s in rec["steps"])
-    assert [s["step"] for s in rec["steps"]][-1] == "outcomes"  # the variant and the three outcomes ran too
+    assert rec.error is None and all(s.cached for s in rec.steps)
+    assert [s.step for s in rec.steps][-1] == "outcomes"  # the variant and the three outcomes ran too
     assert calls["resolution (runtime.resources)"] == 1
     assert calls["data indexing (neu_index)"] == 1
     assert calls["normal images (normal_data)"] == 1
@@ -72,10 +72,10 @@ def test_a_warm_detection_study_resolves_the_project_once(tmp_path: Path):
     assert CliRunner().invoke(app, ["init", str(p), "--neu", str(bad), "--normal", str(good)]).exit_code == 0
     cfg = config.load(p, [s for s in TINY if s != "--set"])
     assert cfg.project.study == "detection"
-    assert grid.run_job(cfg, grid.Task("detection", 0), two_stage=True)["error"] is None
+    assert grid.run_job(cfg, grid.Task("detection", 0), two_stage=True).error is None
     with counting() as calls:
         rec = grid.run_job(cfg, grid.Task("detection", 0), two_stage=True)
-    assert rec["error"] is None and [s["cached"] for s in rec["steps"]] == [True, True]
+    assert rec.error is None and [s.cached for s in rec.steps] == [True, True]
     assert calls["resolution (runtime.resources)"] <= 1
     assert calls["normal images (normal_data)"] == 1
     assert calls["Config.replace"] == 0  # the project's own seed: no copy of the settings

@@ -312,12 +312,12 @@ def _runs(diffs: list[tuple[float, float]], seeds: int = 1) -> list:
 def test_verdict_over_splits_calls_a_winner_only_when_the_split_interval_excludes_zero():
     from osd.report.build import verdict
 
-    clear = verdict(_runs([(0.10, 0.03), (0.12, 0.03), (0.11, 0.03)]), False)["summary"][0]
+    clear = verdict(_runs([(0.10, 0.03), (0.12, 0.03), (0.11, 0.03)]), False)[0]["summary"][0]
     assert clear["claim"] == "one-stage better" and clear["ci95"][0] > 0
     assert clear["n_splits"] == 3 and clear["runs_one_stage_better"] == 3
-    mixed = verdict(_runs([(0.10, 0.03), (-0.10, 0.03), (0.0, 0.03)]), False)["summary"][0]
+    mixed = verdict(_runs([(0.10, 0.03), (-0.10, 0.03), (0.0, 0.03)]), False)[0]["summary"][0]
     assert mixed["claim"] == "no clear difference" and mixed["ci95"][0] < 0 < mixed["ci95"][1]
     assert mixed["runs_one_stage_better"] == 1 and mixed["runs_cascade_better"] == 1
     # two splits, however many seeds: no overall claim
-    two = verdict(_runs([(0.10, 0.01), (0.12, 0.01)], seeds=3), False)["summary"][0]
+    two = verdict(_runs([(0.10, 0.01), (0.12, 0.01)], seeds=3), False)[0]["summary"][0]
     assert two["claim"] == "no overall claim" and two["n_seeds"] == 3

@@ -18,6 +18,7 @@ import numpy as np
 
 from osd.artifacts.provenance import Provenance
 from osd.errors import ArtifactError, OsdWarning
+from osd.types import JsonObject
 
 # ---------------------------------------------------------------- atomic writes
 
@@ -170,7 +171,7 @@ def set_aside(path: Path, why: str) -> Path:
     return aside
 
 
-def _sections(path: Path) -> tuple[dict[str, Any], str | None]:
+def _sections(path: Path) -> tuple[JsonObject, str | None]:
     """(metrics.json's sections, why it is damaged or None), without a warning: the caller says it once."""
     if not path.is_file():
         return {}, None
@@ -184,7 +185,7 @@ def _sections(path: Path) -> tuple[dict[str, Any], str | None]:
 
 
 def update_metrics(path: Path, section: str, values: Any, reasons: dict[str, str] | None = None,
-                   others: Callable[[], dict[str, Any]] | None = None) -> Path:
+                   others: Callable[[], JsonObject] | None = None) -> Path:
     """Merge one section into a split's metrics.json, keeping the others. A damaged file is set aside
     (one warning) and, metrics.json being an export of the cached records, rebuilt with every section
     ``others()`` gives (the other records cached for the split), not with this section alone."""
@@ -198,8 +199,8 @@ def update_metrics(path: Path, section: str, values: Any, reasons: dict[str, str
     return write_json(path, data, reasons)
 
 
-def write_outputs(path_csv, csv_text: str, metrics_path, section_name: str, section: dict[str, Any],
-                  reasons: dict[str, str] | None = None, others: Callable[[], dict[str, Any]] | None = None) -> None:
+def write_outputs(path_csv, csv_text: str, metrics_path, section_name: str, section: JsonObject,
+                  reasons: dict[str, str] | None = None, others: Callable[[], JsonObject] | None = None) -> None:
     """A step's readable outputs (its predictions CSV and its metrics.json section), rewritten only when
     they differ from what its artifact holds, so a cached step reads and never recomputes. ``others``:
     the split's other cached sections, for a metrics.json that has to be rebuilt (see :func:`update_metrics`)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -37,7 +37,7 @@ def export_cmd(
     render.out.print(render.cached_tag(result.cached))
 
 
-def _out_file_first(own: dict[str, Any]) -> None:
+def _out_file_first(own: dict[str, object]) -> None:
     """--out is a CSV file in an existing folder: said before any image is predicted."""
     out = own.get("out")
     if out is not None and (out.is_dir() or not out.parent.is_dir()):

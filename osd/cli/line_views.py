@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from osd.cli.render import note, out, show, table
+from osd.types import JsonObject
 
 PREDICT_TABLE_ROWS = 30
 
 
-def show_predictions(rows: list[dict[str, Any]], n: int, unreadable: int, out: Any, models: dict[str, str]) -> None:
+def show_predictions(rows: list[JsonObject], n: int, unreadable: int, out: Any, models: dict[str, str]) -> None:
     if rows and "one_stage" not in rows[0] and "cascade" not in rows[0] and "closed_class" not in rows[0]:
         show(table(f"Predictions ({n} inputs): detection study", ["path", "decision", "stage 1 score (threshold)"],
                    [[r["path"], r.get("decision") or r.get("reason", ""),

@@ -86,8 +86,8 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotation, default)
 
 
 def on_project(view: Callable[[Any], None] | None = None, *, device: bool = True,
-               settings: Callable[[dict[str, Any]], list[str]] | None = None,
-               before: Callable[[dict[str, Any]], None] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+               settings: Callable[[dict[str, object]], list[str]] | None = None,
+               before: Callable[[dict[str, object]], None] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Make ``fn(p, **own options)`` a command over the project.
 
     ``view``: shows the returned record (``--json`` prints its ``to_dict()``); None: the command renders

@@ -4,7 +4,7 @@ shows the record it returns (the shared options come from :func:`osd.cli.shared.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -14,7 +14,7 @@ from osd.cli.root import app, data_app, patchcore_app
 from osd.cli.shared import command, on_project
 
 
-def _acceptance_first(own: dict[str, Any]) -> None:
+def _acceptance_first(own: dict[str, object]) -> None:
     """Checked before anything is read, so a bad value is the one line whatever the project holds."""
     from osd.api import check_acceptance
 
@@ -177,7 +177,7 @@ def report_cmd(
 ) -> None:
     """Rebuild summary.csv, plots and report.html from cached artifacts (no recomputation)."""
     result = p.report(seeds=_seed_list(seeds))
-    render.emit_json(result) if json_out else views.show_summary(result)
+    render.emit_json(result.to_dict()) if json_out else views.show_summary(result)
 
 
 @app.command(rich_help_panel="The study", name="run-all")
@@ -197,8 +197,8 @@ def run_all_cmd(
     """Run the whole study: PatchCore once, then every step per split, then the report."""
     names = [s.strip() for s in splits.split(",") if s.strip()]
     result = p.run_all(names or None, _seed_list(seeds), force, jobs, scheduler)
-    render.emit_json(result) if json_out else views.show_run_all(result)
-    if result["failed"]:
-        for f in result["failed"]:
-            render.error(f"{f['job']}: {f['error']}")
+    render.emit_json(result.to_dict()) if json_out else views.show_run_all(result)
+    if result.failed:
+        for f in result.failed:
+            render.error(f"{f.job}: {f.error}")
         raise typer.Exit(1)

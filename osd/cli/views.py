@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from osd.cli.render import cached_tag, fmt, note, out, show, table, warning
+from osd.types import JsonObject
+
+if TYPE_CHECKING:
+    from osd.report.result import Report
+    from osd.study import StudyRun
 
 
 def show_data_report(r: Any) -> None:
@@ -112,7 +117,7 @@ METRIC_ROWS = [
 ]
 
 
-def metrics_table(title: str, columns: dict[str, dict[str, Any]], caption: str | None = None):
+def metrics_table(title: str, columns: dict[str, JsonObject], caption: str | None = None):
     """Metric rows x approach columns; a metric an approach does not have is '-', a 95% interval in brackets."""
     rows = []
     for key, label in METRIC_ROWS:
@@ -181,7 +186,7 @@ def show_osr(r: Any, steps: list[tuple[str, bool]] | None = None) -> None:
         out.print(f"{cached_tag(r.cached)} (classifier, embeddings, calibration and the test evaluation)")
 
 
-def _search_text(search: dict[str, Any] | None) -> str:
+def _search_text(search: JsonObject | None) -> str:
     if not search:
         return "exact"
     if search["exact"]:
@@ -310,13 +315,13 @@ SHORT = {"closed_set_accuracy": "closed-set acc.", "auroc": "AUROC", "fpr_at_95_
          "three_outcome_macro_f1": "3-outcome F1", "stage1_image_auroc": "stage-1 AUROC"}
 
 
-def show_summary(r: dict[str, Any]) -> None:
+def show_summary(r: Report) -> None:
     """The report's headline tables and its answer, as the page shows them (same cells)."""
     from osd.report.answer import HUMAN
     from osd.report.tables import TITLES
 
     for key in ("three", "headline"):
-        rows = (r.get("headline") or {}).get(key) or []
+        rows = r.headline.get(key) or []
         if not rows:
             continue
         # metrics as rows, approaches as columns: a value and its interval fit a terminal this way
@@ -325,22 +330,22 @@ def show_summary(r: dict[str, Any]) -> None:
                   [[SHORT.get(c) or HUMAN.get(c, c), *(row[f"{c}_cell"] for row in rows)] for c in cols],
                   caption=f"mean over {rows[0]['runs']} run(s); 95% interval: {rows[0].get('interval') or '-'}")
         show(t)
-    for sentence in r.get("answer") or [r.get("verdict_sentence", "")]:
+    for sentence in r.answer:
         out.print(f"[bold]{sentence}[/]", highlight=False)
-    for c in r["caveats"]:
+    for c in r.caveats:
         note("caveat: " + c)
-    also = ", ".join(k.removeprefix("summary_") for k in ("summary_md", "summary_tex") if r.get(k))
-    out.print(f"summary: {r['summary_csv']} (also .{also.replace(', ', ', .')})\nreport:  {r['report_html']}")
+    also = ", ".join(k.removeprefix("summary_") for k in ("summary_md", "summary_tex") if getattr(r, k))
+    out.print(f"summary: {r.summary_csv} (also .{also.replace(', ', ', .')})\nreport:  {r.report_html}")
 
 
-def show_run_all(r: dict[str, Any]) -> None:
+def show_run_all(r: StudyRun) -> None:
     from osd.report.format import fmt_seconds
 
     show(table("Steps", ["split", "seed", "step", "time", "cached"],
-               [[s["split"], s.get("seed", "-"), s["step"], fmt_seconds(s["seconds"]), s["cached"]] for s in r["steps"]],
-               caption=f"total {fmt_seconds(r['seconds'])}"))
-    show_summary(r["report"])
-    for msg in r.get("info", []):
+               [[s.split, s.seed, s.step, fmt_seconds(s.seconds), s.cached] for s in r.steps],
+               caption=f"total {fmt_seconds(r.seconds)}"))
+    show_summary(r.report)
+    for msg in r.info:
         note(msg)
-    for msg in r.get("notes", []):
+    for msg in r.notes:
         warning(msg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ def project_file(path: str | Path | None) -> Path:
     return p
 
 
-def load(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Config:
+def load(path: str | Path | None = None, overrides: list[str] | Mapping[str, object] | None = None) -> Config:
     """Load ``osd.toml`` (a file or the folder holding it) and apply ``--set`` overrides."""
     p = project_file(path)
     if not p.is_file():

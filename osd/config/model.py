@@ -7,7 +7,7 @@ import dataclasses
 import difflib
 import sys
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 from osd.errors import ConfigError
+from osd.types import JsonObject, Settings
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,12 @@ class Config:
         """The split's class lists (a normal-class variant's are its base split's)."""
         return self.splits.named[self.split_name(name).removesuffix(NORMAL_CLASS_SUFFIX)]
 
-    def section(self, name: str) -> dict[str, Any]:
+    def section(self, name: str) -> JsonObject:
         return dataclasses.asdict(getattr(self, name))
 
-    def flat(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
+    def flat(self, keys: Iterable[str] | None = None) -> Settings:
         """Dotted settings (``"classifier.arch": "resnet18"``) of whole sections or single keys."""
-        flat: dict[str, Any] = {}
+        flat: Settings = {}
 
         def walk(prefix: str, value: Any) -> None:
             if isinstance(value, dict):
@@ -126,7 +127,7 @@ class Config:
         keys = list(keys)
         return {k: v for k, v in flat.items() if any(k == s or k.startswith(s + ".") for s in keys)}
 
-    def differences(self, recorded: dict[str, Any]) -> list[str]:
+    def differences(self, recorded: Mapping[str, object]) -> list[str]:
         """``key: recorded value (now: current value)`` for each recorded setting that differs now.
 
         Settings that cannot change a number (device, threads, output folder, which mode is shown
@@ -141,7 +142,7 @@ class Config:
                 out.append(f"{k} = {v!r} (osd.toml now: {now.get(k, '<absent>')!r})")
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         out = {f.name: dataclasses.asdict(getattr(self, f.name)) for f in public_fields(Config)}
         out["splits"].update(out["splits"].pop("named"))
         out["base_dir"] = str(self.base_dir)
@@ -164,11 +165,11 @@ def public_fields(cls: type) -> list[dataclasses.Field]:
 # ---------------------------------------------------------------- building from dicts
 
 
-def _hints(cls: type) -> dict[str, Any]:
+def _hints(cls: type) -> dict[str, object]:
     return typing.get_type_hints(cls)
 
 
-def _check_value(key: str, value: Any, tp: Any, meta: dict[str, Any]) -> Any:
+def _check_value(key: str, value: Any, tp: Any, meta: Mapping[str, object]) -> Any:
     origin = typing.get_origin(tp)
     if origin is list and typing.get_args(tp) == (int,):
         if isinstance(value, int) and not isinstance(value, bool):
@@ -218,7 +219,7 @@ def _unknown_key(prefix: str, key: str, valid: list[str]) -> ConfigError:
     return ConfigError(f"{where}: unknown setting{hint} (valid: {', '.join(valid)})")
 
 
-def _build_splits(data: dict[str, Any], base: SplitsSection | None, replace: bool) -> SplitsSection:
+def _build_splits(data: Mapping[str, object], base: SplitsSection | None, replace: bool) -> SplitsSection:
     """``[splits]``: its settings, and one ``[splits.<name>]`` table per split.
 
     A project file whose tables are all named like NEU's splits (a, b, c) and name only NEU's classes
@@ -255,7 +256,7 @@ def _build_splits(data: dict[str, Any], base: SplitsSection | None, replace: boo
     return dataclasses.replace(out, named=named)
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str, base: Any = None, skip: set[str] | None = None,
+def _build(cls: type, data: Mapping[str, object], prefix: str, base: Any = None, skip: set[str] | None = None,
            replace_splits: bool = True) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix}: must be a table of settings, got {data!r}")
@@ -264,7 +265,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str, base: Any = None, skip:
     for key in data:
         if key not in fields:
             raise _unknown_key(prefix, key, list(fields))
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, object] = {}
     for name, f in fields.items():
         key = f"{prefix}.{name}" if prefix else name
         current = getattr(base, name) if base is not None else None
@@ -327,7 +328,7 @@ def _refuse_repeated_splits(named: dict[str, SplitDef]) -> None:
         seen[partition] = name
 
 
-def from_dict(data: dict[str, Any], base_dir: Path = Path("."), base: Config | None = None) -> Config:
+def from_dict(data: Mapping[str, object], base_dir: Path = Path("."), base: Config | None = None) -> Config:
     """Build and validate a config from nested dicts (the parsed TOML)."""
     # Missing settings come from the base (or the defaults), so nested defaults such as
     # splits.a.known survive when a file sets only splits.a.unknown.
@@ -352,8 +353,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
+def _nest(flat: Mapping[str, object]) -> dict[str, object]:
+    nested: dict[str, object] = {}
     for key, value in flat.items():
         parts = key.split(".")
         node = nested
@@ -365,6 +366,6 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+def apply_overrides(cfg: Config, overrides: Mapping[str, object]) -> Config:
     """Apply dotted-key overrides on top of a loaded config, validated like the file."""
     return from_dict(_nest(overrides), cfg.base_dir, base=cfg)

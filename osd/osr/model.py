@@ -8,11 +8,11 @@ where they go. The decision rule itself lives in :mod:`osd.decide`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from osd.osr.embeddings import NORMAL_PART, PARTS, EmbeddedPart, Embeddings
+from osd.types import JsonObject
 
 # (features, pooling) of the variants reported beside the configured method
 VARIANTS = {"penultimate": ("penultimate", "mean"), "multilayer": ("multilayer", "mean"),
@@ -112,12 +112,12 @@ def test_arrays(emb: Embeddings, blocks: list[str] | None = None) -> EvalArrays:
                       list(tk.paths) + list(tu.paths), np.array([False] * len(tk) + [True] * len(tu)), x)
 
 
-def data_counts(emb: Embeddings) -> dict[str, Any]:
+def data_counts(emb: Embeddings) -> JsonObject:
     """Images per partition that entered the result, and the ones skipped (with the reason)."""
     return {"images": {p: len(emb[p]) for p in (*PARTS, NORMAL_PART) if p in emb}, "skipped": dict(emb.skipped)}
 
 
-def osr_settings(osr_section: dict[str, Any]) -> dict[str, Any]:
+def osr_settings(osr_section: JsonObject) -> JsonObject:
     """The osr settings the calibration depends on: the baselines are evaluated beside it, never
     fitted into it, so choosing them recomputes only the evaluation."""
     return {k: v for k, v in osr_section.items() if k != "baselines"}

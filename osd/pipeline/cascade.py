@@ -36,6 +36,7 @@ from osd.pipeline.osr import calibrated, calibration_result
 from osd.pipeline.train import embedded
 from osd.progress import Reporter, ensure
 from osd.records import STAGE1_UNIT, CascadeResult, Rows, cached_sections
+from osd.types import JsonObject
 
 STAGE1_ALGORITHM = "stage1-scores/4"  # 4: a long image is scored per crop, as predict does; 3: relative paths
 # 5: the payload is the CascadeResult record
@@ -78,7 +79,7 @@ def stage1_step(job: Job, split: str, force: bool = False, reporter: Reporter | 
 
 
 def _paired_verdict(t: EvalArrays, one: np.ndarray, modes: dict[str, np.ndarray], closed: np.ndarray,
-                    classes: list[str], n_boot: int, seed: int) -> dict[str, Any]:
+                    classes: list[str], n_boot: int, seed: int) -> JsonObject:
     from osd.metrics import EncodedResults, paired_difference
 
     unk = np.asarray(t.is_unknown, dtype=bool)
@@ -87,7 +88,7 @@ def _paired_verdict(t: EvalArrays, one: np.ndarray, modes: dict[str, np.ndarray]
                                     unk, n_boot, seed) for mode, pred in modes.items()}
 
 
-def _stage1_points(fit, defect_scores: np.ndarray) -> dict[str, Any]:
+def _stage1_points(fit, defect_scores: np.ndarray) -> JsonObject:
     """The stage-1 threshold at each acceptance target, set on the calibration normals in its unit."""
     from osd.osr.thresholds import operating_points
 
@@ -143,7 +144,7 @@ def _evaluate(job: Job, split: str, fit, cal: artifacts.Step, emb: artifacts.Ste
     stage2_all = open_set_metrics(labels, preds["ignore_no_defect"], closed, -msp, unk, classes)
     stage2 = {k: stage2_all[k] for k in RANKING + ("closed_set_accuracy",)}
     n_boot, seed = cfg.stats.bootstrap, cfg.project.seed
-    intervals: dict[str, Any] = {}
+    intervals: JsonObject = {}
     for m in MODES:  # the rates' exact intervals need no replicates; the rest only with stats.bootstrap > 0
         ci = metric_intervals(labels, preds[m], closed, None, unk, classes, n_boot, seed)
         intervals[m] = {k: ci[k] for k in MODE_METRICS if k in ci}

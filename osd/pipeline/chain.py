@@ -8,10 +8,10 @@ refused in one line naming the command that rebuilds them. Nothing is trained or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from osd import artifacts
 from osd.pipeline.job import Job
+from osd.types import Settings
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Chain:
     def classes(self) -> list[str]:
         return [str(c) for c in self.classifier.payload["classes"]]
 
-    def recorded(self, part: str) -> dict[str, Any]:
+    def recorded(self, part: str) -> Settings:
         """The settings a model was made with (``classifier`` or ``detector``), from its provenance."""
         step = self.classifier if part == "classifier" else self.detector
         return dict(step.provenance.config) if step is not None else {}

@@ -43,7 +43,7 @@ class DataReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def summarise_sizes(sizes: dict[str, int], top: int = 5) -> dict[str, Any]:
+def summarise_sizes(sizes: dict[str, int], top: int = 5) -> JsonObject:
     """Distinct sizes, width and height (min / median / max over images) and the commonest few."""
     import numpy as np
 
@@ -134,7 +134,7 @@ def _detection_note(job: Job, report: DataReport) -> str:
             + ("" if paths else "; without defect images only the normal pass rate can be measured"))
 
 
-def _partition_crops(job: Job, data: Any) -> tuple[dict[str, Any], list[str]]:
+def _partition_crops(job: Job, data: Any) -> tuple[JsonObject, list[str]]:
     """Images and crops per normal partition, and the images smaller than a crop (said once, not per image)."""
     from osd.patchcore.stage1 import crop_boxes_of
 
@@ -170,7 +170,7 @@ def _normal_duplicates(data: Any, report: DataReport, defects: dict[str, str]) -
     return out
 
 
-def _check_normal(job: Job, report: DataReport, defects: dict[str, str]) -> dict[str, Any]:
+def _check_normal(job: Job, report: DataReport, defects: dict[str, str]) -> JsonObject:
     """The normal images: sources, partitions, crops, duplicates (``defects``: digest -> a defect image)."""
     cfg = job.cfg
     n = cfg.normal

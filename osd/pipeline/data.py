@@ -7,7 +7,6 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from osd import artifacts
 from osd.config import NORMAL_CLASS_SUFFIX, Config
@@ -25,6 +24,7 @@ from osd.data.splits import (
     split_normals,
 )
 from osd.errors import ConfigError, DataError
+from osd.types import JsonObject
 
 
 def _listing(root: Path) -> tuple[tuple[str, int, int], ...]:
@@ -213,7 +213,7 @@ def weights_identity(cfg: Config, weights: str, arch: str | None = None) -> dict
 
 
 def settings_key(cfg: Config, sections: tuple[str, ...],
-                 identity: Callable[[str, str | None], dict[str, str]] | None = None) -> dict[str, Any]:
+                 identity: Callable[[str, str | None], dict[str, str]] | None = None) -> JsonObject:
     """The settings a cache key depends on, with every weights setting replaced by its identity
     (a weights file counts by content, not by where it lies); ``identity(weights, arch)``: the job's,
     which hashes a weights file once."""

@@ -79,7 +79,7 @@ class DetectionResult(Record):
         return csv_text(("path", "truth", "class", "score", "threshold", "decision"), self.rows)
 
 
-def _rows(paths: list[str], truth: str, classes: list[str], scores: np.ndarray, thr: float) -> list[dict[str, Any]]:
+def _rows(paths: list[str], truth: str, classes: list[str], scores: np.ndarray, thr: float) -> list[JsonObject]:
     return [{"path": p, "truth": truth, "class": c, "score": None if not np.isfinite(s) else round(float(s), 6),
              "threshold": round(thr, 6), "decision": "" if not np.isfinite(s) else (DEFECT if s > thr else NO_DEFECT)}
             for p, c, s in zip(paths, classes, scores)]

@@ -25,7 +25,7 @@ from osd.pipeline.data import NormalData, weights_path
 from osd.pipeline.job import Job
 from osd.progress import Reporter, ensure
 from osd.records import Record
-from osd.types import JsonObject
+from osd.types import JsonObject, Settings
 
 # Bump when the meaning of a fitted detector or its scores changes.
 # 6: search auto (inverted file above exact_up_to rows); 5: one cached-step mechanism; key covers defective
@@ -35,7 +35,7 @@ UNIT_WORDS = {CROP: "crop (an about-square image is one crop; a Severstal strip 
               IMAGE: "image (an about-square image whole; a long one as the largest of its crop scores, as predict)"}
 SECTIONS = ("patchcore", "normal", "project.seed")
 
-def stage1_spec(job: Job, recorded: dict[str, Any] | None = None) -> Stage1Spec:
+def stage1_spec(job: Job, recorded: Settings | None = None) -> Stage1Spec:
     """What rebuilds stage 1: the project's settings, or those a fit recorded (``recorded``) over them."""
     cfg = job.cfg
     flat = {**cfg.flat(SPEC_SETTINGS), **{k: v for k, v in (recorded or {}).items() if k in SPEC_SETTINGS}}
@@ -247,8 +247,8 @@ def _compute_stage1_fit(job: Job, data: NormalData, key: str, layout: artifacts.
     return payload, prov
 
 
-def _write_fit_files(layout: artifacts.Layout, job: Job, stats: dict[str, Any], payload: dict[str, Any], thr,
-                     prov: dict[str, Any], unit: str) -> None:
+def _write_fit_files(layout: artifacts.Layout, job: Job, stats: JsonObject, payload: dict[str, Any], thr,
+                     prov: artifacts.Provenance, unit: str) -> None:
     """The fit's readable files beside its artifact: statistics, threshold, config and scores by id."""
     cfg = job.cfg
     artifacts.write_json(layout.patchcore_stats, {**stats, "indomain": payload["indomain"], "provenance": prov})

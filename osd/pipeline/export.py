@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from osd import artifacts
 from osd.errors import ArtifactError, ConfigError
@@ -89,7 +88,7 @@ def _refusals(job: Job, chain: Chain | None, detector: artifacts.Step | None) ->
                           "export with --set patchcore.search=torch (exact; refits stage 1)")
 
 
-def _staged(out: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+def _staged(out: Path, build: Callable[[Path], JsonObject]) -> JsonObject:
     """``build`` the export in a temporary folder beside ``out``; its files replace ``out``'s only once
     it is whole (graphs written, parity passed, card sealed). A refused or failed export leaves ``out``
     as it was."""
@@ -112,7 +111,7 @@ def _staged(out: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _graphs(job: Job, chain: Chain, out: Path, approach: str) -> dict[str, Any]:
+def _graphs(job: Job, chain: Chain, out: Path, approach: str) -> JsonObject:
     """Write the graphs; return the model card (less its parity and provenance)."""
     import torch
 
@@ -162,7 +161,7 @@ def _precision_note(job: Job) -> dict[str, str]:
                     "graphs alike: the engines agree to float tolerance"}
 
 
-def _stage1_graph(job: Job, detector: artifacts.Step, out: Path) -> dict[str, Any]:
+def _stage1_graph(job: Job, detector: artifacts.Step, out: Path) -> JsonObject:
     """``stage1.onnx`` of a PatchCore fit, and its part of the model card."""
     import torch
 
@@ -185,7 +184,7 @@ def _stage1_graph(job: Job, detector: artifacts.Step, out: Path) -> dict[str, An
             "score_sign": "higher = more anomalous (nearest-neighbour patch distance)"}
 
 
-def _parity(job: Job, chain: Chain, out: Path, card: dict[str, Any], approach: str) -> dict[str, Any]:
+def _parity(job: Job, chain: Chain, out: Path, card: JsonObject, approach: str) -> JsonObject:
     """torch and ONNX Runtime on the split's test images: scores within TOLERANCE, decisions identical."""
     from osd.pipeline.predict import Predictor
 
@@ -232,7 +231,7 @@ def export(job: Job, split: str, approach: str = "both", out: Path | None = None
     prov = artifacts.provenance(cfg, "export", EXPORT_ALGORITHM, key, ("classifier", "osr", "patchcore", "cascade"),
                                 chain.ids, split=chain.split, onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
 
-    def build(tmp: Path) -> dict[str, Any]:
+    def build(tmp: Path) -> JsonObject:
         t = time.perf_counter()
         reporter.note(f"exporting split {chain.split} ({approach}) to {out}")
         card = {**_graphs(job, chain, tmp, approach), "provenance": prov.document()}
@@ -246,7 +245,7 @@ def export(job: Job, split: str, approach: str = "both", out: Path | None = None
     return ExportResult(chain.split, str(out), sorted(step.payload["files"]), card["parity"], step.cached, card)
 
 
-def _monitor_reference(job: Job, split: str, folder: Path, card: dict[str, Any]) -> None:
+def _monitor_reference(job: Job, split: str, folder: Path, card: JsonObject) -> None:
     """What ``osd monitor`` compares production with, into the bundle (sealed with the graphs)."""
     from osd.pipeline.monitor import project_reference, write_reference
 
@@ -256,7 +255,7 @@ def _monitor_reference(job: Job, split: str, folder: Path, card: dict[str, Any])
                                  "acceptance, the study's class mix", "used_by": "osd monitor --export-dir"}
 
 
-def _seal(out: Path, card: dict[str, Any], parity: dict[str, Any], started: float, images: str) -> dict[str, Any]:
+def _seal(out: Path, card: JsonObject, parity: JsonObject, started: float, images: str) -> JsonObject:
     """Refuse the export unless the parity check passed; else write the model card and return the
     payload: the card and every written file's sha256."""
     if not parity["ok"]:
@@ -281,7 +280,7 @@ def _cached_export(out: Path, key: str, compute, force: bool, reporter: Reporter
     return step
 
 
-def _detection_parity(job: Job, detector: artifacts.Step, out: Path, card: dict[str, Any]) -> dict[str, Any]:
+def _detection_parity(job: Job, detector: artifacts.Step, out: Path, card: JsonObject) -> JsonObject:
     """torch and ONNX Runtime on (up to 64 of) the detection study's test images."""
     from osd.pipeline.detection import defect_images
     from osd.pipeline.predict import Predictor
@@ -313,10 +312,10 @@ def _export_detection(job: Job, out: Path | None, force: bool, reporter: Reporte
 
     prov = artifacts.provenance(cfg, "export", EXPORT_ALGORITHM, key, ("patchcore",), {"detector": det.id})
 
-    def build(tmp: Path) -> dict[str, Any]:
+    def build(tmp: Path) -> JsonObject:
         t = time.perf_counter()
         reporter.note(f"exporting the detection study's stage 1 to {out}")
-        card: dict[str, Any] = {"study": "detection", "stage1": _stage1_graph(job, det, tmp),
+        card: JsonObject = {"study": "detection", "stage1": _stage1_graph(job, det, tmp),
                                 "precision": _precision_note(job),
                                 "input": {"name": "image", "layout": "NCHW float32 RGB in [0, 1]",
                                           "normalisation": "inside the graph (ImageNet mean and std)"},
@@ -332,6 +331,6 @@ def _export_detection(job: Job, out: Path | None, force: bool, reporter: Reporte
     return ExportResult("-", str(out), sorted(step.payload["files"]), card["parity"], step.cached, card)
 
 
-def model_card(folder: Path) -> dict[str, Any]:
+def model_card(folder: Path) -> JsonObject:
     return json.loads(artifacts.Layout.export_card(folder).read_text(encoding="utf-8"))
 

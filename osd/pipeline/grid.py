@@ -15,12 +15,13 @@ import traceback
 import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from osd.config import Config
 from osd.errors import ConfigError, OsdError, OsdWarning
 from osd.progress import Reporter, ensure
+from osd.types import JsonObject
 
 if TYPE_CHECKING:
     from osd.pipeline.job import Job
@@ -41,8 +42,54 @@ class Task:
         return f"patchcore fit (seed {self.seed})" if self.kind == "patchcore" else f"split {self.split}, seed {self.seed}"
 
 
+@dataclass(frozen=True)
+class StepRun:
+    """One step as a job ran it: found in the cache or computed, and how long it took."""
+
+    split: str
+    seed: int | str  # "-" for the report, which spans the seeds
+    step: str
+    seconds: float
+    cached: bool
+
+    def to_dict(self) -> JsonObject:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One task of the grid as it ran: its steps, or the one line it failed with (never raised), the
+    process it ran in; ``warnings``: a worker's warnings, shown once by the caller."""
+
+    job: str
+    split: str
+    seed: int
+    steps: list[StepRun] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    pid: int | None = None
+    traceback: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def failed(cls, task: Task, error: str) -> JobRun:
+        return cls(task.name, task.split, task.seed, error=error)
+
+    def to_dict(self) -> JsonObject:
+        return {**asdict(self), "steps": [s.to_dict() for s in self.steps]}
+
+
+def _timed(job: Job, split: str, plan: list[tuple[str, Callable[[], Any]]]) -> list[StepRun]:
+    steps = []
+    for step, fn in plan:
+        t = time.perf_counter()
+        result = fn()
+        steps.append(StepRun(split, job.seed, step, time.perf_counter() - t, result.cached))
+    return steps
+
+
 def split_steps(job: Job, split: str, two_stage: bool, force: bool = False,
-                reporter: Reporter | None = None) -> list[dict[str, Any]]:
+                reporter: Reporter | None = None) -> list[StepRun]:
     """Every step of one split for the job's seed, in order; each cached."""
     from osd.pipeline.bench import cached_bench
     from osd.pipeline.cascade import run_cascade
@@ -67,13 +114,7 @@ def split_steps(job: Job, split: str, two_stage: bool, force: bool = False,
                  ("embed (normal class)", lambda: embed(job, variant, force=force, reporter=reporter)),
                  ("calibrate (normal class)", lambda: calibrate(job, variant, force=force, reporter=reporter)),
                  ("outcomes", lambda: three_outcomes(job, split, force=force, reporter=reporter))]
-    steps = []
-    for step, fn in plan:
-        t = time.perf_counter()
-        result = fn()
-        steps.append({"split": split, "seed": job.seed, "step": step, "seconds": time.perf_counter() - t,
-                      "cached": result.cached})
-    return steps
+    return _timed(job, split, plan)
 
 
 def _own_gpu(cfg: Config, slot: int) -> None:
@@ -85,7 +126,7 @@ def _own_gpu(cfg: Config, slot: int) -> None:
 
 
 def run_job(cfg: Config, task: Task, two_stage: bool, force: bool = False, threads: int = 0,
-            reporter: Reporter | None = None, slot: int | None = None, workers: int | None = None) -> dict[str, Any]:
+            reporter: Reporter | None = None, slot: int | None = None, workers: int | None = None) -> JobRun:
     """One task (``cfg`` of the study; the task runs with its seed and share, resolved once into a
     :class:`~osd.pipeline.job.Job`), in whatever process runs it;
     an error comes back as one line, never raised.
@@ -101,14 +142,13 @@ def run_job(cfg: Config, task: Task, two_stage: bool, force: bool = False, threa
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         record = _run_job(cfg, task, two_stage, force, reporter, slot)
-    record["warnings"] = list(dict.fromkeys(
+    return replace(record, warnings=list(dict.fromkeys(
         str(w.message) if issubclass(w.category, OsdWarning)
-        else f"{w.category.__name__}: {(str(w.message).strip().splitlines() or [''])[0][:160]}" for w in caught))
-    return record
+        else f"{w.category.__name__}: {(str(w.message).strip().splitlines() or [''])[0][:160]}" for w in caught)))
 
 
 def _run_job(cfg: Config, task: Task, two_stage: bool, force: bool, reporter: Reporter | None,
-             slot: int | None) -> dict[str, Any]:
+             slot: int | None) -> JobRun:
     from osd.pipeline.detector import stage1_fit
     from osd.pipeline.job import Job
 
@@ -120,35 +160,24 @@ def _run_job(cfg: Config, task: Task, two_stage: bool, force: bool, reporter: Re
         if task.kind == "detection":
             steps = detection_steps(job, force, reporter)
         elif task.kind == "patchcore":
-            t = time.perf_counter()
-            result = stage1_fit(job, force=force, reporter=reporter)
-            steps = [{"split": "-", "seed": task.seed, "step": "patchcore fit", "seconds": time.perf_counter() - t,
-                      "cached": result.cached}]
+            steps = _timed(job, "-", [("patchcore fit", lambda: stage1_fit(job, force=force, reporter=reporter))])
         else:
             steps = split_steps(job, task.split, two_stage, force, reporter)
-        return {"job": task.name, "split": task.split, "seed": task.seed, "steps": steps, "error": None,
-                "seconds": time.perf_counter() - t0, "pid": os.getpid()}
+        return JobRun(task.name, task.split, task.seed, steps, None, time.perf_counter() - t0, os.getpid())
     except Exception as exc:  # noqa: BLE001 - a failed job is reported; the others go on
         line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         detail = None if isinstance(exc, OsdError) else traceback.format_exc(limit=5)
-        return {"job": task.name, "split": task.split, "seed": task.seed, "steps": [],
-                "error": f"{type(exc).__name__}: {line}" if detail else line, "traceback": detail,
-                "seconds": time.perf_counter() - t0, "pid": os.getpid()}
+        return JobRun(task.name, task.split, task.seed, [], f"{type(exc).__name__}: {line}" if detail else line,
+                      time.perf_counter() - t0, os.getpid(), detail)
 
 
-def detection_steps(job: Job, force: bool = False, reporter: Reporter | None = None) -> list[dict[str, Any]]:
+def detection_steps(job: Job, force: bool = False, reporter: Reporter | None = None) -> list[StepRun]:
     """The detection study of the job's seed: its PatchCore fit, then the study; each cached."""
     from osd.pipeline.detection import detection
     from osd.pipeline.detector import stage1_fit
 
-    steps = []
-    for name, fn in (("patchcore fit", lambda: stage1_fit(job, force=force, reporter=reporter)),
-                     ("detection", lambda: detection(job, force=force, reporter=reporter))):
-        t = time.perf_counter()
-        result = fn()
-        steps.append({"split": "-", "seed": job.seed, "step": name, "seconds": time.perf_counter() - t,
-                      "cached": result.cached})
-    return steps
+    return _timed(job, "-", [("patchcore fit", lambda: stage1_fit(job, force=force, reporter=reporter)),
+                             ("detection", lambda: detection(job, force=force, reporter=reporter))])
 
 
 def plan_jobs(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool) -> tuple[list[Task], list[Task]]:
@@ -167,7 +196,7 @@ def _threads_per_job(cfg: Config, jobs: int) -> int:
     return max(1, runtime.cores() // max(jobs, 1))  # the machine is divided, not oversubscribed
 
 
-def _dask_job(cfg: Config, job: Task, two_stage: bool, force: bool, slot: int = 0) -> dict[str, Any]:
+def _dask_job(cfg: Config, job: Task, two_stage: bool, force: bool, slot: int = 0) -> JobRun:
     """On a Dask worker: as many torch threads as the worker has (not every core of its machine)."""
     try:
         from distributed import get_worker
@@ -180,7 +209,7 @@ def _dask_job(cfg: Config, job: Task, two_stage: bool, force: bool, slot: int = 
 
 def run_grid(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool, jobs: int = 1,
              scheduler: str | None = None, force: bool = False, reporter: Reporter | None = None
-             ) -> list[dict[str, Any]]:
+             ) -> list[JobRun]:
     """Run the shared dependencies, then the (split, seed) jobs; return one record per job.
 
     ``jobs = 1`` and no scheduler: in this process, in order, with each step's own progress.
@@ -197,15 +226,15 @@ def run_grid(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool, 
     with reporter.task("study", len(deps) + len(grid)) as task:
         for job in [*deps, *grid]:
             rec = run_job(cfg, job, two_stage, force, reporter=reporter)
-            if rec["error"]:
-                reporter.note(f"failed: {job.name}: {rec['error']}")
+            if rec.error:
+                reporter.note(f"failed: {job.name}: {rec.error}")
             out.append(rec)
-            task.advance(1, job=job.name, failed=sum(r["error"] is not None for r in out))
+            task.advance(1, job=job.name, failed=sum(r.error is not None for r in out))
     return out
 
 
 def _run_dask(cfg: Config, deps: list[Task], grid: list[Task], two_stage: bool, force: bool, scheduler: Any,
-              reporter: Reporter) -> list[dict[str, Any]]:
+              reporter: Reporter) -> list[JobRun]:
     try:
         from distributed import Client
     except ImportError:
@@ -217,11 +246,11 @@ def _run_dask(cfg: Config, deps: list[Task], grid: list[Task], two_stage: bool, 
         return client.submit(_dask_job, cfg, job, two_stage, force, next(slots),
                              key=f"osd-{job.kind}-{job.split}-{job.seed}-{time.time_ns()}", pure=False)
 
-    def result_of(fut: Any) -> dict[str, Any]:
+    def result_of(fut: Any, job: Task) -> JobRun:
         try:
             return fut.result()
         except Exception as exc:  # noqa: BLE001 - a lost worker, a cancelled task
-            return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", "steps": []}
+            return JobRun.failed(job, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
     try:
         return _run_jobs(deps, grid, submit, result_of, _dask_wait, reporter)
@@ -231,7 +260,7 @@ def _run_dask(cfg: Config, deps: list[Task], grid: list[Task], two_stage: bool, 
 
 
 def _run_pool(cfg: Config, deps: list[Task], grid: list[Task], two_stage: bool, force: bool, jobs: int,
-              reporter: Reporter) -> list[dict[str, Any]]:
+              reporter: Reporter) -> list[JobRun]:
     import multiprocessing
 
     from osd import runtime
@@ -249,11 +278,11 @@ def _run_pool(cfg: Config, deps: list[Task], grid: list[Task], two_stage: bool, 
         def submit(job: Task) -> Future:
             return pool.submit(run_job, cfg, job, two_stage, force, threads, None, next(slots), workers)
 
-        def result_of(fut: Future) -> dict[str, Any]:
+        def result_of(fut: Future, job: Task) -> JobRun:
             try:
                 return fut.result()
             except Exception as exc:  # noqa: BLE001 - a worker that died (killed, out of memory)
-                return {"error": f"worker died: {type(exc).__name__}: {exc}", "steps": []}
+                return JobRun.failed(job, f"worker died: {type(exc).__name__}: {exc}")
 
         return _run_jobs(deps, grid, submit, result_of, _local_wait, reporter)
 
@@ -270,14 +299,14 @@ def _dask_wait(futures: set) -> tuple[set, set]:
     return set(done), set(pending)
 
 
-def _run_jobs(deps: list[Task], grid: list[Task], submit: Callable[[Task], Any], result_of: Callable[[Any], dict],
-              wait_some: Callable[[set], tuple[set, set]], reporter: Reporter) -> list[dict[str, Any]]:
+def _run_jobs(deps: list[Task], grid: list[Task], submit: Callable[[Task], Any], result_of: Callable[[Any, Task], JobRun],
+              wait_some: Callable[[set], tuple[set, set]], reporter: Reporter) -> list[JobRun]:
     """Every job at once, the dependencies first in the queue: a split's training needs no PatchCore
     fit, so no worker idles while a seed's fit runs; a job that reaches its cascade while the fit is
     running elsewhere waits on the fit's lock (and one whose fit has not started computes it, the
     queued fit then finds it cached). Progress of the whole grid: done / running / failed, with the
     elapsed time and an estimate of what is left."""
-    records: list[dict[str, Any]] = []
+    records: list[JobRun] = []
     total = len(deps) + len(grid)
     start = time.perf_counter()
     with reporter.task("grid", total) as task:
@@ -287,14 +316,14 @@ def _run_jobs(deps: list[Task], grid: list[Task], submit: Callable[[Task], Any],
             done, pending = wait_some(pending)
             for fut in done:
                 job = futures[fut]
-                rec = {"job": job.name, "split": job.split, "seed": job.seed, **result_of(fut)}
-                records.append(rec)
-                for line in rec.pop("warnings", None) or []:
+                rec = result_of(fut, job)
+                records.append(replace(rec, warnings=[]))
+                for line in rec.warnings:
                     warnings.warn(f"{job.name}: {line}", OsdWarning, stacklevel=2)
-                if rec.get("error"):
-                    reporter.note(f"failed: {job.name}: {rec['error']}")
+                if rec.error:
+                    reporter.note(f"failed: {job.name}: {rec.error}")
                 n = len(records)
                 elapsed = time.perf_counter() - start
-                task.advance(1, done=n, running=len(pending), failed=sum(bool(r.get("error")) for r in records),
+                task.advance(1, done=n, running=len(pending), failed=sum(bool(r.error) for r in records),
                              eta=f"{elapsed / n * (total - n):.0f}s")
     return records

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from osd import artifacts, runtime
 from osd.config import Config
+from osd.types import JsonObject
 
 if TYPE_CHECKING:
     from osd.data.neu import NeuIndex
@@ -102,7 +103,7 @@ class Job:
 
         return self.once(("weights", weights, arch), lambda: weights_identity(self.cfg, weights, arch))
 
-    def settings(self, sections: tuple[str, ...]) -> dict[str, Any]:
+    def settings(self, sections: tuple[str, ...]) -> JsonObject:
         """The settings a cache key depends on, weights replaced by their identity."""
         from osd.pipeline.data import settings_key
 

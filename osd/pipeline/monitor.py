@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -29,7 +28,7 @@ def project_reference(job: Job, split: str) -> Reference:
     cfg = job.cfg
     layout = job.layout
     fit = stored_stage1_fit(layout)
-    stage1: dict[str, Any] = {}
+    stage1: dict[str, np.ndarray | float] = {}
     if fit is not None and fit.stats.get("unit") == "image":  # predict scores an image: a per-crop reference is not comparable
         stage1 = {"stage1_normal": np.asarray(fit.test_scores, float), "stage1_threshold": float(fit.threshold)}
     if cfg.project.study == "detection":
@@ -80,7 +79,7 @@ def bundle_reference(folder: Path) -> Reference:
         raise ArtifactError(f"{path}: unreadable ({type(exc).__name__})", rebuild=rebuild) from None
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+def read_rows(path: Path) -> list[JsonObject]:
     """The rows of one CSV file ``osd predict --out`` wrote."""
     path = Path(path)
     if not path.is_file():
@@ -95,7 +94,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def belongs(path: Path, rows: list[dict[str, Any]], ref: Reference) -> None:
+def belongs(path: Path, rows: list[JsonObject], ref: Reference) -> None:
     """Refuse rows that another split or export made: each row carries the threshold it was decided by
     (tau, the stage-1 threshold), which must be the reference's."""
     for column, expected in (("tau", ref.tau), ("stage1_threshold", ref.stage1_threshold)):

@@ -15,6 +15,7 @@ from osd.errors import ArtifactError, ConfigError, LineageError
 from osd.patchcore.stage1 import Stage1Sizes
 from osd.pipeline.chain import Chain
 from osd.pipeline.job import Job
+from osd.types import JsonObject
 
 
 def need_onnx():
@@ -43,7 +44,7 @@ def verify(folder: Path, rebuild: str) -> None:
                                 "cut short)", rebuild=rebuild)
 
 
-def read_card(folder: Path, rebuild: str) -> dict[str, Any]:
+def read_card(folder: Path, rebuild: str) -> JsonObject:
     """The export's model card; a missing one is "no ONNX export", a damaged one is named as the cause."""
     import json
 
@@ -73,7 +74,7 @@ def _session(ort: Any, path: Path, opts: Any) -> Any:
 class OnnxModels:
     """ONNX Runtime sessions of an export, with the model card that describes them."""
 
-    def __init__(self, folder: Path, card: dict[str, Any], threads: int = 0):
+    def __init__(self, folder: Path, card: JsonObject, threads: int = 0):
         ort = need_onnx()
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

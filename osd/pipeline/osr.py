@@ -123,7 +123,7 @@ def calibrate(job: Job, split: str, force: bool = False, reporter: Reporter | No
 
 
 def _variants(job: Job, emb: Embeddings, headline_blocks: list[str], closed: np.ndarray,
-              t: EvalArrays, classes: list[str]) -> dict[str, dict[str, Any]]:
+              t: EvalArrays, classes: list[str]) -> dict[str, JsonObject]:
     """The feature variants beside the configured method, each with its own tau on validation images."""
     cfg = job.cfg
     o = cfg.osr
@@ -147,7 +147,7 @@ def _variants(job: Job, emb: Embeddings, headline_blocks: list[str], closed: np.
 
 def _baselines(job: Job, emb: Embeddings, head: tuple[np.ndarray, np.ndarray], t: EvalArrays,
                closed: np.ndarray, classes: list[str], locked: tuple[np.ndarray, np.ndarray],
-               odin: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+               odin: dict[str, Any] | None = None) -> dict[str, JsonObject]:
     """Each configured baseline: fitted on training images, its own threshold on the threshold images
     (the same order statistic as tau), its test metrics and intervals, and the paired difference of
     the locked method minus it (AUROC and open-set accuracy). ``odin``: the ODIN step's scores per
@@ -195,7 +195,7 @@ def _baselines(job: Job, emb: Embeddings, head: tuple[np.ndarray, np.ndarray], t
 
 
 def _operating_points(emb: Embeddings, scorer, blocks: list[str], classes: list[str], dist: np.ndarray,
-                      msp: np.ndarray, unk: np.ndarray) -> dict[str, Any]:
+                      msp: np.ndarray, unk: np.ndarray) -> JsonObject:
     """tau and kappa at each acceptance target, set on the threshold images (known validation), and
     what each does on the test images: knowns accepted, unknowns rejected."""
     from osd.osr.model import part_matrix

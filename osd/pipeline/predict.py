@@ -23,6 +23,7 @@ from osd.data.images import is_image_name
 from osd.errors import DataError, OsdWarning
 from osd.pipeline.chain import load_chain
 from osd.pipeline.job import Job
+from osd.types import JsonObject, Settings
 
 APPROACHES = ("one-stage", "cascade", "both")
 ENGINES = ("torch", "onnx")
@@ -50,7 +51,7 @@ DECISIONS = ("one_stage", "cascade", "closed_class", "decision")
 DETECTION_COLUMNS = ("path", "status", "reason", "decision", "stage1_score", "stage1_threshold")
 
 
-def invalid_scores(row: dict[str, Any]) -> dict[str, Any]:
+def invalid_scores(row: JsonObject) -> JsonObject:
     """A row whose score is NaN or infinite gets no decision: status ``invalid_score``, the reason,
     and ``None`` for the scores (so ``--json`` stays valid JSON). A decision is never made from a
     number that is not one."""
@@ -74,7 +75,7 @@ class Predictor:
     notes: list[str] = field(default_factory=list)
     engine: str = "torch"  # torch | onnx (the graphs of `osd export`)
     export_dir: Path | None = None  # where `osd export` wrote them (default outputs/split_<x>/export)
-    onnx_card: dict[str, Any] | None = None  # export's own parity check: the card it has just made
+    onnx_card: JsonObject | None = None  # export's own parity check: the card it has just made
 
     @property
     def cfg(self) -> Config:
@@ -146,7 +147,7 @@ class Predictor:
         self.detector = self.stage1_spec.detector(payload).to(self.device)
         self.extractor = build_extractor(self.stage1_spec, self.device, self._compute("patchcore").dtype).eval()
 
-    def _detection_rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:
+    def _detection_rows(self, names: list[str], imgs: list[Any]) -> list[JsonObject]:
         from osd.patchcore.stage1 import score_pil
 
         s1 = (self.onnx.stage1_scores(imgs, self.stage1_sizes) if self.engine == "onnx"
@@ -156,7 +157,7 @@ class Predictor:
                                 "stage1_score": float(s1[j]), "stage1_threshold": self.stage1_threshold})
                 for j, name in enumerate(names)]
 
-    def _stage1_as_fitted(self, recorded: dict[str, Any], payload: dict[str, Any]) -> None:
+    def _stage1_as_fitted(self, recorded: Settings, payload: dict[str, Any]) -> None:
         """Stage 1 with the settings its fit recorded (a later osd.toml edit does not change how it
         cuts or sizes an image): the sizes it scores by, the settings that rebuild its extractor."""
         from osd.patchcore.stage1 import SETTINGS, Stage1Sizes
@@ -167,7 +168,7 @@ class Predictor:
         self.stage1_spec = stage1_spec(self.job, recorded)
         self.stage1_threshold = float(payload["threshold"].threshold_)
 
-    def _check_settings(self, recorded: dict[str, Any], section: str) -> None:
+    def _check_settings(self, recorded: Settings, section: str) -> None:
         diffs = [d for d in self.cfg.differences({k: v for k, v in recorded.items() if k.startswith(section + ".")})]
         if diffs:
             msg = (f"the cached {section} was made with other settings than osd.toml has now "
@@ -175,12 +176,12 @@ class Predictor:
             self.notes.append(msg)
             warnings.warn(msg, OsdWarning, stacklevel=3)
 
-    def _rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:
+    def _rows(self, names: list[str], imgs: list[Any]) -> list[JsonObject]:
         with runtime.scope():  # project.threads for this batch; the caller's count comes back after it
             runtime.use_threads(self.cfg.project.threads)  # per batch: nothing else is resolved again
             return self._batch_rows(names, imgs)
 
-    def _batch_rows(self, names: list[str], imgs: list[Any]) -> list[dict[str, Any]]:
+    def _batch_rows(self, names: list[str], imgs: list[Any]) -> list[JsonObject]:
         import torch
 
         from osd.data.tensors import normalize, pil_to_uint8
@@ -208,7 +209,7 @@ class Predictor:
             casc = decide.cascade(s1, self.stage1_threshold, closed, msp, kappa)["strict"]
         rows = []
         for j, name in enumerate(names):
-            row: dict[str, Any] = {"path": name, "status": "ok", "reason": "", "closed_class": str(closed[j]),
+            row: JsonObject = {"path": name, "status": "ok", "reason": "", "closed_class": str(closed[j]),
                                    "msp": float(msp[j]), "kappa": kappa}
             if self.approach in ("one-stage", "both"):
                 row.update(one_stage=str(one[j]), one_stage_score=float(dist[j]), tau=self.tau)
@@ -217,7 +218,7 @@ class Predictor:
             rows.append(invalid_scores(row))
         return rows
 
-    def predict(self, images: Iterable[Any], batch_size: int = 16) -> Iterator[dict[str, Any]]:
+    def predict(self, images: Iterable[Any], batch_size: int = 16) -> Iterator[JsonObject]:
         """One row per input, in order: paths (str / Path), PIL images or HxW[x3] uint8 arrays."""
         from PIL import Image
 
@@ -251,6 +252,6 @@ class Predictor:
 
 
 def predict(job: Job, split: str, inputs: Iterable[Any], approach: str = "both", batch_size: int = 16,
-            engine: str = "torch") -> list[dict[str, Any]]:
+            engine: str = "torch") -> list[JsonObject]:
     """Rows for every input (paths, PIL images or arrays) with the split's cached models: for notebooks."""
     return list(Predictor(job, split, approach, engine=engine).predict(inputs, batch_size))

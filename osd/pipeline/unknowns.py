@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -112,7 +111,7 @@ def contact_sheet(paths: list[Path], out: Path, thumb: int = 96, columns: int = 
     return artifacts.atomic_write(out, write)
 
 
-def group_unknowns(job: Job, split: str, rows: list[dict[str, Any]], max_groups: int = 8) -> UnknownGroups:
+def group_unknowns(job: Job, split: str, rows: list[JsonObject], max_groups: int = 8) -> UnknownGroups:
     """The rows called ``unknown`` (one-stage, else the cascade), embedded, grouped, each group with
     its size, a few example paths and a contact sheet under ``outputs/split_<x>/monitor/``."""
     cfg = job.cfg

@@ -19,13 +19,13 @@ The statistics (split as the unit of replication, Holm over per-run bootstrap te
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from osd import verdict as stats
 from osd.records import BenchResult, CascadeResult, OsrResult, OutcomesResult
 from osd.report.format import fmt, fmt_ci, fmt_signed
+from osd.types import JsonObject
 
 HUMAN = {
     "closed_set_accuracy": "closed-set accuracy", "auroc": "AUROC (unknown vs known)", "aupr_out": "AUPR-out",
@@ -68,13 +68,31 @@ class Run:
     def name(self) -> str:
         return f"split {self.split.upper()}, seed {self.seed}"
 
-    def comparisons(self, source: str) -> dict[str, Any]:
+    def comparisons(self, source: str) -> JsonObject:
         """The paired differences a run recorded: ``cascade`` (one-stage minus each mode) or
         ``three_outcome`` (first minus second approach)."""
         if source == "cascade":
             return self.cascade.versus_one_stage if self.cascade else {}
         return self.outcomes.versus if self.outcomes else {}
 
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """What the report shows of one run: its records, its figures, the settings that produced it and
+    differ from the current osd.toml (per section)."""
+
+    run: Run
+    plots: list[str]
+    provenance_notes: dict[str, list[str]]
+
+    @property
+    def split(self) -> str:
+        return self.run.split
+
+    @property
+    def seed(self) -> int:
+        return self.run.seed
 
 def _plan(in_domain: bool) -> list[tuple[str, str, str, tuple[str, ...]]]:
     from osd.decide import MODES

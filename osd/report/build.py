@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,13 @@ from osd.errors import ArtifactError
 from osd.osr.baselines import HUMAN as BASELINE_HUMAN
 from osd.pipeline.detector import Stage1FitRecord, stored_stage1_fit
 from osd.report import plots
-from osd.report.answer import HUMAN, Run, answer, cell, interval_over_runs, lead_of, verdicts
+from osd.report.answer import HUMAN, Run, RunPage, answer, cell, interval_over_runs, lead_of, verdicts
 from osd.report.caveats import caveats as report_caveats
 from osd.report.caveats import weights_name
 from osd.report.html import render_html
+from osd.report.result import Report
+from osd.types import Json, JsonObject
+from osd.verdict import MetricVerdict
 
 SUMMARY_METRICS = ("closed_set_accuracy", "auroc", "aupr_out", "fpr_at_95_tpr", "known_acceptance",
                    "unknown_rejection", "open_set_accuracy", "open_set_macro_f1", "oscr")
@@ -96,9 +100,9 @@ def _baseline_source(name: str) -> str:
     return "the same classifier again over the images" if name in NEEDS_IMAGES else "same embeddings and logits"
 
 
-def _blocks(run: Run) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+def _blocks(run: Run) -> dict[str, tuple[JsonObject, JsonObject]]:
     """Each headline approach of a run: (its metrics, their 95% intervals), from the records."""
-    out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    out: dict[str, tuple[JsonObject, JsonObject]] = {}
     if run.osr:
         out["one_stage_mahalanobis"] = (run.osr.osr, run.osr.intervals.get("osr") or {})
         out["max_softmax"] = (run.osr.msp, run.osr.intervals.get("msp") or {})
@@ -109,13 +113,13 @@ def _blocks(run: Run) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     return out
 
 
-def _section_rows(run: Run) -> list[dict[str, Any]]:
+def _section_rows(run: Run) -> list[JsonObject]:
     name, rows, blocks = run.split, [], _blocks(run)
     for approach, source in APPROACHES.items():
         if approach not in blocks:
             continue
         block, ci = blocks[approach]
-        row: dict[str, Any] = {"split": name, "approach": approach, "computed_from": source}
+        row: JsonObject = {"split": name, "approach": approach, "computed_from": source}
         for k in SUMMARY_METRICS:
             row[k] = block.get(k)
             row[f"{k}_ci95"] = ci.get(k)
@@ -145,9 +149,10 @@ def provenance_notes(cfg: Config, run: Run) -> dict[str, list[str]]:
     return notes
 
 
-def verdict(runs: list[Run], in_domain: bool) -> dict[str, Any]:
+def verdict(runs: list[Run], in_domain: bool) -> tuple[JsonObject, list[MetricVerdict]]:
     """The per-run comparison rows (for the chart and the CLI) and the overall reading of each
-    comparison x metric (:func:`osd.report.answer.verdicts`)."""
+    comparison x metric, as the report's document; and the readings themselves
+    (:func:`osd.report.answer.verdicts`), which the answer words."""
     found = verdicts(runs, in_domain)
     lead = lead_of(in_domain)
     rows = [{"mode": v.comparison, "metric": HUMAN[v.metric], "key": v.metric, "split": r.split.upper(), "seed": r.seed,
@@ -158,17 +163,17 @@ def verdict(runs: list[Run], in_domain: bool) -> dict[str, Any]:
              "nan_replicates": r.nan_replicates} for v in found for r in v.runs]
     summary = [{**v.to_dict(), "role": "primary" if (v.comparison, v.metric) == lead else "secondary (exploratory)"}
                for v in found]
-    return {"rows": rows, "summary": summary, "found": found}
+    return {"rows": rows, "summary": summary}, found
 
 
-def _stats_rows(rows: list[dict[str, Any]], group: str, split: str | None = None) -> list[dict[str, Any]]:
+def _stats_rows(rows: list[JsonObject], group: str, split: str | None = None) -> list[JsonObject]:
     """Mean and sample standard deviation (ddof=1) of every approach over ``rows``: over the seeds
     of one ``split`` (seed column "mean" / "std"), or over every run (split column "mean" / "std")."""
     out = []
     for approach in dict.fromkeys(r["approach"] for r in rows):
         sel = [r for r in rows if r["approach"] == approach]
         for stat, fn in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1) if len(v) > 1 else float("nan"))):
-            row: dict[str, Any] = {"split": stat if split is None else split, "seed": "all" if split is None else stat,
+            row: JsonObject = {"split": stat if split is None else split, "seed": "all" if split is None else stat,
                                    "statistic": f"{stat} over {group} (n={len(sel)})", "approach": approach,
                                    "computed_from": sel[0]["computed_from"]}
             for k in SUMMARY_METRICS:
@@ -199,7 +204,7 @@ def _runs_on_disk(cfg: Config, splits: list[str] | None, seeds: list[int]) -> li
     return runs
 
 
-def _chosen_variant(pick: dict[str, Any], run: str) -> tuple[str, str] | None:
+def _chosen_variant(pick: JsonObject, run: str) -> tuple[str, str] | None:
     """(run, the feature variant it selects without test data, in words); None when it selects none."""
     if not pick.get("selected"):
         return None
@@ -211,40 +216,49 @@ def _chosen_variant(pick: dict[str, Any], run: str) -> tuple[str, str] | None:
             f"{scores.get('penultimate', float('nan')):.3f})")
 
 
-def _collect(runs: list[tuple[Config, Run]], seeds: list[int]) -> dict[str, Any]:
+@dataclass
+class _Collected:
+    """Every run's summary rows and page; the weights and the settings they record; the variants chosen."""
+
+    rows: list[JsonObject] = field(default_factory=list)
+    pages: dict[str, RunPage] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
+    weights: dict[str, set[str]] = field(default_factory=lambda: {"classifier": set(), "patchcore": set()})
+    selection: set[Json] = field(default_factory=set)
+    chosen: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _collect(runs: list[tuple[Config, Run]], seeds: list[int]) -> _Collected:
     """Every run's rows, plots and provenance notes; the weights and settings they record."""
-    got: dict[str, Any] = {"rows": [], "per_split": {}, "runs": [], "weights": {"classifier": set(), "patchcore": set()},
-                           "selection": set(), "chosen": []}
+    got = _Collected()
     for c, run in runs:
         name, seed, lay = run.split, run.seed, artifacts.Layout(c.output_dir)
         notes = provenance_notes(c, run)
         prov = run.osr.provenance if run.osr else artifacts.Provenance.empty()
         if prov.get("weights"):
-            got["weights"]["classifier"].add(weights_name(prov.get("weights")))
+            got.weights["classifier"].add(weights_name(prov.get("weights")))
         if prov:
-            got["selection"].add(prov.setting("splits.selection_fraction"))
+            got.selection.add(prov.setting("splits.selection_fraction"))
         w = (run.cascade.provenance if run.cascade else artifacts.Provenance.empty()).get("weights")
         if isinstance(w, dict) and w.get("patchcore"):
-            got["weights"]["patchcore"].add(weights_name(w["patchcore"]))
+            got.weights["patchcore"].add(weights_name(w["patchcore"]))
         run_name = name if len(seeds) == 1 else f"{name} (seed {seed})"
         chosen = _chosen_variant(run.osr.selection if run.osr else {}, name if len(seeds) == 1 else f"{name} seed {seed}")
         if chosen:
-            got["chosen"].append(chosen)
+            got.chosen.append(chosen)
         for r in _section_rows(run):
             section = "osr" if r["approach"].startswith(("one_stage", "max_softmax", "variant")) else "cascade"
-            got["rows"].append({**r, "seed": seed, "settings_differ_from_osd_toml": "; ".join(notes.get(section, []))})
-        plot_files = _split_plots(lay, run, stored_stage1_fit(lay))
-        got["per_split"][run_name] = {"run": run, "plots": plot_files, "provenance_notes": notes, "split": name,
-                                      "seed": seed}
-        got["runs"].append(run)
+            got.rows.append({**r, "seed": seed, "settings_differ_from_osd_toml": "; ".join(notes.get(section, []))})
+        got.pages[run_name] = RunPage(run, _split_plots(lay, run, stored_stage1_fit(lay)), notes)
+        got.runs.append(run)
     return got
 
 
 SAME_MARK = " \u2020"  # a dagger: the value is the same in every split (shown once, with its own interval)
 
 
-def headline(rows: list[dict[str, Any]], metrics: tuple[str, ...], approaches: list[str] | None = None
-             ) -> list[dict[str, Any]]:
+def headline(rows: list[JsonObject], metrics: tuple[str, ...], approaches: list[str] | None = None
+             ) -> list[JsonObject]:
     """One row per approach: each metric's mean over runs and the interval that fits the runs
     (:func:`osd.report.answer.interval_over_runs`), as numbers and as a ``0.976 [0.961, 0.989]`` cell."""
     approaches = approaches or list(dict.fromkeys(r["approach"] for r in rows))
@@ -253,7 +267,7 @@ def headline(rows: list[dict[str, Any]], metrics: tuple[str, ...], approaches: l
         sel = [r for r in rows if r["approach"] == a]
         if not sel:
             continue
-        row: dict[str, Any] = {"approach": a, "name": APPROACH_HUMAN.get(a, a.replace("_", " ")), "runs": len(sel)}
+        row: JsonObject = {"approach": a, "name": APPROACH_HUMAN.get(a, a.replace("_", " ")), "runs": len(sel)}
         for k in metrics:
             mean, ci, how = interval_over_runs([(r["split"], int(r.get("seed") or 0), r.get(k), r.get(f"{k}_ci95"))
                                                 for r in sel])
@@ -277,13 +291,13 @@ def _threshold_words(fit: Any) -> str | None:
     return f" (its threshold is {acceptance_words(fit.threshold_summary, fit.stats.get('unit', 'crop'))})"
 
 
-def _normal_pass(three: list[dict[str, Any]]) -> str | None:
+def _normal_pass(three: list[JsonObject]) -> str | None:
     """The cascade's (strict) normal pass rate over runs, as the answer quotes it."""
     h = headline(three, ("normal_pass_rate",), ["cascade_strict"])
     return h[0]["normal_pass_rate_cell"] if h and h[0]["normal_pass_rate"] is not None else None
 
 
-def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] | None = None) -> dict[str, Any]:
+def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] | None = None) -> Report:
     """Rebuild summary.csv (and .md, .tex), plots and report.html from what is on disk; it writes no
     metrics.json and recomputes no step.
 
@@ -300,18 +314,18 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
 
         return build_detection_report(cfg, seeds or [cfg.project.seed])
     got = _collect(_runs_on_disk(cfg, splits, seeds), seeds)
-    per_run, per_split = got["rows"], got["per_split"]
-    names = list(dict.fromkeys(r.split for r in got["runs"]))
-    three = [r for info in per_split.values() for r in _three_rows(info["run"])]
+    per_run, pages = got.rows, got.pages
+    names = list(dict.fromkeys(r.split for r in got.runs))
+    three = [r for page in pages.values() for r in _three_rows(page.run)]
     rows = list(per_run)
     if len(seeds) > 1:
         for name in names:
             rows += _stats_rows([r for r in per_run if r["split"] == name], "seeds", name)
     rows += _stats_rows(per_run, "splits" if len(seeds) == 1 else "splits and seeds")
     in_domain = bool(cfg.normal.in_domain and three)
-    v = verdict(got["runs"], in_domain)
+    v, found = verdict(got.runs, in_domain)
     fit = stored_stage1_fit(layout)
-    words = answer(v["found"], in_domain, _normal_pass(three) if in_domain else None, cfg.patchcore.acceptance,
+    words = answer(found, in_domain, _normal_pass(three) if in_domain else None, cfg.patchcore.acceptance,
                    _threshold_words(fit))
     order = ["one_stage_mahalanobis", "cascade_ignore_no_defect", "cascade_strict", "max_softmax"]
     tables = {"headline": headline(per_run, HEADLINE, order),
@@ -319,33 +333,29 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
                                  [a for a in dict.fromkeys(r["approach"] for r in per_run) if a not in APPROACHES]),
               "three": headline(three, THREE_HEADLINE, ["one_stage", "cascade_strict", "cascade_ignore_no_defect",
                                                           "one_stage_normal_class"]) if three else []}
-    chart = _verdict_chart(v, in_domain, layout)
+    chart = _verdict_chart(found, in_domain, layout)
     summary = _write_summary(layout, rows)
     if three:
         _write_three_summary(layout, three)
     md, tex = write_tables(layout, tables, HUMAN)
-    caveats = report_caveats(cfg, got["weights"], got["selection"], got["chosen"], per_split)
-    stale = {n: info["provenance_notes"] for n, info in per_split.items() if info["provenance_notes"]}
+    caveats = report_caveats(cfg, got.weights, got.selection, got.chosen, pages)
+    stale = {n: page.provenance_notes for n, page in pages.items() if page.provenance_notes}
     pc_stats = fit.shown() if fit else {}
     from osd.report.points import operating_tables
 
-    points = operating_tables(got["runs"], {"tau": cfg.osr.acceptance, "kappa": cfg.osr.acceptance,
+    points = operating_tables(got.runs, {"tau": cfg.osr.acceptance, "kappa": cfg.osr.acceptance,
                                             "patchcore": cfg.patchcore.acceptance})
-    weights = "; ".join(f"{k} {', '.join(sorted(w)) or 'unknown'}" for k, w in got["weights"].items() if w)
-    html = render_html(cfg, tables, per_split, pc_stats, caveats, v, words, chart, points, weights)
+    weights = "; ".join(f"{k} {', '.join(sorted(w)) or 'unknown'}" for k, w in got.weights.items() if w)
+    html = render_html(cfg, tables, pages, pc_stats, caveats, v, words, chart, points, weights)
     report = artifacts.write_text(layout.report_html, html)
-    v.pop("found")
-    return {"summary_csv": str(summary), "summary_md": str(md), "summary_tex": str(tex), "report_html": str(report),
-            "rows": rows, "headline": tables, "splits": names, "seeds": seeds, "three_outcome_rows": three,
-            "caveats": caveats, "verdict": v, "answer": words, "operating_points": points,
-            "verdict_sentence": " ".join(words), "stale": stale,
-            "plots": {k: val["plots"] for k, val in per_split.items()}}
+    return Report(str(summary), str(report), rows, words, seeds, caveats, str(md), str(tex), tables, names, three, v,
+                  points, stale, {k: page.plots for k, page in pages.items()})
 
 
-def _verdict_chart(v: dict[str, Any], in_domain: bool, layout: artifacts.Layout) -> str | None:
+def _verdict_chart(every: list[MetricVerdict], in_domain: bool, layout: artifacts.Layout) -> str | None:
     """The leading comparison's per-run differences, one panel per metric (None without a comparison)."""
     comparison, _ = lead_of(in_domain)
-    found = [x for x in v["found"] if x.comparison == comparison] or v["found"][:2]
+    found = [x for x in every if x.comparison == comparison] or every[:2]
     if not found:
         return None
     keep = ("three_outcome_accuracy", "three_outcome_macro_f1", "normal_pass_rate") if in_domain else (
@@ -354,17 +364,17 @@ def _verdict_chart(v: dict[str, Any], in_domain: bool, layout: artifacts.Layout)
     return str(plots.verdict_chart(found, layout.verdict_chart, HUMAN))
 
 
-def _write_csv(path: Path, cols: list[str], rows: list[dict[str, Any]]) -> Path:
+def _write_csv(path: Path, cols: list[str], rows: list[JsonObject]) -> Path:
     return artifacts.write_text(path, csv_text(cols, rows, summary_cell))
 
 
-def _write_summary(layout: artifacts.Layout, rows: list[dict[str, Any]]) -> Path:
+def _write_summary(layout: artifacts.Layout, rows: list[JsonObject]) -> Path:
     return _write_csv(layout.summary,
                       ["split", "seed", "approach", *[c for k in SUMMARY_METRICS for c in (k, f"{k}_ci95")],
                        "statistic", "computed_from", "settings_differ_from_osd_toml"], rows)
 
 
-def _three_rows(run: Run) -> list[dict[str, Any]]:
+def _three_rows(run: Run) -> list[JsonObject]:
     """One row per approach of a run's three-outcome record (normal.in_domain), with intervals."""
     block = run.outcomes
     if block is None:
@@ -381,7 +391,7 @@ def _three_rows(run: Run) -> list[dict[str, Any]]:
     return rows
 
 
-def _write_three_summary(layout: artifacts.Layout, rows: list[dict[str, Any]]) -> Path:
+def _write_three_summary(layout: artifacts.Layout, rows: list[JsonObject]) -> Path:
     return _write_csv(layout.summary_three_outcome,
                       ["split", "seed", "approach", *[c for k in THREE_HUMAN for c in (k, f"{k}_ci95")], "stage1_image_auroc",
                        "stage1_image_auroc_ci95", "role"], rows)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from osd.config import Config
+from osd.report.answer import RunPage
 
 
 def data_caveat(cfg: Config) -> str:
@@ -28,7 +29,7 @@ def data_caveat(cfg: Config) -> str:
 
 
 def caveats(cfg: Config, weights: dict[str, set[str]], selection: set[Any], chosen: list[tuple[str, str]],
-             per_split: dict[str, Any]) -> list[str]:
+             pages: dict[str, RunPage]) -> list[str]:
     wdesc = {k: ", ".join(sorted(v_)) or "unknown" for k, v_ in weights.items()}
     caveats = [
         f"Weights that produced these numbers (from each result's provenance): classifier {wdesc['classifier']}; "
@@ -55,8 +56,8 @@ def caveats(cfg: Config, weights: dict[str, set[str]], selection: set[Any], chos
                        + ". Caveat: only the Mahalanobis head is refitted without the held-out "
                        "class; the backbone was trained on it, so its pseudo-unknowns are not unseen by the features "
                        "and the scores are optimistic (they saturate near 1 when the features separate the classes).")
-    for n, info in per_split.items():
-        for section, diffs in (info["provenance_notes"] or {}).items():
+    for n, page in pages.items():
+        for section, diffs in page.provenance_notes.items():
             caveats.append(f"Split {n} {section}: produced with settings that differ from the current "
                            f"osd.toml: {'; '.join(diffs[:6])}{' ...' if len(diffs) > 6 else ''}. "
                            "The numbers are shown as produced; rerun the step to update them.")

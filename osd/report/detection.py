@@ -16,6 +16,8 @@ from osd.csvrows import csv_text
 from osd.detection import KEYS, PASS_RATES, normals_needed
 from osd.report.format import fmt, fmt_ci
 from osd.report.html import STYLE, _esc, _img, _table
+from osd.report.result import Report
+from osd.types import JsonObject
 
 HUMAN = {"normal_pass_rate": "normal pass rate (held-out good parts passed)",
          "detection_rate": "detection rate (bad parts flagged)",
@@ -76,7 +78,7 @@ def answer(results: dict[int, Any], acceptance: float) -> list[str]:
     return out
 
 
-def _rows(results: dict[int, Any]) -> list[dict[str, Any]]:
+def _rows(results: dict[int, Any]) -> list[JsonObject]:
     rows = []
     for seed, r in results.items():
         for k in KEYS:
@@ -180,7 +182,7 @@ def render(cfg: Config, results: dict[int, Any], words: list[str], weights: str,
     return "\n".join(parts)
 
 
-def build_detection_report(cfg: Config, seeds: list[int]) -> dict[str, Any]:
+def build_detection_report(cfg: Config, seeds: list[int]) -> Report:
     """summary.csv / .md and report.html of the detection study's seeds on disk (recomputes nothing)."""
     from osd.errors import ArtifactError
     from osd.pipeline.detection import stored
@@ -194,7 +196,5 @@ def build_detection_report(cfg: Config, seeds: list[int]) -> dict[str, Any]:
     csv_path, md_path = _write_summary(layout, results)
     figs = figures(layout, next(iter(results.values())))
     html_path = artifacts.write_text(layout.report_html, render(cfg, results, words, weights, figs))
-    return {"summary_csv": str(csv_path), "summary_md": str(md_path), "report_html": str(html_path),
-            "answer": words, "verdict_sentence": " ".join(words), "rows": _rows(results), "seeds": list(results),
-            "study": "detection", "caveats": [], "operating_points": {}, "headline": {}, "splits": [],
-            "plots": figs}
+    return Report(str(csv_path), str(html_path), _rows(results), words, list(results), summary_md=str(md_path),
+                  plots=figs, study="detection")

@@ -12,9 +12,10 @@ from typing import Any
 
 from osd import __version__
 from osd.config import Config
-from osd.report.answer import HUMAN
+from osd.report.answer import HUMAN, RunPage
 from osd.report.format import fmt, fmt_ci, fmt_signed
 from osd.report.tables import TITLES
+from osd.types import JsonObject
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem auto;max-width:1100px;color:#222;
@@ -58,7 +59,7 @@ def _two_line(cell: str) -> str:
     return _esc(value) + (f"<br><small>[{_esc(ci)}</small>" if ci else "")
 
 
-def _summary_table(key: str, rows: list[dict[str, Any]]) -> str:
+def _summary_table(key: str, rows: list[JsonObject]) -> str:
     cols = [k.removesuffix("_cell") for k in rows[0] if k.endswith("_cell")]
     caption = (f"Mean over {rows[0]['runs']} run(s); 95% interval: {rows[0].get('interval') or '-'}. "
                "Unknown is the positive class for AUROC; thresholds set on validation / calibration images only.")
@@ -69,7 +70,7 @@ def _summary_table(key: str, rows: list[dict[str, Any]]) -> str:
             f"</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
-def _stage1(pc: dict[str, Any]) -> str:
+def _stage1(pc: JsonObject) -> str:
     """Stage 1 in a few human-named rows: what it was fitted on, its unit, threshold and search."""
     if not pc:
         return ""
@@ -93,7 +94,7 @@ def _stage1(pc: dict[str, Any]) -> str:
     return "<h2>Stage 1 (PatchCore)</h2>" + _table(["stage 1", "as fitted"], rows)
 
 
-def _indomain_rows(d: dict[str, Any]) -> list[list[str]]:
+def _indomain_rows(d: JsonObject) -> list[list[str]]:
     """The in-domain test in its unit, with its n and the rates' exact intervals."""
     from osd.proportion import clopper_pearson, count_of
 
@@ -117,7 +118,7 @@ def _indomain_rows(d: dict[str, Any]) -> list[list[str]]:
              rate("false_alarm_rate", n_neg)]]
 
 
-def _operating(points: dict[str, Any]) -> str:
+def _operating(points: JsonObject) -> str:
     """Each threshold at other acceptance targets: chosen on non-test data, its effect on test data."""
     if not points:
         return ""
@@ -130,7 +131,7 @@ def _operating(points: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _conventions(pc: dict[str, Any]) -> str:
+def _conventions(pc: JsonObject) -> str:
     search = (pc.get("search") or {}).get("search", "exact")
     items = [
         "FPR@95: the share of unknown images accepted at the threshold that accepts 95% of the test knowns (an oracle "
@@ -158,7 +159,7 @@ def _conventions(pc: dict[str, Any]) -> str:
     return "<h2>How to read the numbers</h2><ul class=small>" + "".join(f"<li>{_esc(i)}</li>" for i in items) + "</ul>"
 
 
-def _run_comparisons(verdict: dict[str, Any], split: str, seed: int) -> str:
+def _run_comparisons(verdict: JsonObject, split: str, seed: int) -> str:
     rows = [r for r in verdict.get("rows", []) if r["split"] == split.upper() and r["seed"] == seed]
     if not rows:
         return ""
@@ -174,12 +175,12 @@ def _run_comparisons(verdict: dict[str, Any], split: str, seed: int) -> str:
                            "for the number of metrics.</p>")
 
 
-def _run_details(name: str, info: dict[str, Any], verdict: dict[str, Any]) -> str:
-    run = info["run"]
+def _run_details(name: str, page: RunPage, verdict: JsonObject) -> str:
+    run = page.run
     d = run.osr.data if run.osr else {}
-    parts = [f"<details><summary>Split {_esc(info['split'].upper())}, seed {info['seed']}</summary>",
+    parts = [f"<details><summary>Split {_esc(page.split.upper())}, seed {page.seed}</summary>",
              f"<p>known: {_esc(', '.join(d.get('known', [])))}; unknown: {_esc(', '.join(d.get('unknown', [])))}</p>"]
-    for section, diffs in (info.get("provenance_notes") or {}).items():
+    for section, diffs in page.provenance_notes.items():
         parts.append(f'<div class="caveat">{_esc(section)}: produced with settings that differ from the current '
                      f'osd.toml: {_esc("; ".join(diffs))}</div>')
     thr = [["tau (one-stage squared distance)", fmt(run.osr.tau if run.osr else None)],
@@ -189,7 +190,7 @@ def _run_details(name: str, info: dict[str, Any], verdict: dict[str, Any]) -> st
                 ["stage 1: share of the split's defect test images called defect",
                  fmt(run.cascade.stage1_detection_rate)]]
     parts.append(_table(["threshold", "value"], thr))
-    parts.append(_run_comparisons(verdict, info["split"], info["seed"]))
+    parts.append(_run_comparisons(verdict, page.split, page.seed))
     if run.bench:
         b = run.bench
         parts.append(_table(["approach", "median ms per image", "p95 ms", "images/s"],
@@ -197,7 +198,7 @@ def _run_details(name: str, info: dict[str, Any], verdict: dict[str, Any]) -> st
                               fmt(t["throughput_images_per_s"], 1)] for a, t in (("one_stage", b.one_stage),
                                                                                   ("two_stage", b.two_stage))],
                             f"latency on {b.device}, {b.threads} threads, batch 1"))
-    parts.append('<div class="plots">' + "".join(_img(p) for p in info["plots"]) + "</div></details>")
+    parts.append('<div class="plots">' + "".join(_img(p) for p in page.plots) + "</div></details>")
     return "\n".join(parts)
 
 
@@ -209,9 +210,9 @@ def _header(cfg: Config, weights: str = "") -> str:
             + (f"<br>weights that produced these numbers: {_esc(weights)}" if weights else "") + "</p>")
 
 
-def render_html(cfg: Config, tables: dict[str, list[dict[str, Any]]], per_split: dict[str, Any],
-                pc_stats: dict[str, Any], caveats: list[str], verdict: dict[str, Any], answer: list[str],
-                verdict_plot: str | None = None, points: dict[str, Any] | None = None, weights: str = "") -> str:
+def render_html(cfg: Config, tables: dict[str, list[JsonObject]], pages: dict[str, RunPage],
+                pc_stats: JsonObject, caveats: list[str], verdict: JsonObject, answer: list[str],
+                verdict_plot: str | None = None, points: JsonObject | None = None, weights: str = "") -> str:
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>osd report</title>"
              f"<style>{STYLE}</style></head><body>", _header(cfg, weights)]
     demo = [c for c in caveats if c.startswith("DEMO")]
@@ -223,10 +224,10 @@ def render_html(cfg: Config, tables: dict[str, list[dict[str, Any]]], per_split:
             parts.append(_summary_table(key, tables[key]))
     if verdict_plot:
         parts.append('<h3>One-stage minus cascade, per run</h3><div class="wide">' + _img(verdict_plot) + "</div>")
-    first = next(iter(per_split.values()), None)
-    if first and first["plots"]:
-        parts.append(f"<h3>Figures of split {_esc(first['split'].upper())}, seed {first['seed']} (every run's under "
-                     "Details)</h3><div class=plots>" + "".join(_img(p) for p in first["plots"]) + "</div>")
+    first = next(iter(pages.values()), None)
+    if first and first.plots:
+        parts.append(f"<h3>Figures of split {_esc(first.split.upper())}, seed {first.seed} (every run's under "
+                     "Details)</h3><div class=plots>" + "".join(_img(p) for p in first.plots) + "</div>")
     if tables.get("beside"):
         parts.append(_summary_table("beside", tables["beside"]))
     parts.append(_stage1(pc_stats))
@@ -235,7 +236,7 @@ def render_html(cfg: Config, tables: dict[str, list[dict[str, Any]]], per_split:
     parts.append("<h2>Caveats</h2>"
                  + "".join(f'<div class="caveat">{_esc(c)}</div>' for c in caveats if c not in demo))
     parts.append("<h2>Details per run</h2>")
-    parts += [_run_details(name, info, verdict) for name, info in per_split.items()]
+    parts += [_run_details(name, page, verdict) for name, page in pages.items()]
     parts.append("<details><summary>The current osd.toml, resolved (each result records its own settings in "
                  f"metrics.json)</summary><pre>{_esc(json.dumps(cfg.to_dict(), indent=2))}</pre></details>")
     parts.append("</body></html>")

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from osd.types import JsonObject
+
 
 class _Figures:
     """What the plots need of pyplot, from ``matplotlib.figure`` alone: no global backend switch,
@@ -88,7 +90,7 @@ def confusion(true: Sequence[str], pred: Sequence[str], labels: list[str], path:
     return _save(fig, path)
 
 
-def latency_bars(bench: dict[str, Any], path: Path, title: str) -> Path:
+def latency_bars(bench: JsonObject, path: Path, title: str) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.2))
     y = 0

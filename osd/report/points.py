@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from osd.report.format import fmt, fmt_ci
+from osd.types import JsonObject
 
 # (threshold, where a run recorded its operating points, what passes, what is rejected)
 THRESHOLDS: dict[str, tuple[Callable[[Any], Any], str, str]] = {
@@ -24,7 +25,7 @@ NAMES = {"tau": "tau (one-stage squared distance; above it: unknown)",
 SIGN = {"kappa": -1.0}  # kappa is fitted on -msp (one score sign); shown as the max softmax it stands for
 
 
-def _test_cell(ok: list[dict[str, Any]], key: str) -> str:
+def _test_cell(ok: list[JsonObject], key: str) -> str:
     """A test share: one run with its exact 95% interval over the test images; several runs, their mean
     and the range over runs (not a confidence interval)."""
     vals = [g[key] for g in ok if g.get(key) is not None]
@@ -35,7 +36,7 @@ def _test_cell(ok: list[dict[str, Any]], key: str) -> str:
     return f"{fmt(float(np.mean(vals)))} (runs {fmt(min(vals))} to {fmt(max(vals))})"
 
 
-def operating_tables(runs: list[Any], configured: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+def operating_tables(runs: list[Any], configured: dict[str, float] | None = None) -> dict[str, JsonObject]:
     """Per threshold: one row per target, over the runs that hold it (means of the test shares; the
     threshold and its interval as the single run gives them, or their range over runs).
     ``configured``: each threshold's target in osd.toml, to say what the study did where a target

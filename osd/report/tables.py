@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from osd import artifacts
+from osd.types import JsonObject
 
 TITLES = {"headline": "Known and unknown defect classes (defect test images)",
           "three": "Three outcomes: the line's defect and normal test images",
           "beside": "Beside the locked method: variants and baselines"}
 
 
-def _metrics(rows: list[dict[str, Any]]) -> list[str]:
+def _metrics(rows: list[JsonObject]) -> list[str]:
     return [k.removesuffix("_cell") for k in rows[0] if k.endswith("_cell")] if rows else []
 
 
-def markdown(tables: dict[str, list[dict[str, Any]]], human: dict[str, str]) -> str:
+def markdown(tables: dict[str, list[JsonObject]], human: dict[str, str]) -> str:
     out = []
     for key, rows in tables.items():
         if not rows:
@@ -37,7 +37,7 @@ def _tex(text: str) -> str:
     return text
 
 
-def latex(tables: dict[str, list[dict[str, Any]]], human: dict[str, str]) -> str:
+def latex(tables: dict[str, list[JsonObject]], human: dict[str, str]) -> str:
     """One ``tabular`` per table (booktabs rules); values as ``0.976 [0.961, 0.989]``."""
     out = ["% osd summary tables; needs \\usepackage{booktabs}"]
     for key, rows in tables.items():
@@ -53,7 +53,7 @@ def latex(tables: dict[str, list[dict[str, Any]]], human: dict[str, str]) -> str
     return "\n".join(out)
 
 
-def write_tables(layout: artifacts.Layout, tables: dict[str, list[dict[str, Any]]], human: dict[str, str]
+def write_tables(layout: artifacts.Layout, tables: dict[str, list[JsonObject]], human: dict[str, str]
                  ) -> tuple[Path, Path]:
     """``summary.md`` and ``summary.tex`` beside ``summary.csv``."""
     return (artifacts.write_text(layout.summary_md, markdown(tables, human)),
