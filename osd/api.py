@@ -16,6 +16,7 @@ notebook) to see progress.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from osd.progress import Reporter, ensure
 from osd.types import JsonObject, Settings
 
 if TYPE_CHECKING:
+    from osd.pipeline.monitor import MonitorResult
     from osd.report.result import Report
     from osd.study import StudyRun
 
@@ -234,9 +236,9 @@ def monitor_bundle(rows: Sequence[str | Path], export_dir: str | Path, window: i
     return _plotted(monitor(None, [Path(r) for r in rows], export_dir=Path(export_dir), window=window), plot)
 
 
-def _plotted(result: Any, plot: str | Path | None) -> Any:
+def _plotted(result: MonitorResult, plot: str | Path | None) -> MonitorResult:
     if plot is not None and result.checks:
         from osd.report.plots import monitor_chart
 
-        result.plot = str(monitor_chart(result.checks, list(result.statuses), Path(plot)))
+        return dataclasses.replace(result, plot=str(monitor_chart(result.checks, list(result.statuses), Path(plot))))
     return result

@@ -91,7 +91,7 @@ def _rel(path: Path, start: Path) -> str:
         return str(path.resolve())
 
 
-@dataclass
+@dataclass(frozen=True)
 class InitResult:
     project_file: Path
     demo: bool

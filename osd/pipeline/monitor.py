@@ -109,7 +109,7 @@ def belongs(path: Path, rows: list[JsonObject], ref: Reference) -> None:
                             "this reference belongs to)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class MonitorResult:
     """Every check of every batch, each batch's status, the rule, and where the plot went."""
 

@@ -25,7 +25,7 @@ HOW_TO_NAME = ("to make a group a known class: copy its images into a new class 
                "then osd run-all")
 
 
-@dataclass
+@dataclass(frozen=True)
 class UnknownGroup:
     group: int
     size: int
@@ -33,7 +33,7 @@ class UnknownGroup:
     contact_sheet: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class UnknownGroups:
     images: int
     groups: list[UnknownGroup]
