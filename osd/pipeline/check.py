@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +13,16 @@ from osd.data.splits import duplicate_groups
 from osd.errors import OsdError
 from osd.pipeline.data import check_manifest
 from osd.pipeline.job import Job
+from osd.records import Record
 from osd.types import JsonObject
 
 
-@dataclass
-class DataReport:
+@dataclass(frozen=True)
+class DataReport(Record):
+    """What ``osd data check`` found: the defect images per class and split, their formats and sizes,
+    unreadable files, duplicates and label conflicts, the normal images' partitions; ``problems``
+    make the data unusable, ``warnings`` need the user's attention, ``notes`` say what was seen."""
+
     neu_root: str
     neu_layout: str = ""
     label_rule: str = ""
@@ -40,7 +45,7 @@ class DataReport:
         return not self.problems
 
     def to_dict(self) -> JsonObject:
-        return {**asdict(self), "ok": self.ok}
+        return {**super().to_dict(), "ok": self.ok}
 
 
 def summarise_sizes(sizes: dict[str, int], top: int = 5) -> JsonObject:
@@ -70,9 +75,8 @@ def check_data(job: Job) -> DataReport:
         except OsdError as exc:
             report.problems.append(str(exc))
     if raw is not None:
-        report.neu_layout = raw.layout
-        report.label_rule = raw.label_rule
-        report.class_folders = {c: list(f) for c, f in raw.class_folders}
+        report = replace(report, neu_layout=raw.layout, label_rule=raw.label_rule,
+                         class_folders={c: list(f) for c, f in raw.class_folders})
         formats: dict[str, int] = {}
         sizes: dict[str, int] = {}
         for p in raw.paths:
@@ -83,18 +87,17 @@ def check_data(job: Job) -> DataReport:
             formats[info[0]] = formats.get(info[0], 0) + 1
             size = f"{info[1][0]}x{info[1][1]}"
             sizes[size] = sizes.get(size, 0) + 1
-        report.image_formats, report.image_sizes = formats, sizes
-        report.image_size_summary = summarise_sizes(sizes)
+        report = replace(report, image_formats=formats, image_sizes=sizes, image_size_summary=summarise_sizes(sizes))
         if raw.masks_skipped:
             report.notes.append(f"{len(raw.masks_skipped)} mask file(s) beside the images were left out "
                                 f"(e.g. {raw.masks_skipped[0]})")
         index, digests = job.neu
         defect_digests = {d: str(p) for p, d in zip(index.paths, digests)}
-        report.neu_counts = index.counts()
-        report.duplicates = [sorted(str(p) for p in g) for g in duplicate_groups(list(index.paths), digests)]
+        duplicates = [sorted(str(p) for p in g) for g in duplicate_groups(list(index.paths), digests)]
         label_of = {str(p): lab for p, lab in zip(index.paths, index.labels)}
-        report.label_conflicts = [{p: label_of.get(p, "?") for p in g} for g in report.duplicates
-                                  if len({label_of.get(p) for p in g}) > 1]
+        report = replace(report, neu_counts=index.counts(), duplicates=duplicates,
+                         label_conflicts=[{p: label_of.get(p, "?") for p in g} for g in duplicates
+                                          if len({label_of.get(p) for p in g}) > 1])
         for c in report.label_conflicts:
             report.notes.append("label conflict: the same image (byte-identical) is labelled "
                                 + " and ".join(f"{lab} ({Path(p).name})" for p, lab in c.items())
@@ -107,12 +110,12 @@ def check_data(job: Job) -> DataReport:
             except OsdError as exc:
                 report.problems.append(str(exc))
                 continue
-            report.warnings += check_manifest(m)
+            report.warnings.extend(check_manifest(m))
             report.splits[name] = {
                 "known": list(m.known), "unknown": list(m.unknown), "counts": m.counts(),
                 "manifest": str(job.layout.manifest(name)),
             }
-    report.normal = _check_normal(job, report, defect_digests)
+    report = replace(report, normal=_check_normal(job, report, defect_digests))
     if detection:
         report.notes.append(_detection_note(job, report))
     return report
