@@ -51,7 +51,7 @@ def exclusive(path: Path, on_wait: Callable[[str], None] | None = None) -> Itera
 # ---------------------------------------------------------------- one cached step
 
 
-@dataclass
+@dataclass(frozen=True)
 class Step:
     """A validated artifact record: what a step computed now or found in the cache under its key.
 
