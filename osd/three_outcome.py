@@ -94,6 +94,17 @@ class ThreeOutcome:
                 "unknown_rejection": (int((p[unk] == self.k).sum()), int(unk.sum())),
                 "three_outcome_accuracy": (int((p == t).sum()), int(t.size))}
 
+    def intervals(self, n_boot: int, seed: int) -> dict[str, list[float]]:
+        """95% intervals of every metric over the test images: the rates exact (Clopper-Pearson over
+        their own images), macro-F1 the bootstrap stratified by kind (none where every replicate is
+        equal: resampling cannot bound it)."""
+        from osd.metrics import bootstrap, without_degenerate
+        from osd.proportion import rate_intervals
+
+        ci = without_degenerate(bootstrap(lambda idx: self.metrics(idx, NOT_RATES), self.kind, n_boot, seed)
+                                ) if n_boot else {}
+        return {**ci, **rate_intervals(self.rate_counts())}
+
     def normal_calls(self) -> dict[str, float]:
         """What the approach answered on the normal images: shares of no_defect, a known class, unknown."""
         p = self.p[self.kind == NORMAL]
@@ -101,6 +112,18 @@ class ThreeOutcome:
             return {}
         return {"no_defect": float(np.mean(p == self.k + 1)), "a_known_class": float(np.mean(p < self.k)),
                 "unknown": float(np.mean(p == self.k))}
+
+
+def image_auroc_interval(kind: np.ndarray, score: np.ndarray, n_boot: int, seed: int) -> list[float] | None:
+    """The stratified bootstrap 95% interval of :func:`image_auroc` (defect kinds against normal), None
+    where every replicate is equal (a perfect separation) or without replicates."""
+    from osd.metrics import bootstrap, without_degenerate
+
+    defect = np.asarray(kind) != NORMAL
+    if not n_boot:
+        return None
+    ci = without_degenerate(bootstrap(lambda idx: {"auroc": image_auroc(defect[idx], score[idx])}, kind, n_boot, seed))
+    return ci.get("auroc")
 
 
 def image_auroc(defect: np.ndarray, score: np.ndarray) -> float:

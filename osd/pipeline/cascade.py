@@ -41,7 +41,8 @@ from osd.types import JsonObject
 STAGE1_ALGORITHM = "stage1-scores/4"  # 4: a long image is scored per crop, as predict does; 3: relative paths
 # 5: the payload is the CascadeResult record
 # 4: per-run p-values from the paired bootstrap replicates, stage-1 operating points; 3: a cached step; 2: stage 2
-CASCADE_ALGORITHM = "cascade/6"  # 6: single rates with exact Clopper-Pearson intervals
+# 7: FPR@95 exact, no zero-width bootstrap interval; 6: single rates with exact Clopper-Pearson intervals
+CASCADE_ALGORITHM = "cascade/7"
 MODE_METRICS = ("known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
 
 

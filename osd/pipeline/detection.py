@@ -27,7 +27,7 @@ from osd.progress import Reporter, ensure
 from osd.records import Record
 from osd.types import JsonObject
 
-DETECTION_ALGORITHM = "detection/2"  # 2: exact intervals of the rates
+DETECTION_ALGORITHM = "detection/3"  # 3: no zero-width bootstrap interval; 2: exact intervals of the rates
 SECTION = "detection"
 
 

@@ -30,7 +30,8 @@ CALIBRATE_ALGORITHM = "calibrate/5"  # 5: kappa stored as neg_kappa; 4: features
 # 8: the payload is the OsrResult record
 # 7: p-values of the paired baseline comparisons, operating points of tau and kappa; 6: kNN k and ViM subspace
 # follow the training size; 5: baselines; 4: cached step
-EVALUATE_ALGORITHM = "osr/9"  # 9: single rates with exact Clopper-Pearson intervals
+# 10: FPR@95 exact, no zero-width bootstrap interval; 9: single rates with exact Clopper-Pearson intervals
+EVALUATE_ALGORITHM = "osr/10"
 SECTIONS = (*TRAIN_SECTIONS, "osr")
 
 

@@ -28,20 +28,21 @@ import numpy as np
 from osd import artifacts, decide
 from osd.config import NORMAL_CLASS_SUFFIX
 from osd.errors import ConfigError, OsdWarning
-from osd.metrics import bootstrap, paired_difference, without_degenerate
+from osd.metrics import paired_difference
 from osd.osr.embeddings import NORMAL_PART, Embeddings
 from osd.osr.model import part_matrix
 from osd.pipeline.job import Job
 from osd.progress import Reporter, ensure
-from osd.proportion import rate_intervals
 from osd.records import OutcomesResult, Rows, cached_sections
-from osd.three_outcome import METRICS, NORMAL, NOT_RATES, ThreeOutcome, image_auroc, kinds, true_outcomes
+from osd.three_outcome import METRICS, NORMAL, ThreeOutcome, image_auroc, image_auroc_interval, kinds, true_outcomes
 
 if TYPE_CHECKING:
     from osd.pipeline.detector import Stage1FitRecord
 
 # 3: the payload is the OutcomesResult record; 2: per-run p-values from the paired bootstrap replicates
-OUTCOMES_ALGORITHM = "three-outcome/4"  # 4: exact intervals of the rates, the stage-1 AUROC per image
+# 5: no zero-width bootstrap interval (the stage-1 AUROC of a perfect separation has none); 4: exact intervals
+# of the rates, the stage-1 AUROC per image
+OUTCOMES_ALGORITHM = "three-outcome/5"
 APPROACHES = {
     "one_stage": "locked one-stage (penultimate Mahalanobis): no no_defect answer",
     "cascade_strict": "cascade, strict: stage 1's no_defect kept",
@@ -145,17 +146,9 @@ def _evaluate(job: Job, split: str, steps: Upstream, key: str) -> tuple[dict[str
     n_boot, seed = cfg.stats.bootstrap, cfg.project.seed
     everyone = np.arange(len(paths))
     approaches = {}
-    for a, role in APPROACHES.items():
-        # the rates: exact intervals over their own images; macro-F1: the stratified bootstrap
-        ci = without_degenerate(bootstrap(lambda idx, e=enc[a]: e.metrics(idx, NOT_RATES), kind, n_boot, seed)
-                                ) if n_boot else {}
-        ci.update(rate_intervals(enc[a].rate_counts()))
-        approaches[a] = {**enc[a].metrics(everyone), "intervals95": ci, "normal_images_answered": enc[a].normal_calls(),
-                         "role": role}
-    defect = kind != NORMAL
-    auroc_ci = without_degenerate(bootstrap(lambda idx: {"auroc": image_auroc(defect[idx], stage1[idx])}, kind,
-                                            n_boot, seed)) if n_boot else {}
-    stage1_auroc = {"auroc": image_auroc(defect, stage1), "ci95": auroc_ci.get("auroc"),
+    approaches = {a: {**enc[a].metrics(everyone), "intervals95": enc[a].intervals(n_boot, seed),
+                      "normal_images_answered": enc[a].normal_calls(), "role": role} for a, role in APPROACHES.items()}
+    stage1_auroc = {"auroc": image_auroc(kind != NORMAL, stage1), "ci95": image_auroc_interval(kind, stage1, n_boot, seed),
                     "unit": "image (an about-square image is one crop; a long one its crops' largest score)",
                     "positive": "defect test images (known and unknown classes)", "negative": "normal test images",
                     "score": "PatchCore: largest nearest-neighbour patch distance (higher = more anomalous)"}
