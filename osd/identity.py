@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from osd import __version__
+from osd._version import __version__
 
 LIBRARIES = ("torch", "torchvision", "timm", "numpy", "scikit-learn", "scipy", "pillow")
 

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 FLOORS = {
-    0: ["osd.__version__", "osd.errors", "osd.progress", "osd.types"],
+    0: ["osd._version", "osd.errors", "osd.progress", "osd.types"],
     1: ["osd.decide", "osd.config", "osd.precision", "osd.identity", "osd.proportion", "osd.csvrows"],
     2: ["osd.metrics", "osd.artifacts", "osd.runtime", "osd.osr", "osd.data"],
     3: ["osd.three_outcome", "osd.verdict", "osd.detection", "osd.models", "osd.records", "osd.patchcore",
@@ -18,8 +18,8 @@ FLOORS = {
     7: ["osd.api"],
     8: ["osd.cli"],
     9: ["osd.__main__"],
-    # the package itself is the API's front door (osd.Project, loaded on first use); nothing imports it whole,
-    # `from osd import __version__` and `from osd import artifacts` name rooms of their own
+    # the package itself is the API's front door (osd.Project, loaded on first use); nothing imports it whole:
+    # `from osd import artifacts` names a room of its own, the version is osd._version
     10: ["osd"],
 }
 ROOM = {room: floor for floor, rooms in FLOORS.items() for room in rooms}

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from osd import __version__
+from osd._version import __version__
 
 app = typer.Typer(
     name="osd",

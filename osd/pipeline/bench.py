@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from osd import __version__, artifacts, runtime
+from osd import artifacts, runtime
+from osd._version import __version__
 from osd.pipeline.detector import stage1_models
 from osd.pipeline.job import Job
 from osd.pipeline.osr import calibrated

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from osd import __version__, artifacts
+from osd import artifacts
+from osd._version import __version__
 from osd.config import Config
 from osd.csvrows import csv_text
 from osd.detection import KEYS, PASS_RATES, normals_needed

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from osd import __version__
+from osd._version import __version__
 from osd.config import Config
 from osd.report.answer import HUMAN, RunPage
 from osd.report.format import fmt, fmt_ci, fmt_signed
