@@ -70,15 +70,18 @@ class Project:
     @classmethod
     def init(cls, path: str | Path, *, neu: str | Path | None = None, severstal: str | Path | None = None,
              normal: str | Path | None = None, demo: bool = False, force: bool = False, unknown_per_split: int = 2,
-             in_domain: bool | None = None, detect_only: bool = False, reporter: Reporter | None = None) -> Project:
-        """``osd init``: write the project file (and the demo data with ``demo``); the project it made."""
+             in_domain: bool | None = None, detect_only: bool = False, design: str = "listed",
+             reporter: Reporter | None = None) -> Project:
+        """``osd init``: write the project file (and the demo data with ``demo``); the project it made.
+        ``design="complete"``: every way of hiding ``unknown_per_split`` classes, one split each."""
         from osd.project import init_project
 
         def p(x: str | Path | None) -> Path | None:
             return None if x is None else Path(x)
 
         made = init_project(Path(path), neu=p(neu), severstal=p(severstal), normal=p(normal), demo=demo, force=force,
-                            unknown_per_split=unknown_per_split, in_domain=in_domain, detect_only=detect_only)
+                            unknown_per_split=unknown_per_split, in_domain=in_domain, detect_only=detect_only,
+                            design=design)
         project = cls(path, reporter=reporter)
         project.created = made
         return project

@@ -129,7 +129,7 @@ def make_splits(classes: list[str], unknown_per_split: int, seed: int = 0) -> di
 
 def init_project(path: Path, neu: Path | None = None, severstal: Path | None = None, normal: Path | None = None,
                  demo: bool = False, force: bool = False, unknown_per_split: int = 2,
-                 in_domain: bool | None = None, detect_only: bool = False) -> InitResult:
+                 in_domain: bool | None = None, detect_only: bool = False, design: str = "listed") -> InitResult:
     """Write ``osd.toml`` (and the data README; with ``demo``, synthetic data) under ``path``.
 
     ``in_domain`` (``normal.in_domain``): whether the normal images come from the same line as the
@@ -138,7 +138,12 @@ def init_project(path: Path, neu: Path | None = None, severstal: Path | None = N
     defect-free images of its own line (``data/normal``) and uses them instead of its strips.
 
     Normal images with zero or one defect class (or ``detect_only``) make a detection project
-    (``project.study = detection``): stage 1 alone on good and bad parts, no classifier."""
+    (``project.study = detection``): stage 1 alone on good and bad parts, no classifier.
+
+    ``design``: ``listed`` (NEU's seed splits, or each class unknown once for other classes) or
+    ``complete`` (every way of hiding ``unknown_per_split`` classes, :mod:`osd.config.design`)."""
+    if design not in ("listed", "complete"):
+        raise ConfigError(f"--design {design}: choose listed or complete")
     if severstal and normal:
         raise ConfigError("--severstal and --normal: give one source of normal images, not both")
     target = path / config.PROJECT_FILE
@@ -156,7 +161,7 @@ def init_project(path: Path, neu: Path | None = None, severstal: Path | None = N
     path.mkdir(parents=True, exist_ok=True)
     try:
         return _write_project(path, target, neu, severstal, normal, demo, force, unknown_per_split, in_domain,
-                              detect_only)
+                              detect_only, design)
     except BaseException:
         if created:  # a failed init leaves nothing behind
             import shutil
@@ -208,7 +213,7 @@ def _init_settings(path: Path, neu: Path | None, severstal: Path | None, normal:
 
 def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path | None, normal: Path | None,
                    demo: bool, force: bool, unknown_per_split: int, in_domain: bool | None,
-                   detect_only: bool = False) -> InitResult:
+                   detect_only: bool = False, design: str = "listed") -> InitResult:
     if demo and detect_only and not (severstal or normal):
         in_domain = True  # the demo line's own good parts, not Severstal-like strips
     settings, header, offline = _init_settings(path, neu, severstal, normal, demo, detect_only, in_domain)
@@ -238,6 +243,8 @@ def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path |
                 in_domain = True  # the user's own classes and their own normal images: the same line
             header += (f"\n# Splits: {len(classes)} classes found in {neu}; each is unknown in exactly one split "
                        f"({unknown_per_split} unknown per split), chosen by osd init with seed {cfg.project.seed}.")
+    if design == "complete":
+        cfg, splits, header = _complete_design(cfg, settings, header, unknown_per_split)
     if in_domain:
         cfg = cfg.replace(**{"normal.in_domain": True})
         settings["normal.in_domain"] = True
@@ -249,6 +256,20 @@ def _write_project(path: Path, target: Path, neu: Path | None, severstal: Path |
         artifacts.write_text(readme, DATA_README)
     return InitResult(target, demo, offline, settings,
                       {k: {"known": v.known, "unknown": v.unknown} for k, v in splits.items()}, classes)
+
+
+def _complete_design(cfg: config.Config, settings: Settings, header: str, unknown_per_split: int
+                     ) -> tuple[config.Config, dict[str, config.SplitDef], str]:
+    """The complete design over the classes the splits name: the config, its splits and the file's header."""
+    design = {"splits.design": "complete", "splits.unknown_per_split": unknown_per_split}
+    settings.update(design)
+    cfg = cfg.replace(**design)
+    splits = dict(cfg.splits.named)
+    k, n = unknown_per_split, len({c for sd in splits.values() for c in sd.known + sd.unknown})
+    header += (f"\n# Splits: the complete design, every way of hiding {k} of the {n} classes ({len(splits)} splits, "
+               f"each class unknown in {len(splits) * k // n});\n# each split trains its own classifier per seed. "
+               "splits.design = \"listed\" and the seed's a, b, c tables: 3 splits.")
+    return cfg, splits, header
 
 
 DETECTION_HEADER = """

@@ -34,7 +34,7 @@ Every metric compared here is higher-is-better (accuracies, rates, macro-F1).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -90,6 +90,7 @@ class MetricVerdict:
     interval: str
     claim: str
     reason: str
+    complete_design: bool = False  # the interval is for the mean over every split of a complete design
 
     @property
     def n_splits(self) -> int:
@@ -177,6 +178,76 @@ def split_level_interval(by_split: dict[str, Sequence[float]], level: float = 0.
     return mean, (max(mean - half, bounds[0]), min(mean + half, bounds[1]))
 
 
+@dataclass(frozen=True)
+class DesignInterval:
+    """The complete design's mean and its interval (:func:`complete_design_interval`)."""
+
+    mean: float
+    ci95: tuple[float, float] | None
+    df: int
+    source: str  # "residual" (training and image noise the class effects leave) or "seeds" (seed means)
+    splits: int
+    seeds: int
+
+
+def complete_design_interval(values: Sequence[tuple[str, int, float]], hidden: Mapping[str, Sequence[str]],
+                             level: float = 0.95, bounds: tuple[float, float] = (-1.0, 1.0)) -> DesignInterval:
+    """The mean over every split of a complete design, and its interval, from ``(split, seed, value)`` runs.
+
+    The splits of a complete design (every way of hiding k classes) are the whole population of such
+    splits of the data set, so the estimand is their mean and choosing splits adds no uncertainty;
+    what does is training (seeds) and the test images. The splits are not independent (they share
+    classes and, per seed, images), so their spread is not the noise: a split's value is modelled as
+    a common mean plus one effect per hidden class (shared by every split that hides it) plus one
+    effect per seed (shared by every split of that seed), and the noise is what that additive model
+    leaves (least squares; df = runs - rank). The estimate is the mean of the split means (seeds
+    averaged within their split); its variance is sigma^2 x sum(1 / seeds of a split) / splits^2,
+    floored with two or more seeds by the variance of the seed means / seeds (a seed effect every
+    split shares: its image partition, its stage-1 fit), using that source's degrees of freedom.
+
+    Coverage under class effects shared between splits, seed noise of today's size and effects
+    shared within a seed: ``examples/design_coverage.py`` (docs/results.md)."""
+    from scipy.stats import t
+
+    runs = [(s, int(r), float(v)) for s, r, v in values if np.isfinite(v) and s in hidden]
+    split_names = sorted({s for s, _, _ in runs})
+    seeds = sorted({r for _, r, _ in runs})
+    by_split = {s: [v for s2, _, v in runs if s2 == s] for s in split_names}
+    mean = float(np.mean([np.mean(v) for v in by_split.values()])) if by_split else float("nan")
+    classes = sorted({c for s in split_names for c in hidden[s]})
+    if len(split_names) < 2:
+        return DesignInterval(mean, None, 0, "residual", len(split_names), len(seeds))
+    x = np.array([[float(c in hidden[s]) for c in classes] + [float(r == q) for q in seeds] for s, r, _ in runs])
+    y = np.array([v for _, _, v in runs])
+    coef, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
+    df = len(runs) - int(rank)
+    if df < 1:
+        return DesignInterval(mean, None, 0, "residual", len(split_names), len(seeds))
+    sigma2 = float(((y - x @ coef) ** 2).sum()) / df
+    var, source = sigma2 * sum(1 / len(v) for v in by_split.values()) / len(split_names) ** 2, "residual"
+    complete_seeds = [r for r in seeds if sum(r2 == r for _, r2, _ in runs) == len(split_names)]
+    if len(complete_seeds) >= 2:
+        seed_means = np.array([np.mean([v for _, r2, v in runs if r2 == r]) for r in complete_seeds])
+        seed_var = float(seed_means.var(ddof=1)) / len(complete_seeds)
+        if seed_var > var:
+            var, source, df = seed_var, "seeds", len(complete_seeds) - 1
+    half = float(t.ppf((1 + level) / 2, df) * np.sqrt(var))
+    return DesignInterval(mean, (max(mean - half, bounds[0]), min(mean + half, bounds[1])), df, source,
+                          len(split_names), len(seeds))
+
+
+def design_interval_words(d: DesignInterval) -> str:
+    """How the complete design's interval was made, for a reader."""
+    how = (f"the noise is what one effect per hidden class{' and per seed' if d.seeds > 1 else ''} leaves "
+           f"(df = {d.df})" if d.source == "residual" else
+           f"the spread of the {d.seeds} seeds' means was larger than that and is used (df = {d.df})")
+    shared = ("" if d.seeds > 1 else "; with one seed, noise that every split of that seed shares (its image "
+              "partition, its stage-1 fit) is not seen: more seeds add it")
+    return (f"95% interval for the mean over all {d.splits} splits of the complete design (every way of hiding the "
+            f"same number of classes: the whole population of such splits, so the interval reflects training and "
+            f"test-image noise, not the choice of splits); {how}{shared}")
+
+
 def same_in_every_split(by_split: dict[str, Sequence[float]], tol: float = 1e-12) -> bool:
     """True when two or more splits all give the same value (seed by seed): the quantity does not vary
     by split, so a spread over splits is zero by construction, not evidence."""
@@ -204,20 +275,26 @@ def with_holm(runs: Sequence[RunComparison], alpha: float = ALPHA) -> tuple[RunC
                  for r, rej in zip(runs, rejected))
 
 
-def overall(comparison: str, metric: str, runs: Sequence[RunComparison], min_splits: int = MIN_SPLITS
-            ) -> MetricVerdict:
-    """The verdict over ``runs``: seeds averaged within their split, a t interval over split means."""
+def overall(comparison: str, metric: str, runs: Sequence[RunComparison], min_splits: int = MIN_SPLITS,
+            hidden: Mapping[str, Sequence[str]] | None = None) -> MetricVerdict:
+    """The verdict over ``runs``: seeds averaged within their split, a t interval over split means; or,
+    with ``hidden`` (the complete design: each split's hidden classes) and every split of it run, the
+    interval of :func:`complete_design_interval` for the mean over all of them."""
     finite = [r for r in runs if np.isfinite(r.difference)]
     runs = with_holm(finite)
     by_split: dict[str, list[float]] = {}
     for r in runs:
         by_split.setdefault(r.split, []).append(r.difference)
     means = {s: float(np.mean(v)) for s, v in by_split.items()}
-    mean, ci = split_level_interval(by_split)
-    floor = ("variance at least the seeds' own" if any(len(v) > 1 for v in by_split.values())
-             else "one seed per split: no seed variance to floor it by")
-    interval = (f"95% t interval over {len(means)} split means (df = {len(means) - 1}; seeds averaged within "
-                f"their split first; {floor})")
+    if hidden and set(by_split) == set(hidden) and len(hidden) >= min_splits:
+        d = complete_design_interval([(r.split, r.seed, r.difference) for r in runs], hidden)
+        mean, ci, interval = d.mean, d.ci95, design_interval_words(d)
+    else:
+        mean, ci = split_level_interval(by_split)
+        floor = ("variance at least the seeds' own" if any(len(v) > 1 for v in by_split.values())
+                 else "one seed per split: no seed variance to floor it by")
+        interval = (f"95% t interval over {len(means)} split means (df = {len(means) - 1}; seeds averaged within "
+                    f"their split first; {floor})")
     if same_in_every_split(by_split):
         ci = None
         claim = SPLIT_INVARIANT
@@ -228,13 +305,18 @@ def overall(comparison: str, metric: str, runs: Sequence[RunComparison], min_spl
         claim = NO_OVERALL_CLAIM
         reason = (f"{len(means)} split(s): an overall claim needs at least {min_splits} splits (the unit of "
                   "replication is the split; seeds share its test images); read the per-run results")
+    elif ci is None:
+        claim, reason = NO_OVERALL_CLAIM, "no interval: too few runs to estimate the noise"
     elif ci[0] > 0:
         claim, reason = ONE_STAGE_BETTER, "the interval over split means lies above zero"
     elif ci[1] < 0:
         claim, reason = CASCADE_BETTER, "the interval over split means lies below zero"
     else:
         claim, reason = NO_CLEAR_DIFFERENCE, "the interval over split means includes zero"
-    return MetricVerdict(comparison, metric, runs, means, mean, ci, interval, claim, reason)
+    design = bool(hidden and set(by_split) == set(hidden) and len(hidden) >= min_splits)
+    if design and claim in (ONE_STAGE_BETTER, CASCADE_BETTER, NO_CLEAR_DIFFERENCE):
+        reason = reason.replace("the interval over split means", "the interval for the complete design's mean")
+    return MetricVerdict(comparison, metric, runs, means, mean, ci, interval, claim, reason, design)
 
 
 def run_comparison(split: str, seed: int, v: dict[str, object]) -> RunComparison:

@@ -16,6 +16,17 @@ class Layout:
     def split(self, name: str) -> Path:
         return self.root / f"split_{name}"
 
+    @property
+    def shared(self) -> Path:
+        """Artifacts every split and seed share (the frozen prefix's outputs): the project seed's output
+        folder, also for another seed's run, which lives in its ``seed_<n>`` subfolder."""
+        import re
+
+        return self.root.parent if re.fullmatch(r"seed_\d+", self.root.name) else self.root
+
+    def prefix_features(self, key: str) -> Path:
+        return self.shared / "shared" / f"prefix-{key[:16]}.npz"
+
     def manifest(self, name: str) -> Path:
         return self.split(name) / "split_manifest.csv"
 

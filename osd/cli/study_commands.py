@@ -37,6 +37,9 @@ def init_cmd(
         "--in-domain/--cross-domain", help="The normal images are of the same line as the defects (three-outcome "
         "study); default: in-domain for --normal beside your own classes, cross-domain otherwise. With --demo: "
         "also write the demo line's own defect-free images")] = None,
+    design: Annotated[str, typer.Option(
+        "--design", help="Splits: listed (NEU's seed splits a, b, c; each of your classes unknown once) | complete "
+        "(every way of hiding --unknown-per-split classes: NEU, 15 splits, each trained per seed)")] = "listed",
     detect_only: Annotated[bool, typer.Option(
         "--detect-only", help="Good parts and bad parts: stage 1 alone, no_defect / defect (chosen by itself for "
         "normal images with zero or one defect class)")] = False,
@@ -46,7 +49,8 @@ def init_cmd(
     from osd.project import init_project
 
     with render.err.status("writing the project" + (" and synthetic demo data" if demo else "") + " ..."):
-        result = init_project(path, neu, severstal, normal, demo, force, unknown_per_split, in_domain, detect_only)
+        result = init_project(path, neu, severstal, normal, demo, force, unknown_per_split, in_domain, detect_only,
+                              design)
     render.out.print(f"[green]created[/] {result.project_file}" + (" with synthetic demo data in data/" if demo else ""))
     if result.study == "detection":
         found = (f"{len(result.classes)} defect class(es): {', '.join(result.classes)}" if result.classes
@@ -55,7 +59,10 @@ def init_cmd(
         render.note(f"detection study (good and bad parts, {found}): stage 1 alone answers no_defect / defect; "
                     "no classifier is trained")
     if result.splits:
-        render.show(render.table(f"Splits written to osd.toml ({len(result.classes)} classes, each unknown once)",
+        complete = result.settings.get("splits.design") == "complete"
+        what = (f"the complete design, {len(result.splits)} splits: every way of hiding {unknown_per_split}" if complete
+                else "each unknown once")
+        render.show(render.table(f"Splits written to osd.toml ({len(result.classes)} classes, {what})",
                                  ["split", "known", "unknown"],
                                  [[k, ", ".join(v["known"]), ", ".join(v["unknown"])] for k, v in result.splits.items()]))
     if result.offline_weights:

@@ -69,6 +69,8 @@ def show_train(r: Any) -> None:
               else ["kept epoch", f"{r.best_epoch} (the last: splits.selection_fraction = 0)"])
     show(table(f"Classifier, split {r.split.upper()}", ["", ""], [
         ["model", f"{r.arch} ({r.weights} weights)"], ["classes", ", ".join(r.classes)],
+        ["trained", "every block (full fine-tuning)" if r.trained_blocks is None else
+         f"{', '.join(r.trained_blocks) or 'no block'} and the head (the rest frozen, shared by every split)"],
         chosen, ["select accuracy", "-" if r.selection_accuracy is None else r.selection_accuracy],
         ["training time (s)", r.seconds], ["checkpoint", r.path],
     ]))

@@ -253,6 +253,10 @@ def _build_splits(data: Mapping[str, object], base: SplitsSection | None, replac
         named[name] = _build(SplitDef, table, f"splits.{name}", start)
     if not named:
         raise ConfigError("splits: define at least one [splits.<name>] table")
+    if out.design == "complete":  # the tables name the classes; the design is every way of hiding k of them
+        from osd.config.design import complete_splits, design_classes
+
+        named = complete_splits(design_classes(named), out.unknown_per_split)
     return dataclasses.replace(out, named=named)
 
 

@@ -93,6 +93,12 @@ class SplitsSection:
         "unknown test images: balanced (as many per class as a known class has) | all",
         choices=("balanced", "all"),
     )
+    design: str = opt(
+        "listed", "listed (the [splits.<name>] tables as written; NEU's seed splits a, b, c by default) | complete "
+        "(every way of hiding unknown_per_split of the classes the tables name: NEU, 2 of 6 = 15 splits, named by "
+        "the classes they hide; the answer's estimand is their mean, see docs/reference.md)",
+        choices=("listed", "complete"))
+    unknown_per_split: int = opt(2, "unknown classes per split of the complete design", ge=1)
     named: dict[str, SplitDef] = field(
         default_factory=lambda: dict(NEU_SPLITS),
         metadata={"help": "one [splits.<name>] table per split; names: letters, digits, - and _", "tables": True},
@@ -122,7 +128,12 @@ class ClassifierSection:
     weight_decay: float = opt(0.0005, "weight decay", ge=0.0)
     optimizer: str = opt("adamw", "adamw | sgd", choices=("adamw", "sgd"))
     label_smoothing: float = opt(0.0, "label smoothing of the cross-entropy loss", ge=0.0, lt=1.0)
-    augment: bool = opt(True, "flips, 90-degree turns and small shifts (no colour changes)")
+    augment: bool = opt(True, "flips, 90-degree turns and small shifts (no colour changes); with train_blocks >= 0 "
+                              "the 8 turns and flips only")
+    train_blocks: int = opt(
+        -1, "regimen: -1 = fine-tune every block (the default); N >= 0 = train the last N blocks and the head, the "
+        "blocks before them frozen at their pretrained weights, their output computed once per image and view and "
+        "shared by every split and seed (ResNet: 4 blocks; EfficientNet: 8; 0 = the head only)", ge=-1)
     workers: int = opt(0, "data-loading worker processes", ge=0)
 
 

@@ -212,12 +212,20 @@ def weights_identity(cfg: Config, weights: str, arch: str | None = None) -> dict
     return identity(weights_path(cfg, weights), arch)
 
 
+# settings that only write the [splits.<name>] tables, which the keys hold themselves
+KEY_NEUTRAL = frozenset({"splits.design", "splits.unknown_per_split"})
+# a setting added after results were cached counts in a key only away from its default (the value that
+# reproduces the earlier results), so those results stay valid
+ADDED_DEFAULTS = {"classifier.train_blocks": -1}
+
+
 def settings_key(cfg: Config, sections: tuple[str, ...],
                  identity: Callable[[str, str | None], dict[str, str]] | None = None) -> JsonObject:
     """The settings a cache key depends on, with every weights setting replaced by its identity
     (a weights file counts by content, not by where it lies); ``identity(weights, arch)``: the job's,
     which hashes a weights file once."""
-    flat = cfg.flat(sections)
+    flat = {k: v for k, v in cfg.flat(sections).items()
+            if k not in KEY_NEUTRAL and not (k in ADDED_DEFAULTS and v == ADDED_DEFAULTS[k])}
     for k in [k for k in flat if k.endswith(".weights")]:
         section = k.split(".")[0]
         arch = getattr(getattr(cfg, section), "arch", None) or getattr(getattr(cfg, section), "backbone", None)

@@ -64,6 +64,7 @@ class TrainResult(Record):
     epochs_run: int = 0
     stopped_early: bool = False
     precision: str = "fp32"
+    trained_blocks: list[str] | None = None  # None: every block (full fine-tuning); else the blocks trained
     path: str = ""
     artifact_id: str = ""
     provenance: artifacts.Provenance = field(default_factory=artifacts.Provenance.empty)
@@ -73,7 +74,8 @@ class TrainResult(Record):
         p = step.payload
         return cls(split, p["arch"], p["weights"], list(p["classes"]), p["best_epoch"], p["selection_accuracy"],
                    p["seconds"], step.cached, p["history"], int(p.get("epochs_run", len(p["history"]))),
-                   bool(p.get("stopped_early", False)), str(p.get("precision", "fp32")), str(step.path), step.id,
+                   bool(p.get("stopped_early", False)), str(p.get("precision", "fp32")),
+                   None if p.get("trained_blocks") is None else list(p["trained_blocks"]), str(step.path), step.id,
                    step.lineage)
 
 
@@ -138,6 +140,10 @@ def _train(job: Job, split: str, key: str, force: bool, reporter: Reporter
                   f"weights) on {len(data['train'])} images, {len(classes)} classes, device {device}, "
                   f"{compute.precision}" + (f"; resuming after epoch {resume['epoch']}" if resume else ""))
     model = EmbeddingClassifier(build(cfg.classifier.arch, weights_path(cfg, cfg.classifier.weights)), len(classes))
+    if cfg.classifier.train_blocks >= 0:  # the cached-prefix regimen: only the last blocks run per split
+        for images in data.values():
+            images.close()
+        return _train_suffix(job, split, key, model, classes, reporter)
     # deterministic kernels on CPU for this run only; the caller's setting is restored afterwards
     was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
@@ -159,6 +165,51 @@ def _train(job: Job, split: str, key: str, force: bool, reporter: Reporter
                                 {"manifest_train_select": manifest.fingerprint(("train", "epoch_select")),
                                  "weights": job.weights(cfg.classifier.weights, cfg.classifier.arch)},
                                 split=split, compute=res.compute_identity())
+    return payload, prov
+
+
+def _train_suffix(job: Job, split: str, key: str, model, classes: list[str], reporter: Reporter
+                  ) -> tuple[dict[str, Any], artifacts.Provenance]:
+    """Train the last ``classifier.train_blocks`` blocks and the head on the shared prefix's outputs
+    (:mod:`osd.pipeline.prefix`); the classifier saved is the whole network, as the full regimen saves it."""
+    import torch
+
+    from osd.models.backbones import describe_weights
+    from osd.models.regimen import fit_suffix, split_model
+    from osd.pipeline.prefix import prefix_features
+
+    cfg, manifest = job.cfg, job.manifest(split)
+    shared = prefix_features(job, reporter=reporter)
+    row = {d: i for i, d in enumerate(shared.payload["digests"])}
+    feats = shared.payload["features"]
+    gen = runtime.seed_everything(cfg.project.seed)
+
+    def part(name: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+        entries = [e for e in _entries(manifest, name) if e.digest in row]
+        x = torch.from_numpy(feats[[row[e.digest] for e in entries]].astype(np.float32))
+        return x, torch.tensor([classes.index(e.label) for e in entries], dtype=torch.long), len(entries)
+
+    train_x, train_y, n_train = part("train")
+    select_x, select_y, n_select = part("epoch_select")
+    parts = split_model(model.features, cfg.classifier.train_blocks)
+    reporter.note(f"split {split}: training {', '.join(parts.trained) or 'no block'} and the head of "
+                  f"{cfg.classifier.arch} ({describe_weights(cfg.classifier.weights)} weights) on the shared frozen "
+                  f"blocks' output of {n_train} images x {train_x.shape[1]} views, {len(classes)} classes")
+    outcome = fit_suffix(model.head, parts.suffix, train_x, train_y, select_x if n_select else None,
+                         select_y if n_select else None, cfg.classifier, gen, reporter)
+    torch.nn.ModuleDict({"suffix": parts.suffix, "head": model.head}).load_state_dict(outcome.state_dict)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "classes": classes, "state_dict": state, "best_epoch": outcome.best_epoch,
+        "selection_accuracy": outcome.selection_accuracy, "n_select": n_select, "history": outcome.history,
+        "seconds": outcome.seconds, "epochs_run": outcome.epochs_run, "stopped_early": outcome.stopped_early,
+        "precision": "fp32", "weights": describe_weights(cfg.classifier.weights), "arch": cfg.classifier.arch,
+        "trained_blocks": parts.trained,
+    }
+    prov = artifacts.provenance(cfg, "train", TRAIN_ALGORITHM, key, TRAIN_SECTIONS,
+                                {"manifest_train_select": manifest.fingerprint(("train", "epoch_select")),
+                                 "weights": job.weights(cfg.classifier.weights, cfg.classifier.arch),
+                                 "prefix": shared.id}, split=split, compute=job.resources.compute_identity())
     return payload, prov
 
 

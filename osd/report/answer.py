@@ -113,8 +113,10 @@ def lead_of(in_domain: bool) -> tuple[str, str]:
                                                                                  "open_set_accuracy")
 
 
-def verdicts(runs: list[Run], in_domain: bool) -> list[stats.MetricVerdict]:
-    """Every comparison x metric that the runs hold, each read over runs by :func:`osd.verdict.overall`."""
+def verdicts(runs: list[Run], in_domain: bool, hidden: dict[str, tuple[str, ...]] | None = None
+             ) -> list[stats.MetricVerdict]:
+    """Every comparison x metric that the runs hold, each read over runs by :func:`osd.verdict.overall`
+    (``hidden``: each split's hidden classes when the runs' splits are a complete design)."""
     out = []
     for comparison, source, key, metrics in _plan(in_domain):
         for metric in metrics:
@@ -124,7 +126,7 @@ def verdicts(runs: list[Run], in_domain: bool) -> list[stats.MetricVerdict]:
                 if isinstance(v, dict) and v.get("difference") is not None:
                     per.append(stats.run_comparison(run.split, run.seed, v))
             if per:
-                out.append(stats.overall(comparison, metric, per))
+                out.append(stats.overall(comparison, metric, per, hidden=hidden))
     return out
 
 
@@ -150,8 +152,17 @@ def _claim_words(v: stats.MetricVerdict) -> str:
                 f"{first[0].upper()}{first[1:]} minus the {against}, {HUMAN[v.metric]}, per run "
                 f"(positive: {first} ahead): {per}{' ...' if len(v.runs) > 6 else ''}.")
     lo, hi = v.ci95
+    if v.complete_design:
+        base = f"all {v.n_splits} splits of the complete design, {v.n_seeds} seed(s) each"
     head = {stats.ONE_STAGE_BETTER: f"{first[0].upper()}{first[1:]} is better", stats.CASCADE_BETTER:
             "The cascade is better", stats.NO_CLEAR_DIFFERENCE: "Neither approach is clearly better"}[v.claim]
+    if v.complete_design:
+        one_seed = ("; with one seed, what every split of a seed shares (its image partition) is not in it"
+                    if v.n_seeds == 1 else "")
+        return (f"{head} on {HUMAN[v.metric]} against the {against}: {fmt_signed(v.mean_difference)} on average "
+                f"({_ahead(v.mean_difference, first)}) over {base}, 95% interval {fmt_signed(lo)} to "
+                f"{fmt_signed(hi)}. These splits are every split there is of this data set, so the interval is "
+                f"about training and test-image noise, not about which classes happened to be hidden{one_seed}.")
     return (f"{head} on {HUMAN[v.metric]} against the {against}: {fmt_signed(v.mean_difference)} on average "
             f"({_ahead(v.mean_difference, first)}), 95% interval {fmt_signed(lo)} to {fmt_signed(hi)} over the "
             f"means of {base}; a claim about these splits of this data set, whose known test images they share.")

@@ -149,11 +149,12 @@ def provenance_notes(cfg: Config, run: Run) -> dict[str, list[str]]:
     return notes
 
 
-def verdict(runs: list[Run], in_domain: bool) -> tuple[JsonObject, list[MetricVerdict]]:
+def verdict(runs: list[Run], in_domain: bool, hidden: dict[str, tuple[str, ...]] | None = None
+            ) -> tuple[JsonObject, list[MetricVerdict]]:
     """The per-run comparison rows (for the chart and the CLI) and the overall reading of each
     comparison x metric, as the report's document; and the readings themselves
     (:func:`osd.report.answer.verdicts`), which the answer words."""
-    found = verdicts(runs, in_domain)
+    found = verdicts(runs, in_domain, hidden)
     lead = lead_of(in_domain)
     rows = [{"mode": v.comparison, "metric": HUMAN[v.metric], "key": v.metric, "split": r.split.upper(), "seed": r.seed,
              # Holm covers the runs of the leading comparison and metric; every other test is exploratory
@@ -297,6 +298,16 @@ def _normal_pass(three: list[JsonObject]) -> str | None:
     return h[0]["normal_pass_rate_cell"] if h and h[0]["normal_pass_rate"] is not None else None
 
 
+def design_hidden(cfg: Config, names: list[str]) -> dict[str, tuple[str, ...]] | None:
+    """Each split's hidden classes when the splits run are a complete design (every way of hiding k
+    of their classes, :mod:`osd.config.design`); None otherwise."""
+    from osd.config.design import is_complete
+
+    named = {n: cfg.split(n) for n in names if n in cfg.splits.named}
+    return {n: tuple(sd.unknown) for n, sd in named.items()} if len(named) == len(names) and is_complete(named) \
+        else None
+
+
 def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] | None = None) -> Report:
     """Rebuild summary.csv (and .md, .tex), plots and report.html from what is on disk; it writes no
     metrics.json and recomputes no step.
@@ -323,7 +334,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
             rows += _stats_rows([r for r in per_run if r["split"] == name], "seeds", name)
     rows += _stats_rows(per_run, "splits" if len(seeds) == 1 else "splits and seeds")
     in_domain = bool(cfg.normal.in_domain and three)
-    v, found = verdict(got.runs, in_domain)
+    v, found = verdict(got.runs, in_domain, design_hidden(cfg, names))
     fit = stored_stage1_fit(layout)
     words = answer(found, in_domain, _normal_pass(three) if in_domain else None, cfg.patchcore.acceptance,
                    _threshold_words(fit))
