@@ -40,7 +40,7 @@ import numpy as np
 
 from osd import config
 from osd.pipeline.job import Job
-from osd.verdict import split_level_interval
+from osd.verdict import non_inferiority
 
 METRICS = ("closed_set_accuracy_val", "pseudo_open_set_auroc_val")
 
@@ -62,28 +62,18 @@ def validation_scores(cfg: config.Config, split: str) -> dict[str, float]:
 
 
 def decide(runs: list[dict], margin: float) -> dict[str, dict]:
-    """Per metric: the split means of bf16 minus fp32, the one-sided 95% lower bound and the verdict."""
+    """Per metric: the split means of bf16 minus fp32, the one-sided 95% lower bound and the verdict
+    (:func:`osd.verdict.non_inferiority`, the project's rule)."""
     out = {}
     for m in METRICS:
         by_split: dict[str, list[float]] = {}
         for r in runs:
             by_split.setdefault(r["split"], []).append(r["bf16"][m] - r["fp32"][m])
-        if len(by_split) == 1:  # one split (the harder setting): the t bound over its seeds' differences
-            from osd.verdict import t_interval
-
-            seeds = next(iter(by_split.values()))
-            mean, ci = float(np.mean(seeds)), t_interval(seeds, level=0.90)
-        else:
-            mean, ci = split_level_interval(by_split, level=0.90)
-        lower = ci[0] if ci else float("nan")
-        fp32_mean = float(np.mean([r["fp32"][m] for r in runs]))
-        informative = fp32_mean <= 1 - 2 * margin
-        non_inferior = bool(ci is not None and lower > -margin)
-        out[m] = {"mean_difference": mean, "one_sided_95_lower": lower, "margin": margin,
-                  "split_means": {s: float(np.mean(v)) for s, v in by_split.items()}, "fp32_mean": fp32_mean,
-                  "non_inferior": non_inferior, "informative": informative,
-                  "verdict": ("non-inferior" if non_inferior else "NOT shown non-inferior") if informative
-                  else "not informative (fp32 at its ceiling)"}
+        v = non_inferiority(by_split, [r["fp32"][m] for r in runs], margin)
+        out[m] = {"mean_difference": v.mean_difference, "one_sided_95_lower": v.lower, "margin": margin,
+                  "split_means": {s: float(np.mean(d)) for s, d in by_split.items()}, "fp32_mean": v.reference_mean,
+                  "non_inferior": v.non_inferior, "informative": v.informative,
+                  "verdict": v.verdict.replace("the reference at its ceiling", "fp32 at its ceiling")}
     return out
 
 

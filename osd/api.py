@@ -104,6 +104,13 @@ class Project:
 
         return embed(self.job, split, force=force, reporter=self.reporter)
 
+    def validate(self, split: str = "a", force: bool = False):
+        """The split's validation signals under its regimen: closed-set accuracy on the threshold images and
+        the leave-one-known-class-out AUROC of the one-stage score (one training per known class)."""
+        from osd.pipeline.validation import validate
+
+        return validate(self.job, split, force=force, reporter=self.reporter)
+
     def calibrate(self, split: str = "a", force: bool = False, acceptance: float | None = None):
         """tau and kappa on known validation images; ``acceptance`` makes another operating point the
         project's own (written to osd.toml, thresholded anew without retraining)."""

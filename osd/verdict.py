@@ -91,6 +91,7 @@ class MetricVerdict:
     claim: str
     reason: str
     complete_design: bool = False  # the interval is for the mean over every split of a complete design
+    image_noise: bool = False  # with it, the test images' shared noise (a joint bootstrap) is in the interval
 
     @property
     def n_splits(self) -> int:
@@ -188,10 +189,44 @@ class DesignInterval:
     source: str  # "residual" (training and image noise the class effects leave) or "seeds" (seed means)
     splits: int
     seeds: int
+    images: bool = False  # the shared test images' variance (a joint bootstrap) is in it
+
+
+def joint_image_variance(per_image: Mapping[int, Mapping[str, Mapping[str, float]]], n_boot: int = 1000,
+                         seed: int = 0) -> float:
+    """The test images' share of the variance of the complete design's mean: a bootstrap over images that
+    every split of a seed shares.
+
+    ``per_image[seed][split][image]``: the image's paired difference (e.g. 1 when only the first
+    approach is right, -1 when only the second is, 0 otherwise); a split's difference is their mean
+    (open-set accuracy's difference). Each replicate weights every image of a seed by one Poisson(1)
+    draw, the same in every split that tests it (a class's test images are shared by every split that
+    knows or hides it), and takes the mean over splits of the weighted split means, then over seeds.
+    Returns the replicates' variance (0 when nothing to resample)."""
+    rng = np.random.default_rng(seed)
+    per_seed = []
+    for splits in per_image.values():
+        images = sorted({i for d in splits.values() for i in d})
+        if not images:
+            continue
+        col = {img: j for j, img in enumerate(images)}
+        w = rng.poisson(1.0, size=(n_boot, len(images))).astype(float)
+        means = []
+        for d in splits.values():
+            idx = np.array([col[i] for i in d])
+            vals = np.array(list(d.values()), dtype=float)
+            ws = w[:, idx]
+            tot = ws.sum(1)
+            means.append(np.where(tot > 0, (ws * vals).sum(1) / np.maximum(tot, 1e-12), vals.mean()))
+        per_seed.append(np.mean(means, axis=0))
+    if not per_seed:
+        return 0.0
+    return float(np.mean(per_seed, axis=0).var(ddof=1))
 
 
 def complete_design_interval(values: Sequence[tuple[str, int, float]], hidden: Mapping[str, Sequence[str]],
-                             level: float = 0.95, bounds: tuple[float, float] = (-1.0, 1.0)) -> DesignInterval:
+                             level: float = 0.95, bounds: tuple[float, float] = (-1.0, 1.0),
+                             image_variance: float | None = None) -> DesignInterval:
     """The mean over every split of a complete design, and its interval, from ``(split, seed, value)`` runs.
 
     The splits of a complete design (every way of hiding k classes) are the whole population of such
@@ -201,9 +236,16 @@ def complete_design_interval(values: Sequence[tuple[str, int, float]], hidden: M
     a common mean plus one effect per hidden class (shared by every split that hides it) plus one
     effect per seed (shared by every split of that seed), and the noise is what that additive model
     leaves (least squares; df = runs - rank). The estimate is the mean of the split means (seeds
-    averaged within their split); its variance is sigma^2 x sum(1 / seeds of a split) / splits^2,
-    floored with two or more seeds by the variance of the seed means / seeds (a seed effect every
-    split shares: its image partition, its stage-1 fit), using that source's degrees of freedom.
+    averaged within their split); its variance is sigma^2 x sum(1 / seeds of a split) / splits^2. With
+    two or more seeds, what the seeds' means vary by beyond that is a seed effect every split shares
+    (its stage-1 fit, its image partition): its method-of-moments variance is added and the degrees of
+    freedom follow Satterthwaite.
+
+    The noise a seed's test images put into every split at once (a class's test images are the same
+    in each split that knows it) looks like a class effect to that model and is not in sigma^2: with
+    ``image_variance`` (:func:`joint_image_variance`, a bootstrap over the images the splits share)
+    it is added to the variance. The part of the image noise that sigma^2 already holds is then
+    counted twice: conservative, by that part.
 
     Coverage under class effects shared between splits, seed noise of today's size and effects
     shared within a seed: ``examples/design_coverage.py`` (docs/results.md)."""
@@ -225,27 +267,75 @@ def complete_design_interval(values: Sequence[tuple[str, int, float]], hidden: M
         return DesignInterval(mean, None, 0, "residual", len(split_names), len(seeds))
     sigma2 = float(((y - x @ coef) ** 2).sum()) / df
     var, source = sigma2 * sum(1 / len(v) for v in by_split.values()) / len(split_names) ** 2, "residual"
+    images = bool(image_variance is not None and np.isfinite(image_variance))
+    if images:
+        var += float(image_variance)
     complete_seeds = [r for r in seeds if sum(r2 == r for _, r2, _ in runs) == len(split_names)]
     if len(complete_seeds) >= 2:
+        # what the seeds' means vary by beyond the noise above: a seed effect every split shares (its stage-1
+        # fit, its partition); its method-of-moments variance added, the degrees of freedom by Satterthwaite
         seed_means = np.array([np.mean([v for _, r2, v in runs if r2 == r]) for r in complete_seeds])
-        seed_var = float(seed_means.var(ddof=1)) / len(complete_seeds)
-        if seed_var > var:
-            var, source, df = seed_var, "seeds", len(complete_seeds) - 1
+        extra = float(seed_means.var(ddof=1)) / len(complete_seeds) - var
+        if extra > 0:
+            resid = var - (float(image_variance) if images else 0.0)
+            df_seeds = len(complete_seeds) - 1
+            df = max(1, int((var + extra) ** 2 / (resid ** 2 / df + extra ** 2 / df_seeds)))
+            var, source = var + extra, "seeds"
     half = float(t.ppf((1 + level) / 2, df) * np.sqrt(var))
     return DesignInterval(mean, (max(mean - half, bounds[0]), min(mean + half, bounds[1])), df, source,
-                          len(split_names), len(seeds))
+                          len(split_names), len(seeds), images)
 
 
 def design_interval_words(d: DesignInterval) -> str:
     """How the complete design's interval was made, for a reader."""
     how = (f"the noise is what one effect per hidden class{' and per seed' if d.seeds > 1 else ''} leaves "
            f"(df = {d.df})" if d.source == "residual" else
-           f"the spread of the {d.seeds} seeds' means was larger than that and is used (df = {d.df})")
-    shared = ("" if d.seeds > 1 else "; with one seed, noise that every split of that seed shares (its image "
-              "partition, its stage-1 fit) is not seen: more seeds add it")
+           f"the noise is what one effect per hidden class and per seed leaves, plus a seed effect every split "
+           f"shares, from the spread of the {d.seeds} seeds' means (df = {d.df}, Satterthwaite)")
+    shared = ("; plus the test images' noise, by a bootstrap over the images the splits share" if d.images else
+              "; noise that every split of a seed shares through its test images is not in it (no per-image "
+              "differences for this metric)")
     return (f"95% interval for the mean over all {d.splits} splits of the complete design (every way of hiding the "
             f"same number of classes: the whole population of such splits, so the interval reflects training and "
             f"test-image noise, not the choice of splits); {how}{shared}")
+
+
+@dataclass(frozen=True)
+class NonInferiority:
+    """Is a cheaper or faster setting non-inferior to the reference on a higher-is-better validation metric?"""
+
+    mean_difference: float  # setting minus reference
+    lower: float  # one-sided 95% lower bound of the difference
+    margin: float
+    reference_mean: float
+    non_inferior: bool
+    informative: bool  # False: the reference sits at its ceiling, where a loss of the margin would hardly show
+
+    @property
+    def verdict(self) -> str:
+        if not self.informative:
+            return "not informative (the reference at its ceiling)"
+        return "non-inferior" if self.non_inferior else "NOT shown non-inferior"
+
+
+def non_inferiority(differences: Mapping[str, Sequence[float]], reference: Sequence[float], margin: float = 0.01
+                    ) -> NonInferiority:
+    """The project's non-inferiority rule: the paired differences (setting minus reference) of each split,
+    averaged within their split, then a one-sided 95% t bound over the split means, its variance floored
+    by the seeds' own (:func:`split_level_interval` at the 90% two-sided level; one split: the t bound
+    over its seeds). Non-inferior when that bound lies above -``margin``. A reference whose mean is above
+    1 - 2 x margin is at its ceiling: "not informative", never non-inferior."""
+    groups = {s: list(v) for s, v in differences.items() if len(v)}
+    if len(groups) == 1:
+        seeds = next(iter(groups.values()))
+        mean, ci = float(np.mean(seeds)), t_interval(seeds, level=0.90)
+    else:
+        mean, ci = split_level_interval(groups, level=0.90)
+    lower = ci[0] if ci else float("nan")
+    ref = float(np.mean(reference)) if len(reference) else float("nan")
+    informative = bool(np.isfinite(ref) and ref <= 1 - 2 * margin)
+    return NonInferiority(mean, lower, margin, ref, bool(informative and ci is not None and lower > -margin),
+                          informative)
 
 
 def same_in_every_split(by_split: dict[str, Sequence[float]], tol: float = 1e-12) -> bool:
@@ -276,7 +366,7 @@ def with_holm(runs: Sequence[RunComparison], alpha: float = ALPHA) -> tuple[RunC
 
 
 def overall(comparison: str, metric: str, runs: Sequence[RunComparison], min_splits: int = MIN_SPLITS,
-            hidden: Mapping[str, Sequence[str]] | None = None) -> MetricVerdict:
+            hidden: Mapping[str, Sequence[str]] | None = None, image_variance: float | None = None) -> MetricVerdict:
     """The verdict over ``runs``: seeds averaged within their split, a t interval over split means; or,
     with ``hidden`` (the complete design: each split's hidden classes) and every split of it run, the
     interval of :func:`complete_design_interval` for the mean over all of them."""
@@ -286,9 +376,11 @@ def overall(comparison: str, metric: str, runs: Sequence[RunComparison], min_spl
     for r in runs:
         by_split.setdefault(r.split, []).append(r.difference)
     means = {s: float(np.mean(v)) for s, v in by_split.items()}
+    images = False
     if hidden and set(by_split) == set(hidden) and len(hidden) >= min_splits:
-        d = complete_design_interval([(r.split, r.seed, r.difference) for r in runs], hidden)
-        mean, ci, interval = d.mean, d.ci95, design_interval_words(d)
+        d = complete_design_interval([(r.split, r.seed, r.difference) for r in runs], hidden,
+                                     image_variance=image_variance)
+        mean, ci, interval, images = d.mean, d.ci95, design_interval_words(d), d.images
     else:
         mean, ci = split_level_interval(by_split)
         floor = ("variance at least the seeds' own" if any(len(v) > 1 for v in by_split.values())
@@ -316,7 +408,7 @@ def overall(comparison: str, metric: str, runs: Sequence[RunComparison], min_spl
     design = bool(hidden and set(by_split) == set(hidden) and len(hidden) >= min_splits)
     if design and claim in (ONE_STAGE_BETTER, CASCADE_BETTER, NO_CLEAR_DIFFERENCE):
         reason = reason.replace("the interval over split means", "the interval for the complete design's mean")
-    return MetricVerdict(comparison, metric, runs, means, mean, ci, interval, claim, reason, design)
+    return MetricVerdict(comparison, metric, runs, means, mean, ci, interval, claim, reason, design, images)
 
 
 def run_comparison(split: str, seed: int, v: dict[str, object]) -> RunComparison:

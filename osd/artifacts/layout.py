@@ -24,6 +24,10 @@ class Layout:
 
         return self.root.parent if re.fullmatch(r"seed_\d+", self.root.name) else self.root
 
+    def validation(self, name: str) -> Path:
+        """The split's validation signals (``osd validate``)."""
+        return self.split(name) / "validation" / "validation.npz"
+
     def prefix_features(self, key: str) -> Path:
         return self.shared / "shared" / f"prefix-{key[:16]}.npz"
 

@@ -108,6 +108,13 @@ def embed_cmd(p, split: o.Split = "a", force: o.Force = False):
     return p.embed(split, force)
 
 
+@app.command(rich_help_panel="The study", name="validate")
+@on_project(views.show_validation)
+def validate_cmd(p, split: o.Split = "a", force: o.Force = False):
+    """Validation signals of the split's regimen: closed-set accuracy, leave-one-known-class-out AUROC."""
+    return p.validate(split, force)
+
+
 @app.command(rich_help_panel="The study", name="calibrate")
 @on_project(views.show_calibration, before=_acceptance_first)
 def calibrate_cmd(p, split: o.Split = "a", force: o.Force = False, acceptance: o.Acceptance = None):

@@ -77,6 +77,16 @@ def show_train(r: Any) -> None:
     out.print(cached_tag(r.cached))
 
 
+def show_validation(r: Any) -> None:
+    rows = [[f"leave out {c}: AUROC", v] for c, v in r.loko_auroc.items()] + [["leave-one-out AUROC, mean", r.loko_mean]]
+    show(table(f"Validation, split {r.split.upper()} ({r.regimen})", ["", ""], [
+        ["closed-set accuracy (threshold images)", f"{r.closed_set_accuracy:.3f} of {r.n_threshold}"],
+        *rows, ["seconds", r.seconds]],
+        caption="each known class held out: a classifier trained without it, its threshold images scored as "
+                "unknown against the others' (no test image)"))
+    out.print(cached_tag(r.cached))
+
+
 def show_embed(r: Any) -> None:
     show(table(f"Embeddings, split {r.split.upper()} ({r.dim}-d)", ["partition", "images"],
                [*r.counts.items(), ["images/s", r.images_per_second]], caption=r.path))

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 class Task:
     """One unit of the grid: a seed's PatchCore fit, a (split, seed) job or a seed's detection study."""
 
-    kind: str  # "patchcore" | "split" | "detection"
+    kind: str  # "patchcore" | "prefix" | "split" | "detection"
     seed: int
     split: str = "-"
 
@@ -39,6 +39,8 @@ class Task:
     def name(self) -> str:
         if self.kind == "detection":
             return f"detection study (seed {self.seed})"
+        if self.kind == "prefix":
+            return "frozen blocks' output (every split and seed)"
         return f"patchcore fit (seed {self.seed})" if self.kind == "patchcore" else f"split {self.split}, seed {self.seed}"
 
 
@@ -159,6 +161,11 @@ def _run_job(cfg: Config, task: Task, two_stage: bool, force: bool, reporter: Re
         job = Job.of(cfg)  # the one resolution of this (project, seed) job: every step reads it
         if task.kind == "detection":
             steps = detection_steps(job, force, reporter)
+        elif task.kind == "prefix":
+            from osd.pipeline.prefix import prefix_features
+
+            steps = _timed(job, "-", [("frozen blocks (shared)", lambda: prefix_features(job, force=force,
+                                                                                        reporter=reporter))])
         elif task.kind == "patchcore":
             steps = _timed(job, "-", [("patchcore fit", lambda: stage1_fit(job, force=force, reporter=reporter))])
         else:
@@ -185,6 +192,8 @@ def plan_jobs(cfg: Config, splits: list[str], seeds: list[int], two_stage: bool)
     if cfg.project.study == "detection":
         return [], [Task("detection", s) for s in seeds]
     deps = [Task("patchcore", s) for s in seeds] if two_stage else []
+    if cfg.classifier.train_blocks >= 0:  # the frozen blocks' output, once for every split and seed
+        deps.insert(0, Task("prefix", seeds[0]))
     return deps, [Task("split", s, sp) for s in seeds for sp in splits]
 
 

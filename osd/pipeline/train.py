@@ -130,6 +130,9 @@ def _train(job: Job, split: str, key: str, force: bool, reporter: Reporter
     device = compute.device
     gen = runtime.seed_everything(cfg.project.seed)
     classes = list(manifest.known)
+    if cfg.classifier.train_blocks >= 0:  # the cached-prefix regimen: only the last blocks run per split
+        model = EmbeddingClassifier(build(cfg.classifier.arch, weights_path(cfg, cfg.classifier.weights)), len(classes))
+        return _train_suffix(job, split, key, model, classes, reporter)
     data = {}
     workers = job.workers
     for part in ("train", "epoch_select"):  # streamed from disk batch by batch: memory flat in their number
@@ -140,10 +143,6 @@ def _train(job: Job, split: str, key: str, force: bool, reporter: Reporter
                   f"weights) on {len(data['train'])} images, {len(classes)} classes, device {device}, "
                   f"{compute.precision}" + (f"; resuming after epoch {resume['epoch']}" if resume else ""))
     model = EmbeddingClassifier(build(cfg.classifier.arch, weights_path(cfg, cfg.classifier.weights)), len(classes))
-    if cfg.classifier.train_blocks >= 0:  # the cached-prefix regimen: only the last blocks run per split
-        for images in data.values():
-            images.close()
-        return _train_suffix(job, split, key, model, classes, reporter)
     # deterministic kernels on CPU for this run only; the caller's setting is restored afterwards
     was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)

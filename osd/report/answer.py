@@ -126,8 +126,40 @@ def verdicts(runs: list[Run], in_domain: bool, hidden: dict[str, tuple[str, ...]
                 if isinstance(v, dict) and v.get("difference") is not None:
                     per.append(stats.run_comparison(run.split, run.seed, v))
             if per:
-                out.append(stats.overall(comparison, metric, per, hidden=hidden))
+                images = (image_variance(runs, comparison, metric) if hidden else None)
+                out.append(stats.overall(comparison, metric, per, hidden=hidden, image_variance=images))
     return out
+
+
+def per_image_differences(runs: list[Run], mode: str) -> dict[int, dict[str, dict[str, float]]] | None:
+    """``{seed: {split: {image: one-stage right - cascade right}}}`` on open-set accuracy (a known image is
+    right when named its class, an unknown one when called unknown), from the runs' prediction rows; None
+    when a run has none (records cached before rows were kept)."""
+    from osd.decide import UNKNOWN
+
+    out: dict[int, dict[str, dict[str, float]]] = {}
+    for run in runs:
+        if not (run.osr and run.cascade and run.osr.rows.cells and run.cascade.rows.cells):
+            return None
+        one = {r["path"]: r["pred_label"] for r in run.osr.rows.dicts()}
+        d = {}
+        for r in run.cascade.rows.dicts():
+            if r["path"] in one:
+                truth = UNKNOWN if r["role"] == "unknown" else r["true_label"]
+                d[r["path"]] = float(one[r["path"]] == truth) - float(r[f"pred_{mode}"] == truth)
+        out.setdefault(run.seed, {})[run.split] = d
+    return out
+
+
+def image_variance(runs: list[Run], comparison: str, metric: str, n_boot: int = 1000) -> float | None:
+    """The shared test images' variance of the complete design's mean difference (open-set accuracy of a
+    cascade mode; :func:`osd.verdict.joint_image_variance`); None for other metrics."""
+    from osd.decide import MODES
+
+    if comparison not in MODES or metric != "open_set_accuracy":
+        return None
+    per = per_image_differences(runs, comparison)
+    return None if per is None else stats.joint_image_variance(per, n_boot)
 
 
 def _ahead(difference: float, first: str) -> str:
@@ -157,12 +189,14 @@ def _claim_words(v: stats.MetricVerdict) -> str:
     head = {stats.ONE_STAGE_BETTER: f"{first[0].upper()}{first[1:]} is better", stats.CASCADE_BETTER:
             "The cascade is better", stats.NO_CLEAR_DIFFERENCE: "Neither approach is clearly better"}[v.claim]
     if v.complete_design:
-        one_seed = ("; with one seed, what every split of a seed shares (its image partition) is not in it"
-                    if v.n_seeds == 1 else "")
+        noise = ("training noise (what the hidden classes' own effects leave) and the test images' noise (a "
+                 "bootstrap over the images the splits share)" if v.image_noise else
+                 "training noise (what the hidden classes' own effects leave; the test images the splits share are "
+                 "not resampled for this metric)")
         return (f"{head} on {HUMAN[v.metric]} against the {against}: {fmt_signed(v.mean_difference)} on average "
                 f"({_ahead(v.mean_difference, first)}) over {base}, 95% interval {fmt_signed(lo)} to "
                 f"{fmt_signed(hi)}. These splits are every split there is of this data set, so the interval is "
-                f"about training and test-image noise, not about which classes happened to be hidden{one_seed}.")
+                f"about {noise}, not about which classes happened to be hidden.")
     return (f"{head} on {HUMAN[v.metric]} against the {against}: {fmt_signed(v.mean_difference)} on average "
             f"({_ahead(v.mean_difference, first)}), 95% interval {fmt_signed(lo)} to {fmt_signed(hi)} over the "
             f"means of {base}; a claim about these splits of this data set, whose known test images they share.")
@@ -206,7 +240,8 @@ def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str |
     return out
 
 
-def interval_over_runs(values: list[tuple[str, int, float | None, list[float] | None]]
+def interval_over_runs(values: list[tuple[str, int, float | None, list[float] | None]],
+                       hidden: dict[str, tuple[str, ...]] | None = None
                        ) -> tuple[float | None, tuple[float, float] | None, str]:
     """Mean over runs and the interval that fits the runs at hand, with its name:
     one run: its own 95% interval over its test images; a value the same in every split (the cascade's
@@ -228,6 +263,11 @@ def interval_over_runs(values: list[tuple[str, int, float | None, list[float] | 
     if len(by_split) == 1:
         v = next(iter(by_split.values()))
         return float(np.mean(v)), (min(v), max(v)), "lowest to highest over seeds (not a confidence interval)"
+    if hidden and set(by_split) == set(hidden):
+        d = stats.complete_design_interval([(s, seed, v) for s, seed, v, _ in vals], hidden, bounds=(0.0, 1.0))
+        if d.ci95 is not None:
+            return d.mean, d.ci95, ("95% interval for the mean over every split of the complete design (training "
+                                    "noise: what the hidden classes' effects leave), within [0, 1]")
     mean, ci = stats.split_level_interval(by_split, bounds=(0.0, 1.0))
     floor = ("variance at least the seeds' own" if any(len(v) > 1 for v in by_split.values())
              else "one seed per split: no seed floor")

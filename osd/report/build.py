@@ -258,8 +258,8 @@ def _collect(runs: list[tuple[Config, Run]], seeds: list[int]) -> _Collected:
 SAME_MARK = " \u2020"  # a dagger: the value is the same in every split (shown once, with its own interval)
 
 
-def headline(rows: list[JsonObject], metrics: tuple[str, ...], approaches: list[str] | None = None
-             ) -> list[JsonObject]:
+def headline(rows: list[JsonObject], metrics: tuple[str, ...], approaches: list[str] | None = None,
+             hidden: dict[str, tuple[str, ...]] | None = None) -> list[JsonObject]:
     """One row per approach: each metric's mean over runs and the interval that fits the runs
     (:func:`osd.report.answer.interval_over_runs`), as numbers and as a ``0.976 [0.961, 0.989]`` cell."""
     approaches = approaches or list(dict.fromkeys(r["approach"] for r in rows))
@@ -271,7 +271,7 @@ def headline(rows: list[JsonObject], metrics: tuple[str, ...], approaches: list[
         row: JsonObject = {"approach": a, "name": APPROACH_HUMAN.get(a, a.replace("_", " ")), "runs": len(sel)}
         for k in metrics:
             mean, ci, how = interval_over_runs([(r["split"], int(r.get("seed") or 0), r.get(k), r.get(f"{k}_ci95"))
-                                                for r in sel])
+                                                for r in sel], hidden)
             # a cell whose value is the same in every split carries its own interval, marked
             mark = SAME_MARK if how.startswith("the same in every split") else ""
             row[k], row[f"{k}_ci95"], row[f"{k}_cell"] = mean, list(ci) if ci else None, cell(mean, ci) + mark
@@ -334,17 +334,19 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
             rows += _stats_rows([r for r in per_run if r["split"] == name], "seeds", name)
     rows += _stats_rows(per_run, "splits" if len(seeds) == 1 else "splits and seeds")
     in_domain = bool(cfg.normal.in_domain and three)
-    v, found = verdict(got.runs, in_domain, design_hidden(cfg, names))
+    hidden = design_hidden(cfg, names)
+    v, found = verdict(got.runs, in_domain, hidden)
     fit = stored_stage1_fit(layout)
     words = answer(found, in_domain, _normal_pass(three) if in_domain else None, cfg.patchcore.acceptance,
                    _threshold_words(fit))
     order = ["one_stage_mahalanobis", "cascade_ignore_no_defect", "cascade_strict", "max_softmax"]
-    tables = {"headline": headline(per_run, HEADLINE, order),
+    tables = {"headline": headline(per_run, HEADLINE, order, hidden),
               "beside": headline(per_run, ("auroc", "fpr_at_95_tpr", "open_set_accuracy"),
-                                 [a for a in dict.fromkeys(r["approach"] for r in per_run) if a not in APPROACHES]),
+                                 [a for a in dict.fromkeys(r["approach"] for r in per_run) if a not in APPROACHES],
+                                 hidden),
               "three": headline(three, THREE_HEADLINE, ["one_stage", "cascade_strict", "cascade_ignore_no_defect",
                                                           "one_stage_normal_class"]) if three else []}
-    chart = _verdict_chart(found, in_domain, layout)
+    chart = _verdict_chart(found, in_domain, layout, hidden)
     summary = _write_summary(layout, rows)
     if three:
         _write_three_summary(layout, three)
@@ -363,7 +365,8 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
                   points, stale, {k: page.plots for k, page in pages.items()})
 
 
-def _verdict_chart(every: list[MetricVerdict], in_domain: bool, layout: artifacts.Layout) -> str | None:
+def _verdict_chart(every: list[MetricVerdict], in_domain: bool, layout: artifacts.Layout,
+                   hidden: dict[str, tuple[str, ...]] | None = None) -> str | None:
     """The leading comparison's per-run differences, one panel per metric (None without a comparison)."""
     comparison, _ = lead_of(in_domain)
     found = [x for x in every if x.comparison == comparison] or every[:2]
@@ -372,7 +375,7 @@ def _verdict_chart(every: list[MetricVerdict], in_domain: bool, layout: artifact
     keep = ("three_outcome_accuracy", "three_outcome_macro_f1", "normal_pass_rate") if in_domain else (
         "open_set_accuracy", "open_set_macro_f1", "unknown_rejection")
     found = sorted((x for x in found if x.metric in keep), key=lambda x: keep.index(x.metric)) or found[:2]
-    return str(plots.verdict_chart(found, layout.verdict_chart, HUMAN))
+    return str(plots.verdict_chart(found, layout.verdict_chart, HUMAN, hidden))
 
 
 def _write_csv(path: Path, cols: list[str], rows: list[JsonObject]) -> Path:

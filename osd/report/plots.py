@@ -109,12 +109,18 @@ def latency_bars(bench: JsonObject, path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
-def verdict_chart(found: Sequence[Any], path: Path, human: dict[str, str]) -> Path:
+def verdict_chart(found: Sequence[Any], path: Path, human: dict[str, str],
+                  hidden: dict[str, Sequence[str]] | None = None) -> Path:
     """One panel per metric: splits as rows, each seed a point with its 95% paired bootstrap interval,
-    and the split means' t interval (the overall verdict's) as a band at the top; zero marked."""
+    and the split means' t interval (the overall verdict's) as a band at the top; zero marked. With
+    ``hidden`` (a complete design): a forest plot, the splits ordered by the first panel's split mean and
+    labelled with the classes they hide, the band the interval for the design's mean."""
     plt = _plt()
     n = len(found)
     splits = sorted({r.split for v in found for r in v.runs})
+    if hidden:
+        means = found[0].split_means
+        splits = sorted(splits, key=lambda s: (-means.get(s, float("-inf")), s))
     fig, axes = plt.subplots(1, n, figsize=(3.8 * n + 1.0, 1.3 + 0.55 * (len(splits) + 1)), squeeze=False, sharey=True)
     for j, (ax, v) in enumerate(zip(axes[0], found)):
         seeds = sorted({r.seed for r in v.runs})
@@ -131,16 +137,21 @@ def verdict_chart(found: Sequence[Any], path: Path, human: dict[str, str]) -> Pa
         ax.plot([v.mean_difference], [0], "D", color="tab:blue", ms=6)
         ax.axvline(0, color="k", lw=0.8)
         if j == 0:
-            ax.set_yticks(range(len(splits) + 1), ["mean of splits", *(f"split {s.upper()}" for s in splits)],
-                          fontsize=9)
+            names = ([f"hides {', '.join(hidden[s])}" for s in splits] if hidden
+                     else [f"split {s.upper()}" for s in splits])
+            ax.set_yticks(range(len(splits) + 1), ["mean of all splits" if hidden else "mean of splits", *names],
+                          fontsize=8 if hidden else 9)
             ax.invert_yaxis()
         ax.set_title(f"{human.get(v.metric, v.metric)}\n{v.claim}", fontsize=10)
         ax.set_xlabel("one-stage minus cascade", fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
+    band = ("Band: the 95% interval for the mean over every split of the complete design (training and test-image "
+            "noise; the splits are all there are).\nRows ordered by the first panel's split mean." if hidden else
+            "Band: the verdict's 95% interval over split means (variance at least the seeds' own).")
     fig.suptitle("Points: runs (seeds) with their paired 95% intervals; green / red: significant after Holm.\n"
-                 "Band: the verdict's 95% interval over split means (variance at least the seeds' own). The first "
-                 "panel is the primary test, the others secondary.", fontsize=8, y=0.01, va="bottom")
-    fig.subplots_adjust(bottom=0.3, wspace=0.08)
+                 f"{band} The first panel is the primary test, the others secondary.", fontsize=8, y=0.01,
+                 va="bottom")
+    fig.subplots_adjust(bottom=0.3 if not hidden else 0.12, wspace=0.08)
     return _save(fig, path)
 
 
