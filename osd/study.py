@@ -71,6 +71,23 @@ class StudyRun(Record):
                 "failed": [{"job": r.job, "split": r.split, "seed": r.seed, "error": r.error} for r in self.failed]}
 
 
+def _design_info(cfg: Config, splits: list[str], seeds: list[int]) -> list[str]:
+    """The complete design, checked before anything runs: every class has the training images it needs
+    (else one ConfigError), and how many trainings the study holds."""
+    from collections import Counter
+
+    from osd.config.design import check_training_images, design_classes
+    from osd.pipeline.job import Job
+
+    index, _ = Job.of(cfg).neu
+    counts = Counter(index.labels)
+    check_training_images({c: counts.get(c, 0) for c in design_classes(cfg.splits.named)}, cfg.splits.train_fraction)
+    regimen = ("full fine-tuning" if cfg.classifier.train_blocks < 0 else
+               f"the last {cfg.classifier.train_blocks} block(s) trained on the shared frozen prefix")
+    return [f"the complete design: {len(splits)} split(s) x {len(seeds)} seed(s) = {len(splits) * len(seeds)} "
+            f"classifier trainings ({regimen})"]
+
+
 def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
             reporter: Reporter | None = None, seeds: list[int] | None = None, jobs: int = 1,
             scheduler: Any = None) -> StudyRun:
@@ -93,6 +110,9 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
             raise ConfigError("project.study = detection needs normal images: set normal.folder or "
                               "normal.severstal_root")
         splits = []
+    info = _design_info(cfg, splits, seeds) if splits and cfg.splits.design == "complete" else []
+    for line in info:  # said before minutes of training start
+        reporter.note(line)
     start = time.perf_counter()
     records = run_grid(cfg, splits, seeds, two_stage, jobs, scheduler, force, reporter)
     steps = [step for r in records for step in r.steps]
@@ -113,7 +133,7 @@ def run_all(cfg: Config, splits: list[str] | None = None, force: bool = False,
     notes = [] if two_stage else [
         "no normal images configured (normal.severstal_root or normal.folder): only the one-stage study ran; "
         "the two-stage cascade needs defect-free images (set normal.folder to a folder of them)"]
-    info = []  # what the study did, said as a note (a warning is for what needs the user's attention)
+    # info: what the study did, said as a note (a warning is for what needs the user's attention)
     if cfg.project.study == "detection":
         notes = []
         info = ["detection study (project.study = detection): stage 1 alone on good and bad parts; skipped: "

@@ -163,3 +163,35 @@ def test_gen_runs_as_an_opt_in_baseline_of_the_study(tiny_project):
     html = (tiny_project / "outputs" / "report.html").read_text()
     assert "baseline: GEN (pytorch-ood)" in html and "baseline: ReAct (pytorch-ood)" in html
     assert "baseline: ASH-S (pytorch-ood)" in html and "baseline: Mahalanobis++, l2-normalised (pytorch-ood)" in html
+
+
+@pytest.mark.parametrize("name", ["rmds", "scale", "fdbd", "nnguide", "nci"])
+def test_openood_leaders_are_pytorch_oods_own_and_rank_far_points_as_unknown(features, name):
+    """RMDS, SCALE, fDBD, NNGuide and NCI through osd's wrapper: the library's numbers on the same float32
+    features and head, higher = more unknown (the shifted points score above the known test points)."""
+    from osd.osr.baselines import LibraryScore, fit_baseline
+
+    train, y, test, W, b = features
+    train, test = np.abs(train), np.abs(test)  # post-ReLU embeddings, as a CNN's penultimate layer gives
+    scorer, source = fit_baseline(name, part(train, W, b, y), (W, b))
+    assert source == "embeddings" and isinstance(scorer, LibraryScore)
+    z, zt = torch.as_tensor(train, dtype=torch.float32), torch.as_tensor(test, dtype=torch.float32)
+    head = torch.nn.Linear(32, 4)
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(W, dtype=torch.float32))
+        head.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
+    codes = torch.as_tensor(y)
+    direct = {
+        "rmds": lambda: pood.RMD(None).fit_features(z, codes).predict_features(zt),
+        "scale": lambda: pood.SCALE(torch.nn.Identity(), lambda f: head(f.flatten(1))).predict_feature_maps(
+            zt[:, :, None, None]),
+        "fdbd": lambda: pood.fDBD(None, head).fit_features(z).predict_features(zt),
+        "nnguide": lambda: pood.NNGuide(None, head).fit_features(z, codes).predict_features(zt),
+        "nci": lambda: pood.NCI(None, head).fit_features(z).predict_features(zt),
+    }[name]
+    with torch.no_grad():
+        expected = direct().numpy()
+    got = scorer.score_samples(test)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    shifted = np.abs(np.random.default_rng(1).normal(0, 0.2, (20, 32)))  # far from every class: small activations
+    assert np.median(scorer.score_samples(shifted)) > np.median(got[:40])

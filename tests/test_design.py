@@ -119,3 +119,16 @@ def test_overall_reads_a_complete_design_with_its_own_interval():
     assert "all 15 splits of the complete design" in v.interval and "df = 9" in v.interval
     plain = overall("ignore_no_defect", "open_set_accuracy", runs)
     assert not plain.complete_design and "df = 14" in plain.interval
+
+
+def test_a_thin_class_stops_the_complete_design_before_any_training(tiny_project: Path):
+    from osd import Project
+
+    for i in range(3, 11):  # scratches keeps 2 images: 1 for training at train_fraction 0.6
+        (tiny_project / "neu" / "IMAGES" / f"scratches_{i}.jpg").unlink()
+    p = Project(tiny_project, ["splits.design=complete"])
+    with pytest.raises(ConfigError) as exc:
+        p.run_all()
+    msg = str(exc.value)
+    assert "scratches (2 images, 1 for training)" in msg and "at least 2 training images" in msg
+    assert not (tiny_project / "outputs" / "patchcore").exists()

@@ -23,6 +23,7 @@ from osd.config.sections import SplitDef
 from osd.errors import ConfigError
 
 MAX_SPLITS = 60  # each split trains a classifier per seed: more than this is a run of days on a CPU
+MIN_TRAIN = 2  # training images a known class needs: a class mean and its scatter about it
 LISTED, COMPLETE = "listed", "complete"
 NEU_ABBREVIATIONS = {"crazing": "cr", "inclusion": "in", "patches": "pa", "pitted_surface": "ps",
                      "rolled-in_scale": "rs", "scratches": "sc"}  # NEU-CLS's file prefixes (Cr_, In_, ...)
@@ -95,3 +96,15 @@ def is_complete(named: Mapping[str, SplitDef]) -> bool:
     hidden = {frozenset(sd.unknown) for sd in named.values()}
     return (len(hidden) == len(named) == design_size(len(classes), ks.pop())
             and all(set(sd.known) | set(sd.unknown) == set(classes) for sd in named.values()))
+
+
+def check_training_images(counts: Mapping[str, int], train_fraction: float, min_train: int = MIN_TRAIN) -> None:
+    """Before a complete design runs: every class is known in some split, so each needs ``min_train``
+    training images (``round(train_fraction x its images)``); one ConfigError naming the thin classes."""
+    thin = {c: n for c, n in sorted(counts.items()) if round(train_fraction * n) < min_train}
+    if thin:
+        listed = ", ".join(f"{c} ({n} image{'s' if n != 1 else ''}, {round(train_fraction * n)} for training)"
+                           for c, n in thin.items())
+        raise ConfigError(f"splits.design = complete: every class is known in some split and needs at least "
+                          f"{min_train} training images; too few: {listed}. Add images of it, or leave it out of the "
+                          "[splits.<name>] tables")

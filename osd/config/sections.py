@@ -157,10 +157,11 @@ class OsrSection:
                                "out-of-distribution baselines reported beside the locked method, from the same cached "
                                "embeddings and logits, each with its own threshold: energy | maxlogit | vim | knn; and odin "
                                "(opt-in: a second pass over the threshold and test images, ~6x a forward pass); and gen, react, "
-                               "ash, mahalanobis_norm (opt-in: pytorch-ood's generalized entropy, ReAct, ASH-S and "
-                               "Mahalanobis++, pip install osd[ood])",
+                               "ash, mahalanobis_norm, rmds, scale, fdbd, nnguide, nci (opt-in: pytorch-ood's generalized "
+                               "entropy, ReAct, ASH-S, Mahalanobis++, relative Mahalanobis, SCALE, fDBD, NNGuide and NCI, "
+                               "pip install osd[ood])",
                                choices=("energy", "maxlogit", "vim", "knn", "odin", "gen", "react", "ash",
-                                        "mahalanobis_norm"))
+                                        "mahalanobis_norm", "rmds", "scale", "fdbd", "nnguide", "nci"))
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from osd.osr.embeddings import EmbeddedPart
 
-BASELINES = ("energy", "maxlogit", "vim", "knn", "odin", "gen", "react", "ash", "mahalanobis_norm")
+BASELINES = ("energy", "maxlogit", "vim", "knn", "odin", "gen", "react", "ash", "mahalanobis_norm", "rmds", "scale",
+             "fdbd", "nnguide", "nci")
 # Each baseline's score in words (the report and metrics.json show it) and its name in a table: the one
 # place they are written (the config's choices at osd.config are tested to agree with BASELINES).
 SCORES = {
@@ -59,10 +60,22 @@ SCORES = {
            "to zero and the rest sharpened (pytorch-ood's implementation and default percentile)",
     "mahalanobis_norm": "Mahalanobis++: half the squared Mahalanobis distance to the nearest class mean of the "
                         "l2-normalised embedding, one shared covariance (summed scatter, pytorch-ood's implementation)",
+    "rmds": "RMDS: the smallest class Mahalanobis distance minus the distance under one Gaussian fitted to every "
+            "training embedding (relative Mahalanobis, Ren et al. 2021; pytorch-ood's implementation)",
+    "scale": "SCALE: energy of the head on the penultimate embedding scaled by exp(sum / sum of its top 35%), nothing "
+             "pruned (Xu et al. 2024; pytorch-ood's implementation and default percentile 0.65)",
+    "fdbd": "fDBD: minus the mean distance to the head's decision boundaries over the other classes, divided by the "
+            "distance to the training embeddings' mean (Liu and Qin 2024; pytorch-ood's implementation)",
+    "nnguide": "NNGuide: energy scaled by the mean similarity to the k = 10 nearest training embeddings, "
+               "l2-normalised (Park et al. 2023; pytorch-ood's implementation)",
+    "nci": "NCI: the embedding's alignment with its predicted class's weight, centred on the training mean (Liu et "
+           "al. 2025, neural-collapse inspired; alpha = 0; pytorch-ood's implementation)",
 }
 HUMAN = {"energy": "energy", "maxlogit": "MaxLogit", "vim": "ViM", "knn": "kNN (osd's k rule)",
          "odin": "ODIN (paper's T and eps)", "gen": "GEN (pytorch-ood)", "react": "ReAct (pytorch-ood)",
-         "ash": "ASH-S (pytorch-ood)", "mahalanobis_norm": "Mahalanobis++, l2-normalised (pytorch-ood)"}
+         "ash": "ASH-S (pytorch-ood)", "mahalanobis_norm": "Mahalanobis++, l2-normalised (pytorch-ood)",
+         "rmds": "RMDS (pytorch-ood)", "scale": "SCALE (pytorch-ood)", "fdbd": "fDBD (pytorch-ood)",
+         "nnguide": "NNGuide (pytorch-ood)", "nci": "NCI (pytorch-ood)"}
 NEEDS_IMAGES = ("odin",)  # baselines that run the classifier over the images again
 
 
@@ -276,14 +289,68 @@ class NormalizedMahalanobis(BaseEstimator):
         return self.detector_.predict_features(self._unit(x)).numpy().astype(np.float64)
 
 
+class LibraryScore(BaseEstimator):
+    """A post-hoc detector of pytorch-ood (0.4.0) scored on the cached penultimate embeddings, the classifier's
+    head rebuilt from its stored weights, in float32 (the library's dtype). ``name``: ``rmds`` (RMD),
+    ``scale`` (SCALE), ``fdbd`` (fDBD), ``nnguide`` (NNGuide, k = 10), ``nci`` (NCI, alpha = 0). Each library
+    detector returns higher = more unknown, osd's convention. Opt-in: ``pip install "osd[ood]"``."""
+
+    def __init__(self, name: str, weight: np.ndarray, bias: np.ndarray):
+        self.name, self.weight, self.bias = name, weight, bias
+
+    def _head(self):
+        import torch
+
+        w = np.asarray(self.weight, dtype=np.float32)
+        head = torch.nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            head.weight.copy_(torch.as_tensor(w))
+            head.bias.copy_(torch.as_tensor(np.asarray(self.bias, dtype=np.float32)))
+        return head
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> LibraryScore:
+        import torch
+
+        lib = _pytorch_ood()
+        z = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        codes = torch.as_tensor(np.unique(np.asarray(y), return_inverse=True)[1])
+        head = self._head()
+        if self.name == "rmds":
+            self.detector_ = lib.RMD(None).fit_features(z, codes)
+        elif self.name == "scale":
+            self.detector_ = lib.SCALE(torch.nn.Identity(), lambda f: head(f.flatten(1)))
+        elif self.name == "fdbd":
+            self.detector_ = lib.fDBD(None, head).fit_features(z)
+        elif self.name == "nnguide":
+            self.detector_ = lib.NNGuide(None, head).fit_features(z, codes)
+        elif self.name == "nci":
+            self.detector_ = lib.NCI(None, head).fit_features(z)
+        else:
+            raise ValueError(f"unknown library baseline {self.name!r}")
+        return self
+
+    def score_samples(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        check_is_fitted(self, "detector_")
+        z = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        with torch.no_grad():
+            out = (self.detector_.predict_feature_maps(z[:, :, None, None]) if self.name == "scale"
+                   else self.detector_.predict_features(z))
+        return out.numpy().astype(np.float64)
+
+
+LIBRARY = ("rmds", "scale", "fdbd", "nnguide", "nci")
+
+
 def _pytorch_ood():
     try:
         import pytorch_ood.detector as detectors
     except ImportError:
         from osd.errors import ConfigError
 
-        raise ConfigError('osr.baselines gen, react, ash and mahalanobis_norm are scored by pytorch-ood, which is not installed: '
-                          'pip install "osd[ood]"') from None
+        raise ConfigError('osr.baselines gen, react, ash, mahalanobis_norm, rmds, scale, fdbd, nnguide and nci are scored by '
+                          'pytorch-ood, which is not installed: pip install "osd[ood]"') from None
     return detectors
 
 
@@ -308,4 +375,6 @@ def fit_baseline(name: str, train: EmbeddedPart, head: tuple[np.ndarray, np.ndar
         return ASHScore(head[0], head[1]).fit(train.embeddings), "embeddings"
     if name == "mahalanobis_norm":
         return NormalizedMahalanobis().fit(train.embeddings, train.labels), "embeddings"
+    if name in LIBRARY:
+        return LibraryScore(name, head[0], head[1]).fit(train.embeddings, train.labels), "embeddings"
     raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
