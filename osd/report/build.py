@@ -298,6 +298,25 @@ def _normal_pass(three: list[JsonObject]) -> str | None:
     return h[0]["normal_pass_rate_cell"] if h and h[0]["normal_pass_rate"] is not None else None
 
 
+def regimen_ablations(layout: artifacts.Layout, own: JsonObject | None) -> list[JsonObject]:
+    """The study run again with other training regimens (``<output_dir>/regimen_<N>``, as
+    ``examples/regimen_validation.py`` and ``--set project.output_dir=outputs/regimen_N`` write them): each
+    one's leading verdict beside this run's, an ablation the report shows and never chooses by."""
+    out = []
+    if own:
+        out.append({"regimen": "this study (its own classifier.train_blocks)", **own})
+    for record in sorted(layout.root.glob("regimen_*/report.json")):
+        report = (artifacts.read_json(record) or {}).get("report") or {}
+        lead = next((v for v in (report.get("verdict") or {}).get("summary") or [] if v.get("role") == "primary"),
+                    None)
+        if lead:
+            n = record.parent.name.removeprefix("regimen_")
+            out.append({"regimen": f"classifier.train_blocks = {n} ({record.parent.name}/)",
+                        **{k: lead.get(k) for k in ("metric", "comparison", "mean_difference", "ci95", "claim",
+                                                    "n_splits", "n_seeds")}})
+    return out if len(out) > 1 else []
+
+
 def design_hidden(cfg: Config, names: list[str]) -> dict[str, tuple[str, ...]] | None:
     """Each split's hidden classes when the splits run are a complete design (every way of hiding k
     of their classes, :mod:`osd.config.design`); None otherwise."""
@@ -359,7 +378,10 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     points = operating_tables(got.runs, {"tau": cfg.osr.acceptance, "kappa": cfg.osr.acceptance,
                                             "patchcore": cfg.patchcore.acceptance})
     weights = "; ".join(f"{k} {', '.join(sorted(w)) or 'unknown'}" for k, w in got.weights.items() if w)
-    html = render_html(cfg, tables, pages, pc_stats, caveats, v, words, chart, points, weights)
+    lead = next((x for x in v["summary"] if x.get("role") == "primary"), None)
+    ablation = regimen_ablations(layout, {k: lead.get(k) for k in ("metric", "comparison", "mean_difference", "ci95",
+                                                                    "claim", "n_splits", "n_seeds")} if lead else None)
+    html = render_html(cfg, tables, pages, pc_stats, caveats, v, words, chart, points, weights, ablation)
     report = artifacts.write_text(layout.report_html, html)
     return Report(str(summary), str(report), rows, words, seeds, caveats, str(md), str(tex), tables, names, three, v,
                   points, stale, {k: page.plots for k, page in pages.items()})

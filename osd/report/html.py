@@ -59,6 +59,23 @@ def _two_line(cell: str) -> str:
     return _esc(value) + (f"<br><small>[{_esc(ci)}</small>" if ci else "")
 
 
+def _ablation(rows: list[JsonObject]) -> str:
+    """The leading verdict under each training regimen: an ablation, shown, never a choice."""
+    def ci(c: object) -> str:
+        return f"[{c[0]:+.3f}, {c[1]:+.3f}]" if isinstance(c, (list, tuple)) and len(c) == 2 else "-"
+
+    body = "".join(f"<tr><td>{_esc(r['regimen'])}</td><td>{r['mean_difference']:+.3f}</td><td>{ci(r.get('ci95'))}"
+                   f"</td><td>{_esc(str(r.get('claim')))}</td><td>{r.get('n_splits')} x {r.get('n_seeds')}</td></tr>"
+                   for r in rows if r.get("mean_difference") is not None)
+    first = rows[0]
+    return ("<h3>Ablation: does the answer depend on the training regimen?</h3><table><tr><th>regimen</th>"
+            f"<th>one-stage minus cascade, {_esc(HUMAN.get(str(first.get('metric')), str(first.get('metric'))))}"
+            "</th><th>95% interval</th><th>verdict</th><th>splits x seeds</th></tr>" + body + "</table><p class=note>"
+            "The same study with other blocks trained (classifier.train_blocks; the rest frozen and shared): shown "
+            "so a reader sees whether the answer moves, never used to choose. The regimen is chosen on validation "
+            "data only (osd validate; docs/reference.md, Training regimens).</p>")
+
+
 def _summary_table(key: str, rows: list[JsonObject]) -> str:
     cols = [k.removesuffix("_cell") for k in rows[0] if k.endswith("_cell")]
     caption = (f"Mean over {rows[0]['runs']} run(s); 95% interval: {rows[0].get('interval') or '-'}. "
@@ -212,7 +229,8 @@ def _header(cfg: Config, weights: str = "") -> str:
 
 def render_html(cfg: Config, tables: dict[str, list[JsonObject]], pages: dict[str, RunPage],
                 pc_stats: JsonObject, caveats: list[str], verdict: JsonObject, answer: list[str],
-                verdict_plot: str | None = None, points: JsonObject | None = None, weights: str = "") -> str:
+                verdict_plot: str | None = None, points: JsonObject | None = None, weights: str = "",
+                ablation: list[JsonObject] | None = None) -> str:
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>osd report</title>"
              f"<style>{STYLE}</style></head><body>", _header(cfg, weights)]
     demo = [c for c in caveats if c.startswith("DEMO")]
@@ -230,6 +248,8 @@ def render_html(cfg: Config, tables: dict[str, list[JsonObject]], pages: dict[st
                      "Details)</h3><div class=plots>" + "".join(_img(p) for p in first.plots) + "</div>")
     if tables.get("beside"):
         parts.append(_summary_table("beside", tables["beside"]))
+    if ablation:
+        parts.append(_ablation(ablation))
     parts.append(_stage1(pc_stats))
     parts.append(_operating(points or {}))
     parts.append(_conventions(pc_stats))
