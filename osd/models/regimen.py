@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from osd.errors import ConfigError
-from osd.models.training import TrainOutcome, _optimizer
+from osd.models.training import TrainOutcome, _optimizer, keep_best
 from osd.progress import Reporter, ensure
 
 VIEWS = 8  # the dihedral group of the square: 4 turns x (no flip, flip)
@@ -125,21 +125,9 @@ def fit_suffix(head: nn.Module, suffix: nn.Module, train_x: torch.Tensor, train_
                 total += float(loss.detach()) * len(idx)
                 seen += len(idx)
             row = {"epoch": epoch, "train_loss": total / max(seen, 1)}
-            if choose:
-                acc, sel_loss = _evaluate(model, select_x, select_y)
-                row.update(select_accuracy=acc, select_loss=sel_loss)
-                better = acc > best.selection_accuracy or (acc == best.selection_accuracy and sel_loss < best_loss)
-            else:
-                acc, sel_loss, better = None, float("inf"), True
-            row["seconds"] = time.perf_counter() - start
-            best.history.append(row)
-            if better:
-                best.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                best.best_epoch, best.selection_accuracy, best_loss = epoch, acc, sel_loss
-            best.epochs_run = epoch
-            best.stopped_early = bool(choose and recipe.patience and epoch - best.best_epoch >= recipe.patience
-                                      and epoch < recipe.epochs)
-            task.advance(1, loss=row["train_loss"], **({"select_acc": acc} if choose else {}))
+            selection = _evaluate(model, select_x, select_y) if choose else None
+            best_loss = keep_best(best, best_loss, model, row, selection, recipe, start)
+            task.advance(1, loss=row["train_loss"], **({"select_acc": selection[0]} if choose else {}))
             if best.stopped_early:
                 break
     best.seconds = time.perf_counter() - start

@@ -86,27 +86,38 @@ def fit(
         task.advance(first_epoch - 1)
         for epoch in range(first_epoch, recipe.epochs + 1):
             row = {"epoch": epoch, "train_loss": _one_epoch(step, train, recipe, generator)}
-            if choose:
-                acc, sel_loss = accuracy_and_loss(model, select, compute)
-                row.update(select_accuracy=acc, select_loss=sel_loss)
-                better = acc > best.selection_accuracy or (acc == best.selection_accuracy and sel_loss < best_loss)
-            else:
-                acc, sel_loss, better = None, float("inf"), True  # no selection images: the last epoch
-            row["seconds"] = time.perf_counter() - start
-            best.history.append(row)
-            if better:
-                best.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                best.best_epoch, best.selection_accuracy, best_loss = epoch, acc, sel_loss
-            best.epochs_run = epoch
-            best.stopped_early = bool(choose and recipe.patience and epoch - best.best_epoch >= recipe.patience
-                                      and epoch < recipe.epochs)
+            selection = accuracy_and_loss(model, select, compute) if choose else None
+            best_loss = keep_best(best, best_loss, model, row, selection, recipe, start)
             if checkpoint is not None and epoch < recipe.epochs and not best.stopped_early:
                 checkpoint(_checkpoint(epoch, model, opt, sched, generator, best, best_loss, time.perf_counter() - start))
-            task.advance(1, loss=row["train_loss"], **({"select_acc": acc} if choose else {}))
+            task.advance(1, loss=row["train_loss"], **({"select_acc": selection[0]} if choose else {}))
             if best.stopped_early:
                 break
     best.seconds = time.perf_counter() - start
     return best
+
+
+def keep_best(best: TrainOutcome, best_loss: float, model: nn.Module, row: dict[str, float],
+              selection: tuple[float, float] | None, recipe: ClassifierSection, start: float) -> float:
+    """One epoch recorded in ``best``: its history row; the model's state when it is the best so far on the
+    selection images (higher accuracy, or equal accuracy and lower loss; without selection images every
+    epoch is, so the last is kept); whether patience ran out. Returns the best selection loss so far."""
+    epoch = int(row["epoch"])
+    if selection is not None:
+        acc, sel_loss = selection
+        row.update(select_accuracy=acc, select_loss=sel_loss)
+        better = acc > best.selection_accuracy or (acc == best.selection_accuracy and sel_loss < best_loss)
+    else:
+        acc, sel_loss, better = None, float("inf"), True  # no selection images: the last epoch
+    row["seconds"] = time.perf_counter() - start
+    best.history.append(row)
+    if better:
+        best.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        best.best_epoch, best.selection_accuracy, best_loss = epoch, acc, sel_loss
+    best.epochs_run = epoch
+    best.stopped_early = bool(selection is not None and recipe.patience and epoch - best.best_epoch >= recipe.patience
+                              and epoch < recipe.epochs)
+    return best_loss
 
 
 def _checkpoint(epoch: int, model: nn.Module, opt, sched, generator: torch.Generator, best: TrainOutcome,
