@@ -115,7 +115,7 @@ def _versions() -> dict[str, str]:
 
 # (step, its algorithm version) -> the digest of what its library functions return on the cases above
 PINNED = {
-    ("osr", "osr/10"): "7e8f8798713ba1f6",
+    ("osr", "osr/11"): "7e8f8798713ba1f6",
     ("cascade", "cascade/7"): "7e8f8798713ba1f6",
     ("detection", "detection/3"): "c57495dff84234ad",
     ("outcomes", "three-outcome/5"): "35563b4b2947590b",

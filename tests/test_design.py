@@ -132,3 +132,21 @@ def test_a_thin_class_stops_the_complete_design_before_any_training(tiny_project
     msg = str(exc.value)
     assert "scratches (2 images, 1 for training)" in msg and "at least 2 training images" in msg
     assert not (tiny_project / "outputs" / "patchcore").exists()
+
+
+def test_the_report_shows_other_regimens_as_an_ablation(tmp_path: Path):
+    from osd import artifacts
+    from osd.report.build import regimen_ablations
+    from osd.report.html import _ablation
+
+    layout = artifacts.Layout(tmp_path)
+    lead = {"role": "primary", "metric": "open_set_accuracy", "comparison": "ignore_no_defect",
+            "mean_difference": 0.03, "ci95": [-0.01, 0.07], "claim": "no clear difference", "n_splits": 15, "n_seeds": 1}
+    artifacts.write_json(tmp_path / "regimen_2" / "report.json", {"report": {"verdict": {"summary": [lead]}}})
+    assert regimen_ablations(layout, None) == []  # nothing to set beside
+    own = {**lead, "mean_difference": 0.05, "ci95": [0.01, 0.09], "claim": "one-stage better"}
+    rows = regimen_ablations(layout, own)
+    assert [r["regimen"] for r in rows] == ["this study (its own classifier.train_blocks)",
+                                             "classifier.train_blocks = 2 (regimen_2/)"]
+    html = _ablation(rows)
+    assert "+0.050" in html and "[-0.010, +0.070]" in html and "never used to choose" in html

@@ -31,7 +31,8 @@ CALIBRATE_ALGORITHM = "calibrate/5"  # 5: kappa stored as neg_kappa; 4: features
 # 7: p-values of the paired baseline comparisons, operating points of tau and kappa; 6: kNN k and ViM subspace
 # follow the training size; 5: baselines; 4: cached step
 # 10: FPR@95 exact, no zero-width bootstrap interval; 9: single rates with exact Clopper-Pearson intervals
-EVALUATE_ALGORITHM = "osr/10"
+# 11: rmds on the locked method's shrinkage covariance (pytorch-ood's RMD, singular at 1280-d, before)
+EVALUATE_ALGORITHM = "osr/11"
 SECTIONS = (*TRAIN_SECTIONS, "osr")
 
 
