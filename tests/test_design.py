@@ -150,3 +150,18 @@ def test_the_report_shows_other_regimens_as_an_ablation(tmp_path: Path):
                                              "classifier.train_blocks = 2 (regimen_2/)"]
     html = _ablation(rows)
     assert "+0.050" in html and "[-0.010, +0.070]" in html and "never used to choose" in html
+
+
+def test_the_command_line_writes_the_design_and_refuses_in_one_line(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from osd.cli.app import app
+
+    neu = write_neu(tmp_path / "data", "folders", per_class=4, classes=("dent", "hole", "rust", "scratch"))
+    r = CliRunner().invoke(app, ["init", str(tmp_path / "p"), "--neu", str(neu), "--design", "complete"])
+    assert r.exit_code == 0, r.output
+    assert "the complete design, 6 splits: every way of hiding 2" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["init", str(tmp_path / "q"), "--neu", str(neu), "--design", "complete",
+                                 "--unknown-per-split", "3"])
+    assert r.exit_code == 1 and "fewer than 2 known classes per split" in r.output and r.output.count("\n") == 1
+    assert not (tmp_path / "q").exists()  # a failed init leaves nothing behind
