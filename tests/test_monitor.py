@@ -148,14 +148,16 @@ def test_unknown_groups_are_chosen_without_labels_and_match_separated_clusters()
 def test_monitor_unknowns_groups_the_unknown_rows_with_contact_sheets(tiny_project: Path, tmp_path: Path):
     from osd import config
 
+    from osd.api import Project
+
     p = str(tiny_project)
-    ok("calibrate", "-p", p, "--split", "a")
+    tau = Project(tiny_project).calibrate("a").tau  # rows carry the threshold they were decided by
     unknown = [e.path for e in Job.of(config.load(tiny_project)).manifest("a").test() if e.role == "unknown"]
     rows = tmp_path / "rows.csv"
-    rows.write_text("path,status,one_stage,one_stage_score,closed_class\n"
-                    + "".join(f"{q},ok,unknown,1e9,x\n" for q in unknown))
+    rows.write_text("path,status,one_stage,one_stage_score,tau,closed_class\n"
+                    + "".join(f"{q},ok,unknown,1e9,{tau!r},x\n" for q in unknown))
     r = runner.invoke(app, ["monitor", str(rows), "-p", p, "--unknowns", "--json"])
-    assert r.exit_code in (0, 3, 4), r.output
+    assert r.exit_code == {"ok": 0, "watch": 3, "drift": 4, "not tested": 5}[json.loads(r.stdout)["status"]], r.output
     g = json.loads(r.stdout)["unknowns"]
     assert g["images"] == len(unknown) and sum(x["size"] for x in g["groups"]) == len(unknown)
     assert all(Path(x["contact_sheet"]).is_file() for x in g["groups"]) and "silhouette" in g["method"]
@@ -206,3 +208,92 @@ def _mix_check(counts: list[int], shares: dict[str, float], n_ref: int):
             for c, k in zip(shares, counts) for _ in range(k)]
     ref = replace(REF, stage1_normal=None, class_mix=shares, class_n=n_ref)
     return {c.check: c for c in check_batch("b", rows, ref)}["class_mix"]
+
+
+def _csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    import csv
+
+    columns = columns or list(rows[0]) if rows else (columns or ["path", "status"])
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def _open_set_rows(n: int = 40) -> list[dict]:
+    rows = _rows(n, np.random.default_rng(3), defects=1.0)
+    return [{"path": f"{i}.png", "status": "ok", "reason": "", **r, "tau": repr(REF.tau),
+             "stage1_threshold": repr(REF.stage1_threshold)} for i, r in enumerate(rows)]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("nan_scores", "row 2: one_stage_score = 'nan' is not a finite number"),
+    ("text_tau", "row 5: tau = 'abc' is not a finite number"),
+    ("text_score", "row 2: one_stage_score = 'abc' is not a finite number"),
+    ("infinite", "row 2: one_stage_score = 'inf' is not a finite number"),
+    ("nan_tau_everywhere", "tau = 'nan' is not a finite number"),
+    ("no_tau_column", "no column tau: not rows osd predict wrote for this split"),
+    ("no_score_column", "no column one_stage_score"),
+    ("header_only", "no rows (empty, or a header alone)"),
+    ("detection_rows", "rows of a detection project (no_defect / defect) carry no one-stage columns"),
+])
+def test_rows_are_validated_once_at_load(tmp_path: Path, case: str, message: str):
+    """Issue 51: NaN, text and infinite numbers, missing columns and empty files were tested as if fine (status
+    ok or not tested, exit 0) or ended in a traceback; each is now one line naming the file, row and column."""
+    from osd.errors import DataError
+    from osd.pipeline.monitor import read_rows, validate_rows
+
+    rows = _open_set_rows()
+    columns = list(rows[0])
+    if case == "nan_scores":
+        for r in rows[:10]:
+            r["one_stage_score"] = "nan"
+    elif case == "text_tau":
+        rows[3]["tau"] = "abc"
+    elif case == "text_score":
+        rows[0]["one_stage_score"] = "abc"
+    elif case == "infinite":
+        rows[0]["one_stage_score"] = "inf"
+    elif case == "nan_tau_everywhere":
+        for r in rows:
+            r["tau"] = "nan"
+    elif case == "no_tau_column":
+        columns.remove("tau")
+    elif case == "no_score_column":
+        columns.remove("one_stage_score")
+    elif case == "header_only":
+        rows = []
+    elif case == "detection_rows":
+        columns = ["path", "status", "reason", "decision", "stage1_score", "stage1_threshold"]
+        for r in rows:
+            r["decision"] = "defect"
+    path = _csv(tmp_path / "day.csv", rows, columns)
+    with pytest.raises(DataError) as exc:
+        validate_rows(path, read_rows(path), REF)
+    assert message in str(exc.value) and "day.csv" in str(exc.value)
+
+
+def test_a_day_of_unreadable_images_says_why_nothing_was_tested_and_exits_5(tiny_project: Path, tmp_path: Path):
+    from osd.api import Project
+
+    rows = [{"path": f"{i}.png", "status": "unreadable", "reason": "truncated JPEG", "one_stage": "",
+             "one_stage_score": "", "tau": "", "closed_class": "", "stage1_score": "", "stage1_threshold": ""}
+            for i in range(30)]
+    day = _csv(tmp_path / "day.csv", rows)
+    p = str(tiny_project)
+    ok("osr", "-p", p, "--split", "a")
+    res = Project(tiny_project).monitor([day], "a")
+    assert res.worst == "not tested"
+    assert any("none of its 30 images was readable" in n and "truncated JPEG" in n for n in res.notes)
+    r = runner.invoke(app, ["monitor", str(day), "-p", p])
+    assert r.exit_code == 5, r.output
+    r = runner.invoke(app, ["monitor", str(tmp_path), "-p", p])
+    assert r.exit_code == 1 and "a folder; give the CSV files" in r.output
+
+
+def test_json_output_is_valid_json_whatever_the_numbers(capsys):
+    from osd.cli.render import emit_json
+
+    emit_json({"statistic": float("nan"), "p": [float("inf"), 0.5]})
+    assert json.loads(capsys.readouterr().out) == {"statistic": None, "p": [None, 0.5]}

@@ -137,7 +137,8 @@ def monitor_cmd(
 ) -> None:
     """Do the study's thresholds still hold? Batches of predict rows against the reference the study stored.
 
-    Exit code: 0 every batch ok, 3 a batch to watch, 4 a batch that drifted (1: an error).
+    Exit code: 0 every batch tested was ok, 3 a batch to watch, 4 a batch that drifted, 5 no batch could be
+    tested (a note says why), 1 an error.
     """
     from osd.api import monitor_bundle
 
@@ -157,5 +158,5 @@ def monitor_cmd(
         line_views.show_monitor(result)
         if groups:
             line_views.show_unknowns(groups)
-    if result.worst in ("watch", "drift"):
-        raise typer.Exit(3 if result.worst == "watch" else 4)
+    if result.worst in ("watch", "drift", "not tested"):
+        raise typer.Exit({"watch": 3, "drift": 4, "not tested": 5}[result.worst])

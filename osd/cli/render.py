@@ -51,7 +51,20 @@ def show(*renderables: Any) -> None:
 
 
 def emit_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, default=str))
+    """Valid JSON whatever the values: a number that is not finite is written as null."""
+    print(json.dumps(_finite(obj), indent=2, default=str, allow_nan=False))
+
+
+def _finite(obj: Any) -> Any:
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def error(message: str) -> None:

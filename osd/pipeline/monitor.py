@@ -82,6 +82,8 @@ def bundle_reference(folder: Path) -> Reference:
 def read_rows(path: Path) -> list[JsonObject]:
     """The rows of one CSV file ``osd predict --out`` wrote."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: a folder; give the CSV files osd predict --out wrote")
     if not path.is_file():
         raise DataError(f"{path}: no such file (give the CSV files osd predict --out wrote)")
     try:
@@ -92,6 +94,53 @@ def read_rows(path: Path) -> list[JsonObject]:
     if rows and "status" not in rows[0]:
         raise DataError(f"{path}: no 'status' column: not a file osd predict wrote")
     return rows
+
+
+NUMBERS = ("one_stage_score", "tau", "msp", "kappa", "stage1_score", "stage1_threshold")
+
+
+def required_columns(ref: Reference) -> tuple[str, ...]:
+    """The columns rows need for the checks this reference makes."""
+    need = ["status"]
+    if ref.distance_val is not None:
+        need += ["one_stage", "one_stage_score", "tau", "closed_class"]
+    if ref.stage1_normal is not None:
+        need += ["stage1_score", "stage1_threshold"]
+    return tuple(need)
+
+
+def validate_rows(path: Path, rows: list[JsonObject], ref: Reference) -> list[JsonObject]:
+    """One check of a rows file at load, before any statistic: rows there are, the columns this reference's
+    checks read, every number of a readable image a finite number (a file edited by hand or by a tool
+    that wrote ``nan``, ``abc`` or an empty score is refused with its row and column), and the thresholds
+    the rows were decided by are this reference's (:func:`belongs`). Returns the rows, numbers as floats."""
+    if not rows:
+        raise DataError(f"{path}: no rows (empty, or a header alone): nothing to monitor")
+    missing = [c for c in required_columns(ref) if c not in rows[0]]
+    if missing:
+        study = ("; rows of a detection project (no_defect / defect) carry no one-stage columns"
+                 if "decision" in rows[0] and "one_stage_score" in missing else "")
+        raise DataError(f"{path}: no column {', '.join(missing)}: not rows osd predict wrote for this "
+                        f"{'split' if ref.distance_val is not None else 'project'}{study}")
+    out = []
+    for i, row in enumerate(rows):
+        if row.get("status", "ok") != "ok":
+            out.append(row)
+            continue
+        row = dict(row)
+        for column in (c for c in NUMBERS if c in row and (c in required_columns(ref) or row[c] not in (None, ""))):
+            value = row[column]
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = float("nan")
+            if not np.isfinite(number):
+                raise DataError(f"{path}, row {i + 2}: {column} = {value!r} is not a finite number (osd predict "
+                                "writes a number for every readable image: the file was changed after it)")
+            row[column] = number
+        out.append(row)
+    belongs(path, out, ref)
+    return out
 
 
 def belongs(path: Path, rows: list[JsonObject], ref: Reference) -> None:
@@ -148,13 +197,27 @@ def monitor(job: Job | None, rows_files: list[Path], split: str = "a", export_di
     if ref.stage1_normal is None:
         notes.append("stage 1 not checked: its reference is per crop (normal images from another source), a predicted "
                      "image is scored whole")
-    files = [(f"{i + 1}: {Path(f).name}", read_rows(Path(f))) for i, f in enumerate(rows_files)]
-    for f, (_, rows) in zip(rows_files, files):
-        belongs(Path(f), rows, ref)
+    files = [(f"{i + 1}: {Path(f).name}", validate_rows(Path(f), read_rows(Path(f)), ref))
+             for i, f in enumerate(rows_files)]
     checks: list[Check] = []
     statuses: dict[str, str] = {}
     for name, rows in batches(files, window):
         found = check_batch(name, rows, ref)
         checks += found
         statuses[name] = batch_status(found)
+        if statuses[name] == "not tested":
+            notes.append(f"batch {name}: not tested: {untested_reason(rows)}")
     return MonitorResult(source, checks, statuses, notes=notes)
+
+
+def untested_reason(rows: list[JsonObject]) -> str:
+    """Why a batch could not be tested, in words."""
+    from osd.monitor import MIN_ROWS
+
+    readable = [r for r in rows if r.get("status", "ok") == "ok"]
+    if not readable:
+        reasons = sorted({str(r.get("status")) for r in rows})
+        return (f"none of its {len(rows)} images was readable (status {', '.join(reasons)}; first reason: "
+                f"{rows[0].get('reason') or '-'}): a camera or transfer failure?")
+    return (f"{len(readable)} readable image(s), fewer than the {MIN_ROWS} a check needs (or none that stage 1 "
+            "flagged for the classifier's checks)")
