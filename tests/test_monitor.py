@@ -147,7 +147,6 @@ def test_unknown_groups_are_chosen_without_labels_and_match_separated_clusters()
 
 def test_monitor_unknowns_groups_the_unknown_rows_with_contact_sheets(tiny_project: Path, tmp_path: Path):
     from osd import config
-
     from osd.api import Project
 
     p = str(tiny_project)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -90,3 +91,25 @@ def test_predict_on_an_empty_folder_is_an_error(tiny_project: Path, tmp_path: Pa
     (tmp_path / "empty").mkdir()
     r = CliRunner().invoke(app, ["predict", str(tmp_path / "empty"), "-p", str(tiny_project)])
     assert r.exit_code == 1 and "no images found" in r.output
+
+
+def test_a_list_of_paths_in_latin_1_or_a_binary_file_named_txt(tmp_path: Path):
+    """Issue 51, item 3: a Latin-1 list (written on Windows) or a binary .txt ended in a UnicodeDecodeError
+    traceback."""
+    import warnings
+
+    from osd.errors import DataError, OsdWarning
+    from osd.pipeline.predict import expand_inputs
+
+    (tmp_path / "défaut.png").write_bytes(b"x")
+    latin = tmp_path / "list.txt"
+    latin.write_bytes("défaut.png\r\n# a comment\r\n".encode("latin-1"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = list(expand_inputs([latin]))
+    assert got == [tmp_path / "défaut.png"] and got[0].is_file()
+    assert any(issubclass(w.category, OsdWarning) and "read as Latin-1" in str(w.message) for w in caught)
+    binary = tmp_path / "photo.txt"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
+    with pytest.raises(DataError, match="a binary file, not a list of image paths"):
+        list(expand_inputs([binary]))

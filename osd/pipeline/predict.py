@@ -38,12 +38,29 @@ def expand_inputs(items: Sequence[str | Path]) -> Iterator[Path]:
         if p.is_dir():
             yield from sorted(f for f in p.rglob("*") if f.is_file() and is_image_name(f))
         elif p.suffix.lower() in (".txt", ".lst") and p.is_file():
-            for line in p.read_text(encoding="utf-8").splitlines():
+            for line in _list_lines(p):
                 if line.strip() and not line.lstrip().startswith("#"):
                     q = Path(line.strip())
                     yield q if q.is_absolute() else p.parent / q
         else:
             yield p
+
+
+def _list_lines(path: Path) -> list[str]:
+    """The lines of a list of paths: UTF-8 (a byte-order mark allowed), else Latin-1 with a warning (a list
+    written on Windows); a binary file is refused in one line."""
+    import warnings
+
+    from osd.errors import DataError, OsdWarning
+
+    raw = path.read_bytes()
+    if b"\x00" in raw:
+        raise DataError(f"{path}: a binary file, not a list of image paths (one per line)")
+    try:
+        return raw.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        warnings.warn(f"{path}: not UTF-8; read as Latin-1 (a list written on Windows?)", OsdWarning, stacklevel=3)
+        return raw.decode("latin-1").splitlines()
 
 
 SCORES = {"one_stage_score": "one-stage distance", "msp": "max softmax", "stage1_score": "stage-1 score"}
