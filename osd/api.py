@@ -165,7 +165,12 @@ class Project:
 
     def predict(self, inputs: Iterable[Any], split: str = "a", approach: str = "both", engine: str = "torch",
                 export_dir: str | Path | None = None, batch_size: int = 16) -> list[JsonObject]:
-        """The study's decisions on new images (paths, PIL images or arrays), one row each; never trains."""
+        """The study's decisions on new images (paths, PIL images or arrays), one row each; never trains.
+        One path (a string or Path: a file, a folder, a list) is taken as one input, never as its letters."""
+        from osd.pipeline.predict import expand_inputs
+
+        if isinstance(inputs, (str, Path)):
+            inputs = list(expand_inputs([inputs]))
         return list(self.predictor(split, approach, engine, export_dir).predict(inputs, batch_size))
 
     def predictor(self, split: str = "a", approach: str = "both", engine: str = "torch",
@@ -190,6 +195,7 @@ class Project:
         the scores, the share called unknown or flagged, the class mix); ``plot``: a PNG of the checks."""
         from osd.pipeline.monitor import monitor
 
+        rows = [rows] if isinstance(rows, (str, Path)) else rows  # one file, never its letters
         result = monitor(self.job, [Path(r) for r in rows], split, window=window)
         return _plotted(result, plot)
 

@@ -113,3 +113,19 @@ def test_a_list_of_paths_in_latin_1_or_a_binary_file_named_txt(tmp_path: Path):
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
     with pytest.raises(DataError, match="a binary file, not a list of image paths"):
         list(expand_inputs([binary]))
+
+
+def test_arrays_that_are_not_an_image_are_refused_with_the_reason():
+    """Issue 51, item 4: JPEG bytes read with np.frombuffer got status ok and a decision; np.zeros(5) the all-black
+    image's scores."""
+    from osd.errors import DataError
+    from osd.pipeline.predict import array_image
+
+    for bad, reason in [(np.frombuffer(b"\xff\xd8\xff\xe0" * 50, np.uint8), "shape (200,) is not an image"),
+                        (np.zeros(5), "shape (5,) is not an image"), (b"\xff\xd8", "bytes are not an image"),
+                        (np.zeros((2, 8, 8, 3), np.uint8), "shape (2, 8, 8, 3)"), (3, "shape () is not an image"),
+                        (np.full((8, 8), np.nan), "dtype float64 is not an image's pixels")]:
+        with pytest.raises(DataError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+            array_image(bad)
+    assert array_image(np.zeros((8, 8, 1), np.uint8)).shape == (8, 8)
+    assert array_image(np.zeros((8, 8, 3), np.uint8)).shape == (8, 8, 3)

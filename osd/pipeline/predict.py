@@ -51,8 +51,6 @@ def _list_lines(path: Path) -> list[str]:
     written on Windows); a binary file is refused in one line."""
     import warnings
 
-    from osd.errors import DataError, OsdWarning
-
     raw = path.read_bytes()
     if b"\x00" in raw:
         raise DataError(f"{path}: a binary file, not a list of image paths (one per line)")
@@ -251,7 +249,7 @@ class Predictor:
                 elif isinstance(item, Image.Image):
                     img = to_rgb(item)
                 else:
-                    img = to_rgb(Image.fromarray(np.asarray(item)))
+                    img = to_rgb(Image.fromarray(array_image(item)))
             except (DataError, TypeError, ValueError) as exc:
                 if batch:
                     yield from self._rows(names, batch)
@@ -266,6 +264,23 @@ class Predictor:
                 names, batch = [], []
         if batch:
             yield from self._rows(names, batch)
+
+
+def array_image(item: Any) -> np.ndarray:
+    """An input that is not a path or a PIL image, as the pixels of one image: H x W or H x W x 1/3/4, uint8
+    (what a camera SDK or ``np.asarray(PIL image)`` gives). Anything else is refused with the reason: a 1-D
+    array (a file's bytes read with ``np.frombuffer`` would otherwise be decoded as a row of pixels and get a
+    decision), bytes, a number, a batch of images, floats or non-finite values."""
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        raise DataError("bytes are not an image: give the file's path, or PIL.Image.open(io.BytesIO(data))")
+    a = np.asarray(item)
+    if a.dtype == object or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)) or min(a.shape[:2]) < 2:
+        raise DataError(f"an array of shape {a.shape} is not an image: give H x W or H x W x 3 uint8 pixels (a "
+                        "batch: one array per image; a file's bytes: its path)")
+    if a.dtype != np.uint8:
+        raise DataError(f"an array of dtype {a.dtype} is not an image's pixels: give uint8 (0-255), as "
+                        "np.asarray(PIL.Image.open(path)) gives")
+    return a[:, :, 0] if a.ndim == 3 and a.shape[2] == 1 else a
 
 
 def predict(job: Job, split: str, inputs: Iterable[Any], approach: str = "both", batch_size: int = 16,
