@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from osd import config
+from osd.api_args import checked, settings_arg
 from osd.errors import ConfigError
 from osd.progress import Reporter, ensure
 from osd.types import JsonObject, Settings
@@ -49,9 +50,9 @@ class Project:
     def __init__(self, path: str | Path = ".", settings: Settings | Sequence[str] | None = None,
                  reporter: Reporter | None = None):
         self.path = Path(path)
-        self.settings = settings
+        self.settings = settings = settings_arg(settings)
         self.reporter = ensure(reporter)
-        self.config = config.load(self.path, list(settings) if isinstance(settings, (list, tuple)) else settings)
+        self.config = config.load(self.path, settings)
         self._job = None
 
     @property
@@ -94,16 +95,19 @@ class Project:
 
         return check_data(self.job)
 
+    @checked
     def train(self, split: str = "a", force: bool = False):
         from osd.pipeline.train import train
 
         return train(self.job, split, force=force, reporter=self.reporter)
 
+    @checked
     def embed(self, split: str = "a", force: bool = False):
         from osd.pipeline.train import embed
 
         return embed(self.job, split, force=force, reporter=self.reporter)
 
+    @checked
     def validate(self, split: str = "a", force: bool = False):
         """The split's validation signals under its regimen: closed-set accuracy on the threshold images and
         the leave-one-known-class-out AUROC of the one-stage score (one training per known class)."""
@@ -111,6 +115,7 @@ class Project:
 
         return validate(self.job, split, force=force, reporter=self.reporter)
 
+    @checked
     def calibrate(self, split: str = "a", force: bool = False, acceptance: float | None = None):
         """tau and kappa on known validation images; ``acceptance`` makes another operating point the
         project's own (written to osd.toml, thresholded anew without retraining)."""
@@ -122,11 +127,13 @@ class Project:
         self._choose("osr.acceptance", acceptance)
         return calibrate(self.job, split, force=force, reporter=self.reporter)
 
+    @checked
     def osr(self, split: str = "a", force: bool = False):
         from osd.pipeline.osr import evaluate
 
         return evaluate(self.job, split, force=force, reporter=self.reporter)
 
+    @checked
     def patchcore_fit(self, force: bool = False, acceptance: float | None = None):
         """Stage 1 on the normal images; ``acceptance`` as in :meth:`calibrate` (no refit)."""
         from osd.pipeline.detector import stage1_fit
@@ -134,27 +141,32 @@ class Project:
         self._choose("patchcore.acceptance", acceptance)
         return stage1_fit(self.job, force=force, reporter=self.reporter)
 
+    @checked
     def cascade(self, split: str = "a", force: bool = False):
         from osd.pipeline.cascade import run_cascade
 
         return run_cascade(self.job, split, force=force, reporter=self.reporter)
 
+    @checked
     def outcomes(self, split: str = "a", force: bool = False):
         from osd.pipeline.outcomes import three_outcomes
 
         return three_outcomes(self.job, split, force=force, reporter=self.reporter)
 
+    @checked
     def bench(self, split: str = "a"):
         from osd.pipeline.bench import bench
 
         return bench(self.job, split, reporter=self.reporter)
 
+    @checked
     def report(self, splits: list[str] | None = None, seeds: list[int] | None = None) -> Report:
         """Rebuild the summary tables, figures and report.html from what is on disk (recomputes no step)."""
         from osd.report.build import build_report
 
         return build_report(self.config, splits, seeds)
 
+    @checked
     def run_all(self, splits: list[str] | None = None, seeds: list[int] | None = None, force: bool = False,
                 jobs: int = 1, scheduler: Any = None) -> StudyRun:
         """The whole study (every step cached), then the report."""
@@ -163,6 +175,7 @@ class Project:
         return run_all(self.config, splits, force=force, reporter=self.reporter, seeds=seeds, jobs=jobs,
                        scheduler=scheduler)
 
+    @checked
     def predict(self, inputs: Iterable[Any], split: str = "a", approach: str = "both", engine: str = "torch",
                 export_dir: str | Path | None = None, batch_size: int = 16) -> list[JsonObject]:
         """The study's decisions on new images (paths, PIL images or arrays), one row each; never trains.
@@ -173,6 +186,7 @@ class Project:
             inputs = list(expand_inputs([inputs]))
         return list(self.predictor(split, approach, engine, export_dir).predict(inputs, batch_size))
 
+    @checked
     def predictor(self, split: str = "a", approach: str = "both", engine: str = "torch",
                   export_dir: str | Path | None = None):
         """The split's cached models, loaded once and checked to belong together, for rows streamed image
@@ -182,6 +196,7 @@ class Project:
         return Predictor(self.job, split, approach, engine=engine,
                          export_dir=None if export_dir is None else Path(export_dir))
 
+    @checked
     def export(self, split: str = "a", approach: str = "both", out: str | Path | None = None, force: bool = False):
         """ONNX graphs and a model card, checked against torch."""
         from osd.pipeline.export import export
@@ -189,6 +204,7 @@ class Project:
         return export(self.job, split, approach, None if out is None else Path(out), force=force,
                       reporter=self.reporter)
 
+    @checked
     def monitor(self, rows: Sequence[str | Path], split: str = "a", window: int | None = None,
                 plot: str | Path | None = None):
         """Batches of ``osd predict`` rows against the reference this project's study stored (drift of
@@ -199,6 +215,7 @@ class Project:
         result = monitor(self.job, [Path(r) for r in rows], split, window=window)
         return _plotted(result, plot)
 
+    @checked
     def unknowns(self, rows: Sequence[str | Path], split: str = "a", max_groups: int = 8):
         """The images called unknown in these predict rows, grouped by embedding similarity, each group
         with a contact sheet: a new defect type to name and add as a known class."""

@@ -53,3 +53,22 @@ def test_summary_frame_says_what_it_needs_without_pandas(tiny_project: Path, mon
         osd.Project(tiny_project).summary_frame()
     p = osd.Project(tiny_project)
     assert p.job is p.job and p.job.cfg is p.config  # resolved once per project object
+
+
+def test_the_api_checks_its_arguments_at_the_door(tiny_project: Path):
+    """Issue 51, item 9: a split of 1 or None, seeds='x', acceptance='0.9', max_groups=0, settings [1, 2] and a
+    settings string read letter by letter each failed deep inside with a TypeError or AttributeError."""
+    import osd
+
+    p = osd.Project(tiny_project)
+    for call, message in [(lambda: p.train(1), "train(split=1): a split's name"),
+                          (lambda: p.osr(None), "osr(split=None)"),
+                          (lambda: p.run_all(seeds="x"), "run_all(seeds='x'): a list of seeds"),
+                          (lambda: p.calibrate("a", acceptance="0.9"), "calibrate(acceptance='0.9'): a number"),
+                          (lambda: p.unknowns(["x.csv"], max_groups=0), "unknowns(max_groups=0): an integer of at least 2"),
+                          (lambda: p.monitor(["x.csv"], window=2), "monitor(window=2)"),
+                          (lambda: osd.Project(tiny_project, [1, 2]), "Project(settings=[1, 2])")]:
+        with pytest.raises(osd.OsdError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
+                           .replace("]", r"\]")):
+            call()
+    assert osd.Project(tiny_project, "classifier.epochs=3").config.classifier.epochs == 3  # one string, one setting
