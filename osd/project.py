@@ -150,6 +150,8 @@ def init_project(path: Path, neu: Path | None = None, severstal: Path | None = N
     if target.exists() and not force:
         raise ConfigError(f"{target}: already exists; use --force to overwrite it")
     for flag, value in (("--neu", neu), ("--severstal", severstal), ("--normal", normal)):
+        if value is not None and value.is_file():
+            raise ConfigError(f"{flag} {value}: a file; give the folder that holds the images")
         if value is not None and not value.is_dir():
             raise ConfigError(f"{flag} {value}: folder not found")
     if normal is not None:  # an empty folder is said now, not at data check, patchcore fit and cascade

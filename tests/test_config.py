@@ -85,3 +85,19 @@ def test_an_unknown_baseline_is_refused_when_the_config_loads():
     assert tuple(field.metadata["choices"]) == BASELINES  # the config's names are the scorers'
     with pytest.raises(ConfigError, match=r"osr.baselines: unknown 'nosuch'"):
         Config().replace(**{"osr.baselines": ["energy", "nosuch"]})
+
+
+@pytest.mark.parametrize("text", [".=3", ".classifier.epochs=3", "classifier..epochs=3", "classifier.=3"])
+def test_an_override_with_an_empty_key_part_names_what_is_wrong(text: str):
+    """Issue 51, item 8: '--set .=3' printed 'error: : unknown setting'."""
+    with pytest.raises(ConfigError, match="no empty part"):
+        config.parse_override(text)
+
+
+def test_init_given_a_file_for_a_folder_says_so(tmp_path: Path):
+    from osd.project import init_project
+
+    f = tmp_path / "normal.png"
+    f.write_bytes(b"x")
+    with pytest.raises(ConfigError, match="--normal .*normal.png: a file; give the folder that holds the images"):
+        init_project(tmp_path / "p", normal=f)

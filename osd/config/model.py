@@ -347,9 +347,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. classifier.epochs=5")
     key, raw = (part.strip() for part in text.split("=", 1))
-    if not key:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with a setting's name before '=', e.g. "
-                          "classifier.epochs=5")
+    if not key or any(not part.strip() for part in key.split(".")):
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with a setting's dotted name before '=' (no empty "
+                          "part), e.g. classifier.epochs=5")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
