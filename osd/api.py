@@ -270,8 +270,10 @@ def monitor_bundle(rows: Sequence[str | Path], export_dir: str | Path, window: i
 
 
 def _plotted(result: MonitorResult, plot: str | Path | None) -> MonitorResult:
-    if plot is not None and result.checks:
+    if plot is not None and any(c.p_value is not None for c in result.checks):
         from osd.report.plots import monitor_chart
 
         return dataclasses.replace(result, plot=str(monitor_chart(result.checks, list(result.statuses), Path(plot))))
+    if plot is not None:
+        return dataclasses.replace(result, notes=[*result.notes, f"--plot {plot}: not written, no check was tested"])
     return result

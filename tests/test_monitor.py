@@ -285,8 +285,11 @@ def test_a_day_of_unreadable_images_says_why_nothing_was_tested_and_exits_5(tiny
     res = Project(tiny_project).monitor([day], "a")
     assert res.worst == "not tested"
     assert any("none of its 30 images was readable" in n and "truncated JPEG" in n for n in res.notes)
-    r = runner.invoke(app, ["monitor", str(day), "-p", p])
-    assert r.exit_code == 5, r.output
+    r = runner.invoke(app, ["monitor", str(day), "-p", p, "--plot", str(tmp_path / "m.png"), "--unknowns", "--json"])
+    assert r.exit_code == 5, r.output  # not 1: a day without unknowns keeps the monitor's own result
+    notes = json.loads(r.stdout)["notes"]
+    assert any("not written, no check was tested" in n for n in notes) and not (tmp_path / "m.png").exists()
+    assert any(n.startswith("--unknowns: no image was called unknown") for n in notes)
     r = runner.invoke(app, ["monitor", str(tmp_path), "-p", p])
     assert r.exit_code == 1 and "a folder; give the CSV files" in r.output
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -151,7 +152,14 @@ def monitor_cmd(
     else:
         p = open_project(project, set_, quiet=json_out)
         result = p.monitor(rows, split, window, plot)
-        groups = p.unknowns(rows, split) if unknowns else None
+        groups = None
+        if unknowns:
+            from osd.errors import DataError
+
+            try:
+                groups = p.unknowns(rows, split)
+            except DataError as exc:  # a day without unknowns: the monitor's own result still stands
+                result = dataclasses.replace(result, notes=[*result.notes, f"--unknowns: {exc}"])
     if json_out:
         render.emit_json({**result.to_dict(), **({"unknowns": groups.to_dict()} if groups else {})})
     else:
