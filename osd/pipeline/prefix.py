@@ -65,6 +65,16 @@ def _compute(job: Job, key: str, reporter: Reporter) -> tuple[dict[str, Any], ar
     return {"digests": kept, "features": features, "trained": parts.trained, "blocks": parts.blocks}, prov
 
 
+def prefix_tensor(step: artifacts.Step, entries: list, view: int | None = None):
+    """The cached prefix outputs of ``entries`` (by content digest) as fp32: (n, views, C, H, W), or one ``view``."""
+    import torch
+
+    row = {d: i for i, d in enumerate(step.payload["digests"])}
+    idx = [row[e.digest] for e in entries]
+    feats = step.payload["features"]
+    return torch.from_numpy((feats[idx] if view is None else feats[idx, view]).astype(np.float32))
+
+
 def prefix_features(job: Job, force: bool = False, reporter: Reporter | None = None) -> artifacts.Step:
     """The shared prefix artifact (``{"digests", "features": (images, views, C, H, W) fp16, ...}``)."""
     reporter = ensure(reporter)

@@ -175,17 +175,16 @@ def _train_suffix(job: Job, split: str, key: str, model, classes: list[str], rep
 
     from osd.models.backbones import describe_weights
     from osd.models.regimen import fit_suffix, split_model
-    from osd.pipeline.prefix import prefix_features
+    from osd.pipeline.prefix import prefix_features, prefix_tensor
 
     cfg, manifest = job.cfg, job.manifest(split)
     shared = prefix_features(job, reporter=reporter)
-    row = {d: i for i, d in enumerate(shared.payload["digests"])}
-    feats = shared.payload["features"]
+    cached = set(shared.payload["digests"])  # an image unreadable when the prefix was made is left out
     gen = runtime.seed_everything(cfg.project.seed)
 
     def part(name: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-        entries = [e for e in _entries(manifest, name) if e.digest in row]
-        x = torch.from_numpy(feats[[row[e.digest] for e in entries]].astype(np.float32))
+        entries = [e for e in _entries(manifest, name) if e.digest in cached]
+        x = prefix_tensor(shared, entries)
         return x, torch.tensor([classes.index(e.label) for e in entries], dtype=torch.long), len(entries)
 
     train_x, train_y, n_train = part("train")

@@ -66,13 +66,11 @@ def _embed_parts(job: Job, model, entries: list, reporter: Reporter) -> np.ndarr
     model.eval()
     if cfg.classifier.train_blocks >= 0:
         from osd.models.regimen import split_model
-        from osd.pipeline.prefix import prefix_features
+        from osd.pipeline.prefix import prefix_features, prefix_tensor
 
-        shared = prefix_features(job, reporter=reporter)
-        row = {d: i for i, d in enumerate(shared.payload["digests"])}
         parts = split_model(model.features, cfg.classifier.train_blocks)
         parts.suffix.eval()
-        x = torch.from_numpy(shared.payload["features"][[row[e.digest] for e in entries], 0].astype(np.float32))
+        x = prefix_tensor(prefix_features(job, reporter=reporter), entries, view=0)
         with torch.no_grad():
             return np.concatenate([parts.suffix(x[s : s + 256]).numpy() for s in range(0, len(x), 256)] or
                                   [np.zeros((0, model.embedding_dim), np.float32)])
@@ -105,14 +103,13 @@ def _train_without(job: Job, split: str, held_out: str, reporter: Reporter):
         import torch
 
         from osd.models.regimen import fit_suffix, split_model
-        from osd.pipeline.prefix import prefix_features
+        from osd.pipeline.prefix import prefix_features, prefix_tensor
 
         shared = prefix_features(job, reporter=reporter)
-        row = {d: i for i, d in enumerate(shared.payload["digests"])}
 
         def xy(entries):
-            x = torch.from_numpy(shared.payload["features"][[row[e.digest] for e in entries]].astype(np.float32))
-            return x, torch.tensor([classes.index(e.label) for e in entries], dtype=torch.long)
+            return prefix_tensor(shared, entries), torch.tensor([classes.index(e.label) for e in entries],
+                                                                dtype=torch.long)
 
         parts = split_model(model.features, cfg.classifier.train_blocks)
         sel = xy(chosen["epoch_select"]) if chosen["epoch_select"] else (None, None)
