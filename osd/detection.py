@@ -3,8 +3,9 @@
 Pure statistics over stage-1 scores (higher = more anomalous): the held-out normal images and
 the defect images of a line, never the calibration images that set the threshold. Every value
 has a 95% interval: the normal pass rate and the detection rate their exact Clopper-Pearson interval
-over their own images (:mod:`osd.proportion`), the ranking metrics a stratified bootstrap (normals
-and defects resampled within themselves). Without
+over their own images (:mod:`osd.proportion`), AUROC its interval at the edges (exact at a perfect
+separation, Newcombe's score interval otherwise: :mod:`osd.ranking_intervals`), AUPR and the detection
+rates at fixed pass rates a stratified bootstrap (normals and defects resampled within themselves). Without
 defect images only the normal pass rate can be measured; the rest is ``None`` and named in
 :data:`NOT_MEASURED`.
 """
@@ -19,6 +20,7 @@ import numpy as np
 
 from osd.metrics import EncodedResults, bootstrap, without_degenerate
 from osd.proportion import rate_intervals
+from osd.ranking_intervals import auroc_interval
 
 # normal pass rates at which the detection rate is read off the test scores (a ranking metric, like
 # TPR at a fixed FPR: it ranks the detector; an operating point set on calibration data is a decision)
@@ -100,6 +102,9 @@ def evaluate(normal: Sequence[float], defect: Sequence[float], threshold: float,
         return detection_metrics(scores[idx][~kind[idx]], scores[idx][kind[idx]], threshold)
 
     intervals = without_degenerate(bootstrap(on, kind, n_boot, seed)) if n_boot and scores.size else {}
+    intervals.pop("auroc", None)
+    if "auroc" in values and (ci := auroc_interval(values["auroc"], int(d.size), int(n.size))):
+        intervals["auroc"] = ci
     # the two rates: exact Clopper-Pearson over their own images (a bootstrap of 360/360 is [1, 1])
     intervals.update(rate_intervals({"normal_pass_rate": (int(np.sum(n <= threshold)), int(n.size)),
                                      "detection_rate": (int(np.sum(d > threshold)), int(d.size))}))

@@ -84,9 +84,11 @@ def open_set_metrics(
 RANKING = ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr", "oscr")
 DECISION = ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
 # single proportions k / n: an exact Clopper-Pearson interval (osd.proportion), never a percentile bootstrap,
-# which has zero width at 0 and 1 (FPR@95 too: unknowns accepted / unknowns, at the threshold its knowns
-# fix); macro-F1 and the ranking metrics are not counts and keep the bootstrap
+# which has zero width at 0 and 1; AUROC and FPR@95 their own intervals at the edges (osd.ranking_intervals:
+# FPR@95's threshold is set by the same test knowns, so it is not a fixed-threshold count); macro-F1, AUPR
+# and OSCR keep the bootstrap
 RATES = ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy")
+EDGE_SAFE = ("auroc", "fpr_at_95_tpr")
 
 
 def bootstrap_replicates(metric_fn: Callable[[np.ndarray], dict[str, float]], strata: np.ndarray, n_boot: int = 1000,
@@ -189,17 +191,26 @@ class EncodedResults:
         return float(np.mean(s_unknown <= t))
 
     def rate_counts(self) -> dict[str, tuple[int, int]]:
-        """(k, n) of every single proportion over all the test images, for its exact interval. FPR@95
-        counts the unknowns accepted at the threshold its knowns fix."""
+        """(k, n) of every single proportion over all the test images, for its exact interval (FPR@95 is
+        not one: its threshold is a test statistic too; see :meth:`edge_intervals`)."""
         known = ~self.unk
-        out = {"closed_set_accuracy": (int(np.sum(self.c[known] == self.t[known])), int(known.sum())),
-               "known_acceptance": (int(np.sum(self.p[known] < self.k)), int(known.sum())),
-               "unknown_rejection": (int(np.sum(self.p[self.unk] == self.k)), int(self.unk.sum())),
-               "open_set_accuracy": (int(np.sum(self.p == self.t)), int(self.t.size))}
-        if self.s is not None and known.any() and self.unk.any():
-            fpr = self._fpr_at(self.s[known], self.s[self.unk])
-            out["fpr_at_95_tpr"] = (int(round(fpr * self.unk.sum())), int(self.unk.sum()))
-        return out
+        return {"closed_set_accuracy": (int(np.sum(self.c[known] == self.t[known])), int(known.sum())),
+                "known_acceptance": (int(np.sum(self.p[known] < self.k)), int(known.sum())),
+                "unknown_rejection": (int(np.sum(self.p[self.unk] == self.k)), int(self.unk.sum())),
+                "open_set_accuracy": (int(np.sum(self.p == self.t)), int(self.t.size))}
+
+    def edge_intervals(self, n_boot: int, seed: int) -> dict[str, list[float]]:
+        """AUROC's and FPR@95's 95% intervals (:mod:`osd.ranking_intervals`), with a score and both kinds
+        of images; FPR@95's only with bootstrap replicates (its threshold's noise needs them)."""
+        from osd.ranking_intervals import auroc_interval, fpr_at_tpr_interval
+
+        known = ~self.unk
+        if self.s is None or not (known.any() and self.unk.any()):
+            return {}
+        auc = self._auroc(self.unk, self.s)
+        out = {"auroc": auroc_interval(auc, int(self.unk.sum()), int(known.sum())),
+               "fpr_at_95_tpr": fpr_at_tpr_interval(self.s[known], self.s[self.unk], n_boot, seed)}
+        return {k: v for k, v in out.items() if v is not None}
 
     def metrics(self, idx: np.ndarray, keys: Sequence[str]) -> dict[str, float]:
         t, p, c, unk = self.t[idx], self.p[idx], self.c[idx], self.unk[idx]
@@ -240,19 +251,21 @@ def metric_intervals(true: Sequence[str], pred: Sequence[str], closed_pred: Sequ
                      is_unknown: np.ndarray, classes: Sequence[str], n_boot: int = 1000, seed: int = 0
                      ) -> dict[str, list[float]]:
     """95% intervals of :func:`open_set_metrics`: exact Clopper-Pearson for the single rates (:data:`RATES`,
-    with or without bootstrap replicates), stratified bootstrap for macro-F1 and the ranking metrics (only
-    with a score, and only with ``n_boot`` > 0)."""
+    with or without bootstrap replicates); AUROC's and FPR@95's intervals at their edges
+    (:meth:`EncodedResults.edge_intervals`); stratified bootstrap for macro-F1, AUPR and OSCR (only with a
+    score, and only with ``n_boot`` > 0)."""
     enc = EncodedResults(true, pred, closed_pred, score, is_unknown, classes)
-    keys = tuple(k for k in DECISION + (RANKING if score is not None else ()) if k not in RATES + ("fpr_at_95_tpr",))
+    keys = tuple(k for k in DECISION + (RANKING if score is not None else ()) if k not in RATES + EDGE_SAFE)
     out = bootstrap(lambda idx: enc.metrics(idx, keys), enc.unk, n_boot, seed) if n_boot else {}
-    return {**without_degenerate(out), **rate_intervals(enc.rate_counts())}
+    return {**without_degenerate(out), **enc.edge_intervals(n_boot, seed), **rate_intervals(enc.rate_counts())}
 
 
 def without_degenerate(intervals: dict[str, list[float]]) -> dict[str, list[float]]:
     """The bootstrap intervals less those of zero width: when every replicate gives the same value (a
     perfectly separated AUROC of 1), resampling cannot bound it, and no interval is better than
     ``[1.000, 1.000]``; the report says so."""
-    return {k: v for k, v in intervals.items() if not (len(v) == 2 and np.isfinite(v).all() and v[0] == v[1])}
+    # a tolerance: replicates that differ only in the last bits (an AUPR of 1 summed in another order) are equal
+    return {k: v for k, v in intervals.items() if not (len(v) == 2 and np.isfinite(v).all() and v[1] - v[0] <= 1e-9)}
 
 
 def paired_difference(a: Any, b: Any, keys: Sequence[str], strata: np.ndarray,

@@ -114,16 +114,17 @@ class ThreeOutcome:
                 "unknown": float(np.mean(p == self.k))}
 
 
-def image_auroc_interval(kind: np.ndarray, score: np.ndarray, n_boot: int, seed: int) -> list[float] | None:
-    """The stratified bootstrap 95% interval of :func:`image_auroc` (defect kinds against normal), None
-    where every replicate is equal (a perfect separation) or without replicates."""
-    from osd.metrics import bootstrap, without_degenerate
+def image_auroc_interval(kind: np.ndarray, score: np.ndarray, n_boot: int = 0, seed: int = 0) -> list[float] | None:
+    """The 95% interval of :func:`image_auroc` (defect kinds against normal) at its edges: exact at a
+    perfect separation, Newcombe's score interval otherwise (:func:`osd.ranking_intervals.auroc_interval`;
+    no bootstrap, so ``n_boot`` and ``seed`` are not used); None without both kinds of images."""
+    from osd.ranking_intervals import auroc_interval
 
     defect = np.asarray(kind) != NORMAL
-    if not n_boot:
+    s = np.asarray(score, dtype=np.float64)
+    if not (defect.any() and (~defect).any()):
         return None
-    ci = without_degenerate(bootstrap(lambda idx: {"auroc": image_auroc(defect[idx], score[idx])}, kind, n_boot, seed))
-    return ci.get("auroc")
+    return auroc_interval(image_auroc(defect, s), int(defect.sum()), int((~defect).sum()))
 
 
 def image_auroc(defect: np.ndarray, score: np.ndarray) -> float:

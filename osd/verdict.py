@@ -1,7 +1,9 @@
 """The answer to the research question from the runs' paired comparisons: what the data allow, no more.
 
-The unit of replication is the **split** (which classes are unknown); seeds are nested in splits
-and share their test images, so they are not independent evidence. Hence:
+The unit of replication is the **split** (which classes are unknown); seeds are nested in splits.
+The design is repeated random sub-sampling within each split: every seed partitions the split's images
+anew (train, validation, test), so two seeds of a split test on overlapping but different image sets,
+and each seed has its own stage-1 fit and normal partition. Hence:
 
 - **Per run** (split x seed): the paired bootstrap over that run's test images gives a difference,
   its 95% percentile interval and a two-sided p-value from the same replicates
@@ -21,10 +23,12 @@ and share their test images, so they are not independent evidence. Hence:
   that range. One approach is called better overall only with at least :data:`MIN_SPLITS` splits
   and that interval excluding zero; with fewer splits no overall claim is made and the per-run
   results stand alone.
-- A difference that is **the same in every split** (it does not depend on which classes are
-  unknown: the cascade's normal pass rate is set by stage 1 and the test normals every split
-  shares) is no evidence over splits: no verdict, the value is reported once with its interval over
-  its own images (:data:`SPLIT_INVARIANT`).
+- A difference that is **the same in every split** by construction (it does not depend on which
+  classes are unknown: the cascade's normal pass rate is set by stage 1 and the test normals every
+  split of a seed shares), decided seed by seed (each seed has its own fit), is no evidence over
+  splits: no verdict, the value is reported per seed with its interval over its own images
+  (:data:`SPLIT_INVARIANT`). A value equal in every split by coincidence keeps its splits as
+  replicates, its interval never of zero width (:func:`image_noise_floor`).
 - The splits share their known classes' test images (a class is known in several splits), so an
   overall claim is about these splits of this data set, not about new data sets.
 
@@ -158,10 +162,13 @@ def holm_can_reject(replicates: int, m: int, alpha: float = ALPHA) -> bool:
 
 
 def split_level_interval(by_split: dict[str, Sequence[float]], level: float = 0.95,
-                         bounds: tuple[float, float] = (-1.0, 1.0)) -> tuple[float, tuple[float, float] | None]:
+                         bounds: tuple[float, float] = (-1.0, 1.0), image_floor: float = 0.0
+                         ) -> tuple[float, tuple[float, float] | None]:
     """The mean of the split means and its t interval (df = splits - 1), the variance of a split mean
     floored by the seeds' own noise (pooled within-split variance / seeds in the split, averaged over
-    splits), cut to ``bounds``. None with fewer than two splits."""
+    splits), cut to ``bounds``. None with fewer than two splits. Where both leave zero (every split and
+    seed the same value), ``image_floor`` (a split mean's variance from its test images) is the floor, so
+    the interval never has zero width; None where that is zero too."""
     from scipy.stats import t
 
     groups = [np.asarray(v, dtype=float) for v in by_split.values() if len(v)]
@@ -174,8 +181,11 @@ def split_level_interval(by_split: dict[str, Sequence[float]], level: float = 0.
     if df_within > 0:
         pooled = sum(float(((g - g.mean()) ** 2).sum()) for g in groups) / df_within
         floor = pooled * float(np.mean([1 / g.size for g in groups]))
-    half = float(t.ppf((1 + level) / 2, means.size - 1) * np.sqrt(max(between, floor) / means.size))
+    var = max(between, floor) if max(between, floor) > 1e-18 else image_floor
     mean = float(means.mean())
+    if var <= 1e-18:
+        return mean, None
+    half = float(t.ppf((1 + level) / 2, means.size - 1) * np.sqrt(var / means.size))
     return mean, (max(mean - half, bounds[0]), min(mean + half, bounds[1]))
 
 
@@ -338,11 +348,38 @@ def non_inferiority(differences: Mapping[str, Sequence[float]], reference: Seque
                           informative)
 
 
-def same_in_every_split(by_split: dict[str, Sequence[float]], tol: float = 1e-12) -> bool:
-    """True when two or more splits all give the same value (seed by seed): the quantity does not vary
-    by split, so a spread over splits is zero by construction, not evidence."""
-    values = [float(x) for v in by_split.values() for x in v]
-    return len(by_split) > 1 and max(values) - min(values) <= tol
+# Metrics that can be the same in every split by construction: the cascade's stage 1 alone decides them (one
+# PatchCore fit and one set of test normals per seed, whatever classes are hidden). Any other metric equal in
+# every split (a closed-set accuracy of 1.0 in each) is equal by coincidence, and its splits stay replicates.
+SPLIT_INVARIANT_METRICS = ("normal_pass_rate", "defect_detection_rate")
+
+
+def same_in_every_split(values: Sequence[tuple[str, int, float]], tol: float = 1e-12) -> bool:
+    """True when, **seed by seed**, every split gives the same value (and some seed has two or more splits):
+    each seed has its own stage-1 fit and normal partition, so such a value may differ between seeds while
+    it does not vary by split; a spread over splits is then zero by construction, not evidence."""
+    by_seed: dict[int, list[float]] = {}
+    for _, seed, v in values:
+        by_seed.setdefault(int(seed), []).append(float(v))
+    several = [v for v in by_seed.values() if len(v) > 1]
+    return bool(several) and all(max(v) - min(v) <= tol for v in several)
+
+
+def invariant_over_splits(metric: str, values: Sequence[tuple[str, int, float]]) -> bool:
+    """A value is treated as the same in every split only when it is so by construction (its metric is in
+    :data:`SPLIT_INVARIANT_METRICS`) and, seed by seed, the data agree (:func:`same_in_every_split`)."""
+    return metric in SPLIT_INVARIANT_METRICS and same_in_every_split(values)
+
+
+def image_noise_floor(runs: Sequence[RunComparison]) -> float:
+    """The variance a split mean has at least from its runs' own test images: the mean over runs of
+    ((interval width) / (2 x 1.96))^2 divided by the seeds per split; 0 without run intervals. It bounds
+    an interval over splits away from zero width where every split happens to give the same value."""
+    widths = [((r.ci95[1] - r.ci95[0]) / (2 * 1.959964)) ** 2 for r in runs if r.ci95 is not None]
+    if not widths:
+        return 0.0
+    seeds = max(1, round(len(runs) / max(1, len({r.split for r in runs}))))
+    return float(np.mean(widths)) / seeds
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
@@ -382,21 +419,22 @@ def overall(comparison: str, metric: str, runs: Sequence[RunComparison], min_spl
                                      image_variance=image_variance)
         mean, ci, interval, images = d.mean, d.ci95, design_interval_words(d), d.images
     else:
-        mean, ci = split_level_interval(by_split)
+        mean, ci = split_level_interval(by_split, image_floor=image_noise_floor(runs))
         floor = ("variance at least the seeds' own" if any(len(v) > 1 for v in by_split.values())
                  else "one seed per split: no seed variance to floor it by")
         interval = (f"95% t interval over {len(means)} split means (df = {len(means) - 1}; seeds averaged within "
                     f"their split first; {floor})")
-    if same_in_every_split(by_split):
+    if invariant_over_splits(metric, [(r.split, r.seed, r.difference) for r in runs]):
         ci = None
         claim = SPLIT_INVARIANT
-        reason = ("the difference is the same in every split (as the cascade's normal pass rate is: one stage 1, one "
-                  "set of test normals): a zero spread over splits is no evidence; it is reported once, with its "
-                  "interval over its own images")
+        reason = ("the difference is the same in every split of a seed (as the cascade's normal pass rate is: one "
+                  "stage 1 and one set of test normals per seed): a zero spread over splits is no evidence; it is "
+                  "reported per seed, with its interval over its own images")
     elif len(means) < min_splits:
         claim = NO_OVERALL_CLAIM
         reason = (f"{len(means)} split(s): an overall claim needs at least {min_splits} splits (the unit of "
-                  "replication is the split; seeds share its test images); read the per-run results")
+                  "replication is the split; its seeds re-partition its images, so they are not independent "
+                  "splits); read the per-run results")
     elif ci is None:
         claim, reason = NO_OVERALL_CLAIM, "no interval: too few runs to estimate the noise"
     elif ci[0] > 0:

@@ -15,6 +15,7 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 
 from osd.artifacts import plain
 
@@ -93,36 +94,47 @@ def _three_outcome_case() -> dict:
 
 
 def _stage1_indomain_case() -> dict:
-    from osd.patchcore.fit import auroc_interval, indomain_rates
+    from osd.patchcore.fit import indomain_rates
+
+    rng = np.random.default_rng(11)
+    pos, neg = rng.normal(3.0, 0.3, 25) + 2.0, rng.normal(1.0, 0.3, 30)
+    return {"rates": indomain_rates({"defect": pos, "negative": neg, "clean": neg[:5]}, 1.4)}
+
+
+def _indomain_interval_case() -> dict:
+    from osd.patchcore.fit import auroc_interval
 
     rng = np.random.default_rng(11)
     pos, neg = rng.normal(3.0, 0.3, 25) + 2.0, rng.normal(1.0, 0.3, 30)
     near = rng.normal(1.5, 0.5, 25)
-    return {"separated": auroc_interval(pos, neg, 200, 0), "overlap": auroc_interval(near, neg, 200, 0),
-            "rates": indomain_rates({"defect": pos, "negative": neg, "clean": neg[:5]}, 1.4)}
+    return {"separated": auroc_interval(pos, neg), "overlap": auroc_interval(near, neg)}
 
 
 def _versions() -> dict[str, str]:
     from osd.pipeline.cascade import CASCADE_ALGORITHM
     from osd.pipeline.detection import DETECTION_ALGORITHM
     from osd.pipeline.detector import ALGORITHM as PATCHCORE_ALGORITHM
+    from osd.pipeline.detector import INDOMAIN_INTERVAL
     from osd.pipeline.osr import EVALUATE_ALGORITHM
     from osd.pipeline.outcomes import OUTCOMES_ALGORITHM
 
     return {"osr": EVALUATE_ALGORITHM, "cascade": CASCADE_ALGORITHM, "detection": DETECTION_ALGORITHM,
-            "outcomes": OUTCOMES_ALGORITHM, "patchcore fit": PATCHCORE_ALGORITHM}
+            "outcomes": OUTCOMES_ALGORITHM, "patchcore fit": PATCHCORE_ALGORITHM,
+            "in-domain interval (a view of the fit)": INDOMAIN_INTERVAL}
 
 
 # (step, its algorithm version) -> the digest of what its library functions return on the cases above
 PINNED = {
-    ("osr", "osr/11"): "7e8f8798713ba1f6",
-    ("cascade", "cascade/7"): "7e8f8798713ba1f6",
-    ("detection", "detection/3"): "c57495dff84234ad",
-    ("outcomes", "three-outcome/5"): "35563b4b2947590b",
-    ("patchcore fit", "patchcore/7"): "8ce0587f177d596a",
+    ("osr", "osr/12"): "217fe5a9477f58a4",
+    ("cascade", "cascade/8"): "217fe5a9477f58a4",
+    ("detection", "detection/4"): "bf091d384d69d262",
+    ("outcomes", "three-outcome/6"): "81e7159bd80dc2a2",
+    ("patchcore fit", "patchcore/7"): "ee0227196243659c",
+    ("in-domain interval (a view of the fit)", "indomain-interval/2"): "b86c54455f01ee7b",
 }
 CASES = {"osr": _open_set_case, "cascade": _open_set_case, "detection": _detection_case,
-         "outcomes": _three_outcome_case, "patchcore fit": _stage1_indomain_case}
+         "outcomes": _three_outcome_case, "patchcore fit": _stage1_indomain_case,
+         "in-domain interval (a view of the fit)": _indomain_interval_case}
 
 
 def test_each_step_s_output_is_pinned_to_its_algorithm_version():
@@ -142,5 +154,8 @@ def test_the_digest_sees_a_zero_width_interval_come_back():
 
     rng = np.random.default_rng(3)
     r = evaluate(rng.normal(1.0, 0.2, 40), rng.normal(5.0, 0.2, 60), 1.5, n_boot=200, seed=0).to_dict()
-    assert "auroc" not in r["intervals95"]  # a perfect separation: no interval
+    # a perfect separation: the exact bound [0.025^(1/min(m, n)), 1], never [1, 1]; AUPR's bootstrap (every
+    # replicate 1 up to rounding) is left out
+    assert r["intervals95"]["auroc"] == [pytest.approx(0.025 ** (1 / 40)), 1.0]
+    assert "aupr" not in r["intervals95"]
     assert digest({**r, "intervals95": {**r["intervals95"], "auroc": [1.0, 1.0]}}) != digest(r)

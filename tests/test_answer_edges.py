@@ -121,8 +121,41 @@ def test_the_summary_shows_a_split_invariant_rate_once_with_its_own_interval():
     from osd.report.answer import interval_over_runs
 
     own = list(clopper_pearson(27, 30))
-    mean, ci, how = interval_over_runs([(s, 0, 0.9, own) for s in "abc"])
+    mean, ci, how = interval_over_runs([(s, 0, 0.9, own) for s in "abc"], metric="normal_pass_rate")
     assert mean == 0.9 and list(ci) == own and "same in every split" in how
+
+
+def test_a_stage_1_value_is_the_same_in_every_split_seed_by_seed_and_its_seeds_pool():
+    """Issue 48, item 3: two seeds, each its own fit: the pass rate is constant over splits within a seed and
+    differs between seeds. Not three replicates (a t interval on df = 2), not 'cascade better' [-1, -0.75]."""
+    from osd.report.answer import interval_over_runs
+
+    runs = [_run(s, d, k) for s in "abc" for k, d in ((0, -0.90), (1, -0.95))]
+    v = V.overall("three outcomes, strict", "normal_pass_rate", runs)
+    assert v.claim == V.SPLIT_INVARIANT and v.ci95 is None
+    vals = [(s, k, p, list(clopper_pearson(round(p * 60), 60)), 60) for s in "abc" for k, p in ((0, 0.90), (1, 0.95))]
+    mean, ci, how = interval_over_runs(vals, metric="normal_pass_rate")
+    assert mean == pytest.approx(111 / 120) and list(ci) == pytest.approx(list(clopper_pearson(111, 120)))
+    assert "2 seeds" in how and "pooled count" in how
+
+
+def test_a_value_equal_in_every_split_by_coincidence_stays_a_replicate_with_a_nonzero_interval():
+    """A closed-set accuracy of 1.0 in every split is no stage-1 fact: no dagger, and no [1.000, 1.000]."""
+    from osd.report.answer import interval_over_runs
+
+    own = list(clopper_pearson(72, 72))
+    mean, ci, how = interval_over_runs([(s, 0, 1.0, own) for s in "abc"], metric="closed_set_accuracy")
+    assert mean == 1.0 and "same in every split" not in how and ci[1] - ci[0] > 0.01 and ci[1] <= 1.0
+    v = V.overall("x", "closed_set_accuracy", [_run(s, 0.0) for s in "abc"])
+    assert v.claim != V.SPLIT_INVARIANT
+
+
+def test_one_split_whose_seeds_agree_shows_a_run_s_interval_not_a_zero_width_range():
+    from osd.report.answer import interval_over_runs
+
+    own = list(clopper_pearson(72, 72))
+    _, ci, how = interval_over_runs([("a", 0, 1.0, own), ("a", 1, 1.0, own)], metric="closed_set_accuracy")
+    assert list(ci) == own and ci[1] > ci[0] and "same for every seed" in how
 
 
 def test_one_split_with_seeds_is_not_called_a_95_percent_interval():

@@ -101,3 +101,14 @@ def test_init_given_a_file_for_a_folder_says_so(tmp_path: Path):
     f.write_bytes(b"x")
     with pytest.raises(ConfigError, match="--normal .*normal.png: a file; give the folder that holds the images"):
         init_project(tmp_path / "p", normal=f)
+
+
+def test_two_splits_with_the_same_known_classes_are_refused_naming_both(tmp_path: Path):
+    """Issue 48, item 4: they would share one classifier, one tau and one set of known test images."""
+    (tmp_path / "osd.toml").write_text(
+        "[splits.x]\nknown = ['p', 'q']\nunknown = ['r']\n[splits.y]\nknown = ['q', 'p']\nunknown = ['s']\n")
+    with pytest.raises(ConfigError, match=r"splits\.y: the same known classes as splits\.x \(p, q\)"):
+        config.load(tmp_path)
+    (tmp_path / "osd.toml").write_text("[splits.a]\nknown = ['crazing', 'patches', 'rolled-in_scale', 'scratches']\n")
+    with pytest.raises(ConfigError, match="same known classes as splits.a"):  # NEU's b hides the same ones
+        config.load(tmp_path)

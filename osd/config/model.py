@@ -257,7 +257,24 @@ def _build_splits(data: Mapping[str, object], base: SplitsSection | None, replac
         from osd.config.design import complete_splits, design_classes
 
         named = complete_splits(design_classes(named), out.unknown_per_split)
+    _refuse_repeated_known_sets(named)
     return dataclasses.replace(out, named=named)
+
+
+def _refuse_repeated_known_sets(named: Mapping[str, SplitDef]) -> None:
+    """Two splits with the same known classes share one classifier, one tau and the same known test images
+    (a training's key holds its train partition): one replicate counted twice, degrees of freedom that are
+    not there. Refused, naming both."""
+    seen: dict[frozenset[str], str] = {}
+    for name, split in named.items():
+        known = frozenset(split.known or ())
+        if not known:
+            continue
+        if known in seen:
+            raise ConfigError(f"splits.{name}: the same known classes as splits.{seen[known]} "
+                              f"({', '.join(sorted(known))}): both would share one classifier and one tau, one "
+                              "replicate counted twice; hide other classes in one of them, or remove it")
+        seen[known] = name
 
 
 def _build(cls: type, data: Mapping[str, object], prefix: str, base: Any = None, skip: set[str] | None = None,

@@ -204,16 +204,16 @@ def _indomain_images(detector, extractor, defects: DefectParts, sizes: Stage1Siz
     }, skipped, {"defect": pos, "negative": neg, "clean": s[~y]}
 
 
-def auroc_interval(pos: np.ndarray, neg: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float] | None:
-    """Stratified bootstrap 95% interval of the in-domain AUROC (defects and normals drawn within themselves)."""
-    from osd.metrics import EncodedResults, bootstrap, without_degenerate
+def auroc_interval(pos: np.ndarray, neg: np.ndarray, n_boot: int = 0, seed: int = 0) -> list[float] | None:
+    """The 95% interval of the in-domain AUROC at its edges (exact at a perfect separation, Newcombe's
+    score interval otherwise: :mod:`osd.ranking_intervals`; ``n_boot`` and ``seed`` are not used). Its
+    images are crops, counted as independent: the caller says that the interval is per crop."""
+    from osd.ranking_intervals import auroc_interval as edge_safe
+    from osd.ranking_intervals import mann_whitney_auc
 
     if not (len(pos) and len(neg)):
         return None
-    y = np.r_[np.zeros(len(neg), bool), np.ones(len(pos), bool)]
-    s = np.r_[neg, pos].astype(np.float64)
-    ci = without_degenerate(bootstrap(lambda idx: {"auroc": EncodedResults._auroc(y[idx], s[idx])}, y, n_boot, seed))
-    return ci.get("auroc")
+    return edge_safe(mann_whitney_auc(pos, neg), len(pos), len(neg))
 
 
 def indomain_rates(scores: dict[str, Any], threshold: float) -> dict[str, float | None]:

@@ -42,7 +42,7 @@ STAGE1_ALGORITHM = "stage1-scores/4"  # 4: a long image is scored per crop, as p
 # 5: the payload is the CascadeResult record
 # 4: per-run p-values from the paired bootstrap replicates, stage-1 operating points; 3: a cached step; 2: stage 2
 # 7: FPR@95 exact, no zero-width bootstrap interval; 6: single rates with exact Clopper-Pearson intervals
-CASCADE_ALGORITHM = "cascade/7"
+CASCADE_ALGORITHM = "cascade/8"  # 8: AUROC and FPR@95 intervals at their edges
 MODE_METRICS = ("known_acceptance", "unknown_rejection", "open_set_accuracy", "open_set_macro_f1")
 
 

@@ -27,7 +27,8 @@ from osd.progress import Reporter, ensure
 from osd.records import Record
 from osd.types import JsonObject
 
-DETECTION_ALGORITHM = "detection/3"  # 3: no zero-width bootstrap interval; 2: exact intervals of the rates
+# 4: AUROC exact at a perfect separation, else Newcombe; 3: no zero-width bootstrap interval; 2: exact rates
+DETECTION_ALGORITHM = "detection/4"
 SECTION = "detection"
 
 

@@ -10,6 +10,7 @@ a crop that cannot be read is reported by id, not dropped.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 from osd import artifacts, runtime
 from osd.data.splits import rng_for
 from osd.errors import ArtifactError
-from osd.patchcore.fit import CROP, IMAGE, DefectParts, NormalParts, Stage1Plan, indomain_rates
+from osd.patchcore.fit import CROP, IMAGE, DefectParts, NormalParts, Stage1Plan, auroc_interval, indomain_rates
 from osd.patchcore.stage1 import SPEC_SETTINGS, Stage1Spec
 from osd.pipeline.data import NormalData, weights_path
 from osd.pipeline.job import Job
@@ -34,6 +35,22 @@ ALGORITHM = "patchcore/7"  # 7: the in-domain test in the threshold's unit (imag
 UNIT_WORDS = {CROP: "crop (an about-square image is one crop; a Severstal strip is cut into square crops)",
               IMAGE: "image (an about-square image whole; a long one as the largest of its crop scores, as predict)"}
 SECTIONS = ("patchcore", "normal", "project.seed")
+
+# The in-domain AUROC's interval is derived from the stored scores when a fit is read (not cached), so it has its
+# own version: 2: exact at a perfect separation, Newcombe's score interval otherwise (1: a bootstrap in the fit)
+INDOMAIN_INTERVAL = "indomain-interval/2"
+
+
+def _indomain(payload: Mapping[str, Any]) -> JsonObject:
+    """The in-domain test as stored, its AUROC interval derived anew from the stored scores: a view, so a fit
+    made before the interval changed (issue 48: exact at a perfect separation) is not refitted for it."""
+    out = dict(payload.get("indomain") or {})
+    scores = payload.get("indomain_scores") or {}
+    if out.get("available") and "defect" in scores and "negative" in scores:
+        out["auroc_ci95"] = auroc_interval(np.asarray(scores["defect"], dtype=float),
+                                           np.asarray(scores["negative"], dtype=float))
+    return out
+
 
 def stage1_spec(job: Job, recorded: Settings | None = None) -> Stage1Spec:
     """What rebuilds stage 1: the project's settings, or those a fit recorded (``recorded``) over them."""
@@ -88,7 +105,7 @@ class Stage1FitRecord(Record):
         test = np.asarray(payload["test_scores"], dtype=float)
         return cls(payload["stats"], thr.threshold_, thr.acceptance, thr.summary(),
                    [float(v) for v in payload["calibration_scores"]], [float(v) for v in test],
-                   _false_alarm(test, thr.threshold_), dict(payload.get("indomain") or {}), step.cached,
+                   _false_alarm(test, thr.threshold_), _indomain(payload), step.cached,
                    str(step.path), step.id, step.lineage)
 
     @property

@@ -32,7 +32,7 @@ CALIBRATE_ALGORITHM = "calibrate/5"  # 5: kappa stored as neg_kappa; 4: features
 # follow the training size; 5: baselines; 4: cached step
 # 10: FPR@95 exact, no zero-width bootstrap interval; 9: single rates with exact Clopper-Pearson intervals
 # 11: rmds on the locked method's shrinkage covariance (pytorch-ood's RMD, singular at 1280-d, before)
-EVALUATE_ALGORITHM = "osr/11"
+EVALUATE_ALGORITHM = "osr/12"  # 12: AUROC and FPR@95 intervals right at their edges (issue 48)
 SECTIONS = (*TRAIN_SECTIONS, "osr")
 
 

@@ -19,6 +19,7 @@ The statistics (split as the unit of replication, Holm over per-run bootstrap te
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -174,6 +175,14 @@ def _claim_words(v: stats.MetricVerdict) -> str:
     first = FIRST_HUMAN.get(v.comparison, "the one-stage method")
     base = f"{v.n_splits} split(s), {v.n_seeds} seed(s) each"
     if v.claim == stats.SPLIT_INVARIANT:
+        per_seed = dict.fromkeys(r.seed for r in v.runs)
+        if len(per_seed) > 1:
+            first_run = {seed: next(r for r in v.runs if r.seed == seed) for seed in per_seed}
+            said = "; ".join(f"seed {seed}: {fmt_signed(r.difference)}" + (f" {fmt_ci(r.ci95)}" if r.ci95 else "")
+                             for seed, r in first_run.items())
+            return (f"{first[0].upper()}{first[1:]} minus the {against}, {HUMAN[v.metric]}, the same in every split "
+                    f"of a seed ({said}); each seed has its own stage-1 fit and test normals, so a value that does "
+                    "not vary by split is a fact of each seed's test images, not a verdict over splits.")
         return (f"{first[0].upper()}{first[1:]} minus the {against}, {HUMAN[v.metric]}: "
                 f"{fmt_signed(v.mean_difference)} ({_ahead(v.mean_difference, first)}) in every split; a value that does "
                 "not vary by split is a fact of these test images, not a verdict over splits.")
@@ -240,35 +249,64 @@ def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str |
     return out
 
 
-def interval_over_runs(values: list[tuple[str, int, float | None, list[float] | None]],
-                       hidden: dict[str, tuple[str, ...]] | None = None
+def interval_over_runs(values: list[tuple], hidden: dict[str, tuple[str, ...]] | None = None, metric: str = ""
                        ) -> tuple[float | None, tuple[float, float] | None, str]:
-    """Mean over runs and the interval that fits the runs at hand, with its name:
-    one run: its own 95% interval over its test images; a value the same in every split (the cascade's
-    normal pass rate: one stage 1, one set of test normals): that run's interval over its own images,
-    once; one split, several seeds: the range over seeds (said to be no confidence interval); several
-    splits: the verdict's t interval over split means, its variance floored by the seeds' own, in [0, 1]."""
-    vals = [(s, seed, v, ci) for s, seed, v, ci in values if v is not None and np.isfinite(v)]
+    """Mean over runs and the interval that fits the runs at hand, with its name. ``values``: (split, seed,
+    value, its 95% interval[, images it is over]). One run: its own interval over its test images. A value the
+    same in every split by construction, seed by seed (the cascade's normal pass rate: one stage 1, one set
+    of test normals per seed; :func:`osd.verdict.invariant_over_splits`): one seed, that run's interval over
+    its own images; several seeds, their pooled count's exact interval (with the images counted) for the mean
+    of these fits' pass rates. One split, several seeds: the range over seeds (said to be no confidence
+    interval), or one run's interval where every seed gives the same value. Several splits: the verdict's
+    t interval over split means, its variance floored by the seeds' own (and by the runs' image noise where
+    every run agrees), in [0, 1]. Never an interval of zero width."""
+    from osd.proportion import clopper_pearson
+
+    vals = [(v[0], v[1], v[2], v[3], v[4] if len(v) > 4 else None) for v in values
+            if v[2] is not None and np.isfinite(v[2])]
     if not vals:
         return None, None, ""
+
+    def own(ci: Any) -> tuple[float, float] | None:
+        ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(np.isfinite(ci)) and ci[1] > ci[0]
+        return (float(ci[0]), float(ci[1])) if ok else None
+
     by_split: dict[str, list[float]] = {}
-    for s, _, v, _ in vals:
+    for s, _, v, _, _ in vals:
         by_split.setdefault(s, []).append(v)
-    if len(vals) == 1 or stats.same_in_every_split(by_split):
-        ci = vals[0][3]
-        ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(np.isfinite(ci))
-        how = ("95% interval over the test images (rates: exact Clopper-Pearson; others: bootstrap)"
-               if len(vals) == 1 else "the same in every split: its 95% interval over its own test images")
-        return vals[0][2], (ci[0], ci[1]) if ok else None, how
+    one = "95% interval over the test images (rates: exact Clopper-Pearson; AUROC and FPR@95 at their edges; others: bootstrap)"
+    if len(vals) == 1:
+        return vals[0][2], own(vals[0][3]), one
+    if len(by_split) > 1 and stats.invariant_over_splits(metric, [(s, seed, v) for s, seed, v, _, _ in vals]):
+        per_seed = {}
+        for _s, seed, v, ci, n in vals:
+            per_seed.setdefault(seed, (v, ci, n))
+        if len(per_seed) == 1:
+            v, ci, _ = next(iter(per_seed.values()))
+            return v, own(ci), "the same in every split: its 95% interval over its own test images"
+        counts = [(round(v * n), int(n)) for v, _, n in per_seed.values() if n]
+        if len(counts) == len(per_seed):
+            k, n = sum(c[0] for c in counts), sum(c[1] for c in counts)
+            return k / n, clopper_pearson(k, n), (
+                f"the same in every split of a seed, {len(per_seed)} seeds (each its own fit and test images): "
+                "exact interval of their pooled count, for the mean of these fits' rates")
+        v = [x[0] for x in per_seed.values()]
+        rng = (min(v), max(v))
+        return float(np.mean(v)), rng if rng[1] > rng[0] else own(next(iter(per_seed.values()))[1]), (
+            f"the same in every split of a seed: lowest to highest over {len(per_seed)} seeds (not a confidence "
+            "interval)")
     if len(by_split) == 1:
         v = next(iter(by_split.values()))
-        return float(np.mean(v)), (min(v), max(v)), "lowest to highest over seeds (not a confidence interval)"
+        if max(v) > min(v):
+            return float(np.mean(v)), (min(v), max(v)), "lowest to highest over seeds (not a confidence interval)"
+        return v[0], own(vals[0][3]), "the same for every seed: one run's 95% interval over its test images"
     if hidden and set(by_split) == set(hidden):
-        d = stats.complete_design_interval([(s, seed, v) for s, seed, v, _ in vals], hidden, bounds=(0.0, 1.0))
-        if d.ci95 is not None:
+        d = stats.complete_design_interval([(s, seed, v) for s, seed, v, _, _ in vals], hidden, bounds=(0.0, 1.0))
+        if d.ci95 is not None and d.ci95[1] > d.ci95[0]:
             return d.mean, d.ci95, ("95% interval for the mean over every split of the complete design (training "
                                     "noise: what the hidden classes' effects leave), within [0, 1]")
-    mean, ci = stats.split_level_interval(by_split, bounds=(0.0, 1.0))
+    runs = [stats.RunComparison(s, seed, v, own(ci), None, None) for s, seed, v, ci, _ in vals]
+    mean, ci = stats.split_level_interval(by_split, bounds=(0.0, 1.0), image_floor=stats.image_noise_floor(runs))
     floor = ("variance at least the seeds' own" if any(len(v) > 1 for v in by_split.values())
              else "one seed per split: no seed floor")
     return mean, ci, f"95% t interval over split means ({floor}), within [0, 1]"
