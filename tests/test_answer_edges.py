@@ -297,3 +297,14 @@ def test_operating_points_carry_exact_intervals_on_their_test_shares():
     k = int(np.sum(np.arange(150.0, 250.0) > p90["threshold"]))
     assert p90["test_rejected_ci95"] == pytest.approx(list(clopper_pearson(k, 100)))
     assert points[-1]["threshold"] is None and "999 needed" in points[-1]["note"]  # 0.999 on 200 scores
+
+
+def test_with_the_calibration_size_the_pass_rate_interval_is_for_the_procedure_over_fits():
+    from osd.report.answer import interval_over_runs
+
+    vals = [(s, k, p, list(clopper_pearson(round(p * 60), 60)), 60, 60) for s in "abc" for k, p in ((0, 0.90),
+                                                                                                  (1, 0.95))]
+    mean, ci, how = interval_over_runs(vals, metric="normal_pass_rate")
+    pooled = clopper_pearson(111, 120)
+    assert mean == pytest.approx(111 / 120) and "over fits" in how
+    assert ci[0] < pooled[0] and ci[1] > pooled[1] and ci[1] <= 1.0  # wider: each fit's own noise is in it

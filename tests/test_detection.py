@@ -151,3 +151,16 @@ def test_calibrate_acceptance_is_written_and_used_without_retraining(tiny_projec
     img = str(next((tiny_project / "neu" / "IMAGES").glob("*.jpg")))
     rows = cli("predict", img, "-p", p, "--split", "a", "--approach", "one-stage")["rows"]
     assert rows[0]["tau"] == pytest.approx(second["tau"])
+
+
+def test_a_held_out_pass_count_the_calibration_cannot_explain_is_said_in_words():
+    """Issue 48, item 9: 188 of 196 calibration good parts accepted, 176 of 196 held-out ones passed: the
+    beta-binomial predicts 178 to 194 (p = 0.015); the answer says the two sets look unlike each other."""
+    from osd.calibration_check import check_words, predictive_check
+
+    c = predictive_check(176, 196, 188, 196)
+    assert (c.low, c.high) == (178, 194) and c.p_value == pytest.approx(2 * 0.014685, abs=2e-4) and not c.agrees
+    assert "176 of 196 passed, fewer than the 178 to 194" in check_words(c)
+    ok = predictive_check(186, 196, 188, 196)
+    assert ok.agrees and check_words(ok) is None
+    assert predictive_check(5, 0, 188, 196) is None and predictive_check(5, 10, 0, 196) is None

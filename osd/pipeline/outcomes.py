@@ -159,7 +159,10 @@ def _evaluate(job: Job, split: str, steps: Upstream, key: str) -> tuple[dict[str
                                  "project.seed"),
                                 steps.ids(), split=split)
     thresholds = {"tau": cal.payload["tau"].threshold_, "kappa": kappa, "patchcore": fit.threshold,
-                  "tau_normal_class": vcal.payload["tau"].threshold_}
+                  "tau_normal_class": vcal.payload["tau"].threshold_,
+                  # stage 1's calibration size: how much a seed's pass rate varies with its fit (the report's
+                  # interval over seeds for the procedure's pass rate)
+                  "patchcore_calibration_n": fit.threshold_summary.get("n")}
     record = OutcomesResult(split, approaches, stage1_auroc, versus, counts, missing, thresholds,
                             cfg.normal.folder or cfg.normal.severstal_root, prov,
                             _rows(job, paths, roles, labels, stage1, dist, msp, preds))

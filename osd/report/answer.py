@@ -264,6 +264,7 @@ def interval_over_runs(values: list[tuple], hidden: dict[str, tuple[str, ...]] |
 
     vals = [(v[0], v[1], v[2], v[3], v[4] if len(v) > 4 else None) for v in values
             if v[2] is not None and np.isfinite(v[2])]
+    calibration = {v[1]: v[5] for v in values if len(v) > 5 and v[5]}
     if not vals:
         return None, None, ""
 
@@ -285,6 +286,8 @@ def interval_over_runs(values: list[tuple], hidden: dict[str, tuple[str, ...]] |
             v, ci, _ = next(iter(per_seed.values()))
             return v, own(ci), "the same in every split: its 95% interval over its own test images"
         counts = [(round(v * n), int(n)) for v, _, n in per_seed.values() if n]
+        if len(counts) == len(per_seed) and set(calibration) >= set(per_seed):
+            return _over_fits(per_seed, calibration)
         if len(counts) == len(per_seed):
             k, n = sum(c[0] for c in counts), sum(c[1] for c in counts)
             return k / n, clopper_pearson(k, n), (
@@ -310,6 +313,27 @@ def interval_over_runs(values: list[tuple], hidden: dict[str, tuple[str, ...]] |
     floor = ("variance at least the seeds' own" if any(len(v) > 1 for v in by_split.values())
              else "one seed per split: no seed floor")
     return mean, ci, f"95% t interval over split means ({floor}), within [0, 1]"
+
+
+def _over_fits(per_seed: dict[int, tuple[float, Any, int]], calibration: dict[int, int]
+               ) -> tuple[float, tuple[float, float], str]:
+    """A stage-1 pass rate over seeds, each its own fit on ``calibration[seed]`` normals: the procedure's pass
+    rate (over fits), not only these fits'. Under exchangeability a seed's count is beta-binomial (its
+    threshold's pass rate ~ Beta(k, n_cal - k + 1): :mod:`osd.calibration_check`), its variance the binomial's
+    times 1 + (n - 1) / (n_cal + 2); the variance used is the larger of that and the seeds' observed one, as
+    Clopper-Pearson at the effective sample size (Korn-Graubard, :mod:`osd.ranking_intervals`)."""
+    from osd.ranking_intervals import effective_clopper_pearson
+
+    rates = np.array([v for v, _, _ in per_seed.values()])
+    n = np.array([n for _, _, n in per_seed.values()], dtype=float)
+    n_cal = np.array([calibration[s] for s in per_seed], dtype=float)
+    p = float(np.sum(rates * n) / n.sum())
+    model = p * (1 - p) * float(np.sum(n * (1 + (n - 1) / (n_cal + 2)))) / n.sum() ** 2
+    observed = float(rates.var(ddof=1) / rates.size)
+    ci = effective_clopper_pearson(p, int(n.sum()), max(model, observed))
+    return p, (ci[0], ci[1]), (f"the same in every split of a seed, {len(per_seed)} seeds (each its own stage-1 fit "
+                               "and test images): 95% interval for the procedure's pass rate over fits (each seed's "
+                               "count beta-binomial from its calibration size, or the seeds' own spread if larger)")
 
 
 def cell(mean: float | None, ci: tuple[float, float] | None) -> str:

@@ -271,7 +271,8 @@ def headline(rows: list[JsonObject], metrics: tuple[str, ...], approaches: list[
         row: JsonObject = {"approach": a, "name": APPROACH_HUMAN.get(a, a.replace("_", " ")), "runs": len(sel)}
         for k in metrics:
             mean, ci, how = interval_over_runs([(r["split"], int(r.get("seed") or 0), r.get(k), r.get(f"{k}_ci95"),
-                                                 (r.get("images") or {}).get(k)) for r in sel], hidden, metric=k)
+                                                 (r.get("images") or {}).get(k), (r.get("calibration") or {}).get(k))
+                                                for r in sel], hidden, metric=k)
             # a cell whose value is the same in every split carries its own interval, marked
             mark = SAME_MARK if how.startswith(("the same in every split", "the same for every seed")) else ""
             row[k], row[f"{k}_ci95"], row[f"{k}_cell"] = mean, list(ci) if ci else None, cell(mean, ci) + mark
@@ -420,6 +421,7 @@ def _three_rows(run: Run) -> list[JsonObject]:
         ci = a.get("intervals95") or {}
         rows.append({"split": run.split, "seed": run.seed, "approach": approach, **{k: a.get(k) for k in THREE_HUMAN},
                      **{f"{k}_ci95": ci.get(k) for k in THREE_HUMAN}, "role": a.get("role"),
+                     "calibration": {"normal_pass_rate": (block.thresholds or {}).get("patchcore_calibration_n")},
                      "images": {"normal_pass_rate": block.counts.get("normal"),
                                 "defect_detection_rate": (block.counts.get("known") or 0) + (block.counts.get("unknown") or 0)}})
     s1 = block.stage1_auroc or {}

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from osd import artifacts
 from osd._version import __version__
+from osd.calibration_check import PredictiveCheck, check_words, predictive_check
 from osd.config import Config
 from osd.csvrows import csv_text
 from osd.detection import KEYS, PASS_RATES, normals_needed
@@ -72,11 +75,23 @@ def answer(results: dict[int, Any], acceptance: float) -> list[str]:
         out.append(f"Over the {len(results)} seeds (each a new split of the good parts): normal pass rate "
                    f"{span('normal_pass_rate')}" + (f", detection rate {span('detection_rate')}, AUROC "
                                                    f"{span('auroc')}" if "detection_rate" in m.values else "") + ".")
+    check = _predictive(r)
+    if check is not None and (said := check_words(check, "good part" if r.unit != "crop" else "good crop")):
+        out.append(said)
     ci = r.threshold_summary.get("acceptance_ci95")
     if ci:
         out.append(f"With {r.threshold_summary.get('n', '?')} calibration images the threshold's own pass "
                    f"rate is known only to {fmt_ci(ci)} (Clopper-Pearson 95%); more good parts narrow it.")
     return out
+
+
+def _predictive(r: Any) -> PredictiveCheck | None:
+    """The held-out good parts' pass count against the calibration's prediction (None where not known)."""
+    t, m = r.threshold_summary, r.metrics
+    rate = m.values.get("normal_pass_rate")
+    if not (t.get("rank") and t.get("n") and m.n_normal and rate is not None and np.isfinite(rate)):
+        return None
+    return predictive_check(round(rate * m.n_normal), m.n_normal, int(t["rank"]), int(t["n"]))
 
 
 def _rows(results: dict[int, Any]) -> list[JsonObject]:
