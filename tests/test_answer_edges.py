@@ -192,7 +192,7 @@ def test_splits_with_the_same_partition_are_refused_when_the_config_loads():
     from osd.errors import ConfigError
 
     a = {"known": ["w", "x", "y"], "unknown": ["z"]}
-    with pytest.raises(ConfigError, match=r"splits\.a2: the same known and unknown classes as splits\.a"):
+    with pytest.raises(ConfigError, match=r"splits\.a2: the same known classes as splits\.a"):
         from_dict({"splits": {"a": a, "a2": {"known": ["y", "x", "w"], "unknown": ["z"]}}})
     from_dict({"splits": {"a": a, "b": {"known": ["w", "x", "z"], "unknown": ["y"]}}})  # another partition: fine
 

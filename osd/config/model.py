@@ -257,14 +257,13 @@ def _build_splits(data: Mapping[str, object], base: SplitsSection | None, replac
         from osd.config.design import complete_splits, design_classes
 
         named = complete_splits(design_classes(named), out.unknown_per_split)
-    _refuse_repeated_known_sets(named)
     return dataclasses.replace(out, named=named)
 
 
 def _refuse_repeated_known_sets(named: Mapping[str, SplitDef]) -> None:
-    """Two splits with the same known classes share one classifier, one tau and the same known test images
-    (a training's key holds its train partition): one replicate counted twice, degrees of freedom that are
-    not there. Refused, naming both."""
+    """Two splits with the same known classes (the same partition, or the same knowns with other unknowns)
+    share one classifier, one tau and the same known test images (a training's key holds its train
+    partition): one replicate counted twice, degrees of freedom that are not there. Refused, naming both."""
     seen: dict[frozenset[str], str] = {}
     for name, split in named.items():
         known = frozenset(split.known or ())
@@ -323,7 +322,7 @@ def _validate(cfg: Config) -> None:
             vals = getattr(sd, part)
             if len(set(vals)) != len(vals):
                 raise ConfigError(f"splits.{name}.{part}: lists a class twice: {vals}")
-    _refuse_repeated_splits(s.named)
+    _refuse_repeated_known_sets(s.named)
     if cfg.patchcore.search in ("faiss", "ivf"):  # said when the config loads, not after feature extraction
         import importlib.util
 
@@ -335,18 +334,6 @@ def _validate(cfg: Config) -> None:
     for layer in cfg.patchcore.layers:
         if layer not in ("layer1", "layer2", "layer3", "layer4"):
             raise ConfigError(f"patchcore.layers: {layer!r} is not one of layer1, layer2, layer3, layer4")
-
-
-def _refuse_repeated_splits(named: dict[str, SplitDef]) -> None:
-    """Two splits with the same known / unknown partition are one split counted twice: the study's
-    answer treats splits as independent replications, so a repeat would be counted as evidence."""
-    seen: dict[tuple[frozenset[str], frozenset[str]], str] = {}
-    for name, sd in named.items():
-        partition = (frozenset(sd.known), frozenset(sd.unknown))
-        if partition in seen:
-            raise ConfigError(f"splits.{name}: the same known and unknown classes as splits.{seen[partition]}; a "
-                              "split repeated is not more evidence (the answer counts splits): remove one")
-        seen[partition] = name
 
 
 def from_dict(data: Mapping[str, object], base_dir: Path = Path("."), base: Config | None = None) -> Config:
