@@ -10,6 +10,9 @@ Pure arrays in, numbers out. Definitions (every rate over the test images of tha
 - ``unknown_rejection``: unknown-class images answered ``unknown``;
 - ``three_outcome_accuracy``: every image answered its true outcome (normal -> ``no_defect``,
   known -> its class, unknown -> ``unknown``);
+- ``balanced_three_outcome_accuracy``: the unweighted mean, over the kinds present, of each kind's
+  share answered rightly (normal passed, known named, unknown rejected): free of the test mix, so the
+  folder's number of good parts cannot decide its sign (the in-domain study's lead);
 - ``three_outcome_macro_f1``: F1 per label over the K known classes, ``unknown`` and ``no_defect``
   (K + 2 labels; a label never predicted and never true counts 0, as scikit-learn's
   ``zero_division=0``), averaged.
@@ -30,8 +33,8 @@ from osd.decide import NO_DEFECT, UNKNOWN
 KNOWN, UNKNOWN_KIND, NORMAL = 0, 1, 2  # kinds of test image (the bootstrap's strata)
 KIND_NAMES = ("known", "unknown", "normal")
 METRICS = ("normal_pass_rate", "defect_detection_rate", "known_accuracy_detected", "unknown_rejection",
-           "three_outcome_accuracy", "three_outcome_macro_f1")
-NOT_RATES = ("three_outcome_macro_f1",)  # the only metric here that is not a count k / n
+           "three_outcome_accuracy", "balanced_three_outcome_accuracy", "three_outcome_macro_f1")
+NOT_RATES = ("balanced_three_outcome_accuracy", "three_outcome_macro_f1")  # not a count k / n: bootstrap
 
 
 def kinds(roles: Sequence[str]) -> np.ndarray:
@@ -71,6 +74,10 @@ class ThreeOutcome:
             else nan,
             "three_outcome_accuracy": float(np.mean(p == t)) if len(t) else nan,
         }
+        if "balanced_three_outcome_accuracy" in keys:
+            right = p == t
+            per_kind = [float(right[kind == k].mean()) for k in (KNOWN, UNKNOWN_KIND, NORMAL) if (kind == k).any()]
+            out["balanced_three_outcome_accuracy"] = float(np.mean(per_kind)) if per_kind else nan
         if "three_outcome_macro_f1" in keys:
             n = self.k + 3
             cm = np.bincount(t * n + p, minlength=n * n).reshape(n, n)

@@ -128,7 +128,7 @@ PINNED = {
     ("osr", "osr/12"): "217fe5a9477f58a4",
     ("cascade", "cascade/8"): "217fe5a9477f58a4",
     ("detection", "detection/4"): "bf091d384d69d262",
-    ("outcomes", "three-outcome/6"): "81e7159bd80dc2a2",
+    ("outcomes", "three-outcome/6"): "9d2e5a316d88d53d",
     ("patchcore fit", "patchcore/7"): "ee0227196243659c",
     ("in-domain interval (a view of the fit)", "indomain-interval/2"): "b86c54455f01ee7b",
 }

@@ -204,3 +204,26 @@ def test_own_line_three_outcome_study_end_to_end(tmp_path: Path):
     one = json.loads(runner.invoke(app, ["outcomes", "-p", p, "--split", "a", *TINY, "--json"]).stdout)
     assert one["cached"] and one["approaches"]["one_stage"]["three_outcome_accuracy"] == \
         a["one_stage"]["three_outcome_accuracy"]
+
+
+def test_the_balanced_lead_does_not_move_with_the_number_of_good_parts():
+    """Issue 48, item 5: variant 0.90 pass / 0.92 named, cascade 0.97 / 0.86, beside 240 defects: the pooled
+    accuracy's difference changes sign with the folder's good parts (50, 200, 600); the balanced one does not."""
+    from osd.three_outcome import KNOWN, NORMAL, ThreeOutcome
+
+    def approach(n_good: int, passed: float, named: float) -> ThreeOutcome:
+        kind = np.r_[np.full(240, KNOWN), np.full(n_good, NORMAL)]
+        true = ["a"] * 240 + ["no_defect"] * n_good
+        pred = (["a"] * round(named * 240) + ["b"] * (240 - round(named * 240))
+                + ["no_defect"] * round(passed * n_good) + ["a"] * (n_good - round(passed * n_good)))
+        return ThreeOutcome(true, pred, kind, ["a", "b"])
+
+    pooled, balanced = [], []
+    for n_good in (50, 200, 600):
+        idx = np.arange(240 + n_good)
+        v, c = approach(n_good, 0.90, 0.92).metrics(idx), approach(n_good, 0.97, 0.86).metrics(idx)
+        pooled.append(v["three_outcome_accuracy"] - c["three_outcome_accuracy"])
+        balanced.append(v["balanced_three_outcome_accuracy"] - c["balanced_three_outcome_accuracy"])
+    assert pooled[0] > 0.03 and pooled[2] < -0.02  # the folder decides the pooled sign
+    # the per-kind rates (0.90 / 0.92 against 0.97 / 0.86: -0.005) move only by the counts' rounding at 50
+    assert balanced == pytest.approx([-0.005] * 3, abs=7e-3) and max(balanced) - min(balanced) < 7e-3

@@ -282,6 +282,7 @@ def show_outcomes(r: Any) -> None:
     names = {"normal_pass_rate": "normal pass rate", "defect_detection_rate": "defect detection rate",
              "known_accuracy_detected": "known accuracy (detected known defects)", "unknown_rejection":
              "unknown rejection", "three_outcome_accuracy": "three-outcome accuracy",
+             "balanced_three_outcome_accuracy": "balanced three-outcome accuracy",
              "three_outcome_macro_f1": "three-outcome macro-F1"}
     approaches = list(r.approaches)
     rows = [[names[k], *(_with_ci(r.approaches[a][k], (r.approaches[a].get("intervals95") or {}).get(k))
@@ -324,6 +325,7 @@ SHORT = {"closed_set_accuracy": "closed-set acc.", "auroc": "AUROC", "fpr_at_95_
          "unknown_rejection": "unknown rej.", "open_set_accuracy": "open-set acc.", "open_set_macro_f1": "macro-F1",
          "normal_pass_rate": "normal pass", "defect_detection_rate": "defects found",
          "known_accuracy_detected": "known acc. (det.)", "three_outcome_accuracy": "3-outcome acc.",
+         "balanced_three_outcome_accuracy": "balanced 3-outcome",
          "three_outcome_macro_f1": "3-outcome F1", "stage1_image_auroc": "stage-1 AUROC"}
 
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 # 3: the payload is the OutcomesResult record; 2: per-run p-values from the paired bootstrap replicates
 # 5: no zero-width bootstrap interval (the stage-1 AUROC of a perfect separation has none); 4: exact intervals
 # of the rates, the stage-1 AUROC per image
-OUTCOMES_ALGORITHM = "three-outcome/6"  # 6: stage-1 image AUROC interval at its edges
+OUTCOMES_ALGORITHM = "three-outcome/6"  # 6: stage-1 AUROC interval at its edges; balanced accuracy (the lead)
 APPROACHES = {
     "one_stage": "locked one-stage (penultimate Mahalanobis): no no_defect answer",
     "cascade_strict": "cascade, strict: stage 1's no_defect kept",

@@ -35,6 +35,8 @@ HUMAN = {
     "open_set_macro_f1": "open-set macro-F1", "oscr": "OSCR",
     "normal_pass_rate": "normal pass rate", "defect_detection_rate": "defect detection rate",
     "known_accuracy_detected": "known accuracy (detected)", "three_outcome_accuracy": "three-outcome accuracy",
+    "balanced_three_outcome_accuracy": "balanced three-outcome accuracy (the mean of the good, known and unknown "
+                                       "parts' rates, free of the test mix)",
     "three_outcome_macro_f1": "three-outcome macro-F1", "stage1_image_auroc": "stage-1 AUROC (images)",
 }
 NORMAL_CLASS_VS_STRICT = "three outcomes, one-stage with normal class vs strict"
@@ -110,7 +112,8 @@ def _plan(in_domain: bool) -> list[tuple[str, str, str, tuple[str, ...]]]:
 
 def lead_of(in_domain: bool) -> tuple[str, str]:
     """(comparison, metric) the answer leads with on this data."""
-    return (NORMAL_CLASS_VS_STRICT, "three_outcome_accuracy") if in_domain else ("ignore_no_defect",
+    # in-domain: prevalence-free, so the number of good parts in the folder cannot decide the sign (issue 48)
+    return (NORMAL_CLASS_VS_STRICT, "balanced_three_outcome_accuracy") if in_domain else ("ignore_no_defect",
                                                                                  "open_set_accuracy")
 
 
@@ -228,7 +231,8 @@ def _runs_words(v: stats.MetricVerdict) -> str:
 
 
 def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str | None = None,
-           target: float | None = None, target_words: str | None = None) -> list[str]:
+           target: float | None = None, target_words: str | None = None, mix: dict[str, int] | None = None
+           ) -> list[str]:
     """Two or three short sentences: the leading comparison, the per-run tests, and why the other mode
     is not the answer (or, on a line's own data, how many good parts the cascade passes)."""
     if not found:
@@ -236,6 +240,11 @@ def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str |
     comparison, metric = lead_of(in_domain)
     lead = next((v for v in found if (v.comparison, v.metric) == (comparison, metric)), found[0])
     out = [_claim_words(lead), _runs_words(lead)]
+    if in_domain and mix:
+        out.append(f"The test mix of a run: {mix.get('normal', 0)} good part(s), {mix.get('known', 0)} known-class and "
+                   f"{mix.get('unknown', 0)} unknown-class defect(s); the lead weighs the three kinds equally, so the "
+                   "number of good parts in the folder cannot decide it (three-outcome accuracy, weighted by this mix, "
+                   "is in the table beside it).")
     if in_domain:
         if normal_pass:
             aim = target_words or (f" (its threshold is set to accept {target:.0%} of calibration good parts)"

@@ -47,10 +47,12 @@ APPROACH_HUMAN = {
 HEADLINE = ("closed_set_accuracy", "auroc", "fpr_at_95_tpr", "unknown_rejection", "open_set_accuracy",
             "open_set_macro_f1")
 THREE_HEADLINE = ("normal_pass_rate", "defect_detection_rate", "known_accuracy_detected", "unknown_rejection",
-                  "three_outcome_accuracy", "three_outcome_macro_f1", "stage1_image_auroc")
+                  "three_outcome_accuracy", "balanced_three_outcome_accuracy", "three_outcome_macro_f1",
+                  "stage1_image_auroc")
 LOWER_IS_BETTER = {"fpr_at_95_tpr"}
 THREE_HUMAN = {k: HUMAN[k] for k in ("normal_pass_rate", "defect_detection_rate", "known_accuracy_detected",
-                                    "unknown_rejection", "three_outcome_accuracy", "three_outcome_macro_f1")}
+                                    "unknown_rejection", "three_outcome_accuracy", "balanced_three_outcome_accuracy",
+                                    "three_outcome_macro_f1")}
 
 
 def _split_plots(layout: artifacts.Layout, run: Run, fit: Stage1FitRecord | None) -> list[str]:
@@ -293,6 +295,12 @@ def _threshold_words(fit: Any) -> str | None:
     return f" (its threshold is {acceptance_words(fit.threshold_summary, fit.stats.get('unit', 'crop'))})"
 
 
+def _test_mix(runs: list[Any]) -> dict[str, int] | None:
+    """The first run's three-outcome test mix (known, unknown, normal images): what the answer states."""
+    block = next((r.outcomes for r in runs if r.outcomes is not None), None)
+    return dict(block.counts) if block is not None else None
+
+
 def _normal_pass(three: list[JsonObject]) -> str | None:
     """The cascade's (strict) normal pass rate over runs, as the answer quotes it."""
     h = headline(three, ("normal_pass_rate",), ["cascade_strict"])
@@ -358,7 +366,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     v, found = verdict(got.runs, in_domain, hidden)
     fit = stored_stage1_fit(layout)
     words = answer(found, in_domain, _normal_pass(three) if in_domain else None, cfg.patchcore.acceptance,
-                   _threshold_words(fit))
+                   _threshold_words(fit), _test_mix(got.runs) if in_domain else None)
     order = ["one_stage_mahalanobis", "cascade_ignore_no_defect", "cascade_strict", "max_softmax"]
     tables = {"headline": headline(per_run, HEADLINE, order, hidden),
               "beside": headline(per_run, ("auroc", "fpr_at_95_tpr", "open_set_accuracy"),
@@ -395,7 +403,8 @@ def _verdict_chart(every: list[MetricVerdict], in_domain: bool, layout: artifact
     found = [x for x in every if x.comparison == comparison] or every[:2]
     if not found:
         return None
-    keep = ("three_outcome_accuracy", "three_outcome_macro_f1", "normal_pass_rate") if in_domain else (
+    keep = ("balanced_three_outcome_accuracy", "three_outcome_accuracy", "three_outcome_macro_f1",
+            "normal_pass_rate") if in_domain else (
         "open_set_accuracy", "open_set_macro_f1", "unknown_rejection")
     found = sorted((x for x in found if x.metric in keep), key=lambda x: keep.index(x.metric)) or found[:2]
     return str(plots.verdict_chart(found, layout.verdict_chart, HUMAN, hidden))
