@@ -25,6 +25,9 @@ Three families, each against the interval it replaced, at a nominal 95%:
   parts drawn from one population; the share of samples whose count falls inside the predictive
   interval (the check's own coverage: 1 minus its false-alarm rate).
 
+- **The non-inferiority rule's power** (``osd.verdict.non_inferiority``) at a true difference of 0, seed sd
+  0.05 (the hardest setting's), margin 0.01: how often it can pass at all.
+
 Exact 95% intervals (Clopper-Pearson) of each coverage are printed beside it.
 """
 
@@ -165,6 +168,23 @@ def predictive_cells(reps: int, seed: int) -> list[str]:
     return out
 
 
+def noninferiority_power(reps: int, seed: int) -> list[str]:
+    """How often the project's non-inferiority rule (osd.verdict.non_inferiority, margin 0.01) passes when
+    the truth is no difference at all, with the hardest setting's seed sd (0.05), reference mean 0.95."""
+    from osd.verdict import non_inferiority
+
+    out = []
+    for splits, seeds in ((3, 3), (3, 10), (15, 3)):
+        rng = np.random.default_rng(seed)
+        passed = 0
+        for _ in range(reps):
+            diffs = {f"s{i}": list(rng.normal(0.0, 0.05, seeds)) for i in range(splits)}
+            passed += non_inferiority(diffs, [0.95] * (splits * seeds), 0.01).verdict == "non-inferior"
+        out.append(f"| non-inferiority rule passes at a true difference of 0 (power) | 0 | {splits} splits x "
+                   f"{seeds} seeds | {cov(passed, reps)} | - | - |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=1000)
@@ -176,7 +196,8 @@ def main() -> None:
     print("| metric | true | images | coverage now [exact 95%] | mean width | before |")
     print("|---|---|---|---|---|---|")
     for line in (fpr_cells(a.reps, a.boot, a.seed) + auroc_cells(a.reps, a.old_reps, a.boot, a.seed)
-                 + pass_rate_cells(a.reps, a.seed) + predictive_cells(a.reps, a.seed)):
+                 + pass_rate_cells(a.reps, a.seed) + predictive_cells(a.reps, a.seed)
+                 + noninferiority_power(a.reps, a.seed)):
         print(line, flush=True)
     print(f"\n{a.reps} repetitions a cell ({a.old_reps} for the old AUROC bootstrap), B = {a.boot}; "
           f"{time.perf_counter() - t0:.0f} s")

@@ -9,6 +9,8 @@ import io
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
+import numpy as np
+
 
 def summary_cell(v: Any) -> str:
     """A summary table's cell: four decimals, an interval as ``low-high``, empty for a missing value."""
@@ -22,11 +24,13 @@ def summary_cell(v: Any) -> str:
 
 
 def row_cell(v: Any) -> str:
-    """A prediction row's cell: six significant digits, empty for a missing value."""
+    """A prediction row's cell: a float as its shortest exact form (``repr``: it reads back to the same
+    float), empty for a missing value. Six significant digits were shorter, but a score re-read from them
+    could tie the threshold that the in-memory decision broke (issue 48): the file holds what decided."""
     if v is None:
         return ""
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return repr(float(v)) if np.isfinite(v) else str(float(v))  # float(): numpy's repr names its type
     return str(v)
 
 

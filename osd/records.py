@@ -30,8 +30,8 @@ R = TypeVar("R", bound="Record")
 @dataclass(frozen=True)
 class Rows:
     """Prediction rows: a header and each row's values, numbers kept as numbers (a reader of the record,
-    the report's figures, gets them whole); formatted only when written (:meth:`csv`: six significant
-    digits, as every predictions file). Records cached before kept formatted strings: they read and
+    the report's figures, gets them whole); formatted only when written (:meth:`csv`: exact floats,
+    as every predictions file). Records cached before kept formatted strings: they read and
     write the same."""
 
     header: tuple[str, ...]

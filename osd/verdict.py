@@ -111,8 +111,9 @@ class MetricVerdict:
 
     @property
     def replicates(self) -> int:
-        """The fewest bootstrap replicates of a tested run (what bounds its smallest p-value)."""
-        return min((r.replicates for r in self.runs if r.tested and r.replicates), default=0)
+        """The fewest finite bootstrap replicates of a tested run (what bounds its smallest p-value): NaN
+        replicates are left out of its p-value, so they lower the B that Holm's check must use."""
+        return min((r.replicates - r.nan_replicates for r in self.runs if r.tested and r.replicates), default=0)
 
     @property
     def holm_can_reject(self) -> bool:

@@ -308,3 +308,18 @@ def test_with_the_calibration_size_the_pass_rate_interval_is_for_the_procedure_o
     pooled = clopper_pearson(111, 120)
     assert mean == pytest.approx(111 / 120) and "over fits" in how
     assert ci[0] < pooled[0] and ci[1] > pooled[1] and ci[1] <= 1.0  # wider: each fit's own noise is in it
+
+
+def test_nan_replicates_lower_the_b_that_holm_s_check_uses():
+    runs = [V.RunComparison(s, 0, 0.05, (0.01, 0.09), 0.002, True, nan_replicates=300, replicates=1000)
+            for s in "abc"]
+    v = V.overall("x", "open_set_accuracy", runs)
+    assert v.replicates == 700
+
+
+def test_a_prediction_row_holds_the_score_that_decided_exactly():
+    from osd.csvrows import row_cell
+
+    for x in (855.9123456789012, 0.1 + 0.2, 1e-300, np.float64(2.0000001234567)):
+        assert float(row_cell(x)) == float(x)
+    assert row_cell(None) == "" and row_cell(float("nan")) == "nan"

@@ -149,8 +149,11 @@ def test_data_check_lists_identical_normal_images_with_their_partition(tmp_path:
     twins = next(g for g in dup if any(p.endswith("g0_copy.png") for p in g))
     assert len(twins) == 2 and len(set(twins.values())) == 1 and set(twins.values()) <= {"bank", "calibration", "test"}
     assert any(set(g.values()) == {"normal", "defect"} for g in dup)
-    assert any("byte-identical to a defect image" in n for n in report.warnings)
+    assert any("byte-identical to a defect image" in n for n in report.problems)  # issue 48: refused, not warned
     assert any("byte-identical normal images" in n and "each kept in one partition" in n for n in report.notes)
+    from osd.errors import DataError
+    with pytest.raises(DataError, match="also_a_defect.png: byte-identical to the defect image"):
+        Job.of(cfg).normals  # noqa: B018 - the study's own loading refuses it
 
 
 def test_rle_masks_decode_column_major_and_bad_rows_name_their_line(tmp_path):

@@ -166,9 +166,9 @@ def _normal_duplicates(data: Any, report: DataReport, defects: dict[str, str]) -
                             + ": e.g. " + ", ".join(f"{Path(p).name} ({part})" for p, part in list(out[0].items())[:2]))
     both = [(str(p), defects[d]) for p, d in digest.items() if d in defects]
     if both:
-        report.warnings.append(f"{len(both)} normal image(s) are byte-identical to a defect image (e.g. "
-                            f"{Path(both[0][0]).name} = {Path(both[0][1]).name}): a part cannot be both good and "
-                            "defective; remove one copy")
+        report.problems.append(f"{len(both)} normal image(s) are byte-identical to a defect image (e.g. "
+                               f"{Path(both[0][0]).name} = {Path(both[0][1]).name}): a part cannot be both good and "
+                               "defective (its twin in the bank would pass it); remove one copy")
         out += [{a: "normal", b: "defect"} for a, b in both]
     return out
 
@@ -192,7 +192,9 @@ def _check_normal(job: Job, report: DataReport, defects: dict[str, str]) -> Json
                 report.notes.append(f"train.csv names {len(idx.missing)} image(s) not in train_images/")
         else:
             out.update(source="folder", root=str(cfg.path(n.folder)), normal_images=len(index_folder(cfg.path(n.folder))))
-        data = job.normals
+        from osd.pipeline.data import normal_data
+
+        data = normal_data(cfg)  # not job.normals, which refuses a cross-class twin: here it is listed, as a problem
         parts, small = _partition_crops(job, data)
         out["partitions"] = parts
         out["duplicates"] = _normal_duplicates(data, report, defects)

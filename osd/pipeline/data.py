@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,6 +178,17 @@ class NormalData:
         """Identity of the defective images and their masks (the in-domain test's inputs)."""
         return artifacts.cache_key([[p.name, artifacts.file_sha256(p), sorted(self.masks.get(p.name, ()))]
                                     for p in self.defective])
+
+
+def refuse_cross_class(data: NormalData, defect_paths: Sequence[Path], defect_digests: Sequence[str]) -> None:
+    """A good part byte-identical to a defect image is one part labelled both good and defective: its twin in
+    the bank scores it near 0, so it passes and inflates the pass rate. Refused, naming both files."""
+    defects = dict(zip(defect_digests, (str(p) for p in defect_paths)))
+    for p in (*data.split.bank, *data.split.calibration, *data.split.test):
+        twin = defects.get(file_digest(p))
+        if twin is not None:
+            raise DataError(f"{p}: byte-identical to the defect image {twin}; a part cannot be both good and "
+                            "defective (its twin would score it as good): remove one copy")
 
 
 def normal_data(cfg: Config) -> NormalData:

@@ -83,10 +83,16 @@ class Job:
 
     @property
     def normals(self) -> NormalData:
-        """The normal images in their partitions (bank, calibration, test), duplicates kept together."""
-        from osd.pipeline.data import normal_data
+        """The normal images in their partitions (bank, calibration, test), duplicates kept together; a good
+        part byte-identical to a defect image refused (:func:`osd.pipeline.data.refuse_cross_class`)."""
+        from osd.pipeline.data import normal_data, refuse_cross_class
 
-        return self.once("normals", lambda: normal_data(self.cfg))
+        def load() -> NormalData:
+            data = normal_data(self.cfg)
+            refuse_cross_class(data, self.neu[0].paths, self.neu[1])
+            return data
+
+        return self.once("normals", load)
 
     def _normals_if_used(self) -> NormalData | None:
         return self.normals if self.cfg.normal.in_domain else None

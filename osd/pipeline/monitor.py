@@ -150,7 +150,7 @@ def belongs(path: Path, rows: list[JsonObject], ref: Reference) -> None:
         if expected is None:
             continue
         seen = {float(r[column]) for r in rows if r.get(column) not in (None, "")}
-        # the CSV holds six significant digits: a relative 1e-5 is the same threshold
+        # older CSVs held six significant digits: a relative 1e-5 is the same threshold
         other = sorted(v for v in seen if abs(v - expected) > 1e-5 * max(1.0, abs(expected)))
         if other:
             raise DataError(f"{path}: its rows were decided with {column} = {other[0]:.6g}, the reference's is "
