@@ -206,14 +206,26 @@ class Project:
 
     @checked
     def monitor(self, rows: Sequence[str | Path], split: str = "a", window: int | None = None,
-                plot: str | Path | None = None):
-        """Batches of ``osd predict`` rows against the reference this project's study stored (drift of
-        the scores, the share called unknown or flagged, the class mix); ``plot``: a PNG of the checks."""
+                plot: str | Path | None = None, false_alarm_every: float = 10000):
+        """Batches of ``osd predict`` rows: against the line's own baseline where one was made (control charts
+        at one false alarm per ``false_alarm_every`` images), else against the reference this project's study
+        stored, batch by batch; ``plot``: a PNG of the checks (with a baseline, the control chart and an HTML
+        page beside it)."""
         from osd.pipeline.monitor import monitor
 
         rows = [rows] if isinstance(rows, (str, Path)) else rows  # one file, never its letters
-        result = monitor(self.job, [Path(r) for r in rows], split, window=window)
+        result = monitor(self.job, [Path(r) for r in rows], split, window=window, false_alarm_every=false_alarm_every)
         return _plotted(result, plot)
+
+    def monitor_baseline(self, rows: Sequence[str | Path], split: str = "a", window: int = 25,
+                         variant_column: str | None = None):
+        """Phase I: the line's own baseline from rows declared in control, stored beside the split (per part
+        variant with ``variant_column``: a column of the rows, or ``"folder"``)."""
+        from osd.pipeline.monitor import make_line_baseline
+
+        rows = [rows] if isinstance(rows, (str, Path)) else rows
+        return make_line_baseline(self.job, [Path(r) for r in rows], split, window=window,
+                                  variant_column=variant_column)
 
     @checked
     def unknowns(self, rows: Sequence[str | Path], split: str = "a", max_groups: int = 8):
@@ -262,14 +274,31 @@ class Project:
 
 
 def monitor_bundle(rows: Sequence[str | Path], export_dir: str | Path, window: int | None = None,
-                   plot: str | Path | None = None):
+                   plot: str | Path | None = None, false_alarm_every: float = 10000):
     """``osd monitor --export-dir``: the export bundle alone (an inspection PC without the study's outputs)."""
     from osd.pipeline.monitor import monitor
 
-    return _plotted(monitor(None, [Path(r) for r in rows], export_dir=Path(export_dir), window=window), plot)
+    rows = [rows] if isinstance(rows, (str, Path)) else rows
+    return _plotted(monitor(None, [Path(r) for r in rows], export_dir=Path(export_dir), window=window,
+                            false_alarm_every=false_alarm_every), plot)
+
+
+def monitor_bundle_baseline(rows: Sequence[str | Path], export_dir: str | Path, window: int = 25,
+                            variant_column: str | None = None):
+    """``osd monitor --export-dir --make-baseline``: the line's baseline, kept beside the bundle."""
+    from osd.pipeline.monitor import make_line_baseline
+
+    rows = [rows] if isinstance(rows, (str, Path)) else rows
+    return make_line_baseline(None, [Path(r) for r in rows], export_dir=Path(export_dir), window=window,
+                              variant_column=variant_column)
 
 
 def _plotted(result: MonitorResult, plot: str | Path | None) -> MonitorResult:
+    if plot is not None and result.charts:
+        from osd.report.plots import control_chart, control_chart_page
+
+        png = control_chart(result.charts, Path(plot))
+        return dataclasses.replace(result, plot=str(png), page=str(control_chart_page(result, png)))
     if plot is not None and any(c.p_value is not None for c in result.checks):
         from osd.report.plots import monitor_chart
 

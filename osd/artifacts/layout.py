@@ -116,6 +116,15 @@ class Layout:
         """``osd monitor``'s outputs for a split (``-``: a detection study's)."""
         return (self.detection if name == "-" else self.split(name)) / "monitor"
 
+    def monitor_baseline(self, name: str) -> Path:
+        """The line's own baseline for a split's monitor (``-``: a detection study's), sealed JSON."""
+        return self.monitor(name) / "baseline.json"
+
+    @staticmethod
+    def export_baseline(folder: Path) -> Path:
+        """The line's own baseline kept beside an export bundle (made on the inspection PC)."""
+        return Path(folder) / "monitor_baseline.json"
+
     def detection_plot(self, kind: str) -> Path:
         """One of the detection report's figures (``scores``, ``roc``)."""
         return self.detection / "plots" / f"{kind}.png"

@@ -131,27 +131,56 @@ def monitor_cmd(
                                                   "files instead of one batch per file")] = None,
     export_dir: Annotated[Optional[Path], typer.Option("--export-dir", help="An export bundle (osd export): its "
                                                        "reference, without the study's outputs")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the checks over the batches to this PNG")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the checks over the batches to this PNG (with a "
+                                                 "baseline: the control chart, and an HTML page beside it)")] = None,
+    make_baseline: Annotated[bool, typer.Option("--make-baseline", help="Take these rows as the line in control "
+                                                "(Phase I) and store the line's own baseline beside the split or "
+                                                "the bundle; later runs chart against it")] = False,
+    variant_column: Annotated[Optional[str], typer.Option("--variant-column", help="With --make-baseline: a "
+                                                          "baseline per part variant, named by this column of the "
+                                                          "rows, or 'folder' (the image's parent folder)")] = None,
+    false_alarm_every: Annotated[float, typer.Option("--false-alarm-every", help="With a baseline: at most one false "
+                                                     "alarm per this many images of an unchanged line")] = 10000,
     unknowns: Annotated[bool, typer.Option("--unknowns", help="Also group the images called unknown by embedding "
                                            "similarity, with contact sheets (needs the project)")] = False,
     project: o.Project = None, set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
 ) -> None:
-    """Do the study's thresholds still hold? Batches of predict rows against the reference the study stored.
+    """Do the study's thresholds still hold? Batches of predict rows against the line's baseline or the study.
 
-    Exit code: 0 every batch tested was ok, 3 a batch to watch, 4 a batch that drifted, 5 no batch could be
-    tested (a note says why), 1 an error.
+    First, once: --make-baseline with rows of the line in control (its first days): the line's own limits,
+    kept beside the split or the bundle. From then on the rows are charted against it (a Shewhart and an
+    EWMA chart per statistic) at the stated --false-alarm-every rate; until then, each batch is tested
+    against the study's reference (1% false drift per batch, so a long run of an unchanged line reads
+    drift somewhere: every output says so).
+
+    Exit code: 0 every batch tested was ok, 3 a batch to watch (no baseline), 4 a batch that drifted (with
+    a baseline: an alarm on a chart, at most once per --false-alarm-every images of an unchanged line), 5
+    no batch could be tested (a note says why), 1 an error.
     """
-    from osd.api import monitor_bundle
+    from osd.api import monitor_bundle, monitor_bundle_baseline
 
+    if make_baseline:
+        if export_dir is not None:
+            made = monitor_bundle_baseline(rows, export_dir, window or 25, variant_column)
+        else:
+            made = open_project(project, set_, quiet=json_out).monitor_baseline(rows, split, window or 25,
+                                                                                variant_column)
+        if json_out:
+            render.emit_json(made.to_dict())
+        else:
+            line_views.show_baseline(made)
+        return
+    if variant_column is not None:
+        raise ConfigError("--variant-column is a setting of the baseline: give it with --make-baseline")
     if unknowns and export_dir is not None:
         raise ConfigError("--unknowns needs the project's classifier to embed the images; run it where the study's "
                           "outputs are (without --export-dir)")
     groups = None
     if export_dir is not None:
-        result = monitor_bundle(rows, export_dir, window, plot)
+        result = monitor_bundle(rows, export_dir, window, plot, false_alarm_every)
     else:
         p = open_project(project, set_, quiet=json_out)
-        result = p.monitor(rows, split, window, plot)
+        result = p.monitor(rows, split, window, plot, false_alarm_every)
         groups = None
         if unknowns:
             from osd.errors import DataError

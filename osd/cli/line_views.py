@@ -34,6 +34,17 @@ def show_monitor(r: Any) -> None:
     def num(v: Any, spec: str = ".3g") -> str:
         return "-" if v is None else format(v, spec)
 
+    if r.charts or r.baseline:
+        show_charts(r)
+        for msg in r.notes:
+            note(msg)
+        colour = {"ok": "green", "drift": "red"}
+        for name, status in r.statuses.items():
+            out.print(f"[{colour.get(status, 'dim')}]{name}: {'alarm' if status == 'drift' else status}[/]")
+        for path in (r.plot, r.page):
+            if path:
+                note(f"control chart: {path}")
+        return
     from osd.monitor import HUMAN
 
     rows = [[c.batch, HUMAN.get(c.check, c.check), c.n, num(c.statistic), num(c.p_value, ".2g"), num(c.psi, ".3f"),
@@ -48,6 +59,26 @@ def show_monitor(r: Any) -> None:
         out.print(f"[{colour.get(status, 'dim')}]{name}: {status}[/]")
     if r.plot:
         note(f"plot: {r.plot}")
+
+
+def show_charts(r: Any) -> None:
+    """With a baseline: a row per batch and statistic on its two charts."""
+    from osd.control_chart import HUMAN as CHART_HUMAN
+
+    rows = [[p.batch, CHART_HUMAN.get(p.statistic, p.statistic), f"{p.value:.4g}", f"{p.z:+.2f} (±{p.shewhart_limit:.2f})",
+             f"{p.ewma:+.2f} (±{p.ewma_limit:.2f})", p.alarm or "-"] for p in r.charts]
+    show(table(f"Monitor: {len(r.statuses)} batch(es), charted against the line's baseline ({r.baseline})",
+               ["batch", "statistic", "value", "z (Shewhart limit)", "EWMA (limit)", "alarm"], rows, caption=r.rule))
+
+
+def show_baseline(b: Any) -> None:
+    bl = b.baseline
+    rows = [[v or "(the line)", name, f"{lim.mean:.4g}", f"{lim.sd:.3g}", lim.windows]
+            for v, per in bl.limits.items() for name, lim in per.items()]
+    show(table(f"The line's baseline: {bl.rows} rows in windows of {bl.window}", ["variant", "statistic", "mean",
+                                                                                    "sd between windows", "windows"],
+               rows, caption=f"against the {b.source}; kept at {b.path} (sealed; refused if the models are refitted)"))
+    note("from now on osd monitor charts new rows against it (--false-alarm-every sets the rate)")
 
 
 def show_unknowns(g: Any) -> None:

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from osd import artifacts
+from osd.control_chart import FALSE_ALARM_EVERY, ChartPoint, chart, rate_words, window_statistics
 from osd.errors import ArtifactError, DataError
-from osd.monitor import RULE, Check, Reference, batch_status, batches, check_batch
+from osd.monitor import DRIFT, OK, RULE, Check, Reference, batch_status, batches, check_batch
+from osd.pipeline.baseline import FOLDER, Baseline, make_baseline, read_baseline, variant_of, write_baseline
 from osd.pipeline.job import Job
 from osd.types import JsonObject
 
@@ -160,7 +162,8 @@ def belongs(path: Path, rows: list[JsonObject], ref: Reference) -> None:
 
 @dataclass(frozen=True)
 class MonitorResult:
-    """Every check of every batch, each batch's status, the rule, and where the plot went."""
+    """Every check of every batch, each batch's status, the rule, and where the plot went. With a baseline
+    from the line, the statuses come from its control charts (``charts``) at the stated rate."""
 
     source: str
     checks: list[Check]
@@ -168,6 +171,9 @@ class MonitorResult:
     rule: str = RULE
     plot: str | None = None
     notes: list[str] = field(default_factory=list)
+    charts: list[ChartPoint] = field(default_factory=list)
+    baseline: str | None = None  # the baseline file the charts' limits came from
+    page: str | None = None  # the control chart's HTML page
 
     @property
     def worst(self) -> str:
@@ -176,29 +182,71 @@ class MonitorResult:
 
     def to_dict(self) -> JsonObject:
         return {"source": self.source, "rule": self.rule, "status": self.worst, "batches": self.statuses,
-                "checks": [c.to_dict() for c in self.checks], "plot": self.plot, "notes": self.notes}
+                "checks": [c.to_dict() for c in self.checks], "charts": [p.to_dict() for p in self.charts],
+                "baseline": self.baseline, "plot": self.plot, "page": self.page, "notes": self.notes}
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """What ``osd monitor --make-baseline`` stored."""
+
+    path: str
+    source: str
+    baseline: Baseline
+
+    def to_dict(self) -> JsonObject:
+        return {"path": self.path, "source": self.source, **self.baseline.content()}
+
+
+def _reference(job: Job | None, split: str, export_dir: Path | None) -> tuple[Reference, str, Path]:
+    """The reference (the export bundle's, else the project's), its name, and where its baseline lives."""
+    cfg = None if job is None else job.cfg
+    if export_dir is not None:
+        folder = Path(export_dir)
+        return bundle_reference(folder), f"export bundle {export_dir}", artifacts.Layout.export_baseline(folder)
+    if cfg is None:
+        raise DataError("osd monitor: give a project (-p) or an export bundle (--export-dir)")
+    detection = cfg.project.study == "detection"
+    name = "-" if detection else cfg.split_name(split)
+    source = f"project {cfg.base_dir}, " + ("detection study" if detection else f"split {name}")
+    return project_reference(job, split), source, job.layout.monitor_baseline(name)
+
+
+def _validated(rows_files: list[Path], ref: Reference) -> list[tuple[str, list[JsonObject]]]:
+    return [(f"{i + 1}: {Path(f).name}", validate_rows(Path(f), read_rows(Path(f)), ref))
+            for i, f in enumerate(rows_files)]
+
+
+def make_line_baseline(job: Job | None, rows_files: list[Path], split: str = "a", export_dir: Path | None = None,
+                       window: int = 25, variant_column: str | None = None) -> BaselineResult:
+    """Phase I: the line's own limits from rows declared in control, stored beside the split or the bundle."""
+    ref, source, path = _reference(job, split, export_dir)
+    files = _validated(rows_files, ref)
+    rows = [r for _, rs in files for r in rs]
+    if variant_column and variant_column != FOLDER and variant_column not in rows[0]:
+        raise DataError(f"--variant-column {variant_column}: no such column in {rows_files[0]} (its columns: "
+                        f"{', '.join(rows[0])}; or 'folder': the image's parent folder)")
+    b = make_baseline(rows, ref, window, variant_column, [str(f) for f in rows_files])
+    return BaselineResult(str(write_baseline(b, path)), source, b)
 
 
 def monitor(job: Job | None, rows_files: list[Path], split: str = "a", export_dir: Path | None = None,
-            window: int | None = None) -> MonitorResult:
-    """Check each batch of predict rows against the reference (the export bundle's, else the project's)."""
-    cfg = None if job is None else job.cfg
+            window: int | None = None, false_alarm_every: float = FALSE_ALARM_EVERY) -> MonitorResult:
+    """Check each batch of predict rows: against the line's own baseline where one was made (control charts
+    at one false alarm per ``false_alarm_every`` images), else against the study's reference batch by batch."""
     if window is not None and window < 5:
         raise DataError(f"--window {window}: at least 5 images a batch")
-    if export_dir is not None:
-        ref, source = bundle_reference(Path(export_dir)), f"export bundle {export_dir}"
-    elif cfg is not None:
-        ref = project_reference(job, split)
-        source = f"project {cfg.base_dir}, " + ("detection study" if cfg.project.study == "detection"
-                                                 else f"split {cfg.split_name(split)}")
-    else:
-        raise DataError("osd monitor: give a project (-p) or an export bundle (--export-dir)")
+    if false_alarm_every < 100:
+        raise DataError(f"--false-alarm-every {false_alarm_every:g}: at least 100 images per false alarm")
+    ref, source, bpath = _reference(job, split, export_dir)
     notes = []
     if ref.stage1_normal is None:
         notes.append("stage 1 not checked: its reference is per crop (normal images from another source), a predicted "
                      "image is scored whole")
-    files = [(f"{i + 1}: {Path(f).name}", validate_rows(Path(f), read_rows(Path(f)), ref))
-             for i, f in enumerate(rows_files)]
+    files = _validated(rows_files, ref)
+    baseline = read_baseline(bpath, ref)
+    if baseline is not None:
+        return _charted(source, files, ref, baseline, bpath, window, false_alarm_every, notes)
     checks: list[Check] = []
     statuses: dict[str, str] = {}
     for name, rows in batches(files, window):
@@ -207,7 +255,53 @@ def monitor(job: Job | None, rows_files: list[Path], split: str = "a", export_di
         statuses[name] = batch_status(found)
         if statuses[name] == "not tested":
             notes.append(f"batch {name}: not tested: {untested_reason(rows)}")
+    tested = sum(v != "not tested" for v in statuses.values())
+    if tested:
+        notes.append(f"no baseline from the line: every check compares with the study's reference, batch by batch "
+                     f"(1% false drift per batch), so over these {tested} batch(es) a line that has not changed "
+                     f"reads drift somewhere with a chance of up to {1 - 0.99 ** tested:.0%}; a line's normal "
+                     "variation (part variants, runs) reads as drift too. Make the line's own baseline from "
+                     "in-control rows: osd monitor ROWS --make-baseline")
     return MonitorResult(source, checks, statuses, notes=notes)
+
+
+def _charted(source: str, files: list[tuple[str, list[JsonObject]]], ref: Reference, baseline: Baseline,
+             path: Path, window: int | None, false_alarm_every: float, notes: list[str]) -> MonitorResult:
+    """Phase II: each variant's rows in windows of the baseline's size, on its control charts."""
+    if window is not None and window != baseline.window:
+        raise DataError(f"--window {window}: the baseline ({path}) was made with windows of {baseline.window} "
+                        f"images; its limits hold for that size only (monitor with --window {baseline.window}, or "
+                        "make a baseline anew)")
+    rows = [(i + 1, r) for i, r in enumerate(r for _, rs in files for r in rs)]
+    streams: dict[str, list[tuple[int, JsonObject]]] = {}
+    for i, r in rows:
+        streams.setdefault(variant_of(r, baseline.variant_column), []).append((i, r))
+    unseen = [v for v in streams if v not in baseline.limits]
+    if unseen:
+        raise DataError(f"rows of variant {unseen[0]!r} ({baseline.variant_column}), which the baseline ({path}) "
+                        f"never saw (it knows {', '.join(repr(v) for v in baseline.limits)}): make a baseline that "
+                        "holds it")
+    charts_n = sum(len(v) for v in baseline.limits.values()) * 2
+    points: list[ChartPoint] = []
+    statuses: dict[str, str] = {}
+    for variant, stream in streams.items():
+        named = []
+        for part in [stream[k:k + baseline.window] for k in range(0, len(stream), baseline.window)]:
+            if len(part) < max(1, baseline.window // 2):
+                notes.append(f"the last {len(part)} row(s){f' of {variant}' if variant else ''}: fewer than half a "
+                             "window, not charted")
+                continue
+            label = f"{variant + ': ' if variant else ''}rows {part[0][0]}-{part[-1][0]}"
+            named.append((label, window_statistics([r for _, r in part], ref.stage1_threshold)))
+        # the rate is per image of the line: an image is charted in its own variant's charts only, so each
+        # variant's charts share the whole rate among themselves
+        got = chart(named, baseline.limits[variant], baseline.window, false_alarm_every, variant)
+        points += got
+        for label, _ in named:
+            hit = [p for p in got if p.batch == label]
+            statuses[label] = "not tested" if not hit else DRIFT if any(p.alarm for p in hit) else OK
+    return MonitorResult(source, [], statuses, rule=rate_words(false_alarm_every, baseline.window, charts_n),
+                         notes=notes, charts=points, baseline=str(path))
 
 
 def untested_reason(rows: list[JsonObject]) -> str:

@@ -174,3 +174,57 @@ def monitor_chart(checks: Sequence[Any], batch_names: list[str], path: Path) -> 
     ax.set(ylabel="-log10 p", title="osd monitor: each check over the batches")
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def control_chart(points: Sequence[Any], path: Path) -> Path:
+    """The control chart: a panel per (variant, statistic), its standardised value (dots, Shewhart limits
+    dashed) and its EWMA (line, its limits dotted) over the batches, the alarms marked red."""
+    from osd.control_chart import HUMAN
+
+    plt = _plt()
+    keys = list(dict.fromkeys((p.variant, p.statistic) for p in points))
+    fig, axes = plt.subplots(len(keys), 1, figsize=(8, 1.9 * len(keys) + 0.6), squeeze=False, sharex=False)
+    for ax, (variant, stat) in zip(axes[:, 0], keys):
+        pts = [p for p in points if (p.variant, p.statistic) == (variant, stat)]
+        x = np.arange(len(pts))
+        ax.plot(x, [p.z for p in pts], "o", ms=3, color="0.55", label="batch (z)")
+        ax.plot(x, [p.ewma for p in pts], "-", color="tab:blue", lw=1.4, label="EWMA")
+        ax.plot(x, [p.ewma_limit for p in pts], ":", color="tab:blue", lw=1)
+        ax.plot(x, [-p.ewma_limit for p in pts], ":", color="tab:blue", lw=1)
+        ax.axhline(pts[0].shewhart_limit, color="0.4", ls="--", lw=0.8)
+        ax.axhline(-pts[0].shewhart_limit, color="0.4", ls="--", lw=0.8)
+        bad = [i for i, p in enumerate(pts) if p.alarm]
+        if bad:
+            ax.plot(bad, [pts[i].ewma if "ewma" in pts[i].alarm else pts[i].z for i in bad], "x", color="red", ms=8,
+                    mew=2, label="alarm")
+        ax.set_ylabel("z", fontsize=8)
+        ax.set_title(f"{variant + ': ' if variant else ''}{HUMAN.get(stat, stat)}", fontsize=9, loc="left")
+        step = max(1, len(pts) // 12)
+        ax.set_xticks(x[::step], [pts[i].batch.split(": ")[-1] for i in x[::step]], rotation=25, ha="right",
+                      fontsize=6)
+    axes[0, 0].legend(fontsize=7, loc="upper left", ncol=3)
+    fig.suptitle("osd monitor: control charts against the line's baseline (dashed: Shewhart limits, dotted: EWMA "
+                 "limits)", fontsize=9)
+    return _save(fig, path)
+
+
+def control_chart_page(result: Any, png: Path) -> Path:
+    """An HTML page beside the PNG: the rule (the stated rate), the chart, and the alarms in a table."""
+    import html
+
+    from osd.artifacts import write_text
+    from osd.control_chart import HUMAN
+
+    alarms = [p for p in result.charts if p.alarm]
+    rows = "".join(f"<tr><td>{html.escape(p.batch)}</td><td>{html.escape(HUMAN.get(p.statistic, p.statistic))}</td>"
+                   f"<td>{p.value:.4g}</td><td>{p.z:+.2f}</td><td>{p.ewma:+.2f}</td><td>{html.escape(p.alarm)}</td></tr>"
+                   for p in alarms) or "<tr><td colspan=6>no alarm</td></tr>"
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>osd monitor</title><style>body{{font-family:"
+            f"sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}"
+            f"</style></head><body><h1>osd monitor: control charts</h1><p>{html.escape(result.rule)}</p>"
+            f"<p>Source: {html.escape(result.source)}; baseline: {html.escape(str(result.baseline))}</p>"
+            f"<img src='{html.escape(Path(png).name)}' style='max-width:100%'><h2>Alarms</h2><table><tr><th>batch</th>"
+            f"<th>statistic</th><th>value</th><th>z</th><th>EWMA</th><th>chart</th></tr>{rows}</table>"
+            f"<ul>{notes}</ul></body></html>\n")
+    return write_text(Path(png).with_suffix(".html"), page)

@@ -1,0 +1,194 @@
+"""Control charts for the line: a Phase I baseline from the line itself, Phase II charts at a stated rate.
+
+Pure statistics (arrays and rows in, numbers out); :mod:`osd.pipeline.monitor` reads and stores.
+
+**What is charted.** Each batch (a window of ``w`` consecutive images) gives one number per
+statistic (:data:`STATISTICS`): the share stage 1 flags, the median stage-1 score of the images it
+passes, the median log one-stage distance of the images the classifier judges, and the share of
+those called unknown. A statistic is standardised by the **baseline**: the mean and the standard
+deviation of that statistic over the baseline's own windows, so the variation between windows that
+the line normally makes (runs of part variants, coil after coil) is in the limits, as on an
+individuals chart. Where rows carry a variant (a column named by the user, or the image's parent
+folder), each variant gets its own baseline and its own charts.
+
+**Two charts per statistic**, beside the per-batch tests of :mod:`osd.monitor`:
+
+- a **Shewhart** (individuals) chart: an alarm when |z| > L1, for a large sudden change;
+- an **EWMA** chart (lambda = 0.2) of z: an alarm when |e_t| exceeds L2 times its standard deviation,
+  for a small persistent change (weeks of brightness -20 %) that a batch-by-batch test misses.
+
+**The false-alarm rate is the user's.** ``false_alarm_every`` = N images (one false alarm per N images
+of a line that has not changed, 10,000 by default): over C charts of batches of w images, each chart
+gets an in-control average run length of C x N / w batches (Bonferroni over charts). L1 is the
+normal quantile for it; L2 comes from the Markov-chain approximation of the EWMA's run length (Brook
+and Evans, 1972; 101 states), bisected. Both assume a standardised statistic that is roughly normal
+and a baseline that estimates its mean and spread well: ``examples/bench_monitor.py`` measures the
+false alarms per 10,000 images that the configuration that ships actually gives.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from osd.types import JsonObject
+
+STATISTICS = ("stage1_flagged", "stage1_scores", "distances", "unknown_share")
+HUMAN = {"stage1_flagged": "share flagged defect", "stage1_scores": "median stage-1 score (passed)",
+         "distances": "median log distance (judged)", "unknown_share": "share called unknown"}
+LAMBDA = 0.2
+MIN_WINDOWS = 10  # a baseline's mean and spread from fewer windows move the limits more than the rate allows
+MIN_VALUES = 5  # a statistic of a window needs this many images behind it
+FALSE_ALARM_EVERY = 10_000  # images per false alarm, by default
+
+
+SHARES = ("stage1_flagged", "unknown_share")
+
+
+def window_statistics(rows: Sequence[Mapping[str, object]], stage1_threshold: float | None) -> dict[str, float]:
+    """The charted statistics of one window of validated predict rows (numbers already floats), and for each
+    share the count of images behind it (``n:<name>``); a statistic with fewer than :data:`MIN_VALUES`
+    images behind it is left out."""
+    ok = [r for r in rows if r.get("status", "ok") == "ok"]
+    out: dict[str, float] = {}
+    judged = ok
+    if stage1_threshold is not None:
+        s1 = np.array([float(r["stage1_score"]) for r in ok if r.get("stage1_score") not in (None, "")])
+        if s1.size >= MIN_VALUES:
+            out["stage1_flagged"], out["n:stage1_flagged"] = float(np.mean(s1 > stage1_threshold)), float(s1.size)
+        passed = s1[s1 <= stage1_threshold]
+        if passed.size >= MIN_VALUES:
+            out["stage1_scores"] = float(np.median(passed))
+        judged = [r for r in ok if r.get("stage1_score") not in (None, "")
+                  and float(r["stage1_score"]) > stage1_threshold]
+    d = np.array([float(r["one_stage_score"]) for r in judged if r.get("one_stage_score") not in (None, "")])
+    if d.size >= MIN_VALUES:
+        out["distances"] = float(np.median(np.log1p(np.maximum(d, 0.0))))
+        out["unknown_share"] = float(np.mean([r.get("one_stage") == "unknown" for r in judged
+                                              if r.get("one_stage_score") not in (None, "")]))
+        out["n:unknown_share"] = float(d.size)
+    return out
+
+
+def windows(rows: Sequence[Mapping[str, object]], size: int) -> list[list[Mapping[str, object]]]:
+    """Consecutive windows of ``size`` rows; a last, shorter one is kept only at half a window or more."""
+    out = [list(rows[i:i + size]) for i in range(0, len(rows), size)]
+    return [w for w in out if len(w) >= max(1, size // 2)]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One statistic's baseline: its mean and spread over the baseline's windows."""
+
+    mean: float
+    sd: float
+    windows: int
+
+
+def baseline_limits(per_window: Sequence[Mapping[str, float]]) -> dict[str, Limits]:
+    """Each statistic's mean and standard deviation over the baseline windows that have it (at least
+    :data:`MIN_WINDOWS`). A share's spread is at least the binomial one of its typical window (a baseline
+    in which no image was ever called unknown must not make the first unknown an alarm: its share is
+    taken as at least half an image over the whole baseline); a median's is kept above 0."""
+    out = {}
+    for name in STATISTICS:
+        v = np.array([w[name] for w in per_window if name in w], float)
+        if v.size < MIN_WINDOWS:
+            continue
+        sd = float(v.std(ddof=1))
+        if name in SHARES:
+            n = float(np.mean([w[f"n:{name}"] for w in per_window if name in w]))
+            p = min(max(float(v.mean()), 0.5 / (n * v.size)), 1 - 0.5 / (n * v.size))
+            sd = max(sd, math.sqrt(p * (1 - p) / n))
+        out[name] = Limits(float(v.mean()), sd if sd > 0 else max(1e-3 * abs(float(v.mean())), 1e-6), int(v.size))
+    return out
+
+
+def shewhart_limit(arl: float) -> float:
+    """L1 such that a standard normal leaves [-L1, L1] once in ``arl`` batches on average."""
+    from scipy.stats import norm
+
+    return float(norm.isf(1 / (2 * arl)))
+
+
+def ewma_arl(limit: float, lam: float = LAMBDA, shift: float = 0.0, states: int = 101) -> float:
+    """Average run length of a two-sided EWMA of N(shift, 1) with limits +- limit x its asymptotic sd
+    (Brook and Evans' Markov chain, started at 0)."""
+    from scipy.stats import norm
+
+    h = limit * math.sqrt(lam / (2 - lam))
+    width = 2 * h / states
+    centres = -h + width * (np.arange(states) + 0.5)
+    # from state i the next value is (1 - lam) c_i + lam x; it lands in state j when inside its cell
+    lo = (centres[None, :] - width / 2 - (1 - lam) * centres[:, None]) / lam
+    hi = (centres[None, :] + width / 2 - (1 - lam) * centres[:, None]) / lam
+    q = norm.cdf(hi - shift) - norm.cdf(lo - shift)
+    run = np.linalg.solve(np.eye(states) - q, np.ones(states))
+    return float(run[states // 2])
+
+
+@functools.lru_cache(maxsize=64)
+def ewma_limit(arl: float, lam: float = LAMBDA) -> float:
+    """L2 such that the EWMA's in-control average run length is ``arl`` batches (bisection)."""
+    lo, hi = 0.5, 8.0
+    for _ in range(24):  # to 5e-7 of L: far below what the baseline's estimation error moves
+        mid = (lo + hi) / 2
+        if ewma_arl(mid, lam) < arl:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    """One statistic of one batch on its two charts."""
+
+    batch: str
+    variant: str
+    statistic: str
+    value: float
+    z: float
+    ewma: float
+    shewhart_limit: float
+    ewma_limit: float  # the EWMA's limit at this batch (its sd grows to the asymptote over the first batches)
+    alarm: str  # "" | "shewhart" | "ewma" | "shewhart+ewma"
+
+    def to_dict(self) -> JsonObject:
+        return asdict(self)
+
+
+def chart(batches: Sequence[tuple[str, Mapping[str, float]]], limits: Mapping[str, Limits], window: int,
+          false_alarm_every: float = FALSE_ALARM_EVERY, variant: str = "", lam: float = LAMBDA) -> list[ChartPoint]:
+    """Both charts of every statistic the baseline has, over ``batches`` (name, its window statistics) in
+    time order. The rate is shared by the charts of every statistic (see the module's text)."""
+    names = [s for s in STATISTICS if s in limits]
+    if not names:
+        return []
+    arl = len(names) * 2 * false_alarm_every / window
+    l1, l2 = shewhart_limit(arl), ewma_limit(arl, lam)
+    out = []
+    for name in names:
+        lim = limits[name]
+        e, t = 0.0, 0
+        for batch, stats in batches:
+            if name not in stats:
+                continue
+            t += 1
+            z = (stats[name] - lim.mean) / lim.sd
+            e = lam * z + (1 - lam) * e
+            bound = l2 * math.sqrt(lam / (2 - lam) * (1 - (1 - lam) ** (2 * t)))
+            alarm = "+".join(k for k, hit in (("shewhart", abs(z) > l1), ("ewma", abs(e) > bound)) if hit)
+            out.append(ChartPoint(batch, variant, name, float(stats[name]), float(z), float(e), l1, float(bound), alarm))
+    return out
+
+
+def rate_words(false_alarm_every: float, window: int, charts: int) -> str:
+    """The stated rate, in the words every output carries."""
+    return (f"control charts against the line's own baseline: at most one false alarm per {false_alarm_every:,.0f} "
+            f"images of an unchanged line (set by --false-alarm-every), shared by {charts} chart(s) (a Shewhart "
+            f"and an EWMA chart per statistic) of batches of {window} images")
