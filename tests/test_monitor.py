@@ -67,7 +67,7 @@ def test_the_classifier_checks_read_the_images_stage_1_flagged():
 def test_a_brightness_like_shift_of_stage_1_scores_is_flagged():
     checks = {c.check: c for c in check_batch("b", _rows(200, np.random.default_rng(2), shift=1.0), REF)}
     assert checks["stage1_scores"].status == DRIFT and checks["stage1_flagged"].status == DRIFT
-    assert checks["stage1_scores"].psi > 0.25
+    assert checks["stage1_scores"].psi is None  # ~180 against ~370: its no-drift value alone is ~0.07 (issue 49)
 
 
 def test_injected_unknown_images_raise_the_unknown_share_and_are_flagged():
