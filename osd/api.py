@@ -217,6 +217,7 @@ class Project:
         result = monitor(self.job, [Path(r) for r in rows], split, window=window, false_alarm_every=false_alarm_every)
         return _plotted(result, plot)
 
+    @checked
     def monitor_baseline(self, rows: Sequence[str | Path], split: str = "a", window: int = 25,
                          variant_column: str | None = None):
         """Phase I: the line's own baseline from rows declared in control, stored beside the split (per part

@@ -82,7 +82,20 @@ def _flag(where: str, name: str, value: Any) -> bool:
     return value
 
 
+def _rate(where: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)) or value < 100:
+        raise _fail(where, name, value, "a number of images of at least 100, e.g. 10000")
+    return float(value)
+
+
+def _column(where: str, name: str, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise _fail(where, name, value, "a column name of the rows, 'folder', or None")
+    return value
+
+
 RULES: dict[str, Callable[[str, str, Any], Any]] = {
+    "false_alarm_every": _rate, "variant_column": _column,
     "split": _split, "splits": _splits, "seeds": _seeds, "acceptance": _acceptance, "force": _flag,
     "window": _count(5, optional=True), "max_groups": _count(2), "batch_size": _count(1), "jobs": _count(1),
 }

@@ -40,5 +40,15 @@ class OsdWarning(UserWarning):
     """Something was skipped or recomputed; the run continues."""
 
 
+class SmallSampleWarning(OsdWarning):
+    """A threshold set on too few scores (its acceptance known only to a wide interval). ``scope`` says where
+    ("split a", or "" for the study's own), ``what`` names the thresholds and their sizes, so the command line
+    can say it once per split however many steps set such thresholds."""
+
+    def __init__(self, message: str, scope: str = "", what: str = ""):
+        super().__init__(message)
+        self.scope, self.what = scope, what or message
+
+
 class LineageError(ArtifactError):
     """Cached artifacts that do not belong together (one was rebuilt or copied from elsewhere)."""

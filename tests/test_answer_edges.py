@@ -323,3 +323,28 @@ def test_a_prediction_row_holds_the_score_that_decided_exactly():
     for x in (855.9123456789012, 0.1 + 0.2, 1e-300, np.float64(2.0000001234567)):
         assert float(row_cell(x)) == float(x)
     assert row_cell(None) == "" and row_cell(float("nan")) == "nan"
+
+
+def test_the_command_line_says_thin_thresholds_once_per_split(capsys):
+    """Issue 51: four warnings for one split (tau / kappa, the baselines', a variant's, PatchCore's) become one
+    line per split, naming every threshold, at the end of the command."""
+    import warnings
+
+    from osd.cli.shared import command
+    from osd.osr.thresholds import AcceptanceThreshold, warn_small_samples
+
+    @command
+    def step(debug: bool = False) -> None:
+        thr = {n: AcceptanceThreshold(0.95, n, quiet=True).fit(np.arange(24.0)) for n in ("tau", "kappa")}
+        warn_small_samples(thr, "split a")
+        warn_small_samples({"energy": thr["tau"]}, "split a: the baselines' thresholds")
+        warn_small_samples({"tau": thr["tau"]}, "split b")
+        AcceptanceThreshold(0.95, "PatchCore threshold (calibration crops)").fit(np.arange(10.0))
+        warnings.warn("something else", UserWarning, stacklevel=1)
+
+    step()
+    err = capsys.readouterr()
+    text = " ".join((err.out + err.err).split())
+    assert text.count("thresholds set on too few scores") == 3  # split a, split b, the study (PatchCore's)
+    assert "split a: thresholds set on too few scores" in text and "tau, kappa (24 scores" in text
+    assert "the baselines' thresholds: energy (24 scores" in text

@@ -72,3 +72,17 @@ def test_the_api_checks_its_arguments_at_the_door(tiny_project: Path):
                            .replace("]", r"\]")):
             call()
     assert osd.Project(tiny_project, "classifier.epochs=3").config.classifier.epochs == 3  # one string, one setting
+
+
+def test_the_monitor_s_new_arguments_are_checked_at_the_door(tmp_path):
+    import osd
+    from osd.errors import ConfigError
+
+    (tmp_path / "osd.toml").write_text("")
+    p = osd.Project(tmp_path)
+    with pytest.raises(ConfigError, match="false_alarm_every"):
+        p.monitor("day.csv", false_alarm_every=5)
+    with pytest.raises(ConfigError, match="variant_column"):
+        p.monitor_baseline("day.csv", variant_column=3)
+    with pytest.raises(ConfigError, match="window"):
+        p.monitor_baseline("day.csv", window=2)

@@ -129,3 +129,26 @@ def test_arrays_that_are_not_an_image_are_refused_with_the_reason():
             array_image(bad)
     assert array_image(np.zeros((8, 8, 1), np.uint8)).shape == (8, 8)
     assert array_image(np.zeros((8, 8, 3), np.uint8)).shape == (8, 8, 3)
+
+
+def test_ctrl_c_during_predict_out_keeps_the_rows_done_and_says_where(tmp_path):
+    """Issue 51, item 7: the rows already predicted are kept beside the output, which is never half-written."""
+    import pytest as _pytest
+
+    from osd.cli.line_commands import _predict_rows
+
+    class Interrupted:
+        detect_only = False
+
+        def predict(self, inputs, batch_size):  # noqa: ANN001, ANN202
+            for i, p in enumerate(inputs):
+                if i == 3:
+                    raise KeyboardInterrupt
+                yield {"path": str(p), "status": "ok", "one_stage_score": 1.5 + i}
+
+    out = tmp_path / "day.csv"
+    with _pytest.raises(KeyboardInterrupt, match=r"after 3 of 10 input\(s\): their rows are kept in .*day.partial.csv"):
+        _predict_rows(Interrupted(), [f"{i}.png" for i in range(10)], 4, out, False, True)
+    assert not out.exists()
+    kept = (tmp_path / "day.partial.csv").read_text().splitlines()
+    assert len(kept) == 4 and kept[1].startswith("0.png") and "3.5" in kept[3]

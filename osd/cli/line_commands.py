@@ -111,11 +111,22 @@ def _predict_rows(predictor, inputs: list, batch_size: int, out: Optional[Path],
                 task.advance(1)
 
     if out is not None:
+        partial = out.with_name(out.stem + ".partial" + out.suffix)
+
         def write(tmp: Path) -> None:
             with tmp.open("w", encoding="utf-8", newline="") as fh:
-                run(fh)
+                try:
+                    run(fh)
+                except KeyboardInterrupt:  # the rows done are kept beside, never as the finished file
+                    fh.flush()
+                    done = sum(1 for _ in tmp.open(encoding="utf-8")) - 1
+                    artifacts.atomic_write(partial, lambda t: t.write_bytes(tmp.read_bytes()))
+                    raise KeyboardInterrupt(f"interrupted after {done} of {len(inputs)} input(s): their rows are kept "
+                                            f"in {partial}; {out} is written only when every input is done (run the "
+                                            "command again for all of them)") from None
 
         artifacts.atomic_write(out, write)
+        partial.unlink(missing_ok=True)  # a finished file supersedes the rows of an interrupted run
     else:
         run(None)
     return rows, counts["unreadable"]

@@ -20,7 +20,7 @@ import typer
 
 from osd.cli import options as o
 from osd.cli import render
-from osd.errors import OsdError, OsdWarning
+from osd.errors import OsdError, OsdWarning, SmallSampleWarning
 
 
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -31,10 +31,16 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         debug = bool(kwargs.get("debug"))
 
         seen: set[str] = set()
+        thin: dict[str, list[str]] = {}  # thresholds set on too few scores, said once per split at the end
 
         def show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
             if debug:
                 render.warning(str(message))
+                return
+            if isinstance(message, SmallSampleWarning):
+                what = thin.setdefault(message.scope or "the study", [])
+                if message.what not in what:
+                    what.append(message.what)
                 return
             if issubclass(category, OsdWarning):  # each of osd's warnings once per command
                 if str(message) not in seen:
@@ -47,22 +53,35 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
                 seen.add(text)
                 render.warning(text)
 
+        def say_thin() -> None:
+            for scope, what in thin.items():
+                render.warning(f"{scope}: thresholds set on too few scores, their acceptance known only to a wide "
+                               f"95% interval: {'; '.join(what)} (more validation or calibration images narrow it)")
+            thin.clear()
+
         with warnings.catch_warnings():
             warnings.simplefilter("always", OsdWarning)
             warnings.showwarning = show_warning
             try:
-                return fn(*args, **kwargs)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    say_thin()
             except OsdError as exc:
                 if debug:
                     raise
                 rebuild = getattr(exc, "rebuild", None)
-                render.error(str(exc) + (f"; run `osd {rebuild}`" + ("" if rebuild.startswith("run-all") else
-                                                                     " (or `osd run-all`)") if rebuild else ""))
+                # run-all rebuilds the study's steps; an export, a baseline or predict rows are not among them
+                study_step = not rebuild or not rebuild.startswith(("run-all", "export", "monitor", "predict"))
+                render.error(str(exc) + (f"; run `osd {rebuild}`" + (" (or `osd run-all`)" if study_step else "")
+                                         if rebuild else ""))
                 raise typer.Exit(1) from None
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 if debug:
                     raise
-                render.error("interrupted; finished steps are kept, run the command again to resume")
+                # a command whose partial work is kept elsewhere says so in the interrupt's own words
+                render.error(str(exc) if str(exc) else "interrupted; finished steps are kept, run the command again "
+                                                        "to resume")
                 raise typer.Exit(130) from None
 
     return wrapper

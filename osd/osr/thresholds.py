@@ -12,13 +12,14 @@ the fitting scores at n = 10 and less than the target on new data.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from osd.errors import OsdWarning
+from osd.errors import OsdWarning, SmallSampleWarning
 from osd.proportion import clopper_pearson
 
 # The 95% interval of the acceptance may reach this far below the target before a warning.
@@ -62,12 +63,13 @@ class AcceptanceThreshold(BaseEstimator):
         exists = math.ceil((n + 1) * self.acceptance - 1e-12) <= n
         self.small_sample_ = bool(not exists or self.acceptance_ci_[0] < self.acceptance - SLACK)
         if self.small_sample_ and not self.quiet:
-            warnings.warn(
+            warnings.warn(SmallSampleWarning(
                 f"{self.name}: set on only {n} scores; the 95% interval of its acceptance is "
                 f"{self.acceptance_ci_[0]:.2f}-{self.acceptance_ci_[1]:.2f} for a target of {self.acceptance:.2f}"
                 + ("" if exists else f" (n >= {math.ceil(self.acceptance / (1 - self.acceptance))} needed for the "
-                   "order statistic; every fitting score is accepted)"),
-                OsdWarning, stacklevel=2,
+                   "order statistic; every fitting score is accepted)"), "",
+                f"{self.name} ({n} scores: {self.acceptance_ci_[0]:.2f}-{self.acceptance_ci_[1]:.2f})"),
+                stacklevel=2,
             )
         return self
 
@@ -93,9 +95,12 @@ def warn_small_samples(thresholds: dict[str, AcceptanceThreshold], where: str) -
         return
     first = next(iter(small.values()))
     lo, hi = first.acceptance_ci_
-    warnings.warn(f"{where}: {', '.join(small)} set on only {first.n_samples_} scores; the 95% interval of the "
-                  f"acceptance is {lo:.2f}-{hi:.2f} for a target of {first.acceptance:.2f} (more validation images "
-                  "narrow it)", OsdWarning, stacklevel=3)
+    scope = m.group(0) if (m := re.match(r"split [^\s:,]+", where)) else ""
+    warnings.warn(SmallSampleWarning(
+        f"{where}: {', '.join(small)} set on only {first.n_samples_} scores; the 95% interval of the acceptance is "
+        f"{lo:.2f}-{hi:.2f} for a target of {first.acceptance:.2f} (more validation images narrow it)", scope,
+        f"{where.removeprefix(scope).lstrip(': ') or 'the one-stage method'}: {', '.join(small)} "
+        f"({first.n_samples_} scores: {lo:.2f}-{hi:.2f})"), stacklevel=3)
 
 
 def acceptance_words(summary: dict[str, object], unit: str = "image") -> str:

@@ -107,7 +107,7 @@ def read_baseline(path: Path, ref: Reference) -> Baseline | None:
     path = Path(path)
     if not path.is_file():
         return None
-    rebuild = "make it anew: osd monitor ROWS --make-baseline"
+    rebuild = "monitor ROWS --make-baseline (rows of the line in control)"
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
         content, seal = d["baseline"], d["seal"]

@@ -85,7 +85,8 @@ def _refusals(job: Job, chain: Chain | None, detector: artifacts.Step | None) ->
     if det.get("ivf_centroids") is not None:  # the graph searches exactly: its scores would differ
         raise ConfigError(f"the ONNX export: the stage-1 bank ({int(det['bank'].shape[0]):,} rows) is searched by the "
                           "approximate inverted file, which the ONNX graph (an exact search) cannot reproduce; "
-                          "export with --set patchcore.search=torch (exact; refits stage 1)")
+                          "refit stage 1 with an exact search first (osd patchcore fit --set patchcore.search=torch "
+                          "--force), then export with the same --set patchcore.search=torch")
 
 
 def _staged(out: Path, build: Callable[[Path], JsonObject]) -> JsonObject:
@@ -240,9 +241,25 @@ def export(job: Job, split: str, approach: str = "both", out: Path | None = None
         return _seal(tmp, card, parity, t, f"the test images of split {chain.split}")
 
     _refusals(job, chain, chain.detector if approach in ("cascade", "both") else None)
+    _refuse_other_split(out, chain.split)
     step = _cached_export(out, key, lambda: (_staged(out, build), prov), force, reporter)
     card = step.payload["card"]
     return ExportResult(chain.split, str(out), sorted(step.payload["files"]), card["parity"], step.cached, card)
+
+
+def _refuse_other_split(out: Path, split: str) -> None:
+    """An export folder that holds another split's bundle is not overwritten by this one (a line's inspection
+    PC would silently score with other classes): one line naming both."""
+    card_path = artifacts.Layout.export_card(out)
+    if not card_path.is_file():
+        return
+    try:
+        held = json.loads(card_path.read_text(encoding="utf-8")).get("split")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return  # a damaged card: the export is made again, as its own check says
+    if held and held != split:
+        raise ConfigError(f"--out {out}: it holds split {held}'s export; exporting split {split} there would replace it "
+                          f"(choose another --out, or remove {out} first)")
 
 
 def _monitor_reference(job: Job, split: str, folder: Path, card: JsonObject) -> None:

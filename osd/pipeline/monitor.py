@@ -64,11 +64,22 @@ def write_reference(ref: Reference, path: Path) -> Path:
     return artifacts.atomic_write(path, write)
 
 
+def _split_of(folder: Path) -> str:
+    """`` --split X`` for a rebuild hint where the bundle's card still says its split (else nothing)."""
+    import json
+
+    try:
+        split = json.loads(artifacts.Layout.export_card(folder).read_text(encoding="utf-8")).get("split")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return ""
+    return f" --split {split}" if isinstance(split, str) and split not in ("", "-") else ""
+
+
 def bundle_reference(folder: Path) -> Reference:
     """The reference an export bundle carries, checked against the bundle's digests first."""
     from osd.pipeline.onnx_engine import verify
 
-    rebuild = f"export --out {folder}"
+    rebuild = f"export{_split_of(Path(folder))} --out {folder}"
     verify(Path(folder), rebuild)
     path = artifacts.Layout.export_reference(Path(folder))
     if not path.is_file():

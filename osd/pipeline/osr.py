@@ -149,7 +149,7 @@ def _variants(job: Job, emb: Embeddings, headline_blocks: list[str], closed: np.
 
 def _baselines(job: Job, emb: Embeddings, head: tuple[np.ndarray, np.ndarray], t: EvalArrays,
                closed: np.ndarray, classes: list[str], locked: tuple[np.ndarray, np.ndarray],
-               odin: dict[str, Any] | None = None) -> dict[str, JsonObject]:
+               odin: dict[str, Any] | None = None, split: str = "") -> dict[str, JsonObject]:
     """Each configured baseline: fitted on training images, its own threshold on the threshold images
     (the same order statistic as tau), its test metrics and intervals, and the paired difference of
     the locked method minus it (AUROC and open-set accuracy). ``odin``: the ODIN step's scores per
@@ -192,7 +192,8 @@ def _baselines(job: Job, emb: Embeddings, head: tuple[np.ndarray, np.ndarray], t
         out[name] = {**metrics, "intervals95": ci, "threshold": thr.summary(), "score": SCORES[name],
                      "reads": reads, "role": "baseline: reported beside the locked method, never used to choose it",
                      "locked_minus_baseline": paired_difference(lock, other, keys, unk, n_boot, seed)}
-    warn_small_samples(fitted, "the baselines' thresholds (the validation images that set tau)")
+    warn_small_samples(fitted, f"{split + ': ' if split else ''}the baselines' thresholds (the validation images that "
+                               "set tau)")
     return out
 
 
@@ -245,7 +246,7 @@ def _evaluate(job: Job, split: str, cal: artifacts.Step, emb: artifacts.Step, ke
     variants = _variants(job, e, blocks, closed, t, classes)
     state = trained(job, split).payload["state_dict"]
     head = (np.asarray(state["head.weight"], dtype=np.float64), np.asarray(state["head.bias"], dtype=np.float64))
-    baselines = _baselines(job, e, head, t, closed, classes, (dist, pred), odin and odin.payload)
+    baselines = _baselines(job, e, head, t, closed, classes, (dist, pred), odin and odin.payload, f"split {split}")
     selection = select_variant(e, cfg.osr.covariance, cfg.osr.normalize).to_dict()
     points = _operating_points(e, scorer, blocks, classes, dist, msp, np.asarray(t.is_unknown, bool))
     prov = artifacts.provenance(cfg, "osr", EVALUATE_ALGORITHM, key, (*SECTIONS, "stats"),
