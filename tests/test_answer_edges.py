@@ -348,3 +348,16 @@ def test_the_command_line_says_thin_thresholds_once_per_split(capsys):
     assert text.count("thresholds set on too few scores") == 3  # split a, split b, the study (PatchCore's)
     assert "split a: thresholds set on too few scores" in text and "tau, kappa (24 scores" in text
     assert "the baselines' thresholds: energy (24 scores" in text
+
+
+def test_a_project_without_normal_images_says_what_the_one_stage_study_found():
+    """Issue 51: the answer box of a defect-classes-only project, not just 'No comparison yet'."""
+    from osd.report.answer import answer
+
+    row = {"runs": 3, "closed_set_accuracy": 0.98, "closed_set_accuracy_cell": "0.980 [0.95, 0.99]",
+           "known_acceptance": 0.94, "known_acceptance_cell": "0.940 [0.91, 0.96]", "unknown_rejection": 0.8,
+           "unknown_rejection_cell": "0.800 [0.74, 0.85]", "open_set_accuracy_cell": "0.890 [0.86, 0.92]"}
+    words = answer([], False, one_stage=row, acceptance=0.95)
+    assert "closed-set accuracy 0.980 [0.95, 0.99]" in words[0] and "rejects 0.800 [0.74, 0.85]" in words[0]
+    assert "accept 95% of the known validation images" in words[0] and "osd init --normal" in words[1]
+    assert answer([], False)[0].startswith("No comparison yet")

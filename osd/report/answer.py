@@ -231,12 +231,24 @@ def _runs_words(v: stats.MetricVerdict) -> str:
 
 
 def answer(found: list[stats.MetricVerdict], in_domain: bool, normal_pass: str | None = None,
-           target: float | None = None, target_words: str | None = None, mix: dict[str, int] | None = None
-           ) -> list[str]:
+           target: float | None = None, target_words: str | None = None, mix: dict[str, int] | None = None,
+           one_stage: JsonObject | None = None, acceptance: float | None = None) -> list[str]:
     """Two or three short sentences: the leading comparison, the per-run tests, and why the other mode
-    is not the answer (or, on a line's own data, how many good parts the cascade passes)."""
+    is not the answer (or, on a line's own data, how many good parts the cascade passes). Without a
+    comparison (no normal images: no cascade), what the one-stage study found (``one_stage``: its headline
+    row), then how to add the comparison."""
     if not found:
-        return ["No comparison yet: the cascade has not run (it needs normal images; see the caveats below)."]
+        how = ("To compare it with the cascade, add defect-free images (osd init --normal GOOD_FOLDER, or "
+               "normal.folder / normal.severstal_root in osd.toml) and run osd run-all: stage 1 is fitted on them.")
+        if not one_stage or one_stage.get("closed_set_accuracy") is None:
+            return ["No comparison yet: the cascade has not run (it needs normal images; see the caveats below).", how]
+        target = f" (tau set to accept {acceptance:.0%} of the known validation images)" if acceptance else ""
+        return [f"The one-stage method alone (no normal images, so no cascade to compare with): it names the known "
+                f"classes with closed-set accuracy {one_stage['closed_set_accuracy_cell']}, accepts "
+                f"{one_stage['known_acceptance_cell'] if one_stage.get('known_acceptance') is not None else '-'} of "
+                f"the known test images{target}, and rejects {one_stage['unknown_rejection_cell']} of the unknown "
+                f"ones as unknown (open-set accuracy {one_stage['open_set_accuracy_cell']}; {one_stage['runs']} "
+                "run(s), intervals as in the table).", how]
     comparison, metric = lead_of(in_domain)
     lead = next((v for v in found if (v.comparison, v.metric) == (comparison, metric)), found[0])
     out = [_claim_words(lead), _runs_words(lead)]

@@ -365,9 +365,13 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     hidden = design_hidden(cfg, names)
     v, found = verdict(got.runs, in_domain, hidden)
     fit = stored_stage1_fit(layout)
-    words = answer(found, in_domain, _normal_pass(three) if in_domain else None, cfg.patchcore.acceptance,
-                   _threshold_words(fit), _test_mix(got.runs) if in_domain else None)
     order = ["one_stage_mahalanobis", "cascade_ignore_no_defect", "cascade_strict", "max_softmax"]
+    lead_row = None if per_run and any(r["approach"].startswith("cascade") for r in per_run) else next(
+        iter(headline(per_run, ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy"),
+                      ["one_stage_mahalanobis"], hidden)), None)
+    words = answer(found, in_domain, _normal_pass(three) if in_domain else None, cfg.patchcore.acceptance,
+                   _threshold_words(fit), _test_mix(got.runs) if in_domain else None,
+                   one_stage=lead_row, acceptance=cfg.osr.acceptance)
     tables = {"headline": headline(per_run, HEADLINE, order, hidden),
               "beside": headline(per_run, ("auroc", "fpr_at_95_tpr", "open_set_accuracy"),
                                  [a for a in dict.fromkeys(r["approach"] for r in per_run) if a not in APPROACHES],
