@@ -8,7 +8,8 @@ from pathlib import Path
 
 FLOORS = {
     0: ["osd._version", "osd.errors", "osd.progress", "osd.types"],
-    1: ["osd.decide", "osd.config", "osd.precision", "osd.identity", "osd.proportion", "osd.csvrows", "osd.api_args"],
+    1: ["osd.decide", "osd.config", "osd.precision", "osd.identity", "osd.proportion", "osd.csvrows", "osd.api_args",
+        "osd.ranking_intervals", "osd.calibration_check", "osd.design_interval", "osd.control_chart"],
     2: ["osd.metrics", "osd.artifacts", "osd.runtime", "osd.osr", "osd.data"],
     3: ["osd.three_outcome", "osd.verdict", "osd.detection", "osd.models", "osd.records", "osd.patchcore",
         "osd.monitor"],

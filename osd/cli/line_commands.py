@@ -86,6 +86,22 @@ def predict_cmd(
         raise typer.Exit(1)
 
 
+def _make_baseline(rows: list[Path], split: str, window: Optional[int], export_dir: Optional[Path],
+                   variant_column: Optional[str], project: Optional[Path], set_: Optional[list[str]], json_out: bool
+                   ) -> None:
+    """``osd monitor --make-baseline``: the line's own baseline, beside the bundle or the split."""
+    from osd.api import monitor_bundle_baseline
+
+    if export_dir is not None:
+        made = monitor_bundle_baseline(rows, export_dir, window or 25, variant_column)
+    else:
+        made = open_project(project, set_, quiet=json_out).monitor_baseline(rows, split, window or 25, variant_column)
+    if json_out:
+        render.emit_json(made.to_dict())
+    else:
+        line_views.show_baseline(made)
+
+
 def _predict_rows(predictor, inputs: list, batch_size: int, out: Optional[Path], keep: bool, quiet: bool
                   ) -> tuple[list[dict], int]:
     """Stream the predictor's rows (to ``out`` as CSV, written atomically); the rows kept and the
@@ -132,6 +148,18 @@ def _predict_rows(predictor, inputs: list, batch_size: int, out: Optional[Path],
     return rows, counts["unreadable"]
 
 
+MonitorPlot = Annotated[Optional[Path], typer.Option("--plot", help="Write the checks over the batches to this PNG "
+                                                     "(with a baseline: the control chart, and an HTML page beside it)")]
+MakeBaseline = Annotated[bool, typer.Option("--make-baseline", help="Take these rows as the line in control (Phase I) "
+                                            "and store the line's own baseline beside the split or the bundle; later "
+                                            "runs chart against it")]
+VariantColumn = Annotated[Optional[str], typer.Option("--variant-column", help="With --make-baseline: a baseline per "
+                                                      "part variant, named by this column of the rows, or 'folder' "
+                                                      "(the image's parent folder)")]
+FalseAlarmEvery = Annotated[float, typer.Option("--false-alarm-every", help="With a baseline: at most one false alarm "
+                                                "per this many images of an unchanged line")]
+
+
 @app.command(rich_help_panel="On the line", name="monitor")
 @command
 def monitor_cmd(
@@ -142,16 +170,10 @@ def monitor_cmd(
                                                   "files instead of one batch per file")] = None,
     export_dir: Annotated[Optional[Path], typer.Option("--export-dir", help="An export bundle (osd export): its "
                                                        "reference, without the study's outputs")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the checks over the batches to this PNG (with a "
-                                                 "baseline: the control chart, and an HTML page beside it)")] = None,
-    make_baseline: Annotated[bool, typer.Option("--make-baseline", help="Take these rows as the line in control "
-                                                "(Phase I) and store the line's own baseline beside the split or "
-                                                "the bundle; later runs chart against it")] = False,
-    variant_column: Annotated[Optional[str], typer.Option("--variant-column", help="With --make-baseline: a "
-                                                          "baseline per part variant, named by this column of the "
-                                                          "rows, or 'folder' (the image's parent folder)")] = None,
-    false_alarm_every: Annotated[float, typer.Option("--false-alarm-every", help="With a baseline: at most one false "
-                                                     "alarm per this many images of an unchanged line")] = 10000,
+    plot: MonitorPlot = None,
+    make_baseline: MakeBaseline = False,
+    variant_column: VariantColumn = None,
+    false_alarm_every: FalseAlarmEvery = 10000,
     unknowns: Annotated[bool, typer.Option("--unknowns", help="Also group the images called unknown by embedding "
                                            "similarity, with contact sheets (needs the project)")] = False,
     project: o.Project = None, set_: o.Set = None, debug: o.Debug = False, json_out: o.Json = False,
@@ -168,19 +190,10 @@ def monitor_cmd(
     a baseline: an alarm on a chart, at most once per --false-alarm-every images of an unchanged line), 5
     no batch could be tested (a note says why), 1 an error.
     """
-    from osd.api import monitor_bundle, monitor_bundle_baseline
+    from osd.api import monitor_bundle
 
     if make_baseline:
-        if export_dir is not None:
-            made = monitor_bundle_baseline(rows, export_dir, window or 25, variant_column)
-        else:
-            made = open_project(project, set_, quiet=json_out).monitor_baseline(rows, split, window or 25,
-                                                                                variant_column)
-        if json_out:
-            render.emit_json(made.to_dict())
-        else:
-            line_views.show_baseline(made)
-        return
+        return _make_baseline(rows, split, window, export_dir, variant_column, project, set_, json_out)
     if variant_column is not None:
         raise ConfigError("--variant-column is a setting of the baseline: give it with --make-baseline")
     if unknowns and export_dir is not None:

@@ -23,50 +23,51 @@ from osd.cli import render
 from osd.errors import OsdError, OsdWarning, SmallSampleWarning
 
 
+class _Warnings:
+    """How a command shows warnings: each of osd's once; a library's first line once; thresholds set on too
+    few scores gathered and said once per split when the command ends (``say_thin``)."""
+
+    def __init__(self, debug: bool):
+        self.debug, self.seen, self.thin = debug, set(), {}
+
+    def show(self, message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' hook
+        if self.debug:
+            render.warning(str(message))
+            return
+        if isinstance(message, SmallSampleWarning):
+            what = self.thin.setdefault(message.scope or "the study", [])
+            if message.what not in what:
+                what.append(message.what)
+            return
+        # osd's own: the message; a library's (e.g. scikit-learn's about a version): its first line
+        text = str(message) if issubclass(category, OsdWarning) else \
+            f"{category.__name__}: {(str(message).strip().splitlines() or [''])[0][:160]}"
+        if text not in self.seen:
+            self.seen.add(text)
+            render.warning(text)
+
+    def say_thin(self) -> None:
+        for scope, what in self.thin.items():
+            render.warning(f"{scope}: thresholds set on too few scores, their acceptance known only to a wide "
+                           f"95% interval: {'; '.join(what)} (more validation or calibration images narrow it)")
+        self.thin.clear()
+
+
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn OsdError into one red line and exit 1 (a traceback only with --debug); show warnings in yellow."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = bool(kwargs.get("debug"))
-
-        seen: set[str] = set()
-        thin: dict[str, list[str]] = {}  # thresholds set on too few scores, said once per split at the end
-
-        def show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
-            if debug:
-                render.warning(str(message))
-                return
-            if isinstance(message, SmallSampleWarning):
-                what = thin.setdefault(message.scope or "the study", [])
-                if message.what not in what:
-                    what.append(message.what)
-                return
-            if issubclass(category, OsdWarning):  # each of osd's warnings once per command
-                if str(message) not in seen:
-                    seen.add(str(message))
-                    render.warning(str(message))
-                return
-            # a library's warning (e.g. scikit-learn's about a version): its first line, once
-            text = f"{category.__name__}: {(str(message).strip().splitlines() or [''])[0][:160]}"
-            if text not in seen:
-                seen.add(text)
-                render.warning(text)
-
-        def say_thin() -> None:
-            for scope, what in thin.items():
-                render.warning(f"{scope}: thresholds set on too few scores, their acceptance known only to a wide "
-                               f"95% interval: {'; '.join(what)} (more validation or calibration images narrow it)")
-            thin.clear()
-
+        shown = _Warnings(debug)
         with warnings.catch_warnings():
             warnings.simplefilter("always", OsdWarning)
-            warnings.showwarning = show_warning
+            warnings.showwarning = shown.show
             try:
                 try:
                     return fn(*args, **kwargs)
                 finally:
-                    say_thin()
+                    shown.say_thin()
             except OsdError as exc:
                 if debug:
                     raise

@@ -281,8 +281,6 @@ def interval_over_runs(values: list[tuple], hidden: dict[str, tuple[str, ...]] |
     interval), or one run's interval where every seed gives the same value. Several splits: the verdict's
     t interval over split means, its variance floored by the seeds' own (and by the runs' image noise where
     every run agrees), in [0, 1]. Never an interval of zero width."""
-    from osd.proportion import clopper_pearson
-
     vals = [(v[0], v[1], v[2], v[3], v[4] if len(v) > 4 else None) for v in values
             if v[2] is not None and np.isfinite(v[2])]
     calibration = {v[1]: v[5] for v in values if len(v) > 5 and v[5]}
@@ -300,25 +298,10 @@ def interval_over_runs(values: list[tuple], hidden: dict[str, tuple[str, ...]] |
     if len(vals) == 1:
         return vals[0][2], own(vals[0][3]), one
     if len(by_split) > 1 and stats.invariant_over_splits(metric, [(s, seed, v) for s, seed, v, _, _ in vals]):
-        per_seed = {}
+        per_seed: dict[int, tuple[float, Any, int | None]] = {}
         for _s, seed, v, ci, n in vals:
             per_seed.setdefault(seed, (v, ci, n))
-        if len(per_seed) == 1:
-            v, ci, _ = next(iter(per_seed.values()))
-            return v, own(ci), "the same in every split: its 95% interval over its own test images"
-        counts = [(round(v * n), int(n)) for v, _, n in per_seed.values() if n]
-        if len(counts) == len(per_seed) and set(calibration) >= set(per_seed):
-            return _over_fits(per_seed, calibration)
-        if len(counts) == len(per_seed):
-            k, n = sum(c[0] for c in counts), sum(c[1] for c in counts)
-            return k / n, clopper_pearson(k, n), (
-                f"the same in every split of a seed, {len(per_seed)} seeds (each its own fit and test images): "
-                "exact interval of their pooled count, for the mean of these fits' rates")
-        v = [x[0] for x in per_seed.values()]
-        rng = (min(v), max(v))
-        return float(np.mean(v)), rng if rng[1] > rng[0] else own(next(iter(per_seed.values()))[1]), (
-            f"the same in every split of a seed: lowest to highest over {len(per_seed)} seeds (not a confidence "
-            "interval)")
+        return _invariant(per_seed, calibration, own)
     if len(by_split) == 1:
         v = next(iter(by_split.values()))
         if max(v) > min(v):
@@ -334,6 +317,30 @@ def interval_over_runs(values: list[tuple], hidden: dict[str, tuple[str, ...]] |
     floor = ("variance at least the seeds' own" if any(len(v) > 1 for v in by_split.values())
              else "one seed per split: no seed floor")
     return mean, ci, f"95% t interval over split means ({floor}), within [0, 1]"
+
+
+def _invariant(per_seed: dict[int, tuple[float, Any, int | None]], calibration: dict[int, int], own: Any
+               ) -> tuple[float, tuple[float, float] | None, str]:
+    """A value the same in every split of a seed: one seed, its run's interval; several, over fits (with the
+    calibration sizes), else their pooled count's exact interval, else their range."""
+    from osd.proportion import clopper_pearson
+
+    if len(per_seed) == 1:
+        v, ci, _ = next(iter(per_seed.values()))
+        return v, own(ci), "the same in every split: its 95% interval over its own test images"
+    counts = [(round(v * n), int(n)) for v, _, n in per_seed.values() if n]
+    if len(counts) == len(per_seed) and set(calibration) >= set(per_seed):
+        return _over_fits(per_seed, calibration)
+    if len(counts) == len(per_seed):
+        k, n = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        return k / n, clopper_pearson(k, n), (
+            f"the same in every split of a seed, {len(per_seed)} seeds (each its own fit and test images): "
+            "exact interval of their pooled count, for the mean of these fits' rates")
+    v = [x[0] for x in per_seed.values()]
+    rng = (min(v), max(v))
+    return float(np.mean(v)), rng if rng[1] > rng[0] else own(next(iter(per_seed.values()))[1]), (
+        f"the same in every split of a seed: lowest to highest over {len(per_seed)} seeds (not a confidence "
+        "interval)")
 
 
 def _over_fits(per_seed: dict[int, tuple[float, Any, int]], calibration: dict[int, int]
@@ -362,3 +369,18 @@ def cell(mean: float | None, ci: tuple[float, float] | None) -> str:
     if mean is None:
         return "-"
     return fmt(mean) + (f" {fmt_ci(ci)}" if ci else "")
+
+
+def threshold_words(fit: Any) -> str | None:
+    """What stage 1's threshold accepts, in words, from the stored fit (None without one)."""
+    from osd.osr.thresholds import acceptance_words
+
+    if fit is None or not fit.threshold_summary:
+        return None
+    return f" (its threshold is {acceptance_words(fit.threshold_summary, fit.stats.get('unit', 'crop'))})"
+
+
+def three_outcome_mix(runs: list[Any]) -> dict[str, int] | None:
+    """The first run's three-outcome test mix (known, unknown, normal images): what the answer states."""
+    block = next((r.outcomes for r in runs if r.outcomes is not None), None)
+    return dict(block.counts) if block is not None else None

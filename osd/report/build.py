@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -15,7 +14,18 @@ from osd.errors import ArtifactError
 from osd.osr.baselines import HUMAN as BASELINE_HUMAN
 from osd.pipeline.detector import Stage1FitRecord, stored_stage1_fit
 from osd.report import plots
-from osd.report.answer import HUMAN, Run, RunPage, answer, cell, interval_over_runs, lead_of, verdicts
+from osd.report.answer import (
+    HUMAN,
+    Run,
+    RunPage,
+    answer,
+    cell,
+    interval_over_runs,
+    lead_of,
+    three_outcome_mix,
+    threshold_words,
+    verdicts,
+)
 from osd.report.caveats import caveats as report_caveats
 from osd.report.caveats import weights_name
 from osd.report.html import render_html
@@ -286,19 +296,13 @@ def headline(rows: list[JsonObject], metrics: tuple[str, ...], approaches: list[
     return out
 
 
-def _threshold_words(fit: Any) -> str | None:
-    """What stage 1's threshold accepts, in words, from the stored fit (None without one)."""
-    from osd.osr.thresholds import acceptance_words
-
-    if fit is None or not fit.threshold_summary:
+def _one_stage_alone(per_run: list[JsonObject], hidden: dict[str, tuple[str, ...]] | None) -> JsonObject | None:
+    """The one-stage method's headline row where there is no cascade to compare with (no normal images)."""
+    if any(r["approach"].startswith("cascade") for r in per_run):
         return None
-    return f" (its threshold is {acceptance_words(fit.threshold_summary, fit.stats.get('unit', 'crop'))})"
-
-
-def _test_mix(runs: list[Any]) -> dict[str, int] | None:
-    """The first run's three-outcome test mix (known, unknown, normal images): what the answer states."""
-    block = next((r.outcomes for r in runs if r.outcomes is not None), None)
-    return dict(block.counts) if block is not None else None
+    rows = headline(per_run, ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy"),
+                    ["one_stage_mahalanobis"], hidden)
+    return rows[0] if rows else None
 
 
 def _normal_pass(three: list[JsonObject]) -> str | None:
@@ -366,12 +370,9 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     v, found = verdict(got.runs, in_domain, hidden)
     fit = stored_stage1_fit(layout)
     order = ["one_stage_mahalanobis", "cascade_ignore_no_defect", "cascade_strict", "max_softmax"]
-    lead_row = None if per_run and any(r["approach"].startswith("cascade") for r in per_run) else next(
-        iter(headline(per_run, ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy"),
-                      ["one_stage_mahalanobis"], hidden)), None)
     words = answer(found, in_domain, _normal_pass(three) if in_domain else None, cfg.patchcore.acceptance,
-                   _threshold_words(fit), _test_mix(got.runs) if in_domain else None,
-                   one_stage=lead_row, acceptance=cfg.osr.acceptance)
+                   threshold_words(fit), three_outcome_mix(got.runs) if in_domain else None,
+                   one_stage=_one_stage_alone(per_run, hidden), acceptance=cfg.osr.acceptance)
     tables = {"headline": headline(per_run, HEADLINE, order, hidden),
               "beside": headline(per_run, ("auroc", "fpr_at_95_tpr", "open_set_accuracy"),
                                  [a for a in dict.fromkeys(r["approach"] for r in per_run) if a not in APPROACHES],
