@@ -14,18 +14,8 @@ from osd.errors import ArtifactError
 from osd.osr.baselines import HUMAN as BASELINE_HUMAN
 from osd.pipeline.detector import Stage1FitRecord, stored_stage1_fit
 from osd.report import plots
-from osd.report.answer import (
-    HUMAN,
-    Run,
-    RunPage,
-    answer,
-    cell,
-    interval_over_runs,
-    lead_of,
-    three_outcome_mix,
-    threshold_words,
-    verdicts,
-)
+from osd.report.answer import HUMAN, Run, RunPage, answer, cell, interval_over_runs, lead_of, verdicts
+from osd.report.answer import three_outcome_mix, threshold_words
 from osd.report.caveats import caveats as report_caveats
 from osd.report.caveats import weights_name
 from osd.report.html import render_html
