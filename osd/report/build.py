@@ -13,9 +13,9 @@ from osd.csvrows import csv_text, summary_cell
 from osd.errors import ArtifactError
 from osd.osr.baselines import HUMAN as BASELINE_HUMAN
 from osd.pipeline.detector import Stage1FitRecord, stored_stage1_fit
+from osd.report import answer as said
 from osd.report import plots
 from osd.report.answer import HUMAN, Run, RunPage, answer, cell, interval_over_runs, lead_of, verdicts
-from osd.report.answer import three_outcome_mix, threshold_words
 from osd.report.caveats import caveats as report_caveats
 from osd.report.caveats import weights_name
 from osd.report.html import render_html
@@ -361,7 +361,7 @@ def build_report(cfg: Config, splits: list[str] | None = None, seeds: list[int] 
     fit = stored_stage1_fit(layout)
     order = ["one_stage_mahalanobis", "cascade_ignore_no_defect", "cascade_strict", "max_softmax"]
     words = answer(found, in_domain, _normal_pass(three) if in_domain else None, cfg.patchcore.acceptance,
-                   threshold_words(fit), three_outcome_mix(got.runs) if in_domain else None,
+                   said.threshold_words(fit), said.three_outcome_mix(got.runs) if in_domain else None,
                    one_stage=_one_stage_alone(per_run, hidden), acceptance=cfg.osr.acceptance)
     tables = {"headline": headline(per_run, HEADLINE, order, hidden),
               "beside": headline(per_run, ("auroc", "fpr_at_95_tpr", "open_set_accuracy"),
