@@ -343,5 +343,9 @@ def run_comparison(split: str, seed: int, v: dict[str, object]) -> RunComparison
     ci = (float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
     p = v.get("p_value")
     ex = v.get("excludes_zero") if ci is not None else None
+    if ci is not None and ci[1] - ci[0] <= 1e-12:
+        # every replicate gave the same difference (both approaches decided alike on every image drawn): no
+        # interval is shown, never a zero-width one; tested, and not significant
+        ci, ex = None, (False if p is not None else None)
     return RunComparison(split, int(seed), float(v["difference"]), ci, None if p is None else float(p),
                          None if p is None else ex, int(v.get("nan_replicates") or 0), int(v.get("replicates") or 0))

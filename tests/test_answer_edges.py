@@ -361,3 +361,9 @@ def test_a_project_without_normal_images_says_what_the_one_stage_study_found():
     assert "closed-set accuracy 0.980 [0.95, 0.99]" in words[0] and "rejects 0.800 [0.74, 0.85]" in words[0]
     assert "accept 95% of the known validation images" in words[0] and "osd init --normal" in words[1]
     assert answer([], False)[0].startswith("No comparison yet")
+
+
+def test_a_paired_difference_equal_in_every_replicate_shows_no_zero_width_interval():
+    r = V.run_comparison("a", 0, {"difference": 0.0, "ci95": [0.0, 0.0], "excludes_zero": False, "p_value": 1.0,
+                                  "replicates": 1000})
+    assert r.ci95 is None and r.tested and r.excludes_zero is False
