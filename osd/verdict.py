@@ -323,6 +323,11 @@ def overall(comparison: str, metric: str, runs: Sequence[RunComparison], min_spl
         reason = (f"{len(means)} split(s): an overall claim needs at least {min_splits} splits (the unit of "
                   "replication is the split; its seeds re-partition its images, so they are not independent "
                   "splits); read the per-run results")
+    elif ci is None and runs and all(r.tested and r.ci95 is None for r in runs) and \
+            max(r.difference for r in runs) - min(r.difference for r in runs) <= 1e-12:
+        claim, reason = NO_CLEAR_DIFFERENCE, (f"both approaches decide alike on every test image of every run (the "
+                                              f"difference is {runs[0].difference:+.3f} in each, every bootstrap "
+                                              "replicate equal): there is no difference to test")
     elif ci is None:
         claim, reason = NO_OVERALL_CLAIM, "no interval: too few runs to estimate the noise"
     elif ci[0] > 0:

@@ -367,3 +367,10 @@ def test_a_paired_difference_equal_in_every_replicate_shows_no_zero_width_interv
     r = V.run_comparison("a", 0, {"difference": 0.0, "ci95": [0.0, 0.0], "excludes_zero": False, "p_value": 1.0,
                                   "replicates": 1000})
     assert r.ci95 is None and r.tested and r.excludes_zero is False
+
+
+def test_approaches_alike_on_every_image_are_said_to_be_so_not_too_few_runs():
+    runs = [V.run_comparison(s, 0, {"difference": 0.0, "ci95": [0.0, 0.0], "excludes_zero": False, "p_value": 1.0,
+                                    "replicates": 1000}) for s in "abc"]
+    v = V.overall("strict", "closed_set_accuracy", runs)
+    assert v.claim == V.NO_CLEAR_DIFFERENCE and v.ci95 is None and "decide alike on every test image" in v.reason

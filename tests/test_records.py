@@ -65,7 +65,7 @@ def test_the_section_is_the_metrics_json_layout_the_report_reads():
 def test_rows_are_written_as_the_csv_module_writes_them():
     r = _osr().rows
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows([["path", "distance"], ["/d/a.jpg", "1.23457"], ["/d/b, c.jpg", "nan"]])
+    csv.writer(buf, lineterminator="\n").writerows([["path", "distance"], ["/d/a.jpg", "1.23456789"], ["/d/b, c.jpg", "nan"]])
     assert r.csv() == buf.getvalue()
     assert r.dicts()[0] == {"path": "/d/a.jpg", "distance": 1.23456789}  # numbers as numbers; formatted when written
     assert math.isnan(r.dicts()[1]["distance"]) and r.column("path") == ["/d/a.jpg", "/d/b, c.jpg"]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from osd import artifacts, runtime
 from osd.config import Config
+from osd.errors import OsdError
 from osd.types import JsonObject
 
 if TYPE_CHECKING:
@@ -89,7 +90,11 @@ class Job:
 
         def load() -> NormalData:
             data = normal_data(self.cfg)
-            refuse_cross_class(data, self.neu[0].paths, self.neu[1])
+            try:
+                index, digests = self.neu
+            except OsdError:  # a good-parts-only project has no defect images for a good part to repeat
+                return data
+            refuse_cross_class(data, index.paths, digests)
             return data
 
         return self.once("normals", load)
