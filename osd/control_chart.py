@@ -5,7 +5,8 @@ Pure statistics (arrays and rows in, numbers out); :mod:`osd.pipeline.monitor` r
 **What is charted.** Each batch (a window of ``w`` consecutive images) gives one number per
 statistic (:data:`STATISTICS`): the share stage 1 flags, the median stage-1 score of the images it
 passes, the median log one-stage distance of the images the classifier judges, and the share of
-those called unknown. A statistic is standardised by the **baseline**: the mean and the standard
+those called unknown (a share on Anscombe's arcsine scale: :func:`charted`). A statistic is
+standardised by the **baseline**: the mean and the standard
 deviation of that statistic over the baseline's own windows, so the variation between windows that
 the line normally makes (runs of part variants, coil after coil) is in the limits, as on an
 individuals chart. Where rows carry a variant (a column named by the user, or the image's parent
@@ -82,30 +83,58 @@ def windows(rows: Sequence[Mapping[str, object]], size: int) -> list[list[Mappin
 
 @dataclass(frozen=True)
 class Limits:
-    """One statistic's baseline: its mean and spread over the baseline's windows."""
+    """One statistic's baseline: its mean and spread over the baseline's windows, on the charted scale."""
 
     mean: float
     sd: float
     windows: int
 
 
-def baseline_limits(per_window: Sequence[Mapping[str, float]]) -> dict[str, Limits]:
-    """Each statistic's mean and standard deviation over the baseline windows that have it (at least
-    :data:`MIN_WINDOWS`). A share's spread is at least the binomial one of its typical window (a baseline
-    in which no image was ever called unknown must not make the first unknown an alarm: its share is
-    taken as at least half an image over the whole baseline); a median's is kept above 0."""
+def charted(name: str, stats: Mapping[str, float]) -> float:
+    """The value a chart standardises: a share on Anscombe's arcsine scale, asin(sqrt((k + 3/8) / (n + 3/4))),
+    where a binomial count's spread no longer depends on its rate and its skew at a few counts in a window
+    is mostly gone (a share of 2 in 25 has a long upper tail that a normal limit under-reads); a median as
+    it is."""
+    x = float(stats[name])
+    if name not in SHARES:
+        return x
+    n = float(stats.get(f"n:{name}", 0.0)) or 1.0
+    return math.asin(math.sqrt((x * n + 0.375) / (n + 0.75)))
+
+
+def baseline_limits(per_window: Sequence[Mapping[str, float]],
+                    resampled: Sequence[Mapping[str, float]] = ()) -> dict[str, Limits]:
+    """Each statistic's mean and spread over the baseline windows that have it (at least :data:`MIN_WINDOWS`).
+
+    The spread is the larger of the windows' own standard deviation (the line's variation between windows:
+    runs, coils) and that of ``resampled`` windows (the baseline's rows drawn with replacement into windows
+    of the same size: the spread the rows alone imply, estimated from many windows where the baseline has
+    few). A share's spread is at least the binomial one of its typical window (a baseline in which no image
+    was called unknown must not make the first unknown an alarm: its share is taken as at least half an
+    image over the whole baseline); a median's is kept above 0."""
     out = {}
     for name in STATISTICS:
-        v = np.array([w[name] for w in per_window if name in w], float)
+        v = np.array([charted(name, w) for w in per_window if name in w], float)
         if v.size < MIN_WINDOWS:
             continue
         sd = float(v.std(ddof=1))
-        if name in SHARES:
+        r = np.array([charted(name, w) for w in resampled if name in w], float)
+        if r.size > 1:
+            sd = max(sd, float(r.std(ddof=1)))
+        if name in SHARES:  # on the arcsine scale a binomial share's sd is 1 / (2 sqrt(n + 1/2))
             n = float(np.mean([w[f"n:{name}"] for w in per_window if name in w]))
-            p = min(max(float(v.mean()), 0.5 / (n * v.size)), 1 - 0.5 / (n * v.size))
-            sd = max(sd, math.sqrt(p * (1 - p) / n))
+            sd = max(sd, 0.5 / math.sqrt(n + 0.5))
         out[name] = Limits(float(v.mean()), sd if sd > 0 else max(1e-3 * abs(float(v.mean())), 1e-6), int(v.size))
     return out
+
+
+def resampled_windows(rows: Sequence[Mapping[str, object]], size: int, stage1_threshold: float | None,
+                      count: int = 400, seed: int = 0) -> list[dict[str, float]]:
+    """``count`` windows of ``size`` rows drawn with replacement from ``rows`` (their statistics): what the
+    rows alone imply for a window's spread (see :func:`baseline_limits`)."""
+    rng = np.random.default_rng(seed)
+    return [window_statistics([rows[i] for i in rng.integers(0, len(rows), size)], stage1_threshold)
+            for _ in range(count)] if rows else []
 
 
 def shewhart_limit(arl: float) -> float:
@@ -174,16 +203,22 @@ def chart(batches: Sequence[tuple[str, Mapping[str, float]]], limits: Mapping[st
     out = []
     for name in names:
         lim = limits[name]
+        # the baseline's mean is itself estimated from its m windows: a new window differs from it by the
+        # window's noise and the mean's (1/m of a window's variance), and an EWMA never averages the
+        # second away; both limits are widened by it (a prediction limit, not a confidence one)
+        est = 1 / max(lim.windows, 1)
+        shewhart = l1 * math.sqrt(1 + est)
         e, t = 0.0, 0
         for batch, stats in batches:
             if name not in stats:
                 continue
             t += 1
-            z = (stats[name] - lim.mean) / lim.sd
+            z = (charted(name, stats) - lim.mean) / lim.sd
             e = lam * z + (1 - lam) * e
-            bound = l2 * math.sqrt(lam / (2 - lam) * (1 - (1 - lam) ** (2 * t)))
-            alarm = "+".join(k for k, hit in (("shewhart", abs(z) > l1), ("ewma", abs(e) > bound)) if hit)
-            out.append(ChartPoint(batch, variant, name, float(stats[name]), float(z), float(e), l1, float(bound), alarm))
+            bound = l2 * math.sqrt(lam / (2 - lam) * (1 - (1 - lam) ** (2 * t)) + est)
+            alarm = "+".join(k for k, hit in (("shewhart", abs(z) > shewhart), ("ewma", abs(e) > bound)) if hit)
+            out.append(ChartPoint(batch, variant, name, float(stats[name]), float(z), float(e), shewhart, float(bound),
+                                  alarm))
     return out
 
 

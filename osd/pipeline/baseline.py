@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from osd import artifacts
-from osd.control_chart import MIN_WINDOWS, Limits, baseline_limits, window_statistics, windows
+from osd.control_chart import MIN_WINDOWS, Limits, baseline_limits, resampled_windows, window_statistics, windows
 from osd.errors import ArtifactError, DataError
 from osd.monitor import Reference
 from osd.types import JsonObject
 
-BASELINE_VERSION = "monitor-baseline/1"
+BASELINE_VERSION = "monitor-baseline/2"  # 2: spread at least the resampled rows'; limits widened by the mean's error
 FOLDER = "folder"  # the variant is the image's parent folder
 
 
@@ -85,7 +85,7 @@ def make_baseline(rows: Sequence[Mapping[str, object]], ref: Reference, window: 
     limits: dict[str, dict[str, Limits]] = {}
     for variant, vrows in by_variant.items():
         stats = [window_statistics(w, ref.stage1_threshold) for w in windows(vrows, window)]
-        got = baseline_limits(stats)
+        got = baseline_limits(stats, resampled_windows(vrows, window, ref.stage1_threshold))
         if not got:
             who = f"variant {variant!r}" if variant_column else "the baseline"
             raise DataError(f"{who}: {len(vrows)} row(s), {len(stats)} window(s) of {window}; the charts need at "
