@@ -72,12 +72,26 @@ def show_charts(r: Any) -> None:
 
 
 def show_baseline(b: Any) -> None:
+    import math
+
+    from osd.control_chart import HUMAN as CHART_HUMAN
+    from osd.control_chart import SHARES, STATISTICS
+
     bl = b.baseline
-    rows = [[v or "(the line)", name, f"{lim.mean:.4g}", f"{lim.sd:.3g}", lim.windows]
+
+    def mean(name: str, m: float) -> str:  # a share is charted on the arcsine scale; shown as a share
+        return f"{math.sin(m) ** 2:.3f}" if name in SHARES else f"{m:.4g}"
+
+    rows = [[v or "(the line)", CHART_HUMAN.get(name, name), mean(name, lim.mean), f"{lim.sd:.3g}", lim.windows]
             for v, per in bl.limits.items() for name, lim in per.items()]
-    show(table(f"The line's baseline: {bl.rows} rows in windows of {bl.window}", ["variant", "statistic", "mean",
-                                                                                    "sd between windows", "windows"],
-               rows, caption=f"against the {b.source}; kept at {b.path} (sealed; refused if the models are refitted)"))
+    show(table(f"The line's baseline: {bl.rows} rows in windows of {bl.window}",
+               ["variant", "statistic", "mean", "spread (charted scale)", "windows"], rows,
+               caption=f"against the {b.source}; kept at {b.path} (sealed; refused if the models are refitted)"))
+    for v, per in bl.limits.items():
+        missing = [CHART_HUMAN[s] for s in STATISTICS if s not in per]
+        if missing:
+            note(f"{v or 'the line'}: not charted: {', '.join(missing)} (fewer than 10 windows with 5 images behind "
+                 "the statistic, or no stage-1 reference: a larger --window, or more rows)")
     note("from now on osd monitor charts new rows against it (--false-alarm-every sets the rate)")
 
 

@@ -203,6 +203,7 @@ def control_chart(points: Sequence[Any], path: Path) -> Path:
         ax.set_xticks(x[::step], [pts[i].batch.split(": ")[-1] for i in x[::step]], rotation=25, ha="right",
                       fontsize=6)
     axes[0, 0].legend(fontsize=7, loc="upper left", ncol=3)
+    fig.subplots_adjust(hspace=0.95)  # room for each panel's batch labels below it and the next one's title
     fig.suptitle("osd monitor: control charts against the line's baseline (dashed: Shewhart limits, dotted: EWMA "
                  "limits)", fontsize=9)
     return _save(fig, path)
