@@ -78,7 +78,10 @@ def line(rows: dict[str, list[dict]], unknown: list[dict], new: list[dict], n: i
     return out
 
 
-def chart_alarms(stream: list[dict], baseline, window: int, threshold) -> list[int]:
+BY_STATISTIC: dict[str, int] = {}  # false alarms of the stationary stretches, by statistic and chart
+
+
+def chart_alarms(stream: list[dict], baseline, window: int, threshold, tally: bool = False) -> list[int]:
     """The image index at which each window with an alarm ends (the charts at the default rate)."""
     alarms = []
     for variant in baseline.limits:
@@ -88,8 +91,12 @@ def chart_alarms(stream: list[dict], baseline, window: int, threshold) -> list[i
             part = idx[k:k + window]
             if len(part) == window:
                 named.append((str(part[-1]), window_statistics([stream[i] for i in part], threshold)))
-        alarms += sorted({int(p.batch) for p in chart(named, baseline.limits[variant], window, variant=variant)
-                          if p.alarm})
+        points = [p for p in chart(named, baseline.limits[variant], window, variant=variant) if p.alarm]
+        if tally:
+            for p in points:
+                key = f"{p.statistic}:{p.alarm}"
+                BY_STATISTIC[key] = BY_STATISTIC.get(key, 0) + 1
+        alarms += sorted({int(p.batch) for p in points})
     return sorted(alarms)
 
 
@@ -152,10 +159,11 @@ def main() -> None:
         for w in sizes:
             base_rows = line(rows, steady, new, 2000, rng)
             baseline = make_baseline(base_rows, ref, w, "variant", ["simulated"])
+            BY_STATISTIC.clear()
             fa_chart = fa_batch = 0
             for _ in range(a.streams):
                 s = line(rows, steady, new, 10_000, rng)
-                fa_chart += len(chart_alarms(s, baseline, w, ref.stage1_threshold))
+                fa_chart += len(chart_alarms(s, baseline, w, ref.stage1_threshold, tally=True))
                 fa_batch += len(batch_alarms(s, ref, w))
             exposure = a.streams  # units of 10,000 images
             cell = {"false_alarms_per_10k": {
@@ -178,6 +186,7 @@ def main() -> None:
                             "within_500": [within / len(delays), *clopper_pearson(within, len(delays))]}
 
                 cell["delay"][change] = {"charts": summary(d_chart), "per_batch": summary(d_batch)}
+            cell["false_alarms_by_chart"] = dict(BY_STATISTIC)
             pool["sizes"][w] = cell
             fa = cell["false_alarms_per_10k"]
             print(f"pool {p + 1} batch {w:>3}: false alarms / 10k images: charts {fa['charts'][0]:.2f} "
@@ -185,7 +194,7 @@ def main() -> None:
                   f"[{fa['per_batch'][1]:.2f}, {fa['per_batch'][2]:.2f}]; " + "; ".join(
                       f"{c}: within 500 images charts {v['charts']['within_500'][0]:.2f} (median "
                       f"{v['charts']['median']}), per-batch {v['per_batch']['within_500'][0]:.2f}"
-                      for c, v in cell["delay"].items()), flush=True)
+                      for c, v in cell["delay"].items()) + f"; false alarms by chart {dict(BY_STATISTIC)}", flush=True)
         result["pools"].append(pool)
     if a.json:
         a.json.write_text(json.dumps(result, indent=2))

@@ -15,7 +15,6 @@ from osd.control_chart import (
     chart,
     ewma_arl,
     ewma_limit,
-    shewhart_limit,
     window_statistics,
     windows,
 )
@@ -43,10 +42,9 @@ def _line(n: int, rng, variant: str = "A", shift: float = 0.0, defects: float = 
 
 def test_the_ewma_limit_gives_the_tabled_run_length():
     """Lucas and Saccucci (1990): lambda 0.2, L 2.962 -> in-control ARL 500; a 1-sigma shift is found in ~10."""
-    assert ewma_arl(2.962) == pytest.approx(500, rel=0.01)
-    assert ewma_arl(2.962, shift=1.0) == pytest.approx(10.5, rel=0.05)
+    assert ewma_arl(2.962, 0.2) == pytest.approx(500, rel=0.01)
+    assert ewma_arl(2.962, 0.2, shift=1.0) == pytest.approx(10.5, rel=0.05)
     assert ewma_arl(ewma_limit(2000.0)) == pytest.approx(2000, rel=0.01)
-    assert shewhart_limit(370.4) == pytest.approx(3.0, abs=1e-3)
 
 
 def test_window_statistics_read_what_the_classifier_judges():
@@ -72,14 +70,15 @@ def test_runs_of_variants_are_in_control_when_the_baseline_holds_them():
     assert hits and hits[0].statistic == "stage1_scores"
 
 
-def test_a_small_persistent_change_is_found_by_the_ewma_before_the_batch_chart():
+def test_a_small_persistent_change_is_found_by_the_ewma_where_no_single_batch_stands_out():
     rng = np.random.default_rng(4)
     limits = baseline_limits([window_statistics(w, REF.stage1_threshold) for w in windows(_line(600, rng), 25)])
     drift = [(f"d{i}", window_statistics(w, REF.stage1_threshold)) for i, w in enumerate(windows(
         _line(1000, rng, shift=0.25), 25))]
     points = [p for p in chart(drift, limits, 25) if p.statistic == "stage1_scores"]
-    first = {kind: next((i for i, p in enumerate(points) if kind in p.alarm), None) for kind in ("ewma", "shewhart")}
-    assert first["ewma"] is not None and (first["shewhart"] is None or first["ewma"] <= first["shewhart"])
+    first = next((i for i, p in enumerate(points) if p.alarm), None)
+    assert first is not None and first <= 20  # within 500 images
+    assert max(abs(p.z) for p in points[: first + 1]) < 4  # no batch alone beyond a 4-sigma limit
 
 
 def test_a_share_never_seen_in_the_baseline_keeps_a_binomial_spread():

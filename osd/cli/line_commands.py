@@ -181,8 +181,8 @@ def monitor_cmd(
     """Do the study's thresholds still hold? Batches of predict rows against the line's baseline or the study.
 
     First, once: --make-baseline with rows of the line in control (its first days): the line's own limits,
-    kept beside the split or the bundle. From then on the rows are charted against it (a Shewhart and an
-    EWMA chart per statistic) at the stated --false-alarm-every rate; until then, each batch is tested
+    kept beside the split or the bundle. From then on the rows are charted against it (an EWMA chart per
+    statistic) at the stated --false-alarm-every rate; until then, each batch is tested
     against the study's reference (1% false drift per batch, so a long run of an unchanged line reads
     drift somewhere: every output says so).
 

@@ -65,10 +65,10 @@ def show_charts(r: Any) -> None:
     """With a baseline: a row per batch and statistic on its two charts."""
     from osd.control_chart import HUMAN as CHART_HUMAN
 
-    rows = [[p.batch, CHART_HUMAN.get(p.statistic, p.statistic), f"{p.value:.4g}", f"{p.z:+.2f} (±{p.shewhart_limit:.2f})",
+    rows = [[p.batch, CHART_HUMAN.get(p.statistic, p.statistic), f"{p.value:.4g}", f"{p.z:+.2f}",
              f"{p.ewma:+.2f} (±{p.ewma_limit:.2f})", p.alarm or "-"] for p in r.charts]
     show(table(f"Monitor: {len(r.statuses)} batch(es), charted against the line's baseline ({r.baseline})",
-               ["batch", "statistic", "value", "z (Shewhart limit)", "EWMA (limit)", "alarm"], rows, caption=r.rule))
+               ["batch", "statistic", "value", "z", "EWMA (limit)", "alarm"], rows, caption=r.rule))
 
 
 def show_baseline(b: Any) -> None:

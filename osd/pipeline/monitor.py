@@ -292,7 +292,7 @@ def _charted(source: str, files: list[tuple[str, list[JsonObject]]], ref: Refere
         raise DataError(f"rows of variant {unseen[0]!r} ({baseline.variant_column}), which the baseline ({path}) "
                         f"never saw (it knows {', '.join(repr(v) for v in baseline.limits)}): make a baseline that "
                         "holds it")
-    charts_n = sum(len(v) for v in baseline.limits.values()) * 2
+    charts_n = sum(len(v) for v in baseline.limits.values())
     points: list[ChartPoint] = []
     statuses: dict[str, str] = {}
     for variant, stream in streams.items():

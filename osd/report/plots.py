@@ -177,8 +177,8 @@ def monitor_chart(checks: Sequence[Any], batch_names: list[str], path: Path) -> 
 
 
 def control_chart(points: Sequence[Any], path: Path) -> Path:
-    """The control chart: a panel per (variant, statistic), its standardised value (dots, Shewhart limits
-    dashed) and its EWMA (line, its limits dotted) over the batches, the alarms marked red."""
+    """The control chart: a panel per (variant, statistic), its standardised value (dots) and its EWMA
+    (line, its limits dotted) over the batches, the alarms marked red."""
     from osd.control_chart import HUMAN
 
     plt = _plt()
@@ -191,12 +191,9 @@ def control_chart(points: Sequence[Any], path: Path) -> Path:
         ax.plot(x, [p.ewma for p in pts], "-", color="tab:blue", lw=1.4, label="EWMA")
         ax.plot(x, [p.ewma_limit for p in pts], ":", color="tab:blue", lw=1)
         ax.plot(x, [-p.ewma_limit for p in pts], ":", color="tab:blue", lw=1)
-        ax.axhline(pts[0].shewhart_limit, color="0.4", ls="--", lw=0.8)
-        ax.axhline(-pts[0].shewhart_limit, color="0.4", ls="--", lw=0.8)
         bad = [i for i, p in enumerate(pts) if p.alarm]
         if bad:
-            ax.plot(bad, [pts[i].ewma if "ewma" in pts[i].alarm else pts[i].z for i in bad], "x", color="red", ms=8,
-                    mew=2, label="alarm")
+            ax.plot(bad, [pts[i].ewma for i in bad], "x", color="red", ms=8, mew=2, label="alarm")
         ax.set_ylabel("z", fontsize=8)
         ax.set_title(f"{variant + ': ' if variant else ''}{HUMAN.get(stat, stat)}", fontsize=9, loc="left")
         step = max(1, len(pts) // 12)
@@ -204,8 +201,8 @@ def control_chart(points: Sequence[Any], path: Path) -> Path:
                       fontsize=6)
     axes[0, 0].legend(fontsize=7, loc="upper left", ncol=3)
     fig.subplots_adjust(hspace=0.95)  # room for each panel's batch labels below it and the next one's title
-    fig.suptitle("osd monitor: control charts against the line's baseline (dashed: Shewhart limits, dotted: EWMA "
-                 "limits)", fontsize=9)
+    fig.suptitle("osd monitor: EWMA charts against the line's baseline (dots: each batch's z; dotted: the "
+                 "EWMA's limits)", fontsize=9)
     return _save(fig, path)
 
 
