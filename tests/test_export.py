@@ -128,3 +128,43 @@ def test_a_corrupted_or_truncated_graph_is_refused_in_one_line(tiny_project: Pat
     graph.write_bytes(good[: len(good) // 3])  # cut short: onnxruntime's InvalidProtobuf, never a traceback
     r = runner.invoke(app, args)
     assert r.exit_code == 1 and str(graph) in r.output and "Traceback" not in r.output, r.output
+
+
+def test_an_export_folder_of_another_split_is_not_overwritten(tmp_path):
+    """Issue 51, item 6: exporting split a into split b's bundle replaced it silently."""
+    import json as _json
+
+    import pytest as _pytest
+
+    from osd.errors import ConfigError
+    from osd.pipeline.export import _refuse_other_split
+
+    (tmp_path / "model_card.json").write_text(_json.dumps({"split": "b"}))
+    with _pytest.raises(ConfigError, match="holds split b's export; exporting split a there would replace it"):
+        _refuse_other_split(tmp_path, "a")
+    _refuse_other_split(tmp_path, "b")  # the same split: made again in place
+    _refuse_other_split(tmp_path / "new", "a")  # an empty folder
+
+
+def test_a_bundle_s_rebuild_hint_names_its_split_and_never_run_all(tmp_path, capsys):
+    import json as _json
+
+    from osd.cli.shared import command
+    from osd.errors import ArtifactError
+    from osd.pipeline.monitor import _split_of
+
+    (tmp_path / "model_card.json").write_text(_json.dumps({"split": "b"}))
+    assert _split_of(tmp_path) == " --split b" and _split_of(tmp_path / "none") == ""
+
+    @command
+    def broken(debug: bool = False) -> None:
+        raise ArtifactError("bundle damaged", rebuild=f"export{_split_of(tmp_path)} --out {tmp_path}")
+
+    import pytest as _pytest
+    import typer
+
+    with _pytest.raises(typer.Exit):
+        broken()
+    got = capsys.readouterr()
+    text = " ".join((got.err + got.out).split())
+    assert "export --split b --out" in text and "run-all" not in text
