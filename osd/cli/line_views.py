@@ -38,9 +38,10 @@ def show_monitor(r: Any) -> None:
         show_charts(r)
         for msg in r.notes:
             note(msg)
-        colour = {"ok": "green", "drift": "red"}
-        for name, status in r.statuses.items():
-            out.print(f"[{colour.get(status, 'dim')}]{name}: {'alarm' if status == 'drift' else status}[/]")
+        alarms = [name for name, status in r.statuses.items() if status == "drift"]
+        out.print(f"[red]alarm in {len(alarms)} of {len(r.statuses)} batch(es): {', '.join(alarms[:6])}"
+                  f"{' ...' if len(alarms) > 6 else ''}[/]" if alarms else
+                  f"[green]no alarm in {len(r.statuses)} batch(es)[/]")
         for path in (r.plot, r.page):
             if path:
                 note(f"control chart: {path}")
@@ -62,13 +63,22 @@ def show_monitor(r: Any) -> None:
 
 
 def show_charts(r: Any) -> None:
-    """With a baseline: a row per batch and statistic on its two charts."""
+    """With a baseline: a row per batch, a column per statistic (its value, the EWMA against its limit, the
+    alarm marked)."""
     from osd.control_chart import HUMAN as CHART_HUMAN
 
-    rows = [[p.batch, CHART_HUMAN.get(p.statistic, p.statistic), f"{p.value:.4g}", f"{p.z:+.2f}",
-             f"{p.ewma:+.2f} (±{p.ewma_limit:.2f})", p.alarm or "-"] for p in r.charts]
+    names = list(dict.fromkeys((p.variant, p.statistic) for p in r.charts))
+    cell = {(p.batch, p.variant, p.statistic): p for p in r.charts}
+
+    def shown(p: Any) -> str:
+        mark = "[red]ALARM[/] " if p.alarm else ""
+        return f"{mark}{p.value:.4g}\nEWMA {p.ewma:+.2f} (±{p.ewma_limit:.2f})"
+
+    rows = [[batch, *(shown(cell[(batch, v, n)]) if (batch, v, n) in cell else "-" for v, n in names),
+             "alarm" if status == "drift" else status] for batch, status in r.statuses.items()]
     show(table(f"Monitor: {len(r.statuses)} batch(es), charted against the line's baseline ({r.baseline})",
-               ["batch", "statistic", "value", "z", "EWMA (limit)", "alarm"], rows, caption=r.rule))
+               ["batch", *(f"{v + ': ' if v else ''}{CHART_HUMAN.get(n, n)}" for v, n in names), "status"], rows,
+               caption=r.rule))
 
 
 def show_baseline(b: Any) -> None:
