@@ -194,3 +194,24 @@ def test_the_stated_rate_holds_with_a_small_baseline_and_skewed_shares():
     stream = [(str(i), window_statistics(w, None)) for i, w in enumerate(windows(rows(30_000), 25))]
     alarms = sum(bool(p.alarm) for p in chart(stream, limits, 25, false_alarm_every=10_000))
     assert alarms <= 8
+
+
+def test_the_command_line_makes_a_baseline_then_charts_and_exits_4_on_an_alarm(line):
+    from typer.testing import CliRunner
+
+    from osd.cli.app import app
+
+    tmp, where, _ = line
+    (tmp / "osd.toml").write_text("")
+    rng = np.random.default_rng(9)
+    first = _csv(tmp / "first.csv", _line(600, rng))
+    r = CliRunner().invoke(app, ["monitor", str(first), "-p", str(tmp), "--make-baseline", "--window", "25"])
+    assert r.exit_code == 0 and "The line's baseline: 600 rows in windows of 25" in r.output, r.output
+    same = _csv(tmp / "same.csv", _line(300, rng))
+    r = CliRunner().invoke(app, ["monitor", str(same), "-p", str(tmp)])
+    assert r.exit_code == 0 and "no alarm in 12 batch(es)" in r.output, r.output
+    darker = _csv(tmp / "darker.csv", _line(300, rng) + _line(300, rng, shift=1.0))
+    r = CliRunner().invoke(app, ["monitor", str(darker), "-p", str(tmp), "--json"])
+    assert r.exit_code == 4 and json.loads(r.stdout)["charts"], r.output
+    r = CliRunner().invoke(app, ["monitor", str(same), "-p", str(tmp), "--variant-column", "variant"])
+    assert r.exit_code == 1 and "--variant-column is a setting of the baseline" in r.output
