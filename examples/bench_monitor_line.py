@@ -1,7 +1,7 @@
 """A simulated line for ``osd monitor``: false alarms per 10,000 images and detection delays (issue 49).
 
     python examples/bench_monitor_line.py PROJECT [--split cr-sc] [--pools 3] [--sizes 25,50,100]
-        [--streams 20] [--reps 40] [--set KEY=VALUE ...] [--json OUT]
+        [--streams 20] [--reps 40] [--baseline-images 2000] [--set KEY=VALUE ...] [--json OUT]
 
 The line is built from the real data's images, through the project's own ``Predictor`` (every image
 predicted once per condition) and the monitor's own functions:
@@ -11,8 +11,8 @@ predicted once per condition) and the monitor's own functions:
   harmless difference the line makes every day): production in lots;
 - the images are cut into ``--pools`` pools that **share no image** (each class's images dealt out in
   turn); each pool is its own line;
-- **Phase I**: a baseline from the first 2,000 images of the line (:func:`osd.pipeline.baseline.make_baseline`,
-  one variant column, windows of the batch size);
+- **Phase I**: a baseline from the first ``--baseline-images`` (2,000) images of the line
+  (:func:`osd.pipeline.baseline.make_baseline`, one variant column, windows of the batch size);
 - **stationary**: ``--streams`` stretches of 10,000 images each, the same line: the false alarms
   counted per 10,000 images, with an exact Poisson 95% interval, for the charts at the default rate (one
   per 10,000 images) and for the per-batch rule without a baseline (``check_batch`` against the study's
@@ -114,6 +114,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="25,50,100")
     ap.add_argument("--streams", type=int, default=20)
     ap.add_argument("--reps", type=int, default=40)
+    ap.add_argument("--baseline-images", type=int, default=2000, help="the first stretch the baseline is made from")
     ap.add_argument("--set", action="append", default=[], dest="settings")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
@@ -157,7 +158,7 @@ def main() -> None:
         steady, new = predicted(steady_pools[p], "A"), predicted(new_pools[p], "A")
         pool: dict = {"known_images": len(known_pools[p]), "sizes": {}}
         for w in sizes:
-            base_rows = line(rows, steady, new, 2000, rng)
+            base_rows = line(rows, steady, new, a.baseline_images, rng)
             baseline = make_baseline(base_rows, ref, w, "variant", ["simulated"])
             BY_STATISTIC.clear()
             fa_chart = fa_batch = 0

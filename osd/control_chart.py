@@ -3,8 +3,9 @@
 Pure statistics (arrays and rows in, numbers out); :mod:`osd.pipeline.monitor` reads and stores.
 
 **What is charted.** Each batch (a window of ``w`` consecutive images) gives one number per
-statistic (:data:`STATISTICS`): the share stage 1 flags, the median stage-1 score of the images it
-passes, the median log one-stage distance of the images the classifier judges, and the share of
+statistic (:data:`STATISTICS`): the share stage 1 flags, the interquartile mean (the mean of the middle
+half: :func:`central`) of the stage-1 scores of the images it passes and of the log one-stage distances
+of the images the classifier judges, and the share of
 those called unknown (a share on Anscombe's arcsine scale: :func:`charted`). A statistic is
 standardised by the **baseline**: the mean and the standard
 deviation of that statistic over the baseline's own windows, so the variation between windows that
@@ -43,8 +44,8 @@ import numpy as np
 from osd.types import JsonObject
 
 STATISTICS = ("stage1_flagged", "stage1_scores", "distances", "unknown_share")
-HUMAN = {"stage1_flagged": "share flagged defect", "stage1_scores": "median stage-1 score (passed)",
-         "distances": "median log distance (judged)", "unknown_share": "share called unknown"}
+HUMAN = {"stage1_flagged": "share flagged defect", "stage1_scores": "stage-1 score (passed, middle half's mean)",
+         "distances": "log distance (judged, middle half's mean)", "unknown_share": "share called unknown"}
 LAMBDA = 0.1  # robust to the statistics' non-normal tails (Borror, Montgomery and Runger, 1999)
 MIN_WINDOWS = 10  # a baseline's mean and spread from fewer windows move the limits more than the rate allows
 MIN_VALUES = 5  # a statistic of a window needs this many images behind it
@@ -53,6 +54,16 @@ GUARANTEE = 1.645  # the baseline mean's error allowed for: its 95th percentile 
 
 
 SHARES = ("stage1_flagged", "unknown_share")
+
+
+def central(values: np.ndarray) -> float:
+    """The interquartile mean (scipy's ``trim_mean`` cutting a quarter at each end): as robust to a few
+    outlying images (a steady share of unknowns) as the median, and, unlike a window's median over the
+    images a line repeats, nearly normal from window to window (measured on the real line: the median left
+    1.3-1.9% of windows beyond 3.5 sd, and its chart missed the stated rate)."""
+    from scipy.stats import trim_mean
+
+    return float(trim_mean(values, 0.25))
 
 
 def window_statistics(rows: Sequence[Mapping[str, object]], stage1_threshold: float | None) -> dict[str, float]:
@@ -68,12 +79,12 @@ def window_statistics(rows: Sequence[Mapping[str, object]], stage1_threshold: fl
             out["stage1_flagged"], out["n:stage1_flagged"] = float(np.mean(s1 > stage1_threshold)), float(s1.size)
         passed = s1[s1 <= stage1_threshold]
         if passed.size >= MIN_VALUES:
-            out["stage1_scores"] = float(np.median(passed))
+            out["stage1_scores"] = central(passed)
         judged = [r for r in ok if r.get("stage1_score") not in (None, "")
                   and float(r["stage1_score"]) > stage1_threshold]
     d = np.array([float(r["one_stage_score"]) for r in judged if r.get("one_stage_score") not in (None, "")])
     if d.size >= MIN_VALUES:
-        out["distances"] = float(np.median(np.log1p(np.maximum(d, 0.0))))
+        out["distances"] = central(np.log1p(np.maximum(d, 0.0)))
         out["unknown_share"] = float(np.mean([r.get("one_stage") == "unknown" for r in judged
                                               if r.get("one_stage_score") not in (None, "")]))
         out["n:unknown_share"] = float(d.size)
@@ -98,7 +109,7 @@ class Limits:
 def charted(name: str, stats: Mapping[str, float]) -> float:
     """The value a chart standardises: a share on Anscombe's arcsine scale, asin(sqrt((k + 3/8) / (n + 3/4))),
     where a binomial count's spread no longer depends on its rate and its skew at a few counts in a window
-    is mostly gone (a share of 2 in 25 has a long upper tail that a normal limit under-reads); a median as
+    is mostly gone (a share of 2 in 25 has a long upper tail that a normal limit under-reads); a location as
     it is."""
     x = float(stats[name])
     if name not in SHARES:
@@ -116,7 +127,7 @@ def baseline_limits(per_window: Sequence[Mapping[str, float]],
     of the same size: the spread the rows alone imply, estimated from many windows where the baseline has
     few). A share's spread is at least the binomial one of its typical window (a baseline in which no image
     was called unknown must not make the first unknown an alarm: its share is taken as at least half an
-    image over the whole baseline); a median's is kept above 0."""
+    image over the whole baseline); a location's is kept above 0."""
     out = {}
     for name in STATISTICS:
         v = np.array([charted(name, w) for w in per_window if name in w], float)

@@ -24,7 +24,8 @@ from osd.errors import ArtifactError, DataError
 from osd.monitor import Reference
 from osd.types import JsonObject
 
-BASELINE_VERSION = "monitor-baseline/2"  # 2: spread at least the resampled rows'; limits widened by the mean's error
+# 3: interquartile means, not medians; 2: the spread at least the resampled rows'; limits widened by the error
+BASELINE_VERSION = "monitor-baseline/3"
 FOLDER = "folder"  # the variant is the image's parent folder
 
 
