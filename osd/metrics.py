@@ -167,11 +167,9 @@ class EncodedResults:
 
     @staticmethod
     def _auroc(y: np.ndarray, s: np.ndarray) -> float:
-        from scipy.stats import rankdata
+        from osd.ranking_intervals import mann_whitney_auc  # the one rank-sum AUROC
 
-        n_pos, n_neg = int(y.sum()), int((~y).sum())
-        r = rankdata(s)
-        return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+        return mann_whitney_auc(s[y], s[~y])
 
     @staticmethod
     def _average_precision(y: np.ndarray, s: np.ndarray) -> float:

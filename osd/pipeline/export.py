@@ -26,7 +26,7 @@ from osd import artifacts
 from osd.errors import ArtifactError, ConfigError
 from osd.pipeline.chain import Chain, load_chain
 from osd.pipeline.job import Job
-from osd.pipeline.onnx_engine import need_onnx
+from osd.pipeline.onnx_engine import card_split, need_onnx
 from osd.progress import Reporter, ensure
 from osd.records import Record
 from osd.types import JsonObject
@@ -250,13 +250,7 @@ def export(job: Job, split: str, approach: str = "both", out: Path | None = None
 def _refuse_other_split(out: Path, split: str) -> None:
     """An export folder that holds another split's bundle is not overwritten by this one (a line's inspection
     PC would silently score with other classes): one line naming both."""
-    card_path = artifacts.Layout.export_card(out)
-    if not card_path.is_file():
-        return
-    try:
-        held = json.loads(card_path.read_text(encoding="utf-8")).get("split")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return  # a damaged card: the export is made again, as its own check says
+    held = card_split(out)  # None: no card, or a damaged one (the export is made again, as its own check says)
     if held and held != split:
         raise ConfigError(f"--out {out}: it holds split {held}'s export; exporting split {split} there would replace it "
                           f"(choose another --out, or remove {out} first)")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from osd import artifacts
-from osd.control_chart import FALSE_ALARM_EVERY, ChartPoint, chart, rate_words, window_statistics
+from osd.control_chart import FALSE_ALARM_EVERY, ChartPoint, chart, rate_words, window_statistics, windows
 from osd.errors import ArtifactError, DataError
 from osd.monitor import DRIFT, OK, RULE, Check, Reference, batch_status, batches, check_batch
 from osd.pipeline.baseline import FOLDER, Baseline, make_baseline, read_baseline, variant_of, write_baseline
@@ -66,13 +66,10 @@ def write_reference(ref: Reference, path: Path) -> Path:
 
 def _split_of(folder: Path) -> str:
     """`` --split X`` for a rebuild hint where the bundle's card still says its split (else nothing)."""
-    import json
+    from osd.pipeline.onnx_engine import card_split
 
-    try:
-        split = json.loads(artifacts.Layout.export_card(folder).read_text(encoding="utf-8")).get("split")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return ""
-    return f" --split {split}" if isinstance(split, str) and split not in ("", "-") else ""
+    split = card_split(folder)
+    return f" --split {split}" if split not in (None, "-") else ""
 
 
 def bundle_reference(folder: Path) -> Reference:
@@ -296,21 +293,22 @@ def _charted(source: str, files: list[tuple[str, list[JsonObject]]], ref: Refere
     points: list[ChartPoint] = []
     statuses: dict[str, str] = {}
     for variant, stream in streams.items():
-        named = []
-        for part in [stream[k:k + baseline.window] for k in range(0, len(stream), baseline.window)]:
-            if len(part) < max(1, baseline.window // 2):
-                notes.append(f"the last {len(part)} row(s){f' of {variant}' if variant else ''}: fewer than half a "
-                             "window, not charted")
-                continue
-            label = f"{variant + ': ' if variant else ''}rows {part[0][0]}-{part[-1][0]}"
-            named.append((label, window_statistics([r for _, r in part], ref.stage1_threshold)))
+        parts = windows(stream, baseline.window)  # the baseline's own rule: a last window of half or more
+        left = len(stream) - sum(len(p) for p in parts)
+        if left:
+            notes.append(f"the last {left} row(s){f' of {variant}' if variant else ''}: fewer than half a window, "
+                         "not charted")
+        named = [(f"{variant + ': ' if variant else ''}rows {part[0][0]}-{part[-1][0]}",
+                  window_statistics([r for _, r in part], ref.stage1_threshold)) for part in parts]
         # the rate is per image of the line: an image is charted in its own variant's charts only, so each
         # variant's charts share the whole rate among themselves
         got = chart(named, baseline.limits[variant], baseline.window, false_alarm_every, variant)
         points += got
+        alarmed: dict[str, bool] = {}
+        for p in got:
+            alarmed[p.batch] = alarmed.get(p.batch, False) or bool(p.alarm)
         for label, _ in named:
-            hit = [p for p in got if p.batch == label]
-            statuses[label] = "not tested" if not hit else DRIFT if any(p.alarm for p in hit) else OK
+            statuses[label] = "not tested" if label not in alarmed else DRIFT if alarmed[label] else OK
     return MonitorResult(source, [], statuses, rule=rate_words(false_alarm_every, baseline.window, charts_n),
                          notes=notes, charts=points, baseline=str(path))
 

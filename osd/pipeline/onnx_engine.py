@@ -44,6 +44,18 @@ def verify(folder: Path, rebuild: str) -> None:
                                 "cut short)", rebuild=rebuild)
 
 
+def card_split(folder: Path) -> str | None:
+    """The split an export folder's model card names ("-" for a detection study), or None where there is no
+    readable card: for hints and refusals that must not fail on a damaged bundle themselves."""
+    import json
+
+    try:
+        split = json.loads(artifacts.Layout.export_card(folder).read_text(encoding="utf-8")).get("split")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return split if isinstance(split, str) and split else None
+
+
 def read_card(folder: Path, rebuild: str) -> JsonObject:
     """The export's model card; a missing one is "no ONNX export", a damaged one is named as the cause."""
     import json
